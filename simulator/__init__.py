@@ -1,0 +1,10 @@
+"""Labelled LLM-API traffic: benign populations and distillation campaigns, deterministic by seed.
+
+Pure standard library; the only I/O is `write_files`. See docs/simulator.md.
+"""
+
+from .generate import account_labels, generate_events, write_files
+from .populations import GROUPS, LABELS
+from .scenario import Scenario
+
+__all__ = ["GROUPS", "LABELS", "Scenario", "account_labels", "generate_events", "write_files"]

@@ -1,0 +1,81 @@
+"""`python -m simulator`: per-group account and event counts of a scenario, and generation speed.
+
+    python -m simulator                      # Scenario.default(), seed 7
+    python -m simulator --small --seed 3     # the test scenario
+    python -m simulator --multiplier 10 --jitter 0.5 --rotate-ip
+    python -m simulator --out /tmp/sim       # also write events.jsonl and labels.jsonl
+
+The project's CLI (`distillguard simulate`) is the supported way to write files; this entry point
+is for looking at a scenario quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections import Counter
+from pathlib import Path
+
+from .generate import generate_events, group_counts, write_files
+from .populations import build_accounts
+from .scenario import Scenario
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    base = Scenario.small(seed=args.seed) if args.small else Scenario(seed=args.seed)
+    changes: dict[str, object] = {}
+    if args.scale is not None:
+        changes["scale"] = args.scale
+    if args.duration_h is not None:
+        changes["duration_h"] = args.duration_h
+    if args.multiplier is not None:
+        changes["campaign_account_multiplier"] = args.multiplier
+    if args.jitter is not None:
+        changes["timing_jitter"] = args.jitter
+    if args.rotate_ip:
+        changes["rotate_ip_per_request"] = True
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--small", action="store_true", help="start from Scenario.small()")
+    p.add_argument("--scale", type=float)
+    p.add_argument("--duration-h", type=float)
+    p.add_argument("--multiplier", type=float, help="campaign_account_multiplier")
+    p.add_argument("--jitter", type=float, help="timing_jitter")
+    p.add_argument("--rotate-ip", action="store_true", help="rotate_ip_per_request")
+    p.add_argument("--out", type=Path, help="write events.jsonl and labels.jsonl here")
+    args = p.parse_args(argv)
+    sc = _scenario(args)
+
+    started = time.perf_counter()
+    if args.out is not None:
+        counts = write_files(sc, args.out)
+        what = f"written to {args.out}"
+    else:
+        group_of = {a.account_id: a.group for a in build_accounts(sc)}
+        events: Counter[str] = Counter()
+        for event in generate_events(sc):
+            events[group_of[event["account_id"]]] += 1
+        counts = group_counts(Counter(group_of.values()), events)
+        what = "generated (generate_events, including account set-up)"
+    elapsed = time.perf_counter() - started
+
+    total_a = sum(c["accounts"] for c in counts.values())
+    total_e = sum(c["events"] for c in counts.values())
+    print(f"seed={sc.seed} duration_h={sc.duration_h} scale={sc.scale} "
+          f"multiplier={sc.campaign_account_multiplier} jitter={sc.timing_jitter} "
+          f"rotate_ip={sc.rotate_ip_per_request}")
+    print(f"| {'group':<17} | {'label':<6} | {'accounts':>8} | {'events':>8} |")
+    print(f"|{'-' * 19}|{'-' * 8}|{'-' * 10}|{'-' * 10}|")
+    for group, c in counts.items():
+        print(f"| {group:<17} | {c['label']:<6} | {c['accounts']:>8,} | {c['events']:>8,} |")
+    print(f"| {'total':<17} | {'':<6} | {total_a:>8,} | {total_e:>8,} |")
+    print(f"{total_e:,} events {what} in {elapsed:.2f} s: {total_e / elapsed:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()
