@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .populations import GROUPS, LABELS, Account, build_accounts
 from .scenario import Scenario

@@ -114,7 +114,7 @@ for _net in RESIDENTIAL:
 class Picker:
     """Weighted choice with precomputed cumulative weights (random.choices is slower per call)."""
 
-    __slots__ = ("items", "cum", "total")
+    __slots__ = ("cum", "items", "total")
 
     def __init__(self, weighted: list[tuple[Any, float]] | tuple[tuple[Any, float], ...]):
         self.items = [item for item, _ in weighted]
@@ -136,7 +136,8 @@ ALL_RESIDENTIAL = Picker([(n, n.weight * COUNTRY_WEIGHTS.get(n.country, 1.0) / s
 
 
 def isp_in(country: str, rng: random.Random) -> Network:
-    return _ISP_IN[country].pick(rng)
+    isp: Network = _ISP_IN[country].pick(rng)
+    return isp
 
 
 def v4_in(net: Network, rng: random.Random) -> str:

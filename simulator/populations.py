@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from . import network as net
 from .network import Picker
@@ -49,8 +51,8 @@ ERR_PUSHY = (0.040, 0.045, 0.050)  # clients that run into rate limits
 
 class Account:
     __slots__ = (
-        "account_id", "group", "label", "org_id", "payment_fingerprint", "created_ts",
-        "user_agent", "keys", "ip", "asn", "country", "times", "marks", "rng", "pop", "state",
+        "account_id", "asn", "country", "created_ts", "group", "ip", "keys", "label", "marks",
+        "org_id", "payment_fingerprint", "pop", "rng", "state", "times", "user_agent",
     )
 
     def __init__(self, pop: Population, rng: random.Random, account_id: str) -> None:
@@ -122,17 +124,18 @@ def stochastic_round(x: float, rng: random.Random) -> int:
     return base + (1 if rng.random() < x - base else 0)
 
 
-def finalize_times(a: Account, timed: list[tuple[float, int]] | list[float], t0: float,
-                   t1: float) -> None:
-    """Sort, round to milliseconds, keep [t0, t1); marks travel with their times."""
-    if timed and isinstance(timed[0], tuple):
-        pairs = sorted((round(t, 3), m) for t, m in timed if t0 <= t < t1)  # type: ignore[misc]
-        pairs = [(t, m) for t, m in pairs if t < t1]
-        a.times = [t for t, _ in pairs]
-        a.marks = [m for _, m in pairs]
-    else:
-        a.times = sorted(round(t, 3) for t in timed if t0 <= t < t1)  # type: ignore[arg-type]
-        a.times = [t for t in a.times if t < t1]
+def finalize_times(a: Account, times: list[float], t0: float, t1: float) -> None:
+    """Sort, round to milliseconds, keep [t0, t1)."""
+    rounded = sorted(round(t, 3) for t in times if t0 <= t < t1)
+    a.times = [t for t in rounded if t < t1]  # rounding may reach t1
+
+
+def finalize_marked(a: Account, timed: list[tuple[float, int]], t0: float, t1: float) -> None:
+    """Like finalize_times; each time's mark (sequence position, template...) travels with it."""
+    pairs = sorted((round(t, 3), m) for t, m in timed if t0 <= t < t1)
+    pairs = [(t, m) for t, m in pairs if t < t1]
+    a.times = [t for t, _ in pairs]
+    a.marks = [m for _, m in pairs]
 
 
 def old_created(rng: random.Random, start: float, min_days: float, max_days: float) -> float:
@@ -148,7 +151,7 @@ def category_picker(weights: dict[str, float]) -> Picker:
 class ModelChooser:
     """Large/small split, with a share of large requests moving to the new model after release."""
 
-    __slots__ = ("large_share", "release_ts", "cap", "ramp_s")
+    __slots__ = ("cap", "large_share", "ramp_s", "release_ts")
 
     def __init__(self, sc: Scenario, large_share: float, cap: float, ramp_h: float) -> None:
         self.large_share = large_share
@@ -184,8 +187,7 @@ def make_event(
         if reasoning:
             mu_c += 0.8
         completion = int(_exp(mu_c + s_c * gauss()) * completion_scale) + 1
-        if completion > MAX_COMPLETION:
-            completion = MAX_COMPLETION
+        completion = min(completion, MAX_COMPLETION)
         per_token = 7.0 if model == SMALL else 20.0
         latency: int = int((250.0 + completion * per_token) * _exp(0.25 * gauss()))
     else:
@@ -281,7 +283,7 @@ _ORDINARY_CATEGORIES = {"chat": 30, "writing": 18, "coding": 25, "reasoning": 5,
 class _PersonalState:
     """What an individual user carries between requests."""
 
-    __slots__ = ("cats", "system_prompts", "recent", "alt", "extra")
+    __slots__ = ("alt", "cats", "extra", "recent", "system_prompts")
 
     def __init__(self, cats: Picker, system_prompts: list[str | None],
                  alt: tuple[str, int, str] | None) -> None:
@@ -367,6 +369,9 @@ class Ordinary(Population):
                 simhash = random_simhash(rng)
                 if len(st.recent) < 20:
                     st.recent.append(simhash)
+        ip: str
+        asn: int | None
+        country: str | None
         if st.alt is not None and rng.random() < 0.2:
             ip, asn, country = st.alt
         else:
@@ -384,22 +389,41 @@ class Ordinary(Population):
         return self.personal_request(a, ts, a.state, repeat_share=self.k.repeat_share)
 
 
-_ENTERPRISE_PROFILES: tuple[dict[str, Any], ...] = (
-    # code-review bot in CI
-    {"cats": {"coding": 1.0}, "tools": (0, 0), "reasoning": 0.05, "large": 0.7, "scale": 1.0},
-    # customer-support assistant
-    {"cats": {"chat": 0.8, "writing": 0.2}, "tools": (2, 6), "reasoning": 0.0, "large": 0.2,
-     "scale": 0.8},
-    # document extraction pipeline
-    {"cats": {"other": 0.8, "writing": 0.2}, "tools": (1, 1), "reasoning": 0.0, "large": 0.3,
-     "scale": 0.6},
-    # agentic data-analysis product
-    {"cats": {"tool_use": 0.7, "coding": 0.3}, "tools": (4, 12), "reasoning": 0.2, "large": 0.8,
-     "scale": 1.2},
-    # synthetic-data team distilling its own fine-tunes: legitimate, reasoning-heavy batch
-    {"cats": {"reasoning": 0.6, "math": 0.4}, "tools": (0, 0), "reasoning": 0.7, "large": 0.9,
-     "scale": 1.5},
+@dataclass(frozen=True)
+class _Profile:
+    """What an enterprise product sends."""
+
+    cats: dict[str, float]
+    tools: tuple[int, int]
+    reasoning: float
+    large: float  # share of requests on the large model
+    scale: float  # completion length relative to the category's median
+
+
+_ENTERPRISE_PROFILES: tuple[_Profile, ...] = (
+    _Profile({"coding": 1.0}, (0, 0), 0.05, 0.7, 1.0),  # code-review bot in CI
+    _Profile({"chat": 0.8, "writing": 0.2}, (2, 6), 0.0, 0.2, 0.8),  # support assistant
+    _Profile({"other": 0.8, "writing": 0.2}, (1, 1), 0.0, 0.3, 0.6),  # document extraction
+    _Profile({"tool_use": 0.7, "coding": 0.3}, (4, 12), 0.2, 0.8, 1.2),  # data-analysis agent
+    # a synthetic-data team distilling its own fine-tunes: legitimate, reasoning-heavy batches
+    _Profile({"reasoning": 0.6, "math": 0.4}, (0, 0), 0.7, 0.9, 1.5),
 )
+
+
+@dataclass
+class _Org:
+    org_id: str
+    payment_fingerprint: str
+    prefix: tuple[int, int, int]  # its /24 at the cloud provider
+    asn: int
+    country: str
+    user_agent: str
+    system_prompt: str
+    templates: list[int]
+    cats: Picker
+    profile: _Profile
+    models: ModelChooser
+    created: float
 
 
 class Enterprise(Population):
@@ -408,36 +432,34 @@ class Enterprise(Population):
     def build(self) -> list[Account]:
         k = self.sc.enterprise
         prng = self.rng
-        self.orgs: list[dict[str, Any]] = []
         out = []
         idx = 0
         for o in range(self.sc.accounts(k.orgs)):
             cloud = net.CLOUD[prng.randrange(len(net.CLOUD))]
             prof = _ENTERPRISE_PROFILES[o % len(_ENTERPRISE_PROFILES)]
-            org = {
-                "org_id": self.mint.new("org-", prng),
-                "pf": self.mint.new("pf-", prng),
-                "prefix": net.v4_prefix24(cloud, prng),
-                "asn": cloud.asn,
-                "country": prng.choice(("US", "US", "US", "DE", "GB", "JP", "IE")),
-                "ua": net.sdk_user_agent(prng),
-                "system_prompt": hash_id(prng),
-                "templates": [random_simhash(prng) for _ in range(max(1, k.templates_per_org))],
-                "cats": category_picker(prof["cats"]),
-                "prof": prof,
-                "models": ModelChooser(self.sc, prof["large"], cap=0.0, ramp_h=1.0),  # pinned
-                "created": old_created(prng, self.t0, 365, 1500),
-            }
-            self.orgs.append(org)
+            org = _Org(
+                org_id=self.mint.new("org-", prng),
+                payment_fingerprint=self.mint.new("pf-", prng),
+                prefix=net.v4_prefix24(cloud, prng),
+                asn=cloud.asn,
+                country=prng.choice(("US", "US", "US", "DE", "GB", "JP", "IE")),
+                user_agent=net.sdk_user_agent(prng),
+                system_prompt=hash_id(prng),
+                templates=[random_simhash(prng) for _ in range(max(1, k.templates_per_org))],
+                cats=category_picker(prof.cats),
+                profile=prof,
+                models=ModelChooser(self.sc, prof.large, cap=0.0, ramp_h=1.0),  # pinned model
+                created=old_created(prng, self.t0, 365, 1500),
+            )
             for _ in range(prng.randint(k.min_accounts_per_org, k.max_accounts_per_org)):
                 a = self.new_account(idx)
                 idx += 1
                 rng = a.rng
-                a.org_id, a.payment_fingerprint = org["org_id"], org["pf"]
-                a.user_agent, a.asn, a.country = org["ua"], org["asn"], org["country"]
-                a.created_ts = org["created"] + float(round(rng.uniform(0, 300) * DAY))
+                a.org_id, a.payment_fingerprint = org.org_id, org.payment_fingerprint
+                a.user_agent, a.asn, a.country = org.user_agent, org.asn, org.country
+                a.created_ts = org.created + float(round(rng.uniform(0, 300) * DAY))
                 a.keys = [self.mint.new("key-", rng) for _ in range(rng.randint(1, 2))]
-                ips = [net.v4_host(org["prefix"], rng) for _ in range(rng.randint(2, 4))]
+                ips = [net.v4_host(org.prefix, rng) for _ in range(rng.randint(2, 4))]
                 a.ip = ips[0]
                 a.state = (org, ips)
                 rate = k.requests_per_min / 60.0 * rng.uniform(0.7, 1.3)
@@ -453,18 +475,16 @@ class Enterprise(Population):
 
     def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
         rng = a.rng
-        org, ips = a.state
-        prof = org["prof"]
-        cat = org["cats"].pick(rng)
-        lo, hi = prof["tools"]
-        templates = org["templates"]
+        org: _Org = a.state[0]
+        prof = org.profile
+        cat = org.cats.pick(rng)
+        lo, hi = prof.tools
         return make_event(
-            a, ts, pick(ips, rng), a.asn, a.country,
-            org["models"].choose(rng, ts),
+            a, ts, pick(a.state[1], rng), a.asn, a.country, org.models.choose(rng, ts),
             MESSAGES if rng.random() < 0.6 else "/v1/messages/batches", cat,
-            near(pick(templates, rng), self.sc.enterprise.max_bit_flips, rng),
-            org["system_prompt"], rng.random() < prof["reasoning"],
-            lo + int(rng.random() * (hi - lo + 1)) if hi else 0, prof["scale"], ERR_BATCH,
+            near(pick(org.templates, rng), self.sc.enterprise.max_bit_flips, rng),
+            org.system_prompt, rng.random() < prof.reasoning,
+            lo + int(rng.random() * (hi - lo + 1)) if hi else 0, prof.scale, ERR_BATCH,
             a.keys[0] if len(a.keys) == 1 else pick(a.keys, rng),
         )
 
@@ -566,7 +586,7 @@ class LaunchWaveUsers(Ordinary):
             if later and t + 300.0 < self.t1:
                 for u in session_times(rng, later, t + 300.0, self.t1, tz, 4.0, 40.0):
                     timed.append((u, -1))
-            finalize_times(a, timed, self.t0, self.t1)
+            finalize_marked(a, timed, self.t0, self.t1)
             out.append(a)
         return out
 
@@ -630,7 +650,7 @@ class ResearchLabs(Population):
             tz = -8.0 if uni.country == "US" else net.TZ_OFFSET_H[uni.country]
             for t in session_times(rng, rng.randint(3, 15), self.t0, self.t1, tz, 5.0, 60.0):
                 timed.append((t, -1))
-            finalize_times(a, timed, self.t0, self.t1)
+            finalize_marked(a, timed, self.t0, self.t1)
             a.state = None
             out.append(a)
         return out
@@ -868,7 +888,7 @@ class Cot(Campaign):
         rounds = max(1, math.ceil((self.t1 - start) / cycle))
         m = self.multiplier
         integral = abs(m - round(m)) < 1e-9
-        m_int = int(round(m))
+        m_int = round(m)
         out = []
         for idx in range(self.sc.campaign_accounts(k.accounts)):
             a = self.new_account(idx)
@@ -895,7 +915,7 @@ class Cot(Campaign):
                     t += self.jittered(k.step_s, rng)
             if not any(start <= t < self.t1 for t, _ in timed):
                 timed = [(start + offset + idx % steps * k.step_s, idx % steps)]
-            finalize_times(a, timed, self.t0, self.t1)
+            finalize_marked(a, timed, self.t0, self.t1)
             out.append(a)
         return out
 
@@ -968,12 +988,14 @@ LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}
 
 
 def build_accounts(sc: Scenario) -> list[Account]:
-    """Every account of the scenario with its request times, in a seeded, group-neutral order."""
+    """Every account of the scenario with its request times, ordered by (random) account_id:
+    group-neutral, and a tie-break for equal timestamps that does not depend on other accounts,
+    so campaign knobs leave the benign part of the stream unchanged."""
     mint = IdMint()
     accounts: list[Account] = []
     for cls in POPULATIONS:
         accounts.extend(a for a in cls(sc, mint).build() if a.times)
-    rng_for(sc.seed, "order").shuffle(accounts)
+    accounts.sort(key=lambda a: a.account_id)
     return accounts
 
 

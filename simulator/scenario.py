@@ -236,4 +236,6 @@ class Scenario:
             campaign_burst=replace(CampaignBurst(), start_h=0.2, pivot_ramp_h=0.25),
             campaign_cot=replace(CampaignCot(), start_h=0.1, round_on_min=8.0, round_off_min=4.0),
             campaign_hydra=replace(CampaignHydra(), min_lifetime_min=15.0, max_lifetime_min=40.0),
+            # enough stealth traffic in one hour for its shared templates to show at all
+            campaign_stealth=replace(CampaignStealth(), accounts=120, mean_requests_per_6h=120.0),
         )
