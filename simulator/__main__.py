@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .generate import generate_events, group_counts, write_files
+from .generate import group_counts, merge_accounts, write_files
 from .populations import build_accounts
 from .scenario import Scenario
 
@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> None:
         counts = write_files(sc, args.out)
         what = f"written to {args.out}"
     else:
-        group_of = {a.account_id: a.group for a in build_accounts(sc)}
+        accounts = build_accounts(sc)  # what generate_events does first
+        group_of = {a.account_id: a.group for a in accounts}
         events: Counter[str] = Counter()
-        for event in generate_events(sc):
+        for event in merge_accounts(accounts, sc.seed):
             events[group_of[event["account_id"]]] += 1
         counts = group_counts(Counter(group_of.values()), events)
         what = "generated (generate_events, including account set-up)"

@@ -24,7 +24,7 @@ from .populations import GROUPS, LABELS, Account, build_accounts
 from .scenario import Scenario
 
 
-def _merge(accounts: list[Account], seed: int) -> Iterator[dict[str, Any]]:
+def merge_accounts(accounts: list[Account], seed: int) -> Iterator[dict[str, Any]]:
     """Each account's requests in order, merged by (ts, account position)."""
     heap = [(a.times[0], k, 0) for k, a in enumerate(accounts)]
     heapq.heapify(heap)
@@ -50,7 +50,7 @@ def _merge(accounts: list[Account], seed: int) -> Iterator[dict[str, Any]]:
 
 def generate_events(scenario: Scenario) -> Iterator[dict[str, Any]]:
     """Request events conforming to request-event.schema.json, in nondecreasing `ts` order."""
-    yield from _merge(build_accounts(scenario), scenario.seed)
+    yield from merge_accounts(build_accounts(scenario), scenario.seed)
 
 
 def _label(a: Account) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def write_files(scenario: Scenario, out_dir: Path) -> dict[str, dict[str, Any]]:
     dumps = orjson.dumps
     with open(out_dir / "events.jsonl", "wb", buffering=1 << 20) as f:
         batch: list[bytes] = []
-        for event in _merge(accounts, scenario.seed):
+        for event in merge_accounts(accounts, scenario.seed):
             events_by_group[group_of[event["account_id"]]] += 1
             batch.append(dumps(event))
             if len(batch) >= 4096:

@@ -142,8 +142,9 @@ def isp_in(country: str, rng: random.Random) -> Network:
 
 def v4_in(net: Network, rng: random.Random) -> str:
     """A random host address in one of the operator's blocks."""
-    a, lo, hi = net.v4[rng.randrange(len(net.v4))]
-    return f"{a}.{rng.randint(lo, hi)}.{rng.randrange(256)}.{rng.randint(1, 254)}"
+    r = rng.random
+    a, lo, hi = net.v4[int(r() * len(net.v4))]
+    return f"{a}.{lo + int(r() * (hi - lo + 1))}.{int(r() * 256)}.{1 + int(r() * 254)}"
 
 
 def v4_prefix24(net: Network, rng: random.Random) -> tuple[int, int, int]:
@@ -154,7 +155,7 @@ def v4_prefix24(net: Network, rng: random.Random) -> tuple[int, int, int]:
 
 def v4_host(prefix: tuple[int, int, int], rng: random.Random) -> str:
     a, b, c = prefix
-    return f"{a}.{b}.{c}.{rng.randint(2, 254)}"
+    return f"{a}.{b}.{c}.{2 + int(rng.random() * 253)}"
 
 
 def v6_in(net: Network, rng: random.Random) -> str:
