@@ -219,7 +219,7 @@ class Scenario:
 
     @classmethod
     def default(cls) -> Scenario:
-        """Six hours of traffic: ~7,000 accounts, ~450,000 events."""
+        """Six hours of traffic: ~7,100 accounts, ~395,000 events."""
         return cls()
 
     @classmethod
