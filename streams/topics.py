@@ -202,7 +202,9 @@ async def _close(admin: Any) -> None:
         await admin.close()
 
 
-async def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
+async def wait_for_broker(
+    bootstrap: str, timeout_s: float = 60.0, client_kwargs: dict[str, Any] | None = None
+) -> None:
     """Return once a broker at ``bootstrap`` answers a metadata request; retry until timeout_s."""
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
@@ -210,7 +212,7 @@ async def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        admin = _admin(bootstrap, max(1000, min(5000, int(remaining * 1000))), None)
+        admin = _admin(bootstrap, max(1000, min(5000, int(remaining * 1000))), client_kwargs)
         try:
             async with asyncio.timeout(remaining):
                 await admin.start()
@@ -260,6 +262,22 @@ def _mismatches(specs: list[TopicSpec], found: Mapping[str, tuple[int, bool] | N
                 f"{s.partitions}"
             )
     return out
+
+
+async def check_topics_exist(
+    bootstrap: str, names: Iterable[str], *, client_kwargs: dict[str, Any] | None = None
+) -> list[str]:
+    """The topics of ``names`` that do not exist on the broker (empty when all do)."""
+    wanted = list(names)
+    admin = _admin(bootstrap, 10_000, client_kwargs)
+    try:
+        await admin.start()
+        found = await _describe(admin, wanted)
+    except KafkaConnectionError as exc:
+        raise _no_broker(bootstrap, exc) from exc
+    finally:
+        await _close(admin)
+    return [n for n in wanted if found.get(n) is None]
 
 
 async def ensure_topics(

@@ -1,0 +1,179 @@
+"""Per-account state: the open event-time window, its aggregates, and what is held against it.
+
+State is plain data with pure update functions (`add_event`, `close_window`), stored by the
+edge in a changelogged table after every change. It stays small and bounded per account:
+a window holds counters and a capped map of template buckets, nothing per event.
+
+>>> from models.config import DetectorConfig
+>>> from models.events import RequestEvent
+>>> cfg = DetectorConfig()
+>>> st = AccountState.new("a", 1000.0)
+>>> ev = RequestEvent("e", 1000.0, "a", "1.2.3.4", "m", 10, 20, 200, 0xff, True)
+>>> add_event(st.window_for(ev.ts, cfg), ev, cfg).requests
+1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.config import DetectorConfig
+from models.events import RequestEvent
+from models.keys import ip_prefix, template_keys
+from models.windows import window_start
+
+# Template buckets remembered per window before new ones are only counted: bounds state for an
+# account whose every prompt is new (ordinary users) at 4 bands x 8 prompts.
+MAX_TEMPLATE_BUCKETS_PER_WINDOW = 32
+# Distinct IP prefixes remembered per window; more than this is rotation, counted as the cap.
+MAX_IP_PREFIXES_PER_WINDOW = 8
+
+
+@dataclass(slots=True)
+class AccountWindow:
+    start: int
+    requests: int = 0
+    reasoning: int = 0
+    high_value: int = 0
+    errors: int = 0
+    with_tools: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    # Inter-arrival gaps, for regularity (coefficient of variation) without keeping the times.
+    gap_n: int = 0
+    gap_sum: float = 0.0
+    gap_sq_sum: float = 0.0
+    templates: dict[str, int] = field(default_factory=dict)
+    ip_prefixes: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> list[Any]:
+        return [self.start, self.requests, self.reasoning, self.high_value, self.errors,
+                self.with_tools, self.prompt_tokens, self.completion_tokens, self.first_ts,
+                self.last_ts, self.gap_n, self.gap_sum, self.gap_sq_sum, self.templates,
+                self.ip_prefixes]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> AccountWindow:
+        return cls(*w[:13], templates=dict(w[13]), ip_prefixes=list(w[14]))
+
+
+@dataclass(slots=True)
+class Verdict:
+    """A cluster verdict held against an account, as the cluster stage sent it."""
+
+    cluster_key: str
+    score: float
+    issued_ts: float  # event time the verdict rests on
+    expires_ts: float
+    verdict_id: str
+    reason: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.cluster_key, self.score, self.issued_ts, self.expires_ts, self.verdict_id,
+                self.reason]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> Verdict:
+        return cls(*w)
+
+
+@dataclass(slots=True)
+class AccountState:
+    account_id: str
+    first_ts: float
+    last_ts: float = 0.0
+    created_ts: float | None = None
+    requests: int = 0
+    late_events: int = 0
+    window: AccountWindow | None = None
+    # Infrastructure cluster keys this account has been announced to (bounded, see config).
+    keys: list[str] = field(default_factory=list)
+    ip_keys_overflow: int = 0
+    windows_closed: int = 0
+    # Latest account-model evidence: score in [0, 1] and the window it rests on.
+    account_score: float = 0.0
+    account_score_window: int = -1
+    account_reasons: list[str] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    # What the gateway is currently applying for this account (from our last decision).
+    action: str = "allow"
+    action_until: float = 0.0
+    action_score: float = 0.0
+    action_decision_id: str = ""
+
+    @classmethod
+    def new(cls, account_id: str, ts: float) -> AccountState:
+        return cls(account_id=account_id, first_ts=ts, last_ts=ts)
+
+    def window_for(self, ts: float, cfg: DetectorConfig) -> AccountWindow:
+        if self.window is None:
+            self.window = AccountWindow(start=window_start(ts, cfg.window_s), first_ts=ts,
+                                        last_ts=ts)
+        return self.window
+
+    def to_wire(self) -> list[Any]:
+        return [self.account_id, self.first_ts, self.last_ts, self.created_ts, self.requests,
+                self.late_events, self.window.to_wire() if self.window else None, self.keys,
+                self.ip_keys_overflow, self.windows_closed, self.account_score,
+                self.account_score_window, self.account_reasons,
+                [v.to_wire() for v in self.verdicts.values()], self.action, self.action_until,
+                self.action_score, self.action_decision_id]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> AccountState:
+        verdicts = [Verdict.from_wire(v) for v in w[13]]
+        return cls(
+            account_id=w[0], first_ts=w[1], last_ts=w[2], created_ts=w[3], requests=w[4],
+            late_events=w[5], window=AccountWindow.from_wire(w[6]) if w[6] else None,
+            keys=list(w[7]), ip_keys_overflow=w[8], windows_closed=w[9], account_score=w[10],
+            account_score_window=w[11], account_reasons=list(w[12]),
+            verdicts={v.cluster_key: v for v in verdicts}, action=w[14], action_until=w[15],
+            action_score=w[16], action_decision_id=w[17])
+
+
+def add_event(win: AccountWindow, ev: RequestEvent, cfg: DetectorConfig) -> AccountWindow:
+    """Fold one event into a window: O(1) counter updates and a capped map update."""
+    if win.requests:
+        gap = ev.ts - win.last_ts
+        if gap >= 0:
+            win.gap_n += 1
+            win.gap_sum += gap
+            win.gap_sq_sum += gap * gap
+    else:
+        win.first_ts = ev.ts
+    if ev.ts > win.last_ts:
+        win.last_ts = ev.ts
+    win.requests += 1
+    win.reasoning += ev.reasoning_requested
+    win.high_value += ev.is_high_value
+    win.errors += ev.is_error
+    win.with_tools += bool(ev.tools_count)
+    win.prompt_tokens += ev.prompt_tokens
+    win.completion_tokens += ev.completion_tokens
+    if len(win.ip_prefixes) < MAX_IP_PREFIXES_PER_WINDOW:
+        prefix = ip_prefix(ev.ip)
+        if prefix not in win.ip_prefixes:
+            win.ip_prefixes.append(prefix)
+    templates = win.templates
+    for key in template_keys(ev.simhash, cfg.simhash_bands):
+        if key in templates:
+            templates[key] += 1
+        elif len(templates) < MAX_TEMPLATE_BUCKETS_PER_WINDOW:
+            templates[key] = 1
+    return win
+
+
+def top_template_keys(win: AccountWindow, limit: int) -> list[str]:
+    """The window's most used template buckets, ties broken by key for determinism."""
+    ranked = sorted(win.templates.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [k for k, _ in ranked[:limit]]
+
+
+def template_reuse(win: AccountWindow) -> float:
+    """Share of the window's requests whose prompt repeats a bucket of this window."""
+    if win.requests <= 1 or not win.templates:
+        return 0.0
+    return (max(win.templates.values()) - 1) / (win.requests - 1)

@@ -1,0 +1,175 @@
+"""Account stage: per-account windows and evidence, fan-out to clusters, and the policy.
+
+Driven per account key by the Faust agent (`streams/agents.py`) and by offline replay alike.
+Per event the work is O(1): the watermark, a few counter updates, and the policy's look at the
+account's stored evidence. Models run when a window closes, never per event.
+
+Inputs and outputs, all plain values:
+- `on_event(state, event)`    -> summaries to cluster keys ("join" at once, "window" at close),
+  decisions
+- `on_due(state)`             -> the same, for a window closed by the watermark; or expiry
+- `on_verdict(state, verdict)`-> decisions
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.account import AccountState, Verdict, add_event, top_template_keys
+from models.config import DetectorConfig
+from models.decision import Decision
+from models.detectors import AccountModel
+from models.due import DueIndex
+from models.events import RequestEvent
+from models.features import account_features
+from models.keys import infrastructure_keys, key_kind, template_keys
+from models.messages import ClusterSummary
+from models.policy import decide
+from models.windows import Watermark, window_start
+
+MAX_VERDICTS_PER_ACCOUNT = 16
+
+
+@dataclass(slots=True)
+class Outputs:
+    summaries: list[ClusterSummary] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    late: bool = False
+    expired: bool = False  # the state is idle past expiry: the edge deletes it
+
+
+@dataclass(slots=True)
+class AccountPartition:
+    """What one partition of the account stage keeps besides the per-account states."""
+
+    watermark: Watermark
+    model: AccountModel
+    due: DueIndex = field(default_factory=DueIndex)
+
+    @classmethod
+    def create(cls, cfg: DetectorConfig, partition: int) -> AccountPartition:
+        model = AccountModel.create(seed=cfg.account_model_seed + partition,
+                                    n_trees=cfg.account_model_trees,
+                                    height=cfg.account_model_height,
+                                    window_size=cfg.account_model_window)
+        return cls(watermark=Watermark(cfg.allowed_lateness_s), model=model)
+
+
+class AccountStage:
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+
+    # --- per event -------------------------------------------------------------------------
+    def on_event(self, state: AccountState | None, ev: RequestEvent,
+                 part: AccountPartition) -> tuple[AccountState, Outputs]:
+        cfg = self.cfg
+        out = Outputs(late=part.watermark.observe(ev.ts))
+        if state is None:
+            state = AccountState.new(ev.account_id, ev.ts)
+            state.created_ts = ev.account_created_ts
+            # A new account is announced to its template buckets at once, so a replacement
+            # account joining a convicted cluster is acted on at its first requests.
+            for key in template_keys(ev.simhash, cfg.simhash_bands):
+                out.summaries.append(self._join(state, key, ev))
+        if out.late:
+            state.late_events += 1
+        for key in infrastructure_keys(ev):
+            if key not in state.keys:
+                if key_kind(key) == "ip" and self._ip_keys(state) >= cfg.max_ip_keys_per_account:
+                    state.ip_keys_overflow += 1
+                    continue
+                state.keys.append(key)
+                out.summaries.append(self._join(state, key, ev))
+        if state.window is not None and ev.ts >= state.window.start + cfg.window_s:
+            self._close_window(state, part, out)
+        win = state.window_for(ev.ts, cfg)
+        if win.requests == 0:
+            part.due.register(state.account_id, win.start + cfg.window_s + cfg.allowed_lateness_s)
+        add_event(win, ev, cfg)
+        state.requests += 1
+        if ev.ts > state.last_ts:
+            state.last_ts = ev.ts
+        self._decide(state, state.last_ts, out)
+        return state, out
+
+    # --- driven by the watermark -----------------------------------------------------------
+    def due_accounts(self, part: AccountPartition) -> list[str]:
+        """Accounts that may have a window to close or state to expire by now."""
+        return part.due.pop_due(part.watermark.max_ts)
+
+    def on_due(self, state: AccountState, part: AccountPartition) -> Outputs:
+        cfg = self.cfg
+        out = Outputs()
+        now = part.watermark.value
+        if state.window is not None and state.window.start + cfg.window_s <= now:
+            self._close_window(state, part, out)
+            self._decide(state, state.last_ts, out)
+        if state.window is None:
+            if state.last_ts + cfg.idle_expiry_s <= now and state.action_until <= now:
+                out.expired = True
+            else:
+                part.due.register(state.account_id,
+                                  max(state.last_ts + cfg.idle_expiry_s, state.action_until)
+                                  + cfg.allowed_lateness_s)
+        return out
+
+    # --- cluster verdicts ------------------------------------------------------------------
+    def on_verdict(self, state: AccountState | None, account_id: str, verdict: Verdict,
+                   part: AccountPartition) -> tuple[AccountState, Outputs]:
+        out = Outputs()
+        if state is None:  # a verdict may overtake the account's own first event
+            state = AccountState.new(account_id, verdict.issued_ts)
+            part.due.register(account_id, verdict.issued_ts + self.cfg.idle_expiry_s)
+        state.verdicts[verdict.cluster_key] = verdict
+        if len(state.verdicts) > MAX_VERDICTS_PER_ACCOUNT:
+            weakest = min(state.verdicts.values(), key=lambda v: (v.expires_ts, v.score))
+            del state.verdicts[weakest.cluster_key]
+        self._decide(state, max(state.last_ts, verdict.issued_ts), out)
+        return state, out
+
+    # --- internals -------------------------------------------------------------------------
+    def _ip_keys(self, state: AccountState) -> int:
+        return sum(1 for k in state.keys if k.startswith("ip:"))
+
+    def _young(self, state: AccountState, ts: float) -> bool:
+        return (state.created_ts is not None
+                and ts - state.created_ts < self.cfg.young_account_age_s)
+
+    def _join(self, state: AccountState, key: str, ev: RequestEvent) -> ClusterSummary:
+        return ClusterSummary(cluster_key=key, account_id=state.account_id, kind="join",
+                              window_start=window_start(ev.ts, self.cfg.window_s),
+                              event_ts=ev.ts, requests=0, reasoning=0, high_value=0,
+                              completion_tokens=0, young=self._young(state, ev.ts),
+                              account_first_ts=state.first_ts)
+
+    def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:
+        cfg = self.cfg
+        win = state.window
+        assert win is not None
+        age = None if state.created_ts is None else win.last_ts - state.created_ts
+        features = account_features(win, cfg.window_s, age)
+        score = part.model.score_and_learn(features, may_learn=state.action == "allow")
+        floor = cfg.account_anomaly_floor
+        state.account_score = max(0.0, (score - floor) / (1.0 - floor))
+        state.account_score_window = win.start
+        state.account_reasons = (
+            [f"account model anomaly {score:.2f} on window {win.start}: {win.requests} requests, "
+             f"{features['reasoning_share']:.0%} reasoning, "
+             f"{features['high_value_share']:.0%} high-value"]
+            if state.account_score > 0 else [])
+        young = self._young(state, win.last_ts)
+        keys = [*state.keys, *top_template_keys(win, cfg.max_template_keys_per_window)]
+        for key in keys:
+            out.summaries.append(ClusterSummary(
+                cluster_key=key, account_id=state.account_id, kind="window",
+                window_start=win.start, event_ts=win.last_ts, requests=win.requests,
+                reasoning=win.reasoning, high_value=win.high_value,
+                completion_tokens=win.completion_tokens, young=young,
+                account_first_ts=state.first_ts))
+        state.window = None
+        state.windows_closed += 1
+
+    def _decide(self, state: AccountState, now_ts: float, out: Outputs) -> None:
+        decision = decide(state, now_ts, self.cfg)
+        if decision is not None:
+            out.decisions.append(decision)

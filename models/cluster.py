@@ -1,0 +1,161 @@
+"""Per-cluster state: windows of what the member accounts did under one shared key.
+
+A cluster is keyed by one shared attribute (`models.keys`). Its state keeps the last
+`cluster_horizon_windows` windows of additive counters, and a capped member map used to
+count distinct, young and new accounts over the horizon and to fan a verdict out to members.
+Counting is exact up to the member cap; what is over it is counted in `members_overflow`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.account import Verdict
+from models.config import DetectorConfig
+from models.messages import ClusterSummary
+
+
+@dataclass(slots=True)
+class ClusterWindow:
+    start: int
+    accounts: int = 0  # distinct accounts active in this window under the key
+    requests: int = 0
+    reasoning: int = 0
+    high_value: int = 0
+    completion_tokens: int = 0
+
+    def to_wire(self) -> list[Any]:
+        return [self.start, self.accounts, self.requests, self.reasoning, self.high_value,
+                self.completion_tokens]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> ClusterWindow:
+        return cls(*w)
+
+
+# Member record, kept as a short list to stay small on the wire:
+# [last window active, young (0/1), first request ts, id of the last verdict it was told]
+_LAST, _YOUNG, _FIRST, _TOLD = range(4)
+
+
+@dataclass(slots=True)
+class ClusterState:
+    cluster_key: str
+    current_window: int = -1
+    windows: dict[int, ClusterWindow] = field(default_factory=dict)
+    members: dict[str, list[Any]] = field(default_factory=dict)
+    members_overflow: int = 0
+    late_summaries: int = 0
+    # Over the horizon, recounted when the window advances and kept current in between.
+    active: int = 0
+    active_young: int = 0
+    active_new: int = 0
+    verdict: Verdict | None = None
+    last_ts: float = 0.0
+
+    def horizon_start(self, cfg: DetectorConfig) -> int:
+        return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.window_s
+
+    def to_wire(self) -> list[Any]:
+        return [self.cluster_key, self.current_window,
+                [w.to_wire() for w in self.windows.values()], self.members,
+                self.members_overflow, self.late_summaries, self.active, self.active_young,
+                self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> ClusterState:
+        windows = [ClusterWindow.from_wire(x) for x in w[2]]
+        return cls(cluster_key=w[0], current_window=w[1],
+                   windows={x.start: x for x in windows}, members=dict(w[3]),
+                   members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
+                   active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
+                   last_ts=w[10])
+
+
+def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
+    """Move the cluster's current window forward: drop old windows, recount the horizon.
+
+    Runs once per window per cluster, so its O(members) cost is paid per window, not per event.
+    """
+    state.current_window = window
+    start = state.horizon_start(cfg)
+    for old in [w for w in state.windows if w < start]:
+        del state.windows[old]
+    idle_before = window - cfg.idle_expiry_s
+    for account in [a for a, m in state.members.items() if m[_LAST] < idle_before]:
+        del state.members[account]
+    active = [m for m in state.members.values() if m[_LAST] >= start]
+    state.active = len(active)
+    state.active_young = sum(m[_YOUNG] for m in active)
+    state.active_new = sum(1 for m in active if m[_FIRST] >= start)
+
+
+def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> bool:
+    """Fold one summary in; return False when it is older than the horizon (counted late)."""
+    if s.window_start > state.current_window:
+        advance(state, s.window_start, cfg)
+    if s.window_start < state.horizon_start(cfg):
+        state.late_summaries += 1
+        return False
+    state.last_ts = max(state.last_ts, s.event_ts)
+    win = state.windows.get(s.window_start)
+    if win is None:
+        win = state.windows[s.window_start] = ClusterWindow(start=s.window_start)
+    member = state.members.get(s.account_id)
+    if member is None:
+        if len(state.members) >= cfg.cluster_member_cap:
+            state.members_overflow += 1
+        else:
+            state.members[s.account_id] = [s.window_start, int(s.young), s.account_first_ts, ""]
+            _count_active(state, s.young, s.account_first_ts, cfg, +1)
+            win.accounts += 1
+    else:
+        if member[_LAST] < state.horizon_start(cfg):  # back in the horizon after a pause
+            _count_active(state, bool(member[_YOUNG]), member[_FIRST], cfg, +1)
+        if member[_LAST] < s.window_start:
+            win.accounts += 1
+            member[_LAST] = s.window_start
+    if s.kind == "window":
+        win.requests += s.requests
+        win.reasoning += s.reasoning
+        win.high_value += s.high_value
+        win.completion_tokens += s.completion_tokens
+    return True
+
+
+def _count_active(state: ClusterState, young: bool, first_ts: float, cfg: DetectorConfig,
+                  sign: int) -> None:
+    state.active += sign
+    state.active_young += sign * int(young)
+    state.active_new += sign * int(first_ts >= state.horizon_start(cfg))
+
+
+def horizon_totals(state: ClusterState) -> ClusterWindow:
+    total = ClusterWindow(start=state.current_window)
+    for w in state.windows.values():
+        total.requests += w.requests
+        total.reasoning += w.reasoning
+        total.high_value += w.high_value
+        total.completion_tokens += w.completion_tokens
+    return total
+
+
+def members_to_tell(state: ClusterState, verdict_id: str, cfg: DetectorConfig) -> list[str]:
+    """Active members not yet told of this verdict; marks them told."""
+    start = state.horizon_start(cfg)
+    told = []
+    for account, m in state.members.items():
+        if m[_LAST] >= start and m[_TOLD] != verdict_id:
+            m[_TOLD] = verdict_id
+            told.append(account)
+    return told
+
+
+def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
+    """Mark one member told; True when it had not been told of this verdict yet."""
+    m = state.members.get(account_id)
+    if m is None or m[_TOLD] == verdict_id:
+        return False
+    m[_TOLD] = verdict_id
+    return True

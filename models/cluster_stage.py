@@ -1,0 +1,103 @@
+"""Cluster stage: window summaries per shared key -> cluster verdicts for the member accounts.
+
+Driven per cluster key by the Faust agent and by offline replay alike. Per summary the work is
+O(horizon): fold the summary in, recompute the explainable cluster score, and
+- convict the cluster when the score reaches `cluster_convict_score`, telling every active
+  member (one `AccountVerdict` per account, keyed by account for the account stage);
+- tell a member that joins a convicted cluster at once (the hydra response);
+- renew a conviction still warranted once half its TTL has run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from models.account import Verdict
+from models.cluster import ClusterState, add_summary, members_to_tell, tell_member
+from models.config import DetectorConfig
+from models.due import DueIndex
+from models.messages import AccountVerdict, ClusterSummary
+from models.scoring import cluster_evidence
+from models.windows import Watermark
+
+
+@dataclass(slots=True)
+class ClusterPartition:
+    """What one partition of the cluster stage keeps besides the per-cluster states."""
+
+    watermark: Watermark
+    due: DueIndex = field(default_factory=DueIndex)
+
+    @classmethod
+    def create(cls, cfg: DetectorConfig) -> ClusterPartition:
+        return cls(watermark=Watermark(cfg.allowed_lateness_s))
+
+
+@dataclass(slots=True)
+class ClusterOutputs:
+    verdicts: list[AccountVerdict] = field(default_factory=list)
+    late: bool = False
+
+
+def verdict_id(cluster_key: str, window_start: int, model_version: str) -> str:
+    text = f"{cluster_key}|{window_start}|{model_version}"
+    return "cv-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class ClusterStage:
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+
+    def on_summary(self, state: ClusterState | None, s: ClusterSummary,
+                   part: ClusterPartition) -> tuple[ClusterState, ClusterOutputs]:
+        cfg = self.cfg
+        part.watermark.observe(s.event_ts)
+        if state is None:
+            state = ClusterState(cluster_key=s.cluster_key)
+            # One expiry hint per cluster; `is_expired` re-registers it while the key lives.
+            part.due.register(state.cluster_key, s.event_ts + self._idle_after(state))
+        out = ClusterOutputs()
+        if not add_summary(state, s, cfg):
+            out.late = True
+            return state, out
+        v = state.verdict
+        if v is not None and v.expires_ts > s.event_ts:
+            renew_at = v.issued_ts + cfg.verdict_ttl_s / 2
+            if s.event_ts < renew_at:
+                if tell_member(state, s.account_id, v.verdict_id):
+                    out.verdicts.append(AccountVerdict(s.account_id, v))
+                return state, out
+        evidence = cluster_evidence(state, cfg)
+        if evidence.score >= cfg.cluster_convict_score:
+            v = Verdict(cluster_key=state.cluster_key, score=evidence.score,
+                        issued_ts=s.event_ts, expires_ts=s.event_ts + cfg.verdict_ttl_s,
+                        verdict_id=verdict_id(state.cluster_key, s.window_start,
+                                              cfg.model_version),
+                        reason=evidence.reason(state.cluster_key))
+            state.verdict = v
+            for account in members_to_tell(state, v.verdict_id, cfg):
+                out.verdicts.append(AccountVerdict(account, v))
+        elif v is not None and v.expires_ts > s.event_ts:
+            # Still convicted but no longer at the conviction score: keep telling joiners
+            # until the verdict expires, without renewing it.
+            if tell_member(state, s.account_id, v.verdict_id):
+                out.verdicts.append(AccountVerdict(s.account_id, v))
+        return state, out
+
+    def expired_clusters(self, part: ClusterPartition) -> list[str]:
+        return part.due.pop_due(part.watermark.value)
+
+    def is_expired(self, state: ClusterState, part: ClusterPartition) -> bool:
+        """Idle past its horizon with no verdict in force: the edge deletes it."""
+        expired = state.last_ts + self._idle_after(state) <= part.watermark.value
+        if not expired:
+            part.due.register(state.cluster_key, state.last_ts + self._idle_after(state))
+        return expired
+
+    def _idle_after(self, state: ClusterState) -> float:
+        cfg = self.cfg
+        horizon = cfg.cluster_horizon_windows * cfg.window_s
+        if state.verdict is not None:
+            return max(horizon, state.verdict.expires_ts - state.last_ts)
+        return horizon

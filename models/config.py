@@ -1,0 +1,87 @@
+"""The detector's tunables as one frozen value, and the model version derived from it.
+
+The edge (`streams/settings.py`) reads the environment and files once and builds a
+`DetectorConfig`; the core only ever sees this plain value. The model version names the
+settings it came from, so two runs with the same version made the same decisions.
+
+>>> DetectorConfig().model_version == DetectorConfig().model_version
+True
+>>> DetectorConfig(window_s=60).model_version != DetectorConfig().model_version
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+CORE_VERSION = "0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    # --- event time ---
+    # Tumbling window length for account and cluster aggregates. Five minutes keeps the
+    # time to a first action inside the 10-minute target for bursts.
+    window_s: int = 300
+    # How far behind the partition's newest event an event may arrive and still count as
+    # on time. Later events are counted as late (and still aggregated into the open window).
+    allowed_lateness_s: int = 120
+    # Idle state expires by event time: an account or cluster unseen this long is dropped.
+    idle_expiry_s: int = 6 * 3600
+
+    # --- cluster keys ---
+    # LSH over the 64-bit prompt SimHash: 4 bands of 16 bits. Two prompts that differ in at most
+    # 3 bits agree on at least one band (pigeonhole), so near-duplicates share a bucket.
+    simhash_bands: int = 4
+    # Per account and window, at most this many prompt-template buckets are fanned out
+    # (the most used first), so a chatty user costs a bounded number of messages.
+    max_template_keys_per_window: int = 8
+    # Per account, at most this many IP prefixes are tracked as cluster keys (IP rotation
+    # beyond this is itself evidence and is counted instead).
+    max_ip_keys_per_account: int = 4
+
+    # --- clusters ---
+    cluster_horizon_windows: int = 12  # an hour of windows at 300 s
+    cluster_min_accounts: int = 8  # below this a shared key proves nothing
+    cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
+    young_account_age_s: int = 30 * 86400
+    cluster_convict_score: float = 0.8
+    verdict_ttl_s: int = 6 * 3600
+
+    # --- account model ---
+    account_model_seed: int = 42
+    account_model_trees: int = 10
+    account_model_height: int = 8
+    account_model_window: int = 250
+    # The account model's score counts as evidence only above this level (HST scores in [0,1]).
+    account_anomaly_floor: float = 0.85
+
+    # --- policy ---
+    throttle_score: float = 0.6
+    block_score: float = 0.85
+    # Hysteresis: an action is lifted only once the score falls below this.
+    release_score: float = 0.4
+    throttle_ttl_s: int = 1800
+    block_ttl_s: int = 6 * 3600
+    throttle_rpm: int = 2
+    # Evidence half-life: cluster evidence against an account decays with event time.
+    evidence_half_life_s: int = 2 * 3600
+    shadow: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def model_version(self) -> str:
+        # `shadow` does not change what is computed, only whether it is applied.
+        params = {k: v for k, v in sorted(self.to_dict().items()) if k != "shadow"}
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+        return f"distillguard-{CORE_VERSION}+{digest}"
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in dataclasses.fields(cls))

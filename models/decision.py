@@ -1,0 +1,56 @@
+"""Enforcement decisions as the gateway reads them (`enforcement-decision.schema.json`).
+
+A decision's id is derived from what it rests on (account, action, the evidence ids and the
+model version), never from processing time, so a restart or a replay yields the same id and the
+gateway can drop duplicates.
+
+>>> decision_id("a", "block", ["v1", "w300"], "mv") == decision_id("a", "block", ["w300", "v1"], "mv")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIONS = ("allow", "throttle", "block")
+STRENGTH = {"allow": 0, "throttle": 1, "block": 2}
+
+
+def decision_id(account_id: str, action: str, basis: list[str], model_version: str) -> str:
+    """Stable id from the decision's basis; the order of `basis` does not matter."""
+    text = "|".join([account_id, action, model_version, *sorted(basis)])
+    return "dg-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision_id: str
+    account_id: str
+    action: str
+    score: float
+    reasons: list[str]
+    event_ts: float
+    ttl_s: int | None
+    rate_limit_rpm: int | None
+    model_version: str
+    mode: str
+    cluster_ids: list[str] = field(default_factory=list)
+
+    def to_record(self, processed_ts: float) -> dict[str, Any]:
+        """The contract's JSON object; `processed_ts` is the edge's wall clock."""
+        return {
+            "decision_id": self.decision_id,
+            "ts": processed_ts,
+            "event_ts": self.event_ts,
+            "account_id": self.account_id,
+            "action": self.action,
+            "ttl_s": self.ttl_s,
+            "rate_limit_rpm": self.rate_limit_rpm,
+            "score": self.score,
+            "reasons": self.reasons,
+            "cluster_ids": self.cluster_ids,
+            "model_version": self.model_version,
+            "mode": self.mode,
+        }

@@ -1,0 +1,64 @@
+"""Cluster keys: the shared attributes that tie accounts into clusters.
+
+A cluster key is one shared attribute, written `kind:value`. An account belongs to many
+clusters at once. Kinds:
+
+- `pay`   payment fingerprint
+- `ip`    IPv4 /24 or IPv6 /48 prefix
+- `sys`   system-prompt hash
+- `asnua` ASN together with the user agent
+- `tpl`   a prompt-template bucket: one 16-bit band of the prompt SimHash (LSH)
+
+>>> ip_prefix("203.0.113.77"), ip_prefix("2001:db8:abcd:12::1")
+('203.0.113.0/24', '2001:db8:abcd::/48')
+>>> template_keys(0x0123_4567_89ab_cdef, bands=4)
+('tpl:0:cdef', 'tpl:1:89ab', 'tpl:2:4567', 'tpl:3:0123')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+from models.events import RequestEvent
+
+KINDS = ("pay", "ip", "sys", "asnua", "tpl")
+
+
+def ip_prefix(ip: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network of an address; the raw text if it is not one."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip  # the schema allows any text; a malformed address is its own prefix
+    if addr.version == 4:
+        a, b, c, _ = ip.split(".")
+        return f"{a}.{b}.{c}.0/24"
+    return str(ipaddress.ip_network(f"{addr}/48", strict=False))
+
+
+def template_keys(simhash: int, bands: int) -> tuple[str, ...]:
+    width = 64 // bands
+    mask = (1 << width) - 1
+    digits = width // 4
+    return tuple(f"tpl:{i}:{(simhash >> (i * width)) & mask:0{digits}x}" for i in range(bands))
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def infrastructure_keys(event: RequestEvent) -> tuple[str, ...]:
+    """The non-template cluster keys of one event, in a fixed order."""
+    keys = [f"ip:{ip_prefix(event.ip)}"]
+    if event.payment_fingerprint:
+        keys.append(f"pay:{event.payment_fingerprint}")
+    if event.system_prompt_hash:
+        keys.append(f"sys:{event.system_prompt_hash}")
+    if event.asn is not None and event.user_agent:
+        keys.append(f"asnua:{event.asn}:{_short_hash(event.user_agent)}")
+    return tuple(keys)
+
+
+def key_kind(key: str) -> str:
+    return key.split(":", 1)[0]

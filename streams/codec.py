@@ -1,0 +1,140 @@
+"""The wire format, converted in exactly one place: bytes <-> the core's typed values.
+
+- request events in (UTF-8 JSON, `contract/request-event.schema.json`), with every reason a
+  record can be refused;
+- enforcement decisions out (`contract/enforcement-decision.schema.json`);
+- dead-letter records out: the reason and the original bytes, topic, partition and offset;
+- the internal records between the stages, and the table values (Faust codecs).
+
+Everything is orjson. No Faust import here except for the codec registration at the bottom,
+which `register_codecs()` does on demand, so replay and tests can use this module without Faust.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from models.account import AccountState
+from models.cluster import ClusterState
+from models.decision import Decision
+from models.events import InvalidEvent, RequestEvent, event_from_mapping
+from models.messages import AccountVerdict, ClusterSummary
+
+DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+
+
+def decode_request(value: bytes | None, key: bytes | None,
+                   max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> RequestEvent:
+    """Bytes of a requests-topic record -> a typed event, or `InvalidEvent` with the reason."""
+    if value is None:
+        raise InvalidEvent("record has no value (tombstone)")
+    if len(value) > max_bytes:
+        raise InvalidEvent(f"record is {len(value)} bytes, over the limit of {max_bytes}")
+    if not key:
+        raise InvalidEvent("record has no key (the key must be the account_id)")
+    try:
+        obj = orjson.loads(value)  # orjson rejects invalid UTF-8 with a JSONDecodeError
+    except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent("record value is not UTF-8") from None
+        raise InvalidEvent(f"record value is not JSON: {exc}") from None
+    event = event_from_mapping(obj)
+    try:
+        key_text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent("record key is not UTF-8") from None
+    if key_text != event.account_id:
+        raise InvalidEvent(f"record key {key_text[:64]!r} is not the event's account_id")
+    return event
+
+
+def decode_request_line(line: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> RequestEvent:
+    """One JSON line of an events file (no record key: the account_id stands for it)."""
+    if len(line) > max_bytes:
+        raise InvalidEvent(f"line is {len(line)} bytes, over the limit of {max_bytes}")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"line is not JSON: {exc}") from None
+    return event_from_mapping(obj)
+
+
+def encode_decision(decision: Decision, processed_ts: float) -> bytes:
+    return orjson.dumps(decision.to_record(processed_ts))
+
+
+def dead_letter_record(reason: str, value: bytes | None, key: bytes | None, topic: str,
+                       partition: int, offset: int, processed_ts: float) -> bytes:
+    """What an operator needs to find, understand and re-drive a refused record."""
+    return orjson.dumps({
+        "reason": reason,
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "key_b64": base64.b64encode(key).decode() if key is not None else None,
+        "value_b64": base64.b64encode(value).decode() if value is not None else None,
+        "ts": processed_ts,
+    })
+
+
+def encode_summary(s: ClusterSummary) -> bytes:
+    return orjson.dumps(s.to_wire())
+
+
+def decode_summary(value: bytes) -> ClusterSummary:
+    return ClusterSummary.from_wire(orjson.loads(value))
+
+
+def encode_verdict(v: AccountVerdict) -> bytes:
+    return orjson.dumps(v.to_wire())
+
+
+def decode_verdict(value: bytes) -> AccountVerdict:
+    return AccountVerdict.from_wire(orjson.loads(value))
+
+
+def encode_account_state(state: AccountState) -> bytes:
+    return orjson.dumps(state.to_wire())
+
+
+def decode_account_state(data: bytes) -> AccountState:
+    return AccountState.from_wire(orjson.loads(data))
+
+
+def encode_cluster_state(state: ClusterState) -> bytes:
+    return orjson.dumps(state.to_wire())
+
+
+def decode_cluster_state(data: bytes) -> ClusterState:
+    return ClusterState.from_wire(orjson.loads(data))
+
+
+ACCOUNT_STATE_CODEC = "dg_account_state"
+CLUSTER_STATE_CODEC = "dg_cluster_state"
+
+
+def register_codecs() -> None:
+    """Teach Faust to store our state objects in tables: orjson on the changelog, never pickle."""
+    from faust.serializers import codecs
+
+    class _AccountStateCodec(codecs.Codec):
+        def _dumps(self, obj: Any) -> bytes:
+            return encode_account_state(obj)
+
+        def _loads(self, s: bytes) -> Any:
+            return decode_account_state(s)
+
+    class _ClusterStateCodec(codecs.Codec):
+        def _dumps(self, obj: Any) -> bytes:
+            return encode_cluster_state(obj)
+
+        def _loads(self, s: bytes) -> Any:
+            return decode_cluster_state(s)
+
+    codecs.register(ACCOUNT_STATE_CODEC, _AccountStateCodec())
+    codecs.register(CLUSTER_STATE_CODEC, _ClusterStateCodec())

@@ -1,0 +1,234 @@
+"""`distillguard demo`: the main job on one machine, end to end, with real parts.
+
+1. start the local Kafka broker (deploy/kafka-local.sh) unless one is already running;
+2. create this run's topics (fresh names, so runs never see each other's records);
+3. start a fleet of Faust workers (one consumer group) as separate processes;
+4. stream simulated, labelled traffic onto the requests topic;
+5. show decisions from the enforcement topic as they happen;
+6. once the fleet has caught up (consumer lag 0 on every input topic), print the evaluation of
+   the live decisions against the labels, stop the workers, and stop the broker if it
+   started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from models.evaluation import evaluate_recorded, render
+from simulator import Scenario, account_labels, generate_events
+from streams.produce import produce_events
+from streams.settings import TOPIC_LOGICAL_NAMES, Settings
+from streams.topics import delete_topics, ensure_topics, wait_for_broker
+from streams.watch import LiveView, Screen, watch_decisions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka-local.sh"
+
+
+class DemoError(Exception):
+    pass
+
+
+@dataclass
+class DemoOptions:
+    workers: int = 2
+    seed: int = 7
+    scale: float = 0.25
+    hours: float = 3.0
+    rate: float = 0.0
+    keep_broker: bool = False
+    keep_topics: bool = False
+    timeout_s: float = 900.0
+    base_web_port: int = 6066
+
+
+def broker_running() -> bool:
+    res = subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True, text=True)
+    return res.returncode == 0
+
+
+def start_broker() -> None:
+    print("starting the local Kafka broker (first run downloads ~45 MB of jars)...", flush=True)
+    res = subprocess.run(["bash", str(KAFKA_SCRIPT), "start"], text=True)
+    if res.returncode != 0:
+        raise DemoError("the local Kafka broker did not start (see the message above)")
+
+
+def run_settings(base: Settings, run_id: str) -> Settings:
+    names = {f"topic_{n}": f"distillguard.{run_id}.{n.replace('_', '-')}"
+             for n in TOPIC_LOGICAL_NAMES}
+    return base.with_overrides(app_id=f"distillguard-{run_id}", **names)
+
+
+def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
+    env.update({
+        "DISTILLGUARD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "DISTILLGUARD_APP_ID": settings.app_id,
+        "DISTILLGUARD_WEB_PORT": str(web_port),
+        "DISTILLGUARD_LOG_FORMAT": "json",
+        **{f"DISTILLGUARD_TOPIC_{n.upper()}": getattr(settings, f"topic_{n}")
+           for n in TOPIC_LOGICAL_NAMES},
+    })
+    if os.environ.get("DISTILLGUARD_SETTINGS_FILE"):
+        env["DISTILLGUARD_SETTINGS_FILE"] = os.environ["DISTILLGUARD_SETTINGS_FILE"]
+    return env
+
+
+def start_workers(settings: Settings, count: int, base_port: int,
+                  log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(count):
+        log = (log_dir / f"worker-{i + 1}.log").open("wb")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT,
+            env=worker_env(settings, base_port + i), stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]], timeout_s: float = 30.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+async def group_lag(settings: Settings, topics: list[str]) -> int | None:
+    """Total consumer lag of the fleet's group over `topics`; None until it has committed."""
+    kwargs = settings.aiokafka_kwargs()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kwargs)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                **kwargs)
+    await admin.start()
+    await consumer.start()
+    try:
+        try:
+            committed = await admin.list_consumer_group_offsets(settings.app_id)
+        except KafkaError:  # the group's coordinator is not there until the group forms
+            return None
+        tps = []
+        for t in topics:
+            spec = next(s for s in settings.topics.values() if s.name == t)
+            tps.extend(TopicPartition(t, p) for p in range(spec.partitions))
+        ends = await consumer.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            end = ends.get(tp, 0)
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            if end > 0 and meta is None:
+                return None
+            lag += max(0, end - done)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
+    run_id = time.strftime("demo-%Y%m%d-%H%M%S")
+    settings = run_settings(base, run_id)
+    kwargs = settings.aiokafka_kwargs()
+    await wait_for_broker(settings.kafka_bootstrap, timeout_s=30, client_kwargs=kwargs)
+    await ensure_topics(settings.kafka_bootstrap, settings.topics.values(), client_kwargs=kwargs)
+    scenario = Scenario(seed=opts.seed, scale=opts.scale, duration_h=opts.hours)
+    labels = {lab["account_id"]: (lab["label"], lab["group"])
+              for lab in account_labels(scenario)}
+    log_dir = REPO_ROOT / ".distillguard" / run_id
+    print(f"run {run_id}: {opts.workers} workers (logs in {log_dir}), model "
+          f"{settings.detector.model_version}", flush=True)
+    procs = start_workers(settings, opts.workers, opts.base_web_port, log_dir)
+    view, screen = LiveView(), Screen()
+    state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting"}
+    events: list[tuple[str, float]] = []
+
+    def status() -> str:
+        lag = "?" if state["lag"] is None else f"{state['lag']:,}"
+        return f"{state['phase']}: produced {state['produced']:,}, fleet lag {lag}"
+
+    async def produce() -> None:
+        def tracked():
+            for ev in generate_events(scenario):
+                events.append((ev["account_id"], ev["ts"]))
+                state["produced"] += 1
+                yield ev
+        state["phase"] = "streaming"
+        await produce_events(settings.kafka_bootstrap, settings.topic_requests, tracked(),
+                             rate=opts.rate, client_kwargs=kwargs, progress=False)
+        state["phase"] = "catching up"
+
+    async def follow_lag() -> None:
+        deadline = time.monotonic() + opts.timeout_s
+        quiet_checks = 0
+        inputs = [settings.topic_requests, settings.topic_cluster_summaries,
+                  settings.topic_account_verdicts]
+        while True:
+            await asyncio.sleep(2.0)
+            dead = [p.args for p in procs if p.poll() is not None]
+            if dead:
+                raise DemoError(f"a worker exited early; see its log in {log_dir}")
+            state["lag"] = await group_lag(settings, inputs)
+            if state["phase"] == "catching up" and state["lag"] == 0 \
+                    and time.monotonic() - view.last_decision_at > 3.0:
+                quiet_checks += 1
+                if quiet_checks >= 2:
+                    state["done"] = True
+                    return
+            else:
+                quiet_checks = 0
+            if time.monotonic() > deadline:
+                raise DemoError(f"the fleet did not catch up within {opts.timeout_s:.0f} s")
+
+    try:
+        watcher = asyncio.create_task(watch_decisions(
+            settings.kafka_bootstrap, settings.topic_enforcement, view=view, screen=screen,
+            stop=lambda: state["done"], status=status, from_beginning=True,
+            client_kwargs=kwargs))
+        await produce()
+        await follow_lag()
+        await watcher
+    finally:
+        stop_workers(procs)
+        if not opts.keep_topics:
+            await delete_topics(settings.kafka_bootstrap,
+                                [t.name for t in settings.topics.values()],
+                                client_kwargs=kwargs)
+    report = evaluate_recorded(events, view.records, labels)
+    print()
+    print(f"Evaluation of the live decisions ({len(events):,} events, "
+          f"{len(view.records):,} decisions, {opts.workers} workers):")
+    print(render(report))
+    return 0
+
+
+def run_demo(base: Settings, opts: DemoOptions) -> int:
+    started_broker = False
+    if base.kafka_bootstrap == "127.0.0.1:9092" and not broker_running():
+        start_broker()
+        started_broker = True
+    try:
+        return asyncio.run(run_demo_async(base, opts))
+    finally:
+        if started_broker and not opts.keep_broker:
+            print("stopping the local Kafka broker this demo started "
+                  "(keep it with --keep-broker)", flush=True)
+            subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], check=False)

@@ -1,0 +1,202 @@
+"""One settings object, read once at the entry point from the environment and an optional file.
+
+Every field has an environment variable `DISTILLGUARD_<FIELD>` (upper case). A TOML file named
+by `DISTILLGUARD_SETTINGS_FILE` (or `--settings`) may set the same fields at its top level and
+detector tunables in a `[detector]` table (see `models.config.DetectorConfig` for the names);
+the environment wins over the file, the file over the defaults. Detector tunables can also come
+from the environment as `DISTILLGUARD_DETECTOR_<NAME>`. Unknown keys are an error, never ignored.
+
+Fields:
+
+| field                  | env                                 | default               |
+|------------------------|-------------------------------------|-----------------------|
+| kafka_bootstrap        | DISTILLGUARD_KAFKA_BOOTSTRAP        | 127.0.0.1:9092        |
+| app_id                 | DISTILLGUARD_APP_ID                 | distillguard          |
+| topic_requests …       | DISTILLGUARD_TOPIC_REQUESTS …       | deploy/topics.toml    |
+| store                  | DISTILLGUARD_STORE                  | memory://             |
+| web_port               | DISTILLGUARD_WEB_PORT               | 6066                  |
+| log_format             | DISTILLGUARD_LOG_FORMAT             | console (or json)     |
+| max_record_bytes       | DISTILLGUARD_MAX_RECORD_BYTES       | 65536                 |
+| security_protocol      | DISTILLGUARD_SECURITY_PROTOCOL      | PLAINTEXT             |
+| sasl_mechanism         | DISTILLGUARD_SASL_MECHANISM         | (none)                |
+| sasl_username          | DISTILLGUARD_SASL_USERNAME          | (none)                |
+| sasl_password          | DISTILLGUARD_SASL_PASSWORD          | (none)                |
+| ssl_cafile             | DISTILLGUARD_SSL_CAFILE             | (none)                |
+| shadow                 | DISTILLGUARD_SHADOW                 | false                 |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.config import DetectorConfig
+from streams.topics import TopicSpec, load_topic_specs
+
+ENV_PREFIX = "DISTILLGUARD_"
+TOPIC_LOGICAL_NAMES = ("requests", "enforcement", "dead_letter", "cluster_summaries",
+                       "account_verdicts")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the setting and where it came from."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "distillguard"
+    topic_requests: str = ""
+    topic_enforcement: str = ""
+    topic_dead_letter: str = ""
+    topic_cluster_summaries: str = ""
+    topic_account_verdicts: str = ""
+    store: str = "memory://"
+    web_port: int = 6066
+    log_format: str = "console"
+    max_record_bytes: int = 65536
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    shadow: bool = False
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    @property
+    def topics(self) -> dict[str, TopicSpec]:
+        """The topic definitions of deploy/topics.toml under this run's topic names."""
+        names = {n: getattr(self, f"topic_{n}") for n in TOPIC_LOGICAL_NAMES}
+        return load_topic_specs(names={k: v for k, v in names.items() if v})
+
+    @property
+    def partitions(self) -> int:
+        return self.topics["requests"].partitions
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection settings for aiokafka clients (admin, producer, consumer)."""
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            kwargs["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.security_protocol.startswith("SASL"):
+            kwargs.update(sasl_mechanism=self.sasl_mechanism,
+                          sasl_plain_username=self.sasl_username,
+                          sasl_plain_password=self.sasl_password)
+        return kwargs
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "detector"}
+
+
+def _convert(name: str, raw: Any, kind: str, source: str) -> Any:
+    try:
+        if "bool" in kind:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if "int" in kind:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+        if raw is None or (isinstance(raw, str) and raw == "" and "None" in kind):
+            return None
+        return str(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} from {source}: {raw!r} is not valid ({exc})") from None
+
+
+def _detector(values: Mapping[str, Any], source: str, base: DetectorConfig) -> DetectorConfig:
+    known = {f.name: f.type for f in dataclasses.fields(DetectorConfig)}
+    changes = {}
+    for key, raw in values.items():
+        if key not in known:
+            raise SettingsError(
+                f"unknown detector setting '{key}' in {source}; known: {', '.join(sorted(known))}")
+        changes[key] = _convert(f"detector.{key}", raw, str(known[key]), source)
+    return dataclasses.replace(base, **changes)
+
+
+def load_settings(env: Mapping[str, str] | None = None, file: str | Path | None = None) -> Settings:
+    """Build the settings from defaults, then the file, then the environment."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    detector = DetectorConfig()
+    path = file or env.get(f"{ENV_PREFIX}SETTINGS_FILE")
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise SettingsError(f"settings file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+        for key, raw in data.items():
+            if key == "detector":
+                if not isinstance(raw, dict):
+                    raise SettingsError(f"[detector] in {path} must be a table")
+                detector = _detector(raw, str(path), detector)
+            elif key in _FIELD_TYPES:
+                values[key] = _convert(key, raw, str(_FIELD_TYPES[key]), str(path))
+            else:
+                raise SettingsError(f"unknown setting '{key}' in {path}; known: "
+                                    f"{', '.join(sorted([*_FIELD_TYPES, 'detector']))}")
+    env_detector = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}SETTINGS_FILE":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name.startswith("detector_"):
+            env_detector[name[len("detector_"):]] = raw
+        elif name in _FIELD_TYPES:
+            values[name] = _convert(name, raw, str(_FIELD_TYPES[name]), f"${key}")
+        else:
+            raise SettingsError(f"unknown environment variable ${key}; known settings: "
+                                f"{', '.join(sorted(_FIELD_TYPES))}")
+    if env_detector:
+        detector = _detector(env_detector, "the environment", detector)
+    if "shadow" in values:
+        detector = dataclasses.replace(detector, shadow=values["shadow"])
+    settings = Settings(**values, detector=detector)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.security_protocol not in SECURITY_PROTOCOLS:
+        raise SettingsError(f"security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                            f"got {s.security_protocol!r}")
+    if s.security_protocol.startswith("SASL"):
+        if s.sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(f"security_protocol {s.security_protocol} needs sasl_mechanism "
+                                f"one of {', '.join(SASL_MECHANISMS)}")
+        if not s.sasl_username or not s.sasl_password:
+            raise SettingsError(f"security_protocol {s.security_protocol} needs sasl_username "
+                                "and sasl_password")
+    if s.ssl_cafile and not Path(s.ssl_cafile).is_file():
+        raise SettingsError(f"ssl_cafile {s.ssl_cafile} does not exist")
+    if s.log_format not in ("console", "json"):
+        raise SettingsError(f"log_format must be console or json, got {s.log_format!r}")
+    if not 1024 <= s.max_record_bytes <= 1_048_576:
+        raise SettingsError("max_record_bytes must be between 1024 and 1048576")
+    if not s.kafka_bootstrap.strip():
+        raise SettingsError("kafka_bootstrap must not be empty")
+    s.topics  # noqa: B018 - loads and validates the topic definition with these names
