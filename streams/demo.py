@@ -47,7 +47,10 @@ class DemoOptions:
     seed: int = 7
     scale: float = 0.25
     hours: float = 3.0
-    rate: float = 0.0
+    # Paced so the fleet keeps up on a 2-core machine: decisions then land close to the events
+    # they rest on in event time, as they would in production (0: as fast as possible, which
+    # builds a backlog and so delays every decision in event time).
+    rate: float = 800.0
     keep_broker: bool = False
     keep_topics: bool = False
     timeout_s: float = 900.0

@@ -63,6 +63,20 @@ def broker_credentials(settings: Settings) -> Any:
                                  ssl_context=ssl_context)
 
 
+def state_table(app: faust.App, name: str, partitions: int, codec: str) -> faust.Table:
+    """A table of the core's state objects, changelogged with our orjson codec.
+
+    Faust derives a table's serializers from `value_type` (a faust Record) and falls back to
+    its json codec, which would turn our dataclasses into dicts on the changelog and hand dicts
+    back after a recovery. Setting the serializers before the store and the changelog topic are
+    created (both lazily) makes every path use the codec.
+    """
+    table = app.Table(name, partitions=partitions)
+    table.key_serializer = "json"
+    table.value_serializer = codec
+    return table
+
+
 def create_app(settings: Settings) -> faust.App:
     register_codecs()
     cfg = settings.detector
@@ -95,11 +109,9 @@ def create_app(settings: Settings) -> faust.App:
     dead_letter = app.topic(topics["dead_letter"].name)
 
     # ---- state: the core's values, changelogged as orjson (never pickle) -------------------
-    accounts = app.Table("accounts", partitions=partitions, schema=faust.Schema(
-        key_serializer="json", value_serializer=ACCOUNT_STATE_CODEC))
-    clusters = app.Table("clusters", partitions=topics["cluster_summaries"].partitions,
-                         schema=faust.Schema(key_serializer="json",
-                                             value_serializer=CLUSTER_STATE_CODEC))
+    accounts = state_table(app, "accounts", partitions, ACCOUNT_STATE_CODEC)
+    clusters = state_table(app, "clusters", topics["cluster_summaries"].partitions,
+                           CLUSTER_STATE_CODEC)
 
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)
