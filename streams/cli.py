@@ -199,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--scale", type=float, default=0.25)
     p.add_argument("--hours", type=float, default=3.0)
-XX, type=float, default=900.0, help="give up after this many s")
+    p.add_argument("--rate", type=float, default=800.0,
+                   help="events/s of wall-clock time (0: as fast as possible)")
+    p.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
     p.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     p.add_argument("--keep-topics", action="store_true", help="keep this run's topics")
     p.set_defaults(func=cmd_demo)
