@@ -1,0 +1,227 @@
+"""`streams.codec`: the one place bytes become the core's values and back.
+
+Refused records must carry a reason an operator can act on; dead-letter records must carry
+what is needed to find and re-drive the original; state must survive the changelog unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from conftest import event_dict, make_event
+
+from models.account import AccountState, Verdict
+from models.account_stage import AccountPartition, AccountStage
+from models.cluster import ClusterState
+from models.cluster_stage import ClusterPartition, ClusterStage
+from models.config import DetectorConfig
+from models.decision import Decision
+from models.events import InvalidEvent, RequestEvent
+from models.messages import AccountVerdict, ClusterSummary
+from models.policy import decide
+from streams.codec import (
+    DEFAULT_MAX_RECORD_BYTES,
+    dead_letter_record,
+    decode_account_state,
+    decode_cluster_state,
+    decode_request,
+    decode_request_line,
+    decode_summary,
+    decode_verdict,
+    encode_account_state,
+    encode_cluster_state,
+    encode_decision,
+    encode_summary,
+    encode_verdict,
+)
+
+CFG = DetectorConfig()
+T0 = 1_700_000_000.0
+
+
+def _valid(account: str = "acct-1", **fields: Any) -> bytes:
+    return orjson.dumps(event_dict(account, T0, **fields))
+
+
+# --- decode_request ---------------------------------------------------------------------------
+
+def test_valid_record_decodes_to_the_event() -> None:
+    ev = decode_request(_valid(), b"acct-1")
+    assert isinstance(ev, RequestEvent)
+    assert ev == make_event("acct-1", T0)
+
+
+@pytest.mark.parametrize("value,key,words", [
+    (None, b"acct-1", ["tombstone"]),
+    (b"\xff\xfe{}", b"acct-1", ["not utf-8"]),
+    (b'{"event_id": "\xc3\x28"}', b"acct-1", ["not utf-8"]),
+    (b"{not json", b"acct-1", ["not json"]),
+    (b"", b"acct-1", ["not json"]),
+    (b"[1, 2", b"acct-1", ["not json"]),
+    (_valid(), None, ["no key"]),
+    (_valid(), b"", ["no key"]),
+    (_valid(), b"acct-2", ["key", "account_id"]),
+    (_valid(), b"\xff\xfe", ["key", "utf-8"]),
+    (orjson.dumps([1, 2, 3]), b"acct-1", ["object"]),
+    (orjson.dumps({**event_dict("acct-1", T0), "status": 42}), b"acct-1", ["'status'"]),
+])
+def test_bad_records_are_refused_with_a_reason(value: bytes | None, key: bytes | None,
+                                                words: list[str]) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_request(value, key)
+    reason = info.value.reason.lower()
+    assert all(w.lower() in reason for w in words), reason
+
+
+def test_record_over_the_byte_limit_is_refused_before_parsing() -> None:
+    padded = orjson.dumps({**event_dict("acct-1", T0), "padding": "x" * 2000})
+    assert decode_request(padded, b"acct-1", max_bytes=len(padded)).account_id == "acct-1"
+    with pytest.raises(InvalidEvent) as info:
+        decode_request(padded, b"acct-1", max_bytes=len(padded) - 1)
+    assert "over the limit" in info.value.reason and str(len(padded)) in info.value.reason
+    # even bytes that are not JSON at all are refused for size first, cheaply
+    with pytest.raises(InvalidEvent, match="over the limit"):
+        decode_request(b"\xff" * (DEFAULT_MAX_RECORD_BYTES + 1), b"acct-1")
+
+
+def test_key_mismatch_reason_quotes_a_bounded_key() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_request(_valid(), b"k" * 10_000)
+    assert len(info.value.reason) < 200
+
+
+def test_decode_request_line_has_no_key_check() -> None:
+    assert decode_request_line(_valid("acct-9")).account_id == "acct-9"
+    with pytest.raises(InvalidEvent, match="not JSON"):
+        decode_request_line(b"garbage")
+    with pytest.raises(InvalidEvent, match="over the limit"):
+        decode_request_line(_valid(), max_bytes=10)
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+def test_dead_letter_record_carries_reason_and_original() -> None:
+    value = b"\x00\xffnot an event"
+    rec = orjson.loads(dead_letter_record("record value is not UTF-8", value, b"acct-7",
+                                          "distillguard.requests", 5, 1234, 99.5))
+    assert rec["reason"] == "record value is not UTF-8"
+    assert base64.b64decode(rec["value_b64"]) == value
+    assert base64.b64decode(rec["key_b64"]) == b"acct-7"
+    assert (rec["source_topic"], rec["source_partition"], rec["source_offset"]) == (
+        "distillguard.requests", 5, 1234)
+    assert rec["ts"] == 99.5
+
+
+def test_dead_letter_record_of_a_tombstone_without_key() -> None:
+    rec = orjson.loads(dead_letter_record("record has no value (tombstone)", None, None,
+                                          "t", 0, 0, 1.0))
+    assert rec["value_b64"] is None and rec["key_b64"] is None
+    assert rec["reason"].startswith("record has no value")
+
+
+# --- state round trips ------------------------------------------------------------------------
+
+def _driven_account_state() -> AccountState:
+    """An account with a closed window, an open one, keys, a verdict and an action."""
+    stage, part = AccountStage(CFG), AccountPartition.create(CFG, 0)
+    state = None
+    for i in range(6):
+        ev = make_event("acct-1", T0 + 20 * i, i, reasoning_requested=i % 2 == 0,
+                        task_category="coding", payment_fingerprint="pay-1",
+                        system_prompt_hash="sys-1", account_created_ts=T0 - 3600,
+                        ip=f"198.51.100.{i}", tools_count=i)
+        state, _ = stage.on_event(state, ev, part)
+    ev = make_event("acct-1", T0 + CFG.window_s + 5, 99, prompt_simhash="fedcba9876543210")
+    state, _ = stage.on_event(state, ev, part)
+    for key, score in (("pay:pay-1", 0.95), ("tpl:0:cdef", 0.9)):
+        verdict = Verdict(key, score, T0 + 400, T0 + 400 + CFG.verdict_ttl_s, f"cv-{key}",
+                          f"cluster {key}")
+        state, _ = stage.on_verdict(state, "acct-1", verdict, part)
+    assert state is not None
+    assert state.windows_closed == 1 and state.window is not None
+    assert state.window.templates and state.verdicts and state.keys
+    assert state.action != "allow"
+    return state
+
+
+def test_account_state_round_trip() -> None:
+    state = _driven_account_state()
+    data = encode_account_state(state)
+    assert isinstance(data, bytes)
+    again = decode_account_state(data)
+    assert again == state
+    assert encode_account_state(again) == data
+
+
+def test_fresh_account_state_round_trip() -> None:
+    state = AccountState.new("acct-2", T0)
+    assert decode_account_state(encode_account_state(state)) == state
+
+
+def _summary(account: str, key: str = "pay:shared", ts: float = T0, **kw: Any) -> ClusterSummary:
+    fields: dict[str, Any] = dict(
+        cluster_key=key, account_id=account, kind="window",
+        window_start=int(ts // CFG.window_s) * CFG.window_s, event_ts=ts, requests=20,
+        reasoning=20, high_value=20, completion_tokens=40_000, young=True, account_first_ts=ts)
+    fields.update(kw)
+    return ClusterSummary(**fields)
+
+
+def _driven_cluster_state() -> ClusterState:
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG)
+    state = None
+    for i in range(8 * CFG.cluster_min_accounts):
+        state, _ = stage.on_summary(state, _summary(f"acct-{i:03d}", ts=T0 + i), part)
+    state, _ = stage.on_summary(state, _summary("acct-000", ts=T0 + CFG.window_s + 1), part)
+    assert state is not None and state.verdict is not None and len(state.windows) == 2
+    return state
+
+
+def test_cluster_state_round_trip() -> None:
+    state = _driven_cluster_state()
+    data = encode_cluster_state(state)
+    again = decode_cluster_state(data)
+    assert again == state
+    assert encode_cluster_state(again) == data
+
+
+def test_stage_messages_round_trip() -> None:
+    s = _summary("acct-1", kind="join", requests=0)
+    assert decode_summary(encode_summary(s)) == s
+    v = AccountVerdict("acct-1", Verdict("ip:1.2.3.0/24", 0.9, T0, T0 + 60, "cv-1", "why"))
+    assert decode_verdict(encode_verdict(v)) == v
+
+
+@pytest.mark.parametrize("decode,data", [(decode_summary, b'["too", "short"]'),
+                                         (decode_summary, b'{"a": 1}'),
+                                         (decode_verdict, b'["acct"]')])
+def test_malformed_stage_messages_raise(decode: Callable[[bytes], Any], data: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode(data)
+
+
+# --- decisions out ----------------------------------------------------------------------------
+
+def _decision(shadow: bool = False) -> Decision:
+    cfg = DetectorConfig(shadow=shadow)
+    state = AccountState.new("acct-1", T0)
+    for key in ("pay:p", "tpl:0:abcd"):
+        state.verdicts[key] = Verdict(key, 1.0, T0, T0 + 3600, f"cv-{key}", f"cluster {key}")
+    d = decide(state, T0, cfg)
+    assert d is not None
+    return d
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+def test_encoded_decision_is_contract_valid(validate: Callable[[str, Any], None],
+                                            shadow: bool) -> None:
+    d = _decision(shadow)
+    record = orjson.loads(encode_decision(d, 1_700_000_123.25))
+    validate("enforcement-decision", record)
+    assert record["ts"] == 1_700_000_123.25
+    assert record["decision_id"] == d.decision_id and record["action"] == d.action
+    assert record["mode"] == ("shadow" if shadow else "enforce")
