@@ -139,6 +139,20 @@ def create_app(settings: Settings) -> faust.App:
                     part.due.register(key, state.last_ts)
         return part
 
+    # ---- rebalances: partition-local context lives only while the partition is ours -------
+    @app.on_partitions_revoked.connect
+    async def forget_partitions(sender: Any, revoked: set[Any], **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic == requests.get_topic_name():
+                account_parts.pop(tp.partition, None)
+            elif tp.topic == cluster_summaries.get_topic_name():
+                cluster_parts.pop(tp.partition, None)
+
+    @app.on_partitions_assigned.connect
+    async def report_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == requests.get_topic_name())
+        log.info("partitions_assigned", topic=requests.get_topic_name(), partitions=mine)
+
     async def publish(out: Outputs) -> None:
         for s in out.summaries:
             await cluster_summaries.send(key=s.cluster_key.encode(), value=encode_summary(s))

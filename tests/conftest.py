@@ -1,0 +1,72 @@
+"""Shared test fixtures: the gateway contract, and a factory for request events.
+
+The contract schemas live beside the repository in `shared/contract` (or where
+$DISTILLGUARD_CONTRACT_DIR points); tests validate what the project reads and writes against
+those files, never against a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from models.events import RequestEvent, event_from_mapping
+
+
+def contract_dir() -> Path:
+    env = os.environ.get("DISTILLGUARD_CONTRACT_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [p / "shared" / "contract" for p in Path(__file__).resolve().parents]
+    for c in candidates:
+        if (c / "request-event.schema.json").is_file():
+            return c
+    raise RuntimeError(
+        "contract schemas not found: expected shared/contract/request-event.schema.json beside "
+        "the repository, or set DISTILLGUARD_CONTRACT_DIR")
+
+
+@cache
+def contract_validator(name: str) -> Draft202012Validator:
+    """`name`: request-event, enforcement-decision or account-label."""
+    schema = json.loads((contract_dir() / f"{name}.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@pytest.fixture
+def validate() -> Callable[[str, Any], None]:
+    def check(name: str, obj: Any) -> None:
+        errors = sorted(contract_validator(name).iter_errors(obj), key=str)
+        assert not errors, f"{name} contract violated: {errors[0].message}"
+    return check
+
+
+_EVENT_DEFAULTS: dict[str, Any] = {
+    "ip": "203.0.113.10", "model": "claude-x-large", "prompt_tokens": 120,
+    "completion_tokens": 800, "status": 200, "prompt_simhash": "0123456789abcdef",
+    "reasoning_requested": False, "asn": 64500, "user_agent": "sdk/1.0",
+    "payment_fingerprint": None, "account_created_ts": None, "task_category": "chat",
+}
+
+
+def event_dict(account_id: str, ts: float, n: int = 0, **fields: Any) -> dict[str, Any]:
+    """A valid request event as the gateway writes it; override any field by keyword."""
+    return {"event_id": f"{account_id}-{n}-{ts}", "ts": ts, "account_id": account_id,
+            **_EVENT_DEFAULTS, **fields}
+
+
+def make_event(account_id: str, ts: float, n: int = 0, **fields: Any) -> RequestEvent:
+    """A typed event for the core: one line per event in a scenario test."""
+    return event_from_mapping(event_dict(account_id, ts, n, **fields))
+
+
+@pytest.fixture
+def event() -> Callable[..., RequestEvent]:
+    return make_event

@@ -1,0 +1,190 @@
+"""Integration tests against the real local Kafka broker (deploy/kafka-local.sh start).
+
+Each test gets its own topics and consumer group (a unique run id), so tests never see each
+other's records and the broker is never reset between them. If no broker answers, the tests
+fail with the command to start one; they skip only when explicitly told to with
+DISTILLGUARD_SKIP_BROKER_TESTS=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
+from streams.topics import delete_topics, ensure_topics, wait_for_broker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = os.environ.get("DISTILLGUARD_TEST_BOOTSTRAP", "127.0.0.1:9092")
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="session")
+def broker() -> str:
+    if os.environ.get("DISTILLGUARD_SKIP_BROKER_TESTS") == "1":
+        pytest.skip("DISTILLGUARD_SKIP_BROKER_TESTS=1: broker tests not wanted")
+    try:
+        asyncio.run(wait_for_broker(BOOTSTRAP, timeout_s=20))
+    except ConnectionError as exc:
+        pytest.fail(f"{exc}\n(run `bash deploy/kafka-local.sh start`, or `make test` which "
+                    "starts it; set DISTILLGUARD_SKIP_BROKER_TESTS=1 to skip on purpose)")
+    return BOOTSTRAP
+
+
+def run_env(run_id: str, bootstrap: str, **extra: str) -> dict[str, str]:
+    env = {
+        "DISTILLGUARD_KAFKA_BOOTSTRAP": bootstrap,
+        "DISTILLGUARD_APP_ID": f"dg-test-{run_id}",
+        "DISTILLGUARD_LOG_FORMAT": "json",
+        **{f"DISTILLGUARD_TOPIC_{n.upper()}": f"dg-test.{run_id}.{n}"
+           for n in TOPIC_LOGICAL_NAMES},
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run(broker: str) -> Iterator[Settings]:
+    """Settings for one test: its own topics (created now, deleted after) and group."""
+    run_id = uuid.uuid4().hex[:10]
+    settings = load_settings(env=run_env(run_id, broker))
+    asyncio.run(ensure_topics(broker, settings.topics.values()))
+    yield settings
+    asyncio.run(delete_topics(broker, [t.name for t in settings.topics.values()]))
+
+
+@dataclass
+class Fleet:
+    """Worker processes of one consumer group, started with `start` and always stopped."""
+
+    settings: Settings
+    log_dir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, count: int = 1, base_port: int = 0) -> None:
+        base_port = base_port or 16000 + (os.getpid() % 1000) * 10
+        for i in range(count):
+            n = len(self.procs)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
+            env.update(run_env(self.settings.app_id.removeprefix("dg-test-"),
+                               self.settings.kafka_bootstrap,
+                               DISTILLGUARD_WEB_PORT=str(base_port + n)))
+            log = (self.log_dir / f"worker-{n + 1}.log").open("wb")
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT))
+
+    def alive(self) -> list[bool]:
+        return [p.poll() is None for p in self.procs]
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:]
+                         for p in sorted(self.log_dir.glob("worker-*.log")))
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def fleet(run: Settings, tmp_path: Path) -> Iterator[Fleet]:
+    f = Fleet(run, tmp_path)
+    yield f
+    f.stop()
+
+
+async def produce(settings: Settings, records: list[tuple[bytes | None, bytes | None]],
+                  topic: str | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=10,
+                                max_request_size=2_000_000)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic or settings.topic_requests, value, key=key)
+                   for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def event_records(events: list[dict[str, Any]]) -> list[tuple[bytes | None, bytes | None]]:
+    return [(e["account_id"].encode(), orjson.dumps(e)) for e in events]
+
+
+async def consume_until(settings: Settings, topic: str,
+                        done: Callable[[list[Any]], bool], timeout_s: float,
+                        alive: Callable[[], bool] = lambda: True) -> list[Any]:
+    """All records of `topic` from the start, until `done(records)` or the deadline."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not done(records):
+            if not alive():
+                break
+            batches = await consumer.getmany(timeout_ms=500)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def committed_lag(settings: Settings, topic: str, partitions: int) -> int | None:
+    """The fleet's consumer lag on `topic`, or None before it has committed anything."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        try:
+            committed = await admin.list_consumer_group_offsets(settings.app_id)
+        except Exception:  # noqa: BLE001 - coordinator not there yet
+            return None
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            if ends[tp] and meta is None:
+                return None
+            lag += ends[tp] - (meta.offset if meta is not None else 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_for_lag_zero(settings: Settings, topic: str, partitions: int,
+                            timeout_s: float, alive: Callable[[], bool]) -> int | None:
+    deadline = time.monotonic() + timeout_s
+    lag = None
+    while time.monotonic() < deadline and alive():
+        lag = await committed_lag(settings, topic, partitions)
+        if lag == 0:
+            return 0
+        await asyncio.sleep(1.0)
+    return lag

@@ -1,0 +1,131 @@
+"""The worker fleet on the real broker: traffic in, contract-valid decisions out, bad records to
+the dead-letter topic while consumption goes on, and two workers splitting the partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import time
+
+import orjson
+import pytest
+
+from simulator import Scenario, account_labels, generate_events
+from tests.conftest import contract_validator, event_dict
+from tests.integration.conftest import (
+    Fleet,
+    consume_until,
+    event_records,
+    produce,
+    wait_for_lag_zero,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+# Large enough for clusters to form (campaigns of tens of accounts), small enough to stream in
+# seconds: ~22k events over 1.5 simulated hours.
+SCENARIO = dataclasses.replace(Scenario.default(), scale=0.25, duration_h=1.5, seed=11)
+
+
+def assignments(fleet: Fleet) -> list[list[int] | None]:
+    """Each worker's latest logged assignment of requests partitions."""
+    latest: list[list[int] | None] = []
+    for path in sorted(fleet.log_dir.glob("worker-*.log")):
+        found = None
+        for line in path.read_text(errors="replace").splitlines():
+            if '"partitions_assigned"' in line:
+                found = json.loads(line[line.index("{"):])["partitions"]
+        latest.append(found)
+    return latest
+
+
+def wait_for_split(fleet: Fleet, partitions: int, timeout_s: float) -> list[list[int] | None]:
+    deadline = time.monotonic() + timeout_s
+    split: list[list[int] | None] = []
+    while time.monotonic() < deadline:
+        split = assignments(fleet)
+        if len(split) == len(fleet.procs) and all(split):
+            union = sorted(p for parts in split for p in parts or [])
+            if union == list(range(partitions)):
+                return split
+        assert all(fleet.alive()), fleet.logs()
+        time.sleep(0.5)  # polling a log file; the condition has its own deadline
+    return split
+
+
+def test_two_workers_split_partitions_and_emit_contract_valid_decisions(run, fleet) -> None:
+    partitions = run.partitions
+    fleet.start(count=2)
+    split = wait_for_split(fleet, partitions, timeout_s=90)
+    assert len(split) == 2 and all(split), f"workers did not both get partitions: {split}"
+    first, second = (set(s or []) for s in split)
+    assert first.isdisjoint(second) and first | second == set(range(partitions)), split
+
+    events = list(generate_events(SCENARIO))
+    attack = {lab["account_id"] for lab in account_labels(SCENARIO) if lab["label"] == "attack"}
+    asyncio.run(produce(run, event_records(events)))
+
+    def enough(records: list) -> bool:
+        return sum(orjson.loads(r.value)["account_id"] in attack for r in records) >= 20
+
+    decisions = asyncio.run(consume_until(run, run.topic_enforcement, enough, timeout_s=240,
+                                          alive=lambda: all(fleet.alive())))
+    assert all(fleet.alive()), fleet.logs()
+    assert decisions, f"no decisions on the enforcement topic\n{fleet.logs()}"
+    validator = contract_validator("enforcement-decision")
+    for rec in decisions:
+        value = orjson.loads(rec.value)
+        errors = list(validator.iter_errors(value))
+        assert not errors, errors[0].message
+        assert rec.key.decode() == value["account_id"]
+        assert value["action"] in ("throttle", "block", "allow")
+        assert value["model_version"] == run.detector.model_version
+    acted = {orjson.loads(r.value)["account_id"] for r in decisions}
+    assert len(acted & attack) >= 20, "campaign accounts should be among those acted on"
+    # Both workers made decisions: the work really was shared.
+    logs = [p.read_text() for p in sorted(fleet.log_dir.glob("worker-*.log"))]
+    assert all('"decision"' in log for log in logs), "each worker should log its decisions"
+
+
+def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet) -> None:
+    fleet.start(count=1)
+    good = [event_dict(f"acct-dlq-{i}", 1_767_225_600.0 + i, n=i) for i in range(40)]
+    not_utf8 = b"\xff\xfe{\"ts\": 1}"
+    bad_records = [
+        (b"acct-x", not_utf8),
+        (b"acct-x", b"{not json"),
+        (b"acct-x", orjson.dumps({**good[0], "prompt_simhash": "XYZ"})),  # schema violation
+        (b"acct-x", orjson.dumps({**good[0], "status": "200"})),  # wrong type
+        (b"acct-x", orjson.dumps({**good[0], "user_agent": "x" * 70_000})),  # over 64 KiB
+        (None, orjson.dumps(good[0])),  # no key
+    ]
+    records = event_records(good[:20]) + bad_records + event_records(good[20:])
+    asyncio.run(produce(run, records))
+
+    dead = asyncio.run(consume_until(run, run.topic_dead_letter,
+                                     lambda rs: len(rs) >= len(bad_records), timeout_s=120,
+                                     alive=lambda: all(fleet.alive())))
+    assert all(fleet.alive()), fleet.logs()
+    assert len(dead) == len(bad_records), fleet.logs()
+    by_value = {}
+    for rec in dead:
+        body = orjson.loads(rec.value)
+        assert body["reason"] and body["source_topic"] == run.topic_requests
+        assert isinstance(body["source_partition"], int) and body["source_offset"] >= 0
+        original = base64.b64decode(body["value_b64"]) if body["value_b64"] else None
+        by_value[original] = body["reason"]
+    assert set(by_value) == {v for _, v in bad_records}, "every bad record, with its bytes"
+    assert "UTF-8" in by_value[not_utf8]
+    assert "JSON" in by_value[b"{not json"]
+    assert "prompt_simhash" in by_value[bad_records[2][1]]
+    assert "status" in by_value[bad_records[3][1]]
+    assert "over the limit" in by_value[bad_records[4][1]]
+    assert "no key" in by_value[bad_records[5][1]]
+
+    # The valid records after the bad ones were consumed too: the group caught up.
+    lag = asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, timeout_s=60,
+                                        alive=lambda: all(fleet.alive())))
+    assert lag == 0, f"the worker did not consume everything (lag {lag})\n{fleet.logs()}"
+    assert all(fleet.alive())
