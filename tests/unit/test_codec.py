@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import event_dict, make_event
+from tests.conftest import event_dict, make_event
 
 from models.account import AccountState, Verdict
 from models.account_stage import AccountPartition, AccountStage

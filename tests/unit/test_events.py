@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import contract_validator, event_dict
+from tests.conftest import contract_validator, event_dict
 
 from models.events import InvalidEvent, RequestEvent, event_from_mapping
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from conftest import make_event
+from tests.conftest import make_event
 
 from models.config import DetectorConfig
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys

@@ -1,0 +1,286 @@
+"""`models.account_stage.AccountStage`: per-account event-time windows and the summaries they fan out.
+
+Times are built from the config (window length, lateness, idle expiry), never hard-coded, so
+these tests hold whatever those tunables are set to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from tests.conftest import make_event
+
+from models.account import AccountState, Verdict
+from models.account_stage import AccountPartition, AccountStage, Outputs
+from models.config import DetectorConfig
+from models.events import RequestEvent
+from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
+from models.messages import ClusterSummary
+from models.windows import window_start
+
+CFG = DetectorConfig()
+WS = CFG.window_s
+LATE = CFG.allowed_lateness_s
+W0 = window_start(1_700_000_000.0, WS)  # an aligned window start
+T0 = W0 + 10.0
+
+
+class Harness:
+    """Drives one partition of the stage the way the agent and the pipeline do."""
+
+    def __init__(self, cfg: DetectorConfig = CFG) -> None:
+        self.stage = AccountStage(cfg)
+        self.part = AccountPartition.create(cfg, 0)
+        self.states: dict[str, AccountState] = {}
+        self.expired: list[str] = []
+
+    def event(self, ev: RequestEvent) -> tuple[Outputs, list[tuple[str, Outputs]]]:
+        """One event in; its own outputs and those of the accounts it made due."""
+        state, out = self.stage.on_event(self.states.get(ev.account_id), ev, self.part)
+        self.states[ev.account_id] = state
+        due_outs = []
+        for account in self.stage.due_accounts(self.part):
+            due_state = self.states.get(account)
+            if due_state is None:
+                continue
+            due_out = self.stage.on_due(due_state, self.part)
+            if due_out.expired:
+                del self.states[account]
+                self.expired.append(account)
+            due_outs.append((account, due_out))
+        return out, due_outs
+
+
+def ev(account: str, ts: float, n: int = 0, **fields: Any) -> RequestEvent:
+    return make_event(account, ts, n, **fields)
+
+
+def windows(summaries: Iterable[ClusterSummary]) -> list[ClusterSummary]:
+    return [s for s in summaries if s.kind == "window"]
+
+
+# --- joins ------------------------------------------------------------------------------------
+
+
+def test_first_event_joins_template_buckets_and_infrastructure_keys() -> None:
+    h = Harness()
+    e = ev("a", T0, payment_fingerprint="pay-1", system_prompt_hash="sys-1", asn=64500,
+           user_agent="sdk/1.0")
+    out, _ = h.event(e)
+    expected = set(template_keys(e.simhash, CFG.simhash_bands)) | set(infrastructure_keys(e))
+    assert {s.cluster_key for s in out.summaries} == expected
+    assert len(out.summaries) == len(expected)  # one join per key
+    for s in out.summaries:
+        assert (s.kind, s.account_id, s.window_start, s.event_ts) == ("join", "a", W0, T0)
+        assert s.requests == 0 and s.account_first_ts == T0
+    assert out.decisions == []
+
+
+def test_later_events_join_only_new_infrastructure_keys() -> None:
+    h = Harness()
+    h.event(ev("a", T0, payment_fingerprint="pay-1"))
+    out, _ = h.event(ev("a", T0 + 1, 1, payment_fingerprint="pay-1",
+                        prompt_simhash="fedcba9876543210"))
+    assert out.summaries == []  # same infrastructure; a new prompt is not announced per event
+    out, _ = h.event(ev("a", T0 + 2, 2, payment_fingerprint="pay-2"))
+    assert [(s.kind, s.cluster_key) for s in out.summaries] == [("join", "pay:pay-2")]
+
+
+@pytest.mark.parametrize("created_offset,young", [
+    (-3600.0, True), (-(CFG.young_account_age_s + 1.0), False), (None, False)])
+def test_join_says_whether_the_account_is_young(created_offset: float | None,
+                                                 young: bool) -> None:
+    created = None if created_offset is None else T0 + created_offset
+    out, _ = Harness().event(ev("a", T0, account_created_ts=created))
+    assert out.summaries and all(s.young is young for s in out.summaries)
+
+
+def test_ip_keys_per_account_are_bounded_and_overflow_counted() -> None:
+    h = Harness()
+    cap, extra = CFG.max_ip_keys_per_account, 3
+    joined_ip = []
+    for i in range(cap + extra):
+        out, _ = h.event(ev("a", T0 + i, i, ip=f"198.51.{i}.7"))
+        joined_ip += [s.cluster_key for s in out.summaries if key_kind(s.cluster_key) == "ip"]
+    st = h.states["a"]
+    assert joined_ip == [f"ip:{ip_prefix(f'198.51.{i}.7')}" for i in range(cap)]
+    assert sum(key_kind(k) == "ip" for k in st.keys) == cap
+    assert st.ip_keys_overflow == extra
+
+
+# --- windows closed by the account's own next event ------------------------------------------
+
+
+def test_next_event_in_a_later_window_closes_the_window() -> None:
+    h = Harness()
+    first = [ev("a", T0 + 10 * i, i, reasoning_requested=i < 2, task_category="coding",
+                completion_tokens=100 * (i + 1), payment_fingerprint="pay-1")
+             for i in range(3)]
+    for e in first:
+        out, _ = h.event(e)
+        assert windows(out.summaries) == []
+    out, _ = h.event(ev("a", W0 + WS + 1, 9, payment_fingerprint="pay-1"))
+    closed = windows(out.summaries)
+    st = h.states["a"]
+    expected_keys = set(st.keys) | set(template_keys(first[0].simhash, CFG.simhash_bands))
+    assert {s.cluster_key for s in closed} == expected_keys
+    for s in closed:
+        assert s.account_id == "a" and s.window_start == W0
+        assert (s.requests, s.reasoning, s.high_value) == (3, 2, 3)
+        assert s.completion_tokens == 600
+        assert s.event_ts == first[-1].ts  # the newest event the window rests on
+    assert st.windows_closed == 1
+    assert st.window is not None and st.window.start == W0 + WS and st.window.requests == 1
+
+
+def test_event_in_the_same_window_does_not_close_it() -> None:
+    h = Harness()
+    h.event(ev("a", W0))
+    out, _ = h.event(ev("a", W0 + WS - 0.001, 1))
+    assert windows(out.summaries) == []
+    assert h.states["a"].windows_closed == 0 and h.states["a"].window.requests == 2
+
+
+def test_window_fans_out_at_most_the_configured_template_keys() -> None:
+    cfg = DetectorConfig(max_template_keys_per_window=3)
+    h = Harness(cfg)
+    # one template used often, then many one-off prompts
+    for i in range(6):
+        h.event(ev("a", T0 + i, i, prompt_simhash="aaaabbbbccccdddd"))
+    for i in range(6):
+        h.event(ev("a", T0 + 10 + i, 10 + i, prompt_simhash=f"{i:04x}{i + 1:04x}{i + 2:04x}"
+                                                             f"{i + 3:04x}"))
+    out, _ = h.event(ev("a", W0 + WS + 1, 99))
+    tpl = [s.cluster_key for s in windows(out.summaries) if key_kind(s.cluster_key) == "tpl"]
+    assert len(tpl) == 3
+    assert set(tpl) <= set(template_keys(0xAAAABBBBCCCCDDDD, cfg.simhash_bands))
+
+
+# --- windows closed by the partition watermark -----------------------------------------------
+
+
+def test_watermark_closes_an_idle_accounts_window() -> None:
+    h = Harness()
+    h.event(ev("a", T0, payment_fingerprint="pay-1", reasoning_requested=True))
+    # another account of the partition moves event time on, but not yet past a's window
+    _, due = h.event(ev("b", W0 + WS + LATE - 1))
+    assert [a for a, o in due if windows(o.summaries)] == []
+    assert h.states["a"].window is not None
+    _, due = h.event(ev("b", W0 + WS + LATE, 1))
+    by_account = dict(due)
+    assert "a" in by_account
+    closed = windows(by_account["a"].summaries)
+    assert closed and {s.account_id for s in closed} == {"a"}
+    assert {s.cluster_key for s in closed} >= {"pay:pay-1", f"ip:{ip_prefix('203.0.113.10')}"}
+    assert all(s.window_start == W0 and s.requests == 1 and s.reasoning == 1 for s in closed)
+    assert h.states["a"].window is None and h.states["a"].windows_closed == 1
+    assert not by_account["a"].expired
+
+
+def test_on_due_before_the_watermark_passes_changes_nothing() -> None:
+    h = Harness()
+    h.event(ev("a", T0))
+    h.event(ev("b", W0 + WS + LATE - 5))
+    out = h.stage.on_due(h.states["a"], h.part)  # a stale or early hint
+    assert out.summaries == [] and not out.expired
+    assert h.states["a"].window is not None and h.states["a"].window.requests == 1
+
+
+def test_closing_by_watermark_and_by_next_event_summarise_alike() -> None:
+    def closed_by(next_event: RequestEvent) -> list[tuple[Any, ...]]:
+        h = Harness()
+        for i in range(3):
+            h.event(ev("a", T0 + i, i, reasoning_requested=True, task_category="math"))
+        out, due = h.event(next_event)
+        summaries = windows(out.summaries) + [s for _, o in due for s in windows(o.summaries)]
+        return sorted((s.cluster_key, s.window_start, s.requests, s.reasoning, s.high_value,
+                       s.event_ts) for s in summaries if s.account_id == "a")
+    by_own_event = closed_by(ev("a", W0 + WS + LATE + 1, 9))
+    assert by_own_event and all(row[2:5] == (3, 3, 3) for row in by_own_event)
+    assert by_own_event == closed_by(ev("b", W0 + WS + LATE + 1, 9))
+
+
+# --- late events ------------------------------------------------------------------------------
+
+
+def test_late_events_are_counted_and_still_aggregated() -> None:
+    h = Harness()
+    h.event(ev("a", T0 + 1000))
+    out, _ = h.event(ev("a", T0 + 1000 - LATE - 1, 1))
+    assert out.late is True
+    st = h.states["a"]
+    assert st.late_events == 1 and st.requests == 2
+    out, _ = h.event(ev("a", T0 + 1000 - LATE, 2))  # exactly at the watermark: on time
+    assert out.late is False and h.states["a"].late_events == 1
+
+
+def test_late_first_event_of_another_account_is_counted() -> None:
+    h = Harness()
+    h.event(ev("a", T0 + 5000))
+    out, _ = h.event(ev("b", T0))
+    assert out.late and h.states["b"].late_events == 1 and h.states["b"].requests == 1
+
+
+# --- idle expiry by event time ----------------------------------------------------------------
+
+
+def test_idle_state_expires_by_event_time() -> None:
+    h = Harness()
+    h.event(ev("a", T0))
+    h.event(ev("b", W0 + WS + LATE, 1))  # closes a's window; a is kept
+    assert "a" in h.states and h.expired == []
+    h.event(ev("b", T0 + CFG.idle_expiry_s + LATE - 1, 2))
+    assert "a" in h.states  # idle, but not yet for long enough
+    _, due = h.event(ev("b", T0 + CFG.idle_expiry_s + LATE, 3))
+    assert ("a" in dict(due)) and dict(due)["a"].expired
+    assert "a" not in h.states and h.expired == ["a"]
+
+
+def test_state_with_an_action_in_force_outlives_idle_expiry() -> None:
+    h = Harness()
+    h.event(ev("a", T0))
+    h.event(ev("b", W0 + WS + LATE, 1))
+    st = h.states["a"]
+    st.action, st.action_until = "block", T0 + CFG.idle_expiry_s + 10_000
+    h.event(ev("b", T0 + CFG.idle_expiry_s + LATE, 2))
+    assert "a" in h.states  # the action must still be liftable and renewable
+    h.event(ev("b", st.action_until + LATE, 3))
+    assert "a" not in h.states and h.expired == ["a"]
+
+
+def test_on_due_expires_only_past_idle_time() -> None:
+    h = Harness()
+    st, _ = h.stage.on_event(None, ev("a", T0), h.part)
+    st.window = None  # as after a closed window
+    h.part.watermark.observe(T0 + CFG.idle_expiry_s + LATE - 1)
+    assert not h.stage.on_due(st, h.part).expired
+    h.part.watermark.observe(T0 + CFG.idle_expiry_s + LATE)
+    assert h.stage.on_due(st, h.part).expired
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+
+def _verdict(key: str, score: float = 1.0, ts: float = T0) -> Verdict:
+    return Verdict(key, score, ts, ts + CFG.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted")
+
+
+def test_verdict_for_an_unknown_account_creates_state_and_may_decide() -> None:
+    h = Harness()
+    st, out = h.stage.on_verdict(None, "z", _verdict("pay:p"), h.part)
+    assert st.account_id == "z" and "pay:p" in st.verdicts
+    assert [d.account_id for d in out.decisions] == ["z"] * len(out.decisions)
+    st, out = h.stage.on_verdict(st, "z", _verdict("tpl:0:abcd"), h.part)
+    assert out.decisions and out.decisions[-1].action == "block"
+    assert st.action == "block"
+
+
+def test_verdicts_per_account_are_bounded() -> None:
+    h = Harness()
+    st = None
+    for i in range(40):
+        st, _ = h.stage.on_verdict(st, "z", _verdict(f"ip:10.0.{i}.0/24", ts=T0 + i), h.part)
+    assert st is not None and 0 < len(st.verdicts) <= 16
+    assert "ip:10.0.39.0/24" in st.verdicts  # the newest is kept
