@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test suite with its real parts: starts the local Kafka broker unless one is running,
+# runs every test (unit, agent, integration, scenario), and stops the broker if it started it.
+# Extra arguments go to pytest. Exits non-zero when any test fails or when no test ran.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+KAFKA="$ROOT/deploy/kafka-local.sh"
+
+started=0
+if ! bash "$KAFKA" status >/dev/null 2>&1; then
+  bash "$KAFKA" start
+  started=1
+fi
+cleanup() { if [[ $started == 1 ]]; then bash "$KAFKA" stop; fi; }
+trap cleanup EXIT
+
+set +e
+"$ROOT/.venv/bin/python" -m pytest "$@"
+code=$?
+set -e
+if [[ $code == 5 ]]; then
+  echo "run-tests: pytest collected no tests: that is a failure, not a pass" >&2
+fi
+exit $code
