@@ -15,6 +15,8 @@ Fields:
 | topic_requests …       | DISTILLGUARD_TOPIC_REQUESTS …       | deploy/topics.toml    |
 | store                  | DISTILLGUARD_STORE                  | memory://             |
 | web_port               | DISTILLGUARD_WEB_PORT               | 6066                  |
+| web_bind               | DISTILLGUARD_WEB_BIND               | 127.0.0.1             |
+| data_dir               | DISTILLGUARD_DATA_DIR               | .distillguard/faust   |
 | log_format             | DISTILLGUARD_LOG_FORMAT             | console (or json)     |
 | max_record_bytes       | DISTILLGUARD_MAX_RECORD_BYTES       | 65536                 |
 | security_protocol      | DISTILLGUARD_SECURITY_PROTOCOL      | PLAINTEXT             |
@@ -60,6 +62,11 @@ class Settings:
     topic_account_verdicts: str = ""
     store: str = "memory://"
     web_port: int = 6066
+    # The worker's web server (Faust's, for health and stats). Loopback unless told otherwise:
+    # in a container set 0.0.0.0 so the port can be published.
+    web_bind: str = "127.0.0.1"
+    # Faust's working directory for local table files (the memory store keeps none).
+    data_dir: str = ".distillguard/faust"
     log_format: str = "console"
     max_record_bytes: int = 65536
     security_protocol: str = "PLAINTEXT"

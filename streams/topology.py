@@ -94,7 +94,8 @@ def create_app(settings: Settings) -> faust.App:
         # created explicitly from deploy/topics.toml and a missing one stops the preflight.
         table_standby_replicas=0,
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
+        datadir=settings.data_dir,
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
