@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from tests.conftest import make_event
 
 from models.account import AccountState, Verdict
 from models.account_stage import AccountPartition, AccountStage, Outputs
@@ -19,6 +18,7 @@ from models.events import RequestEvent
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
 from models.messages import ClusterSummary
 from models.windows import window_start
+from tests.conftest import make_event
 
 CFG = DetectorConfig()
 WS = CFG.window_s

@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.conftest import event_dict, make_event
 
 from models.account import AccountState, Verdict
 from models.account_stage import AccountPartition, AccountStage
@@ -38,6 +37,7 @@ from streams.codec import (
     encode_summary,
     encode_verdict,
 )
+from tests.conftest import event_dict, make_event
 
 CFG = DetectorConfig()
 T0 = 1_700_000_000.0
@@ -163,10 +163,11 @@ def test_fresh_account_state_round_trip() -> None:
 
 
 def _summary(account: str, key: str = "pay:shared", ts: float = T0, **kw: Any) -> ClusterSummary:
-    fields: dict[str, Any] = dict(
-        cluster_key=key, account_id=account, kind="window",
-        window_start=int(ts // CFG.window_s) * CFG.window_s, event_ts=ts, requests=20,
-        reasoning=20, high_value=20, completion_tokens=40_000, young=True, account_first_ts=ts)
+    fields: dict[str, Any] = {
+        "cluster_key": key, "account_id": account, "kind": "window",
+        "window_start": int(ts // CFG.window_s) * CFG.window_s, "event_ts": ts, "requests": 20,
+        "reasoning": 20, "high_value": 20, "completion_tokens": 40_000, "young": True,
+        "account_first_ts": ts}
     fields.update(kw)
     return ClusterSummary(**fields)
 

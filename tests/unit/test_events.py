@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.conftest import contract_validator, event_dict
 
 from models.events import InvalidEvent, RequestEvent, event_from_mapping
+from tests.conftest import contract_validator, event_dict
 
 MISSING = object()  # marks a field to delete from the base event
 

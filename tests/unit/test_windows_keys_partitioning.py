@@ -6,12 +6,12 @@ import random
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from tests.conftest import make_event
 
 from models.config import DetectorConfig
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
 from models.partitioning import partition_for
 from models.windows import Watermark, window_start
+from tests.conftest import make_event
 
 # --- windows ----------------------------------------------------------------------------------
 

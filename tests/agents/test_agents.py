@@ -1,0 +1,322 @@
+"""Agent tests of the Faust topology without a broker.
+
+Each test builds the real app (`streams.topology.create_app`) and drives one agent through
+Faust's own test harness (`agent.test_context()`, `put()`), so decoding, the core, the tables and
+the sends run exactly as in a worker. Only the producer is replaced: `Topic.send` (our topics)
+and `Topic.send_soon` (table changelogs) are recorded instead of produced; the changelog fake
+still serialises through the table's own serializer, so what it records is the real bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from faust.topics import Topic
+from faust.types import Message
+
+from models.account import AccountState, Verdict
+from models.cluster import ClusterState
+from models.config import DetectorConfig
+from models.keys import infrastructure_keys, template_keys
+from models.messages import AccountVerdict, ClusterSummary
+from models.partitioning import partition_for
+from streams.codec import (
+    ACCOUNT_STATE_CODEC,
+    CLUSTER_STATE_CODEC,
+    decode_account_state,
+    decode_cluster_state,
+    decode_summary,
+    decode_verdict,
+    encode_summary,
+    encode_verdict,
+)
+from streams.settings import Settings, load_settings
+from streams.topology import create_app
+from tests.conftest import event_dict, make_event
+
+T0 = 1_700_000_000.0
+
+
+@dataclass
+class Sent:
+    topic: str
+    key: Any
+    value: Any
+
+
+class Outbox:
+    """What the agents sent, by topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.records: list[Sent] = []
+        self.topics = settings.topics
+        self.app_id = settings.app_id
+
+    def to(self, logical: str) -> list[Sent]:
+        name = self.topics[logical].name
+        return [r for r in self.records if r.topic == name]
+
+    def changelog(self, table: str) -> list[Sent]:
+        return [r for r in self.records if r.topic == f"{self.app_id}-{table}-changelog"]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
+                              "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust")})
+
+
+@pytest.fixture
+def app(settings: Settings) -> faust.App:
+    app = create_app(settings)
+    app.finalize()
+    return app
+
+
+@pytest.fixture
+def outbox(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    box = Outbox(settings)
+
+    async def send(self: Topic, *, key: Any = None, value: Any = None, **_: Any) -> None:
+        box.records.append(Sent(self.get_topic_name(), key, value))
+
+    def send_soon(self: Topic, *, key: Any = None, value: Any = None, partition: int | None = None,
+                  key_serializer: Any = None, value_serializer: Any = None,
+                  **_: Any) -> SimpleNamespace:
+        k, _headers = self.prepare_key(key, key_serializer)
+        v, _headers = self.prepare_value(value, value_serializer)
+        box.records.append(Sent(self.get_topic_name(), k, v))
+        return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+    monkeypatch.setattr(Topic, "send", send)
+    monkeypatch.setattr(Topic, "send_soon", send_soon)
+    return box
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro_fn(), timeout=30))
+
+
+def request_bytes(account: str, ts: float, n: int = 0, **fields: Any) -> bytes:
+    return orjson.dumps(event_dict(account, ts, n, **fields))
+
+
+def partition_of(key: str, settings: Settings) -> int:
+    return partition_for(key, settings.partitions)
+
+
+# --- account stage ----------------------------------------------------------------------------
+
+
+def test_valid_event_updates_the_accounts_table(app: faust.App, settings: Settings,
+                                                outbox: Outbox) -> None:
+    fields = {"payment_fingerprint": "pay-1", "reasoning_requested": True}
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            await agent.put(request_bytes("acct-1", T0, **fields), key=b"acct-1",
+                            partition=partition_of("acct-1", settings))
+            await agent.put(request_bytes("acct-1", T0 + 5, 1, **fields), key=b"acct-1",
+                            partition=partition_of("acct-1", settings))
+    run(scenario)
+
+    state = app.tables["accounts"]["acct-1"]
+    assert isinstance(state, AccountState)
+    assert state.requests == 2 and state.last_ts == T0 + 5
+    assert state.window is not None and state.window.reasoning == 2
+    # the first event announced the account to its clusters, keyed by cluster key
+    ev = make_event("acct-1", T0, **fields)
+    expected = set(template_keys(ev.simhash, settings.detector.simhash_bands)) | set(
+        infrastructure_keys(ev))
+    summaries = outbox.to("cluster_summaries")
+    assert {decode_summary(r.value).cluster_key for r in summaries} == expected
+    assert all(r.key == decode_summary(r.value).cluster_key.encode() for r in summaries)
+    assert all(decode_summary(r.value).kind == "join" for r in summaries)
+    # the state reached the changelog through our orjson codec, not json or pickle
+    changelog = outbox.changelog("accounts")
+    assert len(changelog) == 2 and changelog[-1].key == b'"acct-1"'
+    assert decode_account_state(changelog[-1].value) == state
+    assert outbox.to("dead_letter") == []
+
+
+def test_invalid_records_go_to_dead_letter_and_the_agent_keeps_going(
+        app: faust.App, settings: Settings, outbox: Outbox) -> None:
+    bad = [(b"{not json", b"acct-2", "not JSON"),
+           (request_bytes("acct-2", T0), b"someone-else", "account_id"),
+           (request_bytes("acct-2", T0, status=42), b"acct-2", "'status'"),
+           (request_bytes("acct-2", T0), None, "no key")]
+    offsets = []
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            for value, key, _ in bad:
+                event = await agent.put(value, key=key, partition=3)
+                offsets.append(event.message.offset)
+            await agent.put(request_bytes("acct-3", T0), key=b"acct-3", partition=3)
+    run(scenario)
+
+    dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
+    assert len(dead) == len(bad)
+    for record, (value, key, words), offset in zip(dead, bad, offsets, strict=True):
+        assert words in record["reason"]
+        assert base64.b64decode(record["value_b64"]) == value
+        assert record["key_b64"] == (base64.b64encode(key).decode() if key else None)
+        assert record["source_topic"] == settings.topics["requests"].name
+        assert (record["source_partition"], record["source_offset"]) == (3, offset)
+    assert "acct-2" not in app.tables["accounts"]
+    assert app.tables["accounts"]["acct-3"].requests == 1  # the next valid event was processed
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG: an event whose task_category is "
+                   "a JSON list/object raises TypeError in models/events.py:138; the agent's "
+                   "decode step only catches InvalidEvent (streams/topology.py account_stage), "
+                   "so one such record crashes the account_stage agent")
+def test_poison_record_does_not_stop_the_agent(app: faust.App, outbox: Outbox) -> None:
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            await agent.put(request_bytes("acct-4", T0, task_category=["coding"]),
+                            key=b"acct-4", partition=0)
+            await agent.put(request_bytes("acct-5", T0), key=b"acct-5", partition=0)
+    run(scenario)
+    assert len(outbox.to("dead_letter")) == 1
+    assert app.tables["accounts"]["acct-5"].requests == 1
+
+
+# --- cluster stage ----------------------------------------------------------------------------
+
+
+def _summary(account: str, ts: float, kind: str, key: str = "pay:shared") -> ClusterSummary:
+    cfg = DetectorConfig()
+    n = 0 if kind == "join" else 30
+    return ClusterSummary(key, account, kind, int(ts // cfg.window_s) * cfg.window_s, ts, n, n,
+                          n, n * 3000, True, ts)
+
+
+def test_cluster_stage_convicts_and_tells_members(app: faust.App, settings: Settings,
+                                                  outbox: Outbox) -> None:
+    members = [f"bot-{i:03d}" for i in range(8 * settings.detector.cluster_min_accounts)]
+    p = partition_of("pay:shared", settings)
+
+    async def scenario() -> None:
+        async with app.agents["cluster_stage"].test_context() as agent:
+            for kind, dt in (("join", 0.0), ("window", 60.0)):
+                for i, account in enumerate(members):
+                    await agent.put(encode_summary(_summary(account, T0 + dt + i, kind)),
+                                    key=b"pay:shared", partition=p)
+            await agent.put(b"not a summary", key=b"pay:shared", partition=p)
+            await agent.put(encode_summary(_summary("late-joiner", T0 + 600, "join")),
+                            key=b"pay:shared", partition=p)
+    run(scenario)
+
+    state = app.tables["clusters"]["pay:shared"]
+    assert isinstance(state, ClusterState) and state.verdict is not None
+    told = [decode_verdict(r.value) for r in outbox.to("account_verdicts")]
+    assert sorted(v.account_id for v in told) == sorted([*members, "late-joiner"])
+    assert all(r.key == decode_verdict(r.value).account_id.encode()
+               for r in outbox.to("account_verdicts"))
+    dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
+    assert len(dead) == 1 and "internal error" in dead[0]["reason"]
+    assert decode_cluster_state(outbox.changelog("clusters")[-1].value) == state
+
+
+# --- verdicts back at the account stage -------------------------------------------------------
+
+
+def test_verdicts_lead_to_contract_valid_enforcement(app: faust.App, settings: Settings,
+                                                     outbox: Outbox,
+                                                     validate: Callable[[str, Any], None]) -> None:
+    cfg = settings.detector
+
+    def verdict(key: str) -> bytes:
+        return encode_verdict(AccountVerdict("acct-9", Verdict(
+            key, 1.0, T0, T0 + cfg.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted")))
+
+    async def scenario() -> None:
+        async with app.agents["apply_verdicts"].test_context() as agent:
+            for key in ("pay:p", "tpl:0:abcd"):
+                await agent.put(verdict(key), key=b"acct-9",
+                                partition=partition_of("acct-9", settings))
+    run(scenario)
+
+    decisions = outbox.to("enforcement")
+    assert [orjson.loads(r.value)["action"] for r in decisions] == ["throttle", "block"]
+    for r in decisions:
+        assert r.key == b"acct-9"
+        record = orjson.loads(r.value)
+        validate("enforcement-decision", record)
+        assert record["model_version"] == cfg.model_version and record["mode"] == "enforce"
+    assert app.tables["accounts"]["acct-9"].action == "block"
+
+
+# --- the app's shape --------------------------------------------------------------------------
+
+
+def test_agents_topics_and_tables_are_named_partitioned_and_coded(app: faust.App,
+                                                                  settings: Settings) -> None:
+    topics = settings.topics
+    channels = {name: agent.channel for name, agent in app.agents.items()}
+    assert {n: c.get_topic_name() for n, c in channels.items()} == {
+        "account_stage": topics["requests"].name,
+        "cluster_stage": topics["cluster_summaries"].name,
+        "apply_verdicts": topics["account_verdicts"].name}
+    assert channels["account_stage"].partitions == topics["requests"].partitions
+    assert channels["apply_verdicts"].partitions == topics["account_verdicts"].partitions
+    assert channels["cluster_stage"].partitions == topics["cluster_summaries"].partitions
+    # co-partitioned: an account's events and verdicts land on the same task
+    assert topics["requests"].partitions == topics["account_verdicts"].partitions
+
+    assert set(app.tables) == {"accounts", "clusters"}
+    codecs = {"accounts": ACCOUNT_STATE_CODEC, "clusters": CLUSTER_STATE_CODEC}
+    for name, table in app.tables.items():
+        assert table.key_serializer == "json"
+        assert table.value_serializer == codecs[name]
+        assert table.changelog_topic.get_topic_name() == f"{settings.app_id}-{name}-changelog"
+    assert app.tables["accounts"].partitions == topics["requests"].partitions
+    assert app.tables["clusters"].partitions == topics["cluster_summaries"].partitions
+    # no pickle anywhere: the app's own defaults are raw bytes
+    assert (app.conf.key_serializer, app.conf.value_serializer) == ("raw", "raw")
+    serializers = [app.conf.key_serializer, app.conf.value_serializer]
+    for table in app.tables.values():
+        serializers += [table.key_serializer, table.value_serializer]
+    assert not any("pickle" in str(s) for s in serializers)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: the tables' changelog topics are created inside "
+                   "app.Table(), before state_table() sets the codec (streams/topology.py "
+                   "state_table), so the changelog schema stays json/json: writes use our codec "
+                   "but recovery decodes the bytes with json and the table holds plain lists, "
+                   "which the agents then fail on after every restart or rebalance")
+@pytest.mark.parametrize("table_name", ["accounts", "clusters"])
+def test_recovery_from_the_changelog_restores_the_state(settings: Settings, table_name: str
+                                                        ) -> None:
+    writer, reader = create_app(settings), create_app(settings)
+    writer.finalize()
+    reader.finalize()
+    state: Any = (AccountState.new("acct-1", T0) if table_name == "accounts"
+                  else ClusterState("pay:shared", current_window=1200))
+    key = state.account_id if table_name == "accounts" else state.cluster_key
+    table = writer.tables[table_name]
+    changelog = table.changelog_topic
+    key_bytes, _ = changelog.prepare_key(key, table.key_serializer)
+    value_bytes, _ = changelog.prepare_value(state, table.value_serializer)
+
+    async def recover() -> Any:
+        target = reader.tables[table_name]
+        message = Message(topic=changelog.get_topic_name(), partition=0, offset=0,
+                          timestamp=T0, timestamp_type=0, headers=[], key=key_bytes,
+                          value=value_bytes, checksum=None)
+        event = await target.changelog_topic.decode(message)  # as the recovery consumer does
+        target.apply_changelog_batch([event])
+        return target.data[key]
+    recovered = run(recover)
+    assert recovered == state
