@@ -3,7 +3,8 @@
     distillguard demo                     the main job: broker + fleet + traffic + live view
     distillguard worker                   one Faust worker of the fleet
     distillguard simulate --out DIR       labelled traffic to files (or --topic: to Kafka)
-    distillguard replay --input F --output F [--labels F]   the core offline, with evaluation
+    distillguard replay --input F | --topic [T] [--since A --until B] [--output F] [--labels F]
+                                          the core over a file or a topic range, for tuning
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
@@ -19,6 +20,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -85,23 +87,131 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from models.evaluation import render
-    from streams.replay import Progress, load_labels, replay_file
+    from streams.replay import (
+        DecisionSink,
+        FileSink,
+        Progress,
+        TopicSink,
+        dead_letter_path,
+        labels_from_topic,
+        load_labels,
+        load_override,
+        replay,
+        shadow_config,
+    )
+    from streams.replay_source import (
+        FileSource,
+        KafkaBridge,
+        RangeSpec,
+        ReplayError,
+        TopicSource,
+        parse_offsets,
+        parse_time,
+    )
 
     settings = _settings(args)
-    labels = load_labels(Path(args.labels)) if args.labels else None
-    progress = Progress(Path(args.input).stat().st_size) if Path(args.input).is_file() else None
-    result = replay_file(Path(args.input), Path(args.output) if args.output else None,
-                         settings.detector, labels=labels, partitions=args.partitions,
-                         progress=progress)
+    cfg = settings.detector
+    if args.override:
+        cfg = load_override(Path(args.override), cfg)
+    enforcement = settings.topics["enforcement"]
+    ranged = [o for o in ("since", "until", "from_offset", "to_offset") if getattr(args, o)]
+    if args.input and ranged:
+        raise ReplayError(f"--{ranged[0].replace('_', '-')} selects part of a topic; "
+                          "a file is replayed whole")
+    if args.to_enforcement_topic and not args.i_mean_it:
+        raise ReplayError(
+            f"--to-enforcement-topic writes replayed decisions to the live enforcement topic "
+            f"{enforcement.name}, where the gateway enforces them; add --i-mean-it if that is "
+            "what you want (--shadow-topic publishes them marked shadow instead)")
+    if args.shadow_topic and args.shadow_topic == enforcement.name:
+        raise ReplayError(f"--shadow-topic {args.shadow_topic} is the live enforcement topic; "
+                          "name another topic (or --to-enforcement-topic --i-mean-it)")
+    if args.shadow_topic and args.to_enforcement_topic:
+        raise ReplayError("choose one of --shadow-topic and --to-enforcement-topic")
+    if args.shadow_topic:
+        cfg = shadow_config(cfg)
+    needs_kafka = bool(args.topic or args.labels_topic or args.shadow_topic
+                       or args.to_enforcement_topic)
+    bridge = KafkaBridge(settings.kafka_bootstrap, settings.aiokafka_kwargs()) \
+        if needs_kafka else None
+    try:
+        if args.input:
+            source: Any = FileSource(Path(args.input), settings.max_record_bytes)
+            partitions = args.partitions or settings.partitions
+        else:
+            assert bridge is not None
+            topic = settings.topics["requests"].name if args.topic == "-" else args.topic
+            spec = RangeSpec(
+                since=parse_time(args.since) if args.since else None,
+                until=parse_time(args.until) if args.until else None,
+                from_offset=parse_offsets(args.from_offset) if args.from_offset else None,
+                to_offset=parse_offsets(args.to_offset) if args.to_offset else None)
+            source = TopicSource(bridge, topic, spec, settings.max_record_bytes)
+            partitions = source.partition_count
+            if args.partitions and args.partitions != partitions:
+                raise ReplayError(f"--partitions {args.partitions}: topic {topic} has "
+                                  f"{partitions} partitions, and replay must use the same")
+            print(f"reading {source.name} (offsets {source.range.offsets()})",
+                  file=sys.stderr)
+            for note in source.range.notes:
+                print(f"note: {note}", file=sys.stderr)
+        labels = None
+        if args.labels:
+            labels = load_labels(Path(args.labels))
+        elif args.labels_topic:
+            assert bridge is not None
+            labels = labels_from_topic(bridge, args.labels_topic)
+        sinks: list[DecisionSink] = []
+        output = Path(args.output) if args.output else None
+        if output is not None:
+            sinks.append(FileSink(output))
+        target = args.shadow_topic or (enforcement.name if args.to_enforcement_topic else None)
+        if target:
+            assert bridge is not None
+            _check_output_topic(bridge, settings, target, create=args.create_shadow_topic)
+            sinks.append(TopicSink(bridge, target))
+        if not sinks:
+            print("note: decisions are not written anywhere (--output FILE or --shadow-topic "
+                  "TOPIC to keep them)", file=sys.stderr)
+        progress = None if args.quiet else Progress(source.total)
+        result = replay(source, cfg, sinks=sinks, labels=labels, partitions=partitions,
+                        progress=progress, dead_letter=dead_letter_path(output))
+    finally:
+        if bridge is not None:
+            bridge.close()
+    bad_unit = "bad lines" if args.input else "bad records"
     print(f"replayed {result.events:,} events in {result.seconds:.1f} s "
           f"({result.rate:,.0f} events/s): {result.decisions:,} decisions "
-          f"{dict(sorted(result.actions.items()))}, {result.bad_lines} bad lines; "
-          f"model {settings.detector.model_version}")
+          f"{dict(sorted(result.actions.items()))}, {result.bad_lines} {bad_unit}; "
+          f"model {cfg.model_version}, mode {'shadow' if cfg.shadow else 'enforce'}")
+    if target:
+        print(f"published {result.decisions:,} decisions to {target}")
     if result.interrupted:
         print("interrupted: the output holds the decisions up to that point")
     if result.report is not None:
         print(render(result.report))
     return 130 if result.interrupted else 0
+
+
+def _check_output_topic(bridge: Any, settings: Settings, name: str, create: bool) -> None:
+    """The topic decisions are published to exists (or is created on request)."""
+    from streams.replay_source import ReplayError
+    from streams.topics import TopicSpec, ensure_topics
+
+    async def exists() -> bool:
+        consumer = bridge.consumer()
+        return name in await consumer.topics()
+
+    if bridge.run(exists()):
+        return
+    if not create:
+        raise ReplayError(f"topic {name} does not exist; add --create-shadow-topic to create it "
+                          "like the enforcement topic")
+    spec = settings.topics["enforcement"]
+    bridge.run(ensure_topics(settings.kafka_bootstrap,
+                             [TopicSpec("shadow", name, spec.partitions, spec.config)],
+                             client_kwargs=settings.aiokafka_kwargs()))
+    print(f"created topic {name} ({spec.partitions} partitions)", file=sys.stderr)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -173,12 +283,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="events/s to Kafka (0: max)")
     p.set_defaults(func=cmd_simulate)
 
-    p = with_settings(sub.add_parser("replay", help="run the core over an events file"))
-    p.add_argument("--input", required=True, help="events JSONL file")
+    p = with_settings(sub.add_parser(
+        "replay", help="run the core over an events file or a topic range",
+        description="Run the detection core over recorded traffic: an events file, or a time "
+                    "or offset range of a topic. Writes nothing to Kafka unless told to."))
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="events JSONL file")
+    src.add_argument("--topic", nargs="?", const="-",
+                     help="read a topic (default: the live requests topic)")
+    p.add_argument("--since", help="topic: first record time (ISO 8601, epoch s, -2h)")
+    p.add_argument("--until", help="topic: record time to stop before (same forms)")
+    p.add_argument("--from-offset", help="topic: first offset, N or P:N,P:N")
+    p.add_argument("--to-offset", help="topic: offset to stop before, N or P:N,P:N")
     p.add_argument("--output", help="decisions JSONL file to write")
-    p.add_argument("--labels", help="labels JSONL file: print the evaluation")
-    p.add_argument("--partitions", type=int, default=12,
-                   help="partitions of the live requests topic (for partition-local state)")
+    p.add_argument("--shadow-topic", help="publish decisions, marked shadow, to this topic")
+    p.add_argument("--create-shadow-topic", action="store_true",
+                   help="create the shadow topic if it does not exist")
+    p.add_argument("--to-enforcement-topic", action="store_true",
+                   help="publish to the LIVE enforcement topic (needs --i-mean-it)")
+    p.add_argument("--i-mean-it", action="store_true",
+                   help="confirm --to-enforcement-topic")
+    lab = p.add_mutually_exclusive_group()
+    lab.add_argument("--labels", help="labels JSONL file: print the evaluation")
+    lab.add_argument("--labels-topic", help="topic of account labels: print the evaluation")
+    p.add_argument("--override", help="TOML file of detector tunables over the settings")
+    p.add_argument("--partitions", type=int,
+                   help="partitions of the live requests topic (for partition-local state; "
+                        "default: from the settings, or the topic's own count)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("broker", help="the local Kafka broker (deploy/kafka-local.sh)")

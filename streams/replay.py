@@ -1,39 +1,49 @@
-"""Offline replay: the core over an events file, no broker, for tuning and evaluation.
+"""Replay: the core over recorded traffic, for tuning and evaluation.
 
-    events.jsonl ─▶ decode ─▶ models.pipeline.Pipeline ─▶ decisions.jsonl
-                       └─▶ bad lines: counted, written to <output>.dead-letter.jsonl
-    labels.jsonl ─▶ models.evaluation.Evaluation (fed the same events and decisions) ─▶ table
+    events.jsonl ─┐                                  ┌─▶ decisions.jsonl          (--output)
+    topic range ──┴─▶ decode ─▶ models.pipeline ─────┼─▶ shadow topic, mode shadow (--shadow-topic)
+                        │        .Pipeline           └─▶ live enforcement topic   (only with
+                        └─▶ bad records: counted,                   --to-enforcement-topic --i-mean-it)
+                            <output>.dead-letter.jsonl
+    labels (file or topic) ─▶ models.evaluation.Evaluation (same events, same decisions) ─▶ table
+
+Sources are in `streams/replay_source.py` (file, topic time range, topic offset range). By
+default a replay writes nothing to Kafka: decisions go to a file or nowhere.
 
 Progress (events, rate, time left) goes to stderr once a second; Ctrl-C stops cleanly with
-what has been written so far flushed.
+what has been written so far flushed (the result says `interrupted`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from collections.abc import Callable, Iterator
+import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
 import orjson
 
 from models.config import DetectorConfig
+from models.decision import Decision
 from models.evaluation import Evaluation, Report
-from models.events import InvalidEvent, RequestEvent
 from models.pipeline import Pipeline
-from streams.codec import decode_request_line
+from streams.codec import encode_decision
+from streams.replay_source import FileSource, KafkaBridge, ReplayError, read_topic_values
 
+__all__ = ["FileSink", "Progress", "ReplayError", "ReplayResult", "TopicSink", "load_labels",
+           "load_override", "parse_labels", "replay", "replay_file"]
 
-class ReplayError(Exception):
-    """A replay that cannot run as asked; the message says what to fix."""
+Labels = dict[str, tuple[str, str]]
 
 
 @dataclass
 class ReplayResult:
     events: int = 0
-    bad_lines: int = 0
+    bad_lines: int = 0  # records that are not valid events (lines of a file, records of a topic)
     decisions: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -45,15 +55,17 @@ class ReplayResult:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_labels(path: Path) -> dict[str, tuple[str, str]]:
-    """account id -> (label, group), from a labels JSONL file (account-label.schema.json)."""
-    labels: dict[str, tuple[str, str]] = {}
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        raise ReplayError(f"labels file {path} does not exist") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+# --------------------------------------------------------------------------- labels
+
+
+def parse_labels(lines: Iterable[tuple[str, bytes | None]], source: str) -> Labels:
+    """account id -> (label, group) from account-label.schema.json records.
+
+    `lines` are (position, bytes) pairs; the position names a bad record in the error.
+    """
+    labels: Labels = {}
+    for where, line in lines:
+        if not line or not line.strip():
             continue
         try:
             obj = orjson.loads(line)
@@ -62,25 +74,74 @@ def load_labels(path: Path) -> dict[str, tuple[str, str]]:
                 raise ValueError(f"label must be attack or benign, got {label!r}")
             labels[str(obj["account_id"])] = (label, str(obj.get("group") or label))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ReplayError(f"{path}:{n}: not a valid account label ({exc})") from None
+            raise ReplayError(f"{where}: not a valid account label ({exc})") from None
     if not labels:
-        raise ReplayError(f"labels file {path} has no labels")
+        raise ReplayError(f"{source} has no labels")
     return labels
 
 
-class Progress:
-    """Events, rate and time left on one refreshed stderr line, at most once a second."""
+def load_labels(path: Path) -> Labels:
+    """Labels from a JSONL file (one account label per line)."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        raise ReplayError(f"labels file {path} does not exist") from None
+    return parse_labels(((f"{path}:{n}", line) for n, line in enumerate(lines, 1)),
+                        f"labels file {path}")
 
-    def __init__(self, total_bytes: int, stream: IO[str] = sys.stderr,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.total_bytes = total_bytes
+
+def labels_from_topic(bridge: KafkaBridge, topic: str) -> Labels:
+    """Labels from every record of a topic (values as in a labels file)."""
+    return parse_labels(read_topic_values(bridge, topic), f"labels topic {topic}")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def load_override(path: Path, base: DetectorConfig) -> DetectorConfig:
+    """Detector tunables from a TOML file over `base`: a `[detector]` table or top-level keys.
+
+    Unknown keys are an error naming the key, the file and the known names.
+    """
+    from streams.settings import _detector  # the settings loader's own conversion and checks
+
+    if not path.is_file():
+        raise ReplayError(f"override file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ReplayError(f"override file {path} is not valid TOML: {exc}") from None
+    if "detector" in data:
+        extra = sorted(set(data) - {"detector"})
+        if extra:
+            raise ReplayError(f"override file {path}: only detector tunables may be overridden "
+                              f"in a replay; move or drop {', '.join(extra)}")
+        data = data["detector"]
+        if not isinstance(data, dict):
+            raise ReplayError(f"[detector] in {path} must be a table")
+    return _detector(data, f"override file {path}", base)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """Events, rate and time left on one refreshed stderr line, at most once a second.
+
+    `total` is the size of the input in the source's unit (bytes of a file, records of a
+    topic range); `done` in `update` counts in the same unit.
+    """
+
+    def __init__(self, total: int, stream: IO[str] = sys.stderr,
+                 clock: Callable[[], float] = time.monotonic, label: str = "replay") -> None:
+        self.total = total
         self.stream = stream
         self.clock = clock
+        self.label = label
         self.started = clock()
         self.last = self.started
-        self.enabled = stream.isatty() or total_bytes > 0
 
-    def update(self, events: int, done_bytes: int, force: bool = False) -> None:
+    def update(self, events: int, done: int, force: bool = False) -> None:
         now = self.clock()
         if not force and now - self.last < 1.0:
             return
@@ -88,79 +149,155 @@ class Progress:
         elapsed = max(1e-9, now - self.started)
         rate = events / elapsed
         left = ""
-        if self.total_bytes and done_bytes:
-            remaining = elapsed * (self.total_bytes - done_bytes) / done_bytes
+        if self.total and done:
+            remaining = elapsed * max(0, self.total - done) / done
             left = f", {remaining:,.0f} s left"
-        pct = f" ({done_bytes / self.total_bytes:.0%})" if self.total_bytes else ""
+        pct = f" ({min(1.0, done / self.total):.0%})" if self.total else ""
         end = "\n" if force else "\r"
-        self.stream.write(f"replay: {events:,} events{pct}, {rate:,.0f} events/s{left}   {end}")
+        self.stream.write(f"{self.label}: {events:,} events{pct}, {rate:,.0f} events/s{left}   "
+                          f"{end}")
         self.stream.flush()
 
 
-def read_events(path: Path, bad: IO[bytes] | None,
-                counters: ReplayResult) -> Iterator[tuple[RequestEvent, int]]:
-    """Events of a JSONL file with the bytes read so far; bad lines go to `bad`."""
-    done = 0
-    with path.open("rb") as f:
-        for n, line in enumerate(f, 1):
-            done += len(line)
-            if not line.strip():
-                continue
-            try:
-                yield decode_request_line(line.rstrip(b"\n")), done
-            except InvalidEvent as exc:
-                counters.bad_lines += 1
-                if bad is not None:
-                    bad.write(orjson.dumps({"reason": exc.reason, "source": str(path),
-                                            "line": n, "value": line.decode("utf-8", "replace")})
-                              + b"\n")
+# --------------------------------------------------------------------------- sinks
 
 
-def replay_file(input_path: Path, output_path: Path | None, cfg: DetectorConfig,
-                labels: dict[str, tuple[str, str]] | None = None, partitions: int = 12,
-                progress: Progress | None = None) -> ReplayResult:
-    if not input_path.is_file():
-        raise ReplayError(f"input file {input_path} does not exist")
+class DecisionSink(Protocol):
+    def write(self, decision: Decision) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSink:
+    """Decisions as contract JSON lines (`ts` is the replay's wall clock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.out = path.open("wb")
+
+    def write(self, decision: Decision) -> None:
+        self.out.write(orjson.dumps(decision.to_record(time.time())) + b"\n")
+
+    def close(self) -> None:
+        self.out.close()
+
+
+class TopicSink:
+    """Decisions to a Kafka topic, keyed by account as the workers publish them."""
+
+    BATCH = 500
+
+    def __init__(self, bridge: KafkaBridge, topic: str) -> None:
+        self.bridge = bridge
+        self.topic = topic
+        self.producer = bridge.producer()
+        self.pending: list[Any] = []
+        self.sent = 0
+
+    def write(self, decision: Decision) -> None:
+        self.pending.append(self.bridge.run(self.producer.send(
+            self.topic, encode_decision(decision, time.time()), key=decision.account_id.encode())))
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            import asyncio
+
+            self.bridge.run(asyncio.gather(*self.pending))
+            self.sent += len(self.pending)
+            self.pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class EventSource(Protocol):
+    name: str
+    total: int
+
+    def events(self, on_bad: Callable[[bytes], None]) -> Iterable[tuple[Any, int]]: ...
+
+
+def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink] | None = None,
+           labels: Labels | None = None, partitions: int = 12,
+           progress: Progress | None = None, dead_letter: Path | None = None) -> ReplayResult:
+    """Run the core over `source`; decisions to `sinks`; bad records to `dead_letter`."""
+    sinks = list(sinks or [])
     result = ReplayResult()
     pipeline = Pipeline(cfg, partitions=partitions)
+    process = pipeline.process
     evaluation = Evaluation(labels) if labels else None
-    out = output_path.open("wb") if output_path else None
-    bad_path = output_path.with_suffix(".dead-letter.jsonl") if output_path else None
-    bad = bad_path.open("wb") if bad_path else None
+    bad = dead_letter.open("wb") if dead_letter is not None else None
+    actions = result.actions
+
+    def on_bad(record: bytes) -> None:
+        result.bad_lines += 1
+        if bad is not None:
+            bad.write(record + b"\n")
+
     started = time.monotonic()
     done = 0
+    events = 0
     try:
-        for ev, done in read_events(input_path, bad, result):
-            result.events += 1
+        for ev, done in source.events(on_bad):
+            events += 1
             if evaluation is not None:
                 evaluation.observe_event(ev.account_id, ev.ts)
-            for d in pipeline.process(ev):
-                result.decisions += 1
-                result.actions[d.action] = result.actions.get(d.action, 0) + 1
-                if out is not None:
-                    out.write(orjson.dumps(d.to_record(time.time())) + b"\n")
-                if evaluation is not None:
-                    evaluation.observe_decision(d.account_id, d.action, d.event_ts, d.ttl_s,
-                                                d.rate_limit_rpm)
-            if progress is not None and result.events % 2048 == 0:
-                progress.update(result.events, done)
+            decisions = process(ev)
+            if decisions:
+                for d in decisions:
+                    result.decisions += 1
+                    actions[d.action] = actions.get(d.action, 0) + 1
+                    for sink in sinks:
+                        sink.write(d)
+                    if evaluation is not None:
+                        evaluation.observe_decision(d.account_id, d.action, d.event_ts, d.ttl_s,
+                                                    d.rate_limit_rpm)
+            if progress is not None and not events & 2047:
+                progress.update(events, done)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
+        result.events = events
         result.seconds = time.monotonic() - started
-        if out is not None:
-            out.close()
+        for sink in sinks:
+            sink.close()
         if bad is not None:
             bad.close()
-            if bad_path is not None and result.bad_lines == 0:
-                bad_path.unlink()
+            if dead_letter is not None and result.bad_lines == 0:
+                dead_letter.unlink()
     if progress is not None:
         progress.update(result.events, done, force=True)
     if result.events == 0 and not result.interrupted:
-        raise ReplayError(f"input file {input_path} has no valid events "
-                          f"({result.bad_lines} bad lines)")
+        raise ReplayError(f"{source.name} has no valid events ({result.bad_lines} bad "
+                          f"{'lines' if isinstance(source, FileSource) else 'records'})")
     if evaluation is not None:
         result.report = evaluation.report()
         if not result.report.rows:
-            raise ReplayError("the labels match no account of the events: wrong labels file?")
+            raise ReplayError("the labels match no account of the events: wrong labels file? "
+                              f"({len(labels or {}):,} labels, none among the "
+                              f"{result.report.unlabelled_accounts:,} accounts replayed)")
     return result
+
+
+def dead_letter_path(output: Path | None) -> Path | None:
+    return output.with_suffix(".dead-letter.jsonl") if output is not None else None
+
+
+def replay_file(input_path: Path, output_path: Path | None, cfg: DetectorConfig,
+                labels: Labels | None = None, partitions: int = 12,
+                progress: Progress | None = None) -> ReplayResult:
+    """The core over an events file; decisions to `output_path` (bad lines beside it)."""
+    source = FileSource(input_path)
+    sinks: list[DecisionSink] = [FileSink(output_path)] if output_path is not None else []
+    return replay(source, cfg, sinks=sinks, labels=labels, partitions=partitions,
+                  progress=progress, dead_letter=dead_letter_path(output_path))
+
+
+def shadow_config(cfg: DetectorConfig) -> DetectorConfig:
+    """The same settings with decisions marked `shadow` (the model version does not change)."""
+    return dataclasses.replace(cfg, shadow=True)
