@@ -5,6 +5,8 @@
     distillguard simulate --out DIR       labelled traffic to files (or --topic: to Kafka)
     distillguard replay --input F | --topic [T] [--since A --until B] [--output F] [--labels F]
                                           the core over a file or a topic range, for tuning
+    distillguard sweep --input F --labels F --grid NAME=V1,V2   replay per setting, scored
+    distillguard diff RUN_A.jsonl RUN_B.jsonl                   accounts whose action changed
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
@@ -99,15 +101,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         replay,
         shadow_config,
     )
-    from streams.replay_source import (
-        FileSource,
-        KafkaBridge,
-        RangeSpec,
-        ReplayError,
-        TopicSource,
-        parse_offsets,
-        parse_time,
-    )
+    from streams.replay_source import FileSource, KafkaBridge, ReplayError, TopicSource
 
     settings = _settings(args)
     cfg = settings.detector
@@ -141,12 +135,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         else:
             assert bridge is not None
             topic = settings.topics["requests"].name if args.topic == "-" else args.topic
-            spec = RangeSpec(
-                since=parse_time(args.since) if args.since else None,
-                until=parse_time(args.until) if args.until else None,
-                from_offset=parse_offsets(args.from_offset) if args.from_offset else None,
-                to_offset=parse_offsets(args.to_offset) if args.to_offset else None)
-            source = TopicSource(bridge, topic, spec, settings.max_record_bytes)
+            source = TopicSource(bridge, topic, _topic_spec(args), settings.max_record_bytes)
             partitions = source.partition_count
             if args.partitions and args.partitions != partitions:
                 raise ReplayError(f"--partitions {args.partitions}: topic {topic} has "
@@ -195,14 +184,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _check_output_topic(bridge: Any, settings: Settings, name: str, create: bool) -> None:
     """The topic decisions are published to exists (or is created on request)."""
-    from streams.replay_source import ReplayError
+    from streams.replay_source import ReplayError, describe_partitions
     from streams.topics import TopicSpec, ensure_topics
 
-    async def exists() -> bool:
-        consumer = bridge.consumer()
-        return name in await consumer.topics()
-
-    if bridge.run(exists()):
+    if bridge.run(describe_partitions(bridge, name))[0] is not None:
         return
     if not create:
         raise ReplayError(f"topic {name} does not exist; add --create-shadow-topic to create it "
@@ -212,6 +197,85 @@ def _check_output_topic(bridge: Any, settings: Settings, name: str, create: bool
                              [TopicSpec("shadow", name, spec.partitions, spec.config)],
                              client_kwargs=settings.aiokafka_kwargs()))
     print(f"created topic {name} ({spec.partitions} partitions)", file=sys.stderr)
+
+
+def _topic_spec(args: argparse.Namespace) -> Any:
+    from streams.replay_source import RangeSpec, parse_offsets, parse_time
+
+    return RangeSpec(
+        since=parse_time(args.since) if args.since else None,
+        until=parse_time(args.until) if args.until else None,
+        from_offset=parse_offsets(args.from_offset) if args.from_offset else None,
+        to_offset=parse_offsets(args.to_offset) if args.to_offset else None)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from streams.replay import labels_from_topic, load_labels, load_override
+    from streams.replay_source import KafkaBridge, ReplayError, TopicSource
+    from streams.sweep import parse_grid, render_table, run_sweep, write_outputs
+
+    settings = _settings(args)
+    base = settings.detector
+    if args.override:
+        base = load_override(Path(args.override), base)
+    grid = parse_grid(args.grid)
+    ranged = [o for o in ("since", "until", "from_offset", "to_offset") if getattr(args, o)]
+    if args.input and ranged:
+        raise ReplayError(f"--{ranged[0].replace('_', '-')} selects part of a topic; "
+                          "a file is replayed whole")
+    if not args.labels and not args.labels_topic:
+        raise ReplayError("a sweep scores every run against labels: give --labels FILE or "
+                          "--labels-topic TOPIC")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partitions = args.partitions or settings.partitions
+    labels = load_labels(Path(args.labels)) if args.labels else None
+    input_path = Path(args.input) if args.input else out_dir / "events.jsonl"
+    if args.topic or args.labels_topic:
+        bridge = KafkaBridge(settings.kafka_bootstrap, settings.aiokafka_kwargs())
+        try:
+            if args.labels_topic:
+                labels = labels_from_topic(bridge, args.labels_topic)
+            if args.topic:
+                topic = settings.topics["requests"].name if args.topic == "-" else args.topic
+                source = TopicSource(bridge, topic, _topic_spec(args), settings.max_record_bytes)
+                partitions = source.partition_count
+                bad = 0
+
+                def count_bad(_: bytes) -> None:
+                    nonlocal bad
+                    bad += 1
+
+                n = source.write_jsonl(input_path, count_bad)
+                print(f"read {source.name} into {input_path}: {n:,} events, {bad} bad records",
+                      file=sys.stderr)
+        finally:
+            bridge.close()
+    assert labels is not None
+    result = run_sweep(input_path, labels, grid, base, partitions=partitions, out_dir=out_dir,
+                       jobs=args.jobs)
+    if not result.scores:
+        print("no run finished")
+        return 130
+    print(render_table(result))
+    csv_path, png_path = write_outputs(result, out_dir)
+    print(f"{len(result.scores)} of {result.total_runs} runs in {result.seconds:.1f} s; "
+          f"table {csv_path}, plot {png_path}, decisions {out_dir / 'runs'}/run-NN.jsonl "
+          f"(compare two with `distillguard diff`)")
+    return 130 if result.interrupted else 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from streams.diff import diff_runs, render_diff, write_diff_csv
+    from streams.replay import load_labels
+
+    labels = load_labels(Path(args.labels)) if args.labels else None
+    diff = diff_runs(Path(args.run_a), Path(args.run_b), labels=labels)
+    print(render_diff(diff, limit=args.limit))
+    if args.csv:
+        write_diff_csv(diff, Path(args.csv))
+        print(f"wrote {len(diff.changes):,} changed accounts to {args.csv}")
+    return 0
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -312,6 +376,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: from the settings, or the topic's own count)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
+
+    p = with_settings(sub.add_parser(
+        "sweep", help="replay once per setting of a grid, each run scored on labels",
+        description="Replay the same traffic once per point of a grid of detector settings, "
+                    "in parallel (one process per core), score every run on the labels, and "
+                    "write a table (terminal, CSV) and a plot (PNG). The current setting is "
+                    "always run and marked."))
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="events JSONL file")
+    src.add_argument("--topic", nargs="?", const="-",
+                     help="read a topic range once (default topic: the live requests topic)")
+    p.add_argument("--since", help="topic: first record time (ISO 8601, epoch s, now-2h)")
+    p.add_argument("--until", help="topic: record time to stop before")
+    p.add_argument("--from-offset", help="topic: first offset, N or P:N,P:N")
+    p.add_argument("--to-offset", help="topic: offset to stop before, N or P:N,P:N")
+    lab = p.add_mutually_exclusive_group()
+    lab.add_argument("--labels", help="labels JSONL file")
+    lab.add_argument("--labels-topic", help="topic of account labels")
+    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="a detector setting and its values (repeat for more settings)")
+    p.add_argument("--override", help="TOML file of detector tunables: the base of the grid")
+    p.add_argument("--out", default="sweep", help="output directory (default: sweep/)")
+    p.add_argument("--jobs", type=int, help="processes (default: the cores available)")
+    p.add_argument("--partitions", type=int,
+                   help="partitions of the live requests topic (default: from the settings)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("diff", help="accounts whose action differs between two decision files",
+                       description="Compare two runs' decisions (replay or sweep outputs, or "
+                                   "a dump of the enforcement topic) by account: which accounts "
+                                   "change their strongest or final action, on what evidence.")
+    p.add_argument("run_a", metavar="RUN_A.jsonl")
+    p.add_argument("run_b", metavar="RUN_B.jsonl")
+    p.add_argument("--labels", help="labels JSONL file: show each account's label and group")
+    p.add_argument("--limit", type=int, default=40, help="accounts to show (default 40)")
+    p.add_argument("--csv", help="write every changed account to this CSV file")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("broker", help="the local Kafka broker (deploy/kafka-local.sh)")
     p.add_argument("action", choices=["fetch", "start", "stop", "status", "reset", "logs"])

@@ -224,11 +224,16 @@ class EventSource(Protocol):
 
 def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink] | None = None,
            labels: Labels | None = None, partitions: int = 12,
-           progress: Progress | None = None, dead_letter: Path | None = None) -> ReplayResult:
-    """Run the core over `source`; decisions to `sinks`; bad records to `dead_letter`."""
+           progress: Progress | None = None, dead_letter: Path | None = None,
+           pipeline: Pipeline | None = None) -> ReplayResult:
+    """Run the core over `source`; decisions to `sinks`; bad records to `dead_letter`.
+
+    `pipeline`: a prepared core (tests record what it routes); by default a fresh one.
+    """
     sinks = list(sinks or [])
     result = ReplayResult()
-    pipeline = Pipeline(cfg, partitions=partitions)
+    if pipeline is None:
+        pipeline = Pipeline(cfg, partitions=partitions)
     process = pipeline.process
     evaluation = Evaluation(labels) if labels else None
     bad = dead_letter.open("wb") if dead_letter is not None else None

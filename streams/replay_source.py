@@ -361,19 +361,27 @@ async def _start_with_timeout(client: Any, bootstrap: str, timeout_s: float = 20
                           ) from None
 
 
-async def topic_partitions(bridge: KafkaBridge, topic: str) -> list[int]:
-    """The topic's partitions, or ReplayError naming topics like it."""
+async def describe_partitions(bridge: KafkaBridge, topic: str
+                              ) -> tuple[list[int] | None, set[str]]:
+    """(the topic's partitions or None if it does not exist, the broker's topics if not)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bridge.bootstrap, request_timeout_ms=15_000,
                                 **bridge.client_kwargs)
     try:
         await _start_with_timeout(admin, bridge.bootstrap)
         described = await admin.describe_topics([topic])
         if described and described[0]["error_code"] == 0:
-            return sorted(p["partition"] for p in described[0]["partitions"])
-        topics = await admin.list_topics()
+            return sorted(p["partition"] for p in described[0]["partitions"]), set()
+        return None, set(await admin.list_topics())
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+async def topic_partitions(bridge: KafkaBridge, topic: str) -> list[int]:
+    """The topic's partitions, or ReplayError naming topics like it."""
+    parts, topics = await describe_partitions(bridge, topic)
+    if parts is not None:
+        return parts
     known = sorted(t for t in topics if not t.startswith("_"))
     near = difflib.get_close_matches(topic, known, n=5, cutoff=0.6)
     hint = f"; topics like it: {', '.join(near)}" if near else \
@@ -433,6 +441,20 @@ class TopicSource:
                                           rec.offset, time.time()))
                 continue
             yield head.event, done
+
+    def write_jsonl(self, path: Path, on_bad: BadSink) -> int:
+        """The range's valid events as an events file, in the merged order; returns the count."""
+        written = 0
+        with path.open("wb") as out:
+            for head in self._merged(self._decoded):
+                rec = head.record
+                if head.event is None:
+                    on_bad(dead_letter_record(head.reason, rec.value, rec.key, self.range.topic,
+                                              rec.partition, rec.offset, time.time()))
+                    continue
+                out.write(orjson.dumps(orjson.loads(rec.value)) + b"\n")  # one line per event
+                written += 1
+        return written
 
     def records(self) -> Iterator[Any]:
         """The raw records of the range, in the same merged order."""

@@ -1,0 +1,388 @@
+"""Replay of topics on the real broker: time ranges resolved per partition, the no-write
+default, shadow output, and parity with the live fleet.
+
+Parity is tested at two strengths on one live run of two workers (module fixture `live`):
+- each stage of the fleet is reproduced exactly from what it consumed (the account stage's
+  fan-out of summaries, per cluster partition; the cluster stage's verdicts from the recorded
+  summaries topic in offset order) — this holds;
+- end to end, replaying the requests topic reproduces the enforcement topic: the same decision
+  ids in the same order per account — this does NOT hold yet, for the reason in PARITY_GAP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from models.cluster_stage import ClusterPartition, ClusterStage
+from models.messages import AccountVerdict, ClusterSummary
+from models.partitioning import partition_for
+from models.pipeline import Pipeline
+from simulator import Scenario, generate_events
+from streams.cli import main
+from streams.produce import produce_events
+from streams.replay import FileSink, replay
+from streams.replay_source import KafkaBridge, RangeSpec, TopicSource
+from streams.settings import Settings, load_settings
+from streams.topics import delete_topics, ensure_topics
+from tests.integration.conftest import (
+    Fleet,
+    consume_until,
+    event_records,
+    produce,
+    run_env,
+    wait_for_lag_zero,
+)
+from tests.integration.test_fleet import wait_for_split
+
+pytestmark = [pytest.mark.broker]
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture
+def cli_env(run: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The CLI reads this test's topics and broker from the environment."""
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_"):
+            monkeypatch.delenv(name)
+    for name, value in run_env(run.app_id.removeprefix("dg-test-"), run.kafka_bootstrap).items():
+        monkeypatch.setenv(name, value)
+    return run
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        parts = sorted(await _partitions(settings, topic))
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: o for tp, o in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(settings: Settings, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        return [p["partition"] for p in described["partitions"]]
+    finally:
+        await admin.close()
+
+
+async def list_topics(settings: Settings) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def small_events() -> list[dict[str, Any]]:
+    return list(generate_events(Scenario.small()))
+
+
+async def produce_with_event_time(settings: Settings, events: list[dict[str, Any]]
+                                  ) -> list[tuple[int, int, float]]:
+    """Records stamped with their event time (CreateTime = ts); (partition, offset, ts) each."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=10)
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.topic_requests, orjson.dumps(e),
+                                       key=e["account_id"].encode(),
+                                       timestamp_ms=int(e["ts"] * 1000)) for e in events]
+        metas = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset, e["ts"]) for m, e in zip(metas, events, strict=True)]
+
+
+# --- time ranges ------------------------------------------------------------------------------
+
+
+def test_time_range_resolves_to_offsets_on_every_partition(run: Settings) -> None:
+    events = small_events()
+    placed = asyncio.run(produce_with_event_time(run, events))
+    since, until = T0 + 1200, T0 + 2400  # minutes 20 to 40 of the hour
+
+    bridge = KafkaBridge(run.kafka_bootstrap)
+    try:
+        source = TopicSource(bridge, run.topic_requests, RangeSpec(since=since, until=until))
+        got = {p.partition: (p.start, p.end) for p in source.range.partitions}
+        # expected per partition: the first offset at/after `since` (timestamps are in offset
+        # order per partition here) to the first offset at/after `until`
+        expected = {}
+        for part in range(run.partitions):
+            mine = sorted((o, ts) for p, o, ts in placed if p == part)
+            start = next((o for o, ts in mine if int(ts * 1000) >= int(since * 1000)),
+                         len(mine))
+            end = next((o for o, ts in mine if int(ts * 1000) >= int(until * 1000)), len(mine))
+            expected[part] = (start, end)
+        assert got == expected
+        assert all(s < e for s, e in got.values()), "every partition has records in the range"
+        seen = [ev for ev, _ in source.events(lambda bad: pytest.fail(bad.decode()))]
+    finally:
+        bridge.close()
+    wanted = [e for e in events if int(since * 1000) <= int(e["ts"] * 1000) < int(until * 1000)]
+    assert sorted(e.event_id for e in seen) == sorted(e["event_id"] for e in wanted)
+    # the partitions are merged by record time: the events come out in time order
+    assert [e.ts for e in seen] == sorted(e.ts for e in seen)
+
+
+def test_range_errors_are_clear(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    run = cli_env
+    asyncio.run(produce_with_event_time(run, small_events()[:300]))
+    assert main(["replay", "--topic", run.topic_requests, "--since", "2027-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert "2027-01-01T00:00:00Z" in err and "holds no records" in err
+    assert main(["replay", "--topic", run.topic_requests + "x"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and run.topic_requests in err  # suggests the near name
+    assert main(["replay", "--topic", run.topic_requests, "--from-offset", "5",
+                 "--since=-1h"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["replay", "--topic", run.topic_dead_letter]) == 2
+    assert "is empty" in capsys.readouterr().err
+
+
+# --- what a replay writes ---------------------------------------------------------------------
+
+
+def test_replay_of_a_topic_writes_nothing_to_kafka_unless_told(
+        cli_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = cli_env
+    asyncio.run(produce(run, event_records(small_events())))
+    before = asyncio.run(list_topics(run))
+    out = tmp_path / "d.jsonl"
+    assert main(["replay", "--topic", run.topic_requests, "--output", str(out), "--quiet"]) == 0
+    decisions = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+    assert decisions, "the small scenario leads to decisions"
+    assert main(["replay", "--topic", run.topic_requests, "--quiet"]) == 0  # no output at all
+    assert "not written anywhere" in capsys.readouterr().err
+    assert main(["replay", "--topic", run.topic_requests, "--to-enforcement-topic"]) == 2
+    assert "--i-mean-it" in capsys.readouterr().err
+    assert main(["replay", "--topic", run.topic_requests, "--shadow-topic",
+                 run.topic_enforcement]) == 2
+    assert "is the live enforcement topic" in capsys.readouterr().err
+    assert main(["replay", "--topic", run.topic_requests, "--shadow-topic",
+                 run.topic_enforcement + ".shadow"]) == 2  # missing: not created silently
+    assert "--create-shadow-topic" in capsys.readouterr().err
+    # nothing was written to any topic, and no topic was created
+    for topic in (run.topic_enforcement, run.topic_cluster_summaries,
+                  run.topic_account_verdicts, run.topic_dead_letter):
+        assert sum(asyncio.run(end_offsets(run, topic)).values()) == 0, topic
+    assert asyncio.run(list_topics(run)) == before
+
+
+def test_shadow_topic_and_confirmed_enforcement_topic(
+        cli_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = cli_env
+    asyncio.run(produce(run, event_records(small_events())))
+    shadow = f"{run.topic_enforcement}.shadow"
+    try:
+        out = tmp_path / "d.jsonl"
+        assert main(["replay", "--topic", run.topic_requests, "--quiet", "--output", str(out),
+                     "--shadow-topic", shadow, "--create-shadow-topic"]) == 0
+        in_file = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+        records = asyncio.run(consume_until(run, shadow, lambda rs: len(rs) >= len(in_file),
+                                            timeout_s=30))
+        published = [orjson.loads(r.value) for r in records]
+        assert sorted(d["decision_id"] for d in published) == \
+            sorted(d["decision_id"] for d in in_file)
+        assert {d["mode"] for d in published} == {"shadow"} == {d["mode"] for d in in_file}
+        assert all(r.key.decode() == orjson.loads(r.value)["account_id"] for r in records)
+        assert sum(asyncio.run(end_offsets(run, run.topic_enforcement)).values()) == 0
+        # explicitly confirmed: the live enforcement topic, mode from the settings (enforce)
+        assert main(["replay", "--topic", run.topic_requests, "--quiet",
+                     "--to-enforcement-topic", "--i-mean-it"]) == 0
+        live = asyncio.run(consume_until(run, run.topic_enforcement,
+                                         lambda rs: len(rs) >= len(in_file), timeout_s=30))
+        assert {orjson.loads(r.value)["mode"] for r in live} == {"enforce"}
+        # the same decisions: shadow mode changes only the mode (and so the ids)
+
+        def what(d: dict[str, Any]) -> tuple[Any, ...]:
+            return d["account_id"], d["action"], d["event_ts"], d["score"], d["cluster_ids"]
+
+        assert sorted(what(orjson.loads(r.value)) for r in live) == sorted(map(what, in_file))
+    finally:
+        asyncio.run(delete_topics(run.kafka_bootstrap, [shadow]))
+
+
+# --- parity with the live fleet ---------------------------------------------------------------
+
+# Large enough for many clusters and decisions (so that exact parity cannot hold by chance),
+# paced like the demo so the fleet keeps up: ~22k events over 1.5 simulated hours at 800/s.
+PARITY_SCENARIO = dataclasses.replace(Scenario.default(), scale=0.25, duration_h=1.5, seed=11)
+PARITY_RATE = 800.0
+
+
+@dataclasses.dataclass
+class LiveRun:
+    settings: Settings
+    events: int
+    requests: list[Any]
+    summaries: list[Any]
+    verdicts: list[Any]
+    decisions: list[dict[str, Any]]
+    replayed: list[dict[str, Any]]
+    replay_summaries: dict[int, list[ClusterSummary]]
+    replay_verdicts: list[AccountVerdict]
+
+
+class RecordingPipeline(Pipeline):
+    """The replay's pipeline, remembering what it routed between the stages."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.summaries: dict[int, list[ClusterSummary]] = defaultdict(list)
+        self.verdicts: list[AccountVerdict] = []
+        stage = self.cluster_stage
+        on_summary = stage.on_summary
+
+        def recording(state: Any, s: ClusterSummary, part: Any) -> Any:
+            self.summaries[partition_for(s.cluster_key, self.partitions)].append(s)
+            state, out = on_summary(state, s, part)
+            self.verdicts.extend(out.verdicts)
+            return state, out
+
+        stage.on_summary = recording  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="module")
+def live(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRun]:
+    """Two workers on paced traffic; every topic recorded; the requests topic replayed."""
+    run_id = uuid.uuid4().hex[:10]
+    settings = load_settings(env=run_env(run_id, broker))
+    asyncio.run(ensure_topics(broker, settings.topics.values()))
+    fleet = Fleet(settings, tmp_path_factory.mktemp("fleet"))
+    try:
+        fleet.start(count=2)
+        split = wait_for_split(fleet, settings.partitions, timeout_s=90)
+        assert len(split) == 2 and all(split), f"workers did not both get partitions: {split}"
+        events = list(generate_events(PARITY_SCENARIO))
+        asyncio.run(produce_events(broker, settings.topic_requests, events, rate=PARITY_RATE,
+                                   progress=False))
+
+        def alive() -> bool:
+            return all(fleet.alive())
+
+        # caught up on all three inputs, twice over (a verdict may follow the last summary)
+        for topic in [settings.topic_requests, settings.topic_cluster_summaries,
+                      settings.topic_account_verdicts] * 2:
+            lag = asyncio.run(wait_for_lag_zero(settings, topic, settings.partitions, 180,
+                                                alive))
+            assert lag == 0, f"the fleet did not catch up on {topic}\n{fleet.logs()}"
+        assert alive(), fleet.logs()
+
+        def everything(topic: str) -> list[Any]:
+            total = sum(asyncio.run(end_offsets(settings, topic)).values())
+            return asyncio.run(consume_until(settings, topic, lambda rs: len(rs) >= total,
+                                             timeout_s=60))
+
+        requests = everything(settings.topic_requests)
+        summaries = everything(settings.topic_cluster_summaries)
+        verdicts = everything(settings.topic_account_verdicts)
+        decisions = [orjson.loads(r.value) for r in everything(settings.topic_enforcement)]
+        assert decisions, f"no live decisions\n{fleet.logs()}"
+
+        bridge = KafkaBridge(broker)
+        try:
+            source = TopicSource(bridge, settings.topic_requests, RangeSpec())
+            out = tmp_path_factory.mktemp("replay") / "replayed.jsonl"
+            pipeline = RecordingPipeline(settings.detector, source.partition_count)
+            result = replay(source, settings.detector, sinks=[FileSink(out)],
+                            pipeline=pipeline)
+        finally:
+            bridge.close()
+        assert result.events == len(events) == len(requests)
+        yield LiveRun(settings, len(events), requests, summaries, verdicts, decisions,
+                      [orjson.loads(x) for x in out.read_bytes().splitlines()],
+                      pipeline.summaries, pipeline.verdicts)
+    finally:
+        fleet.stop()
+        asyncio.run(delete_topics(broker, [t.name for t in settings.topics.values()]))
+
+
+def by_account(decisions: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for d in decisions:
+        out[d["account_id"]].append(d["decision_id"])
+    return dict(out)
+
+
+@pytest.mark.slow
+def test_each_stage_of_the_fleet_is_reproduced_from_what_it_consumed(live: LiveRun) -> None:
+    # 1. account stage: what the replay fans out to each cluster partition is exactly what the
+    #    two workers sent there (as a multiset: the order across account partitions differs)
+    recorded: dict[int, Counter[str]] = defaultdict(Counter)
+    for r in live.summaries:
+        recorded[r.partition][r.value] += 1
+    replayed: dict[int, Counter[str]] = defaultdict(Counter)
+    for p, summaries in live.replay_summaries.items():
+        for s in summaries:
+            replayed[p][orjson.dumps(s.to_wire())] += 1
+    assert sum(sum(c.values()) for c in recorded.values()) > 10_000
+    assert recorded == replayed
+
+    # 2. cluster stage: the core over the recorded summaries topic, each partition in offset
+    #    order as the workers read it, reproduces the recorded verdicts exactly
+    stage = ClusterStage(live.settings.detector)
+    states: dict[str, Any] = {}
+    parts = [ClusterPartition.create(live.settings.detector)
+             for _ in range(live.settings.partitions)]
+    reproduced: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in sorted(live.summaries, key=lambda r: (r.partition, r.offset)):
+        s = ClusterSummary.from_wire(orjson.loads(r.value))
+        state, out = stage.on_summary(states.get(s.cluster_key), s, parts[r.partition])
+        states[s.cluster_key] = state
+        for av in out.verdicts:
+            reproduced[(av.account_id, av.verdict.cluster_key)].append(av.verdict.verdict_id)
+    sent: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in sorted(live.verdicts, key=lambda r: (r.partition, r.offset)):
+        av = AccountVerdict.from_wire(orjson.loads(r.value))
+        sent[(av.account_id, av.verdict.cluster_key)].append(av.verdict.verdict_id)
+    assert sent and reproduced == sent
+
+
+PARITY_GAP = (
+    "the core's outputs depend on the interleaving of records from different partitions, "
+    "which in the live fleet is set by the workers' wall-clock progress: (1) the cluster "
+    "stage convicts at the first summary that lifts a cluster's score over the threshold, and "
+    "the verdict id and issued_ts come from that summary, so summaries from several account "
+    "partitions arriving in another order give other verdict ids; (2) the account stage "
+    "decides when a verdict arrives (now = max(last_ts, issued_ts)), so the same verdict "
+    "reaching an account after more of its events gives another event_ts, score and basis. "
+    "The core needs event-time alignment: verdicts computed per closed cluster window once a "
+    "watermark aligned over the source partitions passes it, and verdicts applied at a fixed "
+    "event-time point (issued_ts + delay), not on arrival")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=PARITY_GAP)
+def test_replaying_the_requests_topic_reproduces_the_live_decisions(live: LiveRun) -> None:
+    a, b = by_account(live.decisions), by_account(live.replayed)
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    sent = Counter((AccountVerdict.from_wire(orjson.loads(r.value)).account_id,
+                    AccountVerdict.from_wire(orjson.loads(r.value)).verdict.verdict_id)
+                   for r in live.verdicts)
+    replay_verdicts = Counter((v.account_id, v.verdict.verdict_id) for v in live.replay_verdicts)
+    assert not differ, (
+        f"{len(differ)} of {len(set(a) | set(b))} accounts got other decision ids "
+        f"(live {len(live.decisions)} decisions, replay {len(live.replayed)}); verdicts to "
+        f"accounts only live {sum((sent - replay_verdicts).values())}, only in the replay "
+        f"{sum((replay_verdicts - sent).values())} of {sum(sent.values())}; "
+        f"first: {differ[:3]}")
