@@ -9,7 +9,10 @@ a window holds counters and a capped map of template buckets, nothing per event.
 >>> cfg = DetectorConfig()
 >>> st = AccountState.new("a", 1000.0)
 >>> ev = RequestEvent("e", 1000.0, "a", "1.2.3.4", "m", 10, 20, 200, 0xff, True)
->>> add_event(st.window_for(ev.ts, cfg), ev, cfg).requests
+>>> win = st.window_for(ev.ts, cfg)
+>>> add_event(win, ev, template_keys(ev.simhash, cfg.simhash_bands), recurring=[])
+[]
+>>> win.requests
 1
 """
 
@@ -46,18 +49,25 @@ class AccountWindow:
     gap_n: int = 0
     gap_sum: float = 0.0
     gap_sq_sum: float = 0.0
-    templates: dict[str, int] = field(default_factory=dict)
+    # Recurring template bucket -> [requests, reasoning requested, high-value, 1] in this window,
+    # so a summary to a template cluster carries what was asked *with that template* only.
+    # Buckets of one-off prompts are kept as [requests, 0, 0, 0] while room lasts, for the
+    # template-reuse feature, and never fanned out.
+    templates: dict[str, list[int]] = field(default_factory=dict)
     ip_prefixes: list[str] = field(default_factory=list)
+    # The account's infrastructure cluster keys used in this window: only they get a summary.
+    infra_keys: list[str] = field(default_factory=list)
 
     def to_wire(self) -> list[Any]:
         return [self.start, self.requests, self.reasoning, self.high_value, self.errors,
                 self.with_tools, self.prompt_tokens, self.completion_tokens, self.first_ts,
                 self.last_ts, self.gap_n, self.gap_sum, self.gap_sq_sum, self.templates,
-                self.ip_prefixes]
+                self.ip_prefixes, self.infra_keys]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountWindow:
-        return cls(*w[:13], templates=dict(w[13]), ip_prefixes=list(w[14]))
+        return cls(*w[:13], templates={k: list(c) for k, c in w[13].items()},
+                   ip_prefixes=list(w[14]), infra_keys=list(w[15]))
 
 
 @dataclass(slots=True)
@@ -134,8 +144,14 @@ class AccountState:
             action_score=w[16], action_decision_id=w[17])
 
 
-def add_event(win: AccountWindow, ev: RequestEvent, cfg: DetectorConfig) -> AccountWindow:
-    """Fold one event into a window: O(1) counter updates and a capped map update."""
+def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
+              recurring: list[int]) -> list[str]:
+    """Fold one event into a window: O(1) counter updates and a capped map update.
+
+    `buckets` are the event's template buckets, `recurring` the indexes of those that recur in
+    the partition (`models.templates`). Returns the buckets that became recurring in this
+    window with this event.
+    """
     if win.requests:
         gap = ev.ts - win.last_ts
         if gap >= 0:
@@ -158,17 +174,29 @@ def add_event(win: AccountWindow, ev: RequestEvent, cfg: DetectorConfig) -> Acco
         if prefix not in win.ip_prefixes:
             win.ip_prefixes.append(prefix)
     templates = win.templates
-    for key in template_keys(ev.simhash, cfg.simhash_bands):
-        if key in templates:
-            templates[key] += 1
-        elif len(templates) < MAX_TEMPLATE_BUCKETS_PER_WINDOW:
-            templates[key] = 1
-    return win
+    reasoning = int(ev.reasoning_requested)
+    high_value = int(ev.is_high_value)
+    newly: list[str] = []
+    for band, key in enumerate(buckets):
+        counts = templates.get(key)
+        if counts is None:
+            if len(templates) >= MAX_TEMPLATE_BUCKETS_PER_WINDOW:
+                continue
+            counts = templates[key] = [0, 0, 0, 0]
+        counts[0] += 1
+        if band in recurring:
+            counts[1] += reasoning
+            counts[2] += high_value
+            if not counts[3]:
+                counts[3] = 1
+                newly.append(key)
+    return newly
 
 
 def top_template_keys(win: AccountWindow, limit: int) -> list[str]:
-    """The window's most used template buckets, ties broken by key for determinism."""
-    ranked = sorted(win.templates.items(), key=lambda kv: (-kv[1], kv[0]))
+    """The window's most used recurring template buckets, ties broken by key."""
+    ranked = sorted((kv for kv in win.templates.items() if kv[1][3]),
+                    key=lambda kv: (-kv[1][0], kv[0]))
     return [k for k, _ in ranked[:limit]]
 
 
@@ -176,4 +204,4 @@ def template_reuse(win: AccountWindow) -> float:
     """Share of the window's requests whose prompt repeats a bucket of this window."""
     if win.requests <= 1 or not win.templates:
         return 0.0
-    return (max(win.templates.values()) - 1) / (win.requests - 1)
+    return (max(c[0] for c in win.templates.values()) - 1) / (win.requests - 1)

@@ -25,9 +25,13 @@ from models.features import account_features
 from models.keys import infrastructure_keys, key_kind, template_keys
 from models.messages import ClusterSummary
 from models.policy import decide
+from models.templates import TemplateRecurrence
 from models.windows import Watermark, window_start
 
 MAX_VERDICTS_PER_ACCOUNT = 16
+# For its first requests an account joins template buckets at once instead of at window close:
+# the hydra response needs it, and it costs a bounded number of messages per account.
+JOIN_AT_ONCE_REQUESTS = 32
 
 
 @dataclass(slots=True)
@@ -44,6 +48,7 @@ class AccountPartition:
 
     watermark: Watermark
     model: AccountModel
+    templates: TemplateRecurrence
     due: DueIndex = field(default_factory=DueIndex)
 
     @classmethod
@@ -52,7 +57,11 @@ class AccountPartition:
                                     n_trees=cfg.account_model_trees,
                                     height=cfg.account_model_height,
                                     window_size=cfg.account_model_window)
-        return cls(watermark=Watermark(cfg.allowed_lateness_s), model=model)
+        recurrence = TemplateRecurrence(bands=cfg.simhash_bands,
+                                        generation_s=cfg.cluster_window_s
+                                        * cfg.cluster_horizon_windows)
+        return cls(watermark=Watermark(cfg.allowed_lateness_s), model=model,
+                   templates=recurrence)
 
 
 class AccountStage:
@@ -67,12 +76,11 @@ class AccountStage:
         if state is None:
             state = AccountState.new(ev.account_id, ev.ts)
             state.created_ts = ev.account_created_ts
-            # A new account is announced to its template buckets at once, so a replacement
-            # account joining a convicted cluster is acted on at its first requests.
-            for key in template_keys(ev.simhash, cfg.simhash_bands):
-                out.summaries.append(self._join(state, key, ev))
         if out.late:
             state.late_events += 1
+        if state.window is not None and ev.ts >= state.window.start + cfg.window_s:
+            self._close_window(state, part, out)
+        win = state.window_for(ev.ts, cfg)
         for key in infrastructure_keys(ev):
             if key not in state.keys:
                 if key_kind(key) == "ip" and self._ip_keys(state) >= cfg.max_ip_keys_per_account:
@@ -80,12 +88,19 @@ class AccountStage:
                     continue
                 state.keys.append(key)
                 out.summaries.append(self._join(state, key, ev))
-        if state.window is not None and ev.ts >= state.window.start + cfg.window_s:
-            self._close_window(state, part, out)
-        win = state.window_for(ev.ts, cfg)
+            if key not in win.infra_keys:
+                win.infra_keys.append(key)
         if win.requests == 0:
             part.due.register(state.account_id, win.start + cfg.window_s + cfg.allowed_lateness_s)
-        add_event(win, ev, cfg)
+        buckets = template_keys(ev.simhash, cfg.simhash_bands)
+        recurring = part.templates.observe(ev.simhash, ev.ts)
+        newly_recurring = add_event(win, ev, buckets, recurring)
+        if state.requests < JOIN_AT_ONCE_REQUESTS:
+            # A new account joins each recurring template bucket at once, so a replacement
+            # account joining a convicted cluster is acted on at its first requests; later,
+            # its window summaries keep its clusters informed.
+            for key in newly_recurring:
+                out.summaries.append(self._join(state, key, ev))
         state.requests += 1
         if ev.ts > state.last_ts:
             state.last_ts = ev.ts
@@ -136,11 +151,16 @@ class AccountStage:
                 and ts - state.created_ts < self.cfg.young_account_age_s)
 
     def _join(self, state: AccountState, key: str, ev: RequestEvent) -> ClusterSummary:
+        # The joining request itself is reported at once, so a cluster of brand-new accounts
+        # has content to judge before their first windows close (it is counted once more in
+        # the window summary: one request of bias, for minutes of detection time).
         return ClusterSummary(cluster_key=key, account_id=state.account_id, kind="join",
                               window_start=window_start(ev.ts, self.cfg.window_s),
-                              event_ts=ev.ts, requests=0, reasoning=0, high_value=0,
-                              completion_tokens=0, young=self._young(state, ev.ts),
-                              account_first_ts=state.first_ts)
+                              event_ts=ev.ts, requests=1,
+                              reasoning=int(ev.reasoning_requested),
+                              high_value=int(ev.is_high_value),
+                              completion_tokens=ev.completion_tokens,
+                              young=self._young(state, ev.ts), account_first_ts=state.first_ts)
 
     def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:
         cfg = self.cfg
@@ -158,13 +178,21 @@ class AccountStage:
              f"{features['high_value_share']:.0%} high-value"]
             if state.account_score > 0 else [])
         young = self._young(state, win.last_ts)
-        keys = [*state.keys, *top_template_keys(win, cfg.max_template_keys_per_window)]
-        for key in keys:
+        for key in win.infra_keys:
             out.summaries.append(ClusterSummary(
                 cluster_key=key, account_id=state.account_id, kind="window",
                 window_start=win.start, event_ts=win.last_ts, requests=win.requests,
                 reasoning=win.reasoning, high_value=win.high_value,
                 completion_tokens=win.completion_tokens, young=young,
+                account_first_ts=state.first_ts))
+        per_request_tokens = win.completion_tokens // max(1, win.requests)
+        for key in top_template_keys(win, cfg.max_template_keys_per_window):
+            requests, reasoning, high_value, _ = win.templates[key]
+            out.summaries.append(ClusterSummary(
+                cluster_key=key, account_id=state.account_id, kind="window",
+                window_start=win.start, event_ts=win.last_ts, requests=requests,
+                reasoning=reasoning, high_value=high_value,
+                completion_tokens=per_request_tokens * requests, young=young,
                 account_first_ts=state.first_ts))
         state.window = None
         state.windows_closed += 1

@@ -55,7 +55,7 @@ class ClusterState:
     last_ts: float = 0.0
 
     def horizon_start(self, cfg: DetectorConfig) -> int:
-        return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.window_s
+        return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.cluster_window_s
 
     def to_wire(self) -> list[Any]:
         return [self.cluster_key, self.current_window,
@@ -71,6 +71,10 @@ class ClusterState:
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
                    last_ts=w[10])
+
+
+def cluster_window(account_window_start: int, cfg: DetectorConfig) -> int:
+    return account_window_start - account_window_start % cfg.cluster_window_s
 
 
 def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
@@ -93,29 +97,30 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
 
 def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> bool:
     """Fold one summary in; return False when it is older than the horizon (counted late)."""
-    if s.window_start > state.current_window:
-        advance(state, s.window_start, cfg)
-    if s.window_start < state.horizon_start(cfg):
+    window = cluster_window(s.window_start, cfg)
+    if window > state.current_window:
+        advance(state, window, cfg)
+    if window < state.horizon_start(cfg):
         state.late_summaries += 1
         return False
     state.last_ts = max(state.last_ts, s.event_ts)
-    win = state.windows.get(s.window_start)
+    win = state.windows.get(window)
     if win is None:
-        win = state.windows[s.window_start] = ClusterWindow(start=s.window_start)
+        win = state.windows[window] = ClusterWindow(start=window)
     member = state.members.get(s.account_id)
     if member is None:
         if len(state.members) >= cfg.cluster_member_cap:
             state.members_overflow += 1
         else:
-            state.members[s.account_id] = [s.window_start, int(s.young), s.account_first_ts, ""]
+            state.members[s.account_id] = [window, int(s.young), s.account_first_ts, ""]
             _count_active(state, s.young, s.account_first_ts, cfg, +1)
             win.accounts += 1
     else:
         if member[_LAST] < state.horizon_start(cfg):  # back in the horizon after a pause
             _count_active(state, bool(member[_YOUNG]), member[_FIRST], cfg, +1)
-        if member[_LAST] < s.window_start:
+        if member[_LAST] < window:
             win.accounts += 1
-            member[_LAST] = s.window_start
+            member[_LAST] = window
     if s.kind == "window":
         win.requests += s.requests
         win.reasoning += s.reasoning

@@ -5,7 +5,8 @@ O(horizon): fold the summary in, recompute the explainable cluster score, and
 - convict the cluster when the score reaches `cluster_convict_score`, telling every active
   member (one `AccountVerdict` per account, keyed by account for the account stage);
 - tell a member that joins a convicted cluster at once (the hydra response);
-- renew a conviction still warranted once half its TTL has run.
+- re-issue a conviction that has grown stronger, or that is `verdict_refresh_s` old and still
+  warranted (evidence against members decays from the verdict's issue time).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from models.due import DueIndex
 from models.messages import AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence
 from models.windows import Watermark
+
+
+# A conviction is re-issued when the cluster's score has risen by this much since.
+VERDICT_UPGRADE_STEP = 0.05
 
 
 @dataclass(slots=True)
@@ -61,15 +66,15 @@ class ClusterStage:
         if not add_summary(state, s, cfg):
             out.late = True
             return state, out
-        v = state.verdict
-        if v is not None and v.expires_ts > s.event_ts:
-            renew_at = v.issued_ts + cfg.verdict_ttl_s / 2
-            if s.event_ts < renew_at:
-                if tell_member(state, s.account_id, v.verdict_id):
-                    out.verdicts.append(AccountVerdict(s.account_id, v))
-                return state, out
         evidence = cluster_evidence(state, cfg)
-        if evidence.score >= cfg.cluster_convict_score:
+        v = state.verdict
+        in_force = v is not None and v.expires_ts > s.event_ts
+        if evidence.score >= cfg.cluster_convict_score and (
+                v is None or not in_force
+                or evidence.score >= v.score + VERDICT_UPGRADE_STEP
+                or s.event_ts - v.issued_ts >= cfg.verdict_refresh_s):
+            # Convict, or re-issue a conviction that has grown stronger or needs confirming:
+            # evidence against members decays from the verdict's issue time.
             v = Verdict(cluster_key=state.cluster_key, score=evidence.score,
                         issued_ts=s.event_ts, expires_ts=s.event_ts + cfg.verdict_ttl_s,
                         verdict_id=verdict_id(state.cluster_key, s.window_start,
@@ -78,11 +83,9 @@ class ClusterStage:
             state.verdict = v
             for account in members_to_tell(state, v.verdict_id, cfg):
                 out.verdicts.append(AccountVerdict(account, v))
-        elif v is not None and v.expires_ts > s.event_ts:
-            # Still convicted but no longer at the conviction score: keep telling joiners
-            # until the verdict expires, without renewing it.
-            if tell_member(state, s.account_id, v.verdict_id):
-                out.verdicts.append(AccountVerdict(s.account_id, v))
+        elif in_force and v is not None and tell_member(state, s.account_id, v.verdict_id):
+            # A member new to a convicted cluster is told at once: the hydra response.
+            out.verdicts.append(AccountVerdict(s.account_id, v))
         return state, out
 
     def expired_clusters(self, part: ClusterPartition) -> list[str]:

@@ -45,12 +45,17 @@ class DetectorConfig:
     max_ip_keys_per_account: int = 4
 
     # --- clusters ---
-    cluster_horizon_windows: int = 12  # an hour of windows at 300 s
+    # Clusters aggregate coarser windows than accounts, over a longer horizon: a slow campaign
+    # (a few requests per account per hour) needs hours to show as a crowd.
+    cluster_window_s: int = 900
+    cluster_horizon_windows: int = 8  # two hours of 15-minute windows
     cluster_min_accounts: int = 8  # below this a shared key proves nothing
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8
     verdict_ttl_s: int = 6 * 3600
+    # A conviction still warranted is confirmed (re-issued) this often.
+    verdict_refresh_s: int = 3600
 
     # --- account model ---
     account_model_seed: int = 42
@@ -71,6 +76,38 @@ class DetectorConfig:
     # Evidence half-life: cluster evidence against an account decays with event time.
     evidence_half_life_s: int = 2 * 3600
     shadow: bool = False
+
+    def problems(self) -> list[str]:
+        """What makes this configuration unusable; empty when it is fine."""
+        out = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+                out.append(f"{f.name} must be a whole number, got {value!r}")
+            elif f.type in ("int", "float") and value < 0:
+                out.append(f"{f.name} must not be negative, got {value!r}")
+        if out:
+            return out
+        positive = ("window_s", "idle_expiry_s", "simhash_bands", "cluster_horizon_windows",
+                    "cluster_window_s", "cluster_min_accounts", "cluster_member_cap",
+                    "account_model_trees", "account_model_height", "account_model_window",
+                    "throttle_ttl_s", "block_ttl_s", "evidence_half_life_s", "verdict_ttl_s",
+                    "verdict_refresh_s")
+        out += [f"{name} must be positive" for name in positive if getattr(self, name) <= 0]
+        if self.simhash_bands > 0 and (64 % self.simhash_bands
+                                       or (64 // self.simhash_bands) % 4):
+            out.append("simhash_bands must split 64 bits into whole hex digits (1, 2, 4, 8, 16)")
+        if self.window_s > 0 and self.cluster_window_s % self.window_s:
+            out.append("cluster_window_s must be a multiple of window_s")
+        scores = ("cluster_convict_score", "account_anomaly_floor", "throttle_score",
+                  "block_score", "release_score")
+        out += [f"{name} must be within 0..1" for name in scores
+                if not 0.0 <= getattr(self, name) <= 1.0]
+        if not self.release_score <= self.throttle_score <= self.block_score:
+            out.append("scores must satisfy release_score <= throttle_score <= block_score")
+        if self.account_anomaly_floor >= 1.0:
+            out.append("account_anomaly_floor must be below 1")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

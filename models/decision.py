@@ -18,9 +18,14 @@ ACTIONS = ("allow", "throttle", "block")
 STRENGTH = {"allow": 0, "throttle": 1, "block": 2}
 
 
-def decision_id(account_id: str, action: str, basis: list[str], model_version: str) -> str:
-    """Stable id from the decision's basis; the order of `basis` does not matter."""
-    text = "|".join([account_id, action, model_version, *sorted(basis)])
+def decision_id(account_id: str, action: str, basis: list[str], model_version: str,
+                mode: str = "enforce") -> str:
+    """Stable id from the decision's basis; the order of `basis` does not matter.
+
+    The mode is part of it: a shadow decision and the enforced one that follows a switch to
+    enforcing must not look like duplicates to the gateway.
+    """
+    text = "|".join([account_id, action, model_version, mode, *sorted(basis)])
     return "dg-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -135,7 +135,8 @@ def event_from_mapping(obj: Any) -> RequestEvent:
     if country is not None and not _COUNTRY.match(country):
         raise InvalidEvent("field 'country' must be two capital letters")
     category = obj.get("task_category")
-    if category is not None and category not in TASK_CATEGORIES:
+    if category is not None and (not isinstance(category, str)
+                                 or category not in TASK_CATEGORIES):
         raise InvalidEvent(f"field 'task_category' has unknown value {category!r}")
     return RequestEvent(
         event_id=_string(obj, "event_id", required=True),  # type: ignore[arg-type]

@@ -31,8 +31,10 @@ def ip_prefix(ip: str) -> str:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return ip  # the schema allows any text; a malformed address is its own prefix
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # dual-stack gateways log IPv4 clients as ::ffff:a.b.c.d
     if addr.version == 4:
-        a, b, c, _ = ip.split(".")
+        a, b, c, _ = str(addr).split(".")
         return f"{a}.{b}.{c}.0/24"
     return str(ipaddress.ip_network(f"{addr}/48", strict=False))
 

@@ -21,6 +21,26 @@ from models.keys import key_kind
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
 CORROBORATION_SCORE = 0.5
+# Template verdicts are counted in buckets: a prompt template falls in `simhash_bands` buckets
+# (one per band), so an account using one convicted template holds about that many verdicts,
+# one using two holds twice as many, and an unrelated prompt that collides with a convicted
+# 16-bit band by chance holds one. Template evidence grows from nothing at one bucket to full
+# weight at two templates' worth, and two templates' worth corroborates like a second kind:
+# each template cluster is its own crowd of accounts.
+# Evidence from shared keys weighs less against an established account (Fraudar-like: a crowd
+# on a popular key convicts the fresh accounts that make it suspicious, not the old users on it).
+ESTABLISHED_WEIGHT = 0.5
+_YEAR_S = 365 * 86400.0
+
+
+def member_weight(state: AccountState, now_ts: float, cfg: DetectorConfig) -> float:
+    """1 for a young (or unknown-age) account, falling to ESTABLISHED_WEIGHT over a year."""
+    if state.created_ts is None:
+        return 1.0
+    age = now_ts - state.created_ts
+    if age <= cfg.young_account_age_s:
+        return 1.0
+    return max(ESTABLISHED_WEIGHT, 1.0 - (age - cfg.young_account_age_s) / _YEAR_S)
 # The account model alone is never enough to act: its evidence counts at this weight.
 ACCOUNT_WEIGHT = 0.5
 
@@ -36,11 +56,15 @@ class Assessment:
 
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
     by_kind: dict[str, tuple[float, str]] = {}
-    for key, v in state.verdicts.items():
-        if v.expires_ts <= now_ts:
-            continue
+    in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
+    buckets = sum(1 for k, _ in in_force if key_kind(k) == "tpl")
+    template_weight = min(1.0, max(0, buckets - 1) / (2 * cfg.simhash_bands - 1))
+    weight = member_weight(state, now_ts, cfg)
+    for key, v in in_force:
         age = max(0.0, now_ts - v.issued_ts)
-        decayed = v.score * 0.5 ** (age / cfg.evidence_half_life_s)
+        decayed = weight * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
+        if key_kind(key) == "tpl":
+            decayed *= template_weight
         kind = key_kind(key)
         if kind not in by_kind or decayed > by_kind[kind][0]:
             by_kind[kind] = (decayed, key)
@@ -50,6 +74,8 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     account = ACCOUNT_WEIGHT * state.account_score
     score = 1.0 - remaining * (1.0 - account)
     corroborating = sum(1 for s, _ in by_kind.values() if s >= CORROBORATION_SCORE)
+    if by_kind.get("tpl", (0.0, ""))[0] >= CORROBORATION_SCORE and buckets > cfg.simhash_bands:
+        corroborating += 1  # more than one template's worth of convicted buckets
     if score >= cfg.block_score and corroborating >= 2:
         action = "block"
     elif score >= cfg.throttle_score:
@@ -89,8 +115,9 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Decision 
     summary = f"score {a.score:.2f} -> {wanted}"
     if wanted == "allow":
         summary += f" (below release score {cfg.release_score})"
+    mode = "shadow" if cfg.shadow else "enforce"
     decision = Decision(
-        decision_id=decision_id(state.account_id, wanted, basis, cfg.model_version),
+        decision_id=decision_id(state.account_id, wanted, basis, cfg.model_version, mode),
         account_id=state.account_id,
         action=wanted,
         score=a.score,
@@ -99,7 +126,7 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Decision 
         ttl_s=ttl_s,
         rate_limit_rpm=cfg.throttle_rpm if wanted == "throttle" else None,
         model_version=cfg.model_version,
-        mode="shadow" if cfg.shadow else "enforce",
+        mode=mode,
         cluster_ids=a.cluster_ids,
     )
     state.action = wanted

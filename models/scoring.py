@@ -51,7 +51,7 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
         raw = 0.45 * young + 0.15 * new + 0.40 * harvest
         # Established members make a shared key innocent, however large the crowd.
         raw *= 0.3 + 0.7 * young
-        score = raw * (0.75 + 0.25 * size)
+        score = raw * (0.85 + 0.15 * size)
     return ClusterEvidence(score=round(min(1.0, score), 4), accounts=n, young_share=young,
                            new_share=new, reasoning_share=reasoning,
                            high_value_share=high_value, requests_per_account=per_account)

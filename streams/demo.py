@@ -160,7 +160,7 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
     print(f"run {run_id}: {opts.workers} workers (logs in {log_dir}), model "
           f"{settings.detector.model_version}", flush=True)
     procs = start_workers(settings, opts.workers, opts.base_web_port, log_dir)
-    view, screen = LiveView(), Screen()
+    view, screen = LiveView(keep_records=True), Screen()
     state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting"}
     events: list[tuple[str, float]] = []
 

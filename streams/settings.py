@@ -25,6 +25,18 @@ Fields:
 | sasl_password          | DISTILLGUARD_SASL_PASSWORD          | (none)                |
 | ssl_cafile             | DISTILLGUARD_SSL_CAFILE             | (none)                |
 | shadow                 | DISTILLGUARD_SHADOW                 | false                 |
+| stall_timeout_s        | DISTILLGUARD_STALL_TIMEOUT_S        | 120                   |
+| max_state_bytes        | DISTILLGUARD_MAX_STATE_BYTES        | 524288                |
+| standby_replicas       | DISTILLGUARD_STANDBY_REPLICAS       | 0                     |
+| session_timeout_s      | DISTILLGUARD_SESSION_TIMEOUT_S      | 10                    |
+
+stall_timeout_s: a worker holding source partitions with lag > 0 that has committed and
+recovered nothing for this long exits with code 3 (streams/health.py). max_state_bytes: the
+largest encoded table entry (account state, cluster state, model snapshot) a worker writes; a
+larger one is refused and dead-lettered, never sent to the changelog. standby_replicas: Faust
+table standby replicas; they only help with a persistent store (rocksdb://), the memory store
+re-reads every changelog on each rebalance anyway (docs/operations.md). session_timeout_s: how
+long the group waits for a silent (killed, partitioned) worker before moving its partitions.
 """
 
 from __future__ import annotations
@@ -75,6 +87,10 @@ class Settings:
     sasl_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     shadow: bool = False
+    stall_timeout_s: float = 120.0
+    max_state_bytes: int = 524288
+    standby_replicas: int = 0
+    session_timeout_s: float = 10.0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     @property
@@ -138,8 +154,15 @@ def _detector(values: Mapping[str, Any], source: str, base: DetectorConfig) -> D
         if key not in known:
             raise SettingsError(
                 f"unknown detector setting '{key}' in {source}; known: {', '.join(sorted(known))}")
-        changes[key] = _convert(f"detector.{key}", raw, str(known[key]), source)
-    return dataclasses.replace(base, **changes)
+        kind = str(known[key])
+        if kind == "int" and isinstance(raw, float) and not raw.is_integer():
+            raise SettingsError(f"detector.{key} from {source}: {raw!r} must be a whole number")
+        changes[key] = _convert(f"detector.{key}", raw, kind, source)
+    detector = dataclasses.replace(base, **changes)
+    problems = detector.problems()
+    if problems:
+        raise SettingsError(f"detector settings from {source}: {'; '.join(problems)}")
+    return detector
 
 
 def load_settings(env: Mapping[str, str] | None = None, file: str | Path | None = None) -> Settings:
@@ -204,6 +227,15 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"log_format must be console or json, got {s.log_format!r}")
     if not 1024 <= s.max_record_bytes <= 1_048_576:
         raise SettingsError("max_record_bytes must be between 1024 and 1048576")
+    if not 1.0 <= s.stall_timeout_s <= 86400.0:
+        raise SettingsError("stall_timeout_s must be between 1 and 86400 seconds")
+    if not 1024 <= s.max_state_bytes <= 1_000_000:
+        raise SettingsError("max_state_bytes must be between 1024 and 1000000 (the producer's "
+                            "largest request)")
+    if not 0 <= s.standby_replicas <= 3:
+        raise SettingsError("standby_replicas must be between 0 and 3")
+    if not 6.0 <= s.session_timeout_s <= 300.0:
+        raise SettingsError("session_timeout_s must be between 6 (the broker's minimum) and 300")
     if not s.kafka_bootstrap.strip():
         raise SettingsError("kafka_bootstrap must not be empty")
     s.topics  # noqa: B018 - loads and validates the topic definition with these names

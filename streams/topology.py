@@ -18,9 +18,11 @@ watermarks and expiry are computed by the core in event time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
+import orjson
 import structlog
 
 from models.account_stage import AccountPartition, AccountStage, Outputs
@@ -28,6 +30,7 @@ from models.cluster_stage import ClusterPartition, ClusterStage
 from models.decision import Decision
 from models.events import InvalidEvent
 from models.partitioning import partition_for
+from streams import partition_context
 from streams.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
@@ -35,6 +38,8 @@ from streams.codec import (
     decode_request,
     decode_summary,
     decode_verdict,
+    encode_account_state,
+    encode_cluster_state,
     encode_decision,
     encode_summary,
     encode_verdict,
@@ -43,6 +48,10 @@ from streams.codec import (
 from streams.settings import Settings
 
 log = structlog.get_logger("distillguard")
+
+
+class StateTooLarge(Exception):
+    """A table entry whose encoding is over `max_state_bytes`: refused, never changelogged."""
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -74,6 +83,9 @@ def state_table(app: faust.App, name: str, partitions: int, codec: str) -> faust
     table = app.Table(name, partitions=partitions)
     table.key_serializer = "json"
     table.value_serializer = codec
+    # app.Table() already built the changelog topic with json serializers; drop it so Faust
+    # rebuilds it lazily, with the codec, for both writing and recovery.
+    table._changelog_topic = None
     return table
 
 
@@ -92,13 +104,20 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         # Faust declares only its internal topics (table changelogs, assignor); ours are
         # created explicitly from deploy/topics.toml and a missing one stops the preflight.
-        table_standby_replicas=0,
+        # 0 with the memory store, which recovers every assigned partition from the start of
+        # its changelog on each rebalance and drops standby data; 1 with rocksdb:// for a hot
+        # copy (docs/operations.md, "Standby replicas").
+        table_standby_replicas=settings.standby_replicas,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         datadir=settings.data_dir,
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        # A killed worker sends no LeaveGroup: its partitions move once the group coordinator
+        # has not heard from it for this long (Faust's default is 60 s).
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
 
     # ---- topics ---------------------------------------------------------------------------
@@ -113,6 +132,12 @@ def create_app(settings: Settings) -> faust.App:
     accounts = state_table(app, "accounts", partitions, ACCOUNT_STATE_CODEC)
     clusters = state_table(app, "clusters", topics["cluster_summaries"].partitions,
                            CLUSTER_STATE_CODEC)
+    # key: partition number, value: a JSON snapshot of the partition's online model and other
+    # in-memory context (streams/partition_context.py); co-partitioned with requests, so the
+    # snapshot of partition p is recovered by whichever worker gets p.
+    contexts = state_table(app, "account_contexts", partitions, "json")
+    # partition -> (model.seen at the last snapshot, events since the last snapshot)
+    snapshot_marks: dict[int, list[int]] = {}
 
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)
@@ -125,10 +150,27 @@ def create_app(settings: Settings) -> faust.App:
             # First event of a partition on this worker (start or rebalance): re-register the
             # recovered states so their windows still close and their state still expires.
             part = account_parts[p] = AccountPartition.create(cfg, p)
+            snap = contexts.get(p)
+            if snap is not None:
+                try:
+                    restored = partition_context.restore(part, snap)
+                except Exception:  # noqa: BLE001 - a bad snapshot means a cold start, not a crash
+                    restored = []
+                log.info("partition_context_restored", partition=p, restored=restored,
+                         model_seen=part.model.seen)
+            snapshot_marks[p] = [part.model.seen, 0]
             for account_id, state in list(accounts.items()):
                 if partition_for(account_id, partitions) == p:
                     part.watermark.observe(state.last_ts)
-                    part.due.register(account_id, state.last_ts)
+                    # When the core would next look at it (models/account_stage.py): an open
+                    # window at its close, else at idle expiry or the end of its action. Earlier
+                    # would drop an open window from the index (on_due re-registers only
+                    # closed ones), so it would never close unless the account came back.
+                    if state.window is not None:
+                        due = state.window.start + cfg.window_s
+                    else:
+                        due = max(state.last_ts + cfg.idle_expiry_s, state.action_until)
+                    part.due.register(account_id, due + cfg.allowed_lateness_s)
         return part
 
     def cluster_partition(p: int) -> ClusterPartition:
@@ -141,18 +183,37 @@ def create_app(settings: Settings) -> faust.App:
         return part
 
     # ---- rebalances: partition-local context lives only while the partition is ours -------
-    @app.on_partitions_revoked.connect
-    async def forget_partitions(sender: Any, revoked: set[Any], **_: Any) -> None:
-        for tp in revoked:
-            if tp.topic == requests.get_topic_name():
-                account_parts.pop(tp.partition, None)
-            elif tp.topic == cluster_summaries.get_topic_name():
-                cluster_parts.pop(tp.partition, None)
-
+    # Every rebalance revokes all partitions and assigns them anew (eager protocol); the
+    # context of a partition that stays on this worker is kept, so only partitions that really
+    # move start from their recovered states and snapshot.
     @app.on_partitions_assigned.connect
     async def report_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
+        for parts, topic in ((account_parts, requests), (cluster_parts, cluster_summaries)):
+            kept = {tp.partition for tp in assigned if tp.topic == topic.get_topic_name()}
+            for p in set(parts) - kept:
+                del parts[p]
         mine = sorted(tp.partition for tp in assigned if tp.topic == requests.get_topic_name())
         log.info("partitions_assigned", topic=requests.get_topic_name(), partitions=mine)
+
+    def put(table: faust.Table, key: Any, value: Any, encode: Callable[[Any], bytes]) -> None:
+        """table[key] = value, unless the entry is over max_state_bytes (then StateTooLarge).
+
+        The core bounds its state (members, verdicts, keys per entry); this is the backstop that
+        keeps one entry from ever reaching the changelog over the producer's request limit,
+        which would crash the worker at every restart. The agent dead-letters the event.
+        """
+        size = len(encode(value))
+        if size > settings.max_state_bytes:
+            raise StateTooLarge(f"{table.name} entry {str(key)[:80]!r} is {size} bytes, over "
+                                f"max_state_bytes {settings.max_state_bytes}")
+        table[key] = value
+
+    def internal(value: bytes | None) -> bytes:
+        """An internal topic's record value, refused when missing or over max_record_bytes."""
+        if value is None or len(value) > settings.max_record_bytes:
+            raise InvalidEvent(f"internal record of {len(value or b'')} bytes (limit "
+                               f"{settings.max_record_bytes})")
+        return value
 
     async def publish(out: Outputs) -> None:
         for s in out.summaries:
@@ -161,7 +222,12 @@ def create_app(settings: Settings) -> faust.App:
             await publish_decision(d)
 
     async def publish_decision(d: Decision) -> None:
-        await enforcement.send(key=d.account_id.encode(), value=encode_decision(d, time.time()))
+        # Wait for the broker's ack: the caller writes the state that records this decision
+        # only afterwards, so a crash in between re-decides it (same id) instead of losing it.
+        delivered = await enforcement.send(key=d.account_id.encode(),
+                                           value=encode_decision(d, time.time()))
+        if delivered is not None:  # the producer's delivery future (None from test doubles)
+            await delivered
         log.info("decision", account_id=d.account_id, action=d.action, score=d.score,
                  ttl_s=d.ttl_s, decision_id=d.decision_id, clusters=d.cluster_ids[:3],
                  reason=d.reasons[0], evidence=d.reasons[1:3], mode=d.mode)
@@ -187,18 +253,25 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 part = account_partition(event.message.partition)
                 state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
-                accounts[ev.account_id] = state
-                await publish(out)
+                await publish(out)  # outputs first, then the state that says they were made
+                put(accounts, ev.account_id, state, encode_account_state)
                 for account_id in account_stage_core.due_accounts(part):
                     due_state = accounts.get(account_id)
                     if due_state is None:
                         continue
                     due_out = account_stage_core.on_due(due_state, part)
+                    await publish(due_out)
                     if due_out.expired:
                         del accounts[account_id]
                     else:
-                        accounts[account_id] = due_state
-                    await publish(due_out)
+                        put(accounts, account_id, due_state, encode_account_state)
+                mark = snapshot_marks[event.message.partition]
+                mark[1] += 1
+                if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
+                        or mark[1] >= partition_context.SNAPSHOT_EVERY_EVENTS):
+                    put(contexts, event.message.partition, partition_context.snapshot(part),
+                        orjson.dumps)
+                    mark[:] = [part.model.seen, 0]
             except Exception as exc:  # a bug must not stop the fleet: record it and go on
                 log.exception("account_stage_error", account_id=ev.account_id)
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
@@ -209,10 +282,10 @@ def create_app(settings: Settings) -> faust.App:
         """cluster_summaries -> account_verdicts (one per member account to tell)."""
         async for event in stream.events():
             try:
-                s = decode_summary(event.message.value)
+                s = decode_summary(internal(event.message.value))
                 part = cluster_partition(event.message.partition)
                 state, out = cluster_stage_core.on_summary(clusters.get(s.cluster_key), s, part)
-                clusters[s.cluster_key] = state
+                put(clusters, s.cluster_key, state, encode_cluster_state)
                 for av in out.verdicts:
                     await account_verdicts.send(key=av.account_id.encode(),
                                                 value=encode_verdict(av))
@@ -230,12 +303,12 @@ def create_app(settings: Settings) -> faust.App:
         """account_verdicts -> enforcement."""
         async for event in stream.events():
             try:
-                av = decode_verdict(event.message.value)
+                av = decode_verdict(internal(event.message.value))
                 part = account_partition(event.message.partition)
                 state, out = account_stage_core.on_verdict(accounts.get(av.account_id),
                                                            av.account_id, av.verdict, part)
-                accounts[av.account_id] = state
                 await publish(out)
+                put(accounts, av.account_id, state, encode_account_state)
             except Exception as exc:
                 log.exception("apply_verdicts_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)

@@ -20,7 +20,10 @@ ACTION_MARK = {"block": "BLOCK   ", "throttle": "THROTTLE", "allow": "allow   "}
 
 
 class LiveView:
-    def __init__(self, latest: int = 12, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, latest: int = 12, clock: Callable[[], float] = time.monotonic,
+                 keep_records: bool = False) -> None:
+        """`keep_records`: keep every decision (the demo evaluates them); off for `watch`."""
+        self.keep_records = keep_records
         self.counts: Counter[str] = Counter()
         self.accounts: dict[str, str] = {}
         self.latest: deque[dict[str, Any]] = deque(maxlen=latest)
@@ -33,7 +36,8 @@ class LiveView:
         self.counts[record.get("action", "?")] += 1
         self.accounts[record.get("account_id", "?")] = record.get("action", "?")
         self.latest.append(record)
-        self.records.append(record)
+        if self.keep_records:
+            self.records.append(record)
         self.last_decision_at = self.clock()
 
     def render(self, title: str = "distillguard: decisions as they happen",

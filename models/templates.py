@@ -1,0 +1,63 @@
+"""Which prompt-template buckets recur: a partition-local count of recent bucket use.
+
+Most prompts are unique, and fanning every one of their LSH buckets out to the cluster stage
+would cost several messages per request and create a cluster per prompt. A bucket becomes worth
+a cluster once it recurs: seen at least three times in the partition within the last two generations
+(a generation is `cluster_horizon` of event time). Campaign templates recur within minutes;
+most one-off prompts never do.
+
+The bucket space is small and fixed (`bands` x 2^16 for 16-bit bands), so the counts are two
+bytearrays: constant memory, O(1) per lookup, whatever the traffic.
+
+>>> rec = TemplateRecurrence(bands=4, generation_s=7200)
+>>> rec.observe(0x0123_4567_89ab_cdef, ts=0.0)
+[]
+>>> rec.observe(0x0123_4567_89ab_cdef, ts=10.0)
+[]
+>>> rec.observe(0x0123_4567_89ab_cdef, ts=20.0)
+[0, 1, 2, 3]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A bucket recurs once it has been seen this many times before. One earlier sighting is not
+# enough: with 2^16 buckets per band, a partition's unique prompts alone fill a good share of
+# the slots within hours, while a template in use recurs dozens of times.
+RECURRING_AFTER = 2
+
+
+@dataclass(slots=True)
+class TemplateRecurrence:
+    bands: int
+    generation_s: int
+    generation: int = -1
+    current: bytearray = field(default_factory=bytearray)
+    previous: bytearray = field(default_factory=bytearray)
+
+    def __post_init__(self) -> None:
+        size = self.bands << (64 // self.bands)
+        self.current = bytearray(size)
+        self.previous = bytearray(size)
+
+    def observe(self, simhash: int, ts: float) -> list[int]:
+        """Count one prompt; return the bands (0..bands-1) whose bucket has been seen before."""
+        gen = int(ts // self.generation_s)
+        if gen > self.generation:
+            self.previous = self.current if gen == self.generation + 1 else bytearray(
+                len(self.current))
+            self.current = bytearray(len(self.current))
+            self.generation = gen
+        width = 64 // self.bands
+        mask = (1 << width) - 1
+        current, previous = self.current, self.previous
+        recurring = []
+        for band in range(self.bands):
+            slot = (band << width) | ((simhash >> (band * width)) & mask)
+            count = current[slot]
+            if count + previous[slot] >= RECURRING_AFTER:
+                recurring.append(band)
+            if count < 255:
+                current[slot] = count + 1
+        return recurring
