@@ -94,6 +94,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         FileSink,
         Progress,
         TopicSink,
+        check_labels_match,
         dead_letter_path,
         labels_from_topic,
         load_labels,
@@ -159,7 +160,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             assert bridge is not None
             _check_output_topic(bridge, settings, target, create=args.create_shadow_topic)
             sinks.append(TopicSink(bridge, target))
-        if not sinks:
+        if labels is not None and args.input:
+            check_labels_match(Path(args.input), labels)  # before a long run, not after it
+        if not sinks and labels is None:
             print("note: decisions are not written anywhere (--output FILE or --shadow-topic "
                   "TOPIC to keep them)", file=sys.stderr)
         progress = None if args.quiet else Progress(source.total)

@@ -149,10 +149,10 @@ def _evidence(run: AccountRun, width: int = 110) -> list[str]:
 
 def render_diff(diff: RunDiff, limit: int = 40) -> str:
     va, vb = diff.model_versions
-    lines = [f"A: {diff.a_name} ({diff.a_accounts:,} accounts with decisions, model "
-             f"{', '.join(va)})",
-             f"B: {diff.b_name} ({diff.b_accounts:,} accounts with decisions, model "
-             f"{', '.join(vb)})",
+    lines = [(f"A: {diff.a_name} ({diff.a_accounts:,} accounts with decisions, model "
+             f"{', '.join(va)})"),
+             (f"B: {diff.b_name} ({diff.b_accounts:,} accounts with decisions, model "
+             f"{', '.join(vb)})"),
              f"{diff.same_ids:,} accounts have the same decision ids in the same order"
              + (" (ids name the model version, so they differ between settings)"
                 if set(va) != set(vb) else "")
@@ -165,8 +165,8 @@ def render_diff(diff: RunDiff, limit: int = 40) -> str:
         lines.append(f"{x:>10} " + " ".join(f"{diff.matrix.get((x, y), 0):>9,}"
                                              for y in actions))
     if diff.changes:
-        lines += ["", f"accounts that change (largest changes first"
-                      f"{f', first {limit}' if len(diff.changes) > limit else ''}):"]
+        lines += ["", (f"accounts that change (largest changes first"
+                      f"{f', first {limit}' if len(diff.changes) > limit else ''}):")]
     for c in diff.changes[:limit]:
         label = f"  [{c.label}]" if c.label else ""
         lines.append(f"{c.account_id}{label}: {c.a.strongest} -> {c.b.strongest}"

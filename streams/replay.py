@@ -34,7 +34,8 @@ from models.pipeline import Pipeline
 from streams.codec import encode_decision
 from streams.replay_source import FileSource, KafkaBridge, ReplayError, read_topic_values
 
-__all__ = ["FileSink", "Progress", "ReplayError", "ReplayResult", "TopicSink", "load_labels",
+__all__ = ["FileSink", "Progress", "ReplayError", "ReplayResult", "TopicSink",
+           "check_labels_match", "load_labels",
            "load_override", "parse_labels", "replay", "replay_file"]
 
 Labels = dict[str, tuple[str, str]]
@@ -93,6 +94,21 @@ def load_labels(path: Path) -> Labels:
 def labels_from_topic(bridge: KafkaBridge, topic: str) -> Labels:
     """Labels from every record of a topic (values as in a labels file)."""
     return parse_labels(read_topic_values(bridge, topic), f"labels topic {topic}")
+
+
+def check_labels_match(input_path: Path, labels: Labels) -> None:
+    """Fail fast (before a long run) when the labels name none of the input's accounts."""
+    if not input_path.is_file():
+        return  # a pipe is read once, by the replay itself
+    with input_path.open("rb") as f:
+        for line in f:
+            try:
+                if orjson.loads(line).get("account_id") in labels:
+                    return
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+    raise ReplayError(f"the labels match no account of {input_path}: wrong labels file? "
+                      f"({len(labels):,} labels)")
 
 
 # --------------------------------------------------------------------------- settings

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError
 
 from models.events import InvalidEvent, RequestEvent
 from streams.codec import (
@@ -61,16 +61,17 @@ class ReplayError(Exception):
 
 
 class FileSource:
-    """Events of a JSONL file in file order; progress in bytes."""
+    """Events of a JSONL file (or a pipe: `--input /dev/stdin`) in order; progress in bytes."""
 
     unit = "bytes"
 
     def __init__(self, path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
-        if not path.is_file():
+        if not path.exists() or path.is_dir():
             raise ReplayError(f"input file {path} does not exist")
         self.path = path
         self.max_record_bytes = max_record_bytes
-        self.total = path.stat().st_size
+        # a pipe (--input /dev/stdin, a FIFO) has no size: progress then shows no time left
+        self.total = path.stat().st_size if path.is_file() else 0
         self.name = f"input file {path}"
 
     def events(self, on_bad: BadSink) -> Iterator[tuple[RequestEvent, int]]:
@@ -551,6 +552,6 @@ def read_topic_values(bridge: KafkaBridge, topic: str) -> Iterator[tuple[str, by
         yield f"{topic}:{rec.partition}:{rec.offset}", rec.value
 
 
-__all__ = ["FileSource", "KafkaBridge", "KafkaError", "PartitionRange", "RangeSpec",
+__all__ = ["FileSource", "KafkaBridge", "PartitionRange", "RangeSpec",
            "ReplayError", "TopicRange", "TopicSource", "parse_offsets", "parse_time",
            "plan_range", "read_topic_values", "resolve_range"]

@@ -35,7 +35,7 @@ import orjson
 
 from models.config import DetectorConfig
 from models.evaluation import GroupRow, Report
-from streams.replay import Labels, replay_file
+from streams.replay import Labels, check_labels_match, replay_file
 from streams.replay_source import ReplayError
 
 # Tunables that change how decisions are published, not which are made.
@@ -202,19 +202,6 @@ class SweepResult:
     interrupted: bool = False
 
 
-def check_labels_match(input_path: Path, labels: Labels) -> None:
-    """Fail fast (before N runs) when the labels name none of the input's accounts."""
-    with input_path.open("rb") as f:
-        for line in f:
-            try:
-                if orjson.loads(line).get("account_id") in labels:
-                    return
-            except (orjson.JSONDecodeError, AttributeError):
-                continue
-    raise ReplayError(f"the labels match no account of {input_path}: wrong labels file? "
-                      f"({len(labels):,} labels)")
-
-
 def default_jobs() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -345,16 +332,20 @@ def plot(result: SweepResult, path: Path, title: str = "") -> None:
                [100 * s.attack_served_share for s in current],  # type: ignore[operator]
                s=220, marker="*", color="tab:red", edgecolor="black", zorder=3,
                label="current setting")
-    xmax = max(1.0, 1.15 * max([100 * s.benign_hit_share for s in points] or [0.0]))  # type: ignore[operator]
+    # Both axes start at 0 (no harm) and end a little past the worst run, so close settings
+    # are told apart; at least 1% wide.
+    xmax = max(1.0, 1.2 * max([100 * s.benign_hit_share for s in points] or [0.0]))  # type: ignore[operator]
+    ymax = min(105.0, max(1.0, 1.2 * max([100 * s.attack_served_share  # type: ignore[operator]
+                                          for s in points] or [0.0])))
     ax.set_xlim(0, xmax)
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, ymax)
     # Points are labelled with their run numbers; runs within 2% of the axes of each other share
     # one label, so close settings stay readable. The key to the numbers is in the box / table.
     groups: list[tuple[float, float, list[RunScore]]] = []
     for s in sorted(points, key=lambda s: s.run.index):
         x, y = 100 * s.benign_hit_share, 100 * s.attack_served_share  # type: ignore[operator]
         for gx, gy, members in groups:
-            if abs(gx - x) <= 0.02 * xmax and abs(gy - y) <= 0.02 * 105:
+            if abs(gx - x) <= 0.03 * xmax and abs(gy - y) <= 0.03 * ymax:
                 members.append(s)
                 break
         else:
@@ -365,7 +356,7 @@ def plot(result: SweepResult, path: Path, title: str = "") -> None:
     if len(points) <= 16:
         key = "\n".join(f"{s.run.name.removeprefix('run-')}: {s.run.label()}"
                         + ("  (current)" if s.run.current else "") for s in points)
-        ax.text(0.98, 0.03, key, transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+        ax.text(0.98, 0.97, key, transform=ax.transAxes, ha="right", va="top", fontsize=7,
                 multialignment="left",
                 family="monospace", bbox={"boxstyle": "round", "facecolor": "white",
                                           "alpha": 0.85})
@@ -374,7 +365,7 @@ def plot(result: SweepResult, path: Path, title: str = "") -> None:
     ax.set_title(title or f"sweep over {', '.join(result.names)} (lower left is better)\n"
                           "points: run numbers of the table (sweep.csv)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)

@@ -1,0 +1,127 @@
+"""`distillguard replay` on files: the mistakes users make get one clear line and exit 2; the
+override file and shadow mode; Ctrl-C stops cleanly with the decisions so far."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from models.config import DetectorConfig
+from simulator import Scenario, write_files
+from streams.cli import main
+from streams.replay import replay_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("small")
+    write_files(Scenario.small(), out)
+    return out
+
+
+def ids(path: Path) -> list[str]:
+    return [orjson.loads(x)["decision_id"] for x in path.read_bytes().splitlines() if x.strip()]
+
+
+def test_override_file_changes_the_model_version_and_the_decisions(
+        files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base, tuned = tmp_path / "base.jsonl", tmp_path / "tuned.jsonl"
+    assert main(["replay", "--input", str(files / "events.jsonl"), "--output", str(base),
+                 "--quiet"]) == 0
+    override = tmp_path / "o.toml"
+    override.write_text("[detector]\nthrottle_score = 0.75\nblock_score = 0.95\n")
+    assert main(["replay", "--input", str(files / "events.jsonl"), "--output", str(tuned),
+                 "--override", str(override), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    tuned_version = DetectorConfig(throttle_score=0.75, block_score=0.95).model_version
+    assert tuned_version in out
+    records = [orjson.loads(x) for x in tuned.read_bytes().splitlines()]
+    assert {r["model_version"] for r in records} == {tuned_version}
+    assert ids(base) != ids(tuned)
+
+
+def test_settings_file_with_an_unknown_key_is_a_clear_error(
+        files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = tmp_path / "s.toml"
+    settings.write_text("[detector]\nblock_scor = 0.9\n")
+    assert main(["replay", "--settings", str(settings), "--input",
+                 str(files / "events.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown detector setting 'block_scor'" in err
+    settings.write_text("kafka_bootstrp = 'x:9092'\n")
+    assert main(["replay", "--settings", str(settings), "--input",
+                 str(files / "events.jsonl")]) == 2
+    assert "unknown setting 'kafka_bootstrp'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--since", "2026-01-01"], "--since selects part of a topic"),
+    (["--labels", "{other_labels}"], "the labels match no account"),
+    (["--override", "{missing}"], "does not exist"),
+    (["--to-enforcement-topic"], "add --i-mean-it"),
+])
+def test_replay_mistakes_are_one_line_errors(files: Path, tmp_path: Path, extra: list[str],
+                                             message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"account_id": "nobody-here", "label": "attack", "group": "x"}\n')
+    extra = [e.format(other_labels=other, missing=tmp_path / "missing.toml") for e in extra]
+    assert main(["replay", "--input", str(files / "events.jsonl"), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_decisions_written_with_shadow_setting_are_marked_shadow(
+        files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTILLGUARD_SHADOW", "true")
+    out = tmp_path / "d.jsonl"
+    assert main(["replay", "--input", str(files / "events.jsonl"), "--output", str(out),
+                 "--quiet"]) == 0
+    assert {orjson.loads(x)["mode"] for x in out.read_bytes().splitlines()} == {"shadow"}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
+def test_ctrl_c_stops_cleanly_with_the_decisions_so_far(files: Path, tmp_path: Path) -> None:
+    # The events arrive through a pipe that stays open, so the replay is still running (waiting
+    # for more) when Ctrl-C comes, however fast the core is.
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "d.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "replay", "--input", str(fifo), "--output",
+         str(out)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+    try:
+        with fifo.open("wb") as writer:
+            writer.write((files / "events.jsonl").read_bytes())
+            writer.flush()
+            time.sleep(2.0)  # let it work through what is in the pipe
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr.decode()
+    assert b"interrupted: the output holds the decisions up to that point" in stdout
+    assert b"Traceback" not in stderr
+    full = tmp_path / "full.jsonl"
+    replay_file(files / "events.jsonl", full, DetectorConfig())
+    got, expected = ids(out), ids(full)
+    assert got == expected[:len(got)], "what was written is the start of the full replay"
