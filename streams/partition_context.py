@@ -1,0 +1,216 @@
+"""JSON snapshots of an account-stage partition's in-memory context, so it survives moves.
+
+Besides the per-account states (changelogged tables), each account-stage partition keeps
+context in worker memory (`models.account_stage.AccountPartition`):
+
+- the watermark and the due index: rebuilt from the recovered account states when the
+  partition arrives (`streams/topology.py`, `account_partition`), nothing to snapshot;
+- the online model, a River HalfSpaceTrees (`AccountPartition.model`);
+- any further partition-local counters the core keeps (today the template recurrence counts,
+  `AccountPartition.templates`).
+
+The last two cannot be rebuilt from the account states. Without a snapshot a partition that
+moves to another worker (a rebalance, a crash, a deploy) would start them cold there: the model
+says nothing until it has learnt `2 * window_size` windows again (hours of traffic), and
+template buckets must recur again before accounts join them. So the account stage writes this
+snapshot into the changelogged `account_models` table (key: partition number) every
+`SNAPSHOT_EVERY_LEARNS` learnt windows or `SNAPSHOT_EVERY_EVENTS` events of the partition,
+and restores it when the partition is assigned. What happened on the partition between the
+last snapshot and a crash is not in it (the events after the last commit are processed again,
+the ones between the snapshot and the commit are not): a bounded, small loss, documented in
+docs/operations.md.
+
+Why a snapshot and not a rebuild: the model learns from window summaries in the order they
+close and only while the account is not acted on, so rebuilding it means replaying hours of
+requests through the account stage; a snapshot is one table entry of a few KB per partition.
+
+Why not pickle: River models pickle, but the project allows no pickle codec anywhere, and a
+pickled changelog is code execution for whoever can write to it. The snapshot is plain JSON:
+
+- model: its parameters (trees, height, window size, seed) and sorted feature names, a
+  fingerprint of the tree structure (every split's feature and threshold), the node masses
+  (`r_mass`, `l_mass` of every node, depth first) packed as little-endian uint32,
+  zlib-compressed and base64-encoded, River's window counter and first-window flag, and the
+  model's `seen`/`warmup` counts. HalfSpaceTrees draws its random splits from its seed when it
+  sees its first sample, so the structure is rebuilt by one `learn_one` on a fresh model with
+  the same seed and features; the fingerprint proves it is the same structure before the
+  masses are written into it;
+- other context objects (dataclasses of numbers, strings and byte arrays): field by field,
+  byte arrays zlib-compressed and base64-encoded.
+
+A part that does not fit (another River version, other parameters, a changed dataclass) is not
+restored and starts cold, and the worker logs which parts were restored: a wrong model is worse
+than a cold one.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import hashlib
+import sys
+import zlib
+from array import array
+from typing import Any
+
+SNAPSHOT_FORMAT = 2
+SNAPSHOT_EVERY_LEARNS = 25
+SNAPSHOT_EVERY_EVENTS = 500
+# Context objects of AccountPartition snapshotted field by field (besides the model).
+CONTEXT_FIELDS = ("templates",)
+
+
+# ---- the online model ---------------------------------------------------------------------------
+
+def _params(hst: Any) -> dict[str, Any]:
+    return {"n_trees": hst.n_trees, "height": hst.height, "window_size": hst.window_size,
+            "seed": hst.seed}
+
+
+def _fingerprint(hst: Any) -> str:
+    h = hashlib.sha256()
+    for nodes in hst._tree_nodes:
+        for node in nodes:
+            feature = getattr(node, "feature", None)
+            if feature is not None:
+                h.update(f"{feature}<{node.threshold!r};".encode())
+            else:
+                h.update(b"leaf;")
+        h.update(b"|")
+    return h.hexdigest()[:32]
+
+
+def _pack_ints(values: list[int]) -> str:
+    arr = array("I", values)
+    if sys.byteorder != "little":
+        arr.byteswap()
+    return _pack_bytes(arr.tobytes())
+
+
+def _unpack_ints(text: str) -> list[int]:
+    arr = array("I")
+    arr.frombytes(_unpack_bytes(text))
+    if sys.byteorder != "little":
+        arr.byteswap()
+    return arr.tolist()
+
+
+def _pack_bytes(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data, 6)).decode()
+
+
+def _unpack_bytes(text: str) -> bytes:
+    return zlib.decompress(base64.b64decode(text))
+
+
+def model_snapshot(model: Any) -> dict[str, Any]:
+    """A JSON-serialisable snapshot of an `AccountModel` (HalfSpaceTrees + counters)."""
+    hst = model.hst
+    snap: dict[str, Any] = {"params": _params(hst), "seen": model.seen, "warmup": model.warmup,
+                            "built": bool(hst.trees)}
+    if not hst.trees:
+        return snap
+    features = sorted({n.feature for nodes in hst._tree_nodes for n in nodes
+                       if getattr(n, "feature", None) is not None})
+    masses = [m for nodes in hst._tree_nodes for n in nodes for m in (n.r_mass, n.l_mass)]
+    snap.update(features=features, fingerprint=_fingerprint(hst), counter=hst.counter,
+                first_window=hst._first_window, masses=_pack_ints(masses))
+    return snap
+
+
+def restore_model(model: Any, snap: dict[str, Any]) -> bool:
+    """Load `snap` into a freshly created (untrained) `AccountModel`; False if it does not fit.
+
+    On False the model is left untouched (cold).
+    """
+    if not isinstance(snap, dict) or model.hst.trees or snap.get("params") != _params(model.hst):
+        return False
+    hst = copy.deepcopy(model.hst)
+    if snap.get("built"):
+        # One sample builds the trees from the seed exactly as the original first sample did
+        # (the structure depends only on the seed and the feature names); its masses are then
+        # overwritten below.
+        hst.learn_one({f: 0.5 for f in snap["features"]})
+        if _fingerprint(hst) != snap.get("fingerprint"):
+            return False
+        masses = _unpack_ints(snap["masses"])
+        nodes = [n for tree_nodes in hst._tree_nodes for n in tree_nodes]
+        if len(masses) != 2 * len(nodes):
+            return False
+        for i, node in enumerate(nodes):
+            node.r_mass, node.l_mass = masses[2 * i], masses[2 * i + 1]
+        hst.counter = int(snap["counter"])
+        hst._first_window = bool(snap["first_window"])
+    model.hst = hst
+    model.seen = int(snap["seen"])
+    model.warmup = int(snap["warmup"])
+    return True
+
+
+# ---- other context objects: dataclasses of plain values and byte arrays ------------------------
+
+def fields_snapshot(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type(obj).__name__}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bytes | bytearray):
+            out[f.name] = {"zb64": _pack_bytes(bytes(value))}
+        elif isinstance(value, bool | int | float | str) or value is None:
+            out[f.name] = value
+        else:
+            raise TypeError(f"{type(obj).__name__}.{f.name} is not snapshottable")
+    return out
+
+
+def restore_fields(obj: Any, snap: dict[str, Any]) -> bool:
+    """Set `obj`'s fields from `snap` if both have the same type, fields and value types."""
+    if not isinstance(snap, dict) or snap.get("type") != type(obj).__name__:
+        return False
+    names = [f.name for f in dataclasses.fields(obj)]
+    if set(names) != set(snap) - {"type"}:
+        return False
+    values = {}
+    for name in names:
+        current, saved = getattr(obj, name), snap[name]
+        if isinstance(current, bytes | bytearray):
+            if not isinstance(saved, dict) or "zb64" not in saved:
+                return False
+            data = _unpack_bytes(saved["zb64"])
+            if len(data) != len(current):
+                return False
+            values[name] = type(current)(data)
+        elif type(saved) is not type(current) and not (
+                isinstance(current, float) and isinstance(saved, int)):
+            return False
+        else:
+            values[name] = saved
+    for name, value in values.items():
+        setattr(obj, name, value)
+    return True
+
+
+# ---- the partition ------------------------------------------------------------------------------
+
+def snapshot(part: Any) -> dict[str, Any]:
+    """The snapshot of an `AccountPartition`'s model and other context (JSON-serialisable)."""
+    snap: dict[str, Any] = {"format": SNAPSHOT_FORMAT, "model": model_snapshot(part.model)}
+    for name in CONTEXT_FIELDS:
+        obj = getattr(part, name, None)
+        if obj is not None and dataclasses.is_dataclass(obj):
+            snap[name] = fields_snapshot(obj)
+    return snap
+
+
+def restore(part: Any, snap: dict[str, Any]) -> list[str]:
+    """Restore what fits of `snap` into a fresh `AccountPartition`; the names restored."""
+    if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
+        return []
+    restored = []
+    if "model" in snap and restore_model(part.model, snap["model"]):
+        restored.append("model")
+    for name in CONTEXT_FIELDS:
+        obj = getattr(part, name, None)
+        if obj is not None and name in snap and restore_fields(obj, snap[name]):
+            restored.append(name)
+    return restored
