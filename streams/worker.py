@@ -3,6 +3,15 @@
 Before Faust starts, the worker checks what a new user gets wrong most: no broker at the
 configured address, or the topics not created. Either is a one-line error with the fix, not a
 worker that waits forever.
+
+Then it hardens the process before the app exists: Faust's pickle codecs are removed from its
+codec registry (`forbid_pickle`), so no topic or table can be read with pickle even by mistake;
+and it installs `streams.health`: `GET /health` on the worker's web port and a watchdog that
+exits with code 3 when the worker holds lagging partitions and makes no progress for
+`stall_timeout_s`.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 on a startup error (no broker, missing
+topics), 3 when the watchdog finds the worker stalled; anything else is Faust crashing.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import logging
 import faust
 import structlog
 
+from streams.health import install_health
 from streams.logs import configure_logging
 from streams.settings import Settings
 from streams.topics import check_topics_exist, wait_for_broker
@@ -36,13 +46,37 @@ async def preflight(settings: Settings, timeout_s: float = 30.0) -> None:
                           "create them with `distillguard topics create`")
 
 
+PICKLE_CODECS = ("pickle", "pickle_restricted", "pickle_fickling")
+
+
+def forbid_pickle() -> None:
+    """Remove every pickle codec from Faust's registry: using one is then a KeyError.
+
+    distillguard serialises everything with orjson (requests, decisions, internal topics, table
+    state, model snapshots); nothing needs pickle, and a pickle codec on a topic that others can
+    write is remote code execution (reference/faust-pitfalls.md, 22).
+    """
+    from faust.serializers import codecs
+
+    for name in PICKLE_CODECS:
+        codecs.codecs.pop(name, None)
+
+
+def source_topics(settings: Settings) -> list[str]:
+    """The topics the fleet consumes as a group (their lag is the fleet's lag)."""
+    topics = settings.topics
+    return [topics[n].name for n in ("requests", "cluster_summaries", "account_verdicts")]
+
+
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     configure_logging(settings.log_format)
+    forbid_pickle()
     asyncio.run(preflight(settings))
     app = create_app(settings)
+    install_health(app, source_topics(settings), settings.stall_timeout_s)
     log.info("worker_starting", app_id=settings.app_id, bootstrap=settings.kafka_bootstrap,
              model_version=settings.detector.model_version, web_port=settings.web_port,
-             shadow=settings.detector.shadow)
+             shadow=settings.detector.shadow, stall_timeout_s=settings.stall_timeout_s)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
                           logging_config=None)
     logging.getLogger("faust").setLevel(loglevel)

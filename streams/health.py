@@ -1,0 +1,266 @@
+"""Is this worker making progress? A health view and a watchdog for one Faust worker.
+
+Faust workers can silently stop consuming (faust-streaming/faust#175): an agent awaiting a send
+that never completes, a fetcher that died, an event loop blocked by a bug. Such a worker still
+holds its partitions, so nobody else processes them. This module makes that visible and fatal:
+
+- `Progress` counts what the worker did (events processed per source topic, commits, the
+  committed offsets) from Faust's sensor hooks, and computes the lag of every assigned source
+  partition: the consumer's highwater minus the offset committed for it.
+- `GET /health` (on the worker's web port) returns that as JSON: `status` (`starting`,
+  `recovering`, `ok`, `idle`, `stalling`, `stalled`), per-partition highwater/committed/lag,
+  the time of the last commit, events processed, and the process RSS. HTTP 200 unless stalled
+  (503).
+- A watchdog exits the process with code 3 (`STALL_EXIT_CODE`) when it holds source
+  partitions with lag > 0 and nothing has moved for `stall_timeout_s`: no offset committed,
+  no table-recovery progress, no rebalance. Progress is a commit, not an event processed: a
+  worker that processes but can no longer commit (its producer cannot deliver, so Faust's
+  commit waits on the flush) would reprocess everything after a restart and its lag only grows.
+  An idle worker (lag 0) is never stalled. The check runs in a thread, so an event loop that no longer turns (a blocking call)
+  is caught too: the loop refreshes a heartbeat, and a heartbeat older than the timeout is a
+  stall as well. Exiting lets the supervisor (systemd, Kubernetes, the test) restart the worker
+  and the group move its partitions, instead of a worker that hangs forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+import structlog
+from faust.sensors import Sensor
+
+log = structlog.get_logger("distillguard")
+
+STALL_EXIT_CODE = 3
+
+
+def rss_bytes() -> int | None:
+    """Resident set size of this process (Linux /proc), or None elsewhere."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Progress:
+    """What one worker has done; written by Faust's sensor hooks, read by the view/watchdog."""
+
+    source_topics: frozenset[str]
+    stall_timeout_s: float
+    started_mono: float = field(default_factory=time.monotonic)
+    processed: Counter[str] = field(default_factory=Counter)
+    commits: int = 0
+    last_commit_wall: float | None = None
+    last_commit_mono: float | None = None
+    last_event_mono: float | None = None
+    last_progress_mono: float = field(default_factory=time.monotonic)
+    heartbeat_mono: float = field(default_factory=time.monotonic)
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    partitions: dict[tuple[str, int], dict[str, int | None]] = field(default_factory=dict)
+    recovering: bool = False
+    recovery_remaining: int = 0
+    status: str = "starting"
+    _marker: tuple[Any, ...] = ()
+
+    # ---- written from Faust hooks (event loop) ---------------------------------------------
+    def on_event_done(self, topic: str) -> None:
+        self.processed[topic] += 1
+        self.last_event_mono = time.monotonic()
+
+    def on_commit(self, committed: dict[tuple[str, int], int]) -> None:
+        advanced = any(self.committed.get(tp) != off for tp, off in committed.items())
+        self.committed.update(committed)
+        if advanced:
+            self.commits += 1
+            self.last_commit_wall = time.time()
+            self.last_commit_mono = self.last_progress_mono = time.monotonic()
+
+    def on_rebalance(self) -> None:
+        self.last_progress_mono = time.monotonic()
+
+    # ---- refreshed by the loop every few seconds -------------------------------------------
+    def refresh(self, app: faust.App) -> None:
+        now = time.monotonic()
+        self.heartbeat_mono = now
+        parts: dict[tuple[str, int], dict[str, int | None]] = {}
+        consumer = app.consumer
+        try:
+            assignment = consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started or mid-rebalance
+            assignment = set()
+        for tp in assignment:
+            if tp.topic not in self.source_topics:
+                continue
+            key = (tp.topic, tp.partition)
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - no fetch for it yet
+                highwater = None
+            committed = self.committed.get(key)
+            if committed is None:
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                if committed is not None:
+                    self.committed[key] = committed
+            lag = None if highwater is None else max(0, highwater - (committed or 0))
+            parts[key] = {"highwater": highwater, "committed": committed, "lag": lag}
+        self.partitions = parts
+        recovery = getattr(app.tables, "recovery", None)
+        self.recovering = bool(getattr(recovery, "in_recovery", False))
+        try:
+            self.recovery_remaining = int(recovery.active_remaining_total()) if recovery else 0
+        except Exception:  # noqa: BLE001
+            self.recovery_remaining = 0
+        marker = (self.recovering, self.recovery_remaining, app.rebalancing)
+        if marker != self._marker:
+            self._marker = marker
+            self.last_progress_mono = now
+        self.status = self.evaluate(now)
+
+    # ---- pure decisions --------------------------------------------------------------------
+    def total_lag(self) -> int:
+        return sum(p["lag"] or 0 for p in self.partitions.values())
+
+    def stalled_for(self, now: float) -> float:
+        return now - self.last_progress_mono
+
+    def evaluate(self, now: float) -> str:
+        if now - self.heartbeat_mono > self.stall_timeout_s:
+            return "stalled"  # the event loop has not refreshed us: it is blocked
+        if not self.partitions and self.commits == 0 and self.last_event_mono is None:
+            return "recovering" if self.recovering else "starting"
+        if self.recovering:
+            return "recovering"
+        if self.total_lag() == 0:
+            self.last_progress_mono = now  # nothing to do is not a stall
+            return "idle" if self.partitions else "starting"
+        idle_for = self.stalled_for(now)
+        if idle_for > self.stall_timeout_s:
+            return "stalled"
+        if idle_for > min(30.0, self.stall_timeout_s / 2):
+            return "stalling"
+        return "ok"
+
+    def report(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "status": self.status,
+            "pid": os.getpid(),
+            "uptime_s": round(now - self.started_mono, 1),
+            "stall_timeout_s": self.stall_timeout_s,
+            "no_progress_for_s": round(self.stalled_for(now), 1),
+            "events_processed": dict(self.processed),
+            "events_processed_total": sum(self.processed.values()),
+            "commits": self.commits,
+            "last_commit_ts": self.last_commit_wall,
+            "last_commit_age_s": (None if self.last_commit_mono is None
+                                  else round(now - self.last_commit_mono, 1)),
+            "recovering": self.recovering,
+            "recovery_remaining": self.recovery_remaining,
+            "lag_total": self.total_lag(),
+            "partitions": [{"topic": t, "partition": p, **v}
+                           for (t, p), v in sorted(self.partitions.items())],
+            "rss_bytes": rss_bytes(),
+        }
+
+
+class ProgressSensor(Sensor):
+    """Faust sensor hooks feeding `Progress` (events done, commits)."""
+
+    def __init__(self, progress: Progress, app: faust.App, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.progress = progress
+        self.app_ref = app
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
+                            state: dict | None = None) -> None:
+        if tp.topic in self.progress.source_topics:
+            self.progress.on_event_done(tp.topic)
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        # Faust keeps what it committed in `_committed_offset` (TP -> next offset to read).
+        committed = getattr(consumer, "_committed_offset", {})
+        self.progress.on_commit({(tp.topic, tp.partition): off
+                                 for tp, off in list(committed.items())
+                                 if off is not None and tp.topic in self.progress.source_topics})
+
+
+def _die(progress: Progress, reason: str) -> None:
+    """Log one line the operator can find, then leave at once (a clean stop may hang too)."""
+    line = {"event": "worker_stalled", "level": "critical", "reason": reason,
+            "exit_code": STALL_EXIT_CODE, **{k: v for k, v in progress.report().items()
+                                               if k != "partitions"},
+            "lagging": [p for p in progress.report()["partitions"] if p["lag"]]}
+    try:
+        sys.stdout.write(orjson.dumps(line, default=str).decode() + "\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(STALL_EXIT_CODE)
+
+
+def watchdog_thread(progress: Progress, interval_s: float) -> threading.Thread:
+    def loop() -> None:
+        while True:
+            time.sleep(interval_s)
+            now = time.monotonic()
+            if now - progress.heartbeat_mono > progress.stall_timeout_s:
+                _die(progress, f"event loop blocked for {now - progress.heartbeat_mono:.0f} s")
+            if progress.status == "stalled":
+                _die(progress, f"lag {progress.total_lag()} and no progress for "
+                               f"{progress.stalled_for(now):.0f} s")
+
+    t = threading.Thread(target=loop, name="distillguard-watchdog", daemon=True)
+    return t
+
+
+def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: float,
+                   watchdog: bool = True) -> Progress:
+    """Register the /health view, the progress sensor, the refresher and the watchdog."""
+    progress = Progress(source_topics=frozenset(source_topics), stall_timeout_s=stall_timeout_s)
+    app.sensors.add(ProgressSensor(progress, app))
+    interval = max(0.5, min(5.0, stall_timeout_s / 6))
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        progress.refresh(app)
+        body = progress.report()
+        return web.json(body, status=503 if body["status"] == "stalled" else 200)
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        progress.on_rebalance()
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        progress.on_rebalance()
+
+    @app.task
+    async def _refresh() -> None:
+        if watchdog:
+            watchdog_thread(progress, interval).start()
+        while True:
+            try:
+                progress.refresh(app)
+            except Exception:  # never let health reporting kill the worker
+                log.exception("health_refresh_error")
+            if progress.status in ("stalling", "stalled"):
+                log.warning("worker_stalling", status=progress.status,
+                            lag=progress.total_lag(),
+                            no_progress_for_s=round(progress.stalled_for(time.monotonic()), 1))
+            await asyncio.sleep(interval)
+
+    return progress
