@@ -50,6 +50,11 @@ from streams.settings import Settings
 log = structlog.get_logger("distillguard")
 
 
+# A dead letter carries the refused record's bytes whole up to this size (base64 in JSON: well
+# under the producer's 1 MB request limit), and its first bytes beyond.
+DEAD_LETTER_KEEP_BYTES = 256 * 1024
+
+
 class StateTooLarge(Exception):
     """A table entry whose encoding is over `max_state_bytes`: refused, never changelogged."""
 
@@ -234,8 +239,18 @@ def create_app(settings: Settings) -> faust.App:
 
     async def to_dead_letter(reason: str, event: Any) -> None:
         msg = event.message
-        await dead_letter.send(key=msg.key, value=dead_letter_record(
-            reason, msg.value, msg.key, msg.topic, msg.partition, msg.offset, time.time()))
+        key, value = msg.key, msg.value
+        # The original bytes go whole up to DEAD_LETTER_KEEP_BYTES; a larger record (the broker
+        # takes up to 1 MB) keeps its first bytes, so its dead letter (base64 in JSON) stays
+        # under the producer's request limit instead of failing the send and the agent.
+        if value is not None and len(value) > DEAD_LETTER_KEEP_BYTES:
+            reason += f" (dead letter keeps the first {DEAD_LETTER_KEEP_BYTES} of {len(value)} bytes)"
+            value = value[:DEAD_LETTER_KEEP_BYTES]
+        if key is not None and len(key) > 1024:
+            reason += f" (dead letter keeps the first 1024 of the key's {len(key)} bytes)"
+            key = key[:1024]
+        await dead_letter.send(key=key, value=dead_letter_record(
+            reason, value, key, msg.topic, msg.partition, msg.offset, time.time()))
         log.warning("dead_letter", reason=reason, topic=msg.topic, partition=msg.partition,
                     offset=msg.offset)
 
