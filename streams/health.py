@@ -140,14 +140,14 @@ class Progress:
     def evaluate(self, now: float) -> str:
         if now - self.heartbeat_mono > self.stall_timeout_s:
             return "stalled"  # the event loop has not refreshed us: it is blocked
+        idle_for = self.stalled_for(now)
+        if self.recovering:  # a recovery that stops moving is a stall too (faust#651)
+            return "stalled" if idle_for > self.stall_timeout_s else "recovering"
         if not self.partitions and self.commits == 0 and self.last_event_mono is None:
-            return "recovering" if self.recovering else "starting"
-        if self.recovering:
-            return "recovering"
+            return "starting"
         if self.total_lag() == 0:
             self.last_progress_mono = now  # nothing to do is not a stall
             return "idle" if self.partitions else "starting"
-        idle_for = self.stalled_for(now)
         if idle_for > self.stall_timeout_s:
             return "stalled"
         if idle_for > min(30.0, self.stall_timeout_s / 2):

@@ -1,0 +1,94 @@
+"""The worker's health verdict (streams/health.py) from what it saw, on a controlled clock."""
+
+from __future__ import annotations
+
+from streams.health import Progress
+
+
+def progress(timeout: float = 60.0) -> Progress:
+    p = Progress(source_topics=frozenset({"requests"}), stall_timeout_s=timeout,
+                 started_mono=0.0, last_progress_mono=0.0, heartbeat_mono=0.0)
+    return p
+
+
+def lagging(p: Progress, lag: int) -> None:
+    p.partitions = {("requests", 0): {"highwater": 100, "committed": 100 - lag, "lag": lag}}
+
+
+def test_a_fresh_worker_is_starting_then_idle_without_lag() -> None:
+    p = progress()
+    assert p.evaluate(1.0) == "starting"
+    lagging(p, 0)
+    p.heartbeat_mono = 100.0
+    assert p.evaluate(100.0) == "idle"
+
+
+def test_commits_are_progress_and_their_absence_with_lag_is_a_stall() -> None:
+    p = progress(timeout=60.0)
+    lagging(p, 50)
+    p.heartbeat_mono = 10.0
+    assert p.evaluate(10.0) == "ok"
+    p.on_commit({("requests", 0): 60})
+    assert p.commits == 1 and p.last_commit_wall is not None
+    p.heartbeat_mono = 50.0
+    p.last_progress_mono = 10.0
+    assert p.evaluate(50.0) == "stalling"  # 40 s without progress, over half the timeout
+    p.heartbeat_mono = 71.0
+    assert p.evaluate(71.0) == "stalled"
+
+
+def test_the_same_offsets_committed_again_are_not_progress() -> None:
+    p = progress()
+    p.on_commit({("requests", 0): 60})
+    p.last_progress_mono = 0.0
+    p.on_commit({("requests", 0): 60})
+    assert p.commits == 1 and p.last_progress_mono == 0.0
+
+
+def test_events_without_commits_are_not_progress() -> None:
+    p = progress(timeout=20.0)
+    lagging(p, 10)
+    for _ in range(100):
+        p.on_event_done("requests")
+    p.heartbeat_mono = 30.0
+    assert p.evaluate(30.0) == "stalled"
+    assert p.report()["events_processed"] == {"requests": 100}
+
+
+def test_an_idle_worker_is_never_stalled() -> None:
+    p = progress(timeout=5.0)
+    lagging(p, 0)
+    p.heartbeat_mono = 1000.0
+    assert p.evaluate(1000.0) == "idle"
+
+
+def test_a_loop_that_stopped_refreshing_is_stalled() -> None:
+    p = progress(timeout=5.0)
+    lagging(p, 0)
+    p.heartbeat_mono = 0.0
+    assert p.evaluate(10.0) == "stalled"
+
+
+def test_recovery_is_reported_and_not_a_stall_while_it_moves() -> None:
+    p = progress(timeout=5.0)
+    lagging(p, 10)
+    p.recovering = True
+    p.heartbeat_mono = 3.0
+    assert p.evaluate(3.0) == "recovering"
+
+
+def test_the_report_names_lag_per_partition_and_the_last_commit() -> None:
+    p = progress()
+    lagging(p, 7)
+    p.on_commit({("requests", 0): 93})
+    r = p.report()
+    assert r["lag_total"] == 7 and r["partitions"][0]["partition"] == 0
+    assert r["last_commit_ts"] is not None and r["commits"] == 1
+
+
+def test_a_recovery_that_stops_moving_is_a_stall() -> None:
+    p = progress(timeout=5.0)
+    lagging(p, 10)
+    p.recovering = True
+    p.heartbeat_mono = 9.0
+    assert p.evaluate(9.0) == "stalled"
