@@ -1,0 +1,88 @@
+"""The account partition's context survives a move as JSON: the restored model scores and learns
+exactly like the original, the template counts come back, and anything that does not fit is
+refused (the partition then starts cold) rather than half-restored."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from models.account_stage import AccountPartition
+from models.config import DetectorConfig
+from streams import partition_context as pc
+
+FEATURES = ["requests", "completion_per_request", "reasoning_share", "high_value_share",
+            "tools_share", "error_share", "template_reuse", "regularity", "ip_prefixes", "young"]
+
+
+def windows(seed: int, n: int) -> list[dict[str, float]]:
+    rng = random.Random(seed)
+    return [{f: rng.random() ** 2 for f in FEATURES} for _ in range(n)]
+
+
+def trained(cfg: DetectorConfig, p: int, n: int) -> AccountPartition:
+    part = AccountPartition.create(cfg, p)
+    for i, x in enumerate(windows(p, n)):
+        part.model.score_and_learn(x, may_learn=i % 7 != 0)
+        if hasattr(part, "templates"):
+            part.templates.observe((i * 0x9E3779B97F4A7C15) % (1 << 64), 1_700_000_000.0 + i)
+    return part
+
+
+def through_json(snap: dict) -> dict:
+    return orjson.loads(orjson.dumps(snap))
+
+
+@pytest.mark.parametrize("learnt", [0, 10, 300, 777])
+def test_a_restored_partition_scores_and_learns_exactly_like_the_original(learnt: int) -> None:
+    cfg = DetectorConfig()
+    original = trained(cfg, 3, learnt)
+    moved = AccountPartition.create(cfg, 3)
+    restored = pc.restore(moved, through_json(pc.snapshot(original)))
+    assert "model" in restored
+    assert moved.model.seen == original.model.seen
+    for x in windows(99, 600):
+        assert moved.model.score_and_learn(x, True) == original.model.score_and_learn(x, True)
+
+
+def test_template_counts_come_back() -> None:
+    cfg = DetectorConfig()
+    original = trained(cfg, 1, 200)
+    if not hasattr(original, "templates"):
+        pytest.skip("the core keeps no template counts per partition")
+    moved = AccountPartition.create(cfg, 1)
+    assert "templates" in pc.restore(moved, through_json(pc.snapshot(original)))
+    assert moved.templates.current == original.templates.current
+    assert moved.templates.previous == original.templates.previous
+    assert moved.templates.generation == original.templates.generation
+
+
+def test_the_snapshot_is_small_json_without_pickle() -> None:
+    part = trained(DetectorConfig(), 0, 777)
+    data = orjson.dumps(pc.snapshot(part))
+    assert len(data) < 128 * 1024
+    assert b"pickle" not in data and not data.startswith(b"\x80")
+
+
+def test_a_snapshot_of_other_parameters_is_refused_and_the_model_stays_cold() -> None:
+    snap = through_json(pc.snapshot(trained(DetectorConfig(), 2, 600)))
+    other = AccountPartition.create(DetectorConfig(account_model_trees=5), 2)
+    assert "model" not in pc.restore(other, snap)
+    assert other.model.seen == 0 and not other.model.hst.trees
+
+
+def test_a_snapshot_of_another_tree_structure_is_refused() -> None:
+    snap = through_json(pc.snapshot(trained(DetectorConfig(), 2, 600)))
+    snap["model"]["fingerprint"] = "0" * 32
+    fresh = AccountPartition.create(DetectorConfig(), 2)
+    assert "model" not in pc.restore(fresh, snap)
+    assert not fresh.model.hst.trees
+
+
+@pytest.mark.parametrize("bad", [None, [], {"format": 1}, {"format": pc.SNAPSHOT_FORMAT,
+                                                          "model": {"params": "x"}}])
+def test_garbage_restores_nothing(bad: object) -> None:
+    part = AccountPartition.create(DetectorConfig(), 0)
+    assert pc.restore(part, bad) == []  # type: ignore[arg-type]
