@@ -283,7 +283,11 @@ def plan_range(topic: str, spec: RangeSpec, beginning: dict[int, int], end: dict
     planned = TopicRange(topic, spec, tuple(parts), tuple(notes))
     if planned.total == 0:
         held = " ".join(f"{p}:{beginning[p]}-{end[p]}" for p in sorted(end))
-        what = "is empty" if all(beginning[p] == end[p] for p in end) else "holds no records"
+        if all(beginning[p] == end[p] for p in end):
+            what = ("holds no records any more: all it held is past its retention"
+                    if any(end.values()) else "is empty")
+        else:
+            what = "holds no records"
         raise ReplayError(f"{spec.describe()} of topic {topic} {what} "
                           f"(the partitions hold offsets {held}): nothing to replay")
     return planned

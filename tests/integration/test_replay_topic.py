@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,13 @@ from models.cluster_stage import ClusterPartition, ClusterStage
 from models.messages import AccountVerdict, ClusterSummary
 from models.partitioning import partition_for
 from models.pipeline import Pipeline
-from simulator import Scenario, generate_events
+from simulator import Scenario, account_labels, generate_events
 from streams.cli import main
 from streams.produce import produce_events
 from streams.replay import FileSink, replay
 from streams.replay_source import KafkaBridge, RangeSpec, TopicSource
 from streams.settings import Settings, load_settings
-from streams.topics import delete_topics, ensure_topics
+from streams.topics import TopicSpec, delete_topics, ensure_topics
 from tests.integration.conftest import (
     Fleet,
     consume_until,
@@ -96,6 +98,20 @@ def small_events() -> list[dict[str, Any]]:
     return list(generate_events(Scenario.small()))
 
 
+def recent(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+    """The events moved by whole days to within a day of now: the topic's time retention (3 days)
+    would otherwise delete records stamped with the simulator's dates while a test runs. Whole
+    days keep the windows aligned as they were; account creation times move along."""
+    shift = (time.time() - 60 - max(e["ts"] for e in events)) // 86400 * 86400
+
+    def moved(e: dict[str, Any]) -> dict[str, Any]:
+        created = e.get("account_created_ts")
+        return {**e, "ts": e["ts"] + shift,
+                "account_created_ts": None if created is None else created + shift}
+
+    return [moved(e) for e in events], shift
+
+
 async def produce_with_event_time(settings: Settings, events: list[dict[str, Any]]
                                   ) -> list[tuple[int, int, float]]:
     """Records stamped with their event time (CreateTime = ts); (partition, offset, ts) each."""
@@ -111,13 +127,17 @@ async def produce_with_event_time(settings: Settings, events: list[dict[str, Any
     return [(m.partition, m.offset, e["ts"]) for m, e in zip(metas, events, strict=True)]
 
 
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
 # --- time ranges ------------------------------------------------------------------------------
 
 
 def test_time_range_resolves_to_offsets_on_every_partition(run: Settings) -> None:
-    events = small_events()
+    events, shift = recent(small_events())
     placed = asyncio.run(produce_with_event_time(run, events))
-    since, until = T0 + 1200, T0 + 2400  # minutes 20 to 40 of the hour
+    since, until = T0 + shift + 1200, T0 + shift + 2400  # minutes 20 to 40 of the hour
 
     bridge = KafkaBridge(run.kafka_bootstrap)
     try:
@@ -145,10 +165,9 @@ def test_time_range_resolves_to_offsets_on_every_partition(run: Settings) -> Non
 
 def test_range_errors_are_clear(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     run = cli_env
-    asyncio.run(produce_with_event_time(run, small_events()[:300]))
-    assert main(["replay", "--topic", run.topic_requests, "--since", "2027-01-01"]) == 2
-    err = capsys.readouterr().err
-    assert "2027-01-01T00:00:00Z" in err and "holds no records" in err
+    asyncio.run(produce_with_event_time(run, recent(small_events()[:300])[0]))
+    assert main(["replay", "--topic", run.topic_requests, "--since", "now"]) == 2
+    assert "holds no records" in capsys.readouterr().err
     assert main(["replay", "--topic", run.topic_requests + "x"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and run.topic_requests in err  # suggests the near name
@@ -220,6 +239,39 @@ def test_shadow_topic_and_confirmed_enforcement_topic(
         assert sorted(what(orjson.loads(r.value)) for r in live) == sorted(map(what, in_file))
     finally:
         asyncio.run(delete_topics(run.kafka_bootstrap, [shadow]))
+
+
+def test_sweep_over_a_topic_range_scored_on_a_labels_topic(
+        cli_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = cli_env
+    scenario = Scenario.small()
+    events, shift = recent(list(generate_events(scenario)))
+    asyncio.run(produce_with_event_time(run, events))
+    until = iso(T0 + shift + 2700)  # the first 45 minutes
+    labels_topic = f"{run.topic_requests}.labels"
+    asyncio.run(ensure_topics(run.kafka_bootstrap, [TopicSpec("labels", labels_topic, 3)]))
+    try:
+        asyncio.run(produce(run, [(lab["account_id"].encode(), orjson.dumps(lab))
+                                  for lab in account_labels(scenario)], topic=labels_topic))
+        out = tmp_path / "sw"
+        assert main(["sweep", "--topic", run.topic_requests, "--until", until,
+                     "--labels-topic", labels_topic, "--grid", "block_score=0.8,0.9",
+                     "--out", str(out), "--jobs", "2"]) == 0
+        text = capsys.readouterr().out
+        assert "3 of 3 runs" in text and "* run-03" in text
+        dumped = [orjson.loads(x) for x in (out / "events.jsonl").read_bytes().splitlines()]
+        assert dumped and max(e["ts"] for e in dumped) < T0 + shift + 2700
+        assert (out / "sweep.png").is_file() and (out / "runs" / "run-03.jsonl").is_file()
+        # the sweep's current-setting run is the plain replay of the same range
+        plain = tmp_path / "plain.jsonl"
+        assert main(["replay", "--topic", run.topic_requests, "--until", until,
+                     "--output", str(plain), "--quiet"]) == 0
+        def ids(path: Path) -> list[str]:
+            return [orjson.loads(x)["decision_id"] for x in path.read_bytes().splitlines()]
+
+        assert ids(plain) and ids(out / "runs" / "run-03.jsonl") == ids(plain)
+    finally:
+        asyncio.run(delete_topics(run.kafka_bootstrap, [labels_topic]))
 
 
 # --- parity with the live fleet ---------------------------------------------------------------

@@ -104,6 +104,8 @@ def test_an_empty_range_is_an_error_naming_the_offsets_held() -> None:
                    at_since={0: None, 1: None, 2: None})
     assert "0:0-100 1:5-50 2:0-0" in str(info.value)
     with pytest.raises(ReplayError, match="is empty"):
+        plan_range("t", RangeSpec(), {0: 0}, {0: 0})
+    with pytest.raises(ReplayError, match="past its retention"):
         plan_range("t", RangeSpec(), {0: 7}, {0: 7})
     with pytest.raises(ReplayError, match="no partition 9"):
         plan_range("t", RangeSpec(from_offset={9: 1}), BEGIN, END)
