@@ -163,7 +163,9 @@ def create_app(settings: Settings) -> faust.App:
                     restored = []
                 log.info("partition_context_restored", partition=p, restored=restored,
                          model_seen=part.model.seen)
-            snapshot_marks[p] = [part.model.seen, 0]
+            # The first event of the partition writes a snapshot at once: it checks the table
+            # against its changelog early, as the accounts table is, not after hours of events.
+            snapshot_marks[p] = [part.model.seen, partition_context.SNAPSHOT_EVERY_EVENTS]
             for account_id, state in list(accounts.items()):
                 if partition_for(account_id, partitions) == p:
                     part.watermark.observe(state.last_ts)
@@ -284,9 +286,15 @@ def create_app(settings: Settings) -> faust.App:
                 mark[1] += 1
                 if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
                         or mark[1] >= partition_context.SNAPSHOT_EVERY_EVENTS):
-                    put(contexts, event.message.partition, partition_context.snapshot(part),
-                        orjson.dumps)
                     mark[:] = [part.model.seen, 0]
+                    # The event is processed: a failed snapshot is logged and retried at the
+                    # next interval; it never dead-letters the event.
+                    try:
+                        put(contexts, event.message.partition,
+                            partition_context.snapshot(part), orjson.dumps)
+                    except Exception:
+                        log.exception("partition_context_snapshot_failed",
+                                      partition=event.message.partition)
             except Exception as exc:  # a bug must not stop the fleet: record it and go on
                 log.exception("account_stage_error", account_id=ev.account_id)
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
