@@ -102,6 +102,9 @@ class AccountState:
     # Infrastructure cluster keys this account has been announced to (bounded, see config).
     keys: list[str] = field(default_factory=list)
     ip_keys_overflow: int = 0
+    # The account's latest prompt SimHashes, to tell which convicted template buckets it really
+    # uses (all bands of a prompt) from chance collisions of one band.
+    recent_prompts: list[int] = field(default_factory=list)
     windows_closed: int = 0
     # Latest account-model evidence: score in [0, 1] and the window it rests on.
     account_score: float = 0.0
@@ -127,21 +130,21 @@ class AccountState:
     def to_wire(self) -> list[Any]:
         return [self.account_id, self.first_ts, self.last_ts, self.created_ts, self.requests,
                 self.late_events, self.window.to_wire() if self.window else None, self.keys,
-                self.ip_keys_overflow, self.windows_closed, self.account_score,
+                self.ip_keys_overflow, self.recent_prompts, self.windows_closed, self.account_score,
                 self.account_score_window, self.account_reasons,
                 [v.to_wire() for v in self.verdicts.values()], self.action, self.action_until,
                 self.action_score, self.action_decision_id]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountState:
-        verdicts = [Verdict.from_wire(v) for v in w[13]]
+        verdicts = [Verdict.from_wire(v) for v in w[14]]
         return cls(
             account_id=w[0], first_ts=w[1], last_ts=w[2], created_ts=w[3], requests=w[4],
             late_events=w[5], window=AccountWindow.from_wire(w[6]) if w[6] else None,
-            keys=list(w[7]), ip_keys_overflow=w[8], windows_closed=w[9], account_score=w[10],
-            account_score_window=w[11], account_reasons=list(w[12]),
-            verdicts={v.cluster_key: v for v in verdicts}, action=w[14], action_until=w[15],
-            action_score=w[16], action_decision_id=w[17])
+            keys=list(w[7]), ip_keys_overflow=w[8], recent_prompts=list(w[9]),
+            windows_closed=w[10], account_score=w[11], account_score_window=w[12],
+            account_reasons=list(w[13]), verdicts={v.cluster_key: v for v in verdicts},
+            action=w[15], action_until=w[16], action_score=w[17], action_decision_id=w[18])
 
 
 def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],

@@ -28,7 +28,10 @@ from models.policy import decide
 from models.templates import TemplateRecurrence
 from models.windows import Watermark, window_start
 
-MAX_VERDICTS_PER_ACCOUNT = 16
+# Verdicts held per account: infrastructure keys are few per account (see config); template
+# buckets can be many, so the oldest template verdicts go first.
+MAX_VERDICTS_PER_ACCOUNT = 48
+RECENT_PROMPTS = 8
 # For its first requests an account joins template buckets at once instead of at window close:
 # the hydra response needs it, and it costs a bounded number of messages per account.
 JOIN_AT_ONCE_REQUESTS = 32
@@ -95,6 +98,10 @@ class AccountStage:
         buckets = template_keys(ev.simhash, cfg.simhash_bands)
         recurring = part.templates.observe(ev.simhash, ev.ts)
         newly_recurring = add_event(win, ev, buckets, recurring)
+        prompts = state.recent_prompts
+        prompts.append(ev.simhash)
+        if len(prompts) > RECENT_PROMPTS:
+            del prompts[0]
         if state.requests < JOIN_AT_ONCE_REQUESTS:
             # A new account joins each recurring template bucket at once, so a replacement
             # account joining a convicted cluster is acted on at its first requests; later,
@@ -137,8 +144,11 @@ class AccountStage:
             part.due.register(account_id, verdict.issued_ts + self.cfg.idle_expiry_s)
         state.verdicts[verdict.cluster_key] = verdict
         if len(state.verdicts) > MAX_VERDICTS_PER_ACCOUNT:
-            weakest = min(state.verdicts.values(), key=lambda v: (v.expires_ts, v.score))
-            del state.verdicts[weakest.cluster_key]
+            # Expired first, then the oldest template bucket, then the oldest of any kind.
+            oldest = min(state.verdicts.values(), key=lambda v: (
+                v.expires_ts > verdict.issued_ts, key_kind(v.cluster_key) != "tpl",
+                v.issued_ts, v.cluster_key))
+            del state.verdicts[oldest.cluster_key]
         self._decide(state, max(state.last_ts, verdict.issued_ts), out)
         return state, out
 

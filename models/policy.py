@@ -17,16 +17,18 @@ from dataclasses import dataclass
 from models.account import AccountState
 from models.config import DetectorConfig
 from models.decision import STRENGTH, Decision, decision_id
-from models.keys import key_kind
+from models.keys import key_kind, template_keys
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
 CORROBORATION_SCORE = 0.5
-# Template verdicts are counted in buckets: a prompt template falls in `simhash_bands` buckets
-# (one per band), so an account using one convicted template holds about that many verdicts,
-# one using two holds twice as many, and an unrelated prompt that collides with a convicted
-# 16-bit band by chance holds one. Template evidence grows from nothing at one bucket to full
-# weight at two templates' worth, and two templates' worth corroborates like a second kind:
-# each template cluster is its own crowd of accounts.
+# Template evidence counts the account's own recent prompts that fall, with at least two of their
+# bands, into convicted template buckets: a prompt of a convicted template does (its bit flips
+# spare two of four bands most of the time), while an unrelated prompt collides with a convicted
+# 16-bit band now and then (a heavy user holds several such verdicts over a day) but rarely with
+# two at once. One such template gives half weight, two give full weight and corroborate like a
+# second kind: each is its own crowd of accounts.
+MIN_BANDS_MATCHED = 2
+TEMPLATES_FOR_FULL_WEIGHT = 2
 # Evidence from shared keys weighs less against an established account (Fraudar-like: a crowd
 # on a popular key convicts the fresh accounts that make it suspicious, not the old users on it).
 ESTABLISHED_WEIGHT = 0.5
@@ -54,11 +56,30 @@ class Assessment:
     basis: list[str]
 
 
+def matched_templates(prompts: list[int], convicted: set[str], bands: int) -> int:
+    """How many distinct convicted templates the prompts use (prompts sharing a convicted
+    bucket count as one template)."""
+    groups: list[set[str]] = []
+    for simhash in prompts:
+        hits = {k for k in template_keys(simhash, bands) if k in convicted}
+        if len(hits) < MIN_BANDS_MATCHED:
+            continue
+        for g in groups:
+            if g & hits:
+                g |= hits
+                break
+        else:
+            groups.append(hits)
+    return len(groups)
+
+
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
-    buckets = sum(1 for k, _ in in_force if key_kind(k) == "tpl")
-    template_weight = min(1.0, max(0, buckets - 1) / (2 * cfg.simhash_bands - 1))
+    convicted_buckets = {k for k, _ in in_force if key_kind(k) == "tpl"}
+    templates = (matched_templates(state.recent_prompts, convicted_buckets, cfg.simhash_bands)
+                 if convicted_buckets else 0)
+    template_weight = min(1.0, templates / TEMPLATES_FOR_FULL_WEIGHT)
     weight = member_weight(state, now_ts, cfg)
     for key, v in in_force:
         age = max(0.0, now_ts - v.issued_ts)
@@ -74,8 +95,9 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     account = ACCOUNT_WEIGHT * state.account_score
     score = 1.0 - remaining * (1.0 - account)
     corroborating = sum(1 for s, _ in by_kind.values() if s >= CORROBORATION_SCORE)
-    if by_kind.get("tpl", (0.0, ""))[0] >= CORROBORATION_SCORE and buckets > cfg.simhash_bands:
-        corroborating += 1  # more than one template's worth of convicted buckets
+    if (by_kind.get("tpl", (0.0, ""))[0] >= CORROBORATION_SCORE
+            and templates >= TEMPLATES_FOR_FULL_WEIGHT):
+        corroborating += 1  # two convicted templates: two crowds
     if score >= cfg.block_score and corroborating >= 2:
         action = "block"
     elif score >= cfg.throttle_score:

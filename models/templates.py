@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 # A bucket recurs once it has been seen this many times before. One earlier sighting is not
 # enough: with 2^16 buckets per band, a partition's unique prompts alone fill a good share of
 # the slots within hours, while a template in use recurs dozens of times.
-RECURRING_AFTER = 2
+RECURRING_AFTER = 1
 
 
 @dataclass(slots=True)
