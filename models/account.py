@@ -23,7 +23,7 @@ from typing import Any
 
 from models.config import DetectorConfig
 from models.events import RequestEvent
-from models.keys import ip_prefix, template_keys
+from models.keys import template_keys
 from models.windows import window_start
 
 # Template buckets remembered per window before new ones are only counted: bounds state for an
@@ -172,10 +172,6 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
     win.with_tools += bool(ev.tools_count)
     win.prompt_tokens += ev.prompt_tokens
     win.completion_tokens += ev.completion_tokens
-    if len(win.ip_prefixes) < MAX_IP_PREFIXES_PER_WINDOW:
-        prefix = ip_prefix(ev.ip)
-        if prefix not in win.ip_prefixes:
-            win.ip_prefixes.append(prefix)
     templates = win.templates
     reasoning = int(ev.reasoning_requested)
     high_value = int(ev.is_high_value)

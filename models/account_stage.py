@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.account import AccountState, Verdict, add_event, top_template_keys
+from models.account import (
+    MAX_IP_PREFIXES_PER_WINDOW,
+    AccountState,
+    Verdict,
+    add_event,
+    top_template_keys,
+)
 from models.config import DetectorConfig
 from models.decision import Decision
 from models.detectors import AccountModel
@@ -31,6 +37,7 @@ from models.windows import Watermark, window_start
 # Verdicts held per account: infrastructure keys are few per account (see config); template
 # buckets can be many, so the oldest template verdicts go first.
 MAX_VERDICTS_PER_ACCOUNT = 48
+VERDICT_EVICTION_BATCH = 8
 RECENT_PROMPTS = 8
 # For its first requests an account joins template buckets at once instead of at window close:
 # the hydra response needs it, and it costs a bounded number of messages per account.
@@ -93,6 +100,9 @@ class AccountStage:
                 out.summaries.append(self._join(state, key, ev))
             if key not in win.infra_keys:
                 win.infra_keys.append(key)
+            if key[:3] == "ip:" and key[3:] not in win.ip_prefixes \
+                    and len(win.ip_prefixes) < MAX_IP_PREFIXES_PER_WINDOW:
+                win.ip_prefixes.append(key[3:])
         if win.requests == 0:
             part.due.register(state.account_id, win.start + cfg.window_s + cfg.allowed_lateness_s)
         buckets = template_keys(ev.simhash, cfg.simhash_bands)
@@ -144,11 +154,13 @@ class AccountStage:
             part.due.register(account_id, verdict.issued_ts + self.cfg.idle_expiry_s)
         state.verdicts[verdict.cluster_key] = verdict
         if len(state.verdicts) > MAX_VERDICTS_PER_ACCOUNT:
-            # Expired first, then the oldest template bucket, then the oldest of any kind.
-            oldest = min(state.verdicts.values(), key=lambda v: (
-                v.expires_ts > verdict.issued_ts, key_kind(v.cluster_key) != "tpl",
+            # Expired first, then the oldest template buckets, then the oldest of any kind;
+            # a few at a time, so the sort is paid once per several verdicts.
+            ranked = sorted(state.verdicts.values(), key=lambda v: (
+                v.expires_ts > verdict.issued_ts, not v.cluster_key.startswith("tpl:"),
                 v.issued_ts, v.cluster_key))
-            del state.verdicts[oldest.cluster_key]
+            for old in ranked[:len(ranked) - MAX_VERDICTS_PER_ACCOUNT + VERDICT_EVICTION_BATCH]:
+                del state.verdicts[old.cluster_key]
         self._decide(state, max(state.last_ts, verdict.issued_ts), out)
         return state, out
 

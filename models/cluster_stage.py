@@ -66,8 +66,10 @@ class ClusterStage:
         if not add_summary(state, s, cfg):
             out.late = True
             return state, out
-        evidence = cluster_evidence(state, cfg)
         v = state.verdict
+        if v is None and state.active < cfg.cluster_min_accounts:
+            return state, out  # too few accounts to convict: the common case, not scored
+        evidence = cluster_evidence(state, cfg)
         in_force = v is not None and v.expires_ts > s.event_ts
         if evidence.score >= cfg.cluster_convict_score and (
                 v is None or not in_force

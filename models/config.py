@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 CORE_VERSION = "0.1"
@@ -39,7 +40,7 @@ class DetectorConfig:
     simhash_bands: int = 4
     # Per account and window, at most this many prompt-template buckets are fanned out
     # (the most used first), so a chatty user costs a bounded number of messages.
-    max_template_keys_per_window: int = 8
+    max_template_keys_per_window: int = 4
     # Per account, at most this many IP prefixes are tracked as cluster keys (IP rotation
     # beyond this is itself evidence and is counted instead).
     max_ip_keys_per_account: int = 4
@@ -114,11 +115,16 @@ class DetectorConfig:
 
     @property
     def model_version(self) -> str:
-        # `shadow` does not change what is computed, only whether it is applied.
-        params = {k: v for k, v in sorted(self.to_dict().items()) if k != "shadow"}
-        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-        return f"distillguard-{CORE_VERSION}+{digest}"
+        return _model_version(self)
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+@lru_cache(maxsize=64)
+def _model_version(cfg: DetectorConfig) -> str:
+    # `shadow` does not change what is computed, only whether it is applied.
+    params = {k: v for k, v in sorted(cfg.to_dict().items()) if k != "shadow"}
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    return f"distillguard-{CORE_VERSION}+{digest}"

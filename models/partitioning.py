@@ -10,6 +10,8 @@ True
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -41,5 +43,7 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+@lru_cache(maxsize=1 << 17)
 def partition_for(key: str, partitions: int) -> int:
+    # Cached: replay asks for the same accounts and cluster keys again and again.
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

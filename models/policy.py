@@ -76,7 +76,7 @@ def matched_templates(prompts: list[int], convicted: set[str], bands: int) -> in
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
-    convicted_buckets = {k for k, _ in in_force if key_kind(k) == "tpl"}
+    convicted_buckets = {k for k, _ in in_force if k.startswith("tpl:")}
     templates = (matched_templates(state.recent_prompts, convicted_buckets, cfg.simhash_bands)
                  if convicted_buckets else 0)
     template_weight = min(1.0, templates / TEMPLATES_FOR_FULL_WEIGHT)
@@ -84,7 +84,7 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     for key, v in in_force:
         age = max(0.0, now_ts - v.issued_ts)
         decayed = weight * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
-        if key_kind(key) == "tpl":
+        if key.startswith("tpl:"):
             decayed *= template_weight
         kind = key_kind(key)
         if kind not in by_kind or decayed > by_kind[kind][0]:
@@ -116,19 +116,30 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
 
 
 def decide(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Decision | None:
-    """The decision to publish now, if any; updates the account's current action."""
-    a = assess(state, now_ts, cfg)
+    """The decision to publish now, if any; updates the account's current action.
+
+    An action in force is reviewed (renewed, or lifted if the evidence has decayed below the
+    release score) once half its TTL has run; until then only an escalation can change it.
+    """
     active = state.action if now_ts < state.action_until else "allow"
+    if active == "allow":
+        if not state.verdicts and state.account_score == 0.0:
+            return None  # no evidence at all: the common case, decided without assessing
+        review_due = False
+    else:
+        review_due = now_ts >= state.action_until - _ttl(active, cfg) / 2
+        if active == "block" and not review_due:
+            return None  # nothing is stronger than a block
+    a = assess(state, now_ts, cfg)
     wanted = a.action
     basis = a.basis
     if STRENGTH[wanted] > STRENGTH[active]:
         pass  # escalate
-    elif wanted == active != "allow":
-        ttl = _ttl(active, cfg)
-        if now_ts < state.action_until - ttl / 2:
-            return None
+    elif not review_due:
+        return None
+    elif wanted == active:
         basis = [*basis, f"renew:{state.action_until:.0f}"]  # still warranted: renew
-    elif active != "allow" and a.score < cfg.release_score:
+    elif a.score < cfg.release_score:
         wanted = "allow"  # evidence has decayed below the hysteresis band: lift
         basis = [*basis, f"lift:{state.action_decision_id}"]
     else:
