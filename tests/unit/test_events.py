@@ -211,10 +211,6 @@ def test_trailing_newline_is_refused(field: str, value: str) -> None:
     assert not ok and reason is not None and f"'{field}'" in reason
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unhashable task_category (list/object) raises "
-                   "TypeError from `category not in TASK_CATEGORIES` instead of InvalidEvent "
-                   "(models/events.py:138), so decode_request lets it escape to the agent",
-                   raises=TypeError)
 @pytest.mark.parametrize("value", [["coding"], {"coding": 1}])
 def test_unhashable_task_category_is_an_invalid_event(value: Any) -> None:
     obj = _apply({"task_category": value})
