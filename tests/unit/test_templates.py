@@ -1,0 +1,128 @@
+"""`models.templates.TemplateRecurrence`: which template buckets recur in a partition.
+
+A bucket (one band of a prompt SimHash) recurs once it has been seen RECURRING_AFTER times
+before within the current and the previous generation. Tests read the threshold and the
+generation length from the code, so they hold whatever those are tuned to.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from models.account_stage import AccountPartition
+from models.config import DetectorConfig
+from models.templates import RECURRING_AFTER, TemplateRecurrence
+
+BANDS = 4
+GEN = 7200
+ALL = list(range(BANDS))
+PROMPT = 0x0123_4567_89AB_CDEF
+
+
+def fresh(bands: int = BANDS) -> TemplateRecurrence:
+    return TemplateRecurrence(bands=bands, generation_s=GEN)
+
+
+def sightings_until_recurring(rec: TemplateRecurrence, simhash: int, ts: float) -> int:
+    for n in range(1, 300):
+        if rec.observe(simhash, ts + n):
+            return n
+    raise AssertionError("never recurred")
+
+
+# --- threshold --------------------------------------------------------------------------------
+
+
+def test_a_bucket_recurs_after_the_configured_earlier_sightings() -> None:
+    rec = fresh()
+    for _ in range(RECURRING_AFTER):
+        assert rec.observe(PROMPT, 10.0) == []  # not yet: too few earlier sightings
+    assert rec.observe(PROMPT, 11.0) == ALL
+    assert rec.observe(PROMPT, 12.0) == ALL  # and stays recurring
+
+
+def test_threshold_counts_sightings_from_any_account_or_prompt_sharing_the_band() -> None:
+    rec = fresh()
+    # other prompts that share only band 0 (the low 16 bits) with PROMPT
+    for i in range(RECURRING_AFTER):
+        assert 0 not in rec.observe(((i + 1) << 16) | (PROMPT & 0xFFFF), 10.0 + i)
+    assert rec.observe(PROMPT, 20.0) == [0]  # band 0 recurs; the other three are new
+
+
+def test_unrelated_prompts_do_not_recur() -> None:
+    rec = fresh()
+    rng = random.Random(3)
+    recurring = sum(bool(rec.observe(rng.getrandbits(64), 10.0 + i)) for i in range(200))
+    assert recurring <= 2  # 200 random prompts in 4 x 2^16 buckets: a chance collision at most
+
+
+# --- generations ------------------------------------------------------------------------------
+
+
+def test_sightings_of_the_previous_generation_still_count() -> None:
+    rec = fresh()
+    for _ in range(RECURRING_AFTER):
+        rec.observe(PROMPT, GEN - 1.0)  # end of generation 0
+    assert rec.observe(PROMPT, GEN + 1.0) == ALL  # generation 1 remembers generation 0
+
+
+def test_sightings_two_generations_back_are_forgotten() -> None:
+    rec = fresh()
+    for _ in range(RECURRING_AFTER):
+        rec.observe(PROMPT, 10.0)  # generation 0
+    # a generation with other traffic rolls generation 0 out
+    rec.observe(0xFFFF_FFFF_FFFF_FFFF, GEN + 10.0)
+    assert rec.observe(PROMPT, 2 * GEN + 10.0) == []
+
+
+def test_a_jump_over_a_whole_generation_forgets_everything() -> None:
+    rec = fresh()
+    for _ in range(RECURRING_AFTER + 3):
+        rec.observe(PROMPT, 10.0)
+    assert rec.observe(PROMPT, 3 * GEN + 10.0) == []  # generations 1 and 2 saw nothing
+    assert sightings_until_recurring(rec, PROMPT, 3 * GEN + 20.0) == RECURRING_AFTER
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bands", [4, 8, 16])
+def test_memory_is_constant_whatever_the_traffic(bands: int) -> None:
+    rec = fresh(bands)
+    size = len(rec.current)
+    assert len(rec.previous) == size
+    assert size == bands * 2 ** (64 // bands)  # one byte per bucket of every band
+    rng = random.Random(bands)
+    for i in range(20_000):
+        rec.observe(rng.getrandbits(64), i * (3 * GEN / 20_000))  # three generations
+    assert (len(rec.current), len(rec.previous)) == (size, size)
+
+
+def test_counts_saturate_instead_of_overflowing() -> None:
+    rec = fresh()
+    for i in range(600):
+        assert rec.observe(PROMPT, 10.0 + i) == (ALL if i >= RECURRING_AFTER else [])
+    assert max(rec.current) == 255
+
+
+def test_the_account_stage_uses_a_generation_of_one_cluster_horizon() -> None:
+    cfg = DetectorConfig()
+    part = AccountPartition.create(cfg, 0)
+    assert part.templates.bands == cfg.simhash_bands
+    assert part.templates.generation_s == cfg.cluster_window_s * cfg.cluster_horizon_windows
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
+    "BUG: DetectorConfig.problems() (models/config.py:98) accepts simhash_bands 1 and 2, but "
+    "TemplateRecurrence allocates bands << (64 // bands) bytes twice (models/templates.py:40): "
+    "2^64 for one band (OverflowError when the partition is created, the worker cannot start) "
+    "and 2 x 8 GiB per partition for two; fix: refuse simhash_bands < 4 in problems(), or hash "
+    "wide bands into a fixed-size table"))
+@pytest.mark.parametrize("bands", [1])
+def test_every_usable_band_count_gives_a_usable_partition(bands: int) -> None:
+    cfg = DetectorConfig(simhash_bands=bands)
+    assert cfg.problems() == []
+    part = AccountPartition.create(cfg, 0)
+    assert len(part.templates.current) <= 1 << 20
