@@ -1,0 +1,26 @@
+"""The runnable examples in the core's docstrings hold (they are documentation, so they must)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import models
+
+_STALE_TEMPLATES_DOC = pytest.mark.xfail(strict=True, reason=(
+    "BUG (docs): models/templates.py's docstring says a bucket recurs when 'seen at least three "
+    "times' and its example shows the third sighting recurring, and the comment above "
+    "RECURRING_AFTER (line 25) says 'One earlier sighting is not enough', but RECURRING_AFTER "
+    "is now 1 (the second sighting recurs); fix the text and the example"))
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models."))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_STALE_TEMPLATES_DOC)
+                                  if n == "models.templates" else n for n in MODULES])
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
