@@ -11,12 +11,20 @@ from typing import Any
 
 import pytest
 
-from models.account import AccountState, Verdict
-from models.account_stage import AccountPartition, AccountStage, Outputs
+from models.account import MAX_IP_PREFIXES_PER_WINDOW, AccountState, Verdict
+from models.account_stage import (
+    JOIN_AT_ONCE_REQUESTS,
+    MAX_VERDICTS_PER_ACCOUNT,
+    RECENT_PROMPTS,
+    AccountPartition,
+    AccountStage,
+    Outputs,
+)
 from models.config import DetectorConfig
 from models.events import RequestEvent
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
 from models.messages import ClusterSummary
+from models.templates import RECURRING_AFTER
 from models.windows import window_start
 from tests.conftest import make_event
 
@@ -61,31 +69,110 @@ def windows(summaries: Iterable[ClusterSummary]) -> list[ClusterSummary]:
     return [s for s in summaries if s.kind == "window"]
 
 
+def joins(summaries: Iterable[ClusterSummary]) -> list[ClusterSummary]:
+    return [s for s in summaries if s.kind == "join"]
+
+
+TEMPLATE = "0123456789abcdef"  # the prompt of make_event's default
+
+
+def warm_up(h: Harness, prompt: str = TEMPLATE, ts: float = T0 - 5) -> None:
+    """Other accounts of the partition use a prompt until its buckets recur."""
+    for i in range(RECURRING_AFTER):
+        h.event(ev(f"warm-{i}", ts + i * 0.01, prompt_simhash=prompt))
+
+
 # --- joins ------------------------------------------------------------------------------------
 
 
-def test_first_event_joins_template_buckets_and_infrastructure_keys() -> None:
+def test_first_event_joins_its_infrastructure_keys_with_its_content() -> None:
     h = Harness()
     e = ev("a", T0, payment_fingerprint="pay-1", system_prompt_hash="sys-1", asn=64500,
-           user_agent="sdk/1.0")
+           user_agent="sdk/1.0", reasoning_requested=True, task_category="coding",
+           completion_tokens=777)
     out, _ = h.event(e)
-    expected = set(template_keys(e.simhash, CFG.simhash_bands)) | set(infrastructure_keys(e))
-    assert {s.cluster_key for s in out.summaries} == expected
-    assert len(out.summaries) == len(expected)  # one join per key
+    # a prompt seen for the first time in the partition is not a template: no template join
+    assert [s.cluster_key for s in out.summaries] == list(infrastructure_keys(e))
+    assert {key_kind(s.cluster_key) for s in out.summaries} == {"ip", "pay", "sys", "asnua"}
     for s in out.summaries:
         assert (s.kind, s.account_id, s.window_start, s.event_ts) == ("join", "a", W0, T0)
-        assert s.requests == 0 and s.account_first_ts == T0
+        assert s.account_first_ts == T0
+        # the joining request itself, so a crowd of new accounts has content to judge at once
+        assert (s.requests, s.reasoning, s.high_value, s.completion_tokens) == (1, 1, 1, 777)
     assert out.decisions == []
+
+
+def test_template_buckets_are_joined_once_they_recur_in_the_partition() -> None:
+    h = Harness()
+    buckets = template_keys(int(TEMPLATE, 16), CFG.simhash_bands)
+    for i in range(RECURRING_AFTER):  # earlier sightings, by other accounts
+        out, _ = h.event(ev(f"other-{i}", T0 + i))
+        assert not any(key_kind(s.cluster_key) == "tpl" for s in out.summaries)
+    out, _ = h.event(ev("a", T0 + 10, reasoning_requested=True, task_category="math",
+                        completion_tokens=321))
+    tpl = [s for s in out.summaries if key_kind(s.cluster_key) == "tpl"]
+    assert [s.cluster_key for s in tpl] == list(buckets)
+    for s in tpl:
+        assert (s.kind, s.account_id, s.window_start, s.event_ts) == ("join", "a", W0, T0 + 10)
+        assert (s.requests, s.reasoning, s.high_value, s.completion_tokens) == (1, 1, 1, 321)
+    # joined once: the same template again in the window is not announced again
+    out, _ = h.event(ev("a", T0 + 11, 1))
+    assert out.summaries == []
+
+
+def test_a_template_recurring_only_through_the_accounts_own_use_is_joined_too() -> None:
+    h = Harness()
+    for i in range(RECURRING_AFTER):
+        out, _ = h.event(ev("a", T0 + i, i))
+        assert not any(key_kind(s.cluster_key) == "tpl" for s in out.summaries)
+    out, _ = h.event(ev("a", T0 + 10, 10))
+    assert {s.cluster_key for s in joins(out.summaries)} == set(
+        template_keys(int(TEMPLATE, 16), CFG.simhash_bands))
+
+
+def test_only_the_recurring_bands_of_a_prompt_are_joined() -> None:
+    h = Harness()
+    warm_up(h)
+    # a prompt that shares only band 0 (the low 16 bits) with the recurring template
+    out, _ = h.event(ev("a", T0, prompt_simhash="fedcba987654cdef"))
+    tpl = [s.cluster_key for s in joins(out.summaries) if key_kind(s.cluster_key) == "tpl"]
+    assert tpl == ["tpl:0:cdef"]
+
+
+def test_templates_are_joined_at_once_only_for_an_accounts_first_requests() -> None:
+    h = Harness()
+    for i in range(JOIN_AT_ONCE_REQUESTS):  # in the window before
+        h.event(ev("a", W0 - WS + i, i, prompt_simhash="1111111111111111"))
+    warm_up(h, prompt="00000000deadbeef", ts=T0 + 5)
+    out, _ = h.event(ev("a", T0 + 10, 99, prompt_simhash="00000000deadbeef"))
+    assert joins(out.summaries) == []  # an established user is not announced per template
+    out, _ = h.event(ev("b", T0 + 11, prompt_simhash="00000000deadbeef"))
+    assert {s.cluster_key for s in joins(out.summaries) if key_kind(s.cluster_key) == "tpl"} == set(
+        template_keys(0x00000000DEADBEEF, CFG.simhash_bands))
+    # the account's window summary still reports the template at close
+    out, _ = h.event(ev("a", W0 + WS + 1, 100))
+    closed = {s.cluster_key for s in windows(out.summaries)}
+    assert set(template_keys(0x00000000DEADBEEF, CFG.simhash_bands)) <= closed
 
 
 def test_later_events_join_only_new_infrastructure_keys() -> None:
     h = Harness()
-    h.event(ev("a", T0, payment_fingerprint="pay-1"))
+    h.event(ev("a", T0, payment_fingerprint="pay-1", prompt_simhash="1111111111111111"))
     out, _ = h.event(ev("a", T0 + 1, 1, payment_fingerprint="pay-1",
                         prompt_simhash="fedcba9876543210"))
     assert out.summaries == []  # same infrastructure; a new prompt is not announced per event
-    out, _ = h.event(ev("a", T0 + 2, 2, payment_fingerprint="pay-2"))
+    out, _ = h.event(ev("a", T0 + 2, 2, payment_fingerprint="pay-2",
+                        prompt_simhash="2222222222222222"))
     assert [(s.kind, s.cluster_key) for s in out.summaries] == [("join", "pay:pay-2")]
+
+
+def test_the_account_keeps_its_latest_prompts() -> None:
+    h = Harness()
+    prompts = [f"{i:016x}" for i in range(RECENT_PROMPTS + 3)]
+    for i, p in enumerate(prompts):
+        h.event(ev("a", T0 + i, i, prompt_simhash=p))
+        assert h.states["a"].recent_prompts[-1] == int(p, 16)
+    assert h.states["a"].recent_prompts == [int(p, 16) for p in prompts[-RECENT_PROMPTS:]]
 
 
 @pytest.mark.parametrize("created_offset,young", [
@@ -115,6 +202,7 @@ def test_ip_keys_per_account_are_bounded_and_overflow_counted() -> None:
 
 def test_next_event_in_a_later_window_closes_the_window() -> None:
     h = Harness()
+    warm_up(h)  # the template already recurs in the partition
     first = [ev("a", T0 + 10 * i, i, reasoning_requested=i < 2, task_category="coding",
                 completion_tokens=100 * (i + 1), payment_fingerprint="pay-1")
              for i in range(3)]
@@ -133,6 +221,75 @@ def test_next_event_in_a_later_window_closes_the_window() -> None:
         assert s.event_ts == first[-1].ts  # the newest event the window rests on
     assert st.windows_closed == 1
     assert st.window is not None and st.window.start == W0 + WS and st.window.requests == 1
+
+
+def test_window_summaries_go_to_the_infrastructure_keys_used_in_that_window() -> None:
+    h = Harness()
+    h.event(ev("a", T0, payment_fingerprint="pay-1"))
+    h.event(ev("a", W0 + WS + 1, 1, payment_fingerprint="pay-2"))  # closes window 1
+    out, _ = h.event(ev("a", W0 + 2 * WS + 1, 2, payment_fingerprint="pay-2"))
+    closed = {s.cluster_key for s in windows(out.summaries) if key_kind(s.cluster_key) != "tpl"}
+    assert "pay:pay-1" in h.states["a"].keys  # still a key of the account ...
+    assert closed == {"pay:pay-2", f"ip:{ip_prefix('203.0.113.10')}",
+                      *(k for k in h.states["a"].keys if k.startswith("asnua:"))}
+    assert "pay:pay-1" not in closed  # ... but it saw nothing of this window
+
+
+def test_template_summaries_carry_what_was_asked_with_that_template() -> None:
+    h = Harness()
+    warm_up(h)
+    h.event(ev("a", T0, 0, reasoning_requested=True, task_category="coding",
+               completion_tokens=100))
+    h.event(ev("a", T0 + 1, 1, reasoning_requested=True, task_category="math",
+               completion_tokens=300))
+    for i in range(2, 6):  # one-off prompts, no reasoning, no high-value category
+        h.event(ev("a", T0 + i, i, prompt_simhash=f"{i:04x}{i:04x}{i:04x}{i:04x}",
+                   task_category="chat", completion_tokens=100 * i))
+    out, _ = h.event(ev("a", W0 + WS + 1, 9))
+    by_key = {s.cluster_key: s for s in windows(out.summaries)}
+    for key in template_keys(int(TEMPLATE, 16), CFG.simhash_bands):
+        s = by_key[key]
+        assert (s.requests, s.reasoning, s.high_value) == (2, 2, 2)
+        assert s.completion_tokens == 2 * (1800 // 6)  # the window's mean per request
+    infra = by_key[f"ip:{ip_prefix('203.0.113.10')}"]
+    assert (infra.requests, infra.reasoning, infra.high_value) == (6, 2, 2)
+    assert infra.completion_tokens == 1800
+    # the one-off prompts' buckets never recurred: never fanned out
+    assert all(k in template_keys(int(TEMPLATE, 16), CFG.simhash_bands)
+               for k in by_key if key_kind(k) == "tpl")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: the window's template map (MAX_TEMPLATE_BUCKETS_PER_WINDOW, models/account.py:183) "
+    "is filled first-come by one-off prompts' buckets, so a template that recurs after it is "
+    "full is neither joined nor summarised: a new account that opens every window with 8 "
+    "unique prompts is never announced to its campaign's template clusters; fix: let a "
+    "recurring bucket take the place of a non-recurring one when the map is full"))
+def test_a_recurring_template_is_joined_even_after_one_off_prompts_fill_the_window() -> None:
+    h = Harness()
+    warm_up(h, prompt="00000000deadbeef")
+    for i in range(8):
+        h.event(ev("a", T0 + i, i, prompt_simhash=f"{i + 1:04x}{i + 2:04x}{i + 3:04x}{i + 4:04x}"))
+    out, _ = h.event(ev("a", T0 + 10, 10, prompt_simhash="00000000deadbeef"))
+    buckets = set(template_keys(0x00000000DEADBEEF, CFG.simhash_bands))
+    assert {s.cluster_key for s in joins(out.summaries)} >= buckets
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: IP rotation is no longer counted past the account's IP keys (commit 'Core speed', "
+    "models/account_stage.py:98-105): the window's ip_prefixes are now filled inside the "
+    "infrastructure-key loop after the `continue` that skips IP keys over "
+    "max_ip_keys_per_account, so an account rotating through 8 /24s shows 4 in its first "
+    "window and 0 in every later one (the ip_prefixes feature falls from 1.0 to 0); fix: "
+    "record the prefix before the overflow check"))
+def test_ip_rotation_is_counted_in_every_window() -> None:
+    h = Harness()
+    for w in range(3):
+        for i in range(MAX_IP_PREFIXES_PER_WINDOW):
+            h.event(ev("a", W0 + w * WS + 10 + i, 10 * w + i, ip=f"198.{w}.{i}.7"))
+        win = h.states["a"].window
+        assert win is not None and len(win.ip_prefixes) == MAX_IP_PREFIXES_PER_WINDOW, w
+    assert h.states["a"].ip_keys_overflow > 0
 
 
 def test_event_in_the_same_window_does_not_close_it() -> None:
@@ -191,6 +348,7 @@ def test_on_due_before_the_watermark_passes_changes_nothing() -> None:
 def test_closing_by_watermark_and_by_next_event_summarise_alike() -> None:
     def closed_by(next_event: RequestEvent) -> list[tuple[Any, ...]]:
         h = Harness()
+        warm_up(h)
         for i in range(3):
             h.event(ev("a", T0 + i, i, reasoning_requested=True, task_category="math"))
         out, due = h.event(next_event)
@@ -271,16 +429,62 @@ def test_verdict_for_an_unknown_account_creates_state_and_may_decide() -> None:
     h = Harness()
     st, out = h.stage.on_verdict(None, "z", _verdict("pay:p"), h.part)
     assert st.account_id == "z" and "pay:p" in st.verdicts
-    assert [d.account_id for d in out.decisions] == ["z"] * len(out.decisions)
-    st, out = h.stage.on_verdict(st, "z", _verdict("tpl:0:abcd"), h.part)
+    assert [(d.account_id, d.action) for d in out.decisions] == [("z", "throttle")]
+    st, out = h.stage.on_verdict(st, "z", _verdict("ip:10.0.0.0/24"), h.part)
     assert out.decisions and out.decisions[-1].action == "block"
     assert st.action == "block"
 
 
-def test_verdicts_per_account_are_bounded() -> None:
+def test_template_verdicts_act_once_the_account_uses_the_templates() -> None:
+    h = Harness()
+    other = "fedcba9876543210"  # a second template, sharing no band with TEMPLATE
+    st, out = h.stage.on_verdict(None, "z", _verdict("pay:p"), h.part)
+    assert [d.action for d in out.decisions] == ["throttle"]
+    for prompt in (TEMPLATE, other):
+        for key in template_keys(int(prompt, 16), CFG.simhash_bands):
+            st, out = h.stage.on_verdict(st, "z", _verdict(key, score=0.9), h.part)
+            assert out.decisions == []  # the account has not used the template (yet)
+    h.states["z"] = st
+    out, _ = h.event(ev("z", T0 + 1, 1, prompt_simhash=TEMPLATE))
+    assert out.decisions == []  # one template is half weight: no second crowd yet
+    out, _ = h.event(ev("z", T0 + 2, 2, prompt_simhash=other))
+    assert [d.action for d in out.decisions] == ["block"]
+    assert h.states["z"].recent_prompts == [int(TEMPLATE, 16), int(other, 16)]
+
+
+def _tpl(i: int) -> str:
+    return f"tpl:{i % 4}:{i:04x}"
+
+
+def test_verdicts_per_account_are_bounded_and_the_oldest_go_first() -> None:
     h = Harness()
     st = None
-    for i in range(40):
-        st, _ = h.stage.on_verdict(st, "z", _verdict(f"ip:10.0.{i}.0/24", ts=T0 + i), h.part)
-    assert st is not None and 0 < len(st.verdicts) <= 16
-    assert "ip:10.0.39.0/24" in st.verdicts  # the newest is kept
+    n = MAX_VERDICTS_PER_ACCOUNT + 20
+    for i in range(n):
+        st, _ = h.stage.on_verdict(st, "z", _verdict(_tpl(i), ts=T0 + i), h.part)
+        assert len(st.verdicts) <= MAX_VERDICTS_PER_ACCOUNT
+    assert st is not None and len(st.verdicts) >= MAX_VERDICTS_PER_ACCOUNT // 2
+    kept = sorted(int(v.issued_ts - T0) for v in st.verdicts.values())
+    assert kept == list(range(kept[0], n))  # the newest are kept, the oldest evicted
+
+
+def test_infrastructure_verdicts_outlast_template_verdicts_at_the_cap() -> None:
+    h = Harness()
+    st, _ = h.stage.on_verdict(None, "z", _verdict("pay:p", ts=T0), h.part)
+    st, _ = h.stage.on_verdict(st, "z", _verdict("ip:10.0.0.0/24", ts=T0 + 1), h.part)
+    for i in range(2 * MAX_VERDICTS_PER_ACCOUNT):
+        st, _ = h.stage.on_verdict(st, "z", _verdict(_tpl(i), ts=T0 + 10 + i), h.part)
+    assert len(st.verdicts) <= MAX_VERDICTS_PER_ACCOUNT
+    assert {"pay:p", "ip:10.0.0.0/24"} <= set(st.verdicts)  # the oldest, but not templates
+    assert st.action == "block"
+
+
+def test_expired_verdicts_are_evicted_first() -> None:
+    h = Harness()
+    old = Verdict("pay:old", 1.0, T0 - 100, T0 - 1, "cv-old", "expired")
+    st, _ = h.stage.on_verdict(None, "z", old, h.part)
+    for i in range(MAX_VERDICTS_PER_ACCOUNT):
+        st, _ = h.stage.on_verdict(st, "z", _verdict(_tpl(i), ts=T0 + i), h.part)
+    assert "pay:old" not in st.verdicts  # expired: gone before any template verdict in force
+    assert len(st.verdicts) <= MAX_VERDICTS_PER_ACCOUNT
+    assert _tpl(MAX_VERDICTS_PER_ACCOUNT - 1) in st.verdicts
