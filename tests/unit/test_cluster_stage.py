@@ -1,24 +1,34 @@
 """`models.cluster_stage.ClusterStage` over summaries built by hand: counting, horizon, verdicts.
 
 The evidence is made unmistakable on purpose (many young, new accounts all harvesting reasoning,
-or a large crowd of established accounts) so the tests hold whatever the score weights are.
+or a large crowd of established accounts) so the tests hold whatever the score weights are,
+except where a test needs the score to rise by a known step (`_steady_score` says how).
+
+Summaries carry account windows (`window_s`); a cluster aggregates them into its own coarser
+windows (`cluster_window_s`) over `cluster_horizon_windows` of those.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 
-from models.cluster import ClusterState
-from models.cluster_stage import ClusterPartition, ClusterStage, verdict_id
+import pytest
+
+from models.cluster import ClusterState, cluster_window
+from models.cluster_stage import VERDICT_UPGRADE_STEP, ClusterPartition, ClusterStage, verdict_id
 from models.config import DetectorConfig
 from models.messages import AccountVerdict, ClusterSummary
+from models.scoring import cluster_evidence
 from models.windows import window_start
 
 CFG = DetectorConfig()
 WS = CFG.window_s
+CW = CFG.cluster_window_s
 H = CFG.cluster_horizon_windows
 W0 = window_start(1_700_000_000.0, WS)
+C0 = cluster_window(W0, CFG)  # the cluster window W0 falls in (an aligned start)
 KEY = "tpl:2:beef"
 CAMPAIGN_SIZE = 8 * CFG.cluster_min_accounts  # far above the minimum size
 
@@ -26,13 +36,14 @@ CAMPAIGN_SIZE = 8 * CFG.cluster_min_accounts  # far above the minimum size
 def summary(account: str, ts: float, kind: str = "window", *, key: str = KEY,
             young: bool = True, first_ts: float | None = None, requests: int = 30,
             reasoning: int | None = None, high_value: int | None = None) -> ClusterSummary:
+    if kind == "join":  # a join carries the joining request (models/account_stage.py, _join)
+        requests = 1
     return ClusterSummary(
         cluster_key=key, account_id=account, kind=kind,
-        window_start=window_start(ts, WS), event_ts=ts,
-        requests=0 if kind == "join" else requests,
-        reasoning=0 if kind == "join" else (requests if reasoning is None else reasoning),
-        high_value=0 if kind == "join" else (requests if high_value is None else high_value),
-        completion_tokens=0 if kind == "join" else requests * 3000, young=young,
+        window_start=window_start(ts, WS), event_ts=ts, requests=requests,
+        reasoning=requests if reasoning is None else min(requests, reasoning),
+        high_value=requests if high_value is None else min(requests, high_value),
+        completion_tokens=requests * 3000, young=young,
         account_first_ts=ts if first_ts is None else first_ts)
 
 
@@ -63,6 +74,14 @@ class Harness:
 # --- counting over the horizon ----------------------------------------------------------------
 
 
+def test_cluster_windows_are_whole_multiples_of_account_windows() -> None:
+    assert CW % WS == 0 and CW > WS
+    assert C0 % CW == 0 and C0 <= W0 < C0 + CW
+    starts = [C0 + i * WS for i in range(CW // WS)]
+    assert {cluster_window(s, CFG) for s in starts} == {C0}
+    assert cluster_window(C0 + CW, CFG) == C0 + CW
+
+
 def test_counts_distinct_young_and_new_accounts() -> None:
     h = Harness()
     ts = W0 + 30
@@ -74,51 +93,89 @@ def test_counts_distinct_young_and_new_accounts() -> None:
     h.feed(summary("old-new", ts + 4, young=False))
     st = h.states[KEY]
     assert (st.active, st.active_young, st.active_new) == (4, 2, 2)
-    win = st.windows[W0]
-    assert win.accounts == 4
-    assert win.requests == 4 * 30  # the join carries no requests
+    assert set(st.windows) == {C0}
+    assert st.windows[C0].accounts == 4
     assert set(st.members) == {"young-new", "old-seen-before", "young-seen-before", "old-new"}
+
+
+def test_window_summaries_add_their_counts_to_the_cluster_window() -> None:
+    h = Harness()
+    h.feed(summary("a", C0 + 5, requests=10, reasoning=4, high_value=7))
+    h.feed(summary("b", C0 + WS + 5, requests=20, reasoning=0, high_value=20))
+    h.feed(summary("a", C0 + 2 * WS + 5, requests=5, reasoning=5, high_value=0))
+    win = h.states[KEY].windows[C0]
+    assert (win.accounts, win.requests, win.reasoning, win.high_value) == (2, 35, 9, 27)
+    assert win.completion_tokens == 35 * 3000
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a join's content is dropped by the cluster (models/cluster.py:124 adds counts only "
+    "for kind == 'window'), though the account stage now sends the joining request in every "
+    "join precisely so that 'a cluster of brand-new accounts has content to judge before their "
+    "first windows close' (models/account_stage.py, _join): a crowd of new accounts is not "
+    "convicted until their windows close, minutes later; fix: add the counts of joins too"))
+def test_a_crowd_of_new_accounts_is_judged_on_their_joining_requests() -> None:
+    h = Harness()
+    crowd = [f"bot-{i:03d}" for i in range(CAMPAIGN_SIZE)]
+    for i, a in enumerate(crowd):  # joins only: no window has closed yet
+        h.feed(summary(a, W0 + 10 + i * 0.5, "join"))
+    st = h.states[KEY]
+    assert st.windows[C0].requests == CAMPAIGN_SIZE
+    assert st.verdict is not None
+    assert {av.account_id for av in h.told} == set(crowd)
 
 
 def test_account_in_several_windows_is_one_member_active_in_each() -> None:
     h = Harness()
     for w in range(3):
-        h.feed(summary("a", W0 + w * WS + 5))
+        h.feed(summary("a", C0 + w * CW + 5))
     st = h.states[KEY]
     assert st.active == 1 and len(st.members) == 1
-    assert [st.windows[W0 + w * WS].accounts for w in range(3)] == [1, 1, 1]
+    assert [st.windows[C0 + w * CW].accounts for w in range(3)] == [1, 1, 1]
+
+
+def test_account_windows_of_one_cluster_window_count_the_account_once() -> None:
+    h = Harness()
+    for w in range(CW // WS):
+        h.feed(summary("a", C0 + w * WS + 5, requests=3))
+    st = h.states[KEY]
+    assert set(st.windows) == {C0}
+    assert (st.windows[C0].accounts, st.windows[C0].requests) == (1, 3 * (CW // WS))
 
 
 def test_old_windows_drop_out_of_the_horizon() -> None:
     h = Harness()
-    h.feed(summary("early", W0 + 5))
-    h.feed(summary("late", W0 + (H - 1) * WS + 5))
+    h.feed(summary("early", C0 + 5))
+    h.feed(summary("late", C0 + (H - 1) * CW + 5))
     st = h.states[KEY]
-    assert set(st.windows) == {W0, W0 + (H - 1) * WS}  # still inside the horizon
+    assert set(st.windows) == {C0, C0 + (H - 1) * CW}  # still inside the horizon
     assert st.active == 2
-    h.feed(summary("later", W0 + H * WS + 5))
-    assert W0 not in st.windows
-    assert set(st.windows) == {W0 + (H - 1) * WS, W0 + H * WS}
+    h.feed(summary("later", C0 + H * CW + 5))
+    assert C0 not in st.windows
+    assert set(st.windows) == {C0 + (H - 1) * CW, C0 + H * CW}
     assert st.active == 2  # "early" was last active before the horizon
 
 
 def test_member_back_after_a_pause_counts_again() -> None:
     h = Harness()
-    h.feed(summary("a", W0 + 5))
-    h.feed(summary("b", W0 + H * WS + 5))
+    h.feed(summary("a", C0 + 5))
+    h.feed(summary("b", C0 + H * CW + 5))
     st = h.states[KEY]
     assert st.active == 1
-    h.feed(summary("a", W0 + H * WS + 6))
-    assert st.active == 2 and st.windows[W0 + H * WS].accounts == 2
+    h.feed(summary("a", C0 + H * CW + 6))
+    assert st.active == 2 and st.windows[C0 + H * CW].accounts == 2
 
 
 def test_summary_older_than_the_horizon_is_counted_late() -> None:
     h = Harness()
-    h.feed(summary("a", W0 + H * WS + 5))
-    state, out = h.stage.on_summary(h.states[KEY], summary("b", W0 + 5), h.part)
+    h.feed(summary("a", C0 + H * CW + 5))
+    state, out = h.stage.on_summary(h.states[KEY], summary("b", C0 + CW - 1), h.part)
     assert out.late and out.verdicts == []
     assert state.late_summaries == 1 and "b" not in state.members
-    assert W0 not in state.windows
+    assert C0 not in state.windows
+    # the oldest window still inside the horizon is not late
+    state, out = h.stage.on_summary(state, summary("c", C0 + CW + 1), h.part)
+    assert not out.late and "c" in state.members
 
 
 # --- conviction -------------------------------------------------------------------------------
@@ -217,6 +274,118 @@ def test_same_summaries_give_the_same_verdict_ids() -> None:
     assert verdict_id(KEY, W0, other.model_version) != verdict_id(KEY, W0, CFG.model_version)
 
 
+# --- verdict upgrades and refreshes -----------------------------------------------------------
+
+
+def _steady(h: Harness, ts: float, high_value: int, accounts: int = CAMPAIGN_SIZE) -> list[str]:
+    """Young, new accounts, each with a window summary of 10 requests at `ts` (no reasoning,
+    `high_value` of them high-value): the score follows the high-value share of the horizon."""
+    members = [f"bot-{i:03d}" for i in range(accounts)]
+    for i, a in enumerate(members):
+        h.feed(summary(a, ts + i * 0.1, requests=10, reasoning=0, high_value=high_value))
+    return members
+
+
+def test_a_stronger_conviction_is_re_issued_to_every_member() -> None:
+    h = Harness()
+    members = _steady(h, W0 + 10, high_value=6)
+    first = h.states[KEY].verdict
+    assert first is not None
+    # while the score rose by less than the step, the conviction was not re-issued
+    assert cluster_evidence(h.states[KEY], CFG).score < first.score + VERDICT_UPGRADE_STEP
+    assert Counter(av.account_id for av in h.told) == Counter(members)
+    h.told.clear()
+    later = W0 + WS + 10  # the next account window: the same accounts now harvest more
+    _steady(h, later, high_value=10)
+    upgraded = h.states[KEY].verdict
+    assert upgraded is not None and upgraded.verdict_id != first.verdict_id
+    assert upgraded.score >= first.score + VERDICT_UPGRADE_STEP
+    assert later <= upgraded.issued_ts and upgraded.expires_ts > first.expires_ts
+    # every re-issue went to every active member, each a step above the one before
+    by_id: dict[str, list[AccountVerdict]] = {}
+    for av in h.told:
+        by_id.setdefault(av.verdict.verdict_id, []).append(av)
+    assert by_id and upgraded.verdict_id in by_id
+    scores = [first.score]
+    for told in by_id.values():
+        assert Counter(av.account_id for av in told) == Counter(members)
+        assert len({av.verdict.score for av in told}) == 1
+        scores.append(told[0].verdict.score)
+    assert all(b >= a + VERDICT_UPGRADE_STEP for a, b in itertools.pairwise(scores))
+
+
+def test_a_weaker_or_barely_stronger_cluster_is_not_re_issued() -> None:
+    h = Harness()
+    _steady(h, W0 + 10, high_value=6)
+    first = h.states[KEY].verdict
+    assert first is not None
+    h.told.clear()
+    _steady(h, W0 + WS + 10, high_value=6)  # the same evidence again
+    _steady(h, W0 + 2 * WS + 10, high_value=5)  # a little weaker
+    assert h.told == [] and h.states[KEY].verdict == first
+
+
+def test_a_conviction_still_warranted_is_refreshed_after_verdict_refresh_s() -> None:
+    h = Harness()
+    members = _steady(h, W0 + 10, high_value=6)
+    first = h.states[KEY].verdict
+    assert first is not None
+    assert CFG.verdict_refresh_s < CFG.verdict_ttl_s
+    h.told.clear()
+    # the same evidence keeps coming; not yet refresh_s after the verdict: nothing re-issued
+    just_before = first.issued_ts + CFG.verdict_refresh_s - CAMPAIGN_SIZE * 0.1 - 1
+    _steady(h, just_before, high_value=6)
+    assert h.told == [] and h.states[KEY].verdict == first
+    _steady(h, first.issued_ts + CFG.verdict_refresh_s, high_value=6)
+    refreshed = h.states[KEY].verdict
+    assert refreshed is not None and refreshed.verdict_id != first.verdict_id
+    assert refreshed.issued_ts == first.issued_ts + CFG.verdict_refresh_s
+    assert refreshed.expires_ts == refreshed.issued_ts + CFG.verdict_ttl_s
+    assert Counter(av.account_id for av in h.told) == Counter(members)
+    assert {av.verdict.verdict_id for av in h.told} == {refreshed.verdict_id}
+
+
+def test_a_conviction_no_longer_warranted_is_not_refreshed_but_joiners_are_told() -> None:
+    h = Harness()
+    _steady(h, W0 + 10, high_value=6)
+    first = h.states[KEY].verdict
+    assert first is not None
+    h.told.clear()
+    # later the members ask for nothing of value: the score falls below conviction ...
+    _steady(h, first.issued_ts + CFG.verdict_refresh_s - 60, high_value=0)
+    assert cluster_evidence(h.states[KEY], CFG).score < CFG.cluster_convict_score
+    # ... and stays there when the verdict is due for a refresh
+    h.feed(summary("bot-000", first.issued_ts + CFG.verdict_refresh_s, requests=10,
+                   reasoning=0, high_value=0))
+    assert h.told == [] and h.states[KEY].verdict == first
+    # the verdict is still in force: a replacement account is told at once
+    joined = first.issued_ts + CFG.verdict_refresh_s + 600
+    assert joined < first.expires_ts
+    assert h.feed(summary("replacement", joined, "join")) == [AccountVerdict("replacement", first)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a re-issued verdict keeps the id of the one it replaces when both rest on summaries "
+    "of the same account window (verdict_id(cluster_key, s.window_start, model_version), "
+    "models/cluster_stage.py:82), and members_to_tell skips members already told that id: a "
+    "conviction that grows stronger while one window's summaries arrive reaches only members "
+    "not told before, the others keep the weaker score; fix: derive the id from the issue "
+    "(e.g. add s.event_ts or the score to verdict_id)"))
+def test_an_upgrade_within_one_account_window_reaches_every_member() -> None:
+    h = Harness()
+    # the same account window: the first members harvest little, the later ones much
+    members = _steady(h, W0 + 10, high_value=6)
+    first = h.states[KEY].verdict
+    assert first is not None
+    h.told.clear()
+    for i, a in enumerate(members):
+        h.feed(summary(a, W0 + 100 + i * 0.1, requests=40, reasoning=0, high_value=40))
+    upgraded = h.states[KEY].verdict
+    assert upgraded is not None and upgraded.score >= first.score + VERDICT_UPGRADE_STEP
+    told = {av.account_id for av in h.told if av.verdict.score >= upgraded.score}
+    assert told == set(members)
+
+
 # --- expiry -----------------------------------------------------------------------------------
 
 
@@ -232,10 +401,16 @@ def _advance(h: Harness, ts: float) -> list[str]:
     return expired
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: ClusterStage._idle_after (models/cluster_stage.py:105) still measures the horizon in "
+    "account windows (cluster_horizon_windows * window_s = 40 min) while clusters now keep "
+    "cluster_horizon_windows * cluster_window_s (2 h): a cluster idle for 40 min is deleted "
+    "with members and counts that are still inside its horizon (a slow campaign never adds "
+    "up); fix: use cfg.cluster_window_s there"))
 def test_idle_cluster_expires_by_event_time() -> None:
     h = Harness()
     h.feed(summary("a", W0 + 10, young=False))
-    horizon = H * WS
+    horizon = H * CW
     late = CFG.allowed_lateness_s
     assert KEY not in _advance(h, W0 + 10 + horizon + late - 1)
     assert KEY in h.states
@@ -249,7 +424,7 @@ def test_convicted_cluster_is_kept_while_its_verdict_holds() -> None:
     v = h.states[KEY].verdict
     assert v is not None
     late = CFG.allowed_lateness_s
-    assert KEY not in _advance(h, v.issued_ts + H * WS + late + 1)
+    assert KEY not in _advance(h, v.issued_ts + H * CW + late + 1)
     assert KEY in h.states  # a replacement account joining now must still be told
     expired: list[Any] = []
     for step in range(1, 4):
