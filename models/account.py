@@ -180,7 +180,13 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
         counts = templates.get(key)
         if counts is None:
             if len(templates) >= MAX_TEMPLATE_BUCKETS_PER_WINDOW:
-                continue
+                if band not in recurring:
+                    continue
+                # A recurring bucket takes the place of a one-off prompt's bucket.
+                one_off = next((k for k, c in templates.items() if not c[3]), None)
+                if one_off is None:
+                    continue
+                del templates[one_off]
             counts = templates[key] = [0, 0, 0, 0]
         counts[0] += 1
         if band in recurring:

@@ -92,6 +92,9 @@ class AccountStage:
             self._close_window(state, part, out)
         win = state.window_for(ev.ts, cfg)
         for key in infrastructure_keys(ev):
+            if key[:3] == "ip:" and key[3:] not in win.ip_prefixes \
+                    and len(win.ip_prefixes) < MAX_IP_PREFIXES_PER_WINDOW:
+                win.ip_prefixes.append(key[3:])  # rotation counts past the account's IP keys
             if key not in state.keys:
                 if key_kind(key) == "ip" and self._ip_keys(state) >= cfg.max_ip_keys_per_account:
                     state.ip_keys_overflow += 1
@@ -100,9 +103,6 @@ class AccountStage:
                 out.summaries.append(self._join(state, key, ev))
             if key not in win.infra_keys:
                 win.infra_keys.append(key)
-            if key[:3] == "ip:" and key[3:] not in win.ip_prefixes \
-                    and len(win.ip_prefixes) < MAX_IP_PREFIXES_PER_WINDOW:
-                win.ip_prefixes.append(key[3:])
         if win.requests == 0:
             part.due.register(state.account_id, win.start + cfg.window_s + cfg.allowed_lateness_s)
         buckets = template_keys(ev.simhash, cfg.simhash_bands)

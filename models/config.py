@@ -95,9 +95,10 @@ class DetectorConfig:
                     "throttle_ttl_s", "block_ttl_s", "evidence_half_life_s", "verdict_ttl_s",
                     "verdict_refresh_s")
         out += [f"{name} must be positive" for name in positive if getattr(self, name) <= 0]
-        if self.simhash_bands > 0 and (64 % self.simhash_bands
-                                       or (64 // self.simhash_bands) % 4):
-            out.append("simhash_bands must split 64 bits into whole hex digits (1, 2, 4, 8, 16)")
+        if self.simhash_bands > 0 and self.simhash_bands not in (4, 8, 16):
+            # bands of 16, 8 or 4 bits: whole hex digits, and a bucket space small enough to
+            # count in memory (models/templates.py)
+            out.append("simhash_bands must be 4, 8 or 16")
         if self.window_s > 0 and self.cluster_window_s % self.window_s:
             out.append("cluster_window_s must be a multiple of window_s")
         scores = ("cluster_convict_score", "account_anomaly_floor", "throttle_score",

@@ -29,7 +29,9 @@ KINDS = ("pay", "ip", "sys", "asnua", "tpl")
 def ip_prefix(ip: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) network of an address; the raw text if it is not one."""
     parts = ip.split(".")
-    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3
+                               and (p == "0" or p[0] != "0") and int(p) <= 255
+                               for p in parts):
         return f"{parts[0]}.{parts[1]}.{parts[2]}.0/24"  # the common case, without ipaddress
     return _parsed_prefix(ip)
 

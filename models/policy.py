@@ -57,20 +57,16 @@ class Assessment:
 
 
 def matched_templates(prompts: list[int], convicted: set[str], bands: int) -> int:
-    """How many distinct convicted templates the prompts use (prompts sharing a convicted
-    bucket count as one template)."""
-    groups: list[set[str]] = []
+    """How many convicted templates the prompts use, counted from the convicted buckets they
+    hit: one template has `bands` buckets, of which its prompts hit at least `bands - 1` most
+    of the time, so each `bands - 1` distinct buckets hit count as one template. The count
+    never falls when a verdict is added (more evidence is never less)."""
+    hit: set[str] = set()
     for simhash in prompts:
-        hits = {k for k in template_keys(simhash, bands) if k in convicted}
-        if len(hits) < MIN_BANDS_MATCHED:
-            continue
-        for g in groups:
-            if g & hits:
-                g |= hits
-                break
-        else:
-            groups.append(hits)
-    return len(groups)
+        keys = [k for k in template_keys(simhash, bands) if k in convicted]
+        if len(keys) >= MIN_BANDS_MATCHED:
+            hit.update(keys)
+    return len(hit) // max(1, bands - 1)
 
 
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:

@@ -2,7 +2,7 @@
 
 Most prompts are unique, and fanning every one of their LSH buckets out to the cluster stage
 would cost several messages per request and create a cluster per prompt. A bucket becomes worth
-a cluster once it recurs: seen at least three times in the partition within the last two generations
+a cluster once it recurs: seen before (`RECURRING_AFTER` times) in the partition within the last two generations
 (a generation is `cluster_horizon` of event time). Campaign templates recur within minutes;
 most one-off prompts never do.
 

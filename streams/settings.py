@@ -158,7 +158,13 @@ def _detector(values: Mapping[str, Any], source: str, base: DetectorConfig) -> D
         if kind == "int" and isinstance(raw, float) and not raw.is_integer():
             raise SettingsError(f"detector.{key} from {source}: {raw!r} must be a whole number")
         changes[key] = _convert(f"detector.{key}", raw, kind, source)
-    detector = dataclasses.replace(base, **changes)
+    return dataclasses.replace(base, **changes)
+
+
+def checked_detector(values: Mapping[str, Any], source: str,
+                     base: DetectorConfig) -> DetectorConfig:
+    """`base` with `values` applied, converted and checked as one settings source."""
+    detector = _detector(values, source, base)
     problems = detector.problems()
     if problems:
         raise SettingsError(f"detector settings from {source}: {'; '.join(problems)}")
@@ -203,6 +209,12 @@ def load_settings(env: Mapping[str, str] | None = None, file: str | Path | None 
                                 f"{', '.join(sorted(_FIELD_TYPES))}")
     if env_detector:
         detector = _detector(env_detector, "the environment", detector)
+    problems = detector.problems()  # checked once all sources are merged
+    if problems:
+        sources = " and ".join(s for s, used in ((str(path), bool(path)),
+                                                 ("the environment", bool(env_detector))) if used)
+        raise SettingsError(f"detector settings from {sources or 'the defaults'}: "
+                            f"{'; '.join(problems)}")
     if "shadow" in values:
         detector = dataclasses.replace(detector, shadow=values["shadow"])
     settings = Settings(**values, detector=detector)

@@ -118,7 +118,7 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
 def grid_runs(grid: dict[str, list[str]], base: DetectorConfig
               ) -> list[tuple[SweepRun, DetectorConfig]]:
     """Every point of the grid as a config over `base`, plus `base` itself if it is missed."""
-    from streams.settings import SettingsError, _detector  # the settings' conversions and checks
+    from streams.settings import SettingsError, checked_detector
 
     names = list(grid)
     current_values = tuple(getattr(base, n) for n in names)
@@ -126,7 +126,7 @@ def grid_runs(grid: dict[str, list[str]], base: DetectorConfig
     seen: set[tuple[Any, ...]] = set()
     for combo in itertools.product(*(grid[n] for n in names)):
         try:
-            cfg = _detector(dict(zip(names, combo, strict=True)), "--grid", base)
+            cfg = checked_detector(dict(zip(names, combo, strict=True)), "--grid", base)
         except SettingsError as exc:
             raise ReplayError(str(exc)) from None
         values = tuple(getattr(cfg, n) for n in names)
