@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -57,15 +58,15 @@ KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka-local.sh"
 SCENARIO = dataclasses.replace(Scenario.default(), scale=0.25, duration_h=1.5, seed=11)
 # Paced like the demo so decisions stay close in event time to the events they rest on.
 RATE = 1000.0
-# Events produced at once just before the kill -9: the work in flight when the worker dies.
-BURST = 300
-# "Decided as in an uninterrupted run" (see the kill -9 test): an account the uninterrupted run
-# acts on with a score within KNIFE_EDGE of the throttle threshold may go either way in any live
-# run (whether a verdict reaches the account before or after its last event decides it), so
-# such accounts are not required; of the others none may be missed. An action may be weaker
-# (throttle for block) for at most WEAKER_SHARE of the accounts acted on: uninterrupted live runs
-# already differ from the replay that much.
+# "Decided as in an uninterrupted run" (see the kill -9 test). An uninterrupted live fleet
+# already differs from the replay at the margin, because verdicts reach accounts
+# asynchronously: measured here (bench/recovery.py clean), it misses 0-1 of ~210 campaign
+# accounts the replay acts on and gives 0-7 a weaker action. The faulty runs are allowed about
+# that much: MISSED_SHARE of the accounts acted on may be missed (at least 1), more
+# only among accounts the replay acts on with a score within KNIFE_EDGE of the throttle
+# threshold, and WEAKER_SHARE may get a weaker action (throttle for block).
 KNIFE_EDGE = 0.05
+MISSED_SHARE = 0.01
 WEAKER_SHARE = 0.05
 
 
@@ -136,7 +137,8 @@ def compare_campaign_decisions(reference: Reference, live: dict[str, str],
 
 def assert_decided_as_uninterrupted(result: dict[str, Any]) -> None:
     acted = result["reference_acted"]
-    assert not result["missed"], f"campaign accounts no longer acted on: {result}"
+    assert len(result["missed"]) <= max(1, MISSED_SHARE * acted), \
+        f"campaign accounts no longer acted on: {result}"
     assert len(result["missed_on_the_edge"]) <= max(2, 0.02 * acted), result
     assert len(result["weaker"]) <= max(3, WEAKER_SHARE * acted), result
 
@@ -305,78 +307,71 @@ def assert_duplicates_share_an_id(decisions: list[dict[str, Any]]) -> int:
 
 # ---- kill -9 ------------------------------------------------------------------------------------
 
+def log_time(line: dict[str, Any]) -> float:
+    """The wall-clock time of a structured log line."""
+    return datetime.fromisoformat(line["timestamp"]).timestamp()
+
+
 def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: Fleet) -> None:
-    """Three workers on twelve partitions; one is killed with SIGKILL in the middle of the stream,
-    and once the two survivors have taken over, a new worker joins (scale out again).
+    """Three workers on twelve partitions stream the scenario at RATE; at 40 % of the stream the
+    worker with the most partitions is killed with SIGKILL and the stream goes on. Once the two
+    survivors own every partition, a new worker joins while they catch up (scale out again).
 
-    The first 40 % of the scenario is streamed at RATE and processed; then a burst of BURST
-    events is produced and the worker with the most partitions is killed while the fleet
-    processes it (uncommitted offsets, summaries, verdicts and decisions in flight); the rest is
-    streamed once the survivors own every partition and have caught up. This is what a crash
-    looks like at real speed: seconds of traffic in flight, and an outage of seconds of event
-    time. The test stream is compressed ~270x (1.5 simulated hours in ~20 s), so a backlog of
-    seconds, or streaming on through the outage, would put one third of the partitions most of
-    an hour of event time behind the others, and the cluster stage would count their summaries
-    as late (`bench/recovery.py kill --stream-through` measures that variant).
-
-    "Decided as in an uninterrupted run" (the replay, see `uninterrupted_reference`): every
-    campaign account the uninterrupted run acts on is acted on (throttle or block) in the
-    faulty run, except accounts it acts on with a score within KNIFE_EDGE of the throttle
-    threshold (at most 2 % of them); and at most WEAKER_SHARE of them get a weaker action
-    (throttle for block), which uninterrupted live runs show too. A lost state or context would
-    instead miss or weaken the accounts of the killed worker's partitions, a third of them.
-    Accounts acted on only in the faulty run are allowed (processing is at least once).
+    "Decided as in an uninterrupted run" (the replay, see `uninterrupted_reference`): the
+    campaign accounts the uninterrupted run acts on are acted on (throttle or block) in the
+    faulty run with an action at least as strong, up to the margin by which an uninterrupted
+    live fleet itself differs from the replay (MISSED_SHARE, KNIFE_EDGE, WEAKER_SHARE above).
+    A lost state or context would instead miss or weaken the accounts of the killed worker's
+    partitions, a third of them, dozens of accounts.
     "No decision is lost": every decision the killed worker logged (it logs after the broker
     has acknowledged it, and writes the state that records it only then) is on the enforcement
     topic. Duplicates: a decision published twice carries one decision_id, and no decision
     appears under two ids. The partitions' context (online model, template counts) moves with
-    them: the new owners restore the snapshots.
+    them: the survivors and the newcomer restore the snapshots.
     """
     fleet.start(count=3)
     split = wait_for_assignment(fleet, run.partitions)
     victim = max(range(3), key=lambda i: len(split[i]))
     victim_parts = set(split[victim])
     survivors = [i for i in range(3) if i != victim]
-    ports = [base_port() + i for i in survivors]
+    marks: dict[str, float] = {}
 
-    def alive() -> bool:
-        return all(fleet.procs[i].poll() is None for i in survivors)
+    def kill() -> None:
+        fleet.procs[victim].send_signal(signal.SIGKILL)
+        marks["killed"] = time.time()
 
-    events = list(scenario_events())
-    cut = int(len(events) * 0.4)
-    asyncio.run(produce_paced(run, events[:cut], RATE))
-    asyncio.run(wait_settled(run, timeout_s=120, alive=alive, ports=ports))
-    asyncio.run(produce(run, event_records(events[cut:cut + BURST])))
-    lag_at_kill = asyncio.run(group_lag(run, input_topics(run)))
-    fleet.procs[victim].send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
+    asyncio.run(produce_paced(run, list(scenario_events()), RATE, hooks={0.4: kill}))
     assert fleet.procs[victim].wait(timeout=10) == -signal.SIGKILL
-    assert lag_at_kill, "the fleet should have had work in flight when the worker was killed"
 
     def moved() -> bool:
         now = [set(assignment(fleet, i) or []) for i in survivors]
         return set().union(*now) == set(range(run.partitions))
     wait_until(moved, 90, "the killed worker's partitions on the survivors", fleet)
-    moved_at = time.monotonic()
-    settled_at = asyncio.run(wait_settled(run, timeout_s=120, alive=alive, ports=ports))
-    print(f"\nkill -9 with fleet lag {lag_at_kill}: partitions moved after "
-          f"{moved_at - killed_at:.1f} s, fleet lag 0 after {settled_at - killed_at:.1f} s")
+    moved_at = min(log_time(line) for i in survivors
+                   for line in log_lines(fleet, i, "partitions_assigned")
+                   if log_time(line) > marks["killed"])
 
-    # Scale back out: a new worker joins, takes partitions with their state and context.
-    fleet.start(count=1)
+    fleet.start(count=1)  # scale out again while the fleet is still catching up
+    joined = time.time()
     newcomer = len(fleet.procs) - 1
-    survivors.append(newcomer)
-    ports.append(base_port() + newcomer)
-    joined_at = time.monotonic()
+    workers = [*survivors, newcomer]
+    ports = [base_port() + i for i in workers]
 
-    def rebalanced() -> bool:
-        now = [set(assignment(fleet, i) or []) for i in survivors]
-        return bool(now[-1]) and set().union(*now) == set(range(run.partitions)) \
-            and sum(len(n) for n in now) == run.partitions
-    wait_until(rebalanced, 90, "the new worker to get partitions", fleet)
-    print(f"a new worker had partitions {time.monotonic() - joined_at:.1f} s after it started")
-    asyncio.run(produce_paced(run, events[cut + BURST:], RATE))
-    asyncio.run(wait_settled(run, timeout_s=120, alive=alive, ports=ports))
+    def alive() -> bool:
+        return all(fleet.procs[i].poll() is None for i in workers)
+
+    def covered() -> bool:
+        now = [set(assignment(fleet, i) or []) for i in workers]
+        return bool(now[-1]) and set().union(*now) == set(range(run.partitions))
+    wait_until(covered, 90, "the partitions shared with the newcomer", fleet)
+    settled = asyncio.run(wait_settled(run, timeout_s=180, alive=alive, ports=ports))
+    settled_at = time.time() - (time.monotonic() - settled)  # wall clock, like the logs
+    joined_at = min(log_time(line) for line in log_lines(fleet, newcomer, "partitions_assigned")
+                    if line["partitions"])
+    print(f"\nkill -9 at 40 % of the stream: partitions on the survivors after "
+          f"{moved_at - marks['killed']:.1f} s; a new worker had partitions "
+          f"{joined_at - joined:.1f} s after it started; fleet lag 0 "
+          f"{settled_at - marks['killed']:.1f} s after the kill")
 
     decisions = decisions_in(asyncio.run(read_topic(run, "enforcement")))
     assert decisions, fleet.logs()
@@ -398,9 +393,9 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
     repeated = assert_duplicates_share_an_id(decisions)
     print(f"{len(decisions)} decisions, {repeated} published again with the same id")
 
-    restored = [line for i in survivors[:-1]
+    restored = [line for i in survivors
                 for line in log_lines(fleet, i, "partition_context_restored")
-                if line["partition"] in victim_parts]
+                if line["partition"] in victim_parts and log_time(line) > marks["killed"]]
     assert restored and all("model" in line["restored"] and line["model_seen"] > 0
                             for line in restored), \
         f"the killed worker's partition contexts should be restored: {restored}"
