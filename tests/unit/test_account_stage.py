@@ -259,12 +259,6 @@ def test_template_summaries_carry_what_was_asked_with_that_template() -> None:
                for k in by_key if key_kind(k) == "tpl")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the window's template map (MAX_TEMPLATE_BUCKETS_PER_WINDOW, models/account.py:183) "
-    "is filled first-come by one-off prompts' buckets, so a template that recurs after it is "
-    "full is neither joined nor summarised: a new account that opens every window with 8 "
-    "unique prompts is never announced to its campaign's template clusters; fix: let a "
-    "recurring bucket take the place of a non-recurring one when the map is full"))
 def test_a_recurring_template_is_joined_even_after_one_off_prompts_fill_the_window() -> None:
     h = Harness()
     warm_up(h, prompt="00000000deadbeef")
@@ -275,13 +269,6 @@ def test_a_recurring_template_is_joined_even_after_one_off_prompts_fill_the_wind
     assert {s.cluster_key for s in joins(out.summaries)} >= buckets
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: IP rotation is no longer counted past the account's IP keys (commit 'Core speed', "
-    "models/account_stage.py:98-105): the window's ip_prefixes are now filled inside the "
-    "infrastructure-key loop after the `continue` that skips IP keys over "
-    "max_ip_keys_per_account, so an account rotating through 8 /24s shows 4 in its first "
-    "window and 0 in every later one (the ip_prefixes feature falls from 1.0 to 0); fix: "
-    "record the prefix before the overflow check"))
 def test_ip_rotation_is_counted_in_every_window() -> None:
     h = Harness()
     for w in range(3):
