@@ -166,16 +166,50 @@ def convicted(*simhashes: int) -> set[str]:
     return {k for h in simhashes for k in template_keys(h, CFG.simhash_bands)}
 
 
-def test_a_prompt_with_enough_bands_in_convicted_buckets_is_a_template() -> None:
+def test_templates_are_counted_from_the_convicted_buckets_the_prompts_hit() -> None:
+    # models/policy.py, matched_templates: prompts with >= MIN_BANDS_MATCHED bands in convicted
+    # buckets contribute the buckets they hit; every `bands - 1` distinct buckets hit are one
+    # template (a template's prompts keep at least `bands - 1` of its bands most of the time)
     assert MIN_BANDS_MATCHED >= 2
+    bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
+    conv = convicted(TPL_A)
+    assert matched_templates([TPL_A], conv, bands) == 1
+    keeps_all_but_3 = flip(TPL_A, 3 * width)
+    assert len(set(template_keys(keeps_all_but_3, bands)) & conv) == bands - 1
+    assert matched_templates([keeps_all_but_3], conv, bands) == 1
+    # near-duplicates that keep only MIN_BANDS_MATCHED bands add up to a template together
+    keeps_01 = flip(TPL_A, 2 * width, 3 * width)
+    keeps_12 = flip(TPL_A, 0, 3 * width)
+    assert len(set(template_keys(keeps_01, bands)) & conv) == MIN_BANDS_MATCHED
+    assert matched_templates([keeps_01], conv, bands) == 0
+    assert matched_templates([keeps_01, keeps_12], conv, bands) == 1
+    assert matched_templates([TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands) == 2
+
+
+def test_the_prompts_of_one_template_never_count_as_two() -> None:
+    rng = random.Random(11)
     bands = CFG.simhash_bands
-    assert matched_templates([TPL_A], convicted(TPL_A), bands) == 1
-    # a variant that keeps exactly MIN_BANDS_MATCHED bands (one bit flipped in each other band)
-    width = 64 // bands
-    variant = flip(TPL_A, *(band * width for band in range(MIN_BANDS_MATCHED, bands)))
-    hits = set(template_keys(variant, bands)) & convicted(TPL_A)
-    assert len(hits) == MIN_BANDS_MATCHED
-    assert matched_templates([variant], convicted(TPL_A), bands) == 1
+    for _ in range(500):
+        prompts = [flip(TPL_A, *rng.sample(range(64), rng.randrange(0, 6)))
+                   for _ in range(RECENT_PROMPTS)]
+        assert matched_templates(prompts, convicted(TPL_A), bands) <= 1
+        a = assess(account(*template_verdicts(TPL_A), prompts=tuple(prompts)), T0, CFG)
+        assert a.action != "block"  # one crowd is one kind of evidence
+
+
+def test_a_further_convicted_bucket_never_lowers_the_template_count() -> None:
+    rng = random.Random(12)
+    bands = CFG.simhash_bands
+    buckets = sorted(convicted(*POOL))
+    for _ in range(500):
+        prompts = [_random_prompt(rng) for _ in range(rng.randrange(1, RECENT_PROMPTS + 1))]
+        held: set[str] = set()
+        count = 0
+        for key in rng.sample(buckets, len(buckets)):
+            held.add(key)
+            more = matched_templates(prompts, held, bands)
+            assert more >= count, (prompts, held)
+            count = more
 
 
 def test_a_single_band_collision_is_not_a_template() -> None:
@@ -185,6 +219,12 @@ def test_a_single_band_collision_is_not_a_template() -> None:
     hits = set(template_keys(collision, bands)) & convicted(TPL_A)
     assert len(hits) == 1
     assert matched_templates([collision], convicted(TPL_A), bands) == 0
+    # nor complete one: a near-duplicate keeping bands {0, 1} plus a prompt colliding on band 2
+    width = 64 // bands
+    keeps_01 = flip(TPL_A, 2 * width, 3 * width)
+    collides_2 = (OTHER & ~(0xFFFF << 2 * width)) | (TPL_A & (0xFFFF << 2 * width))
+    assert set(template_keys(collides_2, bands)) & convicted(TPL_A) == {template_keys(TPL_A, 4)[2]}
+    assert matched_templates([keeps_01, collides_2], convicted(TPL_A), bands) == 0
     assert matched_templates([collision, OTHER], convicted(TPL_A), bands) == 0
     assert matched_templates([], convicted(TPL_A), bands) == 0
     assert matched_templates([TPL_A], set(), bands) == 0
@@ -271,17 +311,6 @@ def test_more_convicted_template_prompts_never_weaken_the_action(cfg: DetectorCo
     assert actions == {"allow", "throttle", "block"}
 
 
-_GROUPED_BY_SHARED_BUCKETS = (
-    "models/policy.py:59 matched_templates groups prompts by shared convicted buckets, "
-    "greedily and in order")
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    f"BUG: {_GROUPED_BY_SHARED_BUCKETS}: a prompt that shares buckets with two groups joins "
-    "only the first, so the same prompts give 2 templates in one order and 1 in another (and "
-    "dropping the oldest prompt can add a template); fix: decide 'matched' per prompt (>= "
-    "MIN_BANDS_MATCHED convicted bands) and count templates as the largest set of matched "
-    "prompts pairwise far apart in Hamming distance: order-free and monotone"))
 def test_the_template_count_does_not_depend_on_the_order_of_the_prompts() -> None:
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
     # three near-duplicates of TPL_A, keeping bands {0, 1}, {2, 3} and {1, 2}
@@ -294,12 +323,6 @@ def test_the_template_count_does_not_depend_on_the_order_of_the_prompts() -> Non
     assert len(counts) == 1, counts
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    f"BUG: {_GROUPED_BY_SHARED_BUCKETS}: two near-duplicates of ONE convicted template that keep "
-    "disjoint bands (2 bit flips each) count as two templates, so one crowd gets full weight "
-    "and its own corroboration and blocks the account; with 2-4 flipped bits per prompt about "
-    "1 in 8 accounts using a single template is counted twice (8 recent prompts); fix as for "
-    "the order test (group by Hamming distance, not by shared buckets)"))
 def test_near_duplicates_of_one_template_are_one_template() -> None:
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
     keeps_01 = flip(TPL_A, 2 * width, 3 * width)
@@ -309,11 +332,6 @@ def test_near_duplicates_of_one_template_are_one_template() -> None:
     assert a.action != "block"  # one crowd is one kind of evidence
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    f"BUG: {_GROUPED_BY_SHARED_BUCKETS}: a further convicted bucket that two different templates "
-    "share (they agree on one band) merges them into one template, so MORE evidence turns a "
-    "block into an allow (score 1.0 -> 0.5), against the policy's monotonicity; fix as for the "
-    "order test (the 'different template' test must not depend on which buckets are convicted)"))
 def test_a_further_convicted_bucket_never_weakens_template_evidence() -> None:
     a = 0x0123_4567_89AB_CDEF
     b = 0xFEDC_4567_7654_3210  # another template that shares band 2 (4567) with `a`
