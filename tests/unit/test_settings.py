@@ -202,16 +202,14 @@ def test_compatible_window_lengths_load(tmp_path: Path) -> None:
     assert load_settings(env={}, file=path).detector.cluster_window_s == 1200
 
 
-@pytest.mark.xfail(strict=True, raises=SettingsError, reason="BUG: the detector settings are "
-                   "checked once per source (streams/settings.py:162 in _detector, run for the "
-                   "file and again for the environment), so a usable combination split across "
-                   "them is refused: window_s=120 in the file is rejected against the default "
-                   "cluster_window_s before the environment's cluster_window_s=600 is applied; "
-                   "fix: merge file and environment values, then call problems() once")
 def test_usable_combination_split_across_file_and_environment_loads(tmp_path: Path) -> None:
     path = write(tmp_path, "[detector]\nwindow_s = 120\n")
     s = load_settings(env={"DISTILLGUARD_DETECTOR_CLUSTER_WINDOW_S": "600"}, file=path)
     assert (s.detector.window_s, s.detector.cluster_window_s) == (120, 600)
+    # an unusable combination split across them is refused, naming both sources
+    with pytest.raises(SettingsError, match="cluster_window_s") as info:
+        load_settings(env={"DISTILLGUARD_DETECTOR_CLUSTER_WINDOW_S": "660"}, file=path)
+    assert str(path) in str(info.value) and "environment" in str(info.value)
 
 
 # --- SASL / SSL -------------------------------------------------------------------------------
