@@ -11,10 +11,9 @@ import pytest
 import models
 
 _STALE_TEMPLATES_DOC = pytest.mark.xfail(strict=True, reason=(
-    "BUG (docs): models/templates.py's docstring says a bucket recurs when 'seen at least three "
-    "times' and its example shows the third sighting recurring, and the comment above "
-    "RECURRING_AFTER (line 25) says 'One earlier sighting is not enough', but RECURRING_AFTER "
-    "is now 1 (the second sighting recurs); fix the text and the example"))
+    "BUG (docs): models/templates.py's example (line 14) still shows the bucket recurring at the "
+    "third sighting, and the comment above RECURRING_AFTER (line 25) still says 'One earlier "
+    "sighting is not enough', but RECURRING_AFTER is 1: the second sighting recurs; fix both"))
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models."))
 
