@@ -121,11 +121,11 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         if member[_LAST] < window:
             win.accounts += 1
             member[_LAST] = window
-    if s.kind == "window":
-        win.requests += s.requests
-        win.reasoning += s.reasoning
-        win.high_value += s.high_value
-        win.completion_tokens += s.completion_tokens
+    # A join carries its joining request, a window summary the window's requests.
+    win.requests += s.requests
+    win.reasoning += s.reasoning
+    win.high_value += s.high_value
+    win.completion_tokens += s.completion_tokens
     return True
 
 

@@ -45,8 +45,9 @@ class ClusterOutputs:
     late: bool = False
 
 
-def verdict_id(cluster_key: str, window_start: int, model_version: str) -> str:
-    text = f"{cluster_key}|{window_start}|{model_version}"
+def verdict_id(cluster_key: str, issued_ts: float, score: float, model_version: str) -> str:
+    # The score is part of it: an upgrade within the same moment is a new verdict to tell.
+    text = f"{cluster_key}|{issued_ts!r}|{score!r}|{model_version}"
     return "cv-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -79,7 +80,7 @@ class ClusterStage:
             # evidence against members decays from the verdict's issue time.
             v = Verdict(cluster_key=state.cluster_key, score=evidence.score,
                         issued_ts=s.event_ts, expires_ts=s.event_ts + cfg.verdict_ttl_s,
-                        verdict_id=verdict_id(state.cluster_key, s.window_start,
+                        verdict_id=verdict_id(state.cluster_key, s.event_ts, evidence.score,
                                               cfg.model_version),
                         reason=evidence.reason(state.cluster_key))
             state.verdict = v
@@ -102,7 +103,7 @@ class ClusterStage:
 
     def _idle_after(self, state: ClusterState) -> float:
         cfg = self.cfg
-        horizon = cfg.cluster_horizon_windows * cfg.window_s
+        horizon = cfg.cluster_horizon_windows * cfg.cluster_window_s
         if state.verdict is not None:
             return max(horizon, state.verdict.expires_ts - state.last_ts)
         return horizon

@@ -2,9 +2,9 @@
 
 Most prompts are unique, and fanning every one of their LSH buckets out to the cluster stage
 would cost several messages per request and create a cluster per prompt. A bucket becomes worth
-a cluster once it recurs: seen before (`RECURRING_AFTER` times) in the partition within the last two generations
-(a generation is `cluster_horizon` of event time). Campaign templates recur within minutes;
-most one-off prompts never do.
+a cluster once it recurs: seen `RECURRING_AFTER` times before in the partition within the last
+two generations (a generation is the cluster horizon in event time). Campaign templates recur
+within minutes; most one-off prompts never do.
 
 The bucket space is small and fixed (`bands` x 2^16 for 16-bit bands), so the counts are two
 bytearrays: constant memory, O(1) per lookup, whatever the traffic.
@@ -13,8 +13,6 @@ bytearrays: constant memory, O(1) per lookup, whatever the traffic.
 >>> rec.observe(0x0123_4567_89ab_cdef, ts=0.0)
 []
 >>> rec.observe(0x0123_4567_89ab_cdef, ts=10.0)
-[]
->>> rec.observe(0x0123_4567_89ab_cdef, ts=20.0)
 [0, 1, 2, 3]
 """
 
@@ -22,9 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# A bucket recurs once it has been seen this many times before. One earlier sighting is not
-# enough: with 2^16 buckets per band, a partition's unique prompts alone fill a good share of
-# the slots within hours, while a template in use recurs dozens of times.
+# A bucket recurs once it has been seen this many times before. One earlier sighting lets a
+# campaign's templates recur in every partition within minutes of its start; the price is that
+# a partition's unique prompts fill a good share of the 2^16 slots of a band within hours, so
+# some one-off prompts recur by chance (measured: about 1.9 cluster summaries per event on the
+# default scenario, against 1.4 with two sightings, for a faster hydra response).
 RECURRING_AFTER = 1
 
 
