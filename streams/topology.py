@@ -233,11 +233,11 @@ def create_app(settings: Settings) -> faust.App:
         # only afterwards, so a crash in between re-decides it (same id) instead of losing it.
         delivered = await enforcement.send(key=d.account_id.encode(),
                                            value=encode_decision(d, time.time()))
-        if delivered is not None:  # the producer's delivery future (None from test doubles)
-            await delivered
         log.info("decision", account_id=d.account_id, action=d.action, score=d.score,
                  ttl_s=d.ttl_s, decision_id=d.decision_id, clusters=d.cluster_ids[:3],
                  reason=d.reasons[0], evidence=d.reasons[1:3], mode=d.mode)
+        if delivered is not None:  # the producer's delivery future (None from test doubles)
+            await delivered
 
     async def to_dead_letter(reason: str, event: Any) -> None:
         msg = event.message
