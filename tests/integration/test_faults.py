@@ -323,9 +323,10 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
     live fleet itself differs from the replay (MISSED_SHARE, KNIFE_EDGE, WEAKER_SHARE above).
     A lost state or context would instead miss or weaken the accounts of the killed worker's
     partitions, a third of them, dozens of accounts.
-    "No decision is lost": every decision the killed worker logged (it logs after the broker
-    has acknowledged it, and writes the state that records it only then) is on the enforcement
-    topic. Duplicates: a decision published twice carries one decision_id, and no decision
+    "No decision is lost": every decision the killed worker logged is on the enforcement
+    topic, also one it had not delivered yet when it died (it writes the state that records a
+    decision only once the broker has acknowledged it, so the partition's next owner makes
+    the decision again, with the same id). Duplicates: a decision published twice carries one decision_id, and no decision
     appears under two ids. The partitions' context (online model, template counts) moves with
     them: the survivors and the newcomer restore the snapshots.
     """
