@@ -60,14 +60,16 @@ SCENARIO = dataclasses.replace(Scenario.default(), scale=0.25, duration_h=1.5, s
 RATE = 1000.0
 # "Decided as in an uninterrupted run" (see the kill -9 test). An uninterrupted live fleet
 # already differs from the replay at the margin, because verdicts reach accounts
-# asynchronously: measured here (bench/recovery.py clean), it misses 0-1 of ~210 campaign
-# accounts the replay acts on and gives 0-7 a weaker action. The faulty runs are allowed about
-# that much: MISSED_SHARE of the accounts acted on may be missed (at least 1), more
-# only among accounts the replay acts on with a score within KNIFE_EDGE of the throttle
-# threshold, and WEAKER_SHARE may get a weaker action (throttle for block).
+# asynchronously: measured here (`bench/recovery.py clean`, and `clean --workers 2 --limit
+# 8000` for the broker-restart scenario) it misses 0-1 of the 173-214 campaign accounts the
+# replay acts on and gives 0-10 of them a weaker action (throttle for block). The faulty runs
+# are allowed that margin: MISSED_SHARE of the accounts acted on may be missed (at least 1),
+# more only among accounts the replay acts on with a score within KNIFE_EDGE of the throttle
+# threshold, and WEAKER_SHARE may get a weaker action. Missing is the signal that matters: a
+# lost state or context misses the accounts of whole partitions.
 KNIFE_EDGE = 0.05
 MISSED_SHARE = 0.01
-WEAKER_SHARE = 0.05
+WEAKER_SHARE = 0.10
 
 
 # ---- the scenario and its uninterrupted reference -------------------------------------------
@@ -418,14 +420,15 @@ def kafka(command: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def broker_restart() -> Iterator[Callable[[], float]]:
+def broker_restart(run: Settings) -> Iterator[Callable[[], float]]:
     """Restart the shared local broker once; it is always left running."""
     done: list[float] = []
 
     def restart() -> float:
         assert not done, "the broker is restarted at most once per test run"
-        if kafka("status").returncode != 0:
-            pytest.skip("the broker is not the local one of deploy/kafka-local.sh")
+        local = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+        if run.kafka_bootstrap != local or kafka("status").returncode != 0:
+            pytest.skip("the broker under test is not the local one of deploy/kafka-local.sh")
         t0 = time.monotonic()
         stop = kafka("stop")
         assert stop.returncode == 0, stop.stderr
@@ -453,10 +456,10 @@ def test_broker_restart_mid_stream_workers_reconnect_and_lose_nothing(
     events = list(scenario_events(limit))
     fleet.start(count=2)
     wait_for_assignment(fleet, run.partitions)
-    asyncio.run(produce_paced(run, events[: limit // 2], rate=4 * RATE))
+    asyncio.run(produce_paced(run, events[: limit // 2], rate=RATE))
     downtime = broker_restart()
     restarted_at = time.monotonic()
-    asyncio.run(produce_paced(run, events[limit // 2:], rate=4 * RATE))
+    asyncio.run(produce_paced(run, events[limit // 2:], rate=RATE))
     settled_at = asyncio.run(wait_settled(run, timeout_s=180, alive=lambda: all(fleet.alive())))
     print(f"broker stop+start {downtime:.1f} s; fleet caught up "
           f"{settled_at - restarted_at:.1f} s after the broker was back")
