@@ -116,14 +116,15 @@ def settle(settings: Settings, alive: Callable[[], bool], ports: list[int]) -> f
     return asyncio.run(faults.wait_settled(settings, timeout_s=300, alive=alive, ports=ports))
 
 
-def bench_clean(workers: int = 3) -> None:
-    print(f"uninterrupted run, {workers} workers, 12 partitions, {faults.RATE:.0f} events/s")
+def bench_clean(workers: int = 3, limit: int | None = None) -> None:
+    print(f"uninterrupted run, {workers} workers, 12 partitions, {faults.RATE:.0f} events/s"
+          + (f", the first {limit} events" if limit else ""))
     with run_fleet() as (settings, fleet):
         fleet.start(count=workers)
         t0 = time.monotonic()
         faults.wait_for_assignment(fleet, settings.partitions)
         say("workers started and assigned", f"{time.monotonic() - t0:.1f} s")
-        events = list(faults.scenario_events())
+        events = list(faults.scenario_events(limit))
         t1 = time.monotonic()
         asyncio.run(faults.produce_paced(settings, events, faults.RATE))
         t2 = time.monotonic()
@@ -133,7 +134,7 @@ def bench_clean(workers: int = 3) -> None:
         say("fleet lag 0 after the last event", f"{settled - t2:.1f} s "
             f"({len(events) / (settled - t1):.0f} events/s end to end)")
         report_campaigns(settings, faults.decisions_in(
-            asyncio.run(faults.read_topic(settings, "enforcement"))))
+            asyncio.run(faults.read_topic(settings, "enforcement"))), limit)
 
 
 def bench_kill(stream_through: bool = False) -> None:
@@ -200,12 +201,12 @@ def bench_kill(stream_through: bool = False) -> None:
 
 def bench_restart() -> None:
     print("broker stop + start with a backlog, 2 workers")
-    limit = 12_000
+    limit = 8_000
     with run_fleet() as (settings, fleet):
         fleet.start(count=2)
         faults.wait_for_assignment(fleet, settings.partitions)
         events = list(faults.scenario_events(limit))
-        asyncio.run(faults.produce_paced(settings, events[: limit // 2], 4 * faults.RATE))
+        asyncio.run(faults.produce_paced(settings, events[: limit // 2], faults.RATE))
         lag = lag_now(settings)
         t0 = time.monotonic()
         stop = faults.kafka("stop")
@@ -216,7 +217,7 @@ def bench_restart() -> None:
             raise SystemExit(f"broker restart failed: {stop.stderr} {start.stderr}")
         say("fleet lag when the broker stopped", f"{lag}")
         say("broker stop (controlled shutdown) / start", f"{t1 - t0:.1f} s / {t2 - t1:.1f} s")
-        asyncio.run(faults.produce_paced(settings, events[limit // 2:], 4 * faults.RATE))
+        asyncio.run(faults.produce_paced(settings, events[limit // 2:], faults.RATE))
         ports = [faults.base_port() + i for i in range(2)]
         settled = settle(settings, lambda: all(fleet.alive()), ports)
         say("broker back -> fleet lag 0", f"{settled - t2:.1f} s")
@@ -290,11 +291,14 @@ def main(argv: list[str] | None = None) -> int:
                         "holding the rest back until the fleet has recovered")
     p.add_argument("--events", type=int, default=60_000, help="backpressure: events to produce")
     p.add_argument("--bad", type=int, default=10_000, help="dlq: malformed records")
+    p.add_argument("--workers", type=int, default=3, help="clean: workers")
+    p.add_argument("--limit", type=int, default=None,
+                   help="clean: only the first N events of the scenario (restart uses 8000)")
     args = p.parse_args(argv)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # retries while the broker is down
     started = time.monotonic()
     if args.what in ("clean", "all"):
-        bench_clean()
+        bench_clean(args.workers, args.limit)
     if args.what in ("kill", "all"):
         bench_kill(stream_through=args.stream_through)
         if args.what == "all":
