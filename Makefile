@@ -22,7 +22,7 @@ test: venv
 
 # The pure tests only: no broker, a few seconds.
 unit: venv
-	DISTILLGUARD_SKIP_BROKER_TESTS=1 $(PY) -m pytest tests/unit tests/agents -q
+	DGTEST_SKIP_BROKER=1 $(PY) -m pytest tests/unit tests/agents -q
 
 clean:
 	rm -rf $(VENV) .distillguard .pytest_cache

@@ -7,8 +7,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 KAFKA="$ROOT/deploy/kafka-local.sh"
 
-# The tests find the broker this script manages (KAFKA_PORT moves both).
-export DISTILLGUARD_TEST_BOOTSTRAP="${DISTILLGUARD_TEST_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
+# The tests find the broker this script manages (KAFKA_PORT moves both). Test-only variables use
+# the DGTEST_ prefix: every DISTILLGUARD_ variable must be a setting, or the settings refuse it.
+export DGTEST_BOOTSTRAP="${DGTEST_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
 
 started=0
 if ! bash "$KAFKA" status >/dev/null 2>&1; then

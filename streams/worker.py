@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import faust
 import structlog
@@ -72,6 +73,8 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     configure_logging(settings.log_format)
     forbid_pickle()
     asyncio.run(preflight(settings))
+    # Faust creates only the last level of its data directory; a fresh checkout has none.
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     install_health(app, source_topics(settings), settings.stall_timeout_s)
     log.info("worker_starting", app_id=settings.app_id, bootstrap=settings.kafka_bootstrap,

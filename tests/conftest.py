@@ -1,7 +1,7 @@
 """Shared test fixtures: the gateway contract, and a factory for request events.
 
 The contract schemas live beside the repository in `shared/contract` (or where
-$DISTILLGUARD_CONTRACT_DIR points); tests validate what the project reads and writes against
+$DGTEST_CONTRACT_DIR points); tests validate what the project reads and writes against
 those files, never against a copy.
 """
 
@@ -21,7 +21,7 @@ from models.events import RequestEvent, event_from_mapping
 
 
 def contract_dir() -> Path:
-    env = os.environ.get("DISTILLGUARD_CONTRACT_DIR")
+    env = os.environ.get("DGTEST_CONTRACT_DIR")
     candidates = [Path(env)] if env else []
     candidates += [p / "shared" / "contract" for p in Path(__file__).resolve().parents]
     for c in candidates:
@@ -29,7 +29,7 @@ def contract_dir() -> Path:
             return c
     raise RuntimeError(
         "contract schemas not found: expected shared/contract/request-event.schema.json beside "
-        "the repository, or set DISTILLGUARD_CONTRACT_DIR")
+        "the repository, or set DGTEST_CONTRACT_DIR")
 
 
 @cache

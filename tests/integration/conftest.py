@@ -3,7 +3,7 @@
 Each test gets its own topics and consumer group (a unique run id), so tests never see each
 other's records and the broker is never reset between them. If no broker answers, the tests
 fail with the command to start one; they skip only when explicitly told to with
-DISTILLGUARD_SKIP_BROKER_TESTS=1.
+DGTEST_SKIP_BROKER=1.
 """
 
 from __future__ import annotations
@@ -29,20 +29,20 @@ from streams.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
 from streams.topics import delete_topics, ensure_topics, wait_for_broker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BOOTSTRAP = os.environ.get("DISTILLGUARD_TEST_BOOTSTRAP", "127.0.0.1:9092")
+BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP", "127.0.0.1:9092")
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture(scope="session")
 def broker() -> str:
-    if os.environ.get("DISTILLGUARD_SKIP_BROKER_TESTS") == "1":
-        pytest.skip("DISTILLGUARD_SKIP_BROKER_TESTS=1: broker tests not wanted")
+    if os.environ.get("DGTEST_SKIP_BROKER") == "1":
+        pytest.skip("DGTEST_SKIP_BROKER=1: broker tests not wanted")
     try:
         asyncio.run(wait_for_broker(BOOTSTRAP, timeout_s=20))
     except ConnectionError as exc:
         pytest.fail(f"{exc}\n(run `bash deploy/kafka-local.sh start`, or `make test` which "
-                    "starts it; set DISTILLGUARD_SKIP_BROKER_TESTS=1 to skip on purpose)")
+                    "starts it; set DGTEST_SKIP_BROKER=1 to skip on purpose)")
     return BOOTSTRAP
 
 

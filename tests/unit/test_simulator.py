@@ -29,8 +29,8 @@ BENIGN = tuple(g for g in GROUPS if LABELS[g] == "benign")
 
 
 def _contract_dir() -> Path:
-    """The shared contract: $DISTILLGUARD_CONTRACT_DIR, else ../shared/contract of the repo."""
-    env = os.environ.get("DISTILLGUARD_CONTRACT_DIR")
+    """The shared contract: $DGTEST_CONTRACT_DIR, else ../shared/contract of the repo."""
+    env = os.environ.get("DGTEST_CONTRACT_DIR")
     candidates = [Path(env)] if env else []
     candidates += [p / "shared" / "contract" for p in Path(__file__).resolve().parents]
     for c in candidates:
@@ -39,7 +39,7 @@ def _contract_dir() -> Path:
     pytest.fail(
         "contract schemas not found: expected request-event.schema.json in "
         f"{Path(__file__).resolve().parents[3] / 'shared' / 'contract'} (the repo's sibling "
-        "'shared/contract'), or set DISTILLGUARD_CONTRACT_DIR"
+        "'shared/contract'), or set DGTEST_CONTRACT_DIR"
     )
 
 
