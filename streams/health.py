@@ -162,8 +162,8 @@ class Progress:
             "uptime_s": round(now - self.started_mono, 1),
             "stall_timeout_s": self.stall_timeout_s,
             "no_progress_for_s": round(self.stalled_for(now), 1),
-            "events_processed": dict(self.processed),
-            "events_processed_total": sum(self.processed.values()),
+            "events_processed": (processed := dict(self.processed)),
+            "events_processed_total": sum(processed.values()),
             "commits": self.commits,
             "last_commit_ts": self.last_commit_wall,
             "last_commit_age_s": (None if self.last_commit_mono is None
@@ -199,13 +199,23 @@ class ProgressSensor(Sensor):
 
 
 def _die(progress: Progress, reason: str) -> None:
-    """Log one line the operator can find, then leave at once (a clean stop may hang too)."""
-    line = {"event": "worker_stalled", "level": "critical", "reason": reason,
-            "exit_code": STALL_EXIT_CODE, **{k: v for k, v in progress.report().items()
-                                               if k != "partitions"},
-            "lagging": [p for p in progress.report()["partitions"] if p["lag"]]}
+    """Log one line the operator can find, then leave at once (a clean stop may hang too).
+
+    Runs in the watchdog thread while the event loop may still update `progress`: the report
+    is retried, and a minimal line is written if it cannot be built."""
+    line: dict[str, Any] = {"event": "worker_stalled", "level": "critical", "reason": reason,
+                            "exit_code": STALL_EXIT_CODE}
+    for _ in range(3):
+        try:
+            report = progress.report()
+        except RuntimeError:  # a dict changed size under us: try again
+            continue
+        line.update({k: v for k, v in report.items() if k != "partitions"},
+                    lagging=[p for p in report["partitions"] if p["lag"]])
+        break
     try:
-        sys.stdout.write(orjson.dumps(line, default=str).decode() + "\n")
+        # a leading newline: another thread may be between a log line and its newline
+        sys.stdout.write("\n" + orjson.dumps(line, default=str).decode() + "\n")
         sys.stdout.flush()
         sys.stderr.flush()
     finally:
