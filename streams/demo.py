@@ -225,7 +225,10 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
 
 def run_demo(base: Settings, opts: DemoOptions) -> int:
     started_broker = False
-    if base.kafka_bootstrap == "127.0.0.1:9092" and not broker_running():
+    # The local broker of deploy/kafka-local.sh (KAFKA_PORT moves it) is started if needed;
+    # any other address is a broker the user runs.
+    local = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+    if base.kafka_bootstrap == local and not broker_running():
         start_broker()
         started_broker = True
     try:
