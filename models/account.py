@@ -6,6 +6,7 @@ a window holds counters and a capped map of template buckets, nothing per event.
 
 >>> from models.config import DetectorConfig
 >>> from models.events import RequestEvent
+>>> from models.keys import template_keys
 >>> cfg = DetectorConfig()
 >>> st = AccountState.new("a", 1000.0)
 >>> ev = RequestEvent("e", 1000.0, "a", "1.2.3.4", "m", 10, 20, 200, 0xff, True)
@@ -23,7 +24,6 @@ from typing import Any
 
 from models.config import DetectorConfig
 from models.events import RequestEvent
-from models.keys import template_keys
 from models.windows import window_start
 
 # Template buckets remembered per window before new ones are only counted: bounds state for an
@@ -163,8 +163,7 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
             win.gap_sq_sum += gap * gap
     else:
         win.first_ts = ev.ts
-    if ev.ts > win.last_ts:
-        win.last_ts = ev.ts
+    win.last_ts = max(win.last_ts, ev.ts)
     win.requests += 1
     win.reasoning += ev.reasoning_requested
     win.high_value += ev.is_high_value

@@ -119,8 +119,7 @@ class AccountStage:
             for key in newly_recurring:
                 out.summaries.append(self._join(state, key, ev))
         state.requests += 1
-        if ev.ts > state.last_ts:
-            state.last_ts = ev.ts
+        state.last_ts = max(state.last_ts, ev.ts)
         self._decide(state, state.last_ts, out)
         return state, out
 
@@ -195,9 +194,9 @@ class AccountStage:
         state.account_score = max(0.0, (score - floor) / (1.0 - floor))
         state.account_score_window = win.start
         state.account_reasons = (
-            [f"account model anomaly {score:.2f} on window {win.start}: {win.requests} requests, "
-             f"{features['reasoning_share']:.0%} reasoning, "
-             f"{features['high_value_share']:.0%} high-value"]
+            [(f"account model anomaly {score:.2f} on window {win.start}: {win.requests} "
+              f"requests, {features['reasoning_share']:.0%} reasoning, "
+              f"{features['high_value_share']:.0%} high-value")]
             if state.account_score > 0 else [])
         young = self._young(state, win.last_ts)
         for key in win.infra_keys:

@@ -22,7 +22,6 @@ from models.messages import AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence
 from models.windows import Watermark
 
-
 # A conviction is re-issued when the cluster's score has risen by this much since.
 VERDICT_UPGRADE_STEP = 0.05
 

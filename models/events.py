@@ -13,6 +13,7 @@ an operator can act on. Bytes, UTF-8 and JSON parsing live at the edge (`streams
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def _number(obj: Mapping[str, Any], name: str, *, required: bool) -> float | Non
     # bool is an int subclass in Python but not a JSON number.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidEvent(f"field '{name}' must be a number, got {type(value).__name__}")
-    if value < 0 or value != value or value == float("inf"):
+    if value < 0 or math.isnan(value) or math.isinf(value):
         raise InvalidEvent(f"field '{name}' must be a finite number >= 0")
     return float(value)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 
 def window_start(ts: float, size_s: int) -> int:
-    return int(math.floor(ts / size_s)) * size_s
+    return math.floor(ts / size_s) * size_s
 
 
 @dataclass(slots=True)
@@ -38,6 +38,5 @@ class Watermark:
     def observe(self, ts: float) -> bool:
         """Advance with an event's time; return True when that event is late."""
         late = ts < self.value
-        if ts > self.max_ts:
-            self.max_ts = ts
+        self.max_ts = max(self.max_ts, ts)
         return late

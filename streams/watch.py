@@ -47,9 +47,9 @@ class LiveView:
         acting = Counter(self.accounts.values())
         lines = [
             title,
-            f"decisions {total:,} ({total / elapsed:,.1f}/s)   "
-            f"block {self.counts['block']:,}   throttle {self.counts['throttle']:,}   "
-            f"allow {self.counts['allow']:,}",
+            (f"decisions {total:,} ({total / elapsed:,.1f}/s)   "
+             f"block {self.counts['block']:,}   throttle {self.counts['throttle']:,}   "
+             f"allow {self.counts['allow']:,}"),
             f"accounts now blocked {acting['block']:,}, throttled {acting['throttle']:,}"
             + (f"   | {status}" if status else ""),
             "",

@@ -14,8 +14,6 @@ import itertools
 from collections import Counter
 from typing import Any
 
-import pytest
-
 from models.cluster import ClusterState, cluster_window
 from models.cluster_stage import VERDICT_UPGRADE_STEP, ClusterPartition, ClusterStage, verdict_id
 from models.config import DetectorConfig
