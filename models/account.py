@@ -66,7 +66,10 @@ class AccountWindow:
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountWindow:
-        return cls(*w[:13], templates={k: list(c) for k, c in w[13].items()},
+        return cls(start=w[0], requests=w[1], reasoning=w[2], high_value=w[3], errors=w[4],
+                   with_tools=w[5], prompt_tokens=w[6], completion_tokens=w[7], first_ts=w[8],
+                   last_ts=w[9], gap_n=w[10], gap_sum=w[11], gap_sq_sum=w[12],
+                   templates={k: list(c) for k, c in w[13].items()},
                    ip_prefixes=list(w[14]), infra_keys=list(w[15]))
 
 

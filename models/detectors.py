@@ -37,8 +37,10 @@ class AccountModel:
         return cls(hst=hst, warmup=2 * window_size)
 
     def score_and_learn(self, features: dict[str, float], may_learn: bool) -> float:
-        score = float(self.hst.score_one(features)) if self.seen >= self.warmup else 0.0
+        score = 0.0
+        if self.seen >= self.warmup:
+            score = float(self.hst.score_one(features))  # type: ignore[no-untyped-call]  # river is untyped
         if may_learn and score < PROTECT_SCORE:
-            self.hst.learn_one(features)
+            self.hst.learn_one(features)  # type: ignore[no-untyped-call]  # river is untyped
             self.seen += 1
         return score
