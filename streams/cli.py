@@ -167,7 +167,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                   "TOPIC to keep them)", file=sys.stderr)
         progress = None if args.quiet else Progress(source.total)
         result = replay(source, cfg, sinks=sinks, labels=labels, partitions=partitions,
-                        progress=progress, dead_letter=dead_letter_path(output))
+                        progress=progress, dead_letter=dead_letter_path(output),
+                        baselines=args.baselines)
     finally:
         if bridge is not None:
             bridge.close()
@@ -182,6 +183,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print("interrupted: the output holds the decisions up to that point")
     if result.report is not None:
         print(render(result.report))
+    for name, report in result.baselines.items():
+        print(f"\nbaseline: {name}")
+        print(render(report))
     return 130 if result.interrupted else 0
 
 
@@ -373,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab = p.add_mutually_exclusive_group()
     lab.add_argument("--labels", help="labels JSONL file: print the evaluation")
     lab.add_argument("--labels-topic", help="topic of account labels: print the evaluation")
+    p.add_argument("--baselines", action="store_true",
+                   help="with labels: also score a per-account rate limit and HalfSpaceTrees "
+                        "alone on the same traffic")
     p.add_argument("--override", help="TOML file of detector tunables over the settings")
     p.add_argument("--partitions", type=int,
                    help="partitions of the live requests topic (for partition-local state; "

@@ -27,6 +27,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
+from models.baselines import Baselines
 from models.config import DetectorConfig
 from models.decision import Decision
 from models.evaluation import Evaluation, Report
@@ -49,6 +50,8 @@ class ReplayResult:
     actions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     report: Report | None = None
+    # The same figures for the baselines on the same traffic (with labels, when asked for).
+    baselines: dict[str, Report] = field(default_factory=dict)
     interrupted: bool = False
 
     @property
@@ -241,7 +244,7 @@ class EventSource(Protocol):
 def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink] | None = None,
            labels: Labels | None = None, partitions: int = 12,
            progress: Progress | None = None, dead_letter: Path | None = None,
-           pipeline: Pipeline | None = None) -> ReplayResult:
+           pipeline: Pipeline | None = None, baselines: bool = False) -> ReplayResult:
     """Run the core over `source`; decisions to `sinks`; bad records to `dead_letter`.
 
     `pipeline`: a prepared core (tests record what it routes); by default a fresh one.
@@ -252,6 +255,7 @@ def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink
         pipeline = Pipeline(cfg, partitions=partitions)
     process = pipeline.process
     evaluation = Evaluation(labels) if labels else None
+    compared = Baselines(labels, cfg) if labels and baselines else None
     bad = dead_letter.open("wb") if dead_letter is not None else None
     actions = result.actions
 
@@ -268,6 +272,8 @@ def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink
             events += 1
             if evaluation is not None:
                 evaluation.observe_event(ev.account_id, ev.ts)
+            if compared is not None:
+                compared.observe(ev)
             decisions = process(ev)
             if decisions:
                 for d in decisions:
@@ -296,6 +302,8 @@ def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink
     if result.events == 0 and not result.interrupted:
         raise ReplayError(f"{source.name} has no valid events ({result.bad_lines} bad "
                           f"{'lines' if isinstance(source, FileSource) else 'records'})")
+    if compared is not None:
+        result.baselines = compared.reports()
     if evaluation is not None:
         result.report = evaluation.report()
         if not result.report.rows:
