@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -243,7 +244,7 @@ def pick(items: list[Any], rng: random.Random) -> Any:
 # --- population base ------------------------------------------------------------------------
 
 
-class Population:
+class Population(ABC):
     group = ""
     label = "benign"
 
@@ -258,11 +259,13 @@ class Population:
         rng = rng_for(self.sc.seed, self.group, "account", index)
         return Account(self, rng, self.mint.new("acct-", rng))
 
+    @abstractmethod
     def build(self) -> list[Account]:
-        raise NotImplementedError
+        """The population's accounts, each with its sorted request times."""
 
+    @abstractmethod
     def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
-        raise NotImplementedError
+        """Account `a`'s `i`-th request, at event time `ts`."""
 
 
 def _tools_for(category: str, rng: random.Random, coding_tools_share: float = 0.15) -> int:

@@ -112,7 +112,10 @@ def test_ctrl_c_stops_cleanly_with_the_decisions_so_far(files: Path, tmp_path: P
         with fifo.open("wb") as writer:
             writer.write((files / "events.jsonl").read_bytes())
             writer.flush()
-            time.sleep(2.0)  # let it work through what is in the pipe
+            # Interrupt once it has written decisions (or after a deadline, if it buffers them).
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (out.exists() and out.stat().st_size):
+                time.sleep(0.05)
             proc.send_signal(signal.SIGINT)
             stdout, stderr = proc.communicate(timeout=60)
     finally:
