@@ -12,30 +12,19 @@ is for looking at a scenario quickly.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
 
 from .generate import group_counts, merge_accounts, write_files
 from .populations import build_accounts
-from .scenario import Scenario
+from .scenario import Scenario, scenario_for
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
-    base = Scenario.small(seed=args.seed) if args.small else Scenario(seed=args.seed)
-    changes: dict[str, object] = {}
-    if args.scale is not None:
-        changes["scale"] = args.scale
-    if args.duration_h is not None:
-        changes["duration_h"] = args.duration_h
-    if args.multiplier is not None:
-        changes["campaign_account_multiplier"] = args.multiplier
-    if args.jitter is not None:
-        changes["timing_jitter"] = args.jitter
-    if args.rotate_ip:
-        changes["rotate_ip_per_request"] = True
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return scenario_for(seed=args.seed, small=args.small, scale=args.scale,
+                        duration_h=args.duration_h, account_multiplier=args.multiplier,
+                        jitter=args.jitter, rotate_ip=args.rotate_ip)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -239,3 +239,26 @@ class Scenario:
             # enough stealth traffic in one hour for its shared templates to show at all
             campaign_stealth=replace(CampaignStealth(), accounts=120, mean_requests_per_6h=120.0),
         )
+
+
+def scenario_for(seed: int = 7, small: bool = False, scale: float | None = None,
+                 duration_h: float | None = None, account_multiplier: float | None = None,
+                 jitter: float | None = None, rotate_ip: bool = False) -> Scenario:
+    """The default (or small) scenario with the knobs a command line exposes; None keeps one.
+
+    >>> scenario_for(seed=3, small=True, jitter=0.5).timing_jitter
+    0.5
+    """
+    base = Scenario.small(seed=seed) if small else Scenario(seed=seed)
+    changes: dict[str, object] = {}
+    if scale is not None:
+        changes["scale"] = scale
+    if duration_h is not None:
+        changes["duration_h"] = duration_h
+    if account_multiplier is not None:
+        changes["campaign_account_multiplier"] = account_multiplier
+    if jitter is not None:
+        changes["timing_jitter"] = jitter
+    if rotate_ip:
+        changes["rotate_ip_per_request"] = True
+    return replace(base, **changes)  # type: ignore[arg-type]

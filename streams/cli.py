@@ -41,23 +41,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _scenario(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from simulator import Scenario
+    from simulator.scenario import scenario_for
 
-    base = Scenario.small() if args.small else Scenario.default()
-    changes = {"seed": args.seed}
-    if args.scale is not None:
-        changes["scale"] = args.scale
-    if args.hours is not None:
-        changes["duration_h"] = args.hours
-    if args.account_multiplier is not None:
-        changes["campaign_account_multiplier"] = args.account_multiplier
-    if args.jitter is not None:
-        changes["timing_jitter"] = args.jitter
-    if args.rotate_ip:
-        changes["rotate_ip_per_request"] = True
-    import dataclasses
-
-    return dataclasses.replace(base, **changes)
+    return scenario_for(seed=args.seed, small=args.small, scale=args.scale,
+                        duration_h=args.hours, account_multiplier=args.account_multiplier,
+                        jitter=args.jitter, rotate_ip=args.rotate_ip)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
