@@ -114,6 +114,9 @@ class AccountState:
     account_score_window: int = -1
     account_reasons: list[str] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    # Verdicts received but not applied yet, with the event time at which each applies (when
+    # the account was told + verdict_delay_s; models/account_stage.py).
+    pending_verdicts: list[tuple[float, Verdict]] = field(default_factory=list)
     # What the gateway is currently applying for this account (from our last decision).
     action: str = "allow"
     action_until: float = 0.0
@@ -136,7 +139,8 @@ class AccountState:
                 self.ip_keys_overflow, self.recent_prompts, self.windows_closed, self.account_score,
                 self.account_score_window, self.account_reasons,
                 [v.to_wire() for v in self.verdicts.values()], self.action, self.action_until,
-                self.action_score, self.action_decision_id]
+                self.action_score, self.action_decision_id,
+                [[at, v.to_wire()] for at, v in self.pending_verdicts]]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountState:
@@ -147,7 +151,8 @@ class AccountState:
             keys=list(w[7]), ip_keys_overflow=w[8], recent_prompts=list(w[9]),
             windows_closed=w[10], account_score=w[11], account_score_window=w[12],
             account_reasons=list(w[13]), verdicts={v.cluster_key: v for v in verdicts},
-            action=w[15], action_until=w[16], action_score=w[17], action_decision_id=w[18])
+            action=w[15], action_until=w[16], action_score=w[17], action_decision_id=w[18],
+            pending_verdicts=[(at, Verdict.from_wire(v)) for at, v in w[19]])
 
 
 def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],

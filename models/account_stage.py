@@ -6,9 +6,13 @@ account's stored evidence. Models run when a window closes, never per event.
 
 Inputs and outputs, all plain values:
 - `on_event(state, event)`    -> summaries to cluster keys ("join" at once, "window" at close),
-  decisions
-- `on_due(state)`             -> the same, for a window closed by the watermark; or expiry
-- `on_verdict(state, verdict)`-> decisions
+  decisions, and a new tick of the partition to announce to the cluster stage
+- `on_due(state)`             -> the same, for a window closed by the watermark, for verdicts
+  due to apply; or expiry
+- `on_verdict(state, verdict)`-> nothing yet: the verdict waits in the state until the
+  partition's event time reaches `told_ts + verdict_delay_s`, then applies (decisions). So a
+  verdict takes effect at the same point of the partition's event stream in the live fleet,
+  where it arrives whenever the round trip allows, and in a replay.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from models.due import DueIndex
 from models.events import RequestEvent
 from models.features import account_features
 from models.keys import infrastructure_keys, key_kind, template_keys
-from models.messages import ClusterSummary
+from models.messages import AccountVerdict, ClusterSummary
 from models.policy import decide
 from models.templates import TemplateRecurrence
 from models.windows import Watermark, window_start
@@ -48,7 +52,11 @@ JOIN_AT_ONCE_REQUESTS = 32
 class Outputs:
     summaries: list[ClusterSummary] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    # A tick this partition has just reached: announced to every cluster partition (as a
+    # `SourceTick`) before this output's summaries.
+    tick: int | None = None
     late: bool = False
+    late_verdict: bool = False  # a verdict that came after its time to apply (applied now)
     expired: bool = False  # the state is idle past expiry: the edge deletes it
 
 
@@ -56,10 +64,12 @@ class Outputs:
 class AccountPartition:
     """What one partition of the account stage keeps besides the per-account states."""
 
+    partition: int
     watermark: Watermark
     model: AccountModel
     templates: TemplateRecurrence
     due: DueIndex = field(default_factory=DueIndex)
+    tick: int = -1  # the newest tick announced to the cluster stage
 
     @classmethod
     def create(cls, cfg: DetectorConfig, partition: int) -> AccountPartition:
@@ -70,8 +80,8 @@ class AccountPartition:
         recurrence = TemplateRecurrence(bands=cfg.simhash_bands,
                                         generation_s=cfg.cluster_window_s
                                         * cfg.cluster_horizon_windows)
-        return cls(watermark=Watermark(cfg.allowed_lateness_s), model=model,
-                   templates=recurrence)
+        return cls(partition=partition, watermark=Watermark(cfg.allowed_lateness_s),
+                   model=model, templates=recurrence)
 
 
 class AccountStage:
@@ -83,9 +93,14 @@ class AccountStage:
                  part: AccountPartition) -> tuple[AccountState, Outputs]:
         cfg = self.cfg
         out = Outputs(late=part.watermark.observe(ev.ts))
+        tick = int(part.watermark.max_ts // cfg.cluster_tick_s)
+        if tick > part.tick:
+            part.tick = out.tick = tick
         if state is None:
             state = AccountState.new(ev.account_id, ev.ts)
             state.created_ts = ev.account_created_ts
+        elif state.pending_verdicts:
+            self._apply_verdicts(state, part, out)
         if out.late:
             state.late_events += 1
         if state.window is not None and ev.ts >= state.window.start + cfg.window_s:
@@ -100,7 +115,7 @@ class AccountStage:
                     state.ip_keys_overflow += 1
                     continue
                 state.keys.append(key)
-                out.summaries.append(self._join(state, key, ev))
+                out.summaries.append(self._join(state, key, ev, part))
             if key not in win.infra_keys:
                 win.infra_keys.append(key)
         if win.requests == 0:
@@ -117,7 +132,7 @@ class AccountStage:
             # account joining a convicted cluster is acted on at its first requests; later,
             # its window summaries keep its clusters informed.
             for key in newly_recurring:
-                out.summaries.append(self._join(state, key, ev))
+                out.summaries.append(self._join(state, key, ev, part))
         state.requests += 1
         state.last_ts = max(state.last_ts, ev.ts)
         self._decide(state, state.last_ts, out)
@@ -131,12 +146,15 @@ class AccountStage:
     def on_due(self, state: AccountState, part: AccountPartition) -> Outputs:
         cfg = self.cfg
         out = Outputs()
+        if state.pending_verdicts:
+            self._apply_verdicts(state, part, out)
         now = part.watermark.value
         if state.window is not None and state.window.start + cfg.window_s <= now:
             self._close_window(state, part, out)
             self._decide(state, state.last_ts, out)
         if state.window is None:
-            if state.last_ts + cfg.idle_expiry_s <= now and state.action_until <= now:
+            if (state.last_ts + cfg.idle_expiry_s <= now and state.action_until <= now
+                    and not state.pending_verdicts):
                 out.expired = True
             else:
                 part.due.register(state.account_id,
@@ -145,22 +163,22 @@ class AccountStage:
         return out
 
     # --- cluster verdicts ------------------------------------------------------------------
-    def on_verdict(self, state: AccountState | None, account_id: str, verdict: Verdict,
+    def on_verdict(self, state: AccountState | None, av: AccountVerdict,
                    part: AccountPartition) -> tuple[AccountState, Outputs]:
         out = Outputs()
+        account_id = av.account_id
         if state is None:  # a verdict may overtake the account's own first event
-            state = AccountState.new(account_id, verdict.issued_ts)
-            part.due.register(account_id, verdict.issued_ts + self.cfg.idle_expiry_s)
-        state.verdicts[verdict.cluster_key] = verdict
-        if len(state.verdicts) > MAX_VERDICTS_PER_ACCOUNT:
-            # Expired first, then the oldest template buckets, then the oldest of any kind;
-            # a few at a time, so the sort is paid once per several verdicts.
-            ranked = sorted(state.verdicts.values(), key=lambda v: (
-                v.expires_ts > verdict.issued_ts, not v.cluster_key.startswith("tpl:"),
-                v.issued_ts, v.cluster_key))
-            for old in ranked[:len(ranked) - MAX_VERDICTS_PER_ACCOUNT + VERDICT_EVICTION_BATCH]:
-                del state.verdicts[old.cluster_key]
-        self._decide(state, max(state.last_ts, verdict.issued_ts), out)
+            state = AccountState.new(account_id, av.told_ts)
+            part.due.register(account_id, av.told_ts + self.cfg.idle_expiry_s)
+        apply_ts = av.told_ts + self.cfg.verdict_delay_s
+        state.pending_verdicts.append((apply_ts, av.verdict))
+        if apply_ts <= part.watermark.max_ts:
+            # The partition is past the verdict's time already: the round trip took longer
+            # than verdict_delay_s. Applied now, and counted: here live and replay may differ.
+            out.late_verdict = True
+            self._apply_verdicts(state, part, out)
+        else:
+            part.due.register(account_id, apply_ts)
         return state, out
 
     # --- internals -------------------------------------------------------------------------
@@ -171,7 +189,36 @@ class AccountStage:
         return (state.created_ts is not None
                 and ts - state.created_ts < self.cfg.young_account_age_s)
 
-    def _join(self, state: AccountState, key: str, ev: RequestEvent) -> ClusterSummary:
+    def _apply_verdicts(self, state: AccountState, part: AccountPartition,
+                        out: Outputs) -> None:
+        """Apply the verdicts whose time has come (at or before the partition's newest event
+        time), in a fixed order, then decide as of that newest event time: the moment the
+        decision is made, after the request that moved the partition's time was served."""
+        now = part.watermark.max_ts
+        due = [p for p in state.pending_verdicts if p[0] <= now]
+        if not due:
+            return
+        state.pending_verdicts = [p for p in state.pending_verdicts if p[0] > now]
+        if state.pending_verdicts:
+            part.due.register(state.account_id, min(at for at, _ in state.pending_verdicts))
+        due.sort(key=lambda p: (p[0], p[1].issued_ts, p[1].cluster_key, p[1].verdict_id))
+        for _, verdict in due:
+            self._hold(state, verdict)
+        self._decide(state, max(state.last_ts, now), out)
+
+    def _hold(self, state: AccountState, verdict: Verdict) -> None:
+        state.verdicts[verdict.cluster_key] = verdict
+        if len(state.verdicts) > MAX_VERDICTS_PER_ACCOUNT:
+            # Expired first, then the oldest template buckets, then the oldest of any kind;
+            # a few at a time, so the sort is paid once per several verdicts.
+            ranked = sorted(state.verdicts.values(), key=lambda v: (
+                v.expires_ts > verdict.issued_ts, not v.cluster_key.startswith("tpl:"),
+                v.issued_ts, v.cluster_key))
+            for old in ranked[:len(ranked) - MAX_VERDICTS_PER_ACCOUNT + VERDICT_EVICTION_BATCH]:
+                del state.verdicts[old.cluster_key]
+
+    def _join(self, state: AccountState, key: str, ev: RequestEvent,
+              part: AccountPartition) -> ClusterSummary:
         # The joining request itself is reported at once, so a cluster of brand-new accounts
         # has content to judge before their first windows close (it is counted once more in
         # the window summary: one request of bias, for minutes of detection time).
@@ -181,7 +228,8 @@ class AccountStage:
                               reasoning=int(ev.reasoning_requested),
                               high_value=int(ev.is_high_value),
                               completion_tokens=ev.completion_tokens,
-                              young=self._young(state, ev.ts), account_first_ts=state.first_ts)
+                              young=self._young(state, ev.ts), account_first_ts=state.first_ts,
+                              tick=part.tick)
 
     def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:
         cfg = self.cfg
@@ -205,7 +253,7 @@ class AccountStage:
                 window_start=win.start, event_ts=win.last_ts, requests=win.requests,
                 reasoning=win.reasoning, high_value=win.high_value,
                 completion_tokens=win.completion_tokens, young=young,
-                account_first_ts=state.first_ts))
+                account_first_ts=state.first_ts, tick=part.tick))
         per_request_tokens = win.completion_tokens // max(1, win.requests)
         for key in top_template_keys(win, cfg.max_template_keys_per_window):
             requests, reasoning, high_value, _ = win.templates[key]
@@ -214,7 +262,7 @@ class AccountStage:
                 window_start=win.start, event_ts=win.last_ts, requests=requests,
                 reasoning=reasoning, high_value=high_value,
                 completion_tokens=per_request_tokens * requests, young=young,
-                account_first_ts=state.first_ts))
+                account_first_ts=state.first_ts, tick=part.tick))
         state.window = None
         state.windows_closed += 1
 

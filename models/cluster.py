@@ -53,6 +53,9 @@ class ClusterState:
     active_new: int = 0
     verdict: Verdict | None = None
     last_ts: float = 0.0
+    # Summaries received but not folded in yet: each waits until its tick is judged
+    # (models/cluster_stage.py), so the fold order never depends on arrival order.
+    pending: list[ClusterSummary] = field(default_factory=list)
 
     def horizon_start(self, cfg: DetectorConfig) -> int:
         return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.cluster_window_s
@@ -61,7 +64,8 @@ class ClusterState:
         return [self.cluster_key, self.current_window,
                 [w.to_wire() for w in self.windows.values()], self.members,
                 self.members_overflow, self.late_summaries, self.active, self.active_young,
-                self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts]
+                self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts,
+                [p.to_wire() for p in self.pending]]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterState:
@@ -70,7 +74,7 @@ class ClusterState:
                    windows={x.start: x for x in windows}, members=dict(w[3]),
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
-                   last_ts=w[10])
+                   last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]])
 
 
 def cluster_window(account_window_start: int, cfg: DetectorConfig) -> int:

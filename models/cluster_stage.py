@@ -1,10 +1,19 @@
 """Cluster stage: window summaries per shared key -> cluster verdicts for the member accounts.
 
-Driven per cluster key by the Faust agent and by offline replay alike. Per summary the work is
-O(horizon): fold the summary in, recompute the explainable cluster score, and
-- convict the cluster when the score reaches `cluster_convict_score`, telling every active
-  member (one `AccountVerdict` per account, keyed by account for the account stage);
-- tell a member that joins a convicted cluster at once (the hydra response);
+Driven per cluster key by the Faust agent and by offline replay alike, in event time aligned
+over the account partitions, so that the live fleet and a replay judge every cluster on the
+same summaries at the same moments (DESIGN.md, decision 1):
+
+- every summary is stamped by its account partition with that partition's tick (its newest
+  event time // `cluster_tick_s`) and waits in the cluster's state (`on_summary`);
+- every account partition announces each new tick to every cluster partition (`SourceTick`);
+  once all of them have passed a tick (the aligned watermark), the summaries of that tick are
+  folded in, in a fixed order, and the cluster is judged as of the tick's end (`settle`).
+
+Judging a cluster (O(horizon), plus O(members) while a verdict is in force):
+- convict it when the score reaches `cluster_convict_score`, telling every active member
+  (one `AccountVerdict` per account, keyed by account for the account stage);
+- tell members new to a convicted cluster at the next tick (the hydra response);
 - re-issue a conviction that has grown stronger, or that is `verdict_refresh_s` old and still
   warranted (evidence against members decays from the verdict's issue time).
 """
@@ -12,15 +21,15 @@ O(horizon): fold the summary in, recompute the explainable cluster score, and
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 from models.account import Verdict
-from models.cluster import ClusterState, add_summary, members_to_tell, tell_member
+from models.cluster import ClusterState, add_summary, members_to_tell
 from models.config import DetectorConfig
 from models.due import DueIndex
 from models.messages import AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence
-from models.windows import Watermark
 
 # A conviction is re-issued when the cluster's score has risen by this much since.
 VERDICT_UPGRADE_STEP = 0.05
@@ -28,20 +37,28 @@ VERDICT_UPGRADE_STEP = 0.05
 
 @dataclass(slots=True)
 class ClusterPartition:
-    """What one partition of the cluster stage keeps besides the per-cluster states."""
+    """What one partition of the cluster stage keeps besides the per-cluster states.
 
-    watermark: Watermark
-    due: DueIndex = field(default_factory=DueIndex)
+    In memory only: after a restart the source ticks come back with the next tick of each
+    account partition, and the edge re-registers the recovered clusters (`watch`).
+    """
+
+    sources: int  # account partitions that send summaries here
+    source_ticks: dict[int, int] = field(default_factory=dict)
+    judged_before: int = 0  # every tick below this has been judged
+    pending: DueIndex = field(default_factory=DueIndex)  # key -> tick of a pending summary
+    expiry: DueIndex = field(default_factory=DueIndex)  # key -> event time it may go idle
 
     @classmethod
-    def create(cls, cfg: DetectorConfig) -> ClusterPartition:
-        return cls(watermark=Watermark(cfg.allowed_lateness_s))
+    def create(cls, cfg: DetectorConfig, sources: int) -> ClusterPartition:
+        return cls(sources=sources)
 
 
 @dataclass(slots=True)
 class ClusterOutputs:
     verdicts: list[AccountVerdict] = field(default_factory=list)
-    late: bool = False
+    late: int = 0  # summaries older than the cluster's horizon when folded in (counted, unused)
+    behind: bool = False  # the summary arrived after its tick was judged (its source was idle)
 
 
 def verdict_id(cluster_key: str, issued_ts: float, score: float, model_version: str) -> str:
@@ -50,55 +67,118 @@ def verdict_id(cluster_key: str, issued_ts: float, score: float, model_version: 
     return "cv-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _fold_order(s: ClusterSummary) -> tuple[object, ...]:
+    return (s.tick, s.account_id, s.event_ts, s.kind, s.window_start, s.requests, s.reasoning,
+            s.high_value, s.completion_tokens, s.young, s.account_first_ts)
+
+
 class ClusterStage:
     def __init__(self, cfg: DetectorConfig) -> None:
         self.cfg = cfg
+        self.idle_ticks = math.ceil(cfg.source_idle_s / cfg.cluster_tick_s)
 
+    # --- per summary: keep it until its tick is judged ------------------------------------
     def on_summary(self, state: ClusterState | None, s: ClusterSummary,
                    part: ClusterPartition) -> tuple[ClusterState, ClusterOutputs]:
-        cfg = self.cfg
-        part.watermark.observe(s.event_ts)
+        out = ClusterOutputs()
         if state is None:
             state = ClusterState(cluster_key=s.cluster_key)
             # One expiry hint per cluster; `is_expired` re-registers it while the key lives.
-            part.due.register(state.cluster_key, s.event_ts + self._idle_after(state))
+            part.expiry.register(state.cluster_key, s.event_ts + self._idle_after(state))
+        if s.tick < part.judged_before:
+            # Its tick was judged without it (the source trailed by more than source_idle_s):
+            # it joins the next tick to judge, as late as it came, and is counted.
+            s = replace(s, tick=part.judged_before)
+            out.behind = True
+        state.pending.append(s)
+        part.pending.register(state.cluster_key, s.tick)
+        return state, out
+
+    # --- per source tick: advance the aligned watermark ------------------------------------
+    def on_source_tick(self, part: ClusterPartition, source: int, tick: int) -> list[str]:
+        """Record that `source` reached `tick`; return the keys with summaries now judgeable
+        (call `settle` on each), in a fixed order."""
+        if tick <= part.source_ticks.get(source, -1):
+            return []
+        part.source_ticks[source] = tick
+        newest = max(part.source_ticks.values())
+        aligned = newest - self.idle_ticks
+        if len(part.source_ticks) >= part.sources:
+            aligned = max(aligned, min(part.source_ticks.values()))
+        if aligned <= part.judged_before:
+            return []
+        part.judged_before = aligned
+        return part.pending.pop_due(aligned - 1)
+
+    def settle(self, state: ClusterState, part: ClusterPartition) -> ClusterOutputs:
+        """Fold in the summaries of every judged tick, tick by tick, judging after each."""
         out = ClusterOutputs()
-        if not add_summary(state, s, cfg):
-            out.late = True
-            return state, out
+        due = [s for s in state.pending if s.tick < part.judged_before]
+        if not due:
+            return out
+        state.pending = [s for s in state.pending if s.tick >= part.judged_before]
+        if state.pending:
+            part.pending.register(state.cluster_key, min(s.tick for s in state.pending))
+        due.sort(key=_fold_order)
+        i = 0
+        while i < len(due):
+            tick = due[i].tick
+            while i < len(due) and due[i].tick == tick:
+                if not add_summary(state, due[i], self.cfg):
+                    out.late += 1
+                i += 1
+            self._judge(state, (tick + 1) * self.cfg.cluster_tick_s, out)
+        return out
+
+    def _judge(self, state: ClusterState, now_ts: float, out: ClusterOutputs) -> None:
+        cfg = self.cfg
         v = state.verdict
         if v is None and state.active < cfg.cluster_min_accounts:
-            return state, out  # too few accounts to convict: the common case, not scored
+            return  # too few accounts to convict: the common case, not scored
         evidence = cluster_evidence(state, cfg)
-        in_force = v is not None and v.expires_ts > s.event_ts
+        in_force = v is not None and v.expires_ts > now_ts
         if evidence.score >= cfg.cluster_convict_score and (
                 v is None or not in_force
                 or evidence.score >= v.score + VERDICT_UPGRADE_STEP
-                or s.event_ts - v.issued_ts >= cfg.verdict_refresh_s):
+                or now_ts - v.issued_ts >= cfg.verdict_refresh_s):
             # Convict, or re-issue a conviction that has grown stronger or needs confirming:
             # evidence against members decays from the verdict's issue time.
             v = Verdict(cluster_key=state.cluster_key, score=evidence.score,
-                        issued_ts=s.event_ts, expires_ts=s.event_ts + cfg.verdict_ttl_s,
-                        verdict_id=verdict_id(state.cluster_key, s.event_ts, evidence.score,
+                        issued_ts=now_ts, expires_ts=now_ts + cfg.verdict_ttl_s,
+                        verdict_id=verdict_id(state.cluster_key, now_ts, evidence.score,
                                               cfg.model_version),
                         reason=evidence.reason(state.cluster_key))
             state.verdict = v
-            for account in members_to_tell(state, v.verdict_id, cfg):
-                out.verdicts.append(AccountVerdict(account, v))
-        elif in_force and v is not None and tell_member(state, s.account_id, v.verdict_id):
-            # A member new to a convicted cluster is told at once: the hydra response.
-            out.verdicts.append(AccountVerdict(s.account_id, v))
-        return state, out
+        elif not in_force:
+            return
+        assert v is not None
+        # Every active member not yet told of the verdict in force: all of them at a
+        # conviction, and each member new to a convicted cluster (the hydra response).
+        for account in members_to_tell(state, v.verdict_id, cfg):
+            out.verdicts.append(AccountVerdict(account, v, now_ts))
+
+    # --- expiry, by the aligned watermark ---------------------------------------------------
+    def clock(self, part: ClusterPartition) -> float:
+        """Event time up to which every account partition has been judged."""
+        return float(part.judged_before * self.cfg.cluster_tick_s)
 
     def expired_clusters(self, part: ClusterPartition) -> list[str]:
-        return part.due.pop_due(part.watermark.value)
+        return part.expiry.pop_due(self.clock(part))
 
     def is_expired(self, state: ClusterState, part: ClusterPartition) -> bool:
-        """Idle past its horizon with no verdict in force: the edge deletes it."""
-        expired = state.last_ts + self._idle_after(state) <= part.watermark.value
+        """Idle past its horizon with no verdict in force and nothing pending: the edge
+        deletes it."""
+        due = state.last_ts + self._idle_after(state)
+        expired = not state.pending and due <= self.clock(part)
         if not expired:
-            part.due.register(state.cluster_key, state.last_ts + self._idle_after(state))
+            part.expiry.register(state.cluster_key, due)
         return expired
+
+    def watch(self, state: ClusterState, part: ClusterPartition) -> None:
+        """Register a recovered cluster with a partition (after a restart or a move)."""
+        part.expiry.register(state.cluster_key, state.last_ts + self._idle_after(state))
+        if state.pending:
+            part.pending.register(state.cluster_key, min(s.tick for s in state.pending))
 
     def _idle_after(self, state: ClusterState) -> float:
         cfg = self.cfg

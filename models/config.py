@@ -58,6 +58,21 @@ class DetectorConfig:
     # A conviction still warranted is confirmed (re-issued) this often.
     verdict_refresh_s: int = 3600
 
+    # --- event-time alignment of the stages (live = replay) ---
+    # Clusters are judged once per tick of a watermark aligned over every account partition:
+    # what a cluster has seen by then, and so its verdict, does not depend on the order in which
+    # the partitions' summaries happened to arrive.
+    cluster_tick_s: int = 60
+    # A verdict applies to its accounts this long (event time) after the tick it was issued at,
+    # at the same point of each account partition's event stream in the live fleet and in a
+    # replay. It must exceed the fleet's round trip (summary -> cluster -> verdict) measured in
+    # event time; a verdict that arrives later is applied on arrival and counted as late.
+    verdict_delay_s: int = 60
+    # An account partition whose clock trails the most advanced one by more than this stops
+    # holding the cluster stage back (an idle or stuck partition must not stop detection);
+    # its summaries that arrive after their tick was judged are counted as late.
+    source_idle_s: int = 900
+
     # --- account model ---
     account_model_seed: int = 42
     account_model_trees: int = 10
@@ -93,7 +108,7 @@ class DetectorConfig:
                     "cluster_window_s", "cluster_min_accounts", "cluster_member_cap",
                     "account_model_trees", "account_model_height", "account_model_window",
                     "throttle_ttl_s", "block_ttl_s", "evidence_half_life_s", "verdict_ttl_s",
-                    "verdict_refresh_s")
+                    "verdict_refresh_s", "cluster_tick_s")
         out += [f"{name} must be positive" for name in positive if getattr(self, name) <= 0]
         if self.simhash_bands > 0 and self.simhash_bands not in (4, 8, 16):
             # bands of 16, 8 or 4 bits: whole hex digits, and a bucket space small enough to

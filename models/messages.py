@@ -2,6 +2,9 @@
 
 - `ClusterSummary`: account stage -> cluster stage (key: cluster key). What one account did
   under one cluster key in one window, or that it just joined the key (`kind="join"`).
+- `SourceTick`: account stage -> every cluster partition. "Account partition `source` has
+  reached tick `tick`: every summary it stamped with an earlier tick has been sent." The
+  cluster stage judges a tick once every source has passed it (the aligned watermark).
 - `AccountVerdict`: cluster stage -> account stage (key: account id). A convicted cluster's
   verdict, re-keyed to each member account.
 """
@@ -27,27 +30,57 @@ class ClusterSummary:
     completion_tokens: int
     young: bool
     account_first_ts: float
+    # The sending account partition's tick (its newest event time // cluster_tick_s) when the
+    # summary was made: the cluster stage folds it in once every partition has passed it.
+    tick: int = 0
 
     def to_wire(self) -> list[Any]:
         return list(astuple(self))
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterSummary:
-        if not isinstance(w, list) or len(w) != 11:
-            raise ValueError("cluster summary must be a list of 11 fields")
+        if not isinstance(w, list) or len(w) != 12:
+            raise ValueError("cluster summary must be a list of 12 fields")
         return cls(*w)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTick:
+    source: int  # the account partition
+    tick: int
+
+    def to_wire(self) -> list[Any]:
+        return ["tick", self.source, self.tick]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> SourceTick:
+        if (not isinstance(w, list) or len(w) != 3 or w[0] != "tick"
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in w[1:])):
+            raise ValueError('source tick must be ["tick", partition, tick]')
+        return cls(w[1], w[2])
+
+
+def cluster_record_from_wire(w: Any) -> ClusterSummary | SourceTick:
+    """A record of the cluster stage's input topic: a summary or a source tick."""
+    if isinstance(w, list) and w[:1] == ["tick"]:
+        return SourceTick.from_wire(w)
+    return ClusterSummary.from_wire(w)
 
 
 @dataclass(frozen=True, slots=True)
 class AccountVerdict:
     account_id: str
     verdict: Verdict
+    # The end of the tick at which the cluster stage told this account (the verdict's issue
+    # time, or later for a member that joined a convicted cluster): it applies at
+    # told_ts + verdict_delay_s.
+    told_ts: float
 
     def to_wire(self) -> list[Any]:
-        return [self.account_id, self.verdict.to_wire()]
+        return [self.account_id, self.verdict.to_wire(), self.told_ts]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountVerdict:
-        if not isinstance(w, list) or len(w) != 2:
-            raise ValueError("account verdict must be a list of 2 fields")
-        return cls(w[0], Verdict.from_wire(w[1]))
+        if not isinstance(w, list) or len(w) != 3:
+            raise ValueError("account verdict must be a list of 3 fields")
+        return cls(w[0], Verdict.from_wire(w[1]), w[2])

@@ -2,9 +2,15 @@
 
 Routes records between the two stages exactly as the topics do in the live fleet (same keys,
 same partitions, same partition-local watermarks and models) but synchronously: a summary
-reaches its cluster, and a verdict its account, before the next event is read.
+reaches its cluster partition, a tick every cluster partition, and a verdict its account,
+before the next event is read.
 
-    events ──▶ AccountStage ──summaries──▶ ClusterStage ──verdicts──▶ AccountStage ──▶ decisions
+    events ──▶ AccountStage ──summaries, ticks──▶ ClusterStage ──verdicts──▶ AccountStage ──▶ decisions
+
+The stages meet in event time, not in arrival order (models/cluster_stage.py,
+models/account_stage.py), so what this computes is what a live fleet computes whenever its
+verdict round trip stays under `verdict_delay_s` of event time; `counts["late_verdicts"]` and
+`counts["behind_summaries"]` say when a run strayed from that.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from models.account import AccountState
 from models.account_stage import AccountPartition, AccountStage, Outputs
 from models.cluster import ClusterState
-from models.cluster_stage import ClusterPartition, ClusterStage
+from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from models.config import DetectorConfig
 from models.decision import Decision
 from models.events import RequestEvent
@@ -32,18 +38,20 @@ class Pipeline:
         self.accounts: dict[str, AccountState] = {}
         self.clusters: dict[str, ClusterState] = {}
         self.account_parts = [AccountPartition.create(cfg, p) for p in range(partitions)]
-        self.cluster_parts = [ClusterPartition.create(cfg) for _ in range(partitions)]
+        self.cluster_parts = [ClusterPartition.create(cfg, sources=partitions)
+                              for _ in range(partitions)]
         self.counts: Counter[str] = Counter()
 
     def process(self, ev: RequestEvent) -> list[Decision]:
         """One event in; the decisions it leads to out (possibly for other accounts too)."""
         decisions: list[Decision] = []
-        part = self.account_parts[partition_for(ev.account_id, self.partitions)]
+        p = partition_for(ev.account_id, self.partitions)
+        part = self.account_parts[p]
         state, out = self.account_stage.on_event(self.accounts.get(ev.account_id), ev, part)
         self.accounts[ev.account_id] = state
         self.counts["events"] += 1
         self.counts["late_events"] += out.late
-        self._collect(out, decisions)
+        self._collect(p, out, decisions)
         for account_id in self.account_stage.due_accounts(part):
             due_state = self.accounts.get(account_id)
             if due_state is None:
@@ -52,33 +60,48 @@ class Pipeline:
             if due_out.expired:
                 del self.accounts[account_id]
                 self.counts["accounts_expired"] += 1
-            self._collect(due_out, decisions)
+            self._collect(p, due_out, decisions)
         return decisions
 
     def run(self, events: Iterable[RequestEvent]) -> Iterator[Decision]:
         for ev in events:
             yield from self.process(ev)
 
-    def _collect(self, out: Outputs, decisions: list[Decision]) -> None:
+    def _collect(self, source: int, out: Outputs, decisions: list[Decision]) -> None:
         decisions.extend(out.decisions)
+        self.counts["late_verdicts"] += out.late_verdict
+        if out.tick is not None:  # sent before the summaries, as the agent does
+            for q in range(self.partitions):
+                self._source_tick(q, source, out.tick, decisions)
         for summary in out.summaries:
-            self._to_cluster(summary, decisions)
+            self._to_cluster(summary)
 
-    def _to_cluster(self, s: ClusterSummary, decisions: list[Decision]) -> None:
+    def _to_cluster(self, s: ClusterSummary) -> None:
         self.counts["summaries"] += 1
         part = self.cluster_parts[partition_for(s.cluster_key, self.partitions)]
         state, out = self.cluster_stage.on_summary(self.clusters.get(s.cluster_key), s, part)
         self.clusters[s.cluster_key] = state
+        self.counts["behind_summaries"] += out.behind
+
+    def _source_tick(self, q: int, source: int, tick: int, decisions: list[Decision]) -> None:
+        stage, part = self.cluster_stage, self.cluster_parts[q]
+        for key in stage.on_source_tick(part, source, tick):
+            cluster = self.clusters.get(key)
+            if cluster is not None:
+                self._to_accounts(stage.settle(cluster, part), decisions)
+        for key in stage.expired_clusters(part):
+            cluster = self.clusters.get(key)
+            if cluster is not None and stage.is_expired(cluster, part):
+                del self.clusters[key]
+                self.counts["clusters_expired"] += 1
+
+    def _to_accounts(self, out: ClusterOutputs, decisions: list[Decision]) -> None:
         self.counts["late_summaries"] += out.late
         for av in out.verdicts:
             self.counts["verdicts"] += 1
             acct_part = self.account_parts[partition_for(av.account_id, self.partitions)]
             acct, acct_out = self.account_stage.on_verdict(
-                self.accounts.get(av.account_id), av.account_id, av.verdict, acct_part)
+                self.accounts.get(av.account_id), av, acct_part)
             self.accounts[av.account_id] = acct
+            self.counts["late_verdicts"] += acct_out.late_verdict
             decisions.extend(acct_out.decisions)
-        for key in self.cluster_stage.expired_clusters(part):
-            cluster = self.clusters.get(key)
-            if cluster is not None and self.cluster_stage.is_expired(cluster, part):
-                del self.clusters[key]
-                self.counts["clusters_expired"] += 1

@@ -21,7 +21,7 @@ from models.account import AccountState
 from models.cluster import ClusterState
 from models.decision import Decision
 from models.events import InvalidEvent, RequestEvent, event_from_mapping
-from models.messages import AccountVerdict, ClusterSummary
+from models.messages import AccountVerdict, ClusterSummary, SourceTick, cluster_record_from_wire
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
 
@@ -82,12 +82,13 @@ def dead_letter_record(reason: str, value: bytes | None, key: bytes | None, topi
     })
 
 
-def encode_summary(s: ClusterSummary) -> bytes:
+def encode_summary(s: ClusterSummary | SourceTick) -> bytes:
     return orjson.dumps(s.to_wire())
 
 
-def decode_summary(value: bytes) -> ClusterSummary:
-    return ClusterSummary.from_wire(orjson.loads(value))
+def decode_summary(value: bytes) -> ClusterSummary | SourceTick:
+    """A record of the cluster stage's input: a summary, or an account partition's tick."""
+    return cluster_record_from_wire(orjson.loads(value))
 
 
 def encode_verdict(v: AccountVerdict) -> bytes:

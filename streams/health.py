@@ -248,6 +248,8 @@ def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: fl
     async def health(web: Any, request: Any) -> Any:
         progress.refresh(app)
         body = progress.report()
+        # Where the worker strayed from what a replay computes (streams/topology.py).
+        body["alignment"] = dict(getattr(app, "distillguard_core_counts", {}))
         return web.json(body, status=503 if body["status"] == "stalled" else 200)
 
     @app.on_partitions_assigned.connect

@@ -3,10 +3,13 @@
     requests (key: account_id, raw JSON)
       │  account_stage: decode ─▶ bad records ─▶ dead_letter
       │                 core AccountStage over the `accounts` table
-      ├──▶ cluster_summaries (key: cluster key) ──▶ cluster_stage: core ClusterStage over `clusters`
+      ├──▶ cluster_summaries (key: cluster key; ──▶ cluster_stage: core ClusterStage over `clusters`
+      │      and each new tick of an account          judges a tick once every account
+      │      partition, to every partition)           partition has passed it
       │                                                  │
       │           account_verdicts (key: account_id) ◀──┘
-      │  apply_verdicts: core AccountStage.on_verdict over `accounts`
+      │  apply_verdicts: core AccountStage.on_verdict over `accounts` (held until the
+      │                  partition's event time reaches issued_ts + verdict_delay_s)
       ▼
     enforcement (key: account_id, contract JSON)      + one structlog line per decision
 
@@ -18,6 +21,7 @@ watermarks and expiry are computed by the core in event time.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +33,7 @@ from models.account_stage import AccountPartition, AccountStage, Outputs
 from models.cluster_stage import ClusterPartition, ClusterStage
 from models.decision import Decision
 from models.events import InvalidEvent
+from models.messages import SourceTick
 from models.partitioning import partition_for
 from streams import partition_context
 from streams.codec import (
@@ -148,6 +153,9 @@ def create_app(settings: Settings) -> faust.App:
     cluster_stage_core = ClusterStage(cfg)
     account_parts: dict[int, AccountPartition] = {}
     cluster_parts: dict[int, ClusterPartition] = {}
+    # What strays from live = replay (models/pipeline.py): shown by GET /health.
+    core_counts: Counter[str] = Counter()
+    app.distillguard_core_counts = core_counts  # type: ignore[attr-defined]
 
     def account_partition(p: int) -> AccountPartition:
         part = account_parts.get(p)
@@ -178,15 +186,20 @@ def create_app(settings: Settings) -> faust.App:
                     else:
                         due = max(state.last_ts + cfg.idle_expiry_s, state.action_until)
                     part.due.register(account_id, due + cfg.allowed_lateness_s)
+                    if state.pending_verdicts:  # held verdicts apply at their own time
+                        part.due.register(account_id,
+                                          min(at for at, _ in state.pending_verdicts))
         return part
 
     def cluster_partition(p: int) -> ClusterPartition:
         part = cluster_parts.get(p)
         if part is None:
-            part = cluster_parts[p] = ClusterPartition.create(cfg)
+            part = cluster_parts[p] = ClusterPartition.create(cfg, sources=partitions)
+            # The source ticks come back with each account partition's next tick; pending
+            # summaries and expiry come back from the recovered states.
             for key, state in list(clusters.items()):
-                if partition_for(key, partitions) == p:
-                    part.due.register(key, state.last_ts)
+                if partition_for(key, topics["cluster_summaries"].partitions) == p:
+                    cluster_stage_core.watch(state, part)
         return part
 
     # ---- rebalances: partition-local context lives only while the partition is ours -------
@@ -222,9 +235,22 @@ def create_app(settings: Settings) -> faust.App:
                                f"{settings.max_record_bytes})")
         return value
 
-    async def publish(out: Outputs) -> None:
+    async def publish(out: Outputs, partition: int) -> None:
+        if out.tick is not None:
+            # Before this output's summaries: "every summary of an earlier tick is sent".
+            tick = encode_summary(SourceTick(partition, out.tick))
+            for q in range(topics["cluster_summaries"].partitions):
+                await cluster_summaries.send(key=b"tick", value=tick, partition=q)
         for s in out.summaries:
             await cluster_summaries.send(key=s.cluster_key.encode(), value=encode_summary(s))
+        if out.late_verdict:
+            core_counts["late_verdicts"] += 1
+            if core_counts["late_verdicts"] in (1, 10, 100) or (
+                    core_counts["late_verdicts"] % 1000 == 0):
+                log.warning("late_verdicts", count=core_counts["late_verdicts"],
+                            partition=partition, verdict_delay_s=cfg.verdict_delay_s,
+                            hint="the verdict round trip took longer than verdict_delay_s of "
+                                 "event time: live decisions may differ from a replay")
         for d in out.decisions:
             await publish_decision(d)
 
@@ -270,14 +296,15 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 part = account_partition(event.message.partition)
                 state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
-                await publish(out)  # outputs first, then the state that says they were made
+                # outputs first, then the state that says they were made
+                await publish(out, event.message.partition)
                 put(accounts, ev.account_id, state, encode_account_state)
                 for account_id in account_stage_core.due_accounts(part):
                     due_state = accounts.get(account_id)
                     if due_state is None:
                         continue
                     due_out = account_stage_core.on_due(due_state, part)
-                    await publish(due_out)
+                    await publish(due_out, event.message.partition)
                     if due_out.expired:
                         del accounts[account_id]
                     else:
@@ -305,13 +332,23 @@ def create_app(settings: Settings) -> faust.App:
         """cluster_summaries -> account_verdicts (one per member account to tell)."""
         async for event in stream.events():
             try:
-                s = decode_summary(internal(event.message.value))
+                record = decode_summary(internal(event.message.value))
                 part = cluster_partition(event.message.partition)
-                state, out = cluster_stage_core.on_summary(clusters.get(s.cluster_key), s, part)
-                put(clusters, s.cluster_key, state, encode_cluster_state)
-                for av in out.verdicts:
-                    await account_verdicts.send(key=av.account_id.encode(),
-                                                value=encode_verdict(av))
+                if not isinstance(record, SourceTick):
+                    state, out = cluster_stage_core.on_summary(clusters.get(record.cluster_key),
+                                                               record, part)
+                    core_counts["behind_summaries"] += out.behind
+                    put(clusters, record.cluster_key, state, encode_cluster_state)
+                    continue
+                for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
+                    judged = clusters.get(key)
+                    if judged is None:
+                        continue
+                    settled = cluster_stage_core.settle(judged, part)
+                    put(clusters, key, judged, encode_cluster_state)
+                    for av in settled.verdicts:
+                        await account_verdicts.send(key=av.account_id.encode(),
+                                                    value=encode_verdict(av))
                 for key in cluster_stage_core.expired_clusters(part):
                     cluster = clusters.get(key)
                     if cluster is not None and cluster_stage_core.is_expired(cluster, part):
@@ -328,9 +365,9 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 av = decode_verdict(internal(event.message.value))
                 part = account_partition(event.message.partition)
-                state, out = account_stage_core.on_verdict(accounts.get(av.account_id),
-                                                           av.account_id, av.verdict, part)
-                await publish(out)
+                state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
+                                                           part)
+                await publish(out, event.message.partition)
                 put(accounts, av.account_id, state, encode_account_state)
             except Exception as exc:
                 log.exception("apply_verdicts_error")

@@ -28,7 +28,7 @@ from models.account import AccountState, Verdict
 from models.cluster import ClusterState
 from models.config import DetectorConfig
 from models.keys import infrastructure_keys, template_keys
-from models.messages import AccountVerdict, ClusterSummary
+from models.messages import AccountVerdict, ClusterSummary, SourceTick
 from models.partitioning import partition_for
 from streams.codec import (
     ACCOUNT_STATE_CODEC,
@@ -52,6 +52,7 @@ class Sent:
     topic: str
     key: Any
     value: Any
+    partition: int | None = None
 
 
 class Outbox:
@@ -87,8 +88,9 @@ def app(settings: Settings) -> faust.App:
 def outbox(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
     box = Outbox(settings)
 
-    async def send(self: Topic, *, key: Any = None, value: Any = None, **_: Any) -> None:
-        box.records.append(Sent(self.get_topic_name(), key, value))
+    async def send(self: Topic, *, key: Any = None, value: Any = None,
+                   partition: int | None = None, **_: Any) -> None:
+        box.records.append(Sent(self.get_topic_name(), key, value, partition))
 
     def send_soon(self: Topic, *, key: Any = None, value: Any = None, partition: int | None = None,
                   key_serializer: Any = None, value_serializer: Any = None,
@@ -139,7 +141,15 @@ def test_valid_event_updates_the_accounts_table(app: faust.App, settings: Settin
     ev = make_event("acct-1", T0, **fields)
     expected = [*infrastructure_keys(ev), *template_keys(ev.simhash,
                                                          settings.detector.simhash_bands)]
-    summaries = outbox.to("cluster_summaries")
+    records = outbox.to("cluster_summaries")
+    # first of all, the partition's tick, to every partition of the cluster stage
+    ticks = [r for r in records if isinstance(decode_summary(r.value), SourceTick)]
+    p = partition_of("acct-1", settings)
+    tick = int(T0 // settings.detector.cluster_tick_s)
+    assert records[:len(ticks)] == ticks
+    assert [(decode_summary(r.value), r.partition) for r in ticks] == [
+        (SourceTick(p, tick), q) for q in range(settings.topics["cluster_summaries"].partitions)]
+    summaries = records[len(ticks):]
     assert [decode_summary(r.value).cluster_key for r in summaries] == expected
     assert all(r.key == decode_summary(r.value).cluster_key.encode() for r in summaries)
     assert all(decode_summary(r.value).kind == "join" for r in summaries)
@@ -196,7 +206,13 @@ def _summary(account: str, ts: float, kind: str, key: str = "pay:shared") -> Clu
     cfg = DetectorConfig()
     n = 1 if kind == "join" else 30  # a join carries the joining request
     return ClusterSummary(key, account, kind, int(ts // cfg.window_s) * cfg.window_s, ts, n, n,
-                          n, n * 3000, True, ts)
+                          n, n * 3000, True, ts, tick=int(ts // cfg.cluster_tick_s))
+
+
+def _ticks(ts: float, settings: Settings) -> list[bytes]:
+    """Every account partition announcing the tick after ts's."""
+    tick = int(ts // settings.detector.cluster_tick_s) + 1
+    return [encode_summary(SourceTick(src, tick)) for src in range(settings.partitions)]
 
 
 def test_cluster_stage_convicts_and_tells_members(app: faust.App, settings: Settings,
@@ -211,14 +227,19 @@ def test_cluster_stage_convicts_and_tells_members(app: faust.App, settings: Sett
                     await agent.put(encode_summary(_summary(account, T0 + dt + i, kind)),
                                     key=b"pay:shared", partition=p)
             await agent.put(b"not a summary", key=b"pay:shared", partition=p)
+            assert outbox.to("account_verdicts") == []  # nothing is judged before its tick
+            for tick in _ticks(T0 + 60.0 + len(members), settings):
+                await agent.put(tick, key=b"tick", partition=p)
             await agent.put(encode_summary(_summary("late-joiner", T0 + 600, "join")),
                             key=b"pay:shared", partition=p)
+            for tick in _ticks(T0 + 600, settings):
+                await agent.put(tick, key=b"tick", partition=p)
     run(scenario)
 
     state = app.tables["clusters"]["pay:shared"]
     assert isinstance(state, ClusterState) and state.verdict is not None
     told = [decode_verdict(r.value) for r in outbox.to("account_verdicts")]
-    # Every member is told (again when the conviction grows stronger), the late joiner at once.
+    # Every member is told, the late joiner at the end of its tick.
     assert {v.account_id for v in told} == {*members, "late-joiner"}
     assert all(r.key == decode_verdict(r.value).account_id.encode()
                for r in outbox.to("account_verdicts"))
@@ -237,22 +258,29 @@ def test_verdicts_lead_to_contract_valid_enforcement(app: faust.App, settings: S
     p = partition_of("acct-9", settings)
     prompts = ["0123456789abcdef", "fedcba9876543210"]  # two templates sharing no band
 
-    def verdict(key: str) -> bytes:
+    def verdict(key: str, ts: float) -> bytes:
         return encode_verdict(AccountVerdict("acct-9", Verdict(
-            key, 0.9, T0, T0 + cfg.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted")))
+            key, 0.9, ts, ts + cfg.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted"), ts))
 
     async def scenario() -> None:
+        events, verdicts = app.agents["account_stage"], app.agents["apply_verdicts"]
         # template evidence rests on the account's own prompts: it sends both templates first
-        async with app.agents["account_stage"].test_context() as agent:
+        async with events.test_context() as agent:
             for n, prompt in enumerate(prompts):
                 await agent.put(request_bytes("acct-9", T0 + n, n, prompt_simhash=prompt),
                                 key=b"acct-9", partition=p)
-        assert outbox.to("enforcement") == []
-        async with app.agents["apply_verdicts"].test_context() as agent:
-            await agent.put(verdict("pay:p"), key=b"acct-9", partition=p)
+        async with verdicts.test_context() as agent:
+            await agent.put(verdict("pay:p", T0), key=b"acct-9", partition=p)
+            later = T0 + 300
             for prompt in prompts:
                 for key in template_keys(int(prompt, 16), cfg.simhash_bands):
-                    await agent.put(verdict(key), key=b"acct-9", partition=p)
+                    await agent.put(verdict(key, later), key=b"acct-9", partition=p)
+        # held until the partition's event time reaches each verdict's time to apply
+        assert outbox.to("enforcement") == []
+        async with events.test_context() as agent:
+            for n, ts in enumerate((T0 + cfg.verdict_delay_s, later + cfg.verdict_delay_s)):
+                await agent.put(request_bytes("acct-9", ts, 10 + n), key=b"acct-9",
+                                partition=p)
     run(scenario)
 
     decisions = outbox.to("enforcement")
@@ -325,3 +353,30 @@ def test_recovery_from_the_changelog_restores_the_state(settings: Settings, tabl
         return target.data[key]
     recovered = run(recover)
     assert recovered == state
+
+
+def test_a_held_verdict_applies_when_any_event_of_the_partition_reaches_its_time(
+        app: faust.App, settings: Settings, outbox: Outbox) -> None:
+    cfg = settings.detector
+    p = partition_of("acct-7", settings)
+    other = next(f"other-{i}" for i in range(1000) if partition_of(f"other-{i}", settings) == p)
+
+    async def scenario() -> None:
+        events, verdicts = app.agents["account_stage"], app.agents["apply_verdicts"]
+        async with events.test_context() as agent:
+            await agent.put(request_bytes("acct-7", T0), key=b"acct-7", partition=p)
+        async with verdicts.test_context() as agent:
+            await agent.put(encode_verdict(AccountVerdict("acct-7", Verdict(
+                "pay:p", 0.9, T0, T0 + cfg.verdict_ttl_s, "cv-p", "cluster pay:p convicted"),
+                T0)), key=b"acct-7", partition=p)
+        async with events.test_context() as agent:
+            await agent.put(request_bytes(other, T0 + cfg.verdict_delay_s - 1), key=other.encode(),
+                            partition=p)
+            assert outbox.to("enforcement") == []
+            await agent.put(request_bytes(other, T0 + cfg.verdict_delay_s, 1),
+                            key=other.encode(), partition=p)
+    run(scenario)
+
+    decisions = [orjson.loads(r.value) for r in outbox.to("enforcement")]
+    assert [(d["account_id"], d["action"]) for d in decisions] == [("acct-7", "throttle")]
+    assert decisions[0]["event_ts"] == T0 + cfg.verdict_delay_s

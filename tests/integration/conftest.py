@@ -9,11 +9,14 @@ DGTEST_SKIP_BROKER=1.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -75,6 +78,8 @@ class Fleet:
     settings: Settings
     log_dir: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # more DISTILLGUARD_* for every worker
+    ports: list[int] = field(default_factory=list)  # each worker's web port (/health)
 
     def start(self, count: int = 1, base_port: int = 0) -> None:
         base_port = base_port or 16000 + (os.getpid() % 1000) * 10
@@ -83,11 +88,25 @@ class Fleet:
             env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
             env.update(run_env(self.settings.app_id.removeprefix("dg-test-"),
                                self.settings.kafka_bootstrap,
-                               DISTILLGUARD_WEB_PORT=str(base_port + n)))
+                               DISTILLGUARD_WEB_PORT=str(base_port + n), **self.env))
+            self.ports.append(base_port + n)
             log = (self.log_dir / f"worker-{n + 1}.log").open("wb")
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT, env=env,
                 stdout=log, stderr=subprocess.STDOUT))
+
+    def health(self) -> list[dict[str, Any] | None]:
+        """Each worker's /health JSON (also on 503), None for one that does not answer."""
+        out: list[dict[str, Any] | None] = []
+        for port in self.ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
+                    out.append(json.loads(r.read()))
+            except urllib.error.HTTPError as exc:
+                out.append(json.loads(exc.read()))
+            except OSError:
+                out.append(None)
+        return out
 
     def alive(self) -> list[bool]:
         return [p.poll() is None for p in self.procs]

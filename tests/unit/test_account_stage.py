@@ -23,7 +23,7 @@ from models.account_stage import (
 from models.config import DetectorConfig
 from models.events import RequestEvent
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
-from models.messages import ClusterSummary
+from models.messages import AccountVerdict, ClusterSummary
 from models.templates import RECURRING_AFTER
 from models.windows import window_start
 from tests.conftest import make_event
@@ -59,6 +59,20 @@ class Harness:
                 self.expired.append(account)
             due_outs.append((account, due_out))
         return out, due_outs
+
+    def verdict(self, state: AccountState | None, account: str,
+                v: Verdict) -> tuple[AccountState, Outputs]:
+        """A verdict arrives, then the partition's event time reaches its time to apply (as
+        another account's event would move it); the account's outputs of both, merged."""
+        state, out = self.stage.on_verdict(state, AccountVerdict(account, v, v.issued_ts),
+                                           self.part)
+        self.states[account] = state
+        self.part.watermark.observe(v.issued_ts + CFG.verdict_delay_s)
+        for due in self.stage.due_accounts(self.part):
+            due_out = self.stage.on_due(self.states[due], self.part)
+            if due == account:
+                out.decisions += due_out.decisions
+        return self.states[account], out
 
 
 def ev(account: str, ts: float, n: int = 0, **fields: Any) -> RequestEvent:
@@ -414,10 +428,10 @@ def _verdict(key: str, score: float = 1.0, ts: float = T0) -> Verdict:
 
 def test_verdict_for_an_unknown_account_creates_state_and_may_decide() -> None:
     h = Harness()
-    st, out = h.stage.on_verdict(None, "z", _verdict("pay:p"), h.part)
+    st, out = h.verdict(None, "z", _verdict("pay:p"))
     assert st.account_id == "z" and "pay:p" in st.verdicts
     assert [(d.account_id, d.action) for d in out.decisions] == [("z", "throttle")]
-    st, out = h.stage.on_verdict(st, "z", _verdict("ip:10.0.0.0/24"), h.part)
+    st, out = h.verdict(st, "z", _verdict("ip:10.0.0.0/24"))
     assert out.decisions and out.decisions[-1].action == "block"
     assert st.action == "block"
 
@@ -425,11 +439,11 @@ def test_verdict_for_an_unknown_account_creates_state_and_may_decide() -> None:
 def test_template_verdicts_act_once_the_account_uses_the_templates() -> None:
     h = Harness()
     other = "fedcba9876543210"  # a second template, sharing no band with TEMPLATE
-    st, out = h.stage.on_verdict(None, "z", _verdict("pay:p"), h.part)
+    st, out = h.verdict(None, "z", _verdict("pay:p"))
     assert [d.action for d in out.decisions] == ["throttle"]
     for prompt in (TEMPLATE, other):
         for key in template_keys(int(prompt, 16), CFG.simhash_bands):
-            st, out = h.stage.on_verdict(st, "z", _verdict(key, score=0.9), h.part)
+            st, out = h.verdict(st, "z", _verdict(key, score=0.9))
             assert out.decisions == []  # the account has not used the template (yet)
     h.states["z"] = st
     out, _ = h.event(ev("z", T0 + 1, 1, prompt_simhash=TEMPLATE))
@@ -448,7 +462,7 @@ def test_verdicts_per_account_are_bounded_and_the_oldest_go_first() -> None:
     st = None
     n = MAX_VERDICTS_PER_ACCOUNT + 20
     for i in range(n):
-        st, _ = h.stage.on_verdict(st, "z", _verdict(_tpl(i), ts=T0 + i), h.part)
+        st, _ = h.verdict(st, "z", _verdict(_tpl(i), ts=T0 + i))
         assert len(st.verdicts) <= MAX_VERDICTS_PER_ACCOUNT
     assert st is not None and len(st.verdicts) >= MAX_VERDICTS_PER_ACCOUNT // 2
     kept = sorted(int(v.issued_ts - T0) for v in st.verdicts.values())
@@ -457,10 +471,10 @@ def test_verdicts_per_account_are_bounded_and_the_oldest_go_first() -> None:
 
 def test_infrastructure_verdicts_outlast_template_verdicts_at_the_cap() -> None:
     h = Harness()
-    st, _ = h.stage.on_verdict(None, "z", _verdict("pay:p", ts=T0), h.part)
-    st, _ = h.stage.on_verdict(st, "z", _verdict("ip:10.0.0.0/24", ts=T0 + 1), h.part)
+    st, _ = h.verdict(None, "z", _verdict("pay:p", ts=T0))
+    st, _ = h.verdict(st, "z", _verdict("ip:10.0.0.0/24", ts=T0 + 1))
     for i in range(2 * MAX_VERDICTS_PER_ACCOUNT):
-        st, _ = h.stage.on_verdict(st, "z", _verdict(_tpl(i), ts=T0 + 10 + i), h.part)
+        st, _ = h.verdict(st, "z", _verdict(_tpl(i), ts=T0 + 10 + i))
     assert len(st.verdicts) <= MAX_VERDICTS_PER_ACCOUNT
     assert {"pay:p", "ip:10.0.0.0/24"} <= set(st.verdicts)  # the oldest, but not templates
     assert st.action == "block"
@@ -469,9 +483,98 @@ def test_infrastructure_verdicts_outlast_template_verdicts_at_the_cap() -> None:
 def test_expired_verdicts_are_evicted_first() -> None:
     h = Harness()
     old = Verdict("pay:old", 1.0, T0 - 100, T0 - 1, "cv-old", "expired")
-    st, _ = h.stage.on_verdict(None, "z", old, h.part)
+    st, _ = h.verdict(None, "z", old)
     for i in range(MAX_VERDICTS_PER_ACCOUNT):
-        st, _ = h.stage.on_verdict(st, "z", _verdict(_tpl(i), ts=T0 + i), h.part)
+        st, _ = h.verdict(st, "z", _verdict(_tpl(i), ts=T0 + i))
     assert "pay:old" not in st.verdicts  # expired: gone before any template verdict in force
     assert len(st.verdicts) <= MAX_VERDICTS_PER_ACCOUNT
     assert _tpl(MAX_VERDICTS_PER_ACCOUNT - 1) in st.verdicts
+
+
+# --- when verdicts apply: a fixed point of the partition's event stream ------------------------
+
+DELAY = CFG.verdict_delay_s
+
+
+def told(account: str, v: Verdict, at: float | None = None) -> AccountVerdict:
+    """The verdict as the cluster stage sends it, telling the account at `at` (its issue)."""
+    return AccountVerdict(account, v, v.issued_ts if at is None else at)
+
+
+def test_a_verdict_waits_and_applies_when_the_partition_reaches_its_time() -> None:
+    h = Harness()
+    h.event(ev("z", T0))
+    st, out = h.stage.on_verdict(h.states["z"], told("z", _verdict("pay:p", ts=T0)), h.part)
+    assert out.decisions == [] and not out.late_verdict
+    assert st.verdicts == {} and [v.cluster_key for _, v in st.pending_verdicts] == ["pay:p"]
+    # another account's events move the partition's event time on
+    _, due = h.event(ev("y", T0 + DELAY - 1))
+    assert all(not o.decisions for _, o in due) and h.states["z"].verdicts == {}
+    _, due = h.event(ev("y", T0 + DELAY, 1))
+    decided = [d for a, o in due if a == "z" for d in o.decisions]
+    assert [(d.action, d.event_ts) for d in decided] == [("throttle", T0 + DELAY)]
+    assert "pay:p" in h.states["z"].verdicts and h.states["z"].pending_verdicts == []
+
+
+def test_the_accounts_own_event_applies_its_due_verdicts_before_it_counts() -> None:
+    h = Harness()
+    h.event(ev("z", T0))
+    h.stage.on_verdict(h.states["z"], told("z", _verdict("pay:p", ts=T0)), h.part)
+    out, _ = h.event(ev("z", T0 + DELAY + 30, 1))
+    # decided at this event, before it is counted (it was served: the gateway learns now)
+    assert [(d.action, d.event_ts) for d in out.decisions] == [("throttle", T0 + DELAY + 30)]
+    assert h.states["z"].requests == 2 and "pay:p" in h.states["z"].verdicts
+
+
+def test_verdicts_apply_in_a_fixed_order_whatever_their_arrival_order() -> None:
+    verdicts = [_verdict("pay:p", score=0.7, ts=T0), _verdict("ip:10.0.0.0/24", ts=T0),
+                _verdict("pay:p", score=0.95, ts=T0 + 30)]
+
+    def run(order: list[Verdict]) -> list[tuple[str, str, float]]:
+        h = Harness()
+        h.event(ev("z", T0))
+        for v in order:
+            h.stage.on_verdict(h.states["z"], told("z", v), h.part)
+        _, due = h.event(ev("y", T0 + 30 + DELAY))
+        return [(d.decision_id, d.action, d.score) for a, o in due if a == "z"
+                for d in o.decisions]
+
+    first = run(verdicts)
+    assert first and first == run(verdicts[::-1]) == run([verdicts[1], verdicts[2], verdicts[0]])
+
+
+def test_a_verdict_past_its_time_is_applied_at_once_and_counted_late() -> None:
+    h = Harness()
+    h.event(ev("z", T0))
+    h.event(ev("y", T0 + DELAY + 5))  # the partition is past the verdict's time already
+    st, out = h.stage.on_verdict(h.states["z"], told("z", _verdict("pay:p", ts=T0)), h.part)
+    assert out.late_verdict and st.pending_verdicts == []
+    assert [d.action for d in out.decisions] == ["throttle"]
+
+
+def test_a_new_tick_is_announced_once_and_stamps_the_summaries() -> None:
+    h = Harness()
+    tick_s = CFG.cluster_tick_s
+    start = (int(T0) // tick_s + 1) * tick_s  # a tick boundary
+    out, _ = h.event(ev("z", start - 1))
+    assert out.tick == int(start - 1) // tick_s
+    assert out.summaries and {s.tick for s in out.summaries} == {out.tick}
+    again, _ = h.event(ev("y", start - 0.5))
+    assert again.tick is None  # still the same tick
+    assert {s.tick for s in again.summaries} == {out.tick}
+    later, _ = h.event(ev("x", start))
+    assert later.tick == out.tick + 1 and {s.tick for s in later.summaries} == {later.tick}
+    late, _ = h.event(ev("w", start - 30))  # an older event does not move the tick back
+    assert late.tick is None and {s.tick for s in late.summaries} == {later.tick}
+
+
+def test_a_member_told_after_the_conviction_is_acted_on_from_when_it_was_told() -> None:
+    h = Harness()
+    h.event(ev("late-joiner", T0 + 3600))
+    v = _verdict("pay:p", ts=T0)  # convicted an hour before this member joined
+    st, out = h.stage.on_verdict(h.states["late-joiner"], told("late-joiner", v, T0 + 3660),
+                                 h.part)
+    assert not out.late_verdict and out.decisions == []  # not at once: at its own time
+    _, due = h.event(ev("y", T0 + 3660 + DELAY))
+    decided = [d for a, o in due if a == "late-joiner" for d in o.decisions]
+    assert [(d.action, d.event_ts) for d in decided] == [("throttle", T0 + 3660 + DELAY)]

@@ -10,6 +10,7 @@ windows (`cluster_window_s`) over `cluster_horizon_windows` of those.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from typing import Any
@@ -46,18 +47,52 @@ def summary(account: str, ts: float, kind: str = "window", *, key: str = KEY,
 
 
 class Harness:
+    """One account partition (source 0) sending to one cluster partition.
+
+    `feed` stamps a summary with the tick of its event time after announcing that tick (so
+    earlier ticks are judged first, as a source does); `flush` announces the next tick, so
+    everything fed so far is judged. `state(key)` and `told` flush first.
+    """
+
     def __init__(self, cfg: DetectorConfig = CFG) -> None:
         self.cfg = cfg
         self.stage = ClusterStage(cfg)
-        self.part = ClusterPartition.create(cfg)
+        self.part = ClusterPartition.create(cfg, sources=1)
         self.states: dict[str, ClusterState] = {}
-        self.told: list[AccountVerdict] = []
+        self._told: list[AccountVerdict] = []
+        self.late = 0
+        self.tick = 0  # the newest tick announced
 
     def feed(self, s: ClusterSummary) -> list[AccountVerdict]:
-        state, out = self.stage.on_summary(self.states.get(s.cluster_key), s, self.part)
+        tick = max(self.tick, int(s.event_ts // self.cfg.cluster_tick_s))
+        told = self._announce(tick)
+        s = dataclasses.replace(s, tick=tick)
+        state, _ = self.stage.on_summary(self.states.get(s.cluster_key), s, self.part)
         self.states[s.cluster_key] = state
-        self.told += out.verdicts
-        return out.verdicts
+        return told
+
+    def flush(self) -> list[AccountVerdict]:
+        return self._announce(self.tick + 1)
+
+    def state(self, key: str = KEY) -> ClusterState:
+        self.flush()
+        return self.states[key]
+
+    @property
+    def told(self) -> list[AccountVerdict]:
+        self.flush()
+        return self._told
+
+    def _announce(self, tick: int) -> list[AccountVerdict]:
+        told: list[AccountVerdict] = []
+        if tick > self.tick:
+            self.tick = tick
+            for key in self.stage.on_source_tick(self.part, 0, tick):
+                out = self.stage.settle(self.states[key], self.part)
+                self.late += out.late
+                told += out.verdicts
+        self._told += told
+        return told
 
     def campaign(self, n: int, ts: float, prefix: str = "bot") -> list[str]:
         """n young accounts that joined now and harvest reasoning under KEY."""
@@ -66,6 +101,7 @@ class Harness:
             self.feed(summary(a, ts + i * 0.5, "join"))
         for i, a in enumerate(accounts):
             self.feed(summary(a, ts + 60 + i * 0.5))
+        self.flush()
         return accounts
 
 
@@ -89,7 +125,7 @@ def test_counts_distinct_young_and_new_accounts() -> None:
     h.feed(summary("old-seen-before", ts + 2, young=False, first_ts=long_ago))
     h.feed(summary("young-seen-before", ts + 3, young=True, first_ts=long_ago))
     h.feed(summary("old-new", ts + 4, young=False))
-    st = h.states[KEY]
+    st = h.state()
     assert (st.active, st.active_young, st.active_new) == (4, 2, 2)
     assert set(st.windows) == {C0}
     assert st.windows[C0].accounts == 4
@@ -101,7 +137,7 @@ def test_window_summaries_add_their_counts_to_the_cluster_window() -> None:
     h.feed(summary("a", C0 + 5, requests=10, reasoning=4, high_value=7))
     h.feed(summary("b", C0 + WS + 5, requests=20, reasoning=0, high_value=20))
     h.feed(summary("a", C0 + 2 * WS + 5, requests=5, reasoning=5, high_value=0))
-    win = h.states[KEY].windows[C0]
+    win = h.state().windows[C0]
     assert (win.accounts, win.requests, win.reasoning, win.high_value) == (2, 35, 9, 27)
     assert win.completion_tokens == 35 * 3000
 
@@ -111,7 +147,7 @@ def test_a_crowd_of_new_accounts_is_judged_on_their_joining_requests() -> None:
     crowd = [f"bot-{i:03d}" for i in range(CAMPAIGN_SIZE)]
     for i, a in enumerate(crowd):  # joins only: no window has closed yet
         h.feed(summary(a, W0 + 10 + i * 0.5, "join"))
-    st = h.states[KEY]
+    st = h.state()
     assert st.windows[C0].requests == CAMPAIGN_SIZE
     assert st.verdict is not None
     assert {av.account_id for av in h.told} == set(crowd)
@@ -121,7 +157,7 @@ def test_account_in_several_windows_is_one_member_active_in_each() -> None:
     h = Harness()
     for w in range(3):
         h.feed(summary("a", C0 + w * CW + 5))
-    st = h.states[KEY]
+    st = h.state()
     assert st.active == 1 and len(st.members) == 1
     assert [st.windows[C0 + w * CW].accounts for w in range(3)] == [1, 1, 1]
 
@@ -130,7 +166,7 @@ def test_account_windows_of_one_cluster_window_count_the_account_once() -> None:
     h = Harness()
     for w in range(CW // WS):
         h.feed(summary("a", C0 + w * WS + 5, requests=3))
-    st = h.states[KEY]
+    st = h.state()
     assert set(st.windows) == {C0}
     assert (st.windows[C0].accounts, st.windows[C0].requests) == (1, 3 * (CW // WS))
 
@@ -139,10 +175,11 @@ def test_old_windows_drop_out_of_the_horizon() -> None:
     h = Harness()
     h.feed(summary("early", C0 + 5))
     h.feed(summary("late", C0 + (H - 1) * CW + 5))
-    st = h.states[KEY]
+    st = h.state()
     assert set(st.windows) == {C0, C0 + (H - 1) * CW}  # still inside the horizon
     assert st.active == 2
     h.feed(summary("later", C0 + H * CW + 5))
+    st = h.state()
     assert C0 not in st.windows
     assert set(st.windows) == {C0 + (H - 1) * CW, C0 + H * CW}
     assert st.active == 2  # "early" was last active before the horizon
@@ -152,22 +189,23 @@ def test_member_back_after_a_pause_counts_again() -> None:
     h = Harness()
     h.feed(summary("a", C0 + 5))
     h.feed(summary("b", C0 + H * CW + 5))
-    st = h.states[KEY]
+    st = h.state()
     assert st.active == 1
     h.feed(summary("a", C0 + H * CW + 6))
+    st = h.state()
     assert st.active == 2 and st.windows[C0 + H * CW].accounts == 2
 
 
 def test_summary_older_than_the_horizon_is_counted_late() -> None:
     h = Harness()
     h.feed(summary("a", C0 + H * CW + 5))
-    state, out = h.stage.on_summary(h.states[KEY], summary("b", C0 + CW - 1), h.part)
-    assert out.late and out.verdicts == []
-    assert state.late_summaries == 1 and "b" not in state.members
+    h.feed(summary("b", C0 + CW - 1))  # an account window that closed long ago
+    state = h.state()
+    assert h.late == 1 and state.late_summaries == 1 and "b" not in state.members
     assert C0 not in state.windows
     # the oldest window still inside the horizon is not late
-    state, out = h.stage.on_summary(state, summary("c", C0 + CW + 1), h.part)
-    assert not out.late and "c" in state.members
+    h.feed(summary("c", C0 + CW + 1))
+    assert h.late == 1 and "c" in h.state().members
 
 
 # --- conviction -------------------------------------------------------------------------------
@@ -176,7 +214,7 @@ def test_summary_older_than_the_horizon_is_counted_late() -> None:
 def test_campaign_of_young_accounts_harvesting_reasoning_is_convicted() -> None:
     h = Harness()
     accounts = h.campaign(CAMPAIGN_SIZE, W0 + 10)
-    st = h.states[KEY]
+    st = h.state()
     assert st.verdict is not None
     v = st.verdict
     assert v.score >= CFG.cluster_convict_score
@@ -206,24 +244,28 @@ def test_members_are_not_told_again_while_the_verdict_holds() -> None:
 def test_joiner_of_a_convicted_cluster_is_told_at_once() -> None:
     h = Harness()
     h.campaign(CAMPAIGN_SIZE, W0 + 10)
-    v = h.states[KEY].verdict
+    v = h.state().verdict
     assert v is not None
     joined_at = W0 + 2 * WS + 7
     # the hydra response: a replacement account is acted on at its first request
-    assert h.feed(summary("replacement", joined_at, "join")) == [AccountVerdict("replacement", v)]
-    assert h.feed(summary("replacement", joined_at + 60)) == []
+    h.feed(summary("replacement", joined_at, "join"))
+    # told at the end of its tick: it applies from then on (models/account_stage.py)
+    tick_end = (int(joined_at) // CFG.cluster_tick_s + 1) * CFG.cluster_tick_s
+    assert h.flush() == [AccountVerdict("replacement", v, tick_end)]
+    h.feed(summary("replacement", joined_at + 60))
+    assert h.flush() == []
 
 
 def test_conviction_is_renewed_once_half_its_ttl_has_run() -> None:
     h = Harness()
     accounts = h.campaign(CAMPAIGN_SIZE, W0 + 10)
-    first = h.states[KEY].verdict
+    first = h.state().verdict
     assert first is not None
     h.told.clear()
     later = first.issued_ts + CFG.verdict_ttl_s / 2 + WS
     for i, a in enumerate(accounts):
         h.feed(summary(a, later + i * 0.5))
-    renewed = h.states[KEY].verdict
+    renewed = h.state().verdict
     assert renewed is not None and renewed.verdict_id != first.verdict_id
     assert renewed.expires_ts > first.expires_ts
     assert Counter(av.account_id for av in h.told) == Counter(accounts)
@@ -239,7 +281,7 @@ def test_nat_crowd_of_established_accounts_is_not_convicted() -> None:
             # a long time, all behind one address
             h.feed(summary(a, ts + w * WS + i, key="ip:198.51.100.0/24", young=False,
                            first_ts=ts - 400 * 86400, requests=12, reasoning=6, high_value=9))
-    st = h.states["ip:198.51.100.0/24"]
+    st = h.state("ip:198.51.100.0/24")
     assert st.active == 300
     assert st.verdict is None and h.told == []
 
@@ -250,13 +292,13 @@ def test_nat_crowd_seen_for_the_first_time_is_not_convicted() -> None:
     for i in range(300):
         h.feed(summary(f"student-{i:03d}", W0 + 10 + i, key="ip:198.51.100.0/24", young=False,
                        requests=12, reasoning=6, high_value=9))
-    assert h.states["ip:198.51.100.0/24"].verdict is None and h.told == []
+    assert h.state("ip:198.51.100.0/24").verdict is None and h.told == []
 
 
 def test_too_few_accounts_prove_nothing() -> None:
     h = Harness()
     h.campaign(CFG.cluster_min_accounts - 1, W0 + 10)
-    assert h.states[KEY].verdict is None and h.told == []
+    assert h.state().verdict is None and h.told == []
 
 
 def test_same_summaries_give_the_same_verdict_ids() -> None:
@@ -286,15 +328,15 @@ def _steady(h: Harness, ts: float, high_value: int, accounts: int = CAMPAIGN_SIZ
 def test_a_stronger_conviction_is_re_issued_to_every_member() -> None:
     h = Harness()
     members = _steady(h, W0 + 10, high_value=6)
-    first = h.states[KEY].verdict
+    first = h.state().verdict
     assert first is not None
     # while the score rose by less than the step, the conviction was not re-issued
-    assert cluster_evidence(h.states[KEY], CFG).score < first.score + VERDICT_UPGRADE_STEP
+    assert cluster_evidence(h.state(), CFG).score < first.score + VERDICT_UPGRADE_STEP
     assert Counter(av.account_id for av in h.told) == Counter(members)
     h.told.clear()
     later = W0 + WS + 10  # the next account window: the same accounts now harvest more
     _steady(h, later, high_value=10)
-    upgraded = h.states[KEY].verdict
+    upgraded = h.state().verdict
     assert upgraded is not None and upgraded.verdict_id != first.verdict_id
     assert upgraded.score >= first.score + VERDICT_UPGRADE_STEP
     assert later <= upgraded.issued_ts and upgraded.expires_ts > first.expires_ts
@@ -314,29 +356,31 @@ def test_a_stronger_conviction_is_re_issued_to_every_member() -> None:
 def test_a_weaker_or_barely_stronger_cluster_is_not_re_issued() -> None:
     h = Harness()
     _steady(h, W0 + 10, high_value=6)
-    first = h.states[KEY].verdict
+    first = h.state().verdict
     assert first is not None
     h.told.clear()
     _steady(h, W0 + WS + 10, high_value=6)  # the same evidence again
     _steady(h, W0 + 2 * WS + 10, high_value=5)  # a little weaker
-    assert h.told == [] and h.states[KEY].verdict == first
+    assert h.told == [] and h.state().verdict == first
 
 
 def test_a_conviction_still_warranted_is_refreshed_after_verdict_refresh_s() -> None:
     h = Harness()
     members = _steady(h, W0 + 10, high_value=6)
-    first = h.states[KEY].verdict
+    first = h.state().verdict
     assert first is not None
     assert CFG.verdict_refresh_s < CFG.verdict_ttl_s
     h.told.clear()
     # the same evidence keeps coming; not yet refresh_s after the verdict: nothing re-issued
-    just_before = first.issued_ts + CFG.verdict_refresh_s - CAMPAIGN_SIZE * 0.1 - 1
+    # (a verdict is issued at the end of a tick, so the tick before the refresh is due)
+    tick = CFG.cluster_tick_s
+    just_before = first.issued_ts + CFG.verdict_refresh_s - tick - CAMPAIGN_SIZE * 0.1 - 1
     _steady(h, just_before, high_value=6)
-    assert h.told == [] and h.states[KEY].verdict == first
+    assert h.told == [] and h.state().verdict == first
     _steady(h, first.issued_ts + CFG.verdict_refresh_s, high_value=6)
-    refreshed = h.states[KEY].verdict
+    refreshed = h.state().verdict
     assert refreshed is not None and refreshed.verdict_id != first.verdict_id
-    assert refreshed.issued_ts == first.issued_ts + CFG.verdict_refresh_s
+    assert refreshed.issued_ts == first.issued_ts + CFG.verdict_refresh_s + tick
     assert refreshed.expires_ts == refreshed.issued_ts + CFG.verdict_ttl_s
     assert Counter(av.account_id for av in h.told) == Counter(members)
     assert {av.verdict.verdict_id for av in h.told} == {refreshed.verdict_id}
@@ -345,32 +389,34 @@ def test_a_conviction_still_warranted_is_refreshed_after_verdict_refresh_s() -> 
 def test_a_conviction_no_longer_warranted_is_not_refreshed_but_joiners_are_told() -> None:
     h = Harness()
     _steady(h, W0 + 10, high_value=6)
-    first = h.states[KEY].verdict
+    first = h.state().verdict
     assert first is not None
     h.told.clear()
     # later the members ask for nothing of value: the score falls below conviction ...
-    _steady(h, first.issued_ts + CFG.verdict_refresh_s - 60, high_value=0)
-    assert cluster_evidence(h.states[KEY], CFG).score < CFG.cluster_convict_score
+    _steady(h, first.issued_ts + CFG.verdict_refresh_s - 2 * CFG.cluster_tick_s, high_value=0)
+    assert cluster_evidence(h.state(), CFG).score < CFG.cluster_convict_score
     # ... and stays there when the verdict is due for a refresh
     h.feed(summary("bot-000", first.issued_ts + CFG.verdict_refresh_s, requests=10,
                    reasoning=0, high_value=0))
-    assert h.told == [] and h.states[KEY].verdict == first
+    assert h.told == [] and h.state().verdict == first
     # the verdict is still in force: a replacement account is told at once
     joined = first.issued_ts + CFG.verdict_refresh_s + 600
     assert joined < first.expires_ts
-    assert h.feed(summary("replacement", joined, "join")) == [AccountVerdict("replacement", first)]
+    h.feed(summary("replacement", joined, "join"))
+    tick_end = (int(joined) // CFG.cluster_tick_s + 1) * CFG.cluster_tick_s
+    assert h.flush() == [AccountVerdict("replacement", first, tick_end)]
 
 
 def test_an_upgrade_within_one_account_window_reaches_every_member() -> None:
     h = Harness()
     # the same account window: the first members harvest little, the later ones much
     members = _steady(h, W0 + 10, high_value=6)
-    first = h.states[KEY].verdict
+    first = h.state().verdict
     assert first is not None
     h.told.clear()
     for i, a in enumerate(members):
         h.feed(summary(a, W0 + 100 + i * 0.1, requests=40, reasoning=0, high_value=40))
-    upgraded = h.states[KEY].verdict
+    upgraded = h.state().verdict
     assert upgraded is not None and upgraded.score >= first.score + VERDICT_UPGRADE_STEP
     told = {av.account_id for av in h.told if av.verdict.score >= upgraded.score}
     assert told == set(members)
@@ -381,7 +427,7 @@ def test_an_upgrade_within_one_account_window_reaches_every_member() -> None:
 
 def _advance(h: Harness, ts: float) -> list[str]:
     """Another cluster of the partition moves event time on; return the expired clusters."""
-    h.feed(summary("x", ts, key="pay:elsewhere", young=False))
+    h.feed(summary("x", ts, key="pay:elsewhere", young=False))  # judged up to ts's tick
     expired = []
     for key in h.stage.expired_clusters(h.part):
         st = h.states.get(key)
@@ -395,22 +441,117 @@ def test_idle_cluster_expires_by_event_time() -> None:
     h = Harness()
     h.feed(summary("a", W0 + 10, young=False))
     horizon = H * CW
-    late = CFG.allowed_lateness_s
-    assert KEY not in _advance(h, W0 + 10 + horizon + late - 1)
+    tick = CFG.cluster_tick_s
+    # idle since W0 + 10: expires once every partition is judged past W0 + 10 + horizon
+    assert KEY not in _advance(h, W0 + 10 + horizon)
     assert KEY in h.states
-    assert KEY in _advance(h, W0 + 10 + horizon + late)
+    assert KEY in _advance(h, W0 + 10 + horizon + tick)
     assert KEY not in h.states
 
 
 def test_convicted_cluster_is_kept_while_its_verdict_holds() -> None:
     h = Harness()
     h.campaign(CAMPAIGN_SIZE, W0 + 10)
-    v = h.states[KEY].verdict
+    v = h.state().verdict
     assert v is not None
-    late = CFG.allowed_lateness_s
+    late = CFG.cluster_tick_s
     assert KEY not in _advance(h, v.issued_ts + H * CW + late + 1)
     assert KEY in h.states  # a replacement account joining now must still be told
     expired: list[Any] = []
     for step in range(1, 4):
         expired += _advance(h, v.expires_ts + late + step * WS)
     assert KEY in expired
+
+
+# --- judged per tick of a watermark aligned over the account partitions ------------------------
+
+TICK_S = CFG.cluster_tick_s
+K0 = int(W0 + 10) // TICK_S  # the tick of the campaign's first summaries
+
+
+def _stamped(s: ClusterSummary, tick: int) -> ClusterSummary:
+    return dataclasses.replace(s, tick=tick)
+
+
+def _campaign_records(sources: int) -> list[tuple[int, Any]]:
+    """(source, record) for a campaign spread over `sources` account partitions and three
+    ticks, each source announcing its ticks in its own stream order."""
+    records: list[tuple[int, Any]] = []
+    for k in range(3):
+        for src in range(sources):
+            records.append((src, ("tick", K0 + k)))
+            for i in range(src, CAMPAIGN_SIZE, sources):
+                ts = (K0 + k) * TICK_S + i * 0.5
+                records.append((src, _stamped(summary(f"bot-{i:03d}", ts, "join" if k == 0
+                                                      else "window"), K0 + k)))
+    for src in range(sources):
+        records.append((src, ("tick", K0 + 3)))
+    return records
+
+
+def _run(records: list[tuple[int, Any]], sources: int) -> list[tuple[str, str]]:
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=sources)
+    states: dict[str, ClusterState] = {}
+    told: list[tuple[str, str]] = []
+    for src, r in records:
+        if isinstance(r, tuple):
+            for key in stage.on_source_tick(part, src, r[1]):
+                out = stage.settle(states[key], part)
+                told += [(av.account_id, av.verdict.verdict_id) for av in out.verdicts]
+        else:
+            states[r.cluster_key], out = stage.on_summary(states.get(r.cluster_key), r, part)
+            assert not out.behind
+    return told
+
+
+def _interleave(records: list[tuple[int, Any]], sources: int, seed: int) -> list[tuple[int, Any]]:
+    """Another arrival order that keeps each source's own order (as a topic partition does)."""
+    import random
+    rng = random.Random(seed)
+    queues = [[r for r in records if r[0] == src] for src in range(sources)]
+    out = []
+    while any(queues):
+        q = rng.choice([q for q in queues if q])
+        out.append(q.pop(0))
+    return out
+
+
+def test_a_tick_is_judged_once_every_source_has_passed_it() -> None:
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=3)
+    state = None
+    for i in range(CAMPAIGN_SIZE):
+        state, _ = stage.on_summary(state, _stamped(summary(f"bot-{i:03d}", K0 * TICK_S + i * 0.5,
+                                                            "join"), K0), part)
+    assert stage.on_source_tick(part, 0, K0 + 1) == []
+    assert stage.on_source_tick(part, 1, K0 + 1) == []
+    assert state is not None and state.verdict is None and state.active == 0
+    assert stage.on_source_tick(part, 2, K0 + 1) == [KEY]  # the last source passes K0
+    out = stage.settle(state, part)
+    assert state.verdict is not None and state.verdict.issued_ts == (K0 + 1) * TICK_S
+    assert {av.account_id for av in out.verdicts} == {f"bot-{i:03d}" for i in range(CAMPAIGN_SIZE)}
+
+
+def test_the_arrival_order_across_account_partitions_does_not_change_the_verdicts() -> None:
+    records = _campaign_records(sources=3)
+    in_order = _run(records, 3)
+    assert len({v for _, v in in_order}) >= 1 and len(in_order) >= CAMPAIGN_SIZE
+    for seed in range(5):
+        assert _run(_interleave(records, 3, seed), 3) == in_order
+
+
+def test_an_idle_account_partition_stops_holding_the_cluster_stage_back() -> None:
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=2)
+    state, _ = stage.on_summary(None, _stamped(summary("a", K0 * TICK_S), K0), part)
+    stage.on_source_tick(part, 1, K0)  # source 1 is at K0 and then goes quiet
+    idle = stage.idle_ticks
+    assert stage.on_source_tick(part, 0, K0 + idle) == []  # held back by source 1
+    assert stage.on_source_tick(part, 0, K0 + idle + 1) == [KEY]  # no longer
+    stage.settle(state, part)
+    assert "a" in state.members
+    # source 1 wakes up with a summary of a tick judged without it: late, counted, kept
+    state, out = stage.on_summary(state, _stamped(summary("b", K0 * TICK_S + 1), K0), part)
+    assert out.behind and state.pending[-1].tick == part.judged_before
+    stage.on_source_tick(part, 1, K0 + idle + 5)
+    stage.on_source_tick(part, 0, K0 + idle + 5)
+    stage.settle(state, part)
+    assert "b" in state.members and state.pending == []

@@ -20,7 +20,7 @@ from models.cluster_stage import ClusterPartition, ClusterStage
 from models.config import DetectorConfig
 from models.decision import Decision
 from models.events import InvalidEvent, RequestEvent
-from models.messages import AccountVerdict, ClusterSummary
+from models.messages import AccountVerdict, ClusterSummary, SourceTick
 from models.policy import decide
 from streams.codec import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -137,13 +137,15 @@ def _driven_account_state() -> AccountState:
         state, _ = stage.on_event(state, ev, part)
     ev = make_event("acct-1", T0 + CFG.window_s + 5, 99, prompt_simhash="fedcba9876543210")
     state, _ = stage.on_event(state, ev, part)
-    for key, score in (("pay:pay-1", 0.95), ("tpl:0:cdef", 0.9)):
-        verdict = Verdict(key, score, T0 + 400, T0 + 400 + CFG.verdict_ttl_s, f"cv-{key}",
-                          f"cluster {key}")
-        state, _ = stage.on_verdict(state, "acct-1", verdict, part)
+    for key, score, ts in (("pay:pay-1", 0.95, T0 + 300), ("tpl:0:cdef", 0.9, T0 + 400)):
+        verdict = Verdict(key, score, ts, ts + CFG.verdict_ttl_s, f"cv-{key}", f"cluster {key}")
+        state, _ = stage.on_verdict(state, AccountVerdict("acct-1", verdict, ts), part)
+    # the first verdict's time comes (the second's not yet): one held, one pending
+    part.watermark.observe(T0 + 300 + CFG.verdict_delay_s)
     assert state is not None
+    stage.on_due(state, part)
     assert state.windows_closed == 1 and state.window is not None
-    assert state.window.templates and state.verdicts and state.keys
+    assert state.window.templates and state.verdicts and state.pending_verdicts and state.keys
     assert state.action != "allow"
     return state
 
@@ -172,13 +174,21 @@ def _summary(account: str, key: str = "pay:shared", ts: float = T0, **kw: Any) -
     return ClusterSummary(**fields)
 
 
+KEY_SHARED = "pay:shared"
+
+
 def _driven_cluster_state() -> ClusterState:
-    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG)
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=1)
+    tick = int(T0) // CFG.cluster_tick_s
     state = None
     for i in range(8 * CFG.cluster_min_accounts):
-        state, _ = stage.on_summary(state, _summary(f"acct-{i:03d}", ts=T0 + i), part)
-    state, _ = stage.on_summary(state, _summary("acct-000", ts=T0 + CFG.window_s + 1), part)
-    assert state is not None and state.verdict is not None and len(state.windows) == 2
+        state, _ = stage.on_summary(state, _summary(f"acct-{i:03d}", ts=T0 + i, tick=tick), part)
+    later = T0 + CFG.window_s + 1
+    state, _ = stage.on_summary(state, _summary("acct-000", ts=later, tick=tick + 1), part)
+    assert stage.on_source_tick(part, 0, tick + 1) == [KEY_SHARED]
+    assert state is not None
+    stage.settle(state, part)  # the first tick judged, the second still pending
+    assert state.verdict is not None and len(state.windows) == 1 and len(state.pending) == 1
     return state
 
 
@@ -191,13 +201,16 @@ def test_cluster_state_round_trip() -> None:
 
 
 def test_stage_messages_round_trip() -> None:
-    s = _summary("acct-1", kind="join", requests=0)
+    s = _summary("acct-1", kind="join", requests=0, tick=29_000_000)
     assert decode_summary(encode_summary(s)) == s
-    v = AccountVerdict("acct-1", Verdict("ip:1.2.3.0/24", 0.9, T0, T0 + 60, "cv-1", "why"))
+    t = SourceTick(source=3, tick=29_000_000)
+    assert decode_summary(encode_summary(t)) == t
+    v = AccountVerdict("acct-1", Verdict("ip:1.2.3.0/24", 0.9, T0, T0 + 60, "cv-1", "why"), T0)
     assert decode_verdict(encode_verdict(v)) == v
 
 
 @pytest.mark.parametrize("decode,data", [(decode_summary, b'["too", "short"]'),
+                                         (decode_summary, b'["tick", 1, "x"]'),
                                          (decode_summary, b'{"a": 1}'),
                                          (decode_verdict, b'["acct"]')])
 def test_malformed_stage_messages_raise(decode: Callable[[bytes], Any], data: bytes) -> None:
