@@ -27,6 +27,7 @@ from models.account import (
     top_template_keys,
 )
 from models.config import DetectorConfig
+from models.convicted import ConvictedClusters
 from models.decision import Decision
 from models.detectors import AccountModel
 from models.due import DueIndex
@@ -70,6 +71,7 @@ class AccountPartition:
     templates: TemplateRecurrence
     due: DueIndex = field(default_factory=DueIndex)
     tick: int = -1  # the newest tick announced to the cluster stage
+    convicted: ConvictedClusters = field(default_factory=ConvictedClusters)
 
     @classmethod
     def create(cls, cfg: DetectorConfig, partition: int) -> AccountPartition:
@@ -116,6 +118,7 @@ class AccountStage:
                     continue
                 state.keys.append(key)
                 out.summaries.append(self._join(state, key, ev, part))
+                self._hold_convicted(state, key, part)
             if key not in win.infra_keys:
                 win.infra_keys.append(key)
         if win.requests == 0:
@@ -133,6 +136,7 @@ class AccountStage:
             # its window summaries keep its clusters informed.
             for key in newly_recurring:
                 out.summaries.append(self._join(state, key, ev, part))
+                self._hold_convicted(state, key, part)
         state.requests += 1
         state.last_ts = max(state.last_ts, ev.ts)
         self._decide(state, state.last_ts, out)
@@ -163,6 +167,15 @@ class AccountStage:
         return out
 
     # --- cluster verdicts ------------------------------------------------------------------
+    def on_conviction(self, av: AccountVerdict, part: AccountPartition) -> Outputs:
+        """A conviction broadcast to the partition: accounts joining its key later hold it."""
+        out = Outputs()
+        apply_ts = av.told_ts + self.cfg.verdict_delay_s
+        part.convicted.add(apply_ts, av.verdict)
+        part.convicted.prune(part.watermark.max_ts)
+        out.late_verdict = apply_ts <= part.watermark.max_ts
+        return out
+
     def on_verdict(self, state: AccountState | None, av: AccountVerdict,
                    part: AccountPartition) -> tuple[AccountState, Outputs]:
         out = Outputs()
@@ -205,6 +218,13 @@ class AccountStage:
         for _, verdict in due:
             self._hold(state, verdict)
         self._decide(state, max(state.last_ts, now), out)
+
+    def _hold_convicted(self, state: AccountState, key: str, part: AccountPartition) -> None:
+        """The hydra response: an account joining a convicted key holds its verdict at once."""
+        verdict = part.convicted.applicable(key, part.watermark.max_ts)
+        held = state.verdicts.get(key)
+        if verdict is not None and (held is None or held.issued_ts < verdict.issued_ts):
+            self._hold(state, verdict)
 
     def _hold(self, state: AccountState, verdict: Verdict) -> None:
         state.verdicts[verdict.cluster_key] = verdict

@@ -28,7 +28,7 @@ from models.account import Verdict
 from models.cluster import ClusterState, add_summary, members_to_tell
 from models.config import DetectorConfig
 from models.due import DueIndex
-from models.messages import AccountVerdict, ClusterSummary
+from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence
 
 # A conviction is re-issued when the cluster's score has risen by this much since.
@@ -57,6 +57,9 @@ class ClusterPartition:
 @dataclass(slots=True)
 class ClusterOutputs:
     verdicts: list[AccountVerdict] = field(default_factory=list)
+    # New convictions (and re-issues), for every account partition (`BROADCAST`), so that an
+    # account joining the key later is acted on at its first request.
+    convictions: list[AccountVerdict] = field(default_factory=list)
     late: int = 0  # summaries older than the cluster's horizon when folded in (counted, unused)
     behind: bool = False  # the summary arrived after its tick was judged (its source was idle)
 
@@ -149,6 +152,7 @@ class ClusterStage:
                                               cfg.model_version),
                         reason=evidence.reason(state.cluster_key))
             state.verdict = v
+            out.convictions.append(AccountVerdict(BROADCAST, v, now_ts))
         elif not in_force:
             return
         assert v is not None

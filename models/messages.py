@@ -67,6 +67,10 @@ def cluster_record_from_wire(w: Any) -> ClusterSummary | SourceTick:
     return ClusterSummary.from_wire(w)
 
 
+# The account id of a verdict broadcast to every account partition (models/convicted.py).
+BROADCAST = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class AccountVerdict:
     account_id: str

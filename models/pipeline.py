@@ -97,6 +97,10 @@ class Pipeline:
 
     def _to_accounts(self, out: ClusterOutputs, decisions: list[Decision]) -> None:
         self.counts["late_summaries"] += out.late
+        for conviction in out.convictions:  # to every account partition
+            for part in self.account_parts:
+                self.counts["late_verdicts"] += self.account_stage.on_conviction(
+                    conviction, part).late_verdict
         for av in out.verdicts:
             self.counts["verdicts"] += 1
             acct_part = self.account_parts[partition_for(av.account_id, self.partitions)]

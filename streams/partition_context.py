@@ -7,7 +7,10 @@ context in worker memory (`models.account_stage.AccountPartition`):
   partition arrives (`streams/topology.py`, `account_partition`), nothing to snapshot;
 - the online model, a River HalfSpaceTrees (`AccountPartition.model`);
 - any further partition-local counters the core keeps (today the template recurrence counts,
-  `AccountPartition.templates`).
+  `AccountPartition.templates`);
+- the convicted clusters broadcast to the partition (`AccountPartition.convicted`, as
+  `ConvictedClusters.to_wire`), so a replacement account is still acted on at its first request
+  after a move; a conviction received after the last snapshot is lost until it is re-issued.
 
 The last two cannot be rebuilt from the account states. Without a snapshot a partition that
 moves to another worker (a rebalance, a crash, a deploy) would start them cold there: the model
@@ -199,6 +202,9 @@ def snapshot(part: Any) -> dict[str, Any]:
         obj = getattr(part, name, None)
         if obj is not None and dataclasses.is_dataclass(obj):
             snap[name] = fields_snapshot(obj)
+    convicted = getattr(part, "convicted", None)
+    if convicted is not None:
+        snap["convicted"] = convicted.to_wire()
     return snap
 
 
@@ -213,4 +219,10 @@ def restore(part: Any, snap: dict[str, Any]) -> list[str]:
         obj = getattr(part, name, None)
         if obj is not None and name in snap and restore_fields(obj, snap[name]):
             restored.append(name)
+    if "convicted" in snap and hasattr(part, "convicted"):
+        try:
+            part.convicted = type(part.convicted).from_wire(snap["convicted"])
+            restored.append("convicted")
+        except (TypeError, ValueError, KeyError, IndexError):
+            pass  # not restored: the partition learns convictions again as they are re-issued
     return restored

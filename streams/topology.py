@@ -33,7 +33,7 @@ from models.account_stage import AccountPartition, AccountStage, Outputs
 from models.cluster_stage import ClusterPartition, ClusterStage
 from models.decision import Decision
 from models.events import InvalidEvent
-from models.messages import SourceTick
+from models.messages import BROADCAST, SourceTick
 from models.partitioning import partition_for
 from streams import partition_context
 from streams.codec import (
@@ -349,6 +349,11 @@ def create_app(settings: Settings) -> faust.App:
                     for av in settled.verdicts:
                         await account_verdicts.send(key=av.account_id.encode(),
                                                     value=encode_verdict(av))
+                    for av in settled.convictions:  # to every account partition
+                        conviction = encode_verdict(av)
+                        for q in range(partitions):
+                            await account_verdicts.send(key=BROADCAST.encode(), value=conviction,
+                                                        partition=q)
                 for key in cluster_stage_core.expired_clusters(part):
                     cluster = clusters.get(key)
                     if cluster is not None and cluster_stage_core.is_expired(cluster, part):
@@ -365,6 +370,10 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 av = decode_verdict(internal(event.message.value))
                 part = account_partition(event.message.partition)
+                if av.account_id == BROADCAST:
+                    await publish(account_stage_core.on_conviction(av, part),
+                                  event.message.partition)
+                    continue
                 state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
                                                            part)
                 await publish(out, event.message.partition)

@@ -28,7 +28,7 @@ from models.account import AccountState, Verdict
 from models.cluster import ClusterState
 from models.config import DetectorConfig
 from models.keys import infrastructure_keys, template_keys
-from models.messages import AccountVerdict, ClusterSummary, SourceTick
+from models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTick
 from models.partitioning import partition_for
 from streams.codec import (
     ACCOUNT_STATE_CODEC,
@@ -238,11 +238,18 @@ def test_cluster_stage_convicts_and_tells_members(app: faust.App, settings: Sett
 
     state = app.tables["clusters"]["pay:shared"]
     assert isinstance(state, ClusterState) and state.verdict is not None
-    told = [decode_verdict(r.value) for r in outbox.to("account_verdicts")]
+    sent = outbox.to("account_verdicts")
+    told = [decode_verdict(r.value) for r in sent]
     # Every member is told, the late joiner at the end of its tick.
-    assert {v.account_id for v in told} == {*members, "late-joiner"}
-    assert all(r.key == decode_verdict(r.value).account_id.encode()
-               for r in outbox.to("account_verdicts"))
+    assert {v.account_id for v in told} - {BROADCAST} == {*members, "late-joiner"}
+    assert all(r.key == decode_verdict(r.value).account_id.encode() for r in sent)
+    # each conviction also goes to every account partition, for accounts joining later
+    broadcast = [(decode_verdict(r.value).verdict.verdict_id, r.partition) for r in sent
+                 if decode_verdict(r.value).account_id == BROADCAST]
+    convictions = {v for v, _ in broadcast}
+    assert state.verdict.verdict_id in convictions
+    assert sorted(broadcast) == sorted((v, q) for v in convictions
+                                       for q in range(settings.partitions))
     dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
     assert len(dead) == 1 and "internal error" in dead[0]["reason"]
     assert decode_cluster_state(outbox.changelog("clusters")[-1].value) == state

@@ -23,7 +23,7 @@ from models.account_stage import (
 from models.config import DetectorConfig
 from models.events import RequestEvent
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
-from models.messages import AccountVerdict, ClusterSummary
+from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.templates import RECURRING_AFTER
 from models.windows import window_start
 from tests.conftest import make_event
@@ -572,9 +572,23 @@ def test_a_member_told_after_the_conviction_is_acted_on_from_when_it_was_told() 
     h = Harness()
     h.event(ev("late-joiner", T0 + 3600))
     v = _verdict("pay:p", ts=T0)  # convicted an hour before this member joined
-    st, out = h.stage.on_verdict(h.states["late-joiner"], told("late-joiner", v, T0 + 3660),
+    _, out = h.stage.on_verdict(h.states["late-joiner"], told("late-joiner", v, T0 + 3660),
                                  h.part)
     assert not out.late_verdict and out.decisions == []  # not at once: at its own time
     _, due = h.event(ev("y", T0 + 3660 + DELAY))
     decided = [d for a, o in due if a == "late-joiner" for d in o.decisions]
     assert [(d.action, d.event_ts) for d in decided] == [("throttle", T0 + 3660 + DELAY)]
+
+
+def test_a_replacement_account_joining_a_convicted_cluster_is_acted_on_at_its_first_request() -> None:
+    h = Harness()
+    h.event(ev("old-member", T0))
+    conviction = told(BROADCAST, _verdict("pay:campaign", ts=T0))
+    assert not h.stage.on_conviction(conviction, h.part).late_verdict
+    # before the conviction's time to apply, a joiner is not acted on at once ...
+    early, _ = h.event(ev("early", T0 + DELAY - 1, payment_fingerprint="campaign"))
+    assert early.decisions == [] and "pay:campaign" not in h.states["early"].verdicts
+    # ... from then on, at its first request
+    out, _ = h.event(ev("replacement", T0 + DELAY, payment_fingerprint="campaign"))
+    assert [(d.account_id, d.action) for d in out.decisions] == [("replacement", "throttle")]
+    assert h.states["replacement"].verdicts["pay:campaign"].verdict_id == "cv-pay:campaign"

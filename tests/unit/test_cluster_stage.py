@@ -18,7 +18,7 @@ from typing import Any
 from models.cluster import ClusterState, cluster_window
 from models.cluster_stage import VERDICT_UPGRADE_STEP, ClusterPartition, ClusterStage, verdict_id
 from models.config import DetectorConfig
-from models.messages import AccountVerdict, ClusterSummary
+from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence
 from models.windows import window_start
 
@@ -555,3 +555,22 @@ def test_an_idle_account_partition_stops_holding_the_cluster_stage_back() -> Non
     stage.on_source_tick(part, 0, K0 + idle + 5)
     stage.settle(state, part)
     assert "b" in state.members and state.pending == []
+
+
+def test_each_conviction_is_broadcast_once_to_every_account_partition() -> None:
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=1)
+    state = None
+    for i in range(CAMPAIGN_SIZE):
+        state, _ = stage.on_summary(state, _stamped(summary(f"bot-{i:03d}", K0 * TICK_S + i * 0.5,
+                                                            "join"), K0), part)
+    stage.on_source_tick(part, 0, K0 + 1)
+    assert state is not None
+    out = stage.settle(state, part)
+    assert state.verdict is not None
+    assert out.convictions == [AccountVerdict(BROADCAST, state.verdict, (K0 + 1) * TICK_S)]
+    # a joiner told later is told alone; the conviction is not broadcast again
+    state, _ = stage.on_summary(state, _stamped(summary("joiner", (K0 + 1) * TICK_S, "join"),
+                                                K0 + 1), part)
+    stage.on_source_tick(part, 0, K0 + 2)
+    out = stage.settle(state, part)
+    assert [av.account_id for av in out.verdicts] == ["joiner"] and out.convictions == []

@@ -9,6 +9,7 @@ import random
 import orjson
 import pytest
 
+from models.account import Verdict
 from models.account_stage import AccountPartition
 from models.config import DetectorConfig
 from streams import partition_context as pc
@@ -57,6 +58,17 @@ def test_template_counts_come_back() -> None:
     assert moved.templates.current == original.templates.current
     assert moved.templates.previous == original.templates.previous
     assert moved.templates.generation == original.templates.generation
+
+
+def test_convicted_clusters_come_back() -> None:
+    cfg = DetectorConfig()
+    original = AccountPartition.create(cfg, 2)
+    for i in range(3):
+        original.convicted.add(1_700_000_000.0 + i, Verdict(
+            f"pay:p{i}", 0.9, 1_700_000_000.0, 1_700_020_000.0, f"cv-{i}", "convicted"))
+    moved = AccountPartition.create(cfg, 2)
+    assert "convicted" in pc.restore(moved, through_json(pc.snapshot(original)))
+    assert moved.convicted == original.convicted
 
 
 def test_the_snapshot_is_small_json_without_pickle() -> None:
