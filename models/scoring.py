@@ -4,6 +4,14 @@ The score is a weighted mix of named evidence items, damped for keys that many e
 users share (a campus NAT, a big cloud ASN, a popular tutorial prompt): such a key is only
 evidence when its members are young, new and harvest high-value capabilities (the Fraudar idea
 of down-weighting popular targets, applied through who the members are).
+
+A prompt template has a second way to show a campaign besides a wave of new accounts: a slow
+campaign's accounts keep coming back to its templates, a few at a time, window after window, so
+for a `tpl` key the share of the horizon's windows the crowd was active in counts like the share
+of new accounts (whichever is larger). A tutorial wave is as persistent but harvests nothing,
+enterprise batches and a campus's homework are as persistent but their accounts are established:
+the other terms keep those down. And a template's harvest combines its two tells (high-value
+tasks, reasoning requested) as independent signs rather than taking the stronger one.
 """
 
 from __future__ import annotations
@@ -24,13 +32,24 @@ class ClusterEvidence:
     reasoning_share: float
     high_value_share: float
     requests_per_account: float
+    # Share of the horizon's windows the key was used in; scored for template keys only.
+    persistence: float = 0.0
 
     def reason(self, cluster_key: str) -> str:
+        persistent = (f", used in {self.persistence:.0%} of the horizon's windows"
+                      if cluster_key.startswith("tpl:") else "")
         return (f"cluster {cluster_key} score {self.score:.2f}: {self.accounts} accounts, "
-                f"{self.young_share:.0%} young, {self.new_share:.0%} new in the last hour, "
+                f"{self.young_share:.0%} young, {self.new_share:.0%} new in the last hour"
+                f"{persistent}, "
                 f"{self.high_value_share:.0%} coding/reasoning/math/tools, "
                 f"{self.reasoning_share:.0%} reasoning requested, "
                 f"{self.requests_per_account:.1f} requests/account")
+
+
+def persistence(state: ClusterState, cfg: DetectorConfig) -> float:
+    """Share of the horizon's windows in which the key was used at all (0..1)."""
+    used = sum(1 for w in state.windows.values() if w.requests > 0)
+    return min(1.0, used / cfg.cluster_horizon_windows)
 
 
 def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidence:
@@ -42,16 +61,27 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     reasoning = totals.reasoning / requests
     high_value = totals.high_value / requests
     per_account = totals.requests / n if n else 0.0
+    template = state.cluster_key.startswith("tpl:")
+    persistent = persistence(state, cfg) if template else 0.0
     if n < cfg.cluster_min_accounts or totals.requests == 0:
         score = 0.0
     else:
         # Size: 0 at the minimum, 1 at eight times the minimum (log scale).
         size = min(1.0, math.log(n / cfg.cluster_min_accounts) / math.log(8))
-        harvest = max(high_value, min(1.0, reasoning / 0.6))
-        raw = 0.45 * young + 0.15 * new + 0.40 * harvest
+        asks_reasoning = min(1.0, reasoning / 0.6)
+        if template:
+            # What one prompt template is used for: high-value tasks and requests for written-out
+            # reasoning are two tells of its content, and a template showing both moderately
+            # (a slow campaign's mix) harvests as much as one showing one strongly.
+            harvest = 1.0 - (1.0 - high_value) * (1.0 - asks_reasoning)
+        else:
+            harvest = max(high_value, asks_reasoning)
+        # A wave of new accounts, or (templates) a crowd that keeps coming back.
+        raw = 0.45 * young + 0.15 * max(new, persistent) + 0.40 * harvest
         # Established members make a shared key innocent, however large the crowd.
         raw *= 0.3 + 0.7 * young
         score = raw * (0.85 + 0.15 * size)
     return ClusterEvidence(score=round(min(1.0, score), 4), accounts=n, young_share=young,
                            new_share=new, reasoning_share=reasoning,
-                           high_value_share=high_value, requests_per_account=per_account)
+                           high_value_share=high_value, requests_per_account=per_account,
+                           persistence=persistent)

@@ -268,7 +268,12 @@ def test_conviction_is_renewed_once_half_its_ttl_has_run() -> None:
     renewed = h.state().verdict
     assert renewed is not None and renewed.verdict_id != first.verdict_id
     assert renewed.expires_ts > first.expires_ts
-    assert Counter(av.account_id for av in h.told) == Counter(accounts)
+    # every member told; the renewal may be upgraded once more while the crowd regathers in the
+    # new horizon (a template key also scores how persistently it is used), and the last word
+    # each member got is the standing verdict
+    assert set(Counter(av.account_id for av in h.told)) == set(accounts)
+    last = {av.account_id: av.verdict.verdict_id for av in h.told}
+    assert set(last.values()) == {renewed.verdict_id}
 
 
 def test_nat_crowd_of_established_accounts_is_not_convicted() -> None:

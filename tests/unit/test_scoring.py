@@ -1,0 +1,117 @@
+"""`models.scoring`: the explainable cluster score, and what a prompt template adds to it.
+
+A slow campaign's template never shows as a wave of new accounts: a few of its young accounts
+use it in every window, for hours. For `tpl` keys the share of the horizon's windows the key was
+used in counts like the share of new accounts, and the template's two harvest tells (high-value
+tasks, reasoning requested) combine. These tests build cluster states directly from summaries.
+"""
+
+from __future__ import annotations
+
+from models.cluster import ClusterState, add_summary, cluster_window
+from models.config import DetectorConfig
+from models.messages import ClusterSummary
+from models.scoring import cluster_evidence, persistence
+from models.windows import window_start
+
+CFG = DetectorConfig()
+H = CFG.cluster_horizon_windows
+CW = CFG.cluster_window_s
+C0 = cluster_window(window_start(1_700_000_000.0, CFG.window_s), CFG)
+LONG_AGO = C0 - 10 * 86400.0  # the accounts' first requests: days before, so none is "new"
+
+
+def summary(key: str, account: str, ts: float, *, young: bool = True, requests: int = 10,
+            reasoning: int = 4, high_value: int = 7, first_ts: float = LONG_AGO) -> ClusterSummary:
+    return ClusterSummary(cluster_key=key, account_id=account, kind="window",
+                          window_start=window_start(ts, CFG.window_s), event_ts=ts,
+                          requests=requests, reasoning=reasoning, high_value=high_value,
+                          completion_tokens=requests * 1000, young=young,
+                          account_first_ts=first_ts)
+
+
+def trickle(key: str, accounts: int = 12, windows: int = H, **kwargs: object) -> ClusterState:
+    """`accounts` distinct accounts using the key one after the other, spread evenly over
+    `windows` cluster windows (a slow campaign's template: a few accounts per window)."""
+    state = ClusterState(cluster_key=key)
+    for i in range(accounts):
+        ts = C0 + (i * windows // accounts) * CW + 10 + i
+        s = summary(key, f"acct-{i:03d}", ts, **kwargs)  # type: ignore[arg-type]
+        assert add_summary(state, s, CFG)
+    return state
+
+
+def burst(key: str, accounts: int = 12, **kwargs: object) -> ClusterState:
+    """The same accounts and requests, all in one cluster window."""
+    state = ClusterState(cluster_key=key)
+    for i in range(accounts):
+        s = summary(key, f"acct-{i:03d}", C0 + 10 + i, **kwargs)  # type: ignore[arg-type]
+        assert add_summary(state, s, CFG)
+    return state
+
+
+def test_persistence_is_the_share_of_the_horizons_windows_the_key_was_used_in() -> None:
+    assert persistence(trickle("tpl:0:abcd", accounts=H), CFG) == 1.0
+    assert persistence(trickle("tpl:0:abcd", accounts=H, windows=H // 2), CFG) == 0.5
+    assert persistence(burst("tpl:0:abcd"), CFG) == 1 / H
+
+
+def test_a_slow_template_crowd_of_young_harvesting_accounts_is_convicted() -> None:
+    # 12 young accounts, none new, 70% high-value tasks and 40% reasoning requested: the
+    # campaign_stealth mix, used a few accounts at a time over the whole horizon
+    slow = cluster_evidence(trickle("tpl:1:5a1a"), CFG)
+    assert slow.new_share == 0.0 and slow.persistence == 1.0
+    assert slow.score >= CFG.cluster_convict_score
+    # the same crowd in one window is not persistent, and as none of it is new, not convicted
+    assert cluster_evidence(burst("tpl:1:5a1a"), CFG).score < CFG.cluster_convict_score
+
+
+def test_persistence_and_the_combined_harvest_count_for_templates_only() -> None:
+    for key in ("sys:0123456789abcdef", "ip:203.0.113.0/24", "pay:pf-1", "asnua:7922:abc"):
+        ev = cluster_evidence(trickle(key), CFG)
+        assert ev.persistence == 0.0
+        assert ev.score < CFG.cluster_convict_score, key
+        # a shared key's harvest is the stronger of its two tells
+        assert ev.score == cluster_evidence(trickle(key, reasoning=0), CFG).score
+
+
+def test_a_template_showing_both_harvest_tells_scores_above_either_alone() -> None:
+    both = cluster_evidence(trickle("tpl:2:0d8a"), CFG).score
+    tasks_only = cluster_evidence(trickle("tpl:2:0d8a", reasoning=0), CFG).score
+    reasoning_only = cluster_evidence(trickle("tpl:2:0d8a", high_value=0), CFG).score
+    assert both > max(tasks_only, reasoning_only)
+
+
+def test_a_persistent_tutorial_template_that_harvests_nothing_is_not_convicted() -> None:
+    # a launch wave's quickstart: young accounts, used all day, chat and writing only; being
+    # used all day weighs no more than being new, which a launch wave's accounts are anyway
+    scores = set()
+    for first_ts in (LONG_AGO, C0):
+        ev = cluster_evidence(trickle("tpl:0:605e", accounts=160, reasoning=0, high_value=0,
+                                      first_ts=first_ts), CFG)
+        assert ev.persistence == 1.0
+        assert ev.score < CFG.cluster_convict_score
+        scores.add(ev.score)
+    assert len(scores) == 1
+
+
+def test_a_persistent_template_of_established_accounts_is_not_convicted() -> None:
+    # an enterprise batch or a campus's homework: used all day, all high-value, but by accounts
+    # the gateway has known for long
+    ev = cluster_evidence(trickle("tpl:3:2d3b", accounts=60, young=False, reasoning=10,
+                                  high_value=10), CFG)
+    assert ev.persistence == 1.0 and ev.young_share == 0.0
+    assert ev.score < CFG.release_score
+
+
+def test_more_persistence_never_lowers_the_score() -> None:
+    scores = [cluster_evidence(trickle("tpl:1:4deb", windows=w), CFG).score
+              for w in range(1, H + 1)]
+    assert scores == sorted(scores)
+
+
+def test_a_templates_reason_names_its_persistence() -> None:
+    ev = cluster_evidence(trickle("tpl:1:4deb"), CFG)
+    assert "used in 100% of the horizon's windows" in ev.reason("tpl:1:4deb")
+    other = cluster_evidence(trickle("sys:0123456789abcdef"), CFG)
+    assert "horizon's windows" not in other.reason("sys:0123456789abcdef")
