@@ -29,6 +29,10 @@ CORROBORATION_SCORE = 0.5
 # second kind: each is its own crowd of accounts.
 MIN_BANDS_MATCHED = 2
 TEMPLATES_FOR_FULL_WEIGHT = 2
+# Two prompts within this many SimHash bits of each other are near-duplicates of one template
+# (templated prompts here are at most a few bits from their template, so at most twice that
+# from each other); unrelated prompts are ~32 bits apart and this close with probability 4e-5.
+SAME_TEMPLATE_BITS = 16
 # Evidence from shared keys weighs less against an established account (Fraudar-like: a crowd
 # on a popular key convicts the fresh accounts that make it suspicious, not the old users on it).
 ESTABLISHED_WEIGHT = 0.5
@@ -57,16 +61,44 @@ class Assessment:
 
 
 def matched_templates(prompts: list[int], convicted: set[str], bands: int) -> int:
-    """How many convicted templates the prompts use, counted from the convicted buckets they
-    hit: one template has `bands` buckets, of which its prompts hit at least `bands - 1` most
-    of the time, so each `bands - 1` distinct buckets hit count as one template. The count
-    never falls when a verdict is added (more evidence is never less)."""
+    """How many distinct convicted templates the prompts use.
+
+    A prompt uses a convicted template when at least MIN_BANDS_MATCHED of its buckets are
+    convicted. Prompts within SAME_TEMPLATE_BITS of each other are one template, so the count
+    is the largest number of such prompts that are pairwise further apart than that (the
+    prompts of one template never count as two, however their bit flips split the bands).
+    Two or more templates count as such: a chance collision of two bands with convicted buckets
+    is rare (a heavy user in a day of many convictions meets one, hardly two at once). One
+    template alone counts only once its prompts hit `bands - 1` distinct convicted buckets (a
+    template's prompts keep that many of its bands most of the time, a chance collision not).
+    The count never falls when a verdict or a prompt is added (more evidence is never less).
+    """
+    using: list[int] = []
     hit: set[str] = set()
     for simhash in prompts:
+        if simhash in using:
+            continue
         keys = [k for k in template_keys(simhash, bands) if k in convicted]
         if len(keys) >= MIN_BANDS_MATCHED:
+            using.append(simhash)
             hit.update(keys)
-    return len(hit) // max(1, bands - 1)
+    count = _most_distinct(using)
+    if count == 1 and len(hit) < bands - 1:
+        return 0
+    return count
+
+
+def _most_distinct(prompts: list[int]) -> int:
+    """Size of the largest subset of prompts pairwise more than SAME_TEMPLATE_BITS apart
+    (exact; an account holds at most a handful of recent prompts)."""
+    if len(prompts) <= 1:
+        return len(prompts)
+    first, rest = prompts[0], prompts[1:]
+    apart = [p for p in rest if (first ^ p).bit_count() > SAME_TEMPLATE_BITS]
+    with_first = 1 + _most_distinct(apart)
+    if len(apart) == len(rest):
+        return with_first  # `first` is related to none: it is in some largest subset
+    return max(with_first, _most_distinct(rest))
 
 
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:

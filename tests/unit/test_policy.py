@@ -24,6 +24,7 @@ from models.policy import (
     CORROBORATION_SCORE,
     ESTABLISHED_WEIGHT,
     MIN_BANDS_MATCHED,
+    SAME_TEMPLATE_BITS,
     TEMPLATES_FOR_FULL_WEIGHT,
     assess,
     decide,
@@ -309,6 +310,56 @@ def test_more_convicted_template_prompts_never_weaken_the_action(cfg: DetectorCo
             assert after.score >= before.score
             before = after
     assert actions == {"allow", "throttle", "block"}
+
+
+def test_two_templates_each_hitting_two_convicted_buckets_count_as_two() -> None:
+    # a slow campaign's templates convict band by band: an account's prompts often hit only two
+    # convicted buckets of each template, and two such templates are still two crowds
+    bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
+    a_keeps_01 = flip(TPL_A, 2 * width, 3 * width)
+    b_keeps_23 = flip(TPL_B, 0, width)
+    conv = convicted(TPL_A, TPL_B)
+    assert matched_templates([a_keeps_01], conv, bands) == 0  # one template needs bands - 1
+    assert matched_templates([a_keeps_01, b_keeps_23], conv, bands) == 2
+    score = 0.9
+    a = assess(account(*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score),
+                       prompts=(a_keeps_01, OTHER, b_keeps_23)), T0, CFG)
+    assert a.score == pytest.approx(score, abs=1e-4) and a.action == "block"
+
+
+def test_only_a_few_buckets_of_each_template_convicted_still_count() -> None:
+    # two of each template's four buckets convicted: the prompts that keep them count
+    bands = CFG.simhash_bands
+    conv = set(template_keys(TPL_A, bands)[:2]) | set(template_keys(TPL_B, bands)[2:])
+    assert matched_templates([TPL_A, TPL_B], conv, bands) == 2
+    assert matched_templates([TPL_A, TPL_A, flip(TPL_A, 40)], conv, bands) == 0
+
+
+def test_near_duplicates_within_the_template_distance_are_one_template() -> None:
+    rng = random.Random(13)
+    bands = CFG.simhash_bands
+    conv = convicted(TPL_A, TPL_B)
+    for _ in range(300):
+        # each at most half the distance from the template, in any bits
+        most = SAME_TEMPLATE_BITS // 2
+        prompts = [flip(TPL_A, *rng.sample(range(64), rng.randrange(0, most + 1)))
+                   for _ in range(RECENT_PROMPTS - 1)]
+        assert matched_templates(prompts, conv, bands) <= 1
+        assert matched_templates([*prompts, TPL_B], conv, bands) <= 2
+
+
+def test_a_further_prompt_never_lowers_the_template_count() -> None:
+    rng = random.Random(14)
+    bands = CFG.simhash_bands
+    for _ in range(500):
+        held = {k for k in sorted(convicted(*POOL)) if rng.random() < 0.6}
+        prompts: list[int] = []
+        count = 0
+        for _ in range(RECENT_PROMPTS):
+            prompts.append(_random_prompt(rng))
+            more = matched_templates(prompts, held, bands)
+            assert more >= count, (prompts, held)
+            count = more
 
 
 def test_the_template_count_does_not_depend_on_the_order_of_the_prompts() -> None:
