@@ -102,7 +102,7 @@ class AccountStage:
             state = AccountState.new(ev.account_id, ev.ts)
             state.created_ts = ev.account_created_ts
         elif state.pending_verdicts:
-            self._apply_verdicts(state, part, out)
+            self._apply_verdicts(state, part, out, ev.ts)
         if out.late:
             state.late_events += 1
         if state.window is not None and ev.ts >= state.window.start + cfg.window_s:
@@ -202,11 +202,13 @@ class AccountStage:
         return (state.created_ts is not None
                 and ts - state.created_ts < self.cfg.young_account_age_s)
 
-    def _apply_verdicts(self, state: AccountState, part: AccountPartition,
-                        out: Outputs) -> None:
+    def _apply_verdicts(self, state: AccountState, part: AccountPartition, out: Outputs,
+                        request_ts: float = 0.0) -> None:
         """Apply the verdicts whose time has come (at or before the partition's newest event
-        time), in a fixed order, then decide as of that newest event time: the moment the
-        decision is made, after the request that moved the partition's time was served."""
+        time), in a fixed order, then decide as of the latest of: their time to apply, the
+        account's last request, and the request being processed (`request_ts`, which was
+        served before the decision). A late verdict is judged as of its own time, not as of
+        how late it came: lateness must not decay the evidence."""
         now = part.watermark.max_ts
         due = [p for p in state.pending_verdicts if p[0] <= now]
         if not due:
@@ -217,7 +219,7 @@ class AccountStage:
         due.sort(key=lambda p: (p[0], p[1].issued_ts, p[1].cluster_key, p[1].verdict_id))
         for _, verdict in due:
             self._hold(state, verdict)
-        self._decide(state, max(state.last_ts, now), out)
+        self._decide(state, max(state.last_ts, due[-1][0], request_ts), out)
 
     def _hold_convicted(self, state: AccountState, key: str, part: AccountPartition) -> None:
         """The hydra response: an account joining a convicted key holds its verdict at once."""
