@@ -102,6 +102,11 @@ class Reference:
 
     actions: dict[str, str]
     scores: dict[str, float]
+    # Accounts first seen so close to the end of the stream (within a tick and a verdict delay)
+    # that how they are decided live depends on the stream going on: a member joining a
+    # convicted cluster is held to it at once when the conviction reached its partition in
+    # time, and otherwise told at the next tick, which a finite stream that stops never closes.
+    at_the_end: frozenset[str] = frozenset()
 
 
 def uninterrupted_reference(settings: Settings, limit: int | None = None) -> Reference:
@@ -119,14 +124,20 @@ def uninterrupted_reference(settings: Settings, limit: int | None = None) -> Ref
     scores: dict[str, float] = {}
     for d in decisions:
         scores[d["account_id"]] = max(scores.get(d["account_id"], 0.0), d["score"])
-    return Reference(strongest(decisions), scores)
+    first_seen: dict[str, float] = {}
+    for ev in scenario_events(limit):
+        first_seen.setdefault(ev["account_id"], ev["ts"])
+    tail_from = (max(ev["ts"] for ev in scenario_events(limit))
+                 - settings.detector.cluster_tick_s - settings.detector.verdict_delay_s)
+    return Reference(strongest(decisions), scores,
+                     frozenset(a for a, ts in first_seen.items() if ts >= tail_from))
 
 
 def compare_campaign_decisions(reference: Reference, live: dict[str, str],
                                throttle_score: float) -> dict[str, Any]:
     """How the live run decided the campaign accounts that the reference acted on."""
     acted = {a for a, act in reference.actions.items()
-             if act != "allow" and a in campaign_accounts()}
+             if act != "allow" and a in campaign_accounts() and a not in reference.at_the_end}
     missed = sorted(a for a in acted if live.get(a, "allow") == "allow")
     edge = {a for a in acted if reference.scores[a] < throttle_score + KNIFE_EDGE}
     weaker = sorted(a for a in acted
