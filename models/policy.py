@@ -101,6 +101,20 @@ def _most_distinct(prompts: list[int]) -> int:
     return max(with_first, _most_distinct(rest))
 
 
+def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: float,
+                    now_ts: float, cfg: DetectorConfig) -> bool:
+    """Whether holding this verdict makes the account a replacement: a young account first seen
+    after the cluster was convicted, on a key it strongly holds. Banned accounts replaced by
+    fresh ones on the same payment instruments, proxies, system prompts and templates is how a
+    campaign survives enforcement (the hydra pattern); it corroborates a block like a second
+    kind of key. Not for IP prefixes, which fresh users behind a shared address (a campus NAT,
+    a carrier) join innocently."""
+    return (evidence >= CORROBORATION_SCORE and issued_ts < state.first_ts
+            and not key.startswith("ip:")
+            and (state.created_ts is None
+                 or now_ts - state.created_ts <= cfg.young_account_age_s))
+
+
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
@@ -109,11 +123,15 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
                  if convicted_buckets else 0)
     template_weight = min(1.0, templates / TEMPLATES_FOR_FULL_WEIGHT)
     weight = member_weight(state, now_ts, cfg)
+    replaced: str | None = None
     for key, v in in_force:
         age = max(0.0, now_ts - v.issued_ts)
         decayed = weight * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
         if key.startswith("tpl:"):
             decayed *= template_weight
+        if (_is_replacement(state, key, decayed, v.issued_ts, now_ts, cfg)
+                and (replaced is None or key < replaced)):
+            replaced = key
         kind = key_kind(key)
         if kind not in by_kind or decayed > by_kind[kind][0]:
             by_kind[kind] = (decayed, key)
@@ -126,6 +144,8 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     if (by_kind.get("tpl", (0.0, ""))[0] >= CORROBORATION_SCORE
             and templates >= TEMPLATES_FOR_FULL_WEIGHT):
         corroborating += 1  # two convicted templates: two crowds
+    if replaced is not None:
+        corroborating += 1  # the hydra pattern: a fresh account on a convicted campaign's keys
     if score >= cfg.block_score and corroborating >= 2:
         action = "block"
     elif score >= cfg.throttle_score:
@@ -136,6 +156,11 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     cluster_ids = [k for _, k in strongest]
     reasons = [state.verdicts[k].reason for k in cluster_ids]
     basis = [state.verdicts[k].verdict_id for k in cluster_ids]
+    if replaced is not None:
+        v = state.verdicts[replaced]
+        reasons.append(f"replacement account: first seen {(state.first_ts - v.issued_ts) / 60:.0f}"
+                       f" min after cluster {replaced} was convicted")
+        basis.append(f"replacement:{v.verdict_id}")
     if account > 0:
         reasons.extend(state.account_reasons)
         basis.append(f"account-window:{state.account_score_window}")

@@ -589,6 +589,9 @@ def test_a_replacement_account_joining_a_convicted_cluster_is_acted_on_at_its_fi
     early, _ = h.event(ev("early", T0 + DELAY - 1, payment_fingerprint="campaign"))
     assert early.decisions == [] and "pay:campaign" not in h.states["early"].verdicts
     # ... from then on, at its first request
+    # ... from then on, at its first request; a fresh account on a convicted payment
+    # instrument is a replacement, which corroborates a block (models/policy.py)
     out, _ = h.event(ev("replacement", T0 + DELAY, payment_fingerprint="campaign"))
-    assert [(d.account_id, d.action) for d in out.decisions] == [("replacement", "throttle")]
+    assert [(d.account_id, d.action) for d in out.decisions] == [("replacement", "block")]
+    assert any("replacement account" in r for r in out.decisions[0].reasons)
     assert h.states["replacement"].verdicts["pay:campaign"].verdict_id == "cv-pay:campaign"

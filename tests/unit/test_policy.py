@@ -669,3 +669,40 @@ def test_decision_ids_include_the_mode() -> None:
         "a", "block", ["x"], "mv", "enforce")
     assert decision_id("a", "block", ["x"], "mv") == decision_id("a", "block", ["x"], "mv",
                                                                  "enforce")
+
+
+# --- the hydra pattern: replacement accounts ---------------------------------------------------
+
+
+def _fresh(*verdicts: Verdict, created_days_ago: float | None = 2.0) -> AccountState:
+    """An account first seen at T0 - 600 (see `account`), created a few days ago."""
+    st = account(*verdicts)
+    st.created_ts = None if created_days_ago is None else T0 - created_days_ago * 86400
+    return st
+
+
+def test_a_fresh_account_on_a_key_convicted_before_it_appeared_is_blocked_as_a_replacement() -> None:
+    convicted_before = verdict("pay:p", issued=T0 - 900)
+    a = assess(_fresh(convicted_before), T0, CFG)
+    assert a.action == "block"
+    assert any("replacement account: first seen 5 min after cluster pay:p" in r
+               for r in a.reasons)
+    assert any(b.startswith("replacement:") for b in a.basis)
+
+
+def test_a_member_from_before_the_conviction_is_no_replacement() -> None:
+    convicted_after = verdict("pay:p", issued=T0 - 60)  # the account was first seen at T0 - 600
+    a = assess(_fresh(convicted_after), T0, CFG)
+    assert a.action == "throttle" and not any("replacement" in r for r in a.reasons)
+
+
+def test_joining_a_convicted_ip_prefix_or_being_established_makes_no_replacement() -> None:
+    nat = verdict("ip:198.51.100.0/24", issued=T0 - 900)
+    assert assess(_fresh(nat), T0, CFG).action == "throttle"  # campus NATs get fresh users
+    old = _fresh(verdict("pay:p", issued=T0 - 900), created_days_ago=400)
+    assert assess(old, T0, CFG).action != "block"
+
+
+def test_weak_evidence_on_the_joined_key_makes_no_replacement() -> None:
+    weak = verdict("pay:p", score=CORROBORATION_SCORE * 0.9, issued=T0 - 900)
+    assert assess(_fresh(weak), T0, CFG).action != "block"
