@@ -7,6 +7,8 @@
                                           the core over a file or a topic range, for tuning
     distillguard sweep --input F --labels F --grid NAME=V1,V2   replay per setting, scored
     distillguard diff RUN_A.jsonl RUN_B.jsonl                   accounts whose action changed
+    distillguard evaluate [--out DIR]     the detection-quality report: seeds, robustness
+                                          variants, both baselines, targets checked
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
@@ -260,6 +262,53 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from streams.evaluate import (
+        ScenarioOptions,
+        plan_runs,
+        render_runs,
+        render_summary,
+        run_evaluation,
+        summarise,
+        write_outputs,
+    )
+    from streams.replay import load_override
+    from streams.replay_source import ReplayError
+
+    settings = _settings(args)
+    cfg = settings.detector
+    if args.override:
+        cfg = load_override(Path(args.override), cfg)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ReplayError(f"--seeds {args.seeds!r}: write seeds as 7,11") from None
+    variants = [] if args.variants.strip() in ("", "none") else \
+        [v.strip() for v in args.variants.split(",") if v.strip()]
+    runs = plan_runs(seeds, variants, account_multiplier=args.account_multiplier,
+                     jitter=args.jitter)
+    if args.scale is not None and args.scale <= 0 or args.hours is not None and args.hours <= 0:
+        raise ReplayError("--scale and --hours must be positive")
+    opts = ScenarioOptions(small=args.small, scale=args.scale, hours=args.hours)
+    result = run_evaluation(runs, opts, cfg, partitions=args.partitions or settings.partitions,
+                            jobs=args.jobs, max_record_bytes=settings.max_record_bytes)
+    if not result.outcomes:
+        print("no run finished")
+        return 130
+    lines = summarise(result)
+    print(render_runs(result))
+    print(f"== summary: {len(result.outcomes)} of {len(runs)} runs, model "
+          f"{result.model_version}, {result.seconds:,.0f} s on {result.processes} processes ==")
+    print(render_summary(result, lines))
+    if args.out:
+        json_path, csv_path = write_outputs(result, lines, Path(args.out))
+        print(f"wrote {json_path} and {csv_path}")
+    if result.interrupted:
+        print(f"interrupted: {len(result.outcomes)} of {len(runs)} runs finished")
+        return 130
+    return 0
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     from streams.diff import diff_runs, render_diff, write_diff_csv
     from streams.replay import load_labels
@@ -400,6 +449,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int,
                    help="partitions of the live requests topic (default: from the settings)")
     p.set_defaults(func=cmd_sweep)
+
+    p = with_settings(sub.add_parser(
+        "evaluate", help="the detection-quality report: seeds, robustness runs, baselines",
+        description="Simulate the default scenario, a second seed and three robustness "
+                    "variants of the first seed (campaigns over 10x the accounts, +-50%% timing "
+                    "jitter, a new IP per request), replay each with the labels and both "
+                    "baselines (one process per run, as many as cores), and print each run's "
+                    "population table and a summary checked against the targets."))
+    p.add_argument("--seeds", default="7,11",
+                   help="comma-separated seeds (default 7,11); the variants use the first")
+    p.add_argument("--variants", default="accounts,jitter,ip",
+                   help="robustness variants of the first seed: accounts, jitter, ip, or none "
+                        "(default: all three)")
+    p.add_argument("--account-multiplier", type=float, default=10.0,
+                   help="the accounts variant: campaigns over N times the accounts (default 10)")
+    p.add_argument("--jitter", type=float, default=0.5,
+                   help="the jitter variant: +-fraction on campaign timing (default 0.5)")
+    p.add_argument("--scale", type=float,
+                   help="multiply every population's accounts (default 1.0; --small: 0.06)")
+    p.add_argument("--hours", type=float, help="simulated duration (default 6; --small: 1)")
+    p.add_argument("--small", action="store_true", help="the small test scenario")
+    p.add_argument("--override", help="TOML file of detector tunables over the settings")
+    p.add_argument("--partitions", type=int,
+                   help="partitions of the requests topic (default: from the settings)")
+    p.add_argument("--jobs", type=int, help="processes (default: the cores available)")
+    p.add_argument("--out", help="also write evaluation.json and evaluation.csv here")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("diff", help="accounts whose action differs between two decision files",
                        description="Compare two runs' decisions (replay or sweep outputs, or "
