@@ -17,6 +17,7 @@ Inputs and outputs, all plain values:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from models.account import (
@@ -72,6 +73,12 @@ class AccountPartition:
     due: DueIndex = field(default_factory=DueIndex)
     tick: int = -1  # the newest tick announced to the cluster stage
     convicted: ConvictedClusters = field(default_factory=ConvictedClusters)
+    # No key of `convicted` can be all expired before this event time, so pruning before it
+    # would drop nothing: pruning is O(keys) and ran at every conviction (a third of the
+    # core's time). Valid for the `convicted` object it was computed on (`pruned`), so a
+    # restored one is pruned at once.
+    prune_at: float = math.inf
+    pruned: ConvictedClusters | None = None
 
     @classmethod
     def create(cls, cfg: DetectorConfig, partition: int) -> AccountPartition:
@@ -171,8 +178,19 @@ class AccountStage:
         """A conviction broadcast to the partition: accounts joining its key later hold it."""
         out = Outputs()
         apply_ts = av.told_ts + self.cfg.verdict_delay_s
-        part.convicted.add(apply_ts, av.verdict)
-        part.convicted.prune(part.watermark.max_ts)
+        known = part.convicted
+        known.add(apply_ts, av.verdict)
+        # A key's verdicts all expire at the latest expiry among them, which adding a verdict
+        # never lowers: so the earliest such time over the keys bounds when pruning can drop
+        # anything. (`applicable` only drops verdicts superseded by newer, later-expiring
+        # ones; were one to expire later, the bound would only keep inert verdicts longer.)
+        part.prune_at = min(part.prune_at, av.verdict.expires_ts)
+        now = part.watermark.max_ts
+        if known is not part.pruned or part.prune_at <= now:
+            known.prune(now)
+            part.pruned = known
+            part.prune_at = min((max(v.expires_ts for _, v in entries)
+                                 for entries in known.by_key.values()), default=math.inf)
         out.late_verdict = apply_ts <= part.watermark.max_ts
         return out
 
