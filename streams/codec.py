@@ -115,8 +115,33 @@ def decode_cluster_state(data: bytes) -> ClusterState:
     return ClusterState.from_wire(orjson.loads(data))
 
 
+def encode_cluster_pending(pending: list[ClusterSummary]) -> bytes:
+    return orjson.dumps([s.to_wire() for s in pending])
+
+
+def decode_cluster_pending(data: bytes) -> list[ClusterSummary]:
+    return [ClusterSummary.from_wire(w) for w in orjson.loads(data)]
+
+
 ACCOUNT_STATE_CODEC = "dg_account_state"
 CLUSTER_STATE_CODEC = "dg_cluster_state"
+CLUSTER_PENDING_CODEC = "dg_cluster_pending"
+
+
+class EncodedOnce:
+    """The bytes of the object the agent has just encoded (to check its size), handed to the
+    table's changelog codec when Faust encodes that same object within the same table write,
+    so a state is encoded once per write, not twice. One slot; `put` fills and clears it."""
+
+    obj: object = None
+    data: bytes = b""
+
+    @classmethod
+    def encode(cls, obj: Any, encode: Any) -> bytes:
+        if obj is cls.obj:
+            return cls.data
+        data: bytes = encode(obj)
+        return data
 
 
 def register_codecs() -> None:
@@ -125,17 +150,25 @@ def register_codecs() -> None:
 
     class _AccountStateCodec(codecs.Codec):
         def _dumps(self, obj: Any) -> bytes:
-            return encode_account_state(obj)
+            return EncodedOnce.encode(obj, encode_account_state)
 
         def _loads(self, s: bytes) -> Any:
             return decode_account_state(s)
 
     class _ClusterStateCodec(codecs.Codec):
         def _dumps(self, obj: Any) -> bytes:
-            return encode_cluster_state(obj)
+            return EncodedOnce.encode(obj, encode_cluster_state)
 
         def _loads(self, s: bytes) -> Any:
             return decode_cluster_state(s)
 
+    class _ClusterPendingCodec(codecs.Codec):
+        def _dumps(self, obj: Any) -> bytes:
+            return EncodedOnce.encode(obj, encode_cluster_pending)
+
+        def _loads(self, s: bytes) -> Any:
+            return decode_cluster_pending(s)
+
     codecs.register(ACCOUNT_STATE_CODEC, _AccountStateCodec())
     codecs.register(CLUSTER_STATE_CODEC, _ClusterStateCodec())
+    codecs.register(CLUSTER_PENDING_CODEC, _ClusterPendingCodec())

@@ -30,6 +30,7 @@ import orjson
 import structlog
 
 from models.account_stage import AccountPartition, AccountStage, Outputs
+from models.cluster import ClusterState
 from models.cluster_stage import ClusterPartition, ClusterStage
 from models.decision import Decision
 from models.events import InvalidEvent
@@ -38,12 +39,15 @@ from models.partitioning import partition_for
 from streams import partition_context
 from streams.codec import (
     ACCOUNT_STATE_CODEC,
+    CLUSTER_PENDING_CODEC,
     CLUSTER_STATE_CODEC,
+    EncodedOnce,
     dead_letter_record,
     decode_request,
     decode_summary,
     decode_verdict,
     encode_account_state,
+    encode_cluster_pending,
     encode_cluster_state,
     encode_decision,
     encode_summary,
@@ -124,6 +128,9 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        # Batch what the agents send for a few ms: a produce request per record (linger 0) cost a
+        # quarter of a worker's CPU in socket writes alone (py-spy, bench/perf.py).
+        producer_linger_ms=5,
         # A killed worker sends no LeaveGroup: its partitions move once the group coordinator
         # has not heard from it for this long (Faust's default is 60 s).
         broker_session_timeout=settings.session_timeout_s,
@@ -142,6 +149,10 @@ def create_app(settings: Settings) -> faust.App:
     accounts = state_table(app, "accounts", partitions, ACCOUNT_STATE_CODEC)
     clusters = state_table(app, "clusters", topics["cluster_summaries"].partitions,
                            CLUSTER_STATE_CODEC)
+    # A cluster's summaries waiting for their tick, written on every summary; the cluster's
+    # state (members, windows: up to hundreds of KB) is written once per judged tick instead.
+    cluster_pending = state_table(app, "cluster_pending", topics["cluster_summaries"].partitions,
+                                  CLUSTER_PENDING_CODEC)
     # key: partition number, value: a JSON snapshot of the partition's online model and other
     # in-memory context (streams/partition_context.py); co-partitioned with requests, so the
     # snapshot of partition p is recovered by whichever worker gets p.
@@ -197,9 +208,11 @@ def create_app(settings: Settings) -> faust.App:
             part = cluster_parts[p] = ClusterPartition.create(cfg, sources=partitions)
             # The source ticks come back with each account partition's next tick; pending
             # summaries and expiry come back from the recovered states.
-            for key, state in list(clusters.items()):
+            for key in list(clusters.keys()):
                 if partition_for(key, topics["cluster_summaries"].partitions) == p:
-                    cluster_stage_core.watch(state, part)
+                    state = load_cluster(key)
+                    if state is not None:
+                        cluster_stage_core.watch(state, part)
         return part
 
     # ---- rebalances: partition-local context lives only while the partition is ours -------
@@ -222,11 +235,30 @@ def create_app(settings: Settings) -> faust.App:
         keeps one entry from ever reaching the changelog over the producer's request limit,
         which would crash the worker at every restart. The agent dead-letters the event.
         """
-        size = len(encode(value))
-        if size > settings.max_state_bytes:
-            raise StateTooLarge(f"{table.name} entry {str(key)[:80]!r} is {size} bytes, over "
-                                f"max_state_bytes {settings.max_state_bytes}")
-        table[key] = value
+        data = encode(value)
+        if len(data) > settings.max_state_bytes:
+            raise StateTooLarge(f"{table.name} entry {str(key)[:80]!r} is {len(data)} bytes, "
+                                f"over max_state_bytes {settings.max_state_bytes}")
+        EncodedOnce.obj, EncodedOnce.data = value, data  # the changelog reuses these bytes
+        try:
+            table[key] = value
+        finally:
+            EncodedOnce.obj, EncodedOnce.data = None, b""
+
+    def load_cluster(key: str) -> ClusterState | None:
+        """The cluster's state with its newest pending summaries (see `cluster_pending`)."""
+        state: ClusterState | None = clusters.get(key)
+        if state is not None:
+            pending = cluster_pending.get(key)
+            if pending is not None and pending is not state.pending:
+                state.pending = list(pending)  # a persistent store hands back copies
+        return state
+
+    def store_pending(key: str, state: ClusterState) -> None:
+        if state.pending:
+            put(cluster_pending, key, state.pending, encode_cluster_pending)
+        elif key in cluster_pending:
+            del cluster_pending[key]
 
     def internal(value: bytes | None) -> bytes:
         """An internal topic's record value, refused when missing or over max_record_bytes."""
@@ -335,17 +367,21 @@ def create_app(settings: Settings) -> faust.App:
                 record = decode_summary(internal(event.message.value))
                 part = cluster_partition(event.message.partition)
                 if not isinstance(record, SourceTick):
-                    state, out = cluster_stage_core.on_summary(clusters.get(record.cluster_key),
-                                                               record, part)
+                    key = record.cluster_key
+                    known = load_cluster(key)
+                    state, out = cluster_stage_core.on_summary(known, record, part)
                     core_counts["behind_summaries"] += out.behind
-                    put(clusters, record.cluster_key, state, encode_cluster_state)
+                    if known is None:
+                        put(clusters, key, state, encode_cluster_state)
+                    store_pending(key, state)
                     continue
                 for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
-                    judged = clusters.get(key)
+                    judged = load_cluster(key)
                     if judged is None:
                         continue
                     settled = cluster_stage_core.settle(judged, part)
                     put(clusters, key, judged, encode_cluster_state)
+                    store_pending(key, judged)
                     for av in settled.verdicts:
                         await account_verdicts.send(key=av.account_id.encode(),
                                                     value=encode_verdict(av))
@@ -355,9 +391,11 @@ def create_app(settings: Settings) -> faust.App:
                             await account_verdicts.send(key=BROADCAST.encode(), value=conviction,
                                                         partition=q)
                 for key in cluster_stage_core.expired_clusters(part):
-                    cluster = clusters.get(key)
+                    cluster = load_cluster(key)
                     if cluster is not None and cluster_stage_core.is_expired(cluster, part):
                         del clusters[key]
+                        if key in cluster_pending:
+                            del cluster_pending[key]
             except Exception as exc:
                 log.exception("cluster_stage_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
