@@ -47,7 +47,17 @@ class ClusterPartition:
     source_ticks: dict[int, int] = field(default_factory=dict)
     judged_before: int = 0  # every tick below this has been judged
     pending: DueIndex = field(default_factory=DueIndex)  # key -> tick of a pending summary
+    # key -> the earliest tick it is registered at in `pending` and not popped yet: a key is
+    # registered again only below it (a pop reads each key's earliest entry, so later ones
+    # would only cost a push and a pop; it was one push per summary).
+    pending_at: dict[str, int] = field(default_factory=dict)
     expiry: DueIndex = field(default_factory=DueIndex)  # key -> event time it may go idle
+
+    def register_pending(self, key: str, tick: int) -> None:
+        at = self.pending_at.get(key)
+        if at is None or tick < at:
+            self.pending_at[key] = tick
+            self.pending.register(key, tick)
 
     @classmethod
     def create(cls, cfg: DetectorConfig, sources: int) -> ClusterPartition:
@@ -94,7 +104,7 @@ class ClusterStage:
             s = replace(s, tick=part.judged_before)
             out.behind = True
         state.pending.append(s)
-        part.pending.register(state.cluster_key, s.tick)
+        part.register_pending(state.cluster_key, s.tick)
         return state, out
 
     # --- per source tick: advance the aligned watermark ------------------------------------
@@ -111,7 +121,11 @@ class ClusterStage:
         if aligned <= part.judged_before:
             return []
         part.judged_before = aligned
-        return part.pending.pop_due(aligned - 1)
+        keys = part.pending.pop_due(aligned - 1)
+        pending_at = part.pending_at
+        for key in keys:  # popped at its earliest entry: what is left of it is all later
+            pending_at.pop(key, None)
+        return keys
 
     def settle(self, state: ClusterState, part: ClusterPartition) -> ClusterOutputs:
         """Fold in the summaries of every judged tick, tick by tick, judging after each."""
@@ -121,7 +135,7 @@ class ClusterStage:
             return out
         state.pending = [s for s in state.pending if s.tick >= part.judged_before]
         if state.pending:
-            part.pending.register(state.cluster_key, min(s.tick for s in state.pending))
+            part.register_pending(state.cluster_key, min(s.tick for s in state.pending))
         due.sort(key=_fold_order)
         i = 0
         while i < len(due):
@@ -182,7 +196,7 @@ class ClusterStage:
         """Register a recovered cluster with a partition (after a restart or a move)."""
         part.expiry.register(state.cluster_key, state.last_ts + self._idle_after(state))
         if state.pending:
-            part.pending.register(state.cluster_key, min(s.tick for s in state.pending))
+            part.register_pending(state.cluster_key, min(s.tick for s in state.pending))
 
     def _idle_after(self, state: ClusterState) -> float:
         cfg = self.cfg
