@@ -56,6 +56,11 @@ class ClusterState:
     # Summaries received but not folded in yet: each waits until its tick is judged
     # (models/cluster_stage.py), so the fold order never depends on arrival order.
     pending: list[ClusterSummary] = field(default_factory=list)
+    # Not on the wire, so a recovered state starts over with a full scan: the verdict every
+    # active member has been told of (`members_to_tell`), and the members added since, in
+    # the order they were added. Telling then looks at those only, not at every member.
+    told_all: str = field(default="", compare=False, repr=False)
+    joined: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def horizon_start(self, cfg: DetectorConfig) -> int:
         return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.cluster_window_s
@@ -91,7 +96,11 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     for old in [w for w in state.windows if w < start]:
         del state.windows[old]
     idle_before = window - cfg.idle_expiry_s
-    for account in [a for a, m in state.members.items() if m[_LAST] < idle_before]:
+    idle = [a for a, m in state.members.items() if m[_LAST] < idle_before]
+    if idle:  # one may come back as a new member, last in the member order
+        state.told_all = ""
+        state.joined.clear()
+    for account in idle:
         del state.members[account]
     active = [m for m in state.members.values() if m[_LAST] >= start]
     state.active = len(active)
@@ -117,11 +126,15 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             state.members_overflow += 1
         else:
             state.members[s.account_id] = [window, int(s.young), s.account_first_ts, ""]
+            if state.told_all:  # else the next telling scans every member anyway
+                state.joined.append(s.account_id)  # (so at most the member cap of them)
             _count_active(state, s.young, s.account_first_ts, cfg, +1)
             win.accounts += 1
     else:
         if member[_LAST] < state.horizon_start(cfg):  # back in the horizon after a pause
             _count_active(state, bool(member[_YOUNG]), member[_FIRST], cfg, +1)
+            state.told_all = ""  # active again, maybe not told: the next telling scans all
+            state.joined.clear()
         if member[_LAST] < window:
             win.accounts += 1
             member[_LAST] = window
@@ -151,13 +164,30 @@ def horizon_totals(state: ClusterState) -> ClusterWindow:
 
 
 def members_to_tell(state: ClusterState, verdict_id: str, cfg: DetectorConfig) -> list[str]:
-    """Active members not yet told of this verdict; marks them told."""
+    """Active members not yet told of this verdict, in member order; marks them told.
+
+    Called at every judged tick while a verdict is in force. Once every active member has
+    been told of it (`told_all`), only members added since can be untold and active (a member
+    coming back into the horizon resets `told_all`); they come after all others in the member
+    order, in the order they were added (`joined`), so looking at them alone gives the same
+    list as a scan of every member.
+    """
     start = state.horizon_start(cfg)
     told = []
-    for account, m in state.members.items():
-        if m[_LAST] >= start and m[_TOLD] != verdict_id:
-            m[_TOLD] = verdict_id
-            told.append(account)
+    members = state.members
+    if state.told_all == verdict_id:
+        for account in state.joined:
+            m = members[account]
+            if m[_LAST] >= start and m[_TOLD] != verdict_id:
+                m[_TOLD] = verdict_id
+                told.append(account)
+    else:
+        for account, m in members.items():
+            if m[_LAST] >= start and m[_TOLD] != verdict_id:
+                m[_TOLD] = verdict_id
+                told.append(account)
+        state.told_all = verdict_id
+    state.joined.clear()
     return told
 
 
