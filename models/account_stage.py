@@ -100,22 +100,30 @@ class AccountStage:
     # --- per event -------------------------------------------------------------------------
     def on_event(self, state: AccountState | None, ev: RequestEvent,
                  part: AccountPartition) -> tuple[AccountState, Outputs]:
+        # The hot path of the core (once per event): attributes are read once into locals.
         cfg = self.cfg
-        out = Outputs(late=part.watermark.observe(ev.ts))
+        ts = ev.ts
+        out = Outputs(late=part.watermark.observe(ts))
         tick = int(part.watermark.max_ts // cfg.cluster_tick_s)
         if tick > part.tick:
             part.tick = out.tick = tick
         if state is None:
-            state = AccountState.new(ev.account_id, ev.ts)
+            state = AccountState.new(ev.account_id, ts)
             state.created_ts = ev.account_created_ts
         elif state.pending_verdicts:
-            self._apply_verdicts(state, part, out, ev.ts)
+            self._apply_verdicts(state, part, out, ts)
         if out.late:
             state.late_events += 1
-        if state.window is not None and ev.ts >= state.window.start + cfg.window_s:
+        win = state.window
+        if win is not None and ts >= win.start + cfg.window_s:
             self._close_window(state, part, out)
-        win = state.window_for(ev.ts, cfg)
+        win = state.window_for(ts, cfg)
+        infra_keys = win.infra_keys
         for key in infrastructure_keys(ev):
+            if key in infra_keys:
+                # Done with in this window already: its IP prefix is counted (or the window's
+                # prefixes are full, which they stay) and the account has joined the key.
+                continue
             if key[:3] == "ip:" and key[3:] not in win.ip_prefixes \
                     and len(win.ip_prefixes) < MAX_IP_PREFIXES_PER_WINDOW:
                 win.ip_prefixes.append(key[3:])  # rotation counts past the account's IP keys
@@ -126,15 +134,15 @@ class AccountStage:
                 state.keys.append(key)
                 out.summaries.append(self._join(state, key, ev, part))
                 self._hold_convicted(state, key, part)
-            if key not in win.infra_keys:
-                win.infra_keys.append(key)
+            infra_keys.append(key)
         if win.requests == 0:
             part.due.register(state.account_id, win.start + cfg.window_s + cfg.allowed_lateness_s)
-        buckets = template_keys(ev.simhash, cfg.simhash_bands)
-        recurring = part.templates.observe(ev.simhash, ev.ts)
+        simhash = ev.simhash
+        buckets = template_keys(simhash, cfg.simhash_bands)
+        recurring = part.templates.observe(simhash, ts)
         newly_recurring = add_event(win, ev, buckets, recurring)
         prompts = state.recent_prompts
-        prompts.append(ev.simhash)
+        prompts.append(simhash)
         if len(prompts) > RECENT_PROMPTS:
             del prompts[0]
         if state.requests < JOIN_AT_ONCE_REQUESTS:
@@ -145,7 +153,7 @@ class AccountStage:
                 out.summaries.append(self._join(state, key, ev, part))
                 self._hold_convicted(state, key, part)
         state.requests += 1
-        state.last_ts = max(state.last_ts, ev.ts)
+        state.last_ts = max(state.last_ts, ts)
         self._decide(state, state.last_ts, out)
         return state, out
 
@@ -241,6 +249,8 @@ class AccountStage:
 
     def _hold_convicted(self, state: AccountState, key: str, part: AccountPartition) -> None:
         """The hydra response: an account joining a convicted key holds its verdict at once."""
+        if key not in part.convicted.by_key:
+            return  # the common case: nothing convicted on the key (`applicable` says None)
         verdict = part.convicted.applicable(key, part.watermark.max_ts)
         held = state.verdicts.get(key)
         if verdict is not None and (held is None or held.issued_ts < verdict.issued_ts):
