@@ -381,7 +381,10 @@ def run_evaluation(runs: list[EvalRun], opts: ScenarioOptions, cfg: DetectorConf
         pool = ctx.Pool(processes, initializer=_init_worker,
                         initargs=(opts, cfg, partitions, Path(tmp), max_record_bytes, messages))
         try:
-            results = pool.imap_unordered(_run_in_worker, runs)
+            # The longest first (campaigns over more accounts replay slowest), so it does not
+            # start last and run alone at the end.
+            longest_first = sorted(runs, key=lambda r: -(r.account_multiplier or 1.0))
+            results = pool.imap_unordered(_run_in_worker, longest_first)
             while True:
                 try:
                     outcome = results.next(timeout=0.25)
@@ -494,11 +497,17 @@ def _beats(run: str, line: str, dg: GroupRow, base: GroupRow, name: str) -> Chec
         value = dg.served_share
     else:
         ok = dg.acted_share <= base.acted_share and dg.blocked_share <= base.blocked_share
-        note = "" if ok else f"not better than {name} (acted {dg.acted_share:.1%} vs " \
-                             f"{base.acted_share:.1%}, blocked {dg.blocked_share:.1%} vs " \
-                             f"{base.blocked_share:.1%})"
+        note = "" if ok else (
+            f"not better than {name} (acted on {_count(dg, 'acted')} vs "
+            f"{_count(base, 'acted')} accounts, blocked {_count(dg, 'blocked')} vs "
+            f"{_count(base, 'blocked')})")
         value = dg.acted_share
     return Check(run, line, f"beats {name}", value, "beats", None, ok, note)
+
+
+def _count(row: GroupRow, name: str) -> int:
+    """Accounts behind a share of the row (acted or blocked)."""
+    return round((row.acted_share if name == "acted" else row.blocked_share) * row.accounts)
 
 
 def _row(report: Report | None, group: str) -> GroupRow | None:
@@ -544,7 +553,8 @@ def summarise(result: EvaluationResult) -> list[SummaryLine]:
                     blocked = round(g.blocked_share * g.accounts)
                     line.checks.append(Check(
                         key, group, f"{group} blocked", blocked, "<=", 0, blocked == 0,
-                        "" if blocked == 0 else f"{blocked} {group} accounts blocked"))
+                        "" if blocked == 0 else
+                        f"{blocked} {group} account{'s' if blocked > 1 else ''} blocked"))
             for s in systems[1:]:
                 base_line = line.rows[s]
                 if base_line is not None:
@@ -557,7 +567,10 @@ def summarise(result: EvaluationResult) -> list[SummaryLine]:
 
 
 def _cell_share(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
+    """A share in percent; a small non-zero one keeps two decimals so it does not read as 0."""
+    if v is None:
+        return "-"
+    return f"{100 * v:.2f}" if 0 < v < 0.001 else f"{100 * v:.1f}"
 
 
 def _cells(row: GroupRow | None) -> str:

@@ -207,8 +207,9 @@ def test_a_missed_target_shows_missed_and_a_met_one_ok() -> None:
     assert "median 11.0 min > 10 min" in x10_burst and "recall drop 6.0 points > 5" in x10_burst
     assert " -6.0 " not in x10_burst and " +6.0 " in x10_burst
     benign = by_line[("seed7-x10", "all")]
-    assert "MISSED" in benign and "1 enterprise accounts blocked" in benign
-    assert "not better than rate limit" in benign
+    assert "MISSED" in benign and "1 enterprise account blocked" in benign
+    assert "not better than rate limit (acted on 6 vs 0 accounts, blocked 2 vs 0)" in benign
+    assert "|    0.6    0.2 " in benign  # distillguard's benign acted / blocked, in percent
     assert "targets met:" in table and "lines ok: 4 of 6" in table
 
 
@@ -222,6 +223,16 @@ def test_a_campaign_that_no_account_is_acted_on_misses_its_time_target() -> None
     assert missed == {"acted": "acted 0.0% < 95%", "served": "served 100.0% > 10%",
                       "median": "median: no account acted on",
                       "beats rate limit": missed["beats rate limit"]}  # a tie does not beat
+
+
+def test_a_small_share_is_not_shown_as_zero() -> None:
+    run = EvalRun("seed7", "seed 7", 7)
+    one_in_5000 = _row("all benign", "benign", 0.0002, 0.0, 1.0, 0.0, accounts=5000)
+    result = EvaluationResult(runs=[run], outcomes=[_outcome(run, [one_in_5000], [])],
+                              seconds=1.0, processes=1, model_version="mv")
+    table = render_summary(result, summarise(result))
+    line = next(ln for ln in table.splitlines() if ln.startswith("seed7"))
+    assert "|   0.02    0.0 " in line and line.endswith("| ok")
 
 
 def test_plan_runs_and_bad_options() -> None:
