@@ -236,12 +236,17 @@ class AccountStage:
         served before the decision). A late verdict is judged as of its own time, not as of
         how late it came: lateness must not decay the evidence."""
         now = part.watermark.max_ts
-        due = [p for p in state.pending_verdicts if p[0] <= now]
+        pending = state.pending_verdicts
+        due = [p for p in pending if p[0] <= now]
         if not due:
             return
-        state.pending_verdicts = [p for p in state.pending_verdicts if p[0] > now]
-        if state.pending_verdicts:
-            part.due.register(state.account_id, min(at for at, _ in state.pending_verdicts))
+        # In place: the state's list lives as long as the account (a new one each time went
+        # to the garbage collector's oldest generation).
+        if len(due) == len(pending):
+            pending.clear()
+        else:
+            pending[:] = [p for p in pending if p[0] > now]
+            part.due.register(state.account_id, min(at for at, _ in pending))
         due.sort(key=lambda p: (p[0], p[1].issued_ts, p[1].cluster_key, p[1].verdict_id))
         for _, verdict in due:
             self._hold(state, verdict)

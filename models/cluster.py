@@ -9,7 +9,7 @@ Counting is exact up to the member cap; what is over it is counted in `members_o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from models.account import Verdict
 from models.config import DetectorConfig
@@ -34,9 +34,15 @@ class ClusterWindow:
         return cls(*w)
 
 
-# Member record, kept as a short list to stay small on the wire:
-# [last window active, young (0/1), first request ts, id of the last verdict it was told]
-_LAST, _YOUNG, _FIRST, _TOLD = range(4)
+# Member record, kept as a short tuple to stay small on the wire (an array):
+# (last window active, young (0/1), first request ts, id of the last verdict it was told).
+# A tuple, replaced on update, rather than a list: the garbage collector stops tracking a
+# tuple of plain values, and a list per member of every cluster made much of its work.
+_LAST: Final = 0
+_YOUNG: Final = 1
+_FIRST: Final = 2
+_TOLD: Final = 3
+Member = tuple[int, int, float, str]
 
 
 @dataclass(slots=True)
@@ -44,7 +50,7 @@ class ClusterState:
     cluster_key: str
     current_window: int = -1
     windows: dict[int, ClusterWindow] = field(default_factory=dict)
-    members: dict[str, list[Any]] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)
     members_overflow: int = 0
     late_summaries: int = 0
     # Over the horizon, recounted when the window advances and kept current in between.
@@ -76,7 +82,8 @@ class ClusterState:
     def from_wire(cls, w: list[Any]) -> ClusterState:
         windows = [ClusterWindow.from_wire(x) for x in w[2]]
         return cls(cluster_key=w[0], current_window=w[1],
-                   windows={x.start: x for x in windows}, members=dict(w[3]),
+                   windows={x.start: x for x in windows},
+                   members={a: (m[0], m[1], m[2], m[3]) for a, m in w[3].items()},
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
                    last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]])
@@ -113,31 +120,34 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     window = cluster_window(s.window_start, cfg)
     if window > state.current_window:
         advance(state, window, cfg)
-    if window < state.horizon_start(cfg):
+    start = state.horizon_start(cfg)  # fixed from here on: read once (per summary)
+    if window < start:
         state.late_summaries += 1
         return False
     state.last_ts = max(state.last_ts, s.event_ts)
     win = state.windows.get(window)
     if win is None:
         win = state.windows[window] = ClusterWindow(start=window)
-    member = state.members.get(s.account_id)
+    members = state.members
+    member = members.get(s.account_id)
     if member is None:
-        if len(state.members) >= cfg.cluster_member_cap:
+        if len(members) >= cfg.cluster_member_cap:
             state.members_overflow += 1
         else:
-            state.members[s.account_id] = [window, int(s.young), s.account_first_ts, ""]
+            members[s.account_id] = (window, int(s.young), s.account_first_ts, "")
             if state.told_all:  # else the next telling scans every member anyway
                 state.joined.append(s.account_id)  # (so at most the member cap of them)
-            _count_active(state, s.young, s.account_first_ts, cfg, +1)
+            _count_active(state, s.young, s.account_first_ts, start)
             win.accounts += 1
     else:
-        if member[_LAST] < state.horizon_start(cfg):  # back in the horizon after a pause
-            _count_active(state, bool(member[_YOUNG]), member[_FIRST], cfg, +1)
+        last = member[_LAST]
+        if last < start:  # back in the horizon after a pause
+            _count_active(state, bool(member[_YOUNG]), member[_FIRST], start)
             state.told_all = ""  # active again, maybe not told: the next telling scans all
             state.joined.clear()
-        if member[_LAST] < window:
+        if last < window:
             win.accounts += 1
-            member[_LAST] = window
+            members[s.account_id] = (window, member[_YOUNG], member[_FIRST], member[_TOLD])
     # A join carries its joining request, a window summary the window's requests.
     win.requests += s.requests
     win.reasoning += s.reasoning
@@ -146,11 +156,11 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     return True
 
 
-def _count_active(state: ClusterState, young: bool, first_ts: float, cfg: DetectorConfig,
-                  sign: int) -> None:
-    state.active += sign
-    state.active_young += sign * int(young)
-    state.active_new += sign * int(first_ts >= state.horizon_start(cfg))
+def _count_active(state: ClusterState, young: bool, first_ts: float, horizon_start: int) -> None:
+    """A member (back) in the horizon: count it as active, young and new."""
+    state.active += 1
+    state.active_young += int(young)
+    state.active_new += int(first_ts >= horizon_start)
 
 
 def horizon_totals(state: ClusterState) -> ClusterWindow:
@@ -179,12 +189,12 @@ def members_to_tell(state: ClusterState, verdict_id: str, cfg: DetectorConfig) -
         for account in state.joined:
             m = members[account]
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                m[_TOLD] = verdict_id
+                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id)
                 told.append(account)
     else:
-        for account, m in members.items():
+        for account, m in members.items():  # replacing values keeps the member order
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                m[_TOLD] = verdict_id
+                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id)
                 told.append(account)
         state.told_all = verdict_id
     state.joined.clear()
@@ -196,5 +206,5 @@ def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
     m = state.members.get(account_id)
     if m is None or m[_TOLD] == verdict_id:
         return False
-    m[_TOLD] = verdict_id
+    state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id)
     return True

@@ -130,21 +130,29 @@ class ClusterStage:
     def settle(self, state: ClusterState, part: ClusterPartition) -> ClusterOutputs:
         """Fold in the summaries of every judged tick, tick by tick, judging after each."""
         out = ClusterOutputs()
-        due = [s for s in state.pending if s.tick < part.judged_before]
+        judged_before = part.judged_before
+        pending = state.pending
+        due = [s for s in pending if s.tick < judged_before]
         if not due:
             return out
-        state.pending = [s for s in state.pending if s.tick >= part.judged_before]
-        if state.pending:
-            part.register_pending(state.cluster_key, min(s.tick for s in state.pending))
-        due.sort(key=_fold_order)
-        i = 0
-        while i < len(due):
-            tick = due[i].tick
-            while i < len(due) and due[i].tick == tick:
-                if not add_summary(state, due[i], self.cfg):
-                    out.late += 1
-                i += 1
-            self._judge(state, (tick + 1) * self.cfg.cluster_tick_s, out)
+        # In place: a new list each time would live as long as the cluster idles, and the
+        # garbage collector's oldest generation filled with them.
+        if len(due) == len(pending):
+            pending.clear()
+        else:
+            pending[:] = [s for s in pending if s.tick >= judged_before]
+            part.register_pending(state.cluster_key, min(s.tick for s in pending))
+        if len(due) > 1:
+            due.sort(key=_fold_order)
+        cfg = self.cfg
+        tick = due[0].tick
+        for s in due:
+            if s.tick != tick:  # the next tick: judge as of the end of the one folded in
+                self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
+                tick = s.tick
+            if not add_summary(state, s, cfg):
+                out.late += 1
+        self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
         return out
 
     def _judge(self, state: ClusterState, now_ts: float, out: ClusterOutputs) -> None:
