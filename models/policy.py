@@ -101,16 +101,23 @@ def _most_distinct(prompts: list[int]) -> int:
     return max(with_first, _most_distinct(rest))
 
 
+# Keys that unrelated users share by where they connect from.
+NETWORK_KINDS = frozenset({"ip", "asnua"})
+
+
 def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: float,
                     now_ts: float, cfg: DetectorConfig) -> bool:
     """Whether holding this verdict makes the account a replacement: a young account first seen
     after the cluster was convicted, on a key it strongly holds. Banned accounts replaced by
     fresh ones on the same payment instruments, proxies, system prompts and templates is how a
     campaign survives enforcement (the hydra pattern); it corroborates a block like a second
-    kind of key. Not for IP prefixes, which fresh users behind a shared address (a campus NAT,
-    a carrier) join innocently."""
+    kind of key. Only for what a campaign controls (payment instruments, system prompts,
+    templates): not for network keys, an IP prefix or an ASN with a user agent, which fresh users
+    behind a shared address or on the same residential ISP join innocently (measured: with
+    campaign traffic spread over residential exits, ASN keys made launch-wave users
+    "replacements")."""
     return (evidence >= CORROBORATION_SCORE and issued_ts < state.first_ts
-            and not key.startswith("ip:")
+            and key_kind(key) not in NETWORK_KINDS
             and (state.created_ts is None
                  or now_ts - state.created_ts <= cfg.young_account_age_s))
 

@@ -696,9 +696,11 @@ def test_a_member_from_before_the_conviction_is_no_replacement() -> None:
     assert a.action == "throttle" and not any("replacement" in r for r in a.reasons)
 
 
-def test_joining_a_convicted_ip_prefix_or_being_established_makes_no_replacement() -> None:
+def test_joining_a_convicted_network_key_or_being_established_makes_no_replacement() -> None:
     nat = verdict("ip:198.51.100.0/24", issued=T0 - 900)
     assert assess(_fresh(nat), T0, CFG).action == "throttle"  # campus NATs get fresh users
+    isp = verdict("asnua:3320:5ca1ab1e0000", issued=T0 - 900)
+    assert assess(_fresh(isp), T0, CFG).action == "throttle"  # so do residential ISPs
     old = _fresh(verdict("pay:p", issued=T0 - 900), created_days_ago=400)
     assert assess(old, T0, CFG).action != "block"
 
