@@ -29,9 +29,11 @@ class DueIndex:
 
     def pop_due(self, now_ts: float) -> list[str]:
         """Keys due at or before `now_ts`, each once, in due order (ties by key)."""
+        heap = self.heap
+        if not heap or heap[0][0] > now_ts:
+            return []  # the common case (asked at every event): nothing due yet
         out: list[str] = []
         seen: set[str] = set()
-        heap = self.heap
         while heap and heap[0][0] <= now_ts:
             _, key = heapq.heappop(heap)
             if key not in seen:

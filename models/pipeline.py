@@ -77,11 +77,14 @@ class Pipeline:
             self._to_cluster(summary)
 
     def _to_cluster(self, s: ClusterSummary) -> None:
-        self.counts["summaries"] += 1
-        part = self.cluster_parts[partition_for(s.cluster_key, self.partitions)]
-        state, out = self.cluster_stage.on_summary(self.clusters.get(s.cluster_key), s, part)
-        self.clusters[s.cluster_key] = state
-        self.counts["behind_summaries"] += out.behind
+        # About twice per event: each attribute is read once.
+        counts, key = self.counts, s.cluster_key
+        counts["summaries"] += 1
+        part = self.cluster_parts[partition_for(key, self.partitions)]
+        clusters = self.clusters
+        state, out = self.cluster_stage.on_summary(clusters.get(key), s, part)
+        clusters[key] = state
+        counts["behind_summaries"] += out.behind
 
     def _source_tick(self, q: int, source: int, tick: int, decisions: list[Decision]) -> None:
         stage, part = self.cluster_stage, self.cluster_parts[q]
