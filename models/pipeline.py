@@ -91,7 +91,9 @@ class Pipeline:
         for key in stage.on_source_tick(part, source, tick):
             cluster = self.clusters.get(key)
             if cluster is not None:
-                self._to_accounts(stage.settle(cluster, part), decisions)
+                out = stage.settle(cluster, part)
+                if out.verdicts or out.convictions or out.late:  # mostly nothing to pass on
+                    self._to_accounts(out, decisions)
         for key in stage.expired_clusters(part):
             cluster = self.clusters.get(key)
             if cluster is not None and stage.is_expired(cluster, part):
