@@ -33,6 +33,7 @@ from models.decision import Decision
 from models.evaluation import Evaluation, Report
 from models.pipeline import Pipeline
 from streams.codec import encode_decision
+from streams.gc_tuning import fewer_collections
 from streams.replay_source import FileSource, KafkaBridge, ReplayError, read_topic_values
 
 __all__ = ["FileSink", "Progress", "ReplayError", "ReplayResult", "TopicSink",
@@ -267,6 +268,8 @@ def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink
     started = time.monotonic()
     done = 0
     events = 0
+    gc_tuned = fewer_collections()  # left in `finally`, however the loop ends
+    gc_tuned.__enter__()
     try:
         for ev, done in source.events(on_bad):
             events += 1
@@ -289,6 +292,7 @@ def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
+        gc_tuned.__exit__(None, None, None)
         result.events = events
         result.seconds = time.monotonic() - started
         for sink in sinks:

@@ -23,6 +23,7 @@ from pathlib import Path
 import faust
 import structlog
 
+from streams import gc_tuning
 from streams.health import install_health
 from streams.logs import configure_logging
 from streams.settings import Settings
@@ -75,6 +76,7 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     asyncio.run(preflight(settings))
     # Faust creates only the last level of its data directory; a fresh checkout has none.
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    gc_tuning.for_the_whole_process()
     app = create_app(settings)
     install_health(app, source_topics(settings), settings.stall_timeout_s)
     log.info("worker_starting", app_id=settings.app_id, bootstrap=settings.kafka_bootstrap,
