@@ -158,6 +158,24 @@ def assert_decided_as_uninterrupted(result: dict[str, Any]) -> None:
 
 # ---- fleet helpers ------------------------------------------------------------------------------
 
+# These tests replay 1.5 simulated hours in seconds (~270x). Every account partition announces
+# each new tick of event time to every cluster partition, which at this pace is ~0.7 records per
+# event on top of the summaries; with 60 s ticks the workers' producer buffers overflowed and
+# a worker stalled (exit 3) in 2 of 4 kill -9 runs. Five-minute ticks keep the announcements
+# to real-time proportions; the reference replay uses the same settings.
+FAULT_ENV = {"DISTILLGUARD_DETECTOR_CLUSTER_TICK_S": "300"}
+
+
+@pytest.fixture(autouse=True)
+def coarser_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's settings and workers (the `run` and `fleet` fixtures) get FAULT_ENV."""
+    original = integration.run_env
+
+    def run_env(run_id: str, bootstrap: str, **more: str) -> dict[str, str]:
+        return original(run_id, bootstrap, **{**FAULT_ENV, **more})
+    monkeypatch.setattr(integration, "run_env", run_env)
+
+
 def base_port() -> int:
     return 16000 + (os.getpid() % 1000) * 10  # as Fleet.start chooses it
 
