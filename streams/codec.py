@@ -115,17 +115,8 @@ def decode_cluster_state(data: bytes) -> ClusterState:
     return ClusterState.from_wire(orjson.loads(data))
 
 
-def encode_cluster_pending(pending: list[ClusterSummary]) -> bytes:
-    return orjson.dumps([s.to_wire() for s in pending])
-
-
-def decode_cluster_pending(data: bytes) -> list[ClusterSummary]:
-    return [ClusterSummary.from_wire(w) for w in orjson.loads(data)]
-
-
 ACCOUNT_STATE_CODEC = "dg_account_state"
 CLUSTER_STATE_CODEC = "dg_cluster_state"
-CLUSTER_PENDING_CODEC = "dg_cluster_pending"
 
 
 class EncodedOnce:
@@ -162,13 +153,5 @@ def register_codecs() -> None:
         def _loads(self, s: bytes) -> Any:
             return decode_cluster_state(s)
 
-    class _ClusterPendingCodec(codecs.Codec):
-        def _dumps(self, obj: Any) -> bytes:
-            return EncodedOnce.encode(obj, encode_cluster_pending)
-
-        def _loads(self, s: bytes) -> Any:
-            return decode_cluster_pending(s)
-
     codecs.register(ACCOUNT_STATE_CODEC, _AccountStateCodec())
     codecs.register(CLUSTER_STATE_CODEC, _ClusterStateCodec())
-    codecs.register(CLUSTER_PENDING_CODEC, _ClusterPendingCodec())

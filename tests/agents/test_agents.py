@@ -32,7 +32,6 @@ from models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTic
 from models.partitioning import partition_for
 from streams.codec import (
     ACCOUNT_STATE_CODEC,
-    CLUSTER_PENDING_CODEC,
     CLUSTER_STATE_CODEC,
     decode_account_state,
     decode_cluster_state,
@@ -253,12 +252,7 @@ def test_cluster_stage_convicts_and_tells_members(app: faust.App, settings: Sett
                                        for q in range(settings.partitions))
     dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
     assert len(dead) == 1 and "internal error" in dead[0]["reason"]
-    # the state is written once per judged tick; summaries between go to cluster_pending
     assert decode_cluster_state(outbox.changelog("clusters")[-1].value) == state
-    pending = outbox.changelog("cluster_pending")
-    assert len(pending) >= 2 * len(members)
-    assert all(r.key == b'"pay:shared"' for r in pending)
-    assert len(outbox.changelog("clusters")) < len(members)
 
 
 # --- verdicts back at the account stage -------------------------------------------------------
@@ -323,11 +317,10 @@ def test_agents_topics_and_tables_are_named_partitioned_and_coded(app: faust.App
     # co-partitioned: an account's events and verdicts land on the same task
     assert topics["requests"].partitions == topics["account_verdicts"].partitions
 
-    # account_contexts: JSON snapshots of an account partition's model and template counts;
-    # cluster_pending: a cluster's summaries waiting for their tick
-    assert set(app.tables) == {"accounts", "clusters", "cluster_pending", "account_contexts"}
+    # account_contexts: JSON snapshots of an account partition's model and template counts
+    assert set(app.tables) == {"accounts", "clusters", "account_contexts"}
     codecs = {"accounts": ACCOUNT_STATE_CODEC, "clusters": CLUSTER_STATE_CODEC,
-              "cluster_pending": CLUSTER_PENDING_CODEC, "account_contexts": "json"}
+              "account_contexts": "json"}
     for name, table in app.tables.items():
         assert table.key_serializer == "json"
         assert table.value_serializer == codecs[name]
@@ -335,7 +328,6 @@ def test_agents_topics_and_tables_are_named_partitioned_and_coded(app: faust.App
     assert app.tables["accounts"].partitions == topics["requests"].partitions
     assert app.tables["account_contexts"].partitions == topics["requests"].partitions
     assert app.tables["clusters"].partitions == topics["cluster_summaries"].partitions
-    assert app.tables["cluster_pending"].partitions == topics["cluster_summaries"].partitions
     # no pickle anywhere: the app's own defaults are raw bytes
     assert (app.conf.key_serializer, app.conf.value_serializer) == ("raw", "raw")
     serializers = [app.conf.key_serializer, app.conf.value_serializer]
