@@ -28,6 +28,7 @@ from typing import Any
 import faust
 import orjson
 import structlog
+from faust.transport.producer import ProducerBuffer
 
 from models.account_stage import AccountPartition, AccountStage, Outputs
 from models.cluster import ClusterState
@@ -101,8 +102,18 @@ def state_table(app: faust.App, name: str, partitions: int, codec: str) -> faust
     return table
 
 
+# Faust holds table changelog records in a buffer and, once it holds more than this many, stops
+# delivering records to the agents until it has flushed that many. Under the send volume of
+# traffic replayed faster than real time (the demo, the fault tests) its default of 100 made
+# workers stall for good after "producer buffer full" (exit 3 from the watchdog). A larger
+# buffer keeps the flush in Faust's background task; it costs memory only while the broker is
+# slower than the agents (a few KB per record).
+PRODUCER_BUFFER_MAX_MESSAGES = 10_000
+
+
 def create_app(settings: Settings) -> faust.App:
     register_codecs()
+    ProducerBuffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
     cfg = settings.detector
     topics = settings.topics
     partitions = topics["requests"].partitions
@@ -126,9 +137,6 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
-        # Batch what the agents send for a few ms: a produce request per record (linger 0) cost a
-        # quarter of a worker's CPU in socket writes alone (py-spy, bench/perf.py).
-        producer_linger_ms=5,
         # A killed worker sends no LeaveGroup: its partitions move once the group coordinator
         # has not heard from it for this long (Faust's default is 60 s).
         broker_session_timeout=settings.session_timeout_s,
