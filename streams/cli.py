@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from models.config import DetectorConfig
 from streams.settings import Settings, SettingsError, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(file=getattr(args, "settings", None))
+
+
+def _detector(settings: Settings, args: argparse.Namespace) -> DetectorConfig:
+    """The detector settings of a replay-like command: the live ones, or the override file's."""
+    from streams.replay import load_override
+
+    if args.override:
+        return load_override(Path(args.override), settings.detector)
+    return settings.detector
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -88,16 +98,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         dead_letter_path,
         labels_from_topic,
         load_labels,
-        load_override,
         replay,
         shadow_config,
     )
     from streams.replay_source import FileSource, KafkaBridge, ReplayError, TopicSource
 
     settings = _settings(args)
-    cfg = settings.detector
-    if args.override:
-        cfg = load_override(Path(args.override), cfg)
+    cfg = _detector(settings, args)
     enforcement = settings.topics["enforcement"]
     ranged = [o for o in ("since", "until", "from_offset", "to_offset") if getattr(args, o)]
     if args.input and ranged:
@@ -207,14 +214,12 @@ def _topic_spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from streams.replay import labels_from_topic, load_labels, load_override
+    from streams.replay import labels_from_topic, load_labels
     from streams.replay_source import KafkaBridge, ReplayError, TopicSource
     from streams.sweep import parse_grid, render_table, run_sweep, write_outputs
 
     settings = _settings(args)
-    base = settings.detector
-    if args.override:
-        base = load_override(Path(args.override), base)
+    base = _detector(settings, args)
     grid = parse_grid(args.grid)
     ranged = [o for o in ("since", "until", "from_offset", "to_offset") if getattr(args, o)]
     if args.input and ranged:
@@ -272,13 +277,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         summarise,
         write_outputs,
     )
-    from streams.replay import load_override
     from streams.replay_source import ReplayError
 
     settings = _settings(args)
-    cfg = settings.detector
-    if args.override:
-        cfg = load_override(Path(args.override), cfg)
+    cfg = _detector(settings, args)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
