@@ -181,6 +181,21 @@ class AccountStage:
                                   + cfg.allowed_lateness_s)
         return out
 
+    # --- after a restart or a move ---------------------------------------------------------
+    def watch(self, state: AccountState, part: AccountPartition) -> None:
+        """Register a recovered account with a partition: the partition's event time moves
+        to the account's, and the account is due when the core would next look at it (an open
+        window at its close, else at idle expiry or the end of its action; held verdicts at
+        their time). Earlier would drop an open window from the index (on_due re-registers
+        only closed ones), so it would never close unless the account came back."""
+        cfg = self.cfg
+        part.watermark.observe(state.last_ts)
+        due = (float(state.window.start + cfg.window_s) if state.window is not None
+               else max(state.last_ts + cfg.idle_expiry_s, state.action_until))
+        part.due.register(state.account_id, due + cfg.allowed_lateness_s)
+        if state.pending_verdicts:
+            part.due.register(state.account_id, min(at for at, _ in state.pending_verdicts))
+
     # --- cluster verdicts ------------------------------------------------------------------
     def on_conviction(self, av: AccountVerdict, part: AccountPartition) -> Outputs:
         """A conviction broadcast to the partition: accounts joining its key later hold it."""

@@ -31,7 +31,6 @@ import structlog
 from faust.transport.producer import ProducerBuffer
 
 from models.account_stage import AccountPartition, AccountStage, Outputs
-from models.cluster import ClusterState
 from models.cluster_stage import ClusterPartition, ClusterStage
 from models.decision import Decision
 from models.events import InvalidEvent
@@ -189,19 +188,7 @@ def create_app(settings: Settings) -> faust.App:
             snapshot_marks[p] = [part.model.seen, partition_context.SNAPSHOT_EVERY_EVENTS]
             for account_id, state in list(accounts.items()):
                 if partition_for(account_id, partitions) == p:
-                    part.watermark.observe(state.last_ts)
-                    # When the core would next look at it (models/account_stage.py): an open
-                    # window at its close, else at idle expiry or the end of its action. Earlier
-                    # would drop an open window from the index (on_due re-registers only
-                    # closed ones), so it would never close unless the account came back.
-                    if state.window is not None:
-                        due = state.window.start + cfg.window_s
-                    else:
-                        due = max(state.last_ts + cfg.idle_expiry_s, state.action_until)
-                    part.due.register(account_id, due + cfg.allowed_lateness_s)
-                    if state.pending_verdicts:  # held verdicts apply at their own time
-                        part.due.register(account_id,
-                                          min(at for at, _ in state.pending_verdicts))
+                    account_stage_core.watch(state, part)
         return part
 
     def cluster_partition(p: int) -> ClusterPartition:
@@ -210,11 +197,9 @@ def create_app(settings: Settings) -> faust.App:
             part = cluster_parts[p] = ClusterPartition.create(cfg, sources=partitions)
             # The source ticks come back with each account partition's next tick; pending
             # summaries and expiry come back from the recovered states.
-            for key in list(clusters.keys()):
+            for key, state in list(clusters.items()):
                 if partition_for(key, topics["cluster_summaries"].partitions) == p:
-                    state = load_cluster(key)
-                    if state is not None:
-                        cluster_stage_core.watch(state, part)
+                    cluster_stage_core.watch(state, part)
         return part
 
     # ---- rebalances: partition-local context lives only while the partition is ours -------
@@ -246,10 +231,6 @@ def create_app(settings: Settings) -> faust.App:
             table[key] = value
         finally:
             EncodedOnce.obj, EncodedOnce.data = None, b""
-
-    def load_cluster(key: str) -> ClusterState | None:
-        state: ClusterState | None = clusters.get(key)
-        return state
 
     def internal(value: bytes | None) -> bytes:
         """An internal topic's record value, refused when missing or over max_record_bytes."""
@@ -359,8 +340,7 @@ def create_app(settings: Settings) -> faust.App:
                 part = cluster_partition(event.message.partition)
                 if not isinstance(record, SourceTick):
                     key = record.cluster_key
-                    known = load_cluster(key)
-                    state, out = cluster_stage_core.on_summary(known, record, part)
+                    state, out = cluster_stage_core.on_summary(clusters.get(key), record, part)
                     core_counts["behind_summaries"] += out.behind
                     # The whole state, pending summary included: a separate table for the pending
                     # summaries halved the worker's cluster-stage time, but its changelog topic
@@ -369,7 +349,7 @@ def create_app(settings: Settings) -> faust.App:
                     put(clusters, key, state, encode_cluster_state)
                     continue
                 for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
-                    judged = load_cluster(key)
+                    judged = clusters.get(key)
                     if judged is None:
                         continue
                     settled = cluster_stage_core.settle(judged, part)
@@ -383,7 +363,7 @@ def create_app(settings: Settings) -> faust.App:
                             await account_verdicts.send(key=BROADCAST.encode(), value=conviction,
                                                         partition=q)
                 for key in cluster_stage_core.expired_clusters(part):
-                    cluster = load_cluster(key)
+                    cluster = clusters.get(key)
                     if cluster is not None and cluster_stage_core.is_expired(cluster, part):
                         del clusters[key]
             except Exception as exc:

@@ -595,3 +595,19 @@ def test_a_replacement_account_joining_a_convicted_cluster_is_acted_on_at_its_fi
     assert [(d.account_id, d.action) for d in out.decisions] == [("replacement", "block")]
     assert any("replacement account" in r for r in out.decisions[0].reasons)
     assert h.states["replacement"].verdicts["pay:campaign"].verdict_id == "cv-pay:campaign"
+
+
+def test_a_recovered_account_is_due_when_the_core_would_next_look_at_it() -> None:
+    before = Harness()
+    before.event(ev("z", T0))
+    st, _ = before.stage.on_verdict(before.states["z"], told("z", _verdict("pay:p", ts=T0)),
+                                    before.part)
+    # the partition moves: a fresh partition context, the state from the changelog
+    moved = AccountPartition.create(CFG, 0)
+    before.stage.watch(st, moved)
+    assert moved.watermark.max_ts == T0
+    window_close = W0 + WS + LATE
+    assert moved.due.pop_due(T0 + DELAY - 1) == []
+    assert moved.due.pop_due(T0 + DELAY) == ["z"]  # the held verdict's time to apply
+    assert moved.due.pop_due(window_close - 1) == []
+    assert moved.due.pop_due(window_close) == ["z"]  # the open window's close
