@@ -229,6 +229,9 @@ def run_demo(base: Settings, opts: DemoOptions) -> int:
     # The local broker of deploy/kafka-local.sh (KAFKA_PORT moves it) is started if needed;
     # any other address is a broker the user runs.
     local = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+    if base.kafka_bootstrap == Settings().kafka_bootstrap:
+        # The default address means "the local broker": the one KAFKA_PORT moved, if it did.
+        base = base.with_overrides(kafka_bootstrap=local)
     if base.kafka_bootstrap == local and not broker_running():
         start_broker()
         started_broker = True
