@@ -110,9 +110,24 @@ def state_table(app: faust.App, name: str, partitions: int, codec: str) -> faust
 PRODUCER_BUFFER_MAX_MESSAGES = 10_000
 
 
+async def _flush_until_empty(buffer: ProducerBuffer) -> None:
+    """ProducerBuffer.flush that returns only once the buffer is empty.
+
+    Faust flushes the buffer before it commits the consumer's offsets, but its flush returns
+    as soon as 0.1 s passes without a record sent, records still in the buffer: under load the
+    offsets of events were committed while the table changelog records of those events were
+    still buffered, and a kill -9 then lost them (a partition's next owner started after those
+    events without their states). This waits as long as the broker takes; a broker that never
+    takes them is what the stall watchdog is for.
+    """
+    while buffer.size:
+        await buffer.flush_atmost(None)
+
+
 def create_app(settings: Settings) -> faust.App:
     register_codecs()
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
+    ProducerBuffer.flush = _flush_until_empty  # type: ignore[method-assign]
     cfg = settings.detector
     topics = settings.topics
     partitions = topics["requests"].partitions
@@ -183,6 +198,8 @@ def create_app(settings: Settings) -> faust.App:
                     restored = []
                 log.info("partition_context_restored", partition=p, restored=restored,
                          model_seen=part.model.seen)
+            else:  # a new partition, or its snapshot was not (yet) on the changelog
+                log.info("partition_context_cold", partition=p)
             # The first event of the partition writes a snapshot at once: it checks the table
             # against its changelog early, as the accounts table is, not after hours of events.
             snapshot_marks[p] = [part.model.seen, partition_context.SNAPSHOT_EVERY_EVENTS]

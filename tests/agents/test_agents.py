@@ -387,3 +387,28 @@ def test_a_held_verdict_applies_when_any_event_of_the_partition_reaches_its_time
     decisions = [orjson.loads(r.value) for r in outbox.to("enforcement")]
     assert [(d["account_id"], d["action"]) for d in decisions] == [("acct-7", "throttle")]
     assert decisions[0]["event_ts"] == T0 + cfg.verdict_delay_s
+
+
+def test_the_flush_before_a_commit_waits_until_every_changelog_record_is_sent(
+        app: faust.App) -> None:
+    """Faust flushes its producer buffer before it commits offsets; its own flush gave up after
+    0.1 s without a send, so offsets were committed over changelog records still buffered
+    (lost with a kill -9). A broker slower than 0.1 s per record must not end the flush."""
+    from faust.transport.producer import ProducerBuffer
+    buffer = app.producer.buffer
+    assert type(buffer) is ProducerBuffer
+    slow_sends = 3
+    sent: list[int] = []
+
+    async def flush_atmost(max_messages: int | None) -> int:
+        if buffer.pending.qsize():  # one record per call, then "no send within 0.1 s"
+            sent.append(buffer.pending.get_nowait())
+        return len(sent)
+
+    async def scenario() -> None:
+        for i in range(slow_sends):
+            buffer.pending.put_nowait(i)
+        buffer.flush_atmost = flush_atmost  # type: ignore[method-assign]
+        await buffer.flush()
+    run(scenario)
+    assert sent == list(range(slow_sends)) and buffer.size == 0

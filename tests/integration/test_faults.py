@@ -449,15 +449,19 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
 
     # The killed worker's partitions may end on a survivor or on the newcomer, whichever the
     # last rebalance gave them to: look at every worker that can hold them.
-    restored = [line for i in workers
-                for line in log_lines(fleet, i, "partition_context_restored")
+    def started_after_the_kill(event: str) -> list[dict[str, Any]]:
+        return [line for i in workers for line in log_lines(fleet, i, event)
                 if line["partition"] in victim_parts and log_time(line) > marks["killed"]]
-    assert restored and all("model" in line["restored"] and line["model_seen"] > 0
-                            for line in restored), \
-        f"the killed worker's partition contexts should be restored: {restored}"
+    restored = started_after_the_kill("partition_context_restored")
+    cold = started_after_the_kill("partition_context_cold")
+    assert restored and not cold and all("model" in line["restored"] and line["model_seen"] > 0
+                                         for line in restored), \
+        f"the killed worker's partition contexts should be restored: {restored}; cold: {cold}"
     arrived = log_lines(fleet, newcomer, "partition_context_restored")
-    assert arrived and all("model" in line["restored"] for line in arrived), \
-        f"the new worker should start its partitions from their snapshots: {arrived}"
+    arrived_cold = log_lines(fleet, newcomer, "partition_context_cold")
+    assert arrived and not arrived_cold and all("model" in line["restored"] for line in arrived), \
+        f"the new worker should start its partitions from their snapshots: {arrived}; " \
+        f"cold: {arrived_cold}"
 
     for port in ports:
         h = health(port)
