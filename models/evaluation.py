@@ -7,7 +7,9 @@ the current minute. Per population (the label's `group`) and overall it reports:
 
 - accounts acted on (throttled or blocked) and blocked, as shares of the population;
 - median simulated minutes from an account's first request to its first action;
-- the share of the population's requests that were served (for campaigns: what they harvested);
+- the share of the population's requests served before the account's first action (what a
+  campaign got before the detector reacted), and the share served in all, the throttle allowance
+  after the first action included (what it harvested);
 - for benign populations the same numbers read as harm: accounts hit, requests denied.
 """
 
@@ -24,6 +26,7 @@ class _Account:
     group: str
     requests: int = 0
     served: int = 0
+    served_before_action: int = 0
     first_ts: float | None = None
     first_action_ts: float | None = None
     blocked: bool = False
@@ -44,7 +47,8 @@ class GroupRow:
     blocked_share: float
     median_minutes_to_action: float | None
     requests: int
-    served_share: float
+    served_before_action_share: float  # served while the account had not been acted on yet
+    served_share: float  # all served, throttle allowance included: the harvest
     denied_requests: int
 
 
@@ -91,6 +95,8 @@ class Evaluation:
                 acc.in_minute += 1
                 served = acc.in_minute <= acc.rpm
         acc.served += served
+        # Before the first action only: a throttle's allowance is served after it.
+        acc.served_before_action += served and acc.first_action_ts is None
         return served
 
     def observe_decision(self, account_id: str, action: str, event_ts: float,
@@ -128,18 +134,21 @@ class Evaluation:
                    if a.first_ts is not None and a.first_action_ts is not None]
         requests = sum(a.requests for a in accs)
         served = sum(a.served for a in accs)
+        before = sum(a.served_before_action for a in accs)
         return GroupRow(
             group=group, label=label, accounts=n, acted_share=len(acted) / n,
             blocked_share=sum(a.blocked for a in accs) / n,
             median_minutes_to_action=max(0.0, statistics.median(minutes)) if minutes else None,
-            requests=requests, served_share=served / requests if requests else 1.0,
+            requests=requests,
+            served_before_action_share=before / requests if requests else 1.0,
+            served_share=served / requests if requests else 1.0,
             denied_requests=requests - served)
 
 
 def render(report: Report) -> str:
     """The report as a fixed-width table for a terminal."""
     head = (f"{'population':<20} {'label':<7} {'accounts':>8} {'acted':>7} {'blocked':>8} "
-            f"{'median min':>10} {'requests':>9} {'served':>7} {'denied':>7}")
+            f"{'median min':>10} {'requests':>9} {'before':>7} {'served':>7} {'denied':>7}")
     lines = [head, "-" * len(head)]
     for r in report.rows:
         if r.group.startswith("all "):
@@ -147,7 +156,8 @@ def render(report: Report) -> str:
         med = "-" if r.median_minutes_to_action is None else f"{r.median_minutes_to_action:.1f}"
         lines.append(f"{r.group:<20} {r.label:<7} {r.accounts:>8} {r.acted_share:>7.1%} "
                      f"{r.blocked_share:>8.1%} {med:>10} {r.requests:>9} "
-                     f"{r.served_share:>7.1%} {r.denied_requests:>7}")
+                     f"{r.served_before_action_share:>7.1%} {r.served_share:>7.1%} "
+                     f"{r.denied_requests:>7}")
     if report.unlabelled_accounts:
         lines.append(f"({report.unlabelled_accounts} accounts in the events had no label)")
     return "\n".join(lines)

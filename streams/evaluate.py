@@ -8,12 +8,17 @@
          and the baselines (models.pipeline, models.evaluation, models.baselines) ─▶ reports
       ─▶ per run the population table; a summary with one line per (run, campaign) and per run
          "all benign": distillguard and both baselines side by side, each line checked against
-         the targets (ok / MISSED); the recall drop of the 10x-accounts run against its seed
+         the targets (ok / MISSED); each robustness run's recall drop against its seed
 
 The targets (`CAMPAIGN_TARGETS`, `BENIGN_TARGETS`, `MAX_RECALL_DROP_POINTS`) are checked on the
-computed numbers, never assumed. "Beats a baseline" on a campaign line: serves a smaller share
-of the campaign's requests (on a tie: acts on a larger share of its accounts); on the benign
-line: acts on and blocks no larger a share of benign accounts.
+computed numbers, never assumed. A campaign of a seed run is held to its per-campaign targets
+(accounts acted on, requests served before the first action, median minutes to it); a campaign
+of a robustness run only to its recall drop against that seed (the robustness targets ask that
+recall holds when the campaigns change shape, not that every target is met again). Every run's
+benign line is held to the benign targets, and every line must beat both baselines. "Beats a
+baseline" on a campaign line: serves a smaller share of the campaign's requests in all, throttle
+allowance included (on a tie: acts on a larger share of its accounts); on the benign line: acts
+on and blocks no larger a share of benign accounts.
 
 Progress goes to stderr (which run, events done, time left); Ctrl-C stops the pool cleanly and
 prints what finished.
@@ -45,21 +50,24 @@ from streams.sweep import default_jobs
 
 DETECTOR = "distillguard"
 
-# Per campaign: (figure, comparison, limit). Figures: acted / blocked / served (shares),
-# median (minutes to first action). A campaign not listed gets DEFAULT_CAMPAIGN_TARGETS.
+# Per campaign of a seed run: (figure, comparison, limit). Figures: acted / blocked (shares of
+# accounts), before (share of requests served before the account's first action: the target's
+# "served before action"), served (share served in all, throttle allowance included), median
+# (minutes to first action). A campaign not listed gets DEFAULT_CAMPAIGN_TARGETS.
 CAMPAIGN_TARGETS: dict[str, list[tuple[str, str, float]]] = {
-    "campaign_burst": [("acted", ">=", 0.95), ("served", "<=", 0.05), ("median", "<=", 10.0)],
-    "campaign_cot": [("acted", ">=", 0.95), ("served", "<=", 0.10)],
-    "campaign_hydra": [("acted", ">=", 0.95), ("served", "<=", 0.10), ("median", "<=", 60.0)],
-    "campaign_stealth": [("acted", ">=", 0.70), ("served", "<=", 0.10)],
+    "campaign_burst": [("acted", ">=", 0.95), ("before", "<=", 0.05), ("median", "<=", 10.0)],
+    "campaign_cot": [("acted", ">=", 0.95), ("before", "<=", 0.10)],
+    "campaign_hydra": [("acted", ">=", 0.95), ("before", "<=", 0.10), ("median", "<=", 60.0)],
+    "campaign_stealth": [("acted", ">=", 0.70), ("before", "<=", 0.10)],
 }
 DEFAULT_CAMPAIGN_TARGETS: list[tuple[str, str, float]] = [("acted", ">=", 0.95),
-                                                          ("served", "<=", 0.10)]
+                                                          ("before", "<=", 0.10)]
 # On "all benign": accounts blocked at least once, accounts throttled or blocked at least once.
 BENIGN_TARGETS: list[tuple[str, str, float]] = [("blocked", "<=", 0.001), ("acted", "<=", 0.005)]
 # Benign populations of which not a single account may be blocked.
 NEVER_BLOCKED = ("enterprise", "nat", "launch_wave", "researchers")
-# Campaign recall (acted share) of the account-multiplier run against its seed, in points.
+# Campaign recall (acted share) of a robustness run against its seed, in points: the only
+# campaign target of a robustness run.
 MAX_RECALL_DROP_POINTS = 5.0
 
 VARIANTS = ("accounts", "jitter", "ip")
@@ -76,7 +84,9 @@ class EvalRun:
     account_multiplier: float | None = None
     jitter: float | None = None
     rotate_ip: bool = False
-    base: str | None = None  # the run whose campaign recall this one must keep (recall drop)
+    # A robustness run: the seed run whose campaign recall it must keep (recall drop); None for
+    # a seed run, whose campaigns are held to CAMPAIGN_TARGETS instead.
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,10 +121,10 @@ def plan_runs(seeds: list[int], variants: list[str], account_multiplier: float =
                                 s0, account_multiplier=account_multiplier, base=f"seed{s0}"))
         elif v == "jitter":
             runs.append(EvalRun(f"seed{s0}-jitter", f"seed {s0}, +-{jitter:.0%} campaign timing "
-                                "jitter", s0, jitter=jitter))
+                                "jitter", s0, jitter=jitter, base=f"seed{s0}"))
         else:
             runs.append(EvalRun(f"seed{s0}-newip", f"seed {s0}, a new IP on every campaign "
-                                "request", s0, rotate_ip=True))
+                                "request", s0, rotate_ip=True, base=f"seed{s0}"))
     return runs
 
 
@@ -431,7 +441,7 @@ def _drain(messages: Any, board: Board) -> None:
 class Check:
     run: str
     population: str
-    what: str  # e.g. "acted", "served", "beats HST alone", "recall drop"
+    what: str  # e.g. "acted", "before", "beats HST alone", "recall drop"
     value: float | None
     op: str  # ">=", "<=" or "beats"
     limit: float | None
@@ -458,7 +468,8 @@ class SummaryLine:
 
 
 def _figure(row: GroupRow, name: str) -> float | None:
-    return {"acted": row.acted_share, "blocked": row.blocked_share, "served": row.served_share,
+    return {"acted": row.acted_share, "blocked": row.blocked_share,
+            "before": row.served_before_action_share, "served": row.served_share,
             "median": row.median_minutes_to_action}[name]
 
 
@@ -516,6 +527,21 @@ def _row(report: Report | None, group: str) -> GroupRow | None:
     return next((r for r in report.rows if r.group == group), None)
 
 
+def _recall_drop(run: EvalRun, row: GroupRow, outcomes: dict[str, RunOutcome]) -> Check:
+    """A robustness run's campaign against the same campaign in its seed run."""
+    base = outcomes.get(run.base) if run.base else None
+    base_row = _row(base.reports[DETECTOR], row.group) if base is not None else None
+    if base_row is None:  # the seed run did not finish: the line cannot be judged, so it misses
+        return Check(run.key, row.group, "recall drop", None, "<=", MAX_RECALL_DROP_POINTS,
+                     False, f"recall drop: no {run.base} result to compare with")
+    drop = 100 * (base_row.acted_share - row.acted_share)
+    ok = drop <= MAX_RECALL_DROP_POINTS
+    return Check(run.key, row.group, "recall drop", drop, "<=", MAX_RECALL_DROP_POINTS, ok,
+                 "" if ok else f"recall drop {drop:.1f} points > {MAX_RECALL_DROP_POINTS:g} "
+                               f"(acted {row.acted_share:.1%} vs {base_row.acted_share:.1%} "
+                               f"in {run.base})")
+
+
 def summarise(result: EvaluationResult) -> list[SummaryLine]:
     """One line per (run, campaign) and per run "all benign", each with its checks."""
     lines: list[SummaryLine] = []
@@ -529,20 +555,13 @@ def summarise(result: EvaluationResult) -> list[SummaryLine]:
         for r in [*campaigns, *([benign_all] if benign_all is not None else [])]:
             line = SummaryLine(key, r.group, r.label, r.accounts,
                                {s: _row(o.reports[s], r.group) for s in systems})
-            if r.label == "attack":
+            if r.label == "attack" and o.run.base is None:
                 for name, op, limit in CAMPAIGN_TARGETS.get(r.group, DEFAULT_CAMPAIGN_TARGETS):
                     line.checks.append(_check(key, r.group, r, name, op, limit))
-                base = by_key.get(o.run.base) if o.run.base else None
-                base_row = _row(base.reports[DETECTOR], r.group) if base is not None else None
-                if base_row is not None:
-                    drop = 100 * (base_row.acted_share - r.acted_share)
-                    line.recall_drop_points = drop
-                    ok = drop <= MAX_RECALL_DROP_POINTS
-                    line.checks.append(Check(
-                        key, r.group, "recall drop", drop, "<=", MAX_RECALL_DROP_POINTS, ok,
-                        "" if ok else f"recall drop {drop:.1f} points > "
-                                      f"{MAX_RECALL_DROP_POINTS:g} (acted {r.acted_share:.1%} vs "
-                                      f"{base_row.acted_share:.1%} in {o.run.base})"))
+            elif r.label == "attack":  # a robustness run: its campaigns must keep their recall
+                drop = _recall_drop(o.run, r, by_key)
+                line.recall_drop_points = drop.value
+                line.checks.append(drop)
             else:
                 for name, op, limit in BENIGN_TARGETS:
                     line.checks.append(_check(key, r.group, r, name, op, limit))
@@ -573,11 +592,15 @@ def _cell_share(v: float | None) -> str:
     return f"{100 * v:.2f}" if 0 < v < 0.001 else f"{100 * v:.1f}"
 
 
+CELLS = ("acted", "block", "before", "served", "median")  # per system in the summary table
+
+
 def _cells(row: GroupRow | None) -> str:
     if row is None:
-        return f"{'-':>6} {'-':>6} {'-':>6} {'-':>6}"
+        return " ".join(f"{'-':>6}" for _ in CELLS)
     med = row.median_minutes_to_action
     return (f"{_cell_share(row.acted_share):>6} {_cell_share(row.blocked_share):>6} "
+            f"{_cell_share(row.served_before_action_share):>6} "
             f"{_cell_share(row.served_share):>6} {'-' if med is None else f'{med:.1f}':>6}")
 
 
@@ -591,12 +614,11 @@ def render_summary(result: EvaluationResult, lines: list[SummaryLine]) -> str:
         titles.update(o.baseline_titles)
     run_w = max([len("run"), *(len(ln.run) for ln in lines)])
     pop_w = max([len("population"), *(len(ln.population) for ln in lines)])
-    group_w = 27
+    group_w = 7 * len(CELLS) - 1
     lead = " " * (run_w + pop_w + 2 + 6)
     head1 = lead + "".join(f" | {s:^{group_w}}" for s in systems) + " | targets"
     head2 = (f"{'run':<{run_w}} {'population':<{pop_w}} {'drop':>6}"
-             + "".join(f" | {'acted':>6} {'block':>6} {'served':>6} {'median':>6}"
-                       for _ in systems) + " |")
+             + "".join(" | " + " ".join(f"{c:>6}" for c in CELLS) for _ in systems) + " |")
     out = [head1, head2, "-" * max(len(head1), len(head2))]
     previous = None
     for ln in lines:
@@ -611,9 +633,11 @@ def render_summary(result: EvaluationResult, lines: list[SummaryLine]) -> str:
     met = sum(c.ok for c in checks)
     out.append("-" * max(len(head1), len(head2)))
     out.append("acted, block(ed): % of the population's accounts acted on (throttled or blocked) "
-               "/ blocked at least once; served: % of its requests the gateway would serve; "
-               "median: minutes from an account's first request to its first action; drop: "
-               "campaign recall (acted) lost against the run's seed, in points.")
+               "/ blocked at least once; before: % of its requests served before the account's "
+               "first action; served: % of its requests the gateway would serve, throttle "
+               "allowance included; median: minutes from an account's first request to its "
+               "first action; drop: campaign recall (acted) lost against the run's seed, in "
+               "points (robustness runs).")
     for s in systems[1:]:
         out.append(f"{s}: {titles.get(s, s)}.")
     out.append(_targets_legend())
@@ -628,10 +652,11 @@ def _targets_legend() -> str:
         parts.append(f"{group.removeprefix('campaign_')} "
                      + ", ".join(f"{n} {op} {_fmt_limit(n, lim)}" for n, op, lim in targets))
     benign = ", ".join(f"{n} {op} {_fmt_limit(n, lim)}" for n, op, lim in BENIGN_TARGETS)
-    return ("targets: " + "; ".join(parts) + f"; all benign {benign}, no "
-            f"{'/'.join(NEVER_BLOCKED)} account blocked; recall drop <= "
-            f"{MAX_RECALL_DROP_POINTS:g} points; every line beats every baseline (campaign: "
-            "serves less of it; benign: acts on and blocks no more accounts).")
+    return ("targets: seed runs' campaigns: " + "; ".join(parts) + "; robustness runs' "
+            f"campaigns: recall drop <= {MAX_RECALL_DROP_POINTS:g} points only; every run's all "
+            f"benign {benign}, no {'/'.join(NEVER_BLOCKED)} account blocked; every line beats "
+            "every baseline (campaign: serves less of it in all; benign: acts on and blocks no "
+            "more accounts).")
 
 
 def render_runs(result: EvaluationResult) -> str:
@@ -680,7 +705,8 @@ def write_outputs(result: EvaluationResult, lines: list[SummaryLine], out_dir: P
     fields = ["run", "population", "label", "accounts"]
     for s in systems:
         f = _system_field(s)
-        fields += [f"{f}_acted", f"{f}_blocked", f"{f}_served", f"{f}_median_min"]
+        fields += [f"{f}_acted", f"{f}_blocked", f"{f}_served_before_action", f"{f}_served",
+                   f"{f}_median_min"]
     fields += ["recall_drop_points", "ok", "missed"]
     with csv_path.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -689,8 +715,9 @@ def write_outputs(result: EvaluationResult, lines: list[SummaryLine], out_dir: P
             row: list[Any] = [ln.run, ln.population, ln.label, ln.accounts]
             for s in systems:
                 r = ln.rows.get(s)
-                row += ["", "", "", ""] if r is None else [
-                    round(r.acted_share, 6), round(r.blocked_share, 6), round(r.served_share, 6),
+                row += ["", "", "", "", ""] if r is None else [
+                    round(r.acted_share, 6), round(r.blocked_share, 6),
+                    round(r.served_before_action_share, 6), round(r.served_share, 6),
                     "" if r.median_minutes_to_action is None
                     else round(r.median_minutes_to_action, 3)]
             row += ["" if ln.recall_drop_points is None else round(ln.recall_drop_points, 3),

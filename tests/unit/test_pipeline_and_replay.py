@@ -229,6 +229,30 @@ def test_throttled_account_is_served_up_to_the_rate_per_minute() -> None:
     assert all(ev.observe_event("bot-1", minute_end + 4 + i) for i in range(5))
 
 
+def test_requests_served_under_a_throttle_are_harvest_but_not_served_before_action() -> None:
+    ev = Evaluation(LABELS)
+    for dt in (-120, -90, -30):  # bot-1: three requests before any action, all served
+        assert ev.observe_event("bot-1", T + dt)
+    ev.observe_decision("bot-1", "throttle", T - 30, 3600, 2)
+    minute_end = (T // 60 + 1) * 60
+    served = [ev.observe_event("bot-1", t) for t in (T, T + 1, T + 2, T + 3)]
+    served += [ev.observe_event("bot-1", minute_end + dt) for dt in (0, 1, 2)]
+    assert served == [True, True, False, False, True, True, False]  # 4 of 7 at the allowance
+    ev.observe_decision("bot-1", "allow", minute_end + 3, None, None)
+    assert ev.observe_event("bot-1", minute_end + 4)  # served after an action: harvest only
+    for dt in (0, 1):  # bot-2 is never acted on: all it is served is before action
+        assert ev.observe_event("bot-2", T + dt)
+    a = ev.report().row("camp-a")
+    # 3 + 7 + 1 requests of bot-1 and 2 of bot-2; served 3 + 4 + 1 and 2; before 3 and 2
+    assert (a.requests, a.denied_requests) == (13, 3)
+    assert a.served_share == pytest.approx(10 / 13)
+    assert a.served_before_action_share == pytest.approx(5 / 13)
+    assert ev.report().row("all attack").served_before_action_share == pytest.approx(5 / 13)
+    head, _, row = render(ev.report()).splitlines()[:3]
+    assert head.split()[-3:] == ["before", "served", "denied"]
+    assert row.split()[-3:] == ["38.5%", "76.9%", "3"]
+
+
 def test_report_rows_per_group_and_overall() -> None:
     ev = Evaluation(LABELS)
     for account, first in (("bot-1", T), ("bot-2", T + 60), ("bot-3", T), ("user-1", T)):
@@ -248,6 +272,8 @@ def test_report_rows_per_group_and_overall() -> None:
     assert a.median_minutes_to_action == pytest.approx(15.0)
     assert (a.requests, a.denied_requests) == (3, 1)
     assert a.served_share == pytest.approx(2 / 3)
+    # bot-1's request came before its throttle; bot-2's only request before its block
+    assert a.served_before_action_share == pytest.approx(2 / 3)
     assert report.row("camp-b").median_minutes_to_action == pytest.approx(5.0)
     attack = report.row("all attack")
     assert attack.accounts == 3 and attack.median_minutes_to_action == pytest.approx(10.0)
