@@ -53,6 +53,7 @@ from streams.codec import (
     register_codecs,
 )
 from streams.settings import Settings
+from streams.topics import TopicSpec
 
 log = structlog.get_logger("distillguard")
 
@@ -99,6 +100,23 @@ def state_table(app: faust.App, name: str, partitions: int, codec: str) -> faust
     # rebuilds it lazily, with the codec, for both writing and recovery.
     table._changelog_topic = None
     return table
+
+
+def changelog_topic_specs(app: faust.App) -> list[TopicSpec]:
+    """The tables' changelog topics as Faust declares them: compacted, a partition per partition
+    of the table's source topic.
+
+    The worker creates them before Faust starts (`streams.worker`). Left to Faust, the workers of
+    a new fleet each declare them while they join the group: on a fresh broker one of them
+    fetched its metadata before a changelog existed and kept seeing it with 0 partitions for
+    minutes (aiokafka refreshes metadata every 5 min). Every write to that table then failed
+    (PartitionsMismatch) and, as the group leader, it assigned nobody that changelog's
+    partitions, so no worker ever recovered them: a CI run's partition contexts all started
+    cold after a kill -9.
+    """
+    return [TopicSpec(logical=f"{name}-changelog", name=table.changelog_topic.get_topic_name(),
+                      partitions=table.partitions, config={"cleanup.policy": "compact"})
+            for name, table in app.tables.items()]
 
 
 # Faust holds table changelog records in a buffer and, once it holds more than this many, stops

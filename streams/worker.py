@@ -2,7 +2,8 @@
 
 Before Faust starts, the worker checks what a new user gets wrong most: no broker at the
 configured address, or the topics not created. Either is a one-line error with the fix, not a
-worker that waits forever.
+worker that waits forever. It also creates its tables' changelog topics, which Faust would
+otherwise declare itself, racing the other workers of a new fleet (`declare_changelogs`).
 
 Then it hardens the process before the app exists: Faust's pickle codecs are removed from its
 codec registry (`forbid_pickle`), so no topic or table can be read with pickle even by mistake;
@@ -27,8 +28,8 @@ from streams import gc_tuning
 from streams.health import install_health
 from streams.logs import configure_logging
 from streams.settings import Settings
-from streams.topics import check_topics_exist, wait_for_broker
-from streams.topology import create_app
+from streams.topics import check_topics_exist, ensure_topics, wait_for_broker
+from streams.topology import changelog_topic_specs, create_app
 
 log = structlog.get_logger("distillguard")
 
@@ -46,6 +47,15 @@ async def preflight(settings: Settings, timeout_s: float = 30.0) -> None:
     if missing:
         raise WorkerError(f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)}; "
                           "create them with `distillguard topics create`")
+
+
+async def declare_changelogs(settings: Settings, app: faust.App) -> list[str]:
+    """Create the tables' changelog topics that do not exist yet, before Faust starts, so every
+    worker's first metadata already holds them (why: `changelog_topic_specs`). An existing
+    changelog with another partition count stops the worker with TopicMismatchError."""
+    return await ensure_topics(settings.kafka_bootstrap, changelog_topic_specs(app),
+                               replication_factor=app.conf.topic_replication_factor,
+                               client_kwargs=settings.aiokafka_kwargs())
 
 
 PICKLE_CODECS = ("pickle", "pickle_restricted", "pickle_fickling")
@@ -78,6 +88,7 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     gc_tuning.for_the_whole_process()
     app = create_app(settings)
+    asyncio.run(declare_changelogs(settings, app))
     install_health(app, source_topics(settings), settings.stall_timeout_s)
     log.info("worker_starting", app_id=settings.app_id, bootstrap=settings.kafka_bootstrap,
              model_version=settings.detector.model_version, web_port=settings.web_port,

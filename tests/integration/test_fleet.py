@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from simulator import Scenario, account_labels, generate_events
+from streams.settings import Settings
 from tests.conftest import contract_validator, event_dict
 from tests.integration.conftest import (
     Fleet,
@@ -129,3 +130,30 @@ def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet
                                         alive=lambda: all(fleet.alive())))
     assert lag == 0, f"the worker did not consume everything (lag {lag})\n{fleet.logs()}"
     assert all(fleet.alive())
+
+
+def test_a_worker_creates_its_changelog_topics_before_faust_starts(run: Settings) -> None:
+    """Left to Faust, the workers of a new fleet declared the changelogs while joining the group,
+    and on a fresh broker one kept a changelog at 0 partitions in its metadata: its table writes
+    failed and nobody recovered that changelog. The worker now creates them up front."""
+    from streams.topics import TopicMismatchError, delete_topics, ensure_topics
+    from streams.topology import changelog_topic_specs, create_app
+    from streams.worker import declare_changelogs
+
+    app = create_app(run)
+    expected = {f"{run.app_id}-{table}-changelog": partitions for table, partitions in (
+        ("accounts", run.topics["requests"].partitions),
+        ("clusters", run.topics["cluster_summaries"].partitions),
+        ("account_contexts", run.topics["requests"].partitions))}
+    specs = changelog_topic_specs(app)
+    assert {s.name: s.partitions for s in specs} == expected
+    assert all(s.config == {"cleanup.policy": "compact"} for s in specs)
+    try:
+        assert sorted(asyncio.run(declare_changelogs(run, app))) == sorted(expected)
+        assert asyncio.run(declare_changelogs(run, app)) == []  # the next worker: nothing to do
+        # they exist with these partition counts: one more is a mismatch
+        wrong = [dataclasses.replace(specs[0], partitions=specs[0].partitions + 1)]
+        with pytest.raises(TopicMismatchError):
+            asyncio.run(ensure_topics(run.kafka_bootstrap, wrong))
+    finally:
+        asyncio.run(delete_topics(run.kafka_bootstrap, list(expected)))
