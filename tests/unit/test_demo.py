@@ -1,0 +1,61 @@
+"""The demo's comparison of the live fleet with the replay of the same traffic."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from models.config import DetectorConfig
+from models.events import event_from_mapping
+from models.pipeline import Pipeline
+from simulator import Scenario, account_labels, generate_events
+from streams.demo import late_verdicts, replayed_report
+
+
+def test_the_replayed_report_is_the_core_over_the_demo_traffic() -> None:
+    scenario = Scenario.small()
+    labels = {lab["account_id"]: (lab["label"], lab["group"]) for lab in account_labels(scenario)}
+    report = replayed_report(scenario, DetectorConfig(), labels)
+    # the same decisions as the core run by hand over the same events
+    pipeline = Pipeline(DetectorConfig())
+    acted = {d.account_id for ev in generate_events(scenario)
+             for d in pipeline.process(event_from_mapping(ev)) if d.action != "allow"}
+    burst = report.row("campaign_burst")
+    assert burst.acted_share == pytest.approx(
+        len([a for a in acted if labels[a][1] == "campaign_burst"]) / burst.accounts)
+    assert burst.acted_share > 0.5 and report.row("all benign").blocked_share == 0.0
+
+
+def _health_server(status: int, body: dict) -> Iterator[int]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the http.server interface
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def test_late_verdicts_add_up_over_the_workers_and_a_silent_worker_gives_none() -> None:
+    ok = _health_server(200, {"status": "ok", "alignment": {"late_verdicts": 3}})
+    stalled = _health_server(503, {"status": "stalled", "alignment": {"late_verdicts": 4}})
+    idle = _health_server(200, {"status": "idle", "alignment": {}})
+    ports = [next(ok), next(stalled), next(idle)]
+    assert late_verdicts(ports) == 7
+    assert late_verdicts([*ports, 1]) is None  # nothing listens on port 1
+    for gen in (ok, stalled, idle):
+        gen.close()
