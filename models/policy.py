@@ -2,7 +2,10 @@
 
 - Evidence decays with event time (half-life), verdicts expire.
 - Cluster evidence is combined per kind of key (the strongest `tpl` bucket counts once, not
-  four times) with a noisy-or, then with the account model's evidence.
+  four times) with a noisy-or, then with the account model's evidence. Two distinct convicted
+  templates the account uses are two crowds: their evidence is combined like two kinds'.
+- A convicted template counts in full against a young account using it; against an established
+  one, only with a second template (half weight alone).
 - Throttle before block: a block needs the block score AND corroboration by two kinds of
   shared key (say, a payment instrument and a prompt template).
 - Hysteresis: an action is lifted (`allow`) only when the score falls below `release_score`.
@@ -26,7 +29,8 @@ CORROBORATION_SCORE = 0.5
 # spare two of four bands most of the time), while an unrelated prompt collides with a convicted
 # 16-bit band now and then (a heavy user holds several such verdicts over a day) but rarely with
 # two at once. One such template gives half weight, two give full weight and corroborate like a
-# second kind: each is its own crowd of accounts.
+# second kind: each is its own crowd of accounts. Against a young account one template already
+# gives full weight (`_template_weight`).
 MIN_BANDS_MATCHED = 2
 TEMPLATES_FOR_FULL_WEIGHT = 2
 # Two prompts within this many SimHash bits of each other are near-duplicates of one template
@@ -101,6 +105,45 @@ def _most_distinct(prompts: list[int]) -> int:
     return max(with_first, _most_distinct(rest))
 
 
+def _template_weight(templates: int, member: float) -> float:
+    """How much of a convicted template's score counts against the account.
+
+    Two templates: in full (two crowds). One template: in full against a young account (or one
+    of unknown age, `member_weight` 1), half against an established one. A template is convicted
+    because its crowd is young and harvests; a young account using it (with `bands - 1` of its
+    buckets, so no chance collision) is one more of that crowd, like a fresh account joining a
+    convicted payment instrument, and waiting for it to use a second convicted template leaves a
+    slow campaign's accounts, which send a few templated prompts an hour, served for hours. An
+    established user sharing one popular prompt with such a crowd is not the crowd: it keeps the
+    half weight, and needs a second template or another kind of evidence."""
+    if templates >= TEMPLATES_FOR_FULL_WEIGHT or (templates and member >= 1.0):
+        return 1.0
+    return templates / TEMPLATES_FOR_FULL_WEIGHT
+
+
+def two_templates_evidence(prompts: list[int], evidence: dict[str, float], bands: int) -> float:
+    """The strongest noisy-or of two distinct convicted templates the prompts use (0 if none).
+
+    Two templates are two crowds, convicted each on its own accounts: they corroborate a block
+    like two kinds of key (`assess`), and their evidence adds up like two kinds' does, rather
+    than the stronger alone standing for both. A prompt uses a template when at least
+    MIN_BANDS_MATCHED of its buckets are convicted (`evidence`: bucket -> decayed evidence), and
+    counts with its strongest such bucket; two prompts are of distinct templates when more than
+    SAME_TEMPLATE_BITS apart. A maximum over pairs, so a further verdict or prompt never lowers it.
+    """
+    using: list[tuple[int, float]] = []
+    for simhash in prompts:
+        hits = [evidence[k] for k in template_keys(simhash, bands) if k in evidence]
+        if len(hits) >= MIN_BANDS_MATCHED:
+            using.append((simhash, max(hits)))
+    best = 0.0
+    for i, (a, ea) in enumerate(using):
+        for b, eb in using[i + 1:]:
+            if (a ^ b).bit_count() > SAME_TEMPLATE_BITS:
+                best = max(best, 1.0 - (1.0 - ea) * (1.0 - eb))
+    return best
+
+
 # Keys that unrelated users share by where they connect from.
 NETWORK_KINDS = frozenset({"ip", "asnua"})
 
@@ -128,13 +171,15 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     convicted_buckets = {k for k, _ in in_force if k.startswith("tpl:")}
     templates = (matched_templates(state.recent_prompts, convicted_buckets, cfg.simhash_bands)
                  if convicted_buckets else 0)
-    template_weight = min(1.0, templates / TEMPLATES_FOR_FULL_WEIGHT)
     weight = member_weight(state, now_ts, cfg)
+    template_weight = _template_weight(templates, weight)
     replaced: str | None = None
+    tpl_evidence: dict[str, float] = {}
     for key, v in in_force:
         age = max(0.0, now_ts - v.issued_ts)
         decayed = weight * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
         if key.startswith("tpl:"):
+            tpl_evidence[key] = decayed
             decayed *= template_weight
         if (_is_replacement(state, key, decayed, v.issued_ts, now_ts, cfg)
                 and (replaced is None or key < replaced)):
@@ -142,6 +187,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         kind = key_kind(key)
         if kind not in by_kind or decayed > by_kind[kind][0]:
             by_kind[kind] = (decayed, key)
+    if templates >= TEMPLATES_FOR_FULL_WEIGHT:
+        both = two_templates_evidence(state.recent_prompts, tpl_evidence, cfg.simhash_bands)
+        if both > by_kind["tpl"][0]:
+            by_kind["tpl"] = (both, by_kind["tpl"][1])  # explained by its strongest bucket
     remaining = 1.0
     for s, _ in by_kind.values():
         remaining *= 1.0 - s

@@ -12,6 +12,13 @@ of new accounts (whichever is larger). A tutorial wave is as persistent but harv
 enterprise batches and a campus's homework are as persistent but their accounts are established:
 the other terms keep those down. And a template's harvest combines its two tells (high-value
 tasks, reasoning requested) as independent signs rather than taking the stronger one.
+
+For the same reason a template's crowd is sized by every account the cluster remembers using it
+(members are kept until idle for `idle_expiry_s`), not only those active in the horizon: a slow
+campaign spreads its accounts over hours, a few at a time, so the horizon shows a fraction of
+its crowd. Only the size term uses it; who the members are (young, new) and what they ask is
+still judged over the horizon, and a key needs `cluster_min_accounts` active members to be
+scored at all.
 """
 
 from __future__ import annotations
@@ -34,11 +41,17 @@ class ClusterEvidence:
     requests_per_account: float
     # Share of the horizon's windows the key was used in; scored for template keys only.
     persistence: float = 0.0
+    # Distinct accounts the cluster remembers (active within idle_expiry_s); the size of a
+    # template's crowd (0 for other keys: their size is the horizon's).
+    remembered: int = 0
 
     def reason(self, cluster_key: str) -> str:
+        template = cluster_key.startswith("tpl:")
         persistent = (f", used in {self.persistence:.0%} of the horizon's windows"
-                      if cluster_key.startswith("tpl:") else "")
-        return (f"cluster {cluster_key} score {self.score:.2f}: {self.accounts} accounts, "
+                      if template else "")
+        crowd = (f" ({self.remembered} over the last hours)"
+                 if template and self.remembered > self.accounts else "")
+        return (f"cluster {cluster_key} score {self.score:.2f}: {self.accounts} accounts{crowd}, "
                 f"{self.young_share:.0%} young, {self.new_share:.0%} new in the last hour"
                 f"{persistent}, "
                 f"{self.high_value_share:.0%} coding/reasoning/math/tools, "
@@ -63,11 +76,14 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     per_account = totals.requests / n if n else 0.0
     template = state.cluster_key.startswith("tpl:")
     persistent = persistence(state, cfg) if template else 0.0
+    # A template's crowd: every account remembered using it, not only the horizon's.
+    remembered = max(n, len(state.members)) if template else 0
     if n < cfg.cluster_min_accounts or totals.requests == 0:
         score = 0.0
     else:
         # Size: 0 at the minimum, 1 at eight times the minimum (log scale).
-        size = min(1.0, math.log(n / cfg.cluster_min_accounts) / math.log(8))
+        crowd = remembered if template else n
+        size = min(1.0, math.log(crowd / cfg.cluster_min_accounts) / math.log(8))
         asks_reasoning = min(1.0, reasoning / 0.6)
         if template:
             # What one prompt template is used for: high-value tasks and requests for written-out
@@ -84,4 +100,4 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     return ClusterEvidence(score=round(min(1.0, score), 4), accounts=n, young_share=young,
                            new_share=new, reasoning_share=reasoning,
                            high_value_share=high_value, requests_per_account=per_account,
-                           persistence=persistent)
+                           persistence=persistent, remembered=remembered)

@@ -4,7 +4,9 @@ Most prompts are unique, and fanning every one of their LSH buckets out to the c
 would cost several messages per request and create a cluster per prompt. A bucket becomes worth
 a cluster once it recurs: seen `RECURRING_AFTER` times before in the partition within the last
 two generations (a generation is the cluster horizon in event time). Campaign templates recur
-within minutes; most one-off prompts never do.
+within minutes; most one-off prompts never do. A young account's prompts do not wait for it
+(models/account_stage.py): a template shared thinly over many partitions loses its first
+sighting in each, and young accounts are the crowd a template is judged on.
 
 The bucket space is small and fixed (`bands` x 2^16 for 16-bit bands), so the counts are two
 bytearrays: constant memory, O(1) per lookup, whatever the traffic.

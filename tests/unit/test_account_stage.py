@@ -189,6 +189,24 @@ def test_the_account_keeps_its_latest_prompts() -> None:
     assert h.states["a"].recent_prompts == [int(p, 16) for p in prompts[-RECENT_PROMPTS:]]
 
 
+def test_a_young_accounts_prompt_joins_its_template_buckets_at_the_first_sighting() -> None:
+    # recurrence is counted per partition, so a template spread thinly over many partitions
+    # would lose its first sighting in each: a young account's prompts are fanned out at once
+    h = Harness()
+    buckets = template_keys(int(TEMPLATE, 16), CFG.simhash_bands)
+    out, _ = h.event(ev("young", T0, account_created_ts=T0 - 86400.0))
+    assert [s.cluster_key for s in joins(out.summaries)
+            if key_kind(s.cluster_key) == "tpl"] == list(buckets)
+    assert all(s.young for s in out.summaries)
+    # an established account, or one of unknown age, still waits for recurrence
+    for i, (created, prompt) in enumerate(((T0 - CFG.young_account_age_s - 86400.0,
+                                            "a1b2c3d4e5f60718"),
+                                           (None, "9f8e7d6c5b4a3921"))):
+        out, _ = h.event(ev(f"old-{i}", T0 + 1 + i, account_created_ts=created,
+                            prompt_simhash=prompt))
+        assert not any(key_kind(s.cluster_key) == "tpl" for s in out.summaries), created
+
+
 @pytest.mark.parametrize("created_offset,young", [
     (-3600.0, True), (-(CFG.young_account_age_s + 1.0), False), (None, False)])
 def test_join_says_whether_the_account_is_young(created_offset: float | None,
@@ -446,11 +464,13 @@ def test_template_verdicts_act_once_the_account_uses_the_templates() -> None:
             st, out = h.verdict(st, "z", _verdict(key, score=0.9))
             assert out.decisions == []  # the account has not used the template (yet)
     h.states["z"] = st
-    out, _ = h.event(ev("z", T0 + 1, 1, prompt_simhash=TEMPLATE))
-    assert out.decisions == []  # one template is half weight: no second crowd yet
-    out, _ = h.event(ev("z", T0 + 2, 2, prompt_simhash=other))
+    out, _ = h.event(ev("z", T0 + 1, 1, prompt_simhash="1111222233334444"))
+    assert out.decisions == []  # an unrelated prompt: still no template evidence
+    # the account's age is unknown, so one template counts in full (models/policy.py,
+    # _template_weight): with the payment instrument, two kinds of key corroborate a block
+    out, _ = h.event(ev("z", T0 + 2, 2, prompt_simhash=TEMPLATE))
     assert [d.action for d in out.decisions] == ["block"]
-    assert h.states["z"].recent_prompts == [int(TEMPLATE, 16), int(other, 16)]
+    assert h.states["z"].recent_prompts == [0x1111222233334444, int(TEMPLATE, 16)]
 
 
 def _tpl(i: int) -> str:

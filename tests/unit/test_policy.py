@@ -30,6 +30,7 @@ from models.policy import (
     decide,
     matched_templates,
     member_weight,
+    two_templates_evidence,
 )
 
 CFG = DetectorConfig()
@@ -248,16 +249,66 @@ def test_template_verdicts_without_the_accounts_prompts_are_no_evidence() -> Non
 
 
 def test_one_template_gives_half_weight_two_give_full_weight_and_corroborate() -> None:
+    # against an established account one template counts half, two in full (each scaled by
+    # its member weight)
     score = 0.9
-    one = assess(account(*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score),
-                         prompts=(TPL_A, OTHER)), T0, CFG)
-    assert one.score == pytest.approx(score / TEMPLATES_FOR_FULL_WEIGHT, abs=1e-4)
-    two = assess(account(*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score),
-                         prompts=(TPL_A, OTHER, TPL_B)), T0, CFG)
-    assert two.score == pytest.approx(score, abs=1e-4)
-    # two template crowds corroborate each other like two kinds of key
-    assert score >= CFG.block_score and two.action == "block"
-    assert len(two.cluster_ids) == 1  # still one kind in the explanation
+    verdicts = (*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score))
+    one = account(*verdicts, prompts=(TPL_A, OTHER))
+    one.created_ts = T0 - 3 * 365 * 86400
+    weight = member_weight(one, T0, CFG)
+    assert weight < 1.0
+    assert assess(one, T0, CFG).score == pytest.approx(
+        weight * score / TEMPLATES_FOR_FULL_WEIGHT, abs=1e-4)
+    two = account(*verdicts, prompts=(TPL_A, OTHER, TPL_B))
+    two.created_ts = one.created_ts
+    assert assess(two, T0, CFG).score >= weight * score
+    # for a young account: two template crowds corroborate each other like two kinds of key,
+    # and their evidence adds up like two kinds' does
+    young = assess(account(*verdicts, prompts=(TPL_A, OTHER, TPL_B)), T0, CFG)
+    assert young.score == pytest.approx(1 - (1 - score) ** 2, abs=1e-4)
+    assert young.score >= CFG.block_score and young.action == "block"
+    assert len(young.cluster_ids) == 1  # still one kind in the explanation
+
+
+def test_one_template_gives_full_weight_against_a_young_account() -> None:
+    # a young account (or one of unknown age) using a convicted template is one more of its
+    # crowd: acted on at once; an established one sharing the prompt keeps the half weight
+    score = 0.9
+    for created in (None, T0 - 86400.0, T0 - CFG.young_account_age_s):
+        st = account(*template_verdicts(TPL_A, score), prompts=(TPL_A, OTHER))
+        st.created_ts = created
+        a = assess(st, T0, CFG)
+        assert a.score == pytest.approx(score, abs=1e-4), created
+        assert a.action == "throttle", created  # one crowd is one kind: no block
+    old = account(*template_verdicts(TPL_A, score), prompts=(TPL_A, OTHER))
+    old.created_ts = T0 - CFG.young_account_age_s - 86400.0
+    a = assess(old, T0, CFG)
+    assert a.score == pytest.approx(member_weight(old, T0, CFG) * score / 2, abs=1e-4)
+    assert a.action == "allow"
+    # the chance-collision guard still holds for young accounts: a single-band collision is
+    # no template at all
+    collision = (OTHER & ~0xFFFF) | (TPL_A & 0xFFFF)
+    assert assess(account(*template_verdicts(TPL_A, score), prompts=(collision,)),
+                  T0, CFG).score == 0.0
+
+
+def test_two_templates_evidence_is_the_noisy_or_of_two_distinct_templates() -> None:
+    bands = CFG.simhash_bands
+    ev_a = {k: 0.7 for k in template_keys(TPL_A, bands)}
+    ev_b = {k: 0.6 for k in template_keys(TPL_B, bands)}
+    both = {**ev_a, **ev_b}
+    assert two_templates_evidence([TPL_A, TPL_B], both, bands) == pytest.approx(
+        1 - 0.3 * 0.4)
+    # one template's prompts, however many, never combine with each other
+    same = [TPL_A, flip(TPL_A, 3), flip(TPL_A, 20, 40)]
+    assert two_templates_evidence(same, both, bands) == 0.0
+    # a prompt hitting a single convicted bucket uses no template
+    collision = (OTHER & ~0xFFFF) | (TPL_B & 0xFFFF)
+    assert two_templates_evidence([TPL_A, collision], both, bands) == 0.0
+    # a further prompt or a stronger verdict never lowers it
+    assert two_templates_evidence([TPL_A, TPL_B, OTHER], both, bands) == pytest.approx(0.88)
+    stronger = {**both, template_keys(TPL_B, bands)[0]: 0.9}
+    assert two_templates_evidence([TPL_A, TPL_B], stronger, bands) >= 0.88
 
 
 def test_one_template_alone_never_blocks() -> None:
@@ -324,7 +375,8 @@ def test_two_templates_each_hitting_two_convicted_buckets_count_as_two() -> None
     score = 0.9
     a = assess(account(*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score),
                        prompts=(a_keeps_01, OTHER, b_keeps_23)), T0, CFG)
-    assert a.score == pytest.approx(score, abs=1e-4) and a.action == "block"
+    # two crowds: their evidence adds up (two_templates_evidence)
+    assert a.score == pytest.approx(1 - (1 - score) ** 2, abs=1e-4) and a.action == "block"
 
 
 def test_only_a_few_buckets_of_each_template_convicted_still_count() -> None:

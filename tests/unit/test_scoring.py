@@ -115,3 +115,30 @@ def test_a_templates_reason_names_its_persistence() -> None:
     assert "used in 100% of the horizon's windows" in ev.reason("tpl:1:4deb")
     other = cluster_evidence(trickle("sys:0123456789abcdef"), CFG)
     assert "horizon's windows" not in other.reason("sys:0123456789abcdef")
+
+
+def test_a_templates_crowd_is_sized_by_every_account_it_remembers() -> None:
+    # 10 young accounts active in the horizon; 20 more used the template earlier (still
+    # remembered, past the horizon): the crowd a slow campaign spreads over hours
+    state = trickle("tpl:2:5a1a", accounts=10)
+    horizon_only = cluster_evidence(state, CFG)
+    for i in range(20):
+        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "")
+    remembered = cluster_evidence(state, CFG)
+    assert remembered.accounts == horizon_only.accounts == 10  # who is active: the horizon's
+    assert remembered.remembered == 30
+    assert remembered.score > horizon_only.score
+    assert "30 over the last hours" in remembered.reason("tpl:2:5a1a")
+    # other keys are sized by the horizon alone
+    infra = trickle("pay:pf-1", accounts=10)
+    before = cluster_evidence(infra, CFG).score
+    for i in range(20):
+        infra.members[f"earlier-{i:03d}"] = (infra.horizon_start(CFG) - CW, 1, LONG_AGO, "")
+    assert cluster_evidence(infra, CFG).score == before
+
+
+def test_remembered_members_do_not_make_a_small_crowd_scorable() -> None:
+    state = trickle("tpl:2:5a1a", accounts=CFG.cluster_min_accounts - 1)
+    for i in range(50):
+        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "")
+    assert cluster_evidence(state, CFG).score == 0.0
