@@ -1,0 +1,55 @@
+"""The floor under the README's figures on the default scenario itself (seed 7, six hours).
+
+The quarter-size scenario of test_detection_floor.py is too small and too short for the
+stealthy campaign (20 accounts, two hours: its template crowds never reach the size a cluster
+is judged at), so its floor is held here, on the traffic of the README's table (~35 s).
+Measured on it (2026-11-26): stealth 98.8% of accounts acted on, 34.0% of its requests served
+before action, 37.8% in all; hydra 7.1% served before action; no benign account acted on.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from models.config import DetectorConfig
+from models.evaluation import Evaluation, Report
+from models.events import event_from_mapping
+from models.pipeline import Pipeline
+from simulator import Scenario, account_labels, generate_events
+
+pytestmark = pytest.mark.slow
+
+SCENARIO = Scenario.default()  # seed 7
+
+
+@pytest.fixture(scope="module")
+def report() -> Report:
+    labels = {lab["account_id"]: (lab["label"], lab["group"])
+              for lab in account_labels(SCENARIO)}
+    evaluation = Evaluation(labels)
+    pipeline = Pipeline(DetectorConfig())
+    for raw in generate_events(SCENARIO):
+        ev = event_from_mapping(raw)
+        evaluation.observe_event(ev.account_id, ev.ts)
+        for d in pipeline.process(ev):
+            evaluation.observe_decision(d.account_id, d.action, d.event_ts, d.ttl_s,
+                                        d.rate_limit_rpm)
+    return evaluation.report()
+
+
+@pytest.mark.parametrize("campaign, least_acted, most_before", [
+    ("campaign_burst", 0.99, 0.05),
+    ("campaign_cot", 0.99, 0.05),
+    ("campaign_hydra", 0.99, 0.10),
+    ("campaign_stealth", 0.90, 0.45),
+])
+def test_campaigns_are_acted_on_before_they_harvest(report: Report, campaign: str,
+                                                    least_acted: float,
+                                                    most_before: float) -> None:
+    row = report.row(campaign)
+    assert row.acted_share >= least_acted, row
+    assert row.served_before_action_share <= most_before, row
+
+
+def test_no_benign_account_is_acted_on(report: Report) -> None:
+    assert report.row("all benign").acted_share == 0.0, report.row("all benign")
