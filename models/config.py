@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-CORE_VERSION = "0.1"
+# Raise it with every change of the core that changes decisions for the same settings: the
+# model version (and so every decision id) must tell two such cores apart. 0.2: the stealth
+# campaign's template rules (young accounts' prompts join at once, remembered crowd size, one
+# template in full against a young account).
+CORE_VERSION = "0.2"
 
 
 @dataclass(frozen=True, slots=True)
