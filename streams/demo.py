@@ -36,6 +36,7 @@ from models.config import DetectorConfig
 from models.evaluation import Report, evaluate_recorded, render
 from models.events import RequestEvent, event_from_mapping
 from simulator import Scenario, account_labels, generate_events
+from streams.health import STALL_EXIT_CODE
 from streams.produce import produce_events
 from streams.replay import replay
 from streams.settings import TOPIC_LOGICAL_NAMES, Settings
@@ -48,6 +49,10 @@ KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka-local.sh"
 
 class DemoError(Exception):
     pass
+
+
+# Workers the demo restarts after a stall (exit code 3) before it gives up.
+MAX_WORKER_RESTARTS = 2
 
 
 @dataclass
@@ -102,16 +107,17 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
     return env
 
 
+def start_worker(settings: Settings, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")  # a restarted worker appends to the log of the one it replaces
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT,
+                            env=worker_env(settings, port), stdout=log, stderr=subprocess.STDOUT)
+
+
 def start_workers(settings: Settings, count: int, base_port: int,
                   log_dir: Path) -> list[subprocess.Popen[bytes]]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for i in range(count):
-        log = (log_dir / f"worker-{i + 1}.log").open("wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT,
-            env=worker_env(settings, base_port + i), stdout=log, stderr=subprocess.STDOUT))
-    return procs
+    return [start_worker(settings, base_port + i, log_dir / f"worker-{i + 1}.log")
+            for i in range(count)]
 
 
 class ScenarioSource:
@@ -210,12 +216,14 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
           f"{settings.detector.model_version}", flush=True)
     procs = start_workers(settings, opts.workers, opts.base_web_port, log_dir)
     view, screen = LiveView(keep_records=True), Screen()
-    state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting"}
+    state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting",
+                             "restarts": 0}
     events: list[tuple[str, float]] = []
 
     def status() -> str:
         lag = "?" if state["lag"] is None else f"{state['lag']:,}"
-        return f"{state['phase']}: produced {state['produced']:,}, fleet lag {lag}"
+        note = f" | {state['note']}" if state.get("note") else ""
+        return f"{state['phase']}: produced {state['produced']:,}, fleet lag {lag}{note}"
 
     async def produce() -> None:
         def tracked():
@@ -237,9 +245,20 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
                   settings.topic_account_verdicts]
         while True:
             await asyncio.sleep(2.0)
-            dead = [p.args for p in procs if p.poll() is not None]
-            if dead:
-                raise DemoError(f"a worker exited early; see its log in {log_dir}")
+            for i, p in enumerate(procs):
+                code = p.poll()
+                if code is None:
+                    continue
+                # As the supervisor of docs/operations.md would: a worker its watchdog stopped
+                # (a partition that made no progress for stall_timeout_s; its log says where it
+                # waited) is started again and its partitions recover from their changelogs.
+                if code != STALL_EXIT_CODE or state["restarts"] >= MAX_WORKER_RESTARTS:
+                    raise DemoError(f"worker {i + 1} exited with code {code}; see its log in "
+                                    f"{log_dir}")
+                state["restarts"] += 1
+                state["note"] = f"worker {i + 1} stalled and was restarted (see its log)"
+                procs[i] = start_worker(settings, opts.base_web_port + i,
+                                        log_dir / f"worker-{i + 1}.log")
             state["lag"] = await group_lag(settings, inputs)
             if state["phase"] == "catching up" and state["lag"] == 0 \
                     and time.monotonic() - view.last_decision_at > 3.0:
@@ -276,10 +295,14 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
     print("The same traffic replayed through the core (what a fleet that keeps up with event "
           "time decides):")
     print(render(replayed_report(scenario, settings.detector, labels)))
+    if state["restarts"]:
+        print(f"\n{state['restarts']} worker restart(s) after a stall (exit code 3), as a "
+              f"supervisor would; the stall reports are in the workers' logs in {log_dir}.")
     if late:
         print(f"\nThe live fleet applied {late:,} verdicts late in event time: this demo plays "
-              f"{opts.hours:g} simulated hours in {state['streamed_s']:.0f} s, so each second a verdict spends on its round trip is minutes of event "
-              "time, and the workers fell behind the stream. While the round trip stays under "
+              f"{opts.hours:g} simulated hours in {state['streamed_s']:.0f} s, so each second a "
+              "verdict spends on its round trip is minutes of event time, and the workers fell "
+              "behind the stream. While the round trip stays under "
               f"verdict_delay_s ({settings.detector.verdict_delay_s:g} s of event time), as at "
               "real speed, the live decisions are the replay's (docs/tuning.md, \"Can a replay "
               "be trusted?\").")

@@ -29,6 +29,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,7 +199,47 @@ class ProgressSensor(Sensor):
                                  if off is not None and tp.topic in self.progress.source_topics})
 
 
-def _die(progress: Progress, reason: str) -> None:
+def _await_chain(awaitable: Any, limit: int = 40) -> list[str]:
+    """Where a suspended coroutine waits: its frame, then the frame of what it awaits, down the
+    chain (`Task.get_stack` shows only the outermost frame)."""
+    chain: list[str] = []
+    while awaitable is not None and len(chain) < limit:
+        frame = (getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+                 or getattr(awaitable, "ag_frame", None))
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaitable = (getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+                     or getattr(awaitable, "ag_await", None))
+    return chain
+
+
+def where_it_waits(loop: asyncio.AbstractEventLoop | None, timeout_s: float = 2.0
+                   ) -> dict[str, Any]:
+    """The stacks of every thread and the await chains of the loop's tasks, for a stall report.
+
+    Called from the watchdog thread: the tasks are read on the loop itself (it runs while
+    every task waits); a loop that does not answer in `timeout_s` is blocked, and the threads'
+    stacks say where."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    threads = {names.get(ident, str(ident)): traceback.format_stack(frame, limit=25)
+               for ident, frame in sys._current_frames().items()}
+    tasks: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def collect() -> None:
+        try:
+            for task in asyncio.all_tasks(loop):
+                tasks.append({"task": task.get_name(), "waits": _await_chain(task.get_coro())})
+        finally:
+            done.set()
+
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(collect)
+        done.wait(timeout_s)
+    return {"threads": threads, "tasks": tasks if done.is_set() else "the loop did not answer"}
+
+
+def _die(progress: Progress, reason: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Log one line the operator can find, then leave at once (a clean stop may hang too).
 
     Runs in the watchdog thread while the event loop may still update `progress`: the report
@@ -214,6 +255,12 @@ def _die(progress: Progress, reason: str) -> None:
                     lagging=[p for p in report["partitions"] if p["lag"]])
         break
     try:
+        # Where the worker waits, so that a stall can be diagnosed after the fact (Faust workers
+        # are known to stop consuming silently: reference/faust-pitfalls.md, 17).
+        line["where"] = where_it_waits(loop)
+    except Exception as exc:  # noqa: BLE001 - the exit must happen whatever the report does
+        line["where"] = f"not available: {exc!r}"
+    try:
         # a leading newline: another thread may be between a log line and its newline
         sys.stdout.write("\n" + orjson.dumps(line, default=str).decode() + "\n")
         sys.stdout.flush()
@@ -222,16 +269,18 @@ def _die(progress: Progress, reason: str) -> None:
         os._exit(STALL_EXIT_CODE)
 
 
-def watchdog_thread(progress: Progress, interval_s: float) -> threading.Thread:
+def watchdog_thread(progress: Progress, interval_s: float,
+                    event_loop: asyncio.AbstractEventLoop | None = None) -> threading.Thread:
     def loop() -> None:
         while True:
             time.sleep(interval_s)
             now = time.monotonic()
             if now - progress.heartbeat_mono > progress.stall_timeout_s:
-                _die(progress, f"event loop blocked for {now - progress.heartbeat_mono:.0f} s")
+                _die(progress, f"event loop blocked for {now - progress.heartbeat_mono:.0f} s",
+                     event_loop)
             if progress.status == "stalled":
                 _die(progress, f"lag {progress.total_lag()} and no progress for "
-                               f"{progress.stalled_for(now):.0f} s")
+                               f"{progress.stalled_for(now):.0f} s", event_loop)
 
     t = threading.Thread(target=loop, name="distillguard-watchdog", daemon=True)
     return t
@@ -263,7 +312,7 @@ def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: fl
     @app.task
     async def _refresh() -> None:
         if watchdog:
-            watchdog_thread(progress, interval).start()
+            watchdog_thread(progress, interval, asyncio.get_running_loop()).start()
         while True:
             try:
                 progress.refresh(app)

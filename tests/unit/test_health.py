@@ -92,3 +92,36 @@ def test_a_recovery_that_stops_moving_is_a_stall() -> None:
     p.recovering = True
     p.heartbeat_mono = 9.0
     assert p.evaluate(9.0) == "stalled"
+
+
+def test_a_stall_report_says_where_each_task_waits() -> None:
+    """The watchdog thread reads the loop's tasks through the loop, down their await chains."""
+    import asyncio
+    import threading
+
+    from streams.health import where_it_waits
+
+    report: dict = {}
+
+    async def waits_for_ever(gate: asyncio.Event) -> None:
+        await gate.wait()
+
+    async def outer(gate: asyncio.Event) -> None:
+        await waits_for_ever(gate)
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        task = asyncio.create_task(outer(gate), name="stuck-agent")
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        watcher = threading.Thread(target=lambda: report.update(where_it_waits(loop)))
+        watcher.start()
+        while watcher.is_alive():
+            await asyncio.sleep(0.01)
+        gate.set()
+        await task
+
+    asyncio.run(main())
+    stuck = next(t for t in report["tasks"] if t["task"] == "stuck-agent")
+    assert [w.rsplit(" ", 1)[1] for w in stuck["waits"][:3]] == ["outer", "waits_for_ever", "wait"]
+    assert "MainThread" in report["threads"]
