@@ -157,6 +157,42 @@ def late_verdicts(ports: list[int]) -> int | None:
     return total
 
 
+def assignments(log_dir: Path, count: int) -> list[list[int] | None]:
+    """Each worker's latest logged assignment of requests partitions (None before its first)."""
+    latest: list[list[int] | None] = []
+    for i in range(count):
+        found = None
+        path = log_dir / f"worker-{i + 1}.log"
+        for line in (path.read_text(errors="replace").splitlines() if path.exists() else []):
+            if '"partitions_assigned"' in line:
+                try:
+                    found = json.loads(line[line.index("{"):])["partitions"]
+                except (ValueError, KeyError):
+                    continue
+        latest.append(found)
+    return latest
+
+
+async def wait_for_split(log_dir: Path, count: int, partitions: int, timeout_s: float,
+                         procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until every worker has its assignment and together they hold each partition once.
+
+    The traffic starts only then: a rebalance while the first worker already processes the
+    stream's first records is what left a partition's commits stuck at an early offset in
+    fresh-clone demos (docs/operations.md, known limits)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise DemoError(f"a worker exited while the group formed; see its log in {log_dir}")
+        split = assignments(log_dir, count)
+        if all(s is not None for s in split) and \
+                sorted(q for ps in split for q in ps or []) == list(range(partitions)):
+            return
+        await asyncio.sleep(0.5)
+    raise DemoError(f"the {count} workers did not share the partitions within {timeout_s:.0f} s;"
+                    f" see their logs in {log_dir}")
+
+
 def stop_workers(procs: list[subprocess.Popen[bytes]], timeout_s: float = 30.0) -> None:
     for p in procs:
         if p.poll() is None:
@@ -276,6 +312,9 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
             settings.kafka_bootstrap, settings.topic_enforcement, view=view, screen=screen,
             stop=lambda: state["done"], status=status, from_beginning=True,
             client_kwargs=kwargs))
+        state["phase"] = "waiting for the workers to share the partitions"
+        await wait_for_split(log_dir, opts.workers, settings.topics["requests"].partitions,
+                             120.0, procs)
         await produce()
         await follow_lag()
         await watcher
