@@ -207,3 +207,15 @@ async def wait_for_lag_zero(settings: Settings, topic: str, partitions: int,
             return 0
         await asyncio.sleep(1.0)
     return lag
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str,
+               fleet: Fleet | None = None, interval_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)  # polling; the condition has its deadline
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}"
+                         + (f"\n{fleet.logs()}" if fleet else ""))

@@ -47,7 +47,7 @@ from streams.health import STALL_EXIT_CODE
 from streams.settings import Settings
 from streams.topics import delete_topics
 from tests.conftest import event_dict
-from tests.integration.conftest import Fleet, event_records, produce
+from tests.integration.conftest import Fleet, event_records, produce, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -218,18 +218,6 @@ def log_lines(fleet: Fleet, worker: int, event: str) -> list[dict[str, Any]]:
 def assignment(fleet: Fleet, worker: int) -> list[int] | None:
     lines = log_lines(fleet, worker, "partitions_assigned")
     return lines[-1]["partitions"] if lines else None
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str,
-               fleet: Fleet | None = None, interval_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)  # polling; the condition has its deadline
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}"
-                         + (f"\n{fleet.logs()}" if fleet else ""))
 
 
 def wait_for_assignment(fleet: Fleet, partitions: int, timeout_s: float = 90) -> list[list[int]]:

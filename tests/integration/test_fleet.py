@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     event_records,
     produce,
     wait_for_lag_zero,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -91,10 +92,7 @@ def test_two_workers_split_partitions_and_emit_contract_valid_decisions(run, fle
     def both_decided() -> bool:
         logs = [p.read_text() for p in sorted(fleet.log_dir.glob("worker-*.log"))]
         return len(logs) == 2 and all('"decision"' in log for log in logs)
-    deadline = time.monotonic() + 90
-    while not both_decided() and time.monotonic() < deadline and all(fleet.alive()):
-        time.sleep(0.5)  # polling the logs; the loop has its deadline
-    assert both_decided(), f"each worker should log its decisions\n{fleet.logs()}"
+    wait_until(both_decided, 90, "each worker to log its decisions", fleet)
 
 
 def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet) -> None:
