@@ -16,8 +16,13 @@ the current minute. Per population (the label's `group`) and overall it reports:
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from models.config import DetectorConfig
+from models.events import RequestEvent
+from models.pipeline import Pipeline
 
 
 @dataclass(slots=True)
@@ -180,4 +185,18 @@ def evaluate_recorded(events: list[tuple[str, float]], decisions: list[dict[str,
                                         d.get("ttl_s"), d.get("rate_limit_rpm"))
             i += 1
         evaluation.observe_event(account_id, ts)
+    return evaluation.report()
+
+
+def evaluate_core(events: Iterable[RequestEvent], labels: dict[str, tuple[str, str]],
+                  cfg: DetectorConfig) -> Report:
+    """Run the core over `events` (in event-time order) and score its decisions as they come,
+    as a replay does (`streams.replay` adds files, sinks, progress and baselines)."""
+    evaluation = Evaluation(labels)
+    pipeline = Pipeline(cfg)
+    for ev in events:
+        evaluation.observe_event(ev.account_id, ev.ts)
+        for d in pipeline.process(ev):
+            evaluation.observe_decision(d.account_id, d.action, d.event_ts, d.ttl_s,
+                                        d.rate_limit_rpm)
     return evaluation.report()

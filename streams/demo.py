@@ -23,7 +23,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from models.config import DetectorConfig
-from models.evaluation import Report, evaluate_recorded, render
-from models.events import RequestEvent, event_from_mapping
+from models.evaluation import Report, evaluate_core, evaluate_recorded, render
+from models.events import event_from_mapping
 from simulator import Scenario, account_labels, generate_events
 from streams.health import STALL_EXIT_CODE
 from streams.produce import produce_events
-from streams.replay import replay
 from streams.settings import TOPIC_LOGICAL_NAMES, Settings
 from streams.topics import delete_topics, ensure_topics, wait_for_broker
 from streams.watch import LiveView, Screen, watch_decisions
@@ -120,25 +118,10 @@ def start_workers(settings: Settings, count: int, base_port: int,
             for i in range(count)]
 
 
-class ScenarioSource:
-    """The demo's simulated traffic as a replay source (`streams.replay.EventSource`)."""
-
-    def __init__(self, scenario: Scenario) -> None:
-        self.scenario = scenario
-        self.name = f"the demo's traffic (seed {scenario.seed})"
-        self.total = 0  # unknown up front; only progress reports read it
-
-    def events(self, on_bad: Callable[[bytes], None]) -> Iterator[tuple[RequestEvent, int]]:
-        for done, ev in enumerate(generate_events(self.scenario), 1):
-            yield event_from_mapping(ev), done
-
-
 def replayed_report(scenario: Scenario, cfg: DetectorConfig,
                     labels: dict[str, tuple[str, str]]) -> Report:
     """The evaluation of the same traffic replayed through the core, in event time."""
-    report = replay(ScenarioSource(scenario), cfg, labels=labels).report
-    assert report is not None  # replay() evaluates whenever it is given labels
-    return report
+    return evaluate_core(map(event_from_mapping, generate_events(scenario)), labels, cfg)
 
 
 def late_verdicts(ports: list[int]) -> int | None:

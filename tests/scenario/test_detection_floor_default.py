@@ -12,9 +12,8 @@ from __future__ import annotations
 import pytest
 
 from models.config import DetectorConfig
-from models.evaluation import Evaluation, Report
+from models.evaluation import Report, evaluate_core
 from models.events import event_from_mapping
-from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events
 
 pytestmark = pytest.mark.slow
@@ -26,15 +25,8 @@ SCENARIO = Scenario.default()  # seed 7
 def report() -> Report:
     labels = {lab["account_id"]: (lab["label"], lab["group"])
               for lab in account_labels(SCENARIO)}
-    evaluation = Evaluation(labels)
-    pipeline = Pipeline(DetectorConfig())
-    for raw in generate_events(SCENARIO):
-        ev = event_from_mapping(raw)
-        evaluation.observe_event(ev.account_id, ev.ts)
-        for d in pipeline.process(ev):
-            evaluation.observe_decision(d.account_id, d.action, d.event_ts, d.ttl_s,
-                                        d.rate_limit_rpm)
-    return evaluation.report()
+    return evaluate_core(map(event_from_mapping, generate_events(SCENARIO)), labels,
+                         DetectorConfig())
 
 
 @pytest.mark.parametrize("campaign, least_acted, most_before", [
