@@ -169,6 +169,8 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
         # A killed worker sends no LeaveGroup: its partitions move once the group coordinator
         # has not heard from it for this long (Faust's default is 60 s).
         broker_session_timeout=settings.session_timeout_s,
