@@ -91,6 +91,27 @@ def decode_summary(value: bytes) -> ClusterSummary | SourceTick:
     return cluster_record_from_wire(orjson.loads(value))
 
 
+# The tag of a record carrying several summaries, in the order they were made (streams/outbox.py).
+SUMMARY_BATCH_TAG = "summaries"
+
+
+def encode_summary_batch(wires: list[list[Any]]) -> bytes:
+    """Summaries already in their wire form, as one record."""
+    return orjson.dumps([SUMMARY_BATCH_TAG, wires])
+
+
+def decode_cluster_record(value: bytes) -> list[ClusterSummary] | SourceTick:
+    """A record of the cluster stage's input: its summaries (one for a record of a single
+    summary, as workers before the outbox sent them), or an account partition's tick."""
+    w = orjson.loads(value)
+    if isinstance(w, list) and len(w) == 2 and w[0] == SUMMARY_BATCH_TAG:
+        if not isinstance(w[1], list):
+            raise ValueError("a summaries record must be [\"summaries\", [summary, ...]]")
+        return [ClusterSummary.from_wire(x) for x in w[1]]
+    record = cluster_record_from_wire(w)
+    return record if isinstance(record, SourceTick) else [record]
+
+
 def encode_verdict(v: AccountVerdict) -> bytes:
     return orjson.dumps(v.to_wire())
 

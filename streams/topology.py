@@ -42,8 +42,8 @@ from streams.codec import (
     CLUSTER_STATE_CODEC,
     EncodedOnce,
     dead_letter_record,
+    decode_cluster_record,
     decode_request,
-    decode_summary,
     decode_verdict,
     encode_account_state,
     encode_cluster_state,
@@ -52,6 +52,7 @@ from streams.codec import (
     encode_verdict,
     register_codecs,
 )
+from streams.outbox import SummaryOutbox, install_before_commit
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
@@ -127,6 +128,10 @@ def changelog_topic_specs(app: faust.App) -> list[TopicSpec]:
 # slower than the agents (a few KB per record).
 PRODUCER_BUFFER_MAX_MESSAGES = 10_000
 
+# The account stage holds at most this many cluster summaries before it sends them
+# (streams/outbox.py); it also sends them whenever its input has nothing more waiting.
+SUMMARIES_HELD_MAX = 2_000
+
 
 async def _flush_until_empty(buffer: ProducerBuffer) -> None:
     """ProducerBuffer.flush that returns only once the buffer is empty.
@@ -195,6 +200,14 @@ def create_app(settings: Settings) -> faust.App:
     contexts = state_table(app, "account_contexts", partitions, "json")
     # partition -> (model.seen at the last snapshot, events since the last snapshot)
     snapshot_marks: dict[int, list[int]] = {}
+
+    async def send_to_cluster_partition(q: int, key: bytes, value: bytes) -> None:
+        await cluster_summaries.send(key=key, value=value, partition=q)
+
+    outbox = SummaryOutbox(send_to_cluster_partition, topics["cluster_summaries"].partitions,
+                           max_held=SUMMARIES_HELD_MAX)
+    install_before_commit(app.producer, outbox)
+    app.distillguard_outbox = outbox  # type: ignore[attr-defined]
 
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)
@@ -279,11 +292,11 @@ def create_app(settings: Settings) -> faust.App:
     async def publish(out: Outputs, partition: int) -> None:
         if out.tick is not None:
             # Before this output's summaries: "every summary of an earlier tick is sent".
-            tick = encode_summary(SourceTick(partition, out.tick))
-            for q in range(topics["cluster_summaries"].partitions):
-                await cluster_summaries.send(key=b"tick", value=tick, partition=q)
+            await outbox.send_tick(encode_summary(SourceTick(partition, out.tick)))
         for s in out.summaries:
-            await cluster_summaries.send(key=s.cluster_key.encode(), value=encode_summary(s))
+            outbox.hold(s)
+        if outbox.full:
+            await outbox.flush()
         if out.late_verdict:
             core_counts["late_verdicts"] += 1
             if core_counts["late_verdicts"] in (1, 10, 100) or (
@@ -366,6 +379,8 @@ def create_app(settings: Settings) -> faust.App:
             except Exception as exc:  # a bug must not stop the fleet: record it and go on
                 log.exception("account_stage_error", account_id=ev.account_id)
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            if stream.channel.queue.empty():  # nothing more to take now: send what is held
+                await outbox.flush()
 
     # ---- cluster stage --------------------------------------------------------------------
     @app.agent(cluster_summaries, name="cluster_stage")
@@ -373,17 +388,21 @@ def create_app(settings: Settings) -> faust.App:
         """cluster_summaries -> account_verdicts (one per member account to tell)."""
         async for event in stream.events():
             try:
-                record = decode_summary(internal(event.message.value))
+                record = decode_cluster_record(internal(event.message.value))
                 part = cluster_partition(event.message.partition)
                 if not isinstance(record, SourceTick):
-                    key = record.cluster_key
-                    state, out = cluster_stage_core.on_summary(clusters.get(key), record, part)
-                    core_counts["behind_summaries"] += out.behind
-                    # The whole state, pending summary included: a separate table for the pending
-                    # summaries halved the worker's cluster-stage time, but its changelog topic
-                    # raced the workers' metadata in the kill -9 test (PartitionsMismatch on
-                    # every write of one worker); not worth it until that is understood.
-                    put(clusters, key, state, encode_cluster_state)
+                    # In order; each touched cluster's state, pending summaries included, is
+                    # written once for the record, however many of its summaries it holds.
+                    touched: dict[str, Any] = {}
+                    for summary in record:
+                        key = summary.cluster_key
+                        state = touched.get(key)
+                        state, out = cluster_stage_core.on_summary(
+                            state if state is not None else clusters.get(key), summary, part)
+                        touched[key] = state
+                        core_counts["behind_summaries"] += out.behind
+                    for key, state in touched.items():
+                        put(clusters, key, state, encode_cluster_state)
                     continue
                 for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
                     judged = clusters.get(key)

@@ -34,6 +34,7 @@ from streams.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
     decode_account_state,
+    decode_cluster_record,
     decode_cluster_state,
     decode_summary,
     decode_verdict,
@@ -143,16 +144,20 @@ def test_valid_event_updates_the_accounts_table(app: faust.App, settings: Settin
                                                          settings.detector.simhash_bands)]
     records = outbox.to("cluster_summaries")
     # first of all, the partition's tick, to every partition of the cluster stage
-    ticks = [r for r in records if isinstance(decode_summary(r.value), SourceTick)]
+    ticks = [r for r in records if isinstance(decode_cluster_record(r.value), SourceTick)]
     p = partition_of("acct-1", settings)
     tick = int(T0 // settings.detector.cluster_tick_s)
     assert records[:len(ticks)] == ticks
     assert [(decode_summary(r.value), r.partition) for r in ticks] == [
         (SourceTick(p, tick), q) for q in range(settings.topics["cluster_summaries"].partitions)]
-    summaries = records[len(ticks):]
-    assert [decode_summary(r.value).cluster_key for r in summaries] == expected
-    assert all(r.key == decode_summary(r.value).cluster_key.encode() for r in summaries)
-    assert all(decode_summary(r.value).kind == "join" for r in summaries)
+    # then the summaries, held and sent as one record per cluster partition
+    # (streams/outbox.py), each on the partition its cluster key maps to
+    batches = records[len(ticks):]
+    summaries = [s for r in batches for s in decode_cluster_record(r.value)]
+    assert sorted(s.cluster_key for s in summaries) == sorted(expected)
+    assert all(partition_of(s.cluster_key, settings) == r.partition
+               for r in batches for s in decode_cluster_record(r.value))
+    assert all(s.kind == "join" for s in summaries)
     # the state reached the changelog through our orjson codec, not json or pickle
     changelog = outbox.changelog("accounts")
     assert len(changelog) == 2 and changelog[-1].key == b'"acct-1"'

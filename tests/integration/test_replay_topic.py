@@ -32,11 +32,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
-from models.messages import AccountVerdict, ClusterSummary, SourceTick, cluster_record_from_wire
+from models.messages import AccountVerdict, ClusterSummary, SourceTick
 from models.partitioning import partition_for
 from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events
 from streams.cli import main
+from streams.codec import decode_cluster_record
 from streams.produce import produce_events
 from streams.replay import FileSink, replay
 from streams.replay_source import KafkaBridge, RangeSpec, TopicSource
@@ -399,8 +400,10 @@ def test_each_stage_of_the_fleet_is_reproduced_from_what_it_consumed(live: LiveR
     #    two workers sent there (as a multiset: the order across account partitions differs)
     recorded: dict[int, Counter[str]] = defaultdict(Counter)
     for r in live.summaries:
-        if not isinstance(cluster_record_from_wire(orjson.loads(r.value)), SourceTick):
-            recorded[r.partition][r.value] += 1
+        record = decode_cluster_record(r.value)
+        if not isinstance(record, SourceTick):
+            for s in record:
+                recorded[r.partition][orjson.dumps(s.to_wire())] += 1
     replayed: dict[int, Counter[str]] = defaultdict(Counter)
     for p, summaries in live.replay_summaries.items():
         for s in summaries:
@@ -417,11 +420,11 @@ def test_each_stage_of_the_fleet_is_reproduced_from_what_it_consumed(live: LiveR
              for _ in range(live.settings.partitions)]
     reproduced: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in sorted(live.summaries, key=lambda r: (r.partition, r.offset)):
-        record = cluster_record_from_wire(orjson.loads(r.value))
+        record = decode_cluster_record(r.value)
         part = parts[r.partition]
         if not isinstance(record, SourceTick):
-            states[record.cluster_key], _ = stage.on_summary(states.get(record.cluster_key),
-                                                             record, part)
+            for s in record:
+                states[s.cluster_key], _ = stage.on_summary(states.get(s.cluster_key), s, part)
             continue
         for key in stage.on_source_tick(part, record.source, record.tick):
             out = stage.settle(states[key], part)

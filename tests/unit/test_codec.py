@@ -26,6 +26,7 @@ from streams.codec import (
     DEFAULT_MAX_RECORD_BYTES,
     dead_letter_record,
     decode_account_state,
+    decode_cluster_record,
     decode_cluster_state,
     decode_request,
     decode_request_line,
@@ -35,6 +36,7 @@ from streams.codec import (
     encode_cluster_state,
     encode_decision,
     encode_summary,
+    encode_summary_batch,
     encode_verdict,
 )
 from tests.conftest import event_dict, make_event
@@ -209,9 +211,20 @@ def test_stage_messages_round_trip() -> None:
     assert decode_verdict(encode_verdict(v)) == v
 
 
+def test_a_cluster_record_holds_summaries_in_order_or_one_summary_or_a_tick() -> None:
+    made = [_summary(f"acct-{i}", kind="join", requests=0, tick=29_000_000) for i in range(3)]
+    assert decode_cluster_record(encode_summary_batch([s.to_wire() for s in made])) == made
+    # a record of a single summary (as workers before the outbox sent them) is read as one
+    assert decode_cluster_record(encode_summary(made[0])) == [made[0]]
+    tick = SourceTick(source=3, tick=29_000_000)
+    assert decode_cluster_record(encode_summary(tick)) == tick
+
+
 @pytest.mark.parametrize("decode,data", [(decode_summary, b'["too", "short"]'),
                                          (decode_summary, b'["tick", 1, "x"]'),
                                          (decode_summary, b'{"a": 1}'),
+                                         (decode_cluster_record, b'["summaries", {"a": 1}]'),
+                                         (decode_cluster_record, b'["summaries", [["short"]]]'),
                                          (decode_verdict, b'["acct"]')])
 def test_malformed_stage_messages_raise(decode: Callable[[bytes], Any], data: bytes) -> None:
     with pytest.raises(ValueError):
