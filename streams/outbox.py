@@ -74,14 +74,15 @@ class SummaryOutbox:
         self.summaries_sent += n
 
 
-def install_before_commit(producer: Any, outbox: SummaryOutbox) -> None:
-    """Make `producer.flush()` (which Faust awaits before every offset commit) send the
-    outbox's held summaries first, so that they are delivered before the offsets of the
-    events that made them are committed."""
+def install_before_commit(producer: Any, *flushes: Callable[[], Awaitable[None]]) -> None:
+    """Make `producer.flush()`, which Faust awaits before every offset commit, await each of
+    `flushes` first (the outbox's, the held table writes'), so that what the agents hold is
+    delivered before the offsets of the events that made it are committed."""
     flush = producer.flush
 
-    async def flush_outbox_first() -> None:
-        await outbox.flush()
+    async def flush_held_first() -> None:
+        for flush_held in flushes:
+            await flush_held()
         await flush()
 
-    producer.flush = flush_outbox_first
+    producer.flush = flush_held_first

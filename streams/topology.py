@@ -52,6 +52,7 @@ from streams.codec import (
     encode_verdict,
     register_codecs,
 )
+from streams.held_writes import HeldWrites
 from streams.outbox import SummaryOutbox, install_before_commit
 from streams.settings import Settings
 from streams.topics import TopicSpec
@@ -131,6 +132,8 @@ PRODUCER_BUFFER_MAX_MESSAGES = 10_000
 # The account stage holds at most this many cluster summaries before it sends them
 # (streams/outbox.py); it also sends them whenever its input has nothing more waiting.
 SUMMARIES_HELD_MAX = 2_000
+# ... and at most this many changed table entries per table (streams/held_writes.py).
+STATES_HELD_MAX = 2_000
 
 
 async def _flush_until_empty(buffer: ProducerBuffer) -> None:
@@ -206,8 +209,16 @@ def create_app(settings: Settings) -> faust.App:
 
     outbox = SummaryOutbox(send_to_cluster_partition, topics["cluster_summaries"].partitions,
                            max_held=SUMMARIES_HELD_MAX)
-    install_before_commit(app.producer, outbox)
-    app.distillguard_outbox = outbox  # type: ignore[attr-defined]
+    accounts_held = HeldWrites(accounts, max_held=STATES_HELD_MAX)
+    clusters_held = HeldWrites(clusters, max_held=STATES_HELD_MAX)
+
+    async def send_held_states() -> None:
+        accounts_held.flush()
+        clusters_held.flush()
+
+    # Faust awaits the producer's flush before it commits offsets: what is held goes first.
+    install_before_commit(app.producer, send_held_states, outbox.flush)
+    app.distillguard_held = (outbox, accounts_held, clusters_held)  # type: ignore[attr-defined]
 
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)
@@ -265,8 +276,9 @@ def create_app(settings: Settings) -> faust.App:
         mine = sorted(tp.partition for tp in assigned if tp.topic == requests.get_topic_name())
         log.info("partitions_assigned", topic=requests.get_topic_name(), partitions=mine)
 
-    def put(table: faust.Table, key: Any, value: Any, encode: Callable[[Any], bytes]) -> None:
-        """table[key] = value, unless the entry is over max_state_bytes (then StateTooLarge).
+    def encoded(table: faust.Table, key: Any, value: Any,
+                encode: Callable[[Any], bytes]) -> bytes:
+        """The entry's bytes, unless it is over max_state_bytes (then StateTooLarge).
 
         The core bounds its state (members, verdicts, keys per entry); this is the backstop that
         keeps one entry from ever reaching the changelog over the producer's request limit,
@@ -276,6 +288,16 @@ def create_app(settings: Settings) -> faust.App:
         if len(data) > settings.max_state_bytes:
             raise StateTooLarge(f"{table.name} entry {str(key)[:80]!r} is {len(data)} bytes, "
                                 f"over max_state_bytes {settings.max_state_bytes}")
+        return data
+
+    def hold(writes: HeldWrites, partition: int, key: Any, value: Any,
+             encode: Callable[[Any], bytes]) -> None:
+        """writes.table[key] = value now; its changelog record at the batch's end."""
+        writes.put(partition, key, value, encoded(writes.table, key, value, encode))
+
+    def put(table: faust.Table, key: Any, value: Any, encode: Callable[[Any], bytes]) -> None:
+        """table[key] = value, its changelog record sent now (checked as `encoded`)."""
+        data = encoded(table, key, value, encode)
         EncodedOnce.obj, EncodedOnce.data = value, data  # the changelog reuses these bytes
         try:
             table[key] = value
@@ -352,7 +374,8 @@ def create_app(settings: Settings) -> faust.App:
                 state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
                 # outputs first, then the state that says they were made
                 await publish(out, event.message.partition)
-                put(accounts, ev.account_id, state, encode_account_state)
+                hold(accounts_held, event.message.partition, ev.account_id, state,
+                     encode_account_state)
                 for account_id in account_stage_core.due_accounts(part):
                     due_state = accounts.get(account_id)
                     if due_state is None:
@@ -360,9 +383,10 @@ def create_app(settings: Settings) -> faust.App:
                     due_out = account_stage_core.on_due(due_state, part)
                     await publish(due_out, event.message.partition)
                     if due_out.expired:
-                        del accounts[account_id]
+                        accounts_held.delete(event.message.partition, account_id)
                     else:
-                        put(accounts, account_id, due_state, encode_account_state)
+                        hold(accounts_held, event.message.partition, account_id, due_state,
+                             encode_account_state)
                 mark = snapshot_marks[event.message.partition]
                 mark[1] += 1
                 if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
@@ -379,7 +403,9 @@ def create_app(settings: Settings) -> faust.App:
             except Exception as exc:  # a bug must not stop the fleet: record it and go on
                 log.exception("account_stage_error", account_id=ev.account_id)
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-            if stream.channel.queue.empty():  # nothing more to take now: send what is held
+            if stream.channel.queue.empty() or accounts_held.full:
+                # nothing more to take now: send what is held
+                accounts_held.flush()
                 await outbox.flush()
 
     # ---- cluster stage --------------------------------------------------------------------
@@ -402,14 +428,16 @@ def create_app(settings: Settings) -> faust.App:
                         touched[key] = state
                         core_counts["behind_summaries"] += out.behind
                     for key, state in touched.items():
-                        put(clusters, key, state, encode_cluster_state)
+                        hold(clusters_held, event.message.partition, key, state,
+                             encode_cluster_state)
                     continue
                 for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
                     judged = clusters.get(key)
                     if judged is None:
                         continue
                     settled = cluster_stage_core.settle(judged, part)
-                    put(clusters, key, judged, encode_cluster_state)
+                    hold(clusters_held, event.message.partition, key, judged,
+                         encode_cluster_state)
                     for av in settled.verdicts:
                         await account_verdicts.send(key=av.account_id.encode(),
                                                     value=encode_verdict(av))
@@ -421,10 +449,12 @@ def create_app(settings: Settings) -> faust.App:
                 for key in cluster_stage_core.expired_clusters(part):
                     cluster = clusters.get(key)
                     if cluster is not None and cluster_stage_core.is_expired(cluster, part):
-                        del clusters[key]
+                        clusters_held.delete(event.message.partition, key)
             except Exception as exc:
                 log.exception("cluster_stage_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            if stream.channel.queue.empty() or clusters_held.full:
+                clusters_held.flush()
 
     # ---- verdicts back at the account stage -----------------------------------------------
     @app.agent(account_verdicts, name="apply_verdicts")
@@ -441,9 +471,13 @@ def create_app(settings: Settings) -> faust.App:
                 state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
                                                            part)
                 await publish(out, event.message.partition)
-                put(accounts, av.account_id, state, encode_account_state)
+                hold(accounts_held, event.message.partition, av.account_id, state,
+                     encode_account_state)
             except Exception as exc:
                 log.exception("apply_verdicts_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            if stream.channel.queue.empty() or accounts_held.full:
+                accounts_held.flush()
+                await outbox.flush()
 
     return app

@@ -94,7 +94,7 @@ def test_the_producer_flush_before_a_commit_sends_what_is_held_first() -> None:
             calls.append(f"producer flush after {len(wire.sent)} records")
 
     producer = Producer()
-    install_before_commit(producer, outbox)
+    install_before_commit(producer, outbox.flush)
     outbox.hold(summary("pay:x", "acct-9"))
     asyncio.run(producer.flush())
     assert calls == ["producer flush after 1 records"] and outbox.held == 0
