@@ -91,25 +91,44 @@ def decode_summary(value: bytes) -> ClusterSummary | SourceTick:
     return cluster_record_from_wire(orjson.loads(value))
 
 
-# The tag of a record carrying several summaries, in the order they were made (streams/outbox.py).
+# The tags of records carrying several items, in the order they were made (streams/outbox.py).
 SUMMARY_BATCH_TAG = "summaries"
+VERDICT_BATCH_TAG = "verdicts"
 
 
-def encode_summary_batch(wires: list[list[Any]]) -> bytes:
-    """Summaries already in their wire form, as one record."""
-    return orjson.dumps([SUMMARY_BATCH_TAG, wires])
+def encode_batch(tag: str, wires: list[list[Any]]) -> bytes:
+    """Items already in their wire form, as one record."""
+    return orjson.dumps([tag, wires])
+
+
+def _batch(w: Any, tag: str) -> list[Any] | None:
+    """The items of a batch record with this tag, None for any other record."""
+    if isinstance(w, list) and len(w) == 2 and w[0] == tag:
+        if not isinstance(w[1], list):
+            raise ValueError(f'a {tag} record must be ["{tag}", [item, ...]]')
+        return w[1]
+    return None
 
 
 def decode_cluster_record(value: bytes) -> list[ClusterSummary] | SourceTick:
     """A record of the cluster stage's input: its summaries (one for a record of a single
     summary, as workers before the outbox sent them), or an account partition's tick."""
     w = orjson.loads(value)
-    if isinstance(w, list) and len(w) == 2 and w[0] == SUMMARY_BATCH_TAG:
-        if not isinstance(w[1], list):
-            raise ValueError("a summaries record must be [\"summaries\", [summary, ...]]")
-        return [ClusterSummary.from_wire(x) for x in w[1]]
+    items = _batch(w, SUMMARY_BATCH_TAG)
+    if items is not None:
+        return [ClusterSummary.from_wire(x) for x in items]
     record = cluster_record_from_wire(w)
     return record if isinstance(record, SourceTick) else [record]
+
+
+def decode_verdict_record(value: bytes) -> list[AccountVerdict]:
+    """A record of the verdicts topic: its verdicts (one for a record of a single verdict, as
+    workers before the outbox sent them)."""
+    w = orjson.loads(value)
+    items = _batch(w, VERDICT_BATCH_TAG)
+    if items is not None:
+        return [AccountVerdict.from_wire(x) for x in items]
+    return [AccountVerdict.from_wire(w)]
 
 
 def encode_verdict(v: AccountVerdict) -> bytes:

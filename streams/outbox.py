@@ -1,19 +1,19 @@
-"""The account stage's cluster summaries, held and sent as one record per cluster partition.
+"""Records between the stages, held and sent as one record per destination partition.
 
-Sending each summary as its own record made ~2 records per event, and the produce path (Faust's
-send, aiokafka's accumulator) was the largest share of a worker's time; the cluster stage then
-paid Faust's per-record cost again, and wrote the cluster's whole state once per summary. The
-outbox holds summaries per destination partition (the partition their cluster key maps to, as
-the keyed record's would) and sends each partition's as one record, `["summaries", [...]]`,
-which the cluster stage folds in order and whose touched states it writes once.
+Sending each cluster summary and each account verdict as its own record made ~2.4 records per
+event, and the produce path (Faust's send, aiokafka's accumulator) was the largest share of a
+worker's time; the receiving stage then paid Faust's per-record cost again. An outbox holds
+them per destination partition (the partition their key maps to, as a keyed record's would)
+and sends each partition's as one record, `[tag, [item, ...]]`, which the receiving stage
+reads in order.
 
 Nothing is lost or reordered by holding:
-- a source tick says "every summary of an earlier tick has been sent", so `send_tick` sends
-  what is held first, then the tick, under one lock;
+- the order within a partition is the order the items were held;
+- a source tick says "every summary of an earlier tick has been sent", so `send_after_held`
+  sends what is held first, then the tick, under one lock;
 - the consumer commits an event's offset only after the producer's flush, and the worker
-  flushes the outbox first (`install_before_commit`), so no committed event's summaries are
-  still held here when a worker dies;
-- order within a partition is the order the summaries were made, as before.
+  flushes its outboxes first (`install_before_commit`), so no committed event's output is
+  still held here when a worker dies.
 """
 
 from __future__ import annotations
@@ -22,32 +22,40 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from models.messages import ClusterSummary
 from models.partitioning import partition_for
-from streams.codec import encode_summary_batch
+from streams.codec import encode_batch
 
-# partition, key, value -> awaitable send (the cluster summaries topic's)
+# partition, key, value -> awaitable send (the destination topic's)
 Send = Callable[[int, bytes, bytes], Awaitable[Any]]
 
-BATCH_KEY = b"summaries"
 
-
-class SummaryOutbox:
-    def __init__(self, send: Send, partitions: int, max_held: int) -> None:
+class Outbox:
+    def __init__(self, tag: str, send: Send, partitions: int, max_held: int,
+                 key_of: Callable[[Any], str], max_record_bytes: int) -> None:
+        self.tag = tag
+        self.max_record_bytes = max_record_bytes
+        self._key = tag.encode()
         self._send = send
+        self._key_of = key_of
         self.partitions = partitions
         self.max_held = max_held
         self._held: dict[int, list[list[Any]]] = {}
         self.held = 0
         self.records_sent = 0
-        self.summaries_sent = 0
-        # One sender at a time: the agent (flushes, ticks) and the commit's flush both send,
-        # and a tick must never overtake summaries taken out before it.
+        self.items_sent = 0
+        # One sender at a time: the agents, the periodic flush and the commit's flush all
+        # send, and a tick must never overtake items taken out before it.
         self._lock = asyncio.Lock()
 
-    def hold(self, summary: ClusterSummary) -> None:
-        q = partition_for(summary.cluster_key, self.partitions)
-        self._held.setdefault(q, []).append(summary.to_wire())
+    def hold(self, item: Any) -> None:
+        """Hold `item` (a value with `to_wire()`) for the partition of its key."""
+        q = partition_for(self._key_of(item), self.partitions)
+        self._held.setdefault(q, []).append(item.to_wire())
+        self.held += 1
+
+    def hold_for(self, partition: int, item: Any) -> None:
+        """Hold `item` for one given partition (a broadcast is held for each)."""
+        self._held.setdefault(partition, []).append(item.to_wire())
         self.held += 1
 
     @property
@@ -58,25 +66,35 @@ class SummaryOutbox:
         async with self._lock:
             await self._send_held()
 
-    async def send_tick(self, tick: bytes) -> None:
-        """What is held, then `tick` to every cluster partition."""
+    async def send_after_held(self, key: bytes, value: bytes) -> None:
+        """What is held, then `value` to every partition (an account partition's tick)."""
         async with self._lock:
             await self._send_held()
             for q in range(self.partitions):
-                await self._send(q, b"tick", tick)
+                await self._send(q, key, value)
 
     async def _send_held(self) -> None:
         held, self._held, n = self._held, {}, self.held
         self.held = 0
         for q, wires in held.items():
-            await self._send(q, BATCH_KEY, encode_summary_batch(wires))
-        self.records_sent += len(held)
-        self.summaries_sent += n
+            for record in self._records(wires):
+                await self._send(q, self._key, record)
+                self.records_sent += 1
+        self.items_sent += n
+
+    def _records(self, wires: list[list[Any]]) -> list[bytes]:
+        """`wires` as records of at most max_record_bytes (the receiver refuses larger ones),
+        halved until they fit; an item too large on its own goes alone, as it always did."""
+        data = encode_batch(self.tag, wires)
+        if len(data) <= self.max_record_bytes or len(wires) == 1:
+            return [data]
+        half = len(wires) // 2
+        return self._records(wires[:half]) + self._records(wires[half:])
 
 
 def install_before_commit(producer: Any, *flushes: Callable[[], Awaitable[None]]) -> None:
     """Make `producer.flush()`, which Faust awaits before every offset commit, await each of
-    `flushes` first (the outbox's, the held table writes'), so that what the agents hold is
+    `flushes` first (the outboxes', the held table writes'), so that what the agents hold is
     delivered before the offsets of the events that made it are committed."""
     flush = producer.flush
 

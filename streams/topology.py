@@ -40,20 +40,21 @@ from streams import partition_context
 from streams.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
+    SUMMARY_BATCH_TAG,
+    VERDICT_BATCH_TAG,
     EncodedOnce,
     dead_letter_record,
     decode_cluster_record,
     decode_request,
-    decode_verdict,
+    decode_verdict_record,
     encode_account_state,
     encode_cluster_state,
     encode_decision,
     encode_summary,
-    encode_verdict,
     register_codecs,
 )
 from streams.held_writes import HeldWrites
-from streams.outbox import SummaryOutbox, install_before_commit
+from streams.outbox import Outbox, install_before_commit
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
@@ -129,11 +130,12 @@ def changelog_topic_specs(app: faust.App) -> list[TopicSpec]:
 # slower than the agents (a few KB per record).
 PRODUCER_BUFFER_MAX_MESSAGES = 10_000
 
-# The account stage holds at most this many cluster summaries before it sends them
-# (streams/outbox.py); it also sends them whenever its input has nothing more waiting.
-SUMMARIES_HELD_MAX = 2_000
-# ... and at most this many changed table entries per table (streams/held_writes.py).
-STATES_HELD_MAX = 2_000
+# The agents hold their records between the stages (streams/outbox.py) and their table
+# changelog records (streams/held_writes.py) for at most HELD_AT_MOST_S, at most HELD_MAX of
+# each kind, and never past an offset commit. 0.1 s is short next to the verdict round trip
+# and keeps ~1 record per cluster partition and per hot state per batch under load.
+HELD_AT_MOST_S = 0.1
+HELD_MAX = 2_000
 
 
 async def _flush_until_empty(buffer: ProducerBuffer) -> None:
@@ -204,21 +206,37 @@ def create_app(settings: Settings) -> faust.App:
     # partition -> (model.seen at the last snapshot, events since the last snapshot)
     snapshot_marks: dict[int, list[int]] = {}
 
+    # ---- what the agents hold and send in batches (streams/outbox.py, held_writes.py) -----
     async def send_to_cluster_partition(q: int, key: bytes, value: bytes) -> None:
         await cluster_summaries.send(key=key, value=value, partition=q)
 
-    outbox = SummaryOutbox(send_to_cluster_partition, topics["cluster_summaries"].partitions,
-                           max_held=SUMMARIES_HELD_MAX)
-    accounts_held = HeldWrites(accounts, max_held=STATES_HELD_MAX)
-    clusters_held = HeldWrites(clusters, max_held=STATES_HELD_MAX)
+    async def send_to_account_partition(q: int, key: bytes, value: bytes) -> None:
+        await account_verdicts.send(key=key, value=value, partition=q)
 
-    async def send_held_states() -> None:
+    summaries_out = Outbox(SUMMARY_BATCH_TAG, send_to_cluster_partition,
+                           topics["cluster_summaries"].partitions, max_held=HELD_MAX,
+                           key_of=lambda s: s.cluster_key,
+                           max_record_bytes=settings.max_record_bytes)
+    verdicts_out = Outbox(VERDICT_BATCH_TAG, send_to_account_partition, partitions,
+                          max_held=HELD_MAX, key_of=lambda v: v.account_id,
+                          max_record_bytes=settings.max_record_bytes)
+    accounts_held = HeldWrites(accounts, max_held=HELD_MAX)
+    clusters_held = HeldWrites(clusters, max_held=HELD_MAX)
+
+    async def send_held() -> None:
+        """Everything held: table changelog records and the records between the stages."""
         accounts_held.flush()
         clusters_held.flush()
+        await summaries_out.flush()
+        await verdicts_out.flush()
 
     # Faust awaits the producer's flush before it commits offsets: what is held goes first.
-    install_before_commit(app.producer, send_held_states, outbox.flush)
-    app.distillguard_held = (outbox, accounts_held, clusters_held)  # type: ignore[attr-defined]
+    install_before_commit(app.producer, send_held)
+    app.distillguard_send_held = send_held  # type: ignore[attr-defined]
+
+    @app.timer(interval=HELD_AT_MOST_S)
+    async def send_held_periodically() -> None:
+        await send_held()
 
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)
@@ -314,11 +332,12 @@ def create_app(settings: Settings) -> faust.App:
     async def publish(out: Outputs, partition: int) -> None:
         if out.tick is not None:
             # Before this output's summaries: "every summary of an earlier tick is sent".
-            await outbox.send_tick(encode_summary(SourceTick(partition, out.tick)))
+            await summaries_out.send_after_held(b"tick",
+                                                encode_summary(SourceTick(partition, out.tick)))
         for s in out.summaries:
-            outbox.hold(s)
-        if outbox.full:
-            await outbox.flush()
+            summaries_out.hold(s)
+        if summaries_out.full:
+            await summaries_out.flush()
         if out.late_verdict:
             core_counts["late_verdicts"] += 1
             if core_counts["late_verdicts"] in (1, 10, 100) or (
@@ -403,10 +422,8 @@ def create_app(settings: Settings) -> faust.App:
             except Exception as exc:  # a bug must not stop the fleet: record it and go on
                 log.exception("account_stage_error", account_id=ev.account_id)
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-            if stream.channel.queue.empty() or accounts_held.full:
-                # nothing more to take now: send what is held
+            if accounts_held.full:
                 accounts_held.flush()
-                await outbox.flush()
 
     # ---- cluster stage --------------------------------------------------------------------
     @app.agent(cluster_summaries, name="cluster_stage")
@@ -439,13 +456,10 @@ def create_app(settings: Settings) -> faust.App:
                     hold(clusters_held, event.message.partition, key, judged,
                          encode_cluster_state)
                     for av in settled.verdicts:
-                        await account_verdicts.send(key=av.account_id.encode(),
-                                                    value=encode_verdict(av))
+                        verdicts_out.hold(av)
                     for av in settled.convictions:  # to every account partition
-                        conviction = encode_verdict(av)
                         for q in range(partitions):
-                            await account_verdicts.send(key=BROADCAST.encode(), value=conviction,
-                                                        partition=q)
+                            verdicts_out.hold_for(q, av)
                 for key in cluster_stage_core.expired_clusters(part):
                     cluster = clusters.get(key)
                     if cluster is not None and cluster_stage_core.is_expired(cluster, part):
@@ -453,8 +467,10 @@ def create_app(settings: Settings) -> faust.App:
             except Exception as exc:
                 log.exception("cluster_stage_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-            if stream.channel.queue.empty() or clusters_held.full:
+            if clusters_held.full:
                 clusters_held.flush()
+            if verdicts_out.full:
+                await verdicts_out.flush()
 
     # ---- verdicts back at the account stage -----------------------------------------------
     @app.agent(account_verdicts, name="apply_verdicts")
@@ -462,22 +478,29 @@ def create_app(settings: Settings) -> faust.App:
         """account_verdicts -> enforcement."""
         async for event in stream.events():
             try:
-                av = decode_verdict(internal(event.message.value))
+                verdicts = decode_verdict_record(internal(event.message.value))
                 part = account_partition(event.message.partition)
-                if av.account_id == BROADCAST:
-                    await publish(account_stage_core.on_conviction(av, part),
-                                  event.message.partition)
-                    continue
-                state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
-                                                           part)
-                await publish(out, event.message.partition)
-                hold(accounts_held, event.message.partition, av.account_id, state,
-                     encode_account_state)
             except Exception as exc:
                 log.exception("apply_verdicts_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-            if stream.channel.queue.empty() or accounts_held.full:
+                continue
+            for av in verdicts:
+                try:
+                    if av.account_id == BROADCAST:
+                        await publish(account_stage_core.on_conviction(av, part),
+                                      event.message.partition)
+                        continue
+                    state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
+                                                               part)
+                    await publish(out, event.message.partition)
+                    hold(accounts_held, event.message.partition, av.account_id, state,
+                         encode_account_state)
+                except Exception as exc:
+                    log.exception("apply_verdicts_error", account_id=av.account_id)
+                    await to_dead_letter(f"internal error on the verdict for {av.account_id} "
+                                         f"({av.verdict.cluster_key}): {type(exc).__name__}: "
+                                         f"{exc}", event)
+            if accounts_held.full:
                 accounts_held.flush()
-                await outbox.flush()
 
     return app

@@ -32,11 +32,12 @@ from streams.codec import (
     decode_request_line,
     decode_summary,
     decode_verdict,
+    decode_verdict_record,
     encode_account_state,
+    encode_batch,
     encode_cluster_state,
     encode_decision,
     encode_summary,
-    encode_summary_batch,
     encode_verdict,
 )
 from tests.conftest import event_dict, make_event
@@ -213,11 +214,18 @@ def test_stage_messages_round_trip() -> None:
 
 def test_a_cluster_record_holds_summaries_in_order_or_one_summary_or_a_tick() -> None:
     made = [_summary(f"acct-{i}", kind="join", requests=0, tick=29_000_000) for i in range(3)]
-    assert decode_cluster_record(encode_summary_batch([s.to_wire() for s in made])) == made
+    assert decode_cluster_record(encode_batch("summaries", [s.to_wire() for s in made])) == made
     # a record of a single summary (as workers before the outbox sent them) is read as one
     assert decode_cluster_record(encode_summary(made[0])) == [made[0]]
     tick = SourceTick(source=3, tick=29_000_000)
     assert decode_cluster_record(encode_summary(tick)) == tick
+
+
+def test_a_verdict_record_holds_verdicts_in_order_or_one_verdict() -> None:
+    told = [AccountVerdict(f"acct-{i}", Verdict("ip:1.2.3.0/24", 0.9, T0, T0 + 60, "cv-1", "why"),
+                           T0) for i in range(3)]
+    assert decode_verdict_record(encode_batch("verdicts", [v.to_wire() for v in told])) == told
+    assert decode_verdict_record(encode_verdict(told[0])) == [told[0]]
 
 
 @pytest.mark.parametrize("decode,data", [(decode_summary, b'["too", "short"]'),
@@ -225,6 +233,7 @@ def test_a_cluster_record_holds_summaries_in_order_or_one_summary_or_a_tick() ->
                                          (decode_summary, b'{"a": 1}'),
                                          (decode_cluster_record, b'["summaries", {"a": 1}]'),
                                          (decode_cluster_record, b'["summaries", [["short"]]]'),
+                                         (decode_verdict_record, b'["verdicts", 3]'),
                                          (decode_verdict, b'["acct"]')])
 def test_malformed_stage_messages_raise(decode: Callable[[bytes], Any], data: bytes) -> None:
     with pytest.raises(ValueError):

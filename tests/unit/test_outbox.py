@@ -1,5 +1,6 @@
-"""`streams.outbox`: summaries held per cluster partition, sent as one record each, never
-overtaken by a tick and never left behind by an offset commit."""
+"""`streams.outbox`: items held per destination partition, sent as one record each (split to
+stay under the record bound), never overtaken by a tick and never left behind by an offset
+commit."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ from typing import Any
 
 from models.messages import ClusterSummary, SourceTick
 from models.partitioning import partition_for
-from streams.codec import decode_cluster_record, encode_summary
-from streams.outbox import SummaryOutbox, install_before_commit
+from streams.codec import SUMMARY_BATCH_TAG, decode_cluster_record, encode_summary
+from streams.outbox import Outbox, install_before_commit
 
 PARTITIONS = 4
 T0 = 1_700_000_000.0
+
+
+def summary_outbox(wire: Wire, max_held: int = 100, max_record_bytes: int = 65536) -> Outbox:
+    return Outbox(SUMMARY_BATCH_TAG, wire.send, PARTITIONS, max_held=max_held,
+                  key_of=lambda s: s.cluster_key, max_record_bytes=max_record_bytes)
 
 
 def summary(key: str, account: str, n: int = 1) -> ClusterSummary:
@@ -25,9 +31,11 @@ class Wire:
 
     def __init__(self) -> None:
         self.sent: list[tuple[int, bytes, Any]] = []
+        self.raw: list[tuple[int, bytes, bytes]] = []
 
     async def send(self, partition: int, key: bytes, value: bytes) -> None:
         await asyncio.sleep(0)
+        self.raw.append((partition, key, value))
         self.sent.append((partition, key, decode_cluster_record(value)))
 
     def on(self, partition: int) -> list[Any]:
@@ -36,7 +44,7 @@ class Wire:
 
 def test_held_summaries_go_out_as_one_record_per_partition_in_the_order_made() -> None:
     wire = Wire()
-    outbox = SummaryOutbox(wire.send, PARTITIONS, max_held=100)
+    outbox = summary_outbox(wire)
     made = [summary(f"tpl:{i % 7}", f"acct-{i}") for i in range(30)]
     for s in made:
         outbox.hold(s)
@@ -49,13 +57,13 @@ def test_held_summaries_go_out_as_one_record_per_partition_in_the_order_made() -
         assert len(records) <= 1
         expected = [s for s in made if partition_for(s.cluster_key, PARTITIONS) == q]
         assert (records[0] if records else []) == expected
-    assert outbox.held == 0 and outbox.summaries_sent == 30
+    assert outbox.held == 0 and outbox.items_sent == 30
     asyncio.run(outbox.flush())  # nothing held: nothing sent
     assert len(wire.sent) == outbox.records_sent
 
 
 def test_the_outbox_is_full_at_its_limit() -> None:
-    outbox = SummaryOutbox(Wire().send, PARTITIONS, max_held=3)
+    outbox = summary_outbox(Wire(), max_held=3)
     for i in range(2):
         outbox.hold(summary("ip:1", f"a{i}"))
     assert not outbox.full
@@ -65,7 +73,7 @@ def test_the_outbox_is_full_at_its_limit() -> None:
 
 def test_a_tick_follows_every_summary_held_before_it_on_every_partition() -> None:
     wire = Wire()
-    outbox = SummaryOutbox(wire.send, PARTITIONS, max_held=100)
+    outbox = summary_outbox(wire)
     tick = SourceTick(source=2, tick=5)
     keys = [f"tpl:{i}" for i in range(12)]
 
@@ -73,7 +81,7 @@ def test_a_tick_follows_every_summary_held_before_it_on_every_partition() -> Non
         for k in keys:
             outbox.hold(summary(k, "acct-1"))
         # the commit's flush and the agent's tick race; neither may put the tick first
-        await asyncio.gather(outbox.flush(), outbox.send_tick(encode_summary(tick)))
+        await asyncio.gather(outbox.flush(), outbox.send_after_held(b"tick", encode_summary(tick)))
 
     asyncio.run(scenario())
     for q in range(PARTITIONS):
@@ -86,7 +94,7 @@ def test_a_tick_follows_every_summary_held_before_it_on_every_partition() -> Non
 
 def test_the_producer_flush_before_a_commit_sends_what_is_held_first() -> None:
     wire = Wire()
-    outbox = SummaryOutbox(wire.send, PARTITIONS, max_held=100)
+    outbox = summary_outbox(wire)
     calls: list[str] = []
 
     class Producer:
@@ -98,3 +106,16 @@ def test_the_producer_flush_before_a_commit_sends_what_is_held_first() -> None:
     outbox.hold(summary("pay:x", "acct-9"))
     asyncio.run(producer.flush())
     assert calls == ["producer flush after 1 records"] and outbox.held == 0
+
+
+def test_a_partition_with_more_than_a_record_holds_gets_several_records_in_order() -> None:
+    wire = Wire()
+    outbox = summary_outbox(wire, max_held=1000, max_record_bytes=2_000)
+    made = [summary("ip:hot", f"acct-{i}") for i in range(60)]  # one partition, ~6 KB
+    for s in made:
+        outbox.hold(s)
+    asyncio.run(outbox.flush())
+    q = partition_for("ip:hot", PARTITIONS)
+    records = wire.on(q)
+    assert len(records) > 1 and [s for r in records for s in r] == made
+    assert all(len(value) <= 2_000 for _, _, value in wire.raw)
