@@ -37,7 +37,7 @@ from models.partitioning import partition_for
 from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events
 from streams.cli import main
-from streams.codec import decode_cluster_record
+from streams.codec import decode_cluster_record, decode_verdict_record
 from streams.produce import produce_events
 from streams.replay import FileSink, replay
 from streams.replay_source import KafkaBridge, RangeSpec, TopicSource
@@ -436,8 +436,8 @@ def test_each_stage_of_the_fleet_is_reproduced_from_what_it_consumed(live: LiveR
                     [av.verdict.verdict_id] * live.settings.partitions)
     sent: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in sorted(live.verdicts, key=lambda r: (r.partition, r.offset)):
-        av = AccountVerdict.from_wire(orjson.loads(r.value))
-        sent[(av.account_id, av.verdict.cluster_key)].append(av.verdict.verdict_id)
+        for av in decode_verdict_record(r.value):
+            sent[(av.account_id, av.verdict.cluster_key)].append(av.verdict.verdict_id)
     assert sent and {k: sorted(v) for k, v in reproduced.items()} == {
         k: sorted(v) for k, v in sent.items()}
 
@@ -448,9 +448,8 @@ def test_replaying_the_requests_topic_reproduces_the_live_decisions(live: LiveRu
     assert len(a) >= 50, f"too few accounts acted on for parity to mean much: {len(a)}"
     assert live.replay_counts.get("late_verdicts", 0) == 0, live.replay_counts
     differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    sent = Counter((AccountVerdict.from_wire(orjson.loads(r.value)).account_id,
-                    AccountVerdict.from_wire(orjson.loads(r.value)).verdict.verdict_id)
-                   for r in live.verdicts)
+    sent = Counter((av.account_id, av.verdict.verdict_id)
+                   for r in live.verdicts for av in decode_verdict_record(r.value))
     replay_verdicts = Counter((v.account_id, v.verdict.verdict_id) for v in live.replay_verdicts)
     assert not differ, (
         f"{len(differ)} of {len(set(a) | set(b))} accounts got other decision ids "
