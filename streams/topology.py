@@ -130,12 +130,15 @@ def changelog_topic_specs(app: faust.App) -> list[TopicSpec]:
 # slower than the agents (a few KB per record).
 PRODUCER_BUFFER_MAX_MESSAGES = 10_000
 
-# The agents hold their records between the stages (streams/outbox.py) and their table
-# changelog records (streams/held_writes.py) for at most HELD_AT_MOST_S, at most HELD_MAX of
-# each kind, and never past an offset commit. 0.1 s is short next to the verdict round trip
-# and keeps ~1 record per cluster partition and per hot state per batch under load.
-HELD_AT_MOST_S = 0.1
+# The agents hold their records between the stages (streams/outbox.py) for at most
+# RECORDS_HELD_AT_MOST_S and at most HELD_MAX of each kind: 0.1 s is short next to the verdict
+# round trip and makes ~1 record per destination partition per batch under load. Their table
+# changelog records (streams/held_writes.py) only persist state, so they wait for the next
+# offset commit or revocation (or STATES_HELD_MAX changed keys): a state changed many times
+# between two commits is written once. Nothing held ever outlives a commit of its event.
+RECORDS_HELD_AT_MOST_S = 0.1
 HELD_MAX = 2_000
+STATES_HELD_MAX = 10_000
 
 
 async def _flush_until_empty(buffer: ProducerBuffer) -> None:
@@ -220,8 +223,8 @@ def create_app(settings: Settings) -> faust.App:
     verdicts_out = Outbox(VERDICT_BATCH_TAG, send_to_account_partition, partitions,
                           max_held=HELD_MAX, key_of=lambda v: v.account_id,
                           max_record_bytes=settings.max_record_bytes)
-    accounts_held = HeldWrites(accounts, max_held=HELD_MAX)
-    clusters_held = HeldWrites(clusters, max_held=HELD_MAX)
+    accounts_held = HeldWrites(accounts, max_held=STATES_HELD_MAX)
+    clusters_held = HeldWrites(clusters, max_held=STATES_HELD_MAX)
 
     async def send_held() -> None:
         """Everything held: table changelog records and the records between the stages."""
@@ -230,13 +233,16 @@ def create_app(settings: Settings) -> faust.App:
         await summaries_out.flush()
         await verdicts_out.flush()
 
-    # Faust awaits the producer's flush before it commits offsets: what is held goes first.
+    # Faust awaits the producer's flush before it commits offsets and whenever partitions are
+    # revoked (before their next owner recovers them): what is held goes first.
     install_before_commit(app.producer, send_held)
     app.distillguard_send_held = send_held  # type: ignore[attr-defined]
 
-    @app.timer(interval=HELD_AT_MOST_S)
-    async def send_held_periodically() -> None:
-        await send_held()
+    @app.timer(interval=RECORDS_HELD_AT_MOST_S)
+    async def send_records_between_stages() -> None:
+        await summaries_out.flush()
+        await verdicts_out.flush()
+
 
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)

@@ -429,3 +429,27 @@ def test_the_flush_before_a_commit_waits_until_every_changelog_record_is_sent(
         await buffer.flush()
     run(scenario)
     assert sent == list(range(slow_sends)) and buffer.size == 0
+
+
+def test_the_flush_before_a_commit_sends_what_the_agents_hold_first(
+        app: faust.App, settings: Settings, outbox: Outbox) -> None:
+    """The state and the summaries an event made are held (streams/held_writes.py, outbox.py);
+    the producer's flush, which Faust awaits before it commits that event's offset and when
+    partitions are revoked, must send them first."""
+    p = partition_of("acct-h", settings)
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            await agent.put(request_bytes("acct-h", T0, payment_fingerprint="pay-h"),
+                            key=b"acct-h", partition=p)
+            assert outbox.changelog("accounts") == []  # held
+            assert not [r for r in outbox.to("cluster_summaries")
+                        if not isinstance(decode_cluster_record(r.value), SourceTick)]
+            await app.producer.flush()
+    run(scenario)
+
+    assert [r.key for r in outbox.changelog("accounts")] == [b'"acct-h"']
+    summaries = [s for r in outbox.to("cluster_summaries")
+                 if not isinstance(decode_cluster_record(r.value), SourceTick)
+                 for s in decode_cluster_record(r.value)]
+    assert "pay:pay-h" in {s.cluster_key for s in summaries}
