@@ -4,9 +4,10 @@ An account sends several requests in the time a worker drains its input, and a c
 summary in almost every batch of its partition; writing the whole state to the changelog after
 each of them was one produced record per event and per summary. The agents now change the
 table's local store at once (later reads see the new state) and hold the changelog record; the
-newest state of each key is sent once, when the agent's input has nothing more waiting, when
-`max_held` keys are held, and before every offset commit (`install_before_commit` in
-streams/outbox.py), so the offsets of an event are never committed before the state it made.
+newest state of each key is sent once, when `max_held` keys are held, and whenever Faust
+flushes the producer: before every offset commit and when partitions are revoked
+(`install_before_commit` in streams/outbox.py). So the offsets of an event are never committed
+before the state it made, and a partition's next owner recovers every change.
 
 The changelog record of a held key goes to the partition of the event that last changed it,
 as Faust's own write would, and carries the bytes encoded when it was changed, so the size
