@@ -16,12 +16,19 @@ check (`max_state_bytes`) still refuses the event that made a state too large.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import orjson
+
+# topic, key, value (None: a tombstone), partition -> awaitable send
+Produce = Callable[[str, bytes, bytes | None, int], Awaitable[Any]]
 
 
 class HeldWrites:
-    def __init__(self, table: Any, max_held: int) -> None:
+    def __init__(self, table: Any, produce: Produce, max_held: int) -> None:
         self.table = table
+        self._produce = produce
         self.max_held = max_held
         # key -> (changelog partition, encoded state, or None for a deletion)
         self._held: dict[Any, tuple[int, bytes | None]] = {}
@@ -46,10 +53,17 @@ class HeldWrites:
     def full(self) -> bool:
         return len(self._held) >= self.max_held
 
-    def flush(self) -> None:
-        """Hand every held record to the producer's buffer (Faust flushes it before a commit)."""
+    async def flush(self) -> None:
+        """Send every held record to the table's changelog topic.
+
+        The key is encoded as the table's json key serializer would (orjson gives the same
+        bytes for the str and int keys of our tables), the value is already the table codec's
+        bytes. Straight to the producer: Faust's changelog path (a future and a buffer per
+        record) made the cluster stage three times slower. The records reach the broker before
+        the next commit (`install_before_commit`, which ends with the producer's flush).
+        """
         held, self._held = self._held, {}
+        topic = self.table.changelog_topic.get_topic_name()
         for key, (partition, data) in held.items():
-            # raw: the bytes are already the table codec's encoding (or a tombstone)
-            self.table.send_changelog(partition, key, data, value_serializer="raw")
+            await self._produce(topic, orjson.dumps(key), data, partition)
         self.records_sent += len(held)

@@ -210,11 +210,19 @@ def create_app(settings: Settings) -> faust.App:
     snapshot_marks: dict[int, list[int]] = {}
 
     # ---- what the agents hold and send in batches (streams/outbox.py, held_writes.py) -----
+    async def produce(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        """One record straight to the producer (appended to its batch for `partition`).
+
+        For the records that go out in volume (changelogs, the batches between the stages):
+        Faust's Topic.send and its changelog buffer cost a future and several objects per
+        record, and with them the worker's cluster stage ran at a third of this speed."""
+        await app.producer.send(topic, key, value, partition, None, None)
+
     async def send_to_cluster_partition(q: int, key: bytes, value: bytes) -> None:
-        await cluster_summaries.send(key=key, value=value, partition=q)
+        await produce(cluster_summaries.get_topic_name(), key, value, q)
 
     async def send_to_account_partition(q: int, key: bytes, value: bytes) -> None:
-        await account_verdicts.send(key=key, value=value, partition=q)
+        await produce(account_verdicts.get_topic_name(), key, value, q)
 
     summaries_out = Outbox(SUMMARY_BATCH_TAG, send_to_cluster_partition,
                            topics["cluster_summaries"].partitions, max_held=HELD_MAX,
@@ -223,13 +231,13 @@ def create_app(settings: Settings) -> faust.App:
     verdicts_out = Outbox(VERDICT_BATCH_TAG, send_to_account_partition, partitions,
                           max_held=HELD_MAX, key_of=lambda v: v.account_id,
                           max_record_bytes=settings.max_record_bytes)
-    accounts_held = HeldWrites(accounts, max_held=STATES_HELD_MAX)
-    clusters_held = HeldWrites(clusters, max_held=STATES_HELD_MAX)
+    accounts_held = HeldWrites(accounts, produce, max_held=STATES_HELD_MAX)
+    clusters_held = HeldWrites(clusters, produce, max_held=STATES_HELD_MAX)
 
     async def send_held() -> None:
         """Everything held: table changelog records and the records between the stages."""
-        accounts_held.flush()
-        clusters_held.flush()
+        await accounts_held.flush()
+        await clusters_held.flush()
         await summaries_out.flush()
         await verdicts_out.flush()
 
@@ -429,7 +437,7 @@ def create_app(settings: Settings) -> faust.App:
                 log.exception("account_stage_error", account_id=ev.account_id)
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
             if accounts_held.full:
-                accounts_held.flush()
+                await accounts_held.flush()
 
     # ---- cluster stage --------------------------------------------------------------------
     @app.agent(cluster_summaries, name="cluster_stage")
@@ -474,7 +482,7 @@ def create_app(settings: Settings) -> faust.App:
                 log.exception("cluster_stage_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
             if clusters_held.full:
-                clusters_held.flush()
+                await clusters_held.flush()
             if verdicts_out.full:
                 await verdicts_out.flush()
 
@@ -507,6 +515,6 @@ def create_app(settings: Settings) -> faust.App:
                                          f"({av.verdict.cluster_key}): {type(exc).__name__}: "
                                          f"{exc}", event)
             if accounts_held.full:
-                accounts_held.flush()
+                await accounts_held.flush()
 
     return app

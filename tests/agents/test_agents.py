@@ -2,9 +2,10 @@
 
 Each test builds the real app (`streams.topology.create_app`) and drives one agent through
 Faust's own test harness (`agent.test_context()`, `put()`), so decoding, the core, the tables and
-the sends run exactly as in a worker. Only the producer is replaced: `Topic.send` (our topics)
-and `Topic.send_soon` (table changelogs) are recorded instead of produced; the changelog fake
-still serialises through the table's own serializer, so what it records is the real bytes.
+the sends run exactly as in a worker. Only the producer is replaced: `Topic.send` (decisions,
+dead letters), `Topic.send_soon` (Faust's own changelog writes) and the producer's `send` (the
+batches between the stages and the held changelog records) are recorded instead of produced;
+the changelog fakes record the real bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import faust
 import orjson
 import pytest
 from faust.topics import Topic
+from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 from faust.types import Message
 
 from models.account import AccountState, Verdict
@@ -101,8 +103,14 @@ def outbox(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
         box.records.append(Sent(self.get_topic_name(), k, v))
         return SimpleNamespace(message=SimpleNamespace(partition=partition))
 
+    async def produce(self: Any, topic: str, key: bytes | None, value: bytes | None,
+                      partition: int | None, timestamp: Any, headers: Any, **_: Any) -> None:
+        box.records.append(Sent(topic, key, value, partition))
+
     monkeypatch.setattr(Topic, "send", send)
     monkeypatch.setattr(Topic, "send_soon", send_soon)
+    # the records sent in volume go straight to the producer (streams/topology.py, produce)
+    monkeypatch.setattr(AiokafkaProducer, "send", produce)
     return box
 
 

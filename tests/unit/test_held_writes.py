@@ -1,54 +1,79 @@
 """`streams.held_writes`: table changes visible at once, one changelog record per key per batch,
-on the partition of the event that made the change."""
+on the partition of the event that made the change, keyed as the table's json serializer
+keys it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from streams.held_writes import HeldWrites
 
 
 class Table:
-    """The parts of a Faust table the held writes use: its local store and changelog."""
+    """The parts of a Faust table the held writes use: its local store, its changelog topic."""
 
     def __init__(self) -> None:
         self.data: dict[Any, Any] = {}
-        self.changelog: list[tuple[int, Any, bytes | None, str]] = []
+        self.changelog_topic = self
+        self.changelog: list[tuple[str, bytes, bytes | None, int]] = []
 
-    def send_changelog(self, partition: int, key: Any, value: bytes | None,
-                       value_serializer: str) -> None:
-        self.changelog.append((partition, key, value, value_serializer))
+    def get_topic_name(self) -> str:
+        return "app-accounts-changelog"
+
+    async def produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        await asyncio.sleep(0)
+        self.changelog.append((topic, key, value, partition))
+
+
+def held(max_held: int = 10) -> tuple[Table, HeldWrites]:
+    table = Table()
+    return table, HeldWrites(table, table.produce, max_held=max_held)
 
 
 def test_a_change_is_read_at_once_and_logged_once_per_batch_with_the_newest_bytes() -> None:
-    table = Table()
-    writes = HeldWrites(table, max_held=10)
+    table, writes = held()
     writes.put(3, "acct-1", {"requests": 1}, b"v1")
     writes.put(3, "acct-1", {"requests": 2}, b"v2")
-    writes.put(5, "acct-2", {"requests": 1}, b"w1")
-    assert table.data == {"acct-1": {"requests": 2}, "acct-2": {"requests": 1}}
+    writes.put(5, 7, {"requests": 1}, b"w1")
+    assert table.data == {"acct-1": {"requests": 2}, 7: {"requests": 1}}
     assert table.changelog == [] and writes.held == 2
-    writes.flush()
-    assert table.changelog == [(3, "acct-1", b"v2", "raw"), (5, "acct-2", b"w1", "raw")]
+    asyncio.run(writes.flush())
+    assert table.changelog == [("app-accounts-changelog", b'"acct-1"', b"v2", 3),
+                               ("app-accounts-changelog", b"7", b"w1", 5)]
+    # the keys are what Faust's json key serializer makes, so a recovery reads them back
+    assert [json.loads(k) for _, k, _, _ in table.changelog] == ["acct-1", 7]
     assert writes.held == 0 and writes.records_sent == 2 and writes.changes == 3
-    writes.flush()
+    asyncio.run(writes.flush())
     assert len(table.changelog) == 2  # nothing held, nothing sent
 
 
 def test_a_deletion_removes_the_entry_and_logs_a_tombstone() -> None:
-    table = Table()
-    writes = HeldWrites(table, max_held=10)
+    table, writes = held()
     writes.put(1, "acct-9", "state", b"s")
     writes.delete(1, "acct-9")
     assert "acct-9" not in table.data
-    writes.flush()
-    assert table.changelog == [(1, "acct-9", None, "raw")]
+    asyncio.run(writes.flush())
+    assert table.changelog == [("app-accounts-changelog", b'"acct-9"', None, 1)]
 
 
 def test_the_writes_are_full_at_their_limit_of_keys() -> None:
-    writes = HeldWrites(Table(), max_held=2)
+    _, writes = held(max_held=2)
     writes.put(0, "a", 1, b"1")
     writes.put(0, "a", 2, b"2")
     assert not writes.full  # one key, changed twice
     writes.put(0, "b", 1, b"1")
     assert writes.full
+
+
+def test_the_changelog_keys_are_the_bytes_faust_itself_writes_and_recovers() -> None:
+    from faust.serializers import codecs
+
+    table, writes = held()
+    keys = ["acct-1", "ip:203.0.113.0/24", "ua:Mözilla/5.0 \"quoted\"", 11]
+    for i, key in enumerate(keys):
+        writes.put(0, key, i, b"x")
+    asyncio.run(writes.flush())
+    assert [k for _, k, _, _ in table.changelog] == [codecs.dumps("json", k) for k in keys]
+    assert [codecs.loads("json", k) for _, k, _, _ in table.changelog] == keys

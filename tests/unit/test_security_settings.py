@@ -24,6 +24,7 @@ import orjson
 import pytest
 from faust.serializers import codecs
 from faust.topics import Topic
+from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 
 from models.partitioning import partition_for
 from streams.settings import SettingsError, load_settings
@@ -201,6 +202,7 @@ def run_agent(app: faust.App, agent: str, key: bytes, value: bytes, partition: i
     async def scenario() -> None:
         async with app.agents[agent].test_context() as ctx:
             await ctx.put(value, key=key, partition=partition)
+            await app.distillguard_send_held()  # what the worker's timer and commits do
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
 
 
@@ -216,8 +218,12 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any, Any]]:
                   partition: int | None = None, **_: Any) -> Any:
         box.append((self.get_topic_name(), key, value))
 
+    async def produce(self: Any, topic: str, key: Any, value: Any, *_: Any, **__: Any) -> None:
+        box.append((topic, key, value))
+
     monkeypatch.setattr(Topic, "send", send)
     monkeypatch.setattr(Topic, "send_soon", send_soon)
+    monkeypatch.setattr(AiokafkaProducer, "send", produce)
     return box
 
 
