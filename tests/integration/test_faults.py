@@ -334,7 +334,8 @@ def log_time(line: dict[str, Any]) -> float:
 def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: Fleet) -> None:
     """Three workers on twelve partitions stream the scenario at RATE; at 40 % of the stream the
     worker with the most partitions is killed with SIGKILL and the stream goes on. Once the two
-    survivors own every partition, a new worker joins while they catch up (scale out again).
+    survivors own every partition, a new worker joins (scale out again) and the last tenth of the
+    stream goes on with it.
 
     "Decided as in an uninterrupted run" (the replay, see `uninterrupted_reference`): the
     campaign accounts the uninterrupted run acts on are acted on (throttle or block) in the
@@ -360,7 +361,11 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
         fleet.procs[victim].send_signal(signal.SIGKILL)
         marks["killed"] = time.time()
 
-    asyncio.run(produce_paced(run, list(scenario_events()), RATE, hooks={0.4: kill}))
+    # The last tenth of the stream waits for the newcomer, so that it has events of its
+    # partitions to start from their snapshots (the survivors now catch up before it joins).
+    events = list(scenario_events())
+    head, tail = events[:len(events) * 9 // 10], events[len(events) * 9 // 10:]
+    asyncio.run(produce_paced(run, head, RATE, hooks={0.4 / 0.9: kill}))
     assert fleet.procs[victim].wait(timeout=10) == -signal.SIGKILL
 
     def moved() -> bool:
@@ -403,6 +408,7 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
         now = [set(assignment(fleet, i) or []) for i in workers]
         return bool(now[-1]) and set().union(*now) == set(range(run.partitions))
     wait_until(covered, 90, "the partitions shared with the newcomer", fleet)
+    asyncio.run(produce_paced(run, tail, RATE))
     # long enough for a stalled worker to be stopped by its watchdog (120 s) and restarted
     settled = asyncio.run(wait_settled(run, timeout_s=360, alive=alive, ports=ports))
     if restarted:
