@@ -299,6 +299,10 @@ def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: fl
         body = progress.report()
         # Where the worker strayed from what a replay computes (streams/topology.py).
         body["alignment"] = dict(getattr(app, "distillguard_core_counts", {}))
+        # What the agents hold until the next batch or commit (streams/outbox.py, held_writes.py)
+        held = getattr(app, "distillguard_held", None)
+        if held is not None:
+            body["held"] = held()
         return web.json(body, status=503 if body["status"] == "stalled" else 200)
 
     @app.on_partitions_assigned.connect

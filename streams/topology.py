@@ -246,6 +246,9 @@ def create_app(settings: Settings) -> faust.App:
     # revoked (before their next owner recovers them): what is held goes first.
     install_before_commit(app.producer, send_held)
     app.distillguard_send_held = send_held  # type: ignore[attr-defined]
+    app.distillguard_held = lambda: {  # type: ignore[attr-defined]
+        "summaries": summaries_out.held, "verdicts": verdicts_out.held,
+        "account_states": accounts_held.held, "cluster_states": clusters_held.held}
 
     @app.timer(interval=RECORDS_HELD_AT_MOST_S)
     async def send_records_between_stages() -> None:
