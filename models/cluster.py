@@ -117,26 +117,32 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
 
 def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> bool:
     """Fold one summary in; return False when it is older than the horizon (counted late)."""
-    window = cluster_window(s.window_start, cfg)
+    # Two or three times per event: `cluster_window` and `horizon_start` inline, each field
+    # of the summary read once.
+    cluster_window_s = cfg.cluster_window_s
+    window = s.window_start - s.window_start % cluster_window_s
     if window > state.current_window:
         advance(state, window, cfg)
-    start = state.horizon_start(cfg)  # fixed from here on: read once (per summary)
+    start = state.current_window - (cfg.cluster_horizon_windows - 1) * cluster_window_s
     if window < start:
         state.late_summaries += 1
         return False
-    state.last_ts = max(state.last_ts, s.event_ts)
-    win = state.windows.get(window)
+    if s.event_ts > state.last_ts:
+        state.last_ts = s.event_ts
+    windows = state.windows
+    win = windows.get(window)
     if win is None:
-        win = state.windows[window] = ClusterWindow(start=window)
+        win = windows[window] = ClusterWindow(start=window)
     members = state.members
-    member = members.get(s.account_id)
+    account_id = s.account_id
+    member = members.get(account_id)
     if member is None:
         if len(members) >= cfg.cluster_member_cap:
             state.members_overflow += 1
         else:
-            members[s.account_id] = (window, int(s.young), s.account_first_ts, "")
+            members[account_id] = (window, int(s.young), s.account_first_ts, "")
             if state.told_all:  # else the next telling scans every member anyway
-                state.joined.append(s.account_id)  # (so at most the member cap of them)
+                state.joined.append(account_id)  # (so at most the member cap of them)
             _count_active(state, s.young, s.account_first_ts, start)
             win.accounts += 1
     else:
@@ -147,7 +153,7 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             state.joined.clear()
         if last < window:
             win.accounts += 1
-            members[s.account_id] = (window, member[_YOUNG], member[_FIRST], member[_TOLD])
+            members[account_id] = (window, member[_YOUNG], member[_FIRST], member[_TOLD])
     # A join carries its joining request, a window summary the window's requests.
     win.requests += s.requests
     win.reasoning += s.reasoning
