@@ -105,8 +105,8 @@ class Pipeline:
             for part in self.account_parts:
                 self.counts["late_verdicts"] += self.account_stage.on_conviction(
                     conviction, part).late_verdict
+        self.counts["verdicts"] += len(out.verdicts)
         for av in out.verdicts:
-            self.counts["verdicts"] += 1
             acct_part = self.account_parts[partition_for(av.account_id, self.partitions)]
             acct, acct_out = self.account_stage.on_verdict(
                 self.accounts.get(av.account_id), av, acct_part)
