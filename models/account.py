@@ -174,8 +174,7 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
             win.gap_sq_sum += gap * gap
     else:
         win.first_ts = ev.ts
-    if ev.ts > win.last_ts:
-        win.last_ts = ev.ts
+    win.last_ts = max(win.last_ts, ev.ts)
     reasoning = int(ev.reasoning_requested)
     high_value = int(ev.is_high_value)
     win.requests += 1

@@ -171,8 +171,7 @@ class AccountStage:
                 if key in convicted_keys:
                     self._hold_convicted(state, key, part)
         state.requests += 1
-        if ts > state.last_ts:
-            state.last_ts = ts
+        state.last_ts = max(state.last_ts, ts)
         decision = decide(state, state.last_ts, cfg)
         if decision is not None:
             out.decisions.append(decision)

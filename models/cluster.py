@@ -129,8 +129,7 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     if window < start:
         state.late_summaries += 1
         return False
-    if s.event_ts > state.last_ts:
-        state.last_ts = s.event_ts
+    state.last_ts = max(state.last_ts, s.event_ts)
     windows = state.windows
     win = windows.get(window)
     if win is None:

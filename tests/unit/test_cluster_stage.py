@@ -10,7 +10,6 @@ windows (`cluster_window_s`) over `cluster_horizon_windows` of those.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections import Counter
 from typing import Any
