@@ -104,17 +104,27 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     start = state.horizon_start(cfg)
     for old in [w for w in state.windows if w < start]:
         del state.windows[old]
+    # One pass over the members: most clusters have one or two (a template bucket of one
+    # account), where building three lists cost more than the counting.
     idle_before = window - cfg.idle_expiry_s
-    idle = [a for a, m in state.members.items() if m[_LAST] < idle_before]
+    idle: list[str] = []
+    active = young = new = 0
+    for account, m in state.members.items():
+        if m[_LAST] < idle_before:
+            idle.append(account)
+        elif m[_LAST] >= start:
+            active += 1
+            young += m[_YOUNG]
+            if m[_FIRST] >= start:
+                new += 1
     if idle:  # one may come back as a new member, last in the member order
         state.told_all = ""
         state.joined = None
-    for account in idle:
-        del state.members[account]
-    active = [m for m in state.members.values() if m[_LAST] >= start]
-    state.active = len(active)
-    state.active_young = sum(m[_YOUNG] for m in active)
-    state.active_new = sum(1 for m in active if m[_FIRST] >= start)
+        for account in idle:
+            del state.members[account]
+    state.active = active
+    state.active_young = young
+    state.active_new = new
 
 
 def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> bool:
