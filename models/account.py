@@ -175,16 +175,16 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
     else:
         win.first_ts = ev.ts
     win.last_ts = max(win.last_ts, ev.ts)
+    reasoning = int(ev.reasoning_requested)
+    high_value = int(ev.is_high_value)
     win.requests += 1
-    win.reasoning += ev.reasoning_requested
-    win.high_value += ev.is_high_value
+    win.reasoning += reasoning
+    win.high_value += high_value
     win.errors += ev.is_error
     win.with_tools += bool(ev.tools_count)
     win.prompt_tokens += ev.prompt_tokens
     win.completion_tokens += ev.completion_tokens
     templates = win.templates
-    reasoning = int(ev.reasoning_requested)
-    high_value = int(ev.is_high_value)
     newly: list[str] = []
     for band, key in enumerate(buckets):
         counts = templates.get(key)

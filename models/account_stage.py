@@ -121,6 +121,8 @@ class AccountStage:
             self._close_window(state, part, out)
         win = state.window_for(ts, cfg)
         infra_keys = win.infra_keys
+        young = self._young(state, ts)
+        convicted_keys = part.convicted.by_key  # checked here: the call is for the rare hit
         for key in infrastructure_keys(ev):
             if key in infra_keys:
                 # Done with in this window already: its IP prefix is counted (or the window's
@@ -134,15 +136,16 @@ class AccountStage:
                     state.ip_keys_overflow += 1
                     continue
                 state.keys.append(key)
-                out.summaries.append(self._join(state, key, ev, part))
-                self._hold_convicted(state, key, part)
+                out.summaries.append(self._join(state, key, ev, part, young))
+                if key in convicted_keys:
+                    self._hold_convicted(state, key, part)
             infra_keys.append(key)
         if win.requests == 0:
             part.due.register(state.account_id, win.start + cfg.window_s + cfg.allowed_lateness_s)
         simhash = ev.simhash
         buckets = template_keys(simhash, cfg.simhash_bands)
         recurring = part.templates.observe(simhash, ts)
-        if len(recurring) < cfg.simhash_bands and self._young(state, ts):
+        if len(recurring) < cfg.simhash_bands and young:
             # A young account's prompts go to their template buckets from the first sighting.
             # Recurrence is counted per partition, so a template shared thinly across many
             # accounts (a slow campaign: a few prompts an hour per template, spread over every
@@ -164,11 +167,14 @@ class AccountStage:
             # account joining a convicted cluster is acted on at its first requests; later,
             # its window summaries keep its clusters informed.
             for key in newly_recurring:
-                out.summaries.append(self._join(state, key, ev, part))
-                self._hold_convicted(state, key, part)
+                out.summaries.append(self._join(state, key, ev, part, young))
+                if key in convicted_keys:
+                    self._hold_convicted(state, key, part)
         state.requests += 1
         state.last_ts = max(state.last_ts, ts)
-        self._decide(state, state.last_ts, out)
+        decision = decide(state, state.last_ts, cfg)
+        if decision is not None:
+            out.decisions.append(decision)
         return state, out
 
     # --- driven by the watermark -----------------------------------------------------------
@@ -282,9 +288,8 @@ class AccountStage:
         self._decide(state, max(state.last_ts, due[-1][0], request_ts), out)
 
     def _hold_convicted(self, state: AccountState, key: str, part: AccountPartition) -> None:
-        """The hydra response: an account joining a convicted key holds its verdict at once."""
-        if key not in part.convicted.by_key:
-            return  # the common case: nothing convicted on the key (`applicable` says None)
+        """The hydra response: an account joining a convicted key holds its verdict at once.
+        Called for keys in `part.convicted` only (`applicable` says None for the others)."""
         verdict = part.convicted.applicable(key, part.watermark.max_ts)
         held = state.verdicts.get(key)
         if verdict is not None and (held is None or held.issued_ts < verdict.issued_ts):
@@ -301,8 +306,8 @@ class AccountStage:
             for old in ranked[:len(ranked) - MAX_VERDICTS_PER_ACCOUNT + VERDICT_EVICTION_BATCH]:
                 del state.verdicts[old.cluster_key]
 
-    def _join(self, state: AccountState, key: str, ev: RequestEvent,
-              part: AccountPartition) -> ClusterSummary:
+    def _join(self, state: AccountState, key: str, ev: RequestEvent, part: AccountPartition,
+              young: bool) -> ClusterSummary:
         # The joining request itself is reported at once, so a cluster of brand-new accounts
         # has content to judge before their first windows close (it is counted once more in
         # the window summary: one request of bias, for minutes of detection time).
@@ -312,7 +317,7 @@ class AccountStage:
                               reasoning=int(ev.reasoning_requested),
                               high_value=int(ev.is_high_value),
                               completion_tokens=ev.completion_tokens,
-                              young=self._young(state, ev.ts), account_first_ts=state.first_ts,
+                              young=young, account_first_ts=state.first_ts,
                               tick=part.tick)
 
     def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from models.account import Verdict
 from models.cluster import ClusterState, add_summary, members_to_tell
@@ -93,19 +93,32 @@ class ClusterStage:
     # --- per summary: keep it until its tick is judged ------------------------------------
     def on_summary(self, state: ClusterState | None, s: ClusterSummary,
                    part: ClusterPartition) -> tuple[ClusterState, ClusterOutputs]:
+        state, behind = self.hold(state, s, part)
         out = ClusterOutputs()
+        out.behind = behind
+        return state, out
+
+    def hold(self, state: ClusterState | None, s: ClusterSummary,
+             part: ClusterPartition) -> tuple[ClusterState, bool]:
+        """`on_summary` without the outputs (it has none but `behind`, returned instead): for a
+        caller that routes two or three summaries per event (models/pipeline.py)."""
         if state is None:
             state = ClusterState(cluster_key=s.cluster_key)
             # One expiry hint per cluster; `is_expired` re-registers it while the key lives.
             part.expiry.register(state.cluster_key, s.event_ts + self._idle_after(state))
-        if s.tick < part.judged_before:
+        behind = s.tick < part.judged_before
+        if behind:
             # Its tick was judged without it (the source trailed by more than source_idle_s):
             # it joins the next tick to judge, as late as it came, and is counted.
-            s = replace(s, tick=part.judged_before)
-            out.behind = True
+            s = s._replace(tick=part.judged_before)
         state.pending.append(s)
-        part.register_pending(state.cluster_key, s.tick)
-        return state, out
+        # `part.register_pending`, inline (once per summary)
+        key, tick = state.cluster_key, s.tick
+        at = part.pending_at.get(key)
+        if at is None or tick < at:
+            part.pending_at[key] = tick
+            part.pending.register(key, tick)
+        return state, behind
 
     # --- per source tick: advance the aligned watermark ------------------------------------
     def on_source_tick(self, part: ClusterPartition, source: int, tick: int) -> list[str]:
@@ -152,7 +165,9 @@ class ClusterStage:
                 tick = s.tick
             if not add_summary(state, s, cfg):
                 out.late += 1
-        self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
+        if state.verdict is not None or state.active >= cfg.cluster_min_accounts:
+            # (else `_judge` has nothing to do: the common case, checked without the call)
+            self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
         return out
 
     def _judge(self, state: ClusterState, now_ts: float, out: ClusterOutputs) -> None:

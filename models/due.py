@@ -19,27 +19,38 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class DueIndex:
-    heap: list[tuple[float, str]] = field(default_factory=list)
+    # The keys registered at each due time, and a heap of those due times. Many keys share a
+    # due time (windows close on aligned boundaries, ticks are whole numbers): registering one
+    # is then a list append, not a push onto a heap of (time, key) pairs that compares key
+    # strings at every tie.
+    keys_at: dict[float, list[str]] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
 
     def register(self, key: str, due_ts: float) -> None:
-        heapq.heappush(self.heap, (due_ts, key))
+        keys = self.keys_at.get(due_ts)
+        if keys is None:
+            self.keys_at[due_ts] = [key]
+            heapq.heappush(self.times, due_ts)
+        else:
+            keys.append(key)
 
     def next_due(self) -> float | None:
-        return self.heap[0][0] if self.heap else None
+        return self.times[0] if self.times else None
 
     def pop_due(self, now_ts: float) -> list[str]:
         """Keys due at or before `now_ts`, each once, in due order (ties by key)."""
-        heap = self.heap
-        if not heap or heap[0][0] > now_ts:
+        times = self.times
+        if not times or times[0] > now_ts:
             return []  # the common case (asked at every event): nothing due yet
         out: list[str] = []
         seen: set[str] = set()
-        while heap and heap[0][0] <= now_ts:
-            _, key = heapq.heappop(heap)
-            if key not in seen:
-                seen.add(key)
-                out.append(key)
+        keys_at = self.keys_at
+        while times and times[0] <= now_ts:
+            for key in sorted(keys_at.pop(heapq.heappop(times))):
+                if key not in seen:
+                    seen.add(key)
+                    out.append(key)
         return out
 
     def __len__(self) -> int:
-        return len(self.heap)
+        return sum(len(keys) for keys in self.keys_at.values())

@@ -77,14 +77,13 @@ class Pipeline:
             self._to_cluster(summary)
 
     def _to_cluster(self, s: ClusterSummary) -> None:
-        # About twice per event: each attribute is read once.
-        counts, key = self.counts, s.cluster_key
+        # About twice per event: each attribute is read once, and the stage's `hold` makes no
+        # outputs object (`on_summary`'s only output is `behind`).
+        counts, key, clusters = self.counts, s.cluster_key, self.clusters
         counts["summaries"] += 1
-        part = self.cluster_parts[partition_for(key, self.partitions)]
-        clusters = self.clusters
-        state, out = self.cluster_stage.on_summary(clusters.get(key), s, part)
-        clusters[key] = state
-        counts["behind_summaries"] += out.behind
+        clusters[key], behind = self.cluster_stage.hold(
+            clusters.get(key), s, self.cluster_parts[partition_for(key, self.partitions)])
+        counts["behind_summaries"] += behind
 
     def _source_tick(self, q: int, source: int, tick: int, decisions: list[Decision]) -> None:
         stage, part = self.cluster_stage, self.cluster_parts[q]
@@ -106,8 +105,8 @@ class Pipeline:
             for part in self.account_parts:
                 self.counts["late_verdicts"] += self.account_stage.on_conviction(
                     conviction, part).late_verdict
+        self.counts["verdicts"] += len(out.verdicts)
         for av in out.verdicts:
-            self.counts["verdicts"] += 1
             acct_part = self.account_parts[partition_for(av.account_id, self.partitions)]
             acct, acct_out = self.account_stage.on_verdict(
                 self.accounts.get(av.account_id), av, acct_part)

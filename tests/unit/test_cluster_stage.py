@@ -10,7 +10,6 @@ windows (`cluster_window_s`) over `cluster_horizon_windows` of those.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections import Counter
 from typing import Any
@@ -66,7 +65,7 @@ class Harness:
     def feed(self, s: ClusterSummary) -> list[AccountVerdict]:
         tick = max(self.tick, int(s.event_ts // self.cfg.cluster_tick_s))
         told = self._announce(tick)
-        s = dataclasses.replace(s, tick=tick)
+        s = s._replace(tick=tick)
         state, _ = self.stage.on_summary(self.states.get(s.cluster_key), s, self.part)
         self.states[s.cluster_key] = state
         return told
@@ -475,7 +474,7 @@ K0 = int(W0 + 10) // TICK_S  # the tick of the campaign's first summaries
 
 
 def _stamped(s: ClusterSummary, tick: int) -> ClusterSummary:
-    return dataclasses.replace(s, tick=tick)
+    return s._replace(tick=tick)
 
 
 def _campaign_records(sources: int) -> list[tuple[int, Any]]:
@@ -499,7 +498,7 @@ def _run(records: list[tuple[int, Any]], sources: int) -> list[tuple[str, str]]:
     states: dict[str, ClusterState] = {}
     told: list[tuple[str, str]] = []
     for src, r in records:
-        if isinstance(r, tuple):
+        if not isinstance(r, ClusterSummary):  # a ("tick", n) record
             for key in stage.on_source_tick(part, src, r[1]):
                 out = stage.settle(states[key], part)
                 told += [(av.account_id, av.verdict.verdict_id) for av in out.verdicts]
