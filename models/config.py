@@ -22,8 +22,9 @@ from typing import Any
 # Raise it with every change of the core that changes decisions for the same settings: the
 # model version (and so every decision id) must tell two such cores apart. 0.2: the stealth
 # campaign's template rules (young accounts' prompts join at once, remembered crowd size, one
-# template in full against a young account).
-CORE_VERSION = "0.2"
+# template in full against a young account). 0.3: network crowds alone (IP prefix, ASN with
+# user agent) weigh half.
+CORE_VERSION = "0.3"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,8 @@ def member_weight(state: AccountState, now_ts: float, cfg: DetectorConfig) -> fl
     if age <= cfg.young_account_age_s:
         return 1.0
     return max(ESTABLISHED_WEIGHT, 1.0 - (age - cfg.young_account_age_s) / _YEAR_S)
+# Evidence from network keys alone (no payment, template, system prompt...) counts at this weight.
+NETWORK_ALONE_WEIGHT = 0.5
 # The account model alone is never enough to act: its evidence counts at this weight.
 ACCOUNT_WEIGHT = 0.5
 
@@ -191,6 +193,11 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         both = two_templates_evidence(state.recent_prompts, tpl_evidence, cfg.simhash_bands)
         if both > by_kind["tpl"][0]:
             by_kind["tpl"] = (both, by_kind["tpl"][1])  # explained by its strongest bucket
+    if by_kind and replaced is None and all(kind in NETWORK_KINDS for kind in by_kind):
+        # Only network crowds (an IP prefix, a provider with a browser's user agent): strangers
+        # share these, and a campaign rotating through residential addresses drags ordinary
+        # users of the same provider into its crowd. Alone they weigh half.
+        by_kind = {kind: (s * NETWORK_ALONE_WEIGHT, key) for kind, (s, key) in by_kind.items()}
     remaining = 1.0
     for s, _ in by_kind.values():
         remaining *= 1.0 - s

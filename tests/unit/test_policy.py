@@ -24,6 +24,7 @@ from models.policy import (
     CORROBORATION_SCORE,
     ESTABLISHED_WEIGHT,
     MIN_BANDS_MATCHED,
+    NETWORK_ALONE_WEIGHT,
     SAME_TEMPLATE_BITS,
     TEMPLATES_FOR_FULL_WEIGHT,
     assess,
@@ -309,6 +310,21 @@ def test_two_templates_evidence_is_the_noisy_or_of_two_distinct_templates() -> N
     assert two_templates_evidence([TPL_A, TPL_B, OTHER], both, bands) == pytest.approx(0.88)
     stronger = {**both, template_keys(TPL_B, bands)[0]: 0.9}
     assert two_templates_evidence([TPL_A, TPL_B], stronger, bands) >= 0.88
+
+
+def test_a_network_crowd_alone_weighs_half() -> None:
+    """A campaign rotating through residential addresses fills a provider's ASN + browser user
+    agent crowd; the ordinary young users of that provider share the key and must not be
+    throttled for it alone. Any other kind of evidence lifts the halving."""
+    for key in ("asnua:7018:f0efeff46ec4", "ip:203.0.113.0/24"):
+        alone = assess(account(verdict(key, 1.0)), T0, CFG)
+        assert alone.score == pytest.approx(NETWORK_ALONE_WEIGHT) and alone.action == "allow"
+        with_payment = assess(account(verdict(key, 1.0), verdict("pay:card-9", 0.7)), T0, CFG)
+        assert with_payment.score == pytest.approx(1.0) and with_payment.action == "block"
+    both = assess(account(verdict("asnua:7018:f0efeff46ec4", 0.9), verdict("ip:1.2.3.0/24", 0.9)),
+                  T0, CFG)
+    # two network crowds (an address block and a provider) are two crowds: they may throttle
+    assert both.score == pytest.approx(1 - (1 - 0.45) ** 2) and both.action == "throttle"
 
 
 def test_one_template_alone_never_blocks() -> None:
@@ -749,10 +765,12 @@ def test_a_member_from_before_the_conviction_is_no_replacement() -> None:
 
 
 def test_joining_a_convicted_network_key_or_being_established_makes_no_replacement() -> None:
+    # campus NATs get fresh users, so do residential ISPs: no replacement, and a network crowd
+    # alone weighs half (not even a throttle)
     nat = verdict("ip:198.51.100.0/24", issued=T0 - 900)
-    assert assess(_fresh(nat), T0, CFG).action == "throttle"  # campus NATs get fresh users
+    assert assess(_fresh(nat), T0, CFG).action == "allow"
     isp = verdict("asnua:3320:5ca1ab1e0000", issued=T0 - 900)
-    assert assess(_fresh(isp), T0, CFG).action == "throttle"  # so do residential ISPs
+    assert assess(_fresh(isp), T0, CFG).action == "allow"
     old = _fresh(verdict("pay:p", issued=T0 - 900), created_days_ago=400)
     assert assess(old, T0, CFG).action != "block"
 
