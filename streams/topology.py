@@ -3,18 +3,20 @@
     requests (key: account_id, raw JSON)
       │  account_stage: decode ─▶ bad records ─▶ dead_letter
       │                 core AccountStage over the `accounts` table
-      ├──▶ cluster_summaries (key: cluster key; ──▶ cluster_stage: core ClusterStage over `clusters`
-      │      and each new tick of an account          judges a tick once every account
-      │      partition, to every partition)           partition has passed it
-      │                                                  │
-      │           account_verdicts (key: account_id) ◀──┘
+      ├──▶ cluster_summaries (partition of the  ──▶ cluster_stage: core ClusterStage over `clusters`
+      │      cluster key, one record per batch;       judges a tick once every account
+      │      and each new tick of an account          partition has passed it
+      │      partition, to every partition)              │
+      │           account_verdicts (partition of the ◀──┘
+      │             account id, one record per batch)
       │  apply_verdicts: core AccountStage.on_verdict over `accounts` (held until the
       │                  partition's event time reaches issued_ts + verdict_delay_s)
       ▼
     enforcement (key: account_id, contract JSON)      + one structlog line per decision
 
-The agents decode, load state, call the pure core (`models/`), store state (reassigned after
-every change so the changelog sees it) and send. Tables only store the core's state; windows,
+The agents decode, load state, call the pure core (`models/`), store state and send. What they
+send in volume is held and sent in batches (streams/outbox.py, streams/held_writes.py), never
+past the commit of the events that made it. Tables only store the core's state; windows,
 watermarks and expiry are computed by the core in event time.
 """
 
@@ -255,7 +257,6 @@ def create_app(settings: Settings) -> faust.App:
         await summaries_out.flush()
         await verdicts_out.flush()
 
-
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)
     account_parts: dict[int, AccountPartition] = {}
@@ -328,7 +329,7 @@ def create_app(settings: Settings) -> faust.App:
 
     def hold(writes: HeldWrites, partition: int, key: Any, value: Any,
              encode: Callable[[Any], bytes]) -> None:
-        """writes.table[key] = value now; its changelog record at the batch's end."""
+        """writes.table[key] = value now; its changelog record by the next commit."""
         writes.put(partition, key, value, encoded(writes.table, key, value, encode))
 
     def put(table: faust.Table, key: Any, value: Any, encode: Callable[[Any], bytes]) -> None:
