@@ -16,6 +16,8 @@ check (`max_state_bytes`) still refuses the event that made a state too large.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,14 +28,22 @@ Produce = Callable[[str, bytes, bytes | None, int], Awaitable[Any]]
 
 
 class HeldWrites:
-    def __init__(self, table: Any, produce: Produce, max_held: int) -> None:
+    def __init__(self, table: Any, produce: Produce, max_held: int,
+                 outputs_first: Callable[[], Awaitable[None]] | None = None) -> None:
         self.table = table
         self._produce = produce
         self.max_held = max_held
+        # What the held states say was sent (the account stage's summaries, the cluster
+        # stage's verdicts): sent before them, or a restart would find a state that records
+        # an output nobody received, and never send it again.
+        self._outputs_first = outputs_first
         # key -> (changelog partition, encoded state, or None for a deletion)
         self._held: dict[Any, tuple[int, bytes | None]] = {}
         self.changes = 0
         self.records_sent = 0
+        # One flush at a time (agents, the commit's flush): a commit must not pass a flush
+        # still sending, and an older state must never reach the changelog after a newer one.
+        self._lock = asyncio.Lock()
 
     def put(self, partition: int, key: Any, value: Any, data: bytes) -> None:
         self.table.data[key] = value
@@ -54,16 +64,29 @@ class HeldWrites:
         return len(self._held) >= self.max_held
 
     async def flush(self) -> None:
-        """Send every held record to the table's changelog topic.
+        """Send every held record to the table's changelog topic, after `outputs_first`.
 
         The key is encoded as the table's json key serializer would (orjson gives the same
         bytes for the str and int keys of our tables), the value is already the table codec's
         bytes. Straight to the producer: Faust's changelog path (a future and a buffer per
         record) cost the worker a sixth of its throughput. The records reach the broker before
-        the next commit (`install_before_commit`, which ends with the producer's flush).
+        the next commit (`install_before_commit`, which ends with the producer's flush). A
+        send that fails puts back what was not sent (newer changes made meanwhile win).
         """
-        held, self._held = self._held, {}
-        topic = self.table.changelog_topic.get_topic_name()
-        for key, (partition, data) in held.items():
-            await self._produce(topic, orjson.dumps(key), data, partition)
-        self.records_sent += len(held)
+        async with self._lock:
+            held, self._held = self._held, {}
+            sent = 0
+            try:
+                if self._outputs_first is not None:
+                    await self._outputs_first()
+                topic = self.table.changelog_topic.get_topic_name()
+                for key, (partition, data) in held.items():
+                    await self._produce(topic, orjson.dumps(key), data, partition)
+                    sent += 1
+            except BaseException:
+                rest = dict(itertools.islice(held.items(), sent, None))
+                rest.update(self._held)
+                self._held = rest
+                raise
+            finally:
+                self.records_sent += sent

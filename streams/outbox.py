@@ -74,20 +74,35 @@ class Outbox:
                 await self._send(q, key, value)
 
     async def _send_held(self) -> None:
-        held, self._held, n = self._held, {}, self.held
+        """Send what is held; a send that fails puts back every item not yet sent, ahead of
+        what was held meanwhile, so that nothing is lost and the order stays."""
+        held, self._held = self._held, {}
         self.held = 0
-        for q, wires in held.items():
-            for record in self._records(wires):
-                await self._send(q, self._key, record)
+        unsent = [(q, chunk, data) for q, wires in held.items()
+                  for chunk, data in self._records(wires)]
+        try:
+            while unsent:
+                q, chunk, data = unsent[0]
+                await self._send(q, self._key, data)
+                unsent.pop(0)
                 self.records_sent += 1
-        self.items_sent += n
+                self.items_sent += len(chunk)
+        except BaseException:
+            back: dict[int, list[list[Any]]] = {}
+            for q, chunk, _ in unsent:
+                back.setdefault(q, []).extend(chunk)
+            for q, wires in self._held.items():
+                back.setdefault(q, []).extend(wires)
+            self._held = back
+            self.held = sum(len(w) for w in back.values())
+            raise
 
-    def _records(self, wires: list[list[Any]]) -> list[bytes]:
+    def _records(self, wires: list[list[Any]]) -> list[tuple[list[list[Any]], bytes]]:
         """`wires` as records of at most max_record_bytes (the receiver refuses larger ones),
         halved until they fit; an item too large on its own goes alone, as it always did."""
         data = encode_batch(self.tag, wires)
         if len(data) <= self.max_record_bytes or len(wires) == 1:
-            return [data]
+            return [(wires, data)]
         half = len(wires) // 2
         return self._records(wires[:half]) + self._records(wires[half:])
 

@@ -234,14 +234,18 @@ def create_app(settings: Settings) -> faust.App:
     verdicts_out = Outbox(VERDICT_BATCH_TAG, send_to_account_partition, partitions,
                           max_held=HELD_MAX, key_of=lambda v: v.account_id,
                           max_record_bytes=settings.max_record_bytes)
-    accounts_held = HeldWrites(accounts, produce, max_held=STATES_HELD_MAX)
-    clusters_held = HeldWrites(clusters, produce, max_held=STATES_HELD_MAX)
+    # An account's state records the summaries it announced, a cluster's the members it told:
+    # those outputs go before the states (HeldWrites.flush), as they did when sent one by one.
+    accounts_held = HeldWrites(accounts, produce, max_held=STATES_HELD_MAX,
+                               outputs_first=summaries_out.flush)
+    clusters_held = HeldWrites(clusters, produce, max_held=STATES_HELD_MAX,
+                               outputs_first=verdicts_out.flush)
 
     async def send_held() -> None:
-        """Everything held: table changelog records and the records between the stages."""
+        """Everything held: the records between the stages and the table changelog records."""
         await accounts_held.flush()
         await clusters_held.flush()
-        await summaries_out.flush()
+        await summaries_out.flush()  # what was held while the states were sent
         await verdicts_out.flush()
 
     # Faust awaits the producer's flush before it commits offsets and whenever partitions are
@@ -254,8 +258,11 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=RECORDS_HELD_AT_MOST_S)
     async def send_records_between_stages() -> None:
-        await summaries_out.flush()
-        await verdicts_out.flush()
+        try:
+            await summaries_out.flush()
+            await verdicts_out.flush()
+        except Exception:  # a Faust timer that raises is never run again; the records stay held
+            log.exception("send_held_failed", hint="retried in 0.1 s and before every commit")
 
     account_stage_core = AccountStage(cfg)
     cluster_stage_core = ClusterStage(cfg)
@@ -445,6 +452,32 @@ def create_app(settings: Settings) -> faust.App:
                 await accounts_held.flush()
 
     # ---- cluster stage --------------------------------------------------------------------
+    async def fold_summaries(record: list[Any], part: ClusterPartition, event: Any) -> None:
+        """A record's summaries, in order; each touched cluster's state (pending summaries
+        included) is held once for the record. A summary the core fails on is dead-lettered
+        alone; the others are still folded and every touched state is still held (the core
+        changes a state in place, so one left out would be lost at the next move)."""
+        touched: dict[str, Any] = {}
+        for i, summary in enumerate(record):
+            key = summary.cluster_key
+            try:
+                state = touched.get(key)
+                state, out = cluster_stage_core.on_summary(
+                    state if state is not None else clusters.get(key), summary, part)
+                touched[key] = state
+                core_counts["behind_summaries"] += out.behind
+            except Exception as exc:
+                log.exception("cluster_stage_error", cluster_key=key)
+                await to_dead_letter(f"internal error on summary {i} of the record "
+                                     f"({key}): {type(exc).__name__}: {exc}", event)
+        for key, state in touched.items():
+            try:
+                hold(clusters_held, event.message.partition, key, state, encode_cluster_state)
+            except Exception as exc:
+                log.exception("cluster_stage_error", cluster_key=key)
+                await to_dead_letter(f"internal error holding the state of {key}: "
+                                     f"{type(exc).__name__}: {exc}", event)
+
     @app.agent(cluster_summaries, name="cluster_stage")
     async def cluster_stage(stream: faust.StreamT) -> None:
         """cluster_summaries -> account_verdicts (one per member account to tell)."""
@@ -453,19 +486,7 @@ def create_app(settings: Settings) -> faust.App:
                 record = decode_cluster_record(internal(event.message.value))
                 part = cluster_partition(event.message.partition)
                 if not isinstance(record, SourceTick):
-                    # In order; each touched cluster's state, pending summaries included, is
-                    # written once for the record, however many of its summaries it holds.
-                    touched: dict[str, Any] = {}
-                    for summary in record:
-                        key = summary.cluster_key
-                        state = touched.get(key)
-                        state, out = cluster_stage_core.on_summary(
-                            state if state is not None else clusters.get(key), summary, part)
-                        touched[key] = state
-                        core_counts["behind_summaries"] += out.behind
-                    for key, state in touched.items():
-                        hold(clusters_held, event.message.partition, key, state,
-                             encode_cluster_state)
+                    await fold_summaries(record, part, event)
                     continue
                 for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
                     judged = clusters.get(key)

@@ -28,6 +28,7 @@ from faust.types import Message
 
 from models.account import AccountState, Verdict
 from models.cluster import ClusterState
+from models.cluster_stage import ClusterStage
 from models.config import DetectorConfig
 from models.keys import infrastructure_keys, template_keys
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTick
@@ -40,6 +41,7 @@ from streams.codec import (
     decode_cluster_state,
     decode_summary,
     decode_verdict_record,
+    encode_batch,
     encode_summary,
     encode_verdict,
 )
@@ -461,3 +463,32 @@ def test_the_flush_before_a_commit_sends_what_the_agents_hold_first(
                  if not isinstance(decode_cluster_record(r.value), SourceTick)
                  for s in decode_cluster_record(r.value)]
     assert "pay:pay-h" in {s.cluster_key for s in summaries}
+
+
+def test_a_summary_the_core_fails_on_is_dead_lettered_alone(
+        app: faust.App, settings: Settings, outbox: Outbox,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One record carries many summaries: the one the core fails on goes to the dead-letter
+    topic; the others are folded and their clusters' states still reach the changelog."""
+    on_summary = ClusterStage.on_summary
+
+    def failing_on_one_key(self: ClusterStage, state: Any, s: ClusterSummary, part: Any) -> Any:
+        if s.cluster_key == "pay:batch-bad":
+            raise ValueError("a bug in the core")
+        return on_summary(self, state, s, part)
+
+    monkeypatch.setattr(ClusterStage, "on_summary", failing_on_one_key)
+    good = [_summary(f"acct-{i}", T0 + i, "join", key=f"pay:batch-{i}") for i in range(3)]
+    bad = _summary("acct-bad", T0, "join", key="pay:batch-bad")
+    wires = [good[0].to_wire(), bad.to_wire(), good[1].to_wire(), good[2].to_wire()]
+
+    async def scenario() -> None:
+        async with app.agents["cluster_stage"].test_context() as agent:
+            await agent.put(encode_batch("summaries", wires), key=b"summaries", partition=0)
+            await send_held(app)
+    run(scenario)
+
+    dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
+    assert len(dead) == 1 and "summary 1 of the record (pay:batch-bad)" in dead[0]["reason"]
+    logged = {decode_cluster_state(r.value).cluster_key for r in outbox.changelog("clusters")}
+    assert logged == {s.cluster_key for s in good}

@@ -77,3 +77,78 @@ def test_the_changelog_keys_are_the_bytes_faust_itself_writes_and_recovers() -> 
     asyncio.run(writes.flush())
     assert [k for _, k, _, _ in table.changelog] == [codecs.dumps("json", k) for k in keys]
     assert [codecs.loads("json", k) for _, k, _, _ in table.changelog] == keys
+
+
+class SlowTable(Table):
+    """A producer whose send waits a few loop turns, as aiokafka's does on a full batch."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_at = fail_at
+
+    async def produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise RuntimeError("broker gone")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.changelog.append((topic, key, value, partition))
+
+
+def test_a_flush_waits_for_one_in_progress_so_no_older_state_lands_after_a_newer() -> None:
+    table = SlowTable()
+    writes = HeldWrites(table, table.produce, max_held=100)
+    committed: list[str] = []
+
+    async def scenario() -> None:
+        for i in range(5):
+            writes.put(0, f"k{i}", i, b"v1")
+        first = asyncio.create_task(writes.flush())  # an agent's flush, paused in a send
+        await asyncio.sleep(0)
+        writes.put(0, "k4", 4, b"v2")  # the other agent changes a state meanwhile
+        await writes.flush()  # the commit's flush
+        committed.append(f"committed after {len(table.changelog)} records")
+        await first
+
+    asyncio.run(scenario())
+    assert committed == ["committed after 6 records"]  # every state held before the commit
+    assert [(k, v) for _, k, v, _ in table.changelog][-2:] == [(b'"k4"', b"v1"),
+                                                               (b'"k4"', b"v2")]
+
+
+def test_the_outputs_a_state_records_are_sent_before_it() -> None:
+    table = SlowTable()
+    order: list[str] = []
+
+    async def outputs() -> None:
+        order.append(f"outputs, {len(table.changelog)} states sent")
+
+    writes = HeldWrites(table, table.produce, max_held=100, outputs_first=outputs)
+    writes.put(0, "acct-1", 1, b"s")
+    asyncio.run(writes.flush())
+    assert order == ["outputs, 0 states sent"] and len(table.changelog) == 1
+
+
+def test_a_failed_send_puts_back_what_was_not_sent_and_newer_changes_win() -> None:
+    table = SlowTable(fail_at=2)
+    writes = HeldWrites(table, table.produce, max_held=100)
+    for i in range(3):
+        writes.put(0, f"k{i}", i, b"old")
+
+    async def scenario() -> None:
+        flush = asyncio.create_task(writes.flush())
+        await asyncio.sleep(0)
+        writes.put(0, "k2", 2, b"new")
+        try:
+            await flush
+        except RuntimeError:
+            pass
+
+    asyncio.run(scenario())
+    assert [k for _, k, _, _ in table.changelog] == [b'"k0"']
+    assert writes.held == 2
+    table.fail_at = None
+    asyncio.run(writes.flush())
+    assert [(k, v) for _, k, v, _ in table.changelog] == [
+        (b'"k0"', b"old"), (b'"k1"', b"old"), (b'"k2"', b"new")]

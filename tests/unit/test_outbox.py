@@ -119,3 +119,35 @@ def test_a_partition_with_more_than_a_record_holds_gets_several_records_in_order
     records = wire.on(q)
     assert len(records) > 1 and [s for r in records for s in r] == made
     assert all(len(value) <= 2_000 for _, _, value in wire.raw)
+
+
+def test_a_failed_send_puts_back_every_item_not_sent_ahead_of_newer_ones() -> None:
+    wire = Wire()
+    sends = 0
+
+    async def failing_second_send(partition: int, key: bytes, value: bytes) -> None:
+        nonlocal sends
+        sends += 1
+        if sends == 2:
+            raise RuntimeError("broker gone")
+        await wire.send(partition, key, value)
+
+    outbox = Outbox(SUMMARY_BATCH_TAG, failing_second_send, PARTITIONS, max_held=100,
+                    key_of=lambda s: s.cluster_key, max_record_bytes=65536)
+    made = [summary(f"tpl:{i}", f"acct-{i}") for i in range(12)]
+    for s in made:
+        outbox.hold(s)
+    try:
+        asyncio.run(outbox.flush())
+    except RuntimeError:
+        pass
+    first_sent = [s for r in wire.on(wire.sent[0][0]) for s in r]
+    later = summary("tpl:0", "acct-late")
+    outbox.hold(later)
+    assert outbox.held == len(made) - len(first_sent) + 1
+    asyncio.run(outbox.flush())
+    got = [s for q in range(PARTITIONS) for r in wire.on(q) for s in r]
+    assert sorted(got) == sorted([*made, later])  # nothing lost, nothing twice
+    for q in range(PARTITIONS):  # and in each partition, in the order held
+        expected = [s for s in [*made, later] if partition_for(s.cluster_key, PARTITIONS) == q]
+        assert [s for r in wire.on(q) for s in r] == expected
