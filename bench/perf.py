@@ -135,6 +135,17 @@ class Run:
             time.sleep(0.5)
         raise SystemExit(f"workers not assigned within 120 s:\n{self.fleet.logs()}")
 
+    def wait_until_nothing_held(self, ports: list[int], timeout_s: float) -> None:
+        """Until every worker has sent what it holds (/health `held`) and committed (lag 0)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            hs = [health(p) for p in ports]
+            if all(h and h["lag_total"] == 0 and not any(h.get("held", {}).values())
+                   for h in hs):
+                return
+            time.sleep(0.2)  # polling; the condition has its deadline
+        note(f"workers still held records after {timeout_s:.0f} s: the counts below miss them")
+
     def processed_all(self, ports: list[int]) -> tuple[int, ...]:
         """Records processed from each input: requests, cluster summaries, account verdicts."""
         s = self.settings
@@ -251,7 +262,7 @@ def bench_worker_throughput(events: list[dict[str, Any]], workers: int) -> float
             time.sleep(0.1)
         rate = (n - d0) / (last_move - t0) if t0 and last_move > t0 else 0.0
         peak = max(rss_mb(p.pid) for p in run.fleet.procs)
-        time.sleep(4)  # past the next offset commit, which sends what the worker holds
+        run.wait_until_nothing_held(ports, timeout_s=30)  # sent at the next offset commit
         produced = asyncio.run(records_by_topic(run))
     note("records produced per event: " + ", ".join(
         f"{name} {count / n:.2f}" for name, count in produced.items()))

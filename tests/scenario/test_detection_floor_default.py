@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.config import DetectorConfig
-from models.evaluation import Report, evaluate_core
-from models.events import event_from_mapping
-from simulator import Scenario, account_labels, generate_events
+from models.evaluation import Report
+from simulator import Scenario
+from tests.scenario.reports import core_report
 
 pytestmark = pytest.mark.slow
 
@@ -23,10 +22,7 @@ SCENARIO = Scenario.default()  # seed 7
 
 @pytest.fixture(scope="module")
 def report() -> Report:
-    labels = {lab["account_id"]: (lab["label"], lab["group"])
-              for lab in account_labels(SCENARIO)}
-    return evaluate_core(map(event_from_mapping, generate_events(SCENARIO)), labels,
-                         DetectorConfig())
+    return core_report(SCENARIO)
 
 
 @pytest.mark.parametrize("campaign, least_acted, most_before", [
