@@ -29,7 +29,7 @@ from models.cluster import ClusterState, add_summary, members_to_tell
 from models.config import DetectorConfig
 from models.due import DueIndex
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
-from models.scoring import cluster_evidence
+from models.scoring import cluster_evidence, min_accounts
 
 # A conviction is re-issued when the cluster's score has risen by this much since.
 VERDICT_UPGRADE_STEP = 0.05
@@ -165,7 +165,7 @@ class ClusterStage:
                 tick = s.tick
             if not add_summary(state, s, cfg):
                 out.late += 1
-        if state.verdict is not None or state.active >= cfg.cluster_min_accounts:
+        if state.verdict is not None or state.active >= min_accounts(state.cluster_key, cfg):
             # (else `_judge` has nothing to do: the common case, checked without the call)
             self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
         return out
@@ -173,7 +173,7 @@ class ClusterStage:
     def _judge(self, state: ClusterState, now_ts: float, out: ClusterOutputs) -> None:
         cfg = self.cfg
         v = state.verdict
-        if v is None and state.active < cfg.cluster_min_accounts:
+        if v is None and state.active < min_accounts(state.cluster_key, cfg):
             return  # too few accounts to convict: the common case, not scored
         evidence = cluster_evidence(state, cfg)
         in_force = v is not None and v.expires_ts > now_ts

@@ -24,7 +24,7 @@ from typing import Any
 # campaign's template rules (young accounts' prompts join at once, remembered crowd size, one
 # template in full against a young account). 0.3: network crowds alone (IP prefix, ASN with
 # user agent) weigh half.
-CORE_VERSION = "0.3"
+CORE_VERSION = "0.4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class DetectorConfig:
     cluster_window_s: int = 900
     cluster_horizon_windows: int = 8  # two hours of 15-minute windows
     cluster_min_accounts: int = 8  # below this a shared key proves nothing
+    template_min_accounts: int = 8  # the same for a prompt-template bucket
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8
@@ -110,7 +111,8 @@ class DetectorConfig:
         if out:
             return out
         positive = ("window_s", "idle_expiry_s", "simhash_bands", "cluster_horizon_windows",
-                    "cluster_window_s", "cluster_min_accounts", "cluster_member_cap",
+                    "cluster_window_s", "cluster_min_accounts", "template_min_accounts",
+                    "cluster_member_cap",
                     "account_model_trees", "account_model_height", "account_model_window",
                     "throttle_ttl_s", "block_ttl_s", "evidence_half_life_s", "verdict_ttl_s",
                     "verdict_refresh_s", "cluster_tick_s")

@@ -59,6 +59,13 @@ class ClusterEvidence:
                 f"{self.requests_per_account:.1f} requests/account")
 
 
+def min_accounts(cluster_key: str, cfg: DetectorConfig) -> int:
+    """Active members a key needs before it is scored at all."""
+    if cluster_key.startswith("tpl:"):
+        return cfg.template_min_accounts
+    return cfg.cluster_min_accounts
+
+
 def persistence(state: ClusterState, cfg: DetectorConfig) -> float:
     """Share of the horizon's windows in which the key was used at all (0..1)."""
     used = sum(1 for w in state.windows.values() if w.requests > 0)
@@ -78,12 +85,13 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     persistent = persistence(state, cfg) if template else 0.0
     # A template's crowd: every account remembered using it, not only the horizon's.
     remembered = max(n, len(state.members)) if template else 0
-    if n < cfg.cluster_min_accounts or totals.requests == 0:
+    least = min_accounts(state.cluster_key, cfg)
+    if n < least or totals.requests == 0:
         score = 0.0
     else:
         # Size: 0 at the minimum, 1 at eight times the minimum (log scale).
         crowd = remembered if template else n
-        size = min(1.0, math.log(crowd / cfg.cluster_min_accounts) / math.log(8))
+        size = max(0.0, min(1.0, math.log(crowd / cfg.cluster_min_accounts) / math.log(8)))
         asks_reasoning = min(1.0, reasoning / 0.6)
         if template:
             # What one prompt template is used for: high-value tasks and requests for written-out

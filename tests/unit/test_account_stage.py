@@ -608,13 +608,37 @@ def test_a_replacement_account_joining_a_convicted_cluster_is_acted_on_at_its_fi
     # before the conviction's time to apply, a joiner is not acted on at once ...
     early, _ = h.event(ev("early", T0 + DELAY - 1, payment_fingerprint="campaign"))
     assert early.decisions == [] and "pay:campaign" not in h.states["early"].verdicts
-    # ... from then on, at its first request
     # ... from then on, at its first request; a fresh account on a convicted payment
     # instrument is a replacement, which corroborates a block (models/policy.py)
     out, _ = h.event(ev("replacement", T0 + DELAY, payment_fingerprint="campaign"))
     assert [(d.account_id, d.action) for d in out.decisions] == [("replacement", "block")]
     assert any("replacement account" in r for r in out.decisions[0].reasons)
     assert h.states["replacement"].verdicts["pay:campaign"].verdict_id == "cv-pay:campaign"
+
+
+def test_a_prompt_in_a_convicted_template_holds_its_verdicts_whatever_the_accounts_age() -> None:
+    # An established account past its first requests joins no template bucket until the
+    # template recurs in its partition; a prompt with all but one of its buckets convicted
+    # holds those verdicts at once all the same. Two buckets, what a random prompt meets by
+    # chance where campaigns are convicted by the thousand, are not enough.
+    h = Harness()
+    old = T0 - CFG.young_account_age_s - 86400.0
+    for i in range(JOIN_AT_ONCE_REQUESTS):
+        h.event(ev("veteran", T0 - 600 + i, i, account_created_ts=old,
+                   prompt_simhash=f"{i:016x}"))
+    campaign = template_keys(int(TEMPLATE, 16), CFG.simhash_bands)
+    chance = template_keys(0xFEDCBA9876543210, CFG.simhash_bands)
+    for key in (*campaign[:-1], *chance[:2]):
+        h.stage.on_conviction(told(BROADCAST, _verdict(key, score=0.9, ts=T0)), h.part)
+    at = T0 + DELAY
+    h.event(ev("veteran", at, 50, account_created_ts=old, prompt_simhash="fedcba9876543210"))
+    assert not any(k.startswith("tpl:") for k in h.states["veteran"].verdicts)
+    out, _ = h.event(ev("veteran", at + 1, 51, account_created_ts=old, prompt_simhash=TEMPLATE))
+    assert joins(out.summaries) == []  # still not a member: it holds the verdicts, no more
+    assert sorted(k for k in h.states["veteran"].verdicts if k.startswith("tpl:")) == sorted(
+        campaign[:-1])
+    # one template against an established account counts half (models/policy.py): no action
+    assert out.decisions == []
 
 
 def test_a_recovered_account_is_due_when_the_core_would_next_look_at_it() -> None:

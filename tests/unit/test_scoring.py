@@ -8,6 +8,8 @@ tasks, reasoning requested) combine. These tests build cluster states directly f
 
 from __future__ import annotations
 
+import dataclasses
+
 from models.cluster import ClusterState, add_summary, cluster_window
 from models.config import DetectorConfig
 from models.messages import ClusterSummary
@@ -138,7 +140,21 @@ def test_a_templates_crowd_is_sized_by_every_account_it_remembers() -> None:
 
 
 def test_remembered_members_do_not_make_a_small_crowd_scorable() -> None:
-    state = trickle("tpl:2:5a1a", accounts=CFG.cluster_min_accounts - 1)
+    state = trickle("tpl:2:5a1a", accounts=CFG.template_min_accounts - 1)
     for i in range(50):
         state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "")
     assert cluster_evidence(state, CFG).score == 0.0
+
+
+def test_template_min_accounts_sets_how_small_a_template_crowd_is_scored() -> None:
+    # A tuning knob (docs/tuning.md): four young accounts harvesting with one template in a
+    # window are scored and convicted under template_min_accounts=4; a payment instrument
+    # with the same four accounts still needs cluster_min_accounts.
+    cfg = dataclasses.replace(CFG, template_min_accounts=4)
+    small = 4
+    assert small < CFG.cluster_min_accounts
+    template = burst("tpl:1:abcd", accounts=small, first_ts=C0)
+    payment = burst("pay:pf-9", accounts=small, first_ts=C0)
+    assert cluster_evidence(template, CFG).score == 0.0  # the default: too few to score
+    assert cluster_evidence(template, cfg).score >= cfg.cluster_convict_score
+    assert cluster_evidence(payment, cfg).score == 0.0
