@@ -39,22 +39,22 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from models.config import DetectorConfig  # noqa: E402
-from models.events import event_from_mapping  # noqa: E402
-from models.pipeline import Pipeline  # noqa: E402
-from simulator import Scenario, generate_events  # noqa: E402
-from streams.codec import encode_account_state, encode_cluster_state  # noqa: E402
-from streams.settings import Settings, load_settings  # noqa: E402
-from streams.topics import delete_topics, ensure_topics, wait_for_broker  # noqa: E402
-from tests.integration.conftest import Fleet, run_env  # noqa: E402
+from models.config import DetectorConfig
+from models.events import event_from_mapping
+from models.pipeline import Pipeline
+from simulator import Scenario, generate_events
+from streams.codec import encode_account_state, encode_cluster_state
+from streams.settings import Settings, load_settings
+from streams.topics import delete_topics, ensure_topics, wait_for_broker
+from tests.integration.conftest import Fleet, run_env
 
 BOOTSTRAP = "127.0.0.1:9092"
 ACCOUNTS_PER_SCALE = 5_950  # distinct accounts of the default scenario per unit of scale (0.1 h)
@@ -111,11 +111,11 @@ class Run:
         self.fleet = Fleet(self.settings, self.log_dir)
         self.base_port = 17000 + (os.getpid() % 500) * 4
 
-    def __enter__(self) -> Run:
+    def __enter__(self) -> Self:
         asyncio.run(ensure_topics(BOOTSTRAP, self.settings.topics.values()))
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.fleet.stop()
         asyncio.run(delete_topics(BOOTSTRAP, [t.name for t in self.settings.topics.values()]))
 
@@ -269,7 +269,7 @@ def bench_worker_throughput(events: list[dict[str, Any]], workers: int) -> float
     label = f"{workers} worker{'s' if workers > 1 else ''}"
     row(f"worker throughput, {label}, full detector", f"{rate:,.0f} ev/s", ">= 20,000 ev/s",
         rate >= 20_000)
-    row(f"  plain aiokafka consume + orjson.loads", f"{plain:,.0f} ev/s")
+    row("  plain aiokafka consume + orjson.loads", f"{plain:,.0f} ev/s")
     row(f"  ratio worker / plain consumer ({label})", f"{rate / plain:.3f}", ">= 0.3",
         rate / plain >= 0.3)
     note(f"worker RSS after the backlog: {peak:.0f} MB")
@@ -351,7 +351,7 @@ def bench_latency(events: list[dict[str, Any]], rate: float) -> None:
 def bench_replay(quick: bool) -> None:
     cmd = [sys.executable, str(REPO_ROOT / "bench" / "replay_speed.py"), "--repeat",
            "1" if quick else "2"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, check=False).stdout
     figures = {}
     for key, pattern in (("e2e", r"end to end.*?([\d,]+) events/s"),
                          ("decode", r"read \+ decode alone:\s+([\d,]+)"),
@@ -421,7 +421,7 @@ def memory_child(accounts: int, trace: bool) -> dict[str, Any]:
 def run_memory_child(accounts: int, trace: bool) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "_memory", str(accounts)]
                          + (["--trace"] if trace else []), capture_output=True, text=True,
-                         cwd=REPO_ROOT)
+                         cwd=REPO_ROOT, check=False)  # its stderr is the error
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -437,7 +437,7 @@ def bench_memory(sizes: list[int]) -> None:
     row("  encoded state per idle account (encode_account_state)",
         f"{small['encoded_per_account']:,.0f} B")
     results = [run_memory_child(n, trace=False) for n in sizes]
-    print(f"  growth (models.pipeline in one process, simulated traffic over 0.1 h):")
+    print("  growth (models.pipeline in one process, simulated traffic over 0.1 h):")
     print(f"    {'accounts':>10} {'events':>10} {'core ev/s':>10} {'RSS MB':>8} "
           f"{'dRSS MB':>8} {'B/acct':>7} {'clusters':>9} {'cluster MB':>10}")
     for r in results:
