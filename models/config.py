@@ -23,8 +23,10 @@ from typing import Any
 # model version (and so every decision id) must tell two such cores apart. 0.2: the stealth
 # campaign's template rules (young accounts' prompts join at once, remembered crowd size, one
 # template in full against a young account). 0.3: network crowds alone (IP prefix, ASN with
-# user agent) weigh half.
-CORE_VERSION = "0.4"
+# user agent) weigh half. 0.4: a prompt in all but one of a template's convicted buckets holds
+# their verdicts whatever the account's age. 0.5: a kind with no evidence left (an unused
+# template) is dropped before the network-alone rule; network crowds alone weigh 0.45.
+CORE_VERSION = "0.5"
 
 
 @dataclass(frozen=True, slots=True)

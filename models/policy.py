@@ -51,8 +51,11 @@ def member_weight(state: AccountState, now_ts: float, cfg: DetectorConfig) -> fl
     if age <= cfg.young_account_age_s:
         return 1.0
     return max(ESTABLISHED_WEIGHT, 1.0 - (age - cfg.young_account_age_s) / _YEAR_S)
-# Evidence from network keys alone (no payment, template, system prompt...) counts at this weight.
-NETWORK_ALONE_WEIGHT = 0.5
+# Evidence from network keys alone (no payment, template, system prompt...) counts at this weight:
+# a little under half, so that a campaign-filled provider crowd beside a middling account-model
+# anomaly does not throttle an ordinary user of that provider (measured in the new-IP run: at
+# half, one was throttled at score 0.604), while a strong anomaly beside it still can (0.72).
+NETWORK_ALONE_WEIGHT = 0.45
 # The account model alone is never enough to act: its evidence counts at this weight.
 ACCOUNT_WEIGHT = 0.5
 
@@ -193,10 +196,15 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         both = two_templates_evidence(state.recent_prompts, tpl_evidence, cfg.simhash_bands)
         if both > by_kind["tpl"][0]:
             by_kind["tpl"] = (both, by_kind["tpl"][1])  # explained by its strongest bucket
+    # A kind with no evidence left (a template the account's prompts do not use: weight 0) is
+    # no evidence at all: it neither stands beside a network crowd (which alone weighs under
+    # half) nor is cited as a reason (measured: a template verdict the account never matched
+    # lifted a network crowd to full weight and throttled an ordinary user in the new-IP run).
+    by_kind = {kind: sk for kind, sk in by_kind.items() if sk[0] > 0.0}
     if by_kind and replaced is None and all(kind in NETWORK_KINDS for kind in by_kind):
         # Only network crowds (an IP prefix, a provider with a browser's user agent): strangers
         # share these, and a campaign rotating through residential addresses drags ordinary
-        # users of the same provider into its crowd. Alone they weigh half.
+        # users of the same provider into its crowd. Alone they weigh under half.
         by_kind = {kind: (s * NETWORK_ALONE_WEIGHT, key) for kind, (s, key) in by_kind.items()}
     remaining = 1.0
     for s, _ in by_kind.values():

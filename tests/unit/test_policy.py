@@ -324,7 +324,24 @@ def test_a_network_crowd_alone_weighs_half() -> None:
     both = assess(account(verdict("asnua:7018:f0efeff46ec4", 0.9), verdict("ip:1.2.3.0/24", 0.9)),
                   T0, CFG)
     # two network crowds (an address block and a provider) are two crowds: they may throttle
-    assert both.score == pytest.approx(1 - (1 - 0.45) ** 2) and both.action == "throttle"
+    assert both.score == pytest.approx(1 - (1 - 0.9 * NETWORK_ALONE_WEIGHT) ** 2, abs=1e-4)
+    assert both.action == "throttle"
+
+
+def test_a_template_the_account_does_not_use_is_no_evidence_beside_a_network_crowd() -> None:
+    # Measured in the new-IP run: an ordinary user held a template bucket's verdict (its
+    # prompt's one band collided with it) beside a campaign-filled provider crowd; the unused
+    # template counted 0 but, present, lifted the crowd to full weight, and it was throttled.
+    crowd = verdict("asnua:5617:f0efeff46ec4", 1.0)
+    one_bucket = verdict(template_keys(TPL_A, CFG.simhash_bands)[0], 0.9)
+    with_unused = assess(account(crowd, one_bucket, prompts=(OTHER,)), T0, CFG)
+    alone = assess(account(crowd, prompts=(OTHER,)), T0, CFG)
+    assert with_unused == alone
+    assert with_unused.score == pytest.approx(NETWORK_ALONE_WEIGHT)
+    assert not any(k.startswith("tpl:") for k in with_unused.cluster_ids)
+    # and a network crowd beside a middling account-model anomaly still does not throttle
+    anomalous = assess(account(crowd, account_score=0.43, prompts=(OTHER,)), T0, CFG)
+    assert anomalous.action == "allow"
 
 
 def test_one_template_alone_never_blocks() -> None:
