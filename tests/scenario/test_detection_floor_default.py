@@ -3,9 +3,9 @@
 The quarter-size scenario of test_detection_floor.py is too small and too short for the
 stealthy campaign (20 accounts, two hours: its template crowds never reach the size a cluster
 is judged at), so its floor is held here, on the traffic of the README's table (~35 s).
-Measured on it (2026-11-26, core 0.4): stealth 98.8% of accounts acted on, 30.6% of its
-requests served before action, 33.3% in all; hydra 7.2% served before action; no benign account
-acted on.
+Measured on it (2026-11-26, core 0.5): stealth 98.8% of accounts acted on, 30.6% of its
+requests served before action, 33.3% in all; hydra 99.6% acted on, 7.9% served before action;
+no benign account acted on.
 """
 
 from __future__ import annotations
