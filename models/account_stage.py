@@ -328,11 +328,14 @@ class AccountStage:
         if len(state.verdicts) > MAX_VERDICTS_PER_ACCOUNT:
             # Expired first, then the oldest template buckets, then the oldest of any kind;
             # a few at a time, so the sort is paid once per several verdicts.
-            ranked = sorted(state.verdicts.values(), key=lambda v: (
-                v.expires_ts > verdict.issued_ts, not v.cluster_key.startswith("tpl:"),
-                v.issued_ts, v.cluster_key))
-            for old in ranked[:len(ranked) - MAX_VERDICTS_PER_ACCOUNT + VERDICT_EVICTION_BATCH]:
-                del state.verdicts[old.cluster_key]
+            # (Ranked as tuples built in one comprehension: a key function called per verdict
+            # was 4% of the core once established accounts held template verdicts. Keys are
+            # unique, so the ranking never reaches past the key.)
+            now = verdict.issued_ts
+            ranked = sorted([(v.expires_ts > now, key[:4] != "tpl:", v.issued_ts, key)
+                             for key, v in state.verdicts.items()])
+            for rank in ranked[:len(ranked) - MAX_VERDICTS_PER_ACCOUNT + VERDICT_EVICTION_BATCH]:
+                del state.verdicts[rank[3]]
 
     def _join(self, state: AccountState, key: str, ev: RequestEvent, part: AccountPartition,
               young: bool) -> ClusterSummary:
