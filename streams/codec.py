@@ -86,11 +86,6 @@ def encode_summary(s: ClusterSummary | SourceTick) -> bytes:
     return orjson.dumps(s.to_wire())
 
 
-def decode_summary(value: bytes) -> ClusterSummary | SourceTick:
-    """A record of the cluster stage's input: a summary, or an account partition's tick."""
-    return cluster_record_from_wire(orjson.loads(value))
-
-
 # The tags of records carrying several items, in the order they were made (streams/outbox.py).
 SUMMARY_BATCH_TAG = "summaries"
 VERDICT_BATCH_TAG = "verdicts"
@@ -133,10 +128,6 @@ def decode_verdict_record(value: bytes) -> list[AccountVerdict]:
 
 def encode_verdict(v: AccountVerdict) -> bytes:
     return orjson.dumps(v.to_wire())
-
-
-def decode_verdict(value: bytes) -> AccountVerdict:
-    return AccountVerdict.from_wire(orjson.loads(value))
 
 
 def encode_account_state(state: AccountState) -> bytes:

@@ -39,7 +39,6 @@ from streams.codec import (
     decode_account_state,
     decode_cluster_record,
     decode_cluster_state,
-    decode_summary,
     decode_verdict_record,
     encode_batch,
     encode_summary,
@@ -165,7 +164,7 @@ def test_valid_event_updates_the_accounts_table(app: faust.App, settings: Settin
     p = partition_of("acct-1", settings)
     tick = int(T0 // settings.detector.cluster_tick_s)
     assert records[:len(ticks)] == ticks
-    assert [(decode_summary(r.value), r.partition) for r in ticks] == [
+    assert [(decode_cluster_record(r.value), r.partition) for r in ticks] == [
         (SourceTick(p, tick), q) for q in range(settings.topics["cluster_summaries"].partitions)]
     # then the summaries, held and sent as one record per cluster partition
     # (streams/outbox.py), each on the partition its cluster key maps to

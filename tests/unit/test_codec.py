@@ -30,8 +30,6 @@ from streams.codec import (
     decode_cluster_state,
     decode_request,
     decode_request_line,
-    decode_summary,
-    decode_verdict,
     decode_verdict_record,
     encode_account_state,
     encode_batch,
@@ -205,11 +203,11 @@ def test_cluster_state_round_trip() -> None:
 
 def test_stage_messages_round_trip() -> None:
     s = _summary("acct-1", kind="join", requests=0, tick=29_000_000)
-    assert decode_summary(encode_summary(s)) == s
+    assert decode_cluster_record(encode_summary(s)) == [s]
     t = SourceTick(source=3, tick=29_000_000)
-    assert decode_summary(encode_summary(t)) == t
+    assert decode_cluster_record(encode_summary(t)) == t
     v = AccountVerdict("acct-1", Verdict("ip:1.2.3.0/24", 0.9, T0, T0 + 60, "cv-1", "why"), T0)
-    assert decode_verdict(encode_verdict(v)) == v
+    assert decode_verdict_record(encode_verdict(v)) == [v]
 
 
 def test_a_cluster_record_holds_summaries_in_order_or_one_summary_or_a_tick() -> None:
@@ -228,13 +226,13 @@ def test_a_verdict_record_holds_verdicts_in_order_or_one_verdict() -> None:
     assert decode_verdict_record(encode_verdict(told[0])) == [told[0]]
 
 
-@pytest.mark.parametrize("decode,data", [(decode_summary, b'["too", "short"]'),
-                                         (decode_summary, b'["tick", 1, "x"]'),
-                                         (decode_summary, b'{"a": 1}'),
+@pytest.mark.parametrize("decode,data", [(decode_cluster_record, b'["too", "short"]'),
+                                         (decode_cluster_record, b'["tick", 1, "x"]'),
+                                         (decode_cluster_record, b'{"a": 1}'),
                                          (decode_cluster_record, b'["summaries", {"a": 1}]'),
                                          (decode_cluster_record, b'["summaries", [["short"]]]'),
                                          (decode_verdict_record, b'["verdicts", 3]'),
-                                         (decode_verdict, b'["acct"]')])
+                                         (decode_verdict_record, b'["acct"]')])
 def test_malformed_stage_messages_raise(decode: Callable[[bytes], Any], data: bytes) -> None:
     with pytest.raises(ValueError):
         decode(data)
