@@ -89,7 +89,9 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     if n < least or totals.requests == 0:
         score = 0.0
     else:
-        # Size: 0 at the minimum, 1 at eight times the minimum (log scale).
+        # Size: 0 up to cluster_min_accounts, 1 at eight times it (log scale), for every kind:
+        # a lower template_min_accounts lets a smaller template crowd be scored, not score
+        # higher.
         crowd = remembered if template else n
         size = max(0.0, min(1.0, math.log(crowd / cfg.cluster_min_accounts) / math.log(8)))
         asks_reasoning = min(1.0, reasoning / 0.6)
