@@ -294,9 +294,8 @@ class AccountStage:
         """The hydra response: an account joining a convicted key holds its verdict at once.
         Called for keys in `part.convicted` only (`applicable` says None for the others)."""
         verdict = part.convicted.applicable(key, part.watermark.max_ts)
-        held = state.verdicts.get(key)
-        if verdict is not None and (held is None or held.issued_ts < verdict.issued_ts):
-            self._hold(state, verdict)
+        if verdict is not None:
+            self._hold_if_newer(state, verdict)
 
     def _hold_convicted_template(self, state: AccountState, buckets: tuple[str, ...],
                                  part: AccountPartition) -> None:
@@ -317,11 +316,13 @@ class AccountStage:
         verdicts = [v for v in (applicable(key, now) for key in buckets) if v is not None]
         if len(verdicts) < len(buckets) - 1:
             return
-        held = state.verdicts
         for verdict in verdicts:
-            before = held.get(verdict.cluster_key)
-            if before is None or before.issued_ts < verdict.issued_ts:
-                self._hold(state, verdict)
+            self._hold_if_newer(state, verdict)
+
+    def _hold_if_newer(self, state: AccountState, verdict: Verdict) -> None:
+        held = state.verdicts.get(verdict.cluster_key)
+        if held is None or held.issued_ts < verdict.issued_ts:
+            self._hold(state, verdict)
 
     def _hold(self, state: AccountState, verdict: Verdict) -> None:
         state.verdicts[verdict.cluster_key] = verdict

@@ -112,12 +112,7 @@ class ClusterStage:
             # it joins the next tick to judge, as late as it came, and is counted.
             s = s._replace(tick=part.judged_before)
         state.pending.append(s)
-        # `part.register_pending`, inline (once per summary)
-        key, tick = state.cluster_key, s.tick
-        at = part.pending_at.get(key)
-        if at is None or tick < at:
-            part.pending_at[key] = tick
-            part.pending.register(key, tick)
+        part.register_pending(state.cluster_key, s.tick)
         return state, behind
 
     # --- per source tick: advance the aligned watermark ------------------------------------

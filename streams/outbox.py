@@ -49,9 +49,7 @@ class Outbox:
 
     def hold(self, item: Any) -> None:
         """Hold `item` (a value with `to_wire()`) for the partition of its key."""
-        q = partition_for(self._key_of(item), self.partitions)
-        self._held.setdefault(q, []).append(item.to_wire())
-        self.held += 1
+        self.hold_for(partition_for(self._key_of(item), self.partitions), item)
 
     def hold_for(self, partition: int, item: Any) -> None:
         """Hold `item` for one given partition (a broadcast is held for each)."""
