@@ -49,14 +49,15 @@ class AccountWindow:
     gap_n: int = 0
     gap_sum: float = 0.0
     gap_sq_sum: float = 0.0
-    # Recurring template bucket -> (requests, reasoning requested, high-value, 1) in this window,
-    # so a summary to a template cluster carries what was asked *with that template* only.
-    # Buckets of one-off prompts are kept as (requests, 0, 0, 0) while room lasts, for the
+    # Recurring template bucket -> (requests, reasoning requested, high-value, 1, latest prompt)
+    # in this window, so a summary to a template cluster carries what was asked *with that
+    # template* only, and one of its prompts (the cluster's signature is made of them). Buckets
+    # of one-off prompts are kept as (requests, 0, 0, 0, prompt) while room lasts, for the
     # template-reuse feature, and never fanned out. Tuples, replaced on update, rather than
     # lists: the garbage collector stops tracking a tuple of ints, and up to 32 lists per
     # window living for minutes made most of the full collections (a quarter of the core's
     # time). The wire form is the same (arrays).
-    templates: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    templates: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
     ip_prefixes: list[str] = field(default_factory=list)
     # The account's infrastructure cluster keys used in this window: only they get a summary.
     infra_keys: list[str] = field(default_factory=list)
@@ -72,7 +73,8 @@ class AccountWindow:
         return cls(start=w[0], requests=w[1], reasoning=w[2], high_value=w[3], errors=w[4],
                    with_tools=w[5], prompt_tokens=w[6], completion_tokens=w[7], first_ts=w[8],
                    last_ts=w[9], gap_n=w[10], gap_sum=w[11], gap_sq_sum=w[12],
-                   templates={k: (c[0], c[1], c[2], c[3]) for k, c in w[13].items()},
+                   templates={k: (c[0], c[1], c[2], c[3], c[4] if len(c) > 4 else 0)
+                              for k, c in w[13].items()},
                    ip_prefixes=list(w[14]), infra_keys=list(w[15]))
 
 
@@ -86,10 +88,15 @@ class Verdict:
     expires_ts: float
     verdict_id: str
     reason: str
+    # For a prompt-template bucket: the template its crowd used, the bitwise majority of the
+    # crowd's recent prompts (`models.templates.signature`); 0 for other keys. A prompt is of
+    # the convicted template when it lies near it, not merely when it shares the bucket's
+    # 16 bits (models/policy.py `uses_template`).
+    signature: int = 0
 
     def to_wire(self) -> list[Any]:
         return [self.cluster_key, self.score, self.issued_ts, self.expires_ts, self.verdict_id,
-                self.reason]
+                self.reason, self.signature]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Verdict:
@@ -185,6 +192,7 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
     win.prompt_tokens += ev.prompt_tokens
     win.completion_tokens += ev.completion_tokens
     templates = win.templates
+    simhash = ev.simhash
     newly: list[str] = []
     for band, key in enumerate(buckets):
         counts = templates.get(key)
@@ -199,15 +207,16 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
                 del templates[one_off]
             counts = _NO_COUNTS
         if band in recurring:
-            templates[key] = (counts[0] + 1, counts[1] + reasoning, counts[2] + high_value, 1)
+            templates[key] = (counts[0] + 1, counts[1] + reasoning, counts[2] + high_value, 1,
+                              simhash)
             if not counts[3]:
                 newly.append(key)
         else:
-            templates[key] = (counts[0] + 1, counts[1], counts[2], counts[3])
+            templates[key] = (counts[0] + 1, counts[1], counts[2], counts[3], simhash)
     return newly
 
 
-_NO_COUNTS = (0, 0, 0, 0)
+_NO_COUNTS = (0, 0, 0, 0, 0)
 
 
 def top_template_keys(win: AccountWindow, limit: int) -> list[str]:

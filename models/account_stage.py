@@ -37,7 +37,7 @@ from models.features import account_features
 from models.keys import infrastructure_keys, key_kind, template_keys
 from models.messages import AccountVerdict, ClusterSummary
 from models.policy import decide
-from models.templates import TemplateRecurrence
+from models.templates import TemplateRecurrence, uses_template
 from models.windows import Watermark, window_start
 
 # Verdicts held per account: infrastructure keys are few per account (see config); template
@@ -167,12 +167,11 @@ class AccountStage:
             # account joining a convicted cluster is acted on at its first requests; later,
             # its window summaries keep its clusters informed.
             for key in newly_recurring:
-                out.summaries.append(self._join(state, key, ev, part, young))
+                out.summaries.append(self._join(state, key, ev, part, young, simhash))
                 if key in convicted_keys:
                     self._hold_convicted(state, key, part)
-        if convicted_keys and (buckets[0] in convicted_keys or buckets[1] in convicted_keys):
-            # (all but one bucket convicted: one of any two is)
-            self._hold_convicted_template(state, buckets, part)
+        if convicted_keys and not convicted_keys.keys().isdisjoint(buckets):
+            self._hold_convicted_template(state, simhash, buckets, part)
         state.requests += 1
         state.last_ts = max(state.last_ts, ts)
         decision = decide(state, state.last_ts, cfg)
@@ -297,27 +296,25 @@ class AccountStage:
         if verdict is not None:
             self._hold_if_newer(state, verdict)
 
-    def _hold_convicted_template(self, state: AccountState, buckets: tuple[str, ...],
-                                 part: AccountPartition) -> None:
-        """A prompt in all but one of its template's buckets convicted holds their verdicts at
-        once, whatever the account's age or request count.
+    def _hold_convicted_template(self, state: AccountState, simhash: int,
+                                 buckets: tuple[str, ...], part: AccountPartition) -> None:
+        """A prompt of a convicted template (in one of its convicted buckets and near the
+        template's signature) holds the bucket's verdict at once, whatever the account's age or
+        request count.
 
         An established account's one-off prompts join no bucket until the template recurs in
         its partition, and a thin campaign template recurs there late (measured on
         campaign_stealth: its accounts over 30 days old were acted on 1-3 hours after their
-        first templated prompts). `bands - 1` buckets, not the policy's two: where campaigns
-        are convicted by the thousand a sixtieth of every band's buckets can be convicted, and a
-        random prompt then falls into two of them one time in 600, into three one time in
-        50,000 (measured with campaigns spread over ten times the accounts: two was enough to
-        block an ordinary user). The policy still weighs a single template at half against an
-        established account."""
+        first templated prompts). A prompt that merely shares a convicted bucket's 16 bits
+        (where campaigns are convicted by the thousand, a sixtieth of every band's buckets can
+        be) is ~24 bits from the signature and holds nothing. The policy still weighs a single
+        template at half against an established account."""
         now = part.watermark.max_ts
         applicable = part.convicted.applicable
-        verdicts = [v for v in (applicable(key, now) for key in buckets) if v is not None]
-        if len(verdicts) < len(buckets) - 1:
-            return
-        for verdict in verdicts:
-            self._hold_if_newer(state, verdict)
+        for key in buckets:
+            verdict = applicable(key, now)
+            if verdict is not None and uses_template(simhash, verdict.signature):
+                self._hold_if_newer(state, verdict)
 
     def _hold_if_newer(self, state: AccountState, verdict: Verdict) -> None:
         held = state.verdicts.get(verdict.cluster_key)
@@ -339,7 +336,7 @@ class AccountStage:
                 del state.verdicts[rank[3]]
 
     def _join(self, state: AccountState, key: str, ev: RequestEvent, part: AccountPartition,
-              young: bool) -> ClusterSummary:
+              young: bool, simhash: int = 0) -> ClusterSummary:
         # The joining request itself is reported at once, so a cluster of brand-new accounts
         # has content to judge before their first windows close (it is counted once more in
         # the window summary: one request of bias, for minutes of detection time).
@@ -350,7 +347,7 @@ class AccountStage:
                               high_value=int(ev.is_high_value),
                               completion_tokens=ev.completion_tokens,
                               young=young, account_first_ts=state.first_ts,
-                              tick=part.tick)
+                              tick=part.tick, simhash=simhash)
 
     def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:
         cfg = self.cfg
@@ -377,13 +374,13 @@ class AccountStage:
                 account_first_ts=state.first_ts, tick=part.tick))
         per_request_tokens = win.completion_tokens // max(1, win.requests)
         for key in top_template_keys(win, cfg.max_template_keys_per_window):
-            requests, reasoning, high_value, _ = win.templates[key]
+            requests, reasoning, high_value, _, simhash = win.templates[key]
             out.summaries.append(ClusterSummary(
                 cluster_key=key, account_id=state.account_id, kind="window",
                 window_start=win.start, event_ts=win.last_ts, requests=requests,
                 reasoning=reasoning, high_value=high_value,
                 completion_tokens=per_request_tokens * requests, young=young,
-                account_first_ts=state.first_ts, tick=part.tick))
+                account_first_ts=state.first_ts, tick=part.tick, simhash=simhash))
         state.window = None
         state.windows_closed += 1
 

@@ -14,6 +14,7 @@ from typing import Any, Final
 from models.account import Verdict
 from models.config import DetectorConfig
 from models.messages import ClusterSummary
+from models.templates import SIGNATURE_BITS, signature
 
 
 @dataclass(slots=True)
@@ -35,14 +36,16 @@ class ClusterWindow:
 
 
 # Member record, kept as a short tuple to stay small on the wire (an array):
-# (last window active, young (0/1), first request ts, id of the last verdict it was told).
+# (last window active, young (0/1), first request ts, id of the last verdict it was told,
+# for a template bucket the member's latest prompt there (SimHash; 0 for other keys)).
 # A tuple, replaced on update, rather than a list: the garbage collector stops tracking a
 # tuple of plain values, and a list per member of every cluster made much of its work.
 _LAST: Final = 0
 _YOUNG: Final = 1
 _FIRST: Final = 2
 _TOLD: Final = 3
-Member = tuple[int, int, float, str]
+_PROMPT: Final = 4
+Member = tuple[int, int, float, str, int]
 
 
 @dataclass(slots=True)
@@ -62,6 +65,12 @@ class ClusterState:
     # Summaries received but not folded in yet: each waits until its tick is judged
     # (models/cluster_stage.py), so the fold order never depends on arrival order.
     pending: list[ClusterSummary] = field(default_factory=list)
+    # For a template bucket: the template its crowd uses (`template_signature`), set once the
+    # first members agree on one, and kept. What a summary of a prompt far from it asks is not
+    # counted, and a conviction names it: two templates can share a 16-bit band (measured: a
+    # CoT campaign's template and a launch tutorial; the campaign's crowd convicted the bucket,
+    # and the tutorial's users, matching the majority of the latest prompts, were throttled).
+    template: int = 0
     # Not on the wire, so a recovered state starts over with a full scan: the verdict every
     # active member has been told of (`members_to_tell`), and the members added since, in
     # the order they were added. Telling then looks at those only, not at every member.
@@ -78,17 +87,19 @@ class ClusterState:
                 [w.to_wire() for w in self.windows.values()], self.members,
                 self.members_overflow, self.late_summaries, self.active, self.active_young,
                 self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts,
-                [p.to_wire() for p in self.pending]]
+                [p.to_wire() for p in self.pending], self.template]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterState:
         windows = [ClusterWindow.from_wire(x) for x in w[2]]
         return cls(cluster_key=w[0], current_window=w[1],
                    windows={x.start: x for x in windows},
-                   members={a: (m[0], m[1], m[2], m[3]) for a, m in w[3].items()},
+                   members={a: (m[0], m[1], m[2], m[3], m[4] if len(m) > 4 else 0)
+                            for a, m in w[3].items()},
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
-                   last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]])
+                   last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]],
+                   template=w[12] if len(w) > 12 else 0)
 
 
 def cluster_window(account_window_start: int, cfg: DetectorConfig) -> int:
@@ -125,6 +136,8 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     state.active = active
     state.active_young = young
     state.active_new = new
+    if not state.template and state.cluster_key[:4] == "tpl:":
+        state.template = template_signature(state)
 
 
 def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> bool:
@@ -151,11 +164,13 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         if len(members) >= cfg.cluster_member_cap:
             state.members_overflow += 1
         else:
-            members[account_id] = (window, int(s.young), s.account_first_ts, "")
+            members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash)
             if state.joined is not None:  # else the next telling scans every member anyway
                 state.joined.append(account_id)  # (so at most the member cap of them)
             _count_active(state, s.young, s.account_first_ts, start)
             win.accounts += 1
+            if s.simhash and not state.template:
+                state.template = template_signature(state)
     else:
         last = member[_LAST]
         if last < start:  # back in the horizon after a pause
@@ -164,7 +179,12 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             state.joined = None
         if last < window:
             win.accounts += 1
-            members[account_id] = (window, member[_YOUNG], member[_FIRST], member[_TOLD])
+        if last < window or (s.simhash and s.simhash != member[_PROMPT]):
+            members[account_id] = (max(last, window), member[_YOUNG], member[_FIRST],
+                                   member[_TOLD], s.simhash or member[_PROMPT])
+    simhash = s.simhash
+    if simhash and state.template and (simhash ^ state.template).bit_count() > SIGNATURE_BITS:
+        return True  # a stray: a member, but what it asks is not the template's
     # A join carries its joining request, a window summary the window's requests.
     win.requests += s.requests
     win.reasoning += s.reasoning
@@ -206,12 +226,12 @@ def members_to_tell(state: ClusterState, verdict_id: str, cfg: DetectorConfig) -
         for account in state.joined:
             m = members[account]
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id)
+                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT])
                 told.append(account)
     else:
         for account, m in members.items():  # replacing values keeps the member order
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id)
+                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT])
                 told.append(account)
         state.told_all = verdict_id
     if state.joined is None:
@@ -226,5 +246,17 @@ def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
     m = state.members.get(account_id)
     if m is None or m[_TOLD] == verdict_id:
         return False
-    state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id)
+    state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT])
     return True
+
+
+def template_signature(state: ClusterState) -> int:
+    """The template a bucket's crowd uses: the signature of its members' latest prompts there
+    (one each, the latest `SIGNATURE_MEMBERS` members), so no one account, however chatty, makes
+    the template alone; 0 when they share none (`models.templates.signature`)."""
+    prompts = [m[_PROMPT] for m in state.members.values() if m[_PROMPT]]
+    return signature(prompts[-SIGNATURE_MEMBERS:])
+
+
+# Members whose prompts make a template bucket's signature (odd: no ties).
+SIGNATURE_MEMBERS = 31

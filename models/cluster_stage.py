@@ -182,7 +182,8 @@ class ClusterStage:
                         issued_ts=now_ts, expires_ts=now_ts + cfg.verdict_ttl_s,
                         verdict_id=verdict_id(state.cluster_key, now_ts, evidence.score,
                                               cfg.model_version),
-                        reason=evidence.reason(state.cluster_key))
+                        reason=evidence.reason(state.cluster_key),
+                        signature=state.template)
             state.verdict = v
             out.convictions.append(AccountVerdict(BROADCAST, v, now_ts))
         elif not in_force:

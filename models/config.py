@@ -25,8 +25,9 @@ from typing import Any
 # template in full against a young account). 0.3: network crowds alone (IP prefix, ASN with
 # user agent) weigh half. 0.4: a prompt in all but one of a template's convicted buckets holds
 # their verdicts whatever the account's age. 0.5: a kind with no evidence left (an unused
-# template) is dropped before the network-alone rule; network crowds alone weigh 0.45.
-CORE_VERSION = "0.5"
+# template) is dropped before the network-alone rule; network crowds alone weigh 0.45. 0.6: a
+# prompt is of a convicted template when near the bucket's signature (one bucket suffices).
+CORE_VERSION = "0.6"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from models.account import Verdict
 
 class ClusterSummary(NamedTuple):
     """An immutable record. A named tuple rather than a frozen dataclass: two or three are made
-    per event, and a frozen dataclass's constructor sets each of its 12 fields through
+    per event, and a frozen dataclass's constructor sets each of its 13 fields through
     `object.__setattr__` (2.5 times the cost). (Unlike a plain tuple, a named tuple stays
     tracked by the garbage collector.) Change a field with `_replace`."""
 
@@ -37,14 +37,18 @@ class ClusterSummary(NamedTuple):
     # The sending account partition's tick (its newest event time // cluster_tick_s) when the
     # summary was made: the cluster stage folds it in once every partition has passed it.
     tick: int = 0
+    # For a template bucket, one prompt (SimHash) the account sent in it: the cluster's
+    # signature is made of them. 0 for other keys.
+    simhash: int = 0
 
     def to_wire(self) -> list[Any]:
         return list(self)
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterSummary:
-        if not isinstance(w, list) or len(w) != 12:
-            raise ValueError("cluster summary must be a list of 12 fields")
+        # (12 fields: a summary from a core before template signatures)
+        if not isinstance(w, list) or len(w) not in (12, 13):
+            raise ValueError("cluster summary must be a list of 12 or 13 fields")
         return cls(*w)
 
 

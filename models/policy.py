@@ -21,18 +21,21 @@ from models.account import AccountState
 from models.config import DetectorConfig
 from models.decision import STRENGTH, Decision, decision_id
 from models.keys import key_kind, template_keys
+from models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
 CORROBORATION_SCORE = 0.5
-# Template evidence counts the account's own recent prompts that fall, with at least two of their
-# bands, into convicted template buckets: a prompt of a convicted template does (its bit flips
-# spare two of four bands most of the time), while an unrelated prompt collides with a convicted
-# 16-bit band now and then (a heavy user holds several such verdicts over a day) but rarely with
-# two at once. One such template gives half weight, two give full weight and corroborate like a
-# second kind: each is its own crowd of accounts. Against a young account one template already
-# gives full weight (`_template_weight`).
-MIN_BANDS_MATCHED = 2
+# Template evidence counts the account's own recent prompts that are of a convicted template: in
+# one of its convicted buckets and near the bucket's signature (`models.templates.uses_template`:
+# the template its crowd used, where an unrelated prompt sharing the bucket's band by chance is
+# not). So one bucket is enough, and a template counts as soon as its first bucket is convicted
+# (before signatures, a prompt needed two convicted bands, a lone template three: measured on
+# campaign_stealth, the third of a template's buckets was convicted 1-4 hours after the first).
+# One template gives half weight, two give full weight and corroborate like a second kind: each
+# is its own crowd of accounts. Against a young account one template already gives full weight
+# (`_template_weight`).
 TEMPLATES_FOR_FULL_WEIGHT = 2
+MIN_TEMPLATE_BUCKETS = 2
 # Two prompts within this many SimHash bits of each other are near-duplicates of one template
 # (templated prompts here are at most a few bits from their template, so at most twice that
 # from each other); unrelated prompts are ~32 bits apart and this close with probability 4e-5.
@@ -69,30 +72,28 @@ class Assessment:
     basis: list[str]
 
 
-def matched_templates(prompts: list[int], convicted: set[str], bands: int) -> int:
+def matched_templates(prompts: list[int], signatures: dict[str, int], bands: int) -> int:
     """How many distinct convicted templates the prompts use.
 
-    A prompt uses a convicted template when at least MIN_BANDS_MATCHED of its buckets are
-    convicted. Prompts within SAME_TEMPLATE_BITS of each other are one template, so the count
-    is the largest number of such prompts that are pairwise further apart than that (the
-    prompts of one template never count as two, however their bit flips split the bands).
-    Two or more templates count as such: a chance collision of two bands with convicted buckets
-    is rare (a heavy user in a day of many convictions meets one, hardly two at once). One
-    template alone counts only once its prompts hit `bands - 1` distinct convicted buckets (a
-    template's prompts keep that many of its bands most of the time, a chance collision not).
-    The count never falls when a verdict or a prompt is added (more evidence is never less).
+    `signatures`: convicted template bucket -> its verdict's signature. A prompt uses a convicted
+    template when it `uses_template` of one of its buckets. Prompts within SAME_TEMPLATE_BITS of
+    each other are one template, so the count is the largest number of such prompts that are
+    pairwise further apart than that (the prompts of one template never count as two, however
+    their bit flips split the bands). The count never falls when a verdict or a prompt is added
+    (more evidence is never less).
     """
     using: list[int] = []
     hit: set[str] = set()
     for simhash in prompts:
         if simhash in using:
             continue
-        keys = [k for k in template_keys(simhash, bands) if k in convicted]
-        if len(keys) >= MIN_BANDS_MATCHED:
+        keys = [k for k in template_keys(simhash, bands)
+                if k in signatures and uses_template(simhash, signatures[k])]
+        if keys:
             using.append(simhash)
             hit.update(keys)
     count = _most_distinct(using)
-    if count == 1 and len(hit) < bands - 1:
+    if count == 1 and len(hit) < MIN_TEMPLATE_BUCKETS:
         return 0
     return count
 
@@ -115,8 +116,8 @@ def _template_weight(templates: int, member: float) -> float:
 
     Two templates: in full (two crowds). One template: in full against a young account (or one
     of unknown age, `member_weight` 1), half against an established one. A template is convicted
-    because its crowd is young and harvests; a young account using it (with `bands - 1` of its
-    buckets, so no chance collision) is one more of that crowd, like a fresh account joining a
+    because its crowd is young and harvests; a young account using it (near its signature, so
+    no chance collision) is one more of that crowd, like a fresh account joining a
     convicted payment instrument, and waiting for it to use a second convicted template leaves a
     slow campaign's accounts, which send a few templated prompts an hour, served for hours. An
     established user sharing one popular prompt with such a crowd is not the crowd: it keeps the
@@ -126,20 +127,22 @@ def _template_weight(templates: int, member: float) -> float:
     return templates / TEMPLATES_FOR_FULL_WEIGHT
 
 
-def two_templates_evidence(prompts: list[int], evidence: dict[str, float], bands: int) -> float:
+def two_templates_evidence(prompts: list[int], evidence: dict[str, float],
+                           signatures: dict[str, int], bands: int) -> float:
     """The strongest noisy-or of two distinct convicted templates the prompts use (0 if none).
 
     Two templates are two crowds, convicted each on its own accounts: they corroborate a block
     like two kinds of key (`assess`), and their evidence adds up like two kinds' does, rather
-    than the stronger alone standing for both. A prompt uses a template when at least
-    MIN_BANDS_MATCHED of its buckets are convicted (`evidence`: bucket -> decayed evidence), and
-    counts with its strongest such bucket; two prompts are of distinct templates when more than
-    SAME_TEMPLATE_BITS apart. A maximum over pairs, so a further verdict or prompt never lowers it.
+    than the stronger alone standing for both. A prompt uses a template as in
+    `matched_templates`, and counts with the strongest bucket it uses (`evidence`: bucket ->
+    decayed evidence); two prompts are of distinct templates when more than SAME_TEMPLATE_BITS
+    apart. A maximum over pairs, so a further verdict or prompt never lowers it.
     """
     using: list[tuple[int, float]] = []
     for simhash in prompts:
-        hits = [evidence[k] for k in template_keys(simhash, bands) if k in evidence]
-        if len(hits) >= MIN_BANDS_MATCHED:
+        hits = [evidence[k] for k in template_keys(simhash, bands)
+                if k in evidence and uses_template(simhash, signatures[k])]
+        if hits:
             using.append((simhash, max(hits)))
     best = 0.0
     for i, (a, ea) in enumerate(using):
@@ -173,9 +176,9 @@ def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: f
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
-    convicted_buckets = {k for k, _ in in_force if k.startswith("tpl:")}
-    templates = (matched_templates(state.recent_prompts, convicted_buckets, cfg.simhash_bands)
-                 if convicted_buckets else 0)
+    signatures = {k: v.signature for k, v in in_force if k.startswith("tpl:")}
+    templates = (matched_templates(state.recent_prompts, signatures, cfg.simhash_bands)
+                 if signatures else 0)
     weight = member_weight(state, now_ts, cfg)
     template_weight = _template_weight(templates, weight)
     replaced: str | None = None
@@ -193,7 +196,8 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         if kind not in by_kind or decayed > by_kind[kind][0]:
             by_kind[kind] = (decayed, key)
     if templates >= TEMPLATES_FOR_FULL_WEIGHT:
-        both = two_templates_evidence(state.recent_prompts, tpl_evidence, cfg.simhash_bands)
+        both = two_templates_evidence(state.recent_prompts, tpl_evidence, signatures,
+                                      cfg.simhash_bands)
         if both > by_kind["tpl"][0]:
             by_kind["tpl"] = (both, by_kind["tpl"][1])  # explained by its strongest bucket
     # A kind with no evidence left (a template the account's prompts do not use: weight 0) is

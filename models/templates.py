@@ -1,4 +1,5 @@
-"""Which prompt-template buckets recur: a partition-local count of recent bucket use.
+"""Prompt templates: which buckets recur (a partition-local count of recent bucket use), and
+what template a bucket's crowd uses (its signature).
 
 Most prompts are unique, and fanning every one of their LSH buckets out to the cluster stage
 would cost several messages per request and create a cluster per prompt. A bucket becomes worth
@@ -28,6 +29,40 @@ from dataclasses import dataclass, field
 # some one-off prompts recur by chance (measured: about 1.9 cluster summaries per event on the
 # default scenario, against 1.4 with two sightings, for a faster hydra response).
 RECURRING_AFTER = 1
+
+
+# A prompt within this many bits of a convicted template bucket's signature is of its template.
+# A campaign's prompts are their template with a few bits flipped, so they lie within a few bits
+# of it; an unrelated prompt that shares one of the bucket's 16-bit bands by chance has its other
+# 48 bits at random, ~24 from the signature, and is this close one time in 500,000.
+SIGNATURE_BITS = 8
+
+
+def uses_template(simhash: int, signature: int) -> bool:
+    """Whether a prompt is of the template with this signature (0, no template: never)."""
+    return signature != 0 and (simhash ^ signature).bit_count() <= SIGNATURE_BITS
+
+
+def signature(prompts: list[int]) -> int:
+    """The template the prompts share: their bitwise majority, provided most of them lie
+    within SIGNATURE_BITS of it; else 0 (no template: prompts that only share a band by
+    chance, or too few to tell, whose majority is each prompt's own bits).
+
+    >>> template = 0x0123_4567_89AB_CDEF
+    >>> hex(signature([template ^ 1, template ^ 2, template ^ 4]))
+    '0x123456789abcdef'
+    >>> signature([template]), signature([template, template ^ 2])
+    (0, 0)
+    >>> signature([0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210, 0x0F0F_0F0F_0F0F_0F0F])
+    0
+    """
+    if len(prompts) < 3:
+        return 0
+    half = len(prompts) / 2
+    majority = sum(1 << bit for bit in range(64)
+                   if sum((p >> bit) & 1 for p in prompts) > half)
+    near = sum(1 for p in prompts if (p ^ majority).bit_count() <= SIGNATURE_BITS)
+    return majority if near > half else 0
 
 
 @dataclass(slots=True)

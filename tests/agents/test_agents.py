@@ -291,9 +291,11 @@ def test_verdicts_lead_to_contract_valid_enforcement(app: faust.App, settings: S
     p = partition_of("acct-9", settings)
     prompts = ["0123456789abcdef", "fedcba9876543210"]  # two templates sharing no band
 
-    def verdict(key: str, ts: float) -> bytes:
+    def verdict(key: str, ts: float, signature: int = 0) -> bytes:
+        # a template bucket's verdict names the template its crowd used (its signature)
         return encode_verdict(AccountVerdict("acct-9", Verdict(
-            key, 0.9, ts, ts + cfg.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted"), ts))
+            key, 0.9, ts, ts + cfg.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted",
+            signature), ts))
 
     async def scenario() -> None:
         events, verdicts = app.agents["account_stage"], app.agents["apply_verdicts"]
@@ -307,7 +309,8 @@ def test_verdicts_lead_to_contract_valid_enforcement(app: faust.App, settings: S
             later = T0 + 300
             for prompt in prompts:
                 for key in template_keys(int(prompt, 16), cfg.simhash_bands):
-                    await agent.put(verdict(key, later), key=b"acct-9", partition=p)
+                    await agent.put(verdict(key, later, int(prompt, 16)), key=b"acct-9",
+                                    partition=p)
         # held until the partition's event time reaches each verdict's time to apply
         assert outbox.to("enforcement") == []
         async with events.test_context() as agent:

@@ -24,7 +24,7 @@ from models.config import DetectorConfig
 from models.events import RequestEvent
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
-from models.templates import RECURRING_AFTER
+from models.templates import RECURRING_AFTER, SIGNATURE_BITS
 from models.windows import window_start
 from tests.conftest import make_event
 
@@ -440,8 +440,9 @@ def test_on_due_expires_only_past_idle_time() -> None:
 # --- verdicts ---------------------------------------------------------------------------------
 
 
-def _verdict(key: str, score: float = 1.0, ts: float = T0) -> Verdict:
-    return Verdict(key, score, ts, ts + CFG.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted")
+def _verdict(key: str, score: float = 1.0, ts: float = T0, signature: int = 0) -> Verdict:
+    return Verdict(key, score, ts, ts + CFG.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted",
+                   signature)
 
 
 def test_verdict_for_an_unknown_account_creates_state_and_may_decide() -> None:
@@ -461,7 +462,7 @@ def test_template_verdicts_act_once_the_account_uses_the_templates() -> None:
     assert [d.action for d in out.decisions] == ["throttle"]
     for prompt in (TEMPLATE, other):
         for key in template_keys(int(prompt, 16), CFG.simhash_bands):
-            st, out = h.verdict(st, "z", _verdict(key, score=0.9))
+            st, out = h.verdict(st, "z", _verdict(key, score=0.9, signature=int(prompt, 16)))
             assert out.decisions == []  # the account has not used the template (yet)
     h.states["z"] = st
     out, _ = h.event(ev("z", T0 + 1, 1, prompt_simhash="1111222233334444"))
@@ -616,28 +617,32 @@ def test_a_replacement_account_joining_a_convicted_cluster_is_acted_on_at_its_fi
     assert h.states["replacement"].verdicts["pay:campaign"].verdict_id == "cv-pay:campaign"
 
 
-def test_a_prompt_in_a_convicted_template_holds_its_verdicts_whatever_the_accounts_age() -> None:
+def test_a_prompt_of_a_convicted_template_holds_its_verdict_whatever_the_accounts_age() -> None:
     # An established account past its first requests joins no template bucket until the
-    # template recurs in its partition; a prompt with all but one of its buckets convicted
-    # holds those verdicts at once all the same. Two buckets, what a random prompt meets by
-    # chance where campaigns are convicted by the thousand, are not enough.
+    # template recurs in its partition; a prompt near a convicted bucket's signature holds its
+    # verdict at once all the same. A prompt that only shares convicted buckets' bands (what a
+    # random prompt meets by chance where campaigns are convicted by the thousand) does not.
     h = Harness()
     old = T0 - CFG.young_account_age_s - 86400.0
     for i in range(JOIN_AT_ONCE_REQUESTS):
         h.event(ev("veteran", T0 - 600 + i, i, account_created_ts=old,
                    prompt_simhash=f"{i:016x}"))
-    campaign = template_keys(int(TEMPLATE, 16), CFG.simhash_bands)
-    chance = template_keys(0xFEDCBA9876543210, CFG.simhash_bands)
-    for key in (*campaign[:-1], *chance[:2]):
-        h.stage.on_conviction(told(BROADCAST, _verdict(key, score=0.9, ts=T0)), h.part)
+    template = int(TEMPLATE, 16)
+    campaign = template_keys(template, CFG.simhash_bands)
+    prompt = 0xFEDC_BA98_7654_3210
+    lookalike = (prompt & 0xFFFF_FFFF) | (0x0F0F_0F0F << 32)  # shares the prompt's bands 0, 1
+    assert (prompt ^ lookalike).bit_count() > SIGNATURE_BITS
+    h.stage.on_conviction(told(BROADCAST, _verdict(campaign[0], 0.9, T0, template)), h.part)
+    for key in template_keys(lookalike, CFG.simhash_bands)[:2]:
+        h.stage.on_conviction(told(BROADCAST, _verdict(key, 0.9, T0, lookalike)), h.part)
     at = T0 + DELAY
-    h.event(ev("veteran", at, 50, account_created_ts=old, prompt_simhash="fedcba9876543210"))
+    h.event(ev("veteran", at, 50, account_created_ts=old, prompt_simhash=f"{prompt:016x}"))
     assert not any(k.startswith("tpl:") for k in h.states["veteran"].verdicts)
-    out, _ = h.event(ev("veteran", at + 1, 51, account_created_ts=old, prompt_simhash=TEMPLATE))
-    assert joins(out.summaries) == []  # still not a member: it holds the verdicts, no more
-    assert sorted(k for k in h.states["veteran"].verdicts if k.startswith("tpl:")) == sorted(
-        campaign[:-1])
-    # one template against an established account counts half (models/policy.py): no action
+    out, _ = h.event(ev("veteran", at + 1, 51, account_created_ts=old,
+                        prompt_simhash=f"{template ^ 0b101 << 20:016x}"))  # two bits flipped
+    assert joins(out.summaries) == []  # still not a member: it holds the verdict, no more
+    assert [k for k in h.states["veteran"].verdicts if k.startswith("tpl:")] == [campaign[0]]
+    # one bucket of one template is no template evidence yet (models/policy.py): no action
     assert out.decisions == []
 
 

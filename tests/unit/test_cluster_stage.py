@@ -230,6 +230,69 @@ def test_campaign_of_young_accounts_harvesting_reasoning_is_convicted() -> None:
                if earlier.account_id == later.account_id)
 
 
+# --- a template bucket's signature: the template its crowd uses -------------------------------
+
+TEMPLATE = 0x0123_BEEF_89AB_CDEF  # band 2 is KEY's
+
+
+def _near(template: int, *bits: int) -> int:
+    for b in bits:
+        template ^= 1 << b
+    return template
+
+
+def test_a_template_conviction_names_the_template_its_crowd_uses() -> None:
+    h = Harness()
+    for i in range(CAMPAIGN_SIZE):
+        # each a few bits off the template, in other bands than KEY's
+        h.feed(summary(f"bot-{i:03d}", W0 + 10 + i, "join")._replace(
+            simhash=_near(TEMPLATE, i % 16, 48 + i % 7)))
+    st = h.state()
+    assert st.template == TEMPLATE
+    assert st.verdict is not None and st.verdict.signature == TEMPLATE
+    # an infrastructure key has no template: its verdicts carry none
+    infra = Harness()
+    for i in range(CAMPAIGN_SIZE):
+        infra.feed(summary(f"bot-{i:03d}", W0 + 10 + i, "join", key="pay:card-1"))
+    v = infra.state("pay:card-1").verdict
+    assert v is not None and v.signature == 0
+
+
+def test_one_account_however_chatty_makes_no_template() -> None:
+    # the signature is made of one prompt per member: a single account's prompts are not a crowd
+    h = Harness()
+    for i in range(20):
+        h.feed(summary("chatty", W0 + 10 + 60 * i, "window")._replace(simhash=TEMPLATE))
+    assert h.state().template == 0
+    # members whose prompts only share the bucket's band (random elsewhere) make none either
+    for i, other in enumerate((0x1111_BEEF_2222_3333, 0x4444_BEEF_5555_6666,
+                               0x7777_BEEF_8888_9999)):
+        h.feed(summary(f"stranger-{i}", W0 + 2000 + i, "join")._replace(simhash=other))
+    assert h.state().template == 0
+
+
+def test_what_a_prompt_far_from_the_template_asks_is_not_counted() -> None:
+    # Measured with campaigns over ten times the accounts: a CoT campaign's template shared a
+    # band with a launch tutorial; what the tutorial's users asked must not make the campaign
+    # crowd look innocent, nor the campaign's reasoning requests fall on the tutorial's users.
+    h = Harness()
+    for i in range(3):
+        h.feed(summary(f"bot-{i}", W0 + 10 + i, "join")._replace(simhash=_near(TEMPLATE, i)))
+    assert h.state().template == TEMPLATE
+    before = h.state().windows[cluster_window(window_start(W0 + 10, WS), CFG)]
+    counted = (before.requests, before.reasoning, before.high_value)
+    stray = 0x5555_BEEF_AAAA_0000  # shares KEY's band only
+    h.feed(summary("tutorial-user", W0 + 20, reasoning=0, high_value=0)._replace(simhash=stray))
+    st = h.state()
+    after = st.windows[cluster_window(window_start(W0 + 20, WS), CFG)]
+    assert (after.requests, after.reasoning, after.high_value) == counted
+    assert "tutorial-user" in st.members  # still a member (it is told of a verdict; the policy
+    # then finds its prompt far from the signature)
+    # a prompt of the template is counted
+    h.feed(summary("bot-3", W0 + 30, requests=2)._replace(simhash=_near(TEMPLATE, 60)))
+    assert h.state().windows[after.start].requests == counted[0] + 2
+
+
 def test_members_are_not_told_again_while_the_verdict_holds() -> None:
     h = Harness()
     accounts = h.campaign(CAMPAIGN_SIZE, W0 + 10)

@@ -139,7 +139,8 @@ def _driven_account_state() -> AccountState:
     ev = make_event("acct-1", T0 + CFG.window_s + 5, 99, prompt_simhash="fedcba9876543210")
     state, _ = stage.on_event(state, ev, part)
     for key, score, ts in (("pay:pay-1", 0.95, T0 + 300), ("tpl:0:cdef", 0.9, T0 + 400)):
-        verdict = Verdict(key, score, ts, ts + CFG.verdict_ttl_s, f"cv-{key}", f"cluster {key}")
+        verdict = Verdict(key, score, ts, ts + CFG.verdict_ttl_s, f"cv-{key}", f"cluster {key}",
+                          0x0123_4567_89AB_CDEF if key.startswith("tpl:") else 0)
         state, _ = stage.on_verdict(state, AccountVerdict("acct-1", verdict, ts), part)
     # the first verdict's time comes (the second's not yet): one held, one pending
     part.watermark.observe(T0 + 300 + CFG.verdict_delay_s)
@@ -199,6 +200,41 @@ def test_cluster_state_round_trip() -> None:
     again = decode_cluster_state(data)
     assert again == state
     assert encode_cluster_state(again) == data
+
+
+def test_a_template_cluster_state_round_trip() -> None:
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=1)
+    tick = int(T0) // CFG.cluster_tick_s
+    state = None
+    for i in range(8):
+        s = _summary(f"acct-{i}", key="tpl:0:cdef", ts=T0 + i, tick=tick,
+                     simhash=0x0123_4567_89AB_CDEF ^ (1 << (20 + i)))
+        state, _ = stage.on_summary(state, s, part)
+    stage.on_source_tick(part, 0, tick + 1)
+    assert state is not None
+    stage.settle(state, part)
+    assert state.template == 0x0123_4567_89AB_CDEF and state.verdict is not None
+    assert decode_cluster_state(encode_cluster_state(state)) == state
+
+
+def test_records_and_states_of_the_core_before_template_signatures_still_decode() -> None:
+    # A fleet upgraded in place reads what the previous core wrote: summaries of 12 fields,
+    # verdicts of 6, cluster states without a template and members of 4 fields, account
+    # windows whose template buckets have 4 counts. They decode without a signature (0).
+    old_summary = _summary("acct-1", kind="join", requests=1).to_wire()[:12]
+    assert decode_cluster_record(encode_batch("summaries", [old_summary]))[0].simhash == 0
+    old_verdict = ["acct-1", ["tpl:0:cdef", 0.9, T0, T0 + 60, "cv-1", "why"], T0]
+    assert decode_verdict_record(orjson.dumps(old_verdict))[0].verdict.signature == 0
+    wire = orjson.loads(encode_cluster_state(_driven_cluster_state()))
+    old_state = [*wire[:3], {a: m[:4] for a, m in wire[3].items()}, *wire[4:12]]
+    state = decode_cluster_state(orjson.dumps(old_state))
+    assert state.template == 0 and all(m[4] == 0 for m in state.members.values())
+    account = orjson.loads(encode_account_state(_driven_account_state()))
+    window = account[6]
+    window[13] = {k: c[:4] for k, c in window[13].items()}
+    again = decode_account_state(orjson.dumps(account))
+    assert again.window is not None
+    assert all(len(c) == 5 and c[4] == 0 for c in again.window.templates.values())
 
 
 def test_stage_messages_round_trip() -> None:

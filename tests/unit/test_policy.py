@@ -20,10 +20,11 @@ from models.account_stage import RECENT_PROMPTS
 from models.config import DetectorConfig
 from models.decision import STRENGTH, Decision, decision_id
 from models.keys import KINDS, template_keys
+from models.templates import SIGNATURE_BITS
 from models.policy import (
     CORROBORATION_SCORE,
     ESTABLISHED_WEIGHT,
-    MIN_BANDS_MATCHED,
+    MIN_TEMPLATE_BUCKETS,
     NETWORK_ALONE_WEIGHT,
     SAME_TEMPLATE_BITS,
     TEMPLATES_FOR_FULL_WEIGHT,
@@ -43,16 +44,21 @@ OTHER = 0x1111_2222_3333_4444
 
 
 def verdict(key: str, score: float = 1.0, issued: float = T0, ttl: float | None = None,
-            vid: str | None = None) -> Verdict:
+            vid: str | None = None, signature: int | None = None) -> Verdict:
+    """A verdict; a template bucket's signature is, unless given, the template of the test's
+    pool whose bucket it is (as the crowd of that template makes it), else none."""
     ttl = CFG.verdict_ttl_s if ttl is None else ttl
+    if signature is None:
+        signature = SIGNATURE_OF.get(key, 0)
     return Verdict(key, score, issued, issued + ttl, vid or f"cv-{key}-{issued:.0f}",
-                   f"cluster {key} convicted")
+                   f"cluster {key} convicted", signature)
 
 
 def template_verdicts(simhash: int, score: float = 1.0, issued: float = T0,
                       ttl: float | None = None) -> list[Verdict]:
     """Verdicts for every bucket of a template, as a convicted template crowd gives them."""
-    return [verdict(k, score, issued, ttl) for k in template_keys(simhash, CFG.simhash_bands)]
+    return [verdict(k, score, issued, ttl, signature=simhash)
+            for k in template_keys(simhash, CFG.simhash_bands)]
 
 
 def account(*verdicts: Verdict, account_score: float = 0.0, account_id: str = "acct-1",
@@ -75,6 +81,7 @@ def account(*verdicts: Verdict, account_score: float = 0.0, account_id: str = "a
 # Templates whose buckets the random verdicts and prompts draw from, so template evidence (which
 # rests on the account's own prompts) is exercised; no two share a band value.
 POOL = (TPL_A, TPL_B, 0x5A5A_A5A5_3C3C_C3C3)
+SIGNATURE_OF = {k: t for t in POOL for k in template_keys(t, CFG.simhash_bands)}
 
 
 def _random_key(rng: random.Random) -> str:
@@ -88,8 +95,10 @@ def _random_key(rng: random.Random) -> str:
 
 def _random_verdict(rng: random.Random, now: float, key: str | None = None) -> Verdict:
     issued = now - rng.uniform(0, 4 * 3600)
-    return Verdict(key or _random_key(rng), rng.random(), issued,
-                   issued + rng.uniform(0, 8 * 3600), f"cv-{rng.getrandbits(32):08x}", "r")
+    key = key or _random_key(rng)
+    signature = SIGNATURE_OF.get(key, rng.choice([0, rng.getrandbits(64)]))
+    return Verdict(key, rng.random(), issued, issued + rng.uniform(0, 8 * 3600),
+                   f"cv-{rng.getrandbits(32):08x}", "r", signature)
 
 
 def _random_state(rng: random.Random, now: float) -> AccountState:
@@ -165,28 +174,58 @@ def flip(simhash: int, *bits: int) -> int:
     return simhash
 
 
-def convicted(*simhashes: int) -> set[str]:
-    return {k for h in simhashes for k in template_keys(h, CFG.simhash_bands)}
+def convicted(*simhashes: int) -> dict[str, int]:
+    """Every bucket of the templates convicted, each with its template as signature (a bucket
+    two templates share: the first's)."""
+    out: dict[str, int] = {}
+    for h in simhashes:
+        for k in template_keys(h, CFG.simhash_bands):
+            out.setdefault(k, h)
+    return out
 
 
 def test_templates_are_counted_from_the_convicted_buckets_the_prompts_hit() -> None:
-    # models/policy.py, matched_templates: prompts with >= MIN_BANDS_MATCHED bands in convicted
-    # buckets contribute the buckets they hit; every `bands - 1` distinct buckets hit are one
-    # template (a template's prompts keep at least `bands - 1` of its bands most of the time)
-    assert MIN_BANDS_MATCHED >= 2
+    # models/policy.py, matched_templates: a prompt near a convicted bucket's signature uses
+    # its template; a template counts once its prompts hit MIN_TEMPLATE_BUCKETS of its
+    # convicted buckets
+    assert MIN_TEMPLATE_BUCKETS == 2
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
     conv = convicted(TPL_A)
     assert matched_templates([TPL_A], conv, bands) == 1
-    keeps_all_but_3 = flip(TPL_A, 3 * width)
-    assert len(set(template_keys(keeps_all_but_3, bands)) & conv) == bands - 1
-    assert matched_templates([keeps_all_but_3], conv, bands) == 1
-    # near-duplicates that keep only MIN_BANDS_MATCHED bands add up to a template together
     keeps_01 = flip(TPL_A, 2 * width, 3 * width)
-    keeps_12 = flip(TPL_A, 0, 3 * width)
-    assert len(set(template_keys(keeps_01, bands)) & conv) == MIN_BANDS_MATCHED
-    assert matched_templates([keeps_01], conv, bands) == 0
-    assert matched_templates([keeps_01, keeps_12], conv, bands) == 1
+    assert len(set(template_keys(keeps_01, bands)) & set(conv)) == MIN_TEMPLATE_BUCKETS
+    assert matched_templates([keeps_01], conv, bands) == 1
+    # near-duplicates that keep one band each add up to a template together
+    keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
+    keeps_1 = flip(TPL_A, 0, 2 * width, 3 * width)
+    assert matched_templates([keeps_0], conv, bands) == 0
+    assert matched_templates([keeps_0, keeps_1], conv, bands) == 1
     assert matched_templates([TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands) == 2
+
+
+def test_a_template_counts_from_its_first_two_convicted_buckets() -> None:
+    # a slow campaign's template is convicted bucket by bucket, hours apart (before signatures
+    # a lone template needed `bands - 1` of them): two are enough
+    bands = CFG.simhash_bands
+    first_two = dict(list(convicted(TPL_A).items())[:2])
+    assert matched_templates([TPL_A], first_two, bands) == 1
+    assert matched_templates([TPL_A], dict(list(first_two.items())[:1]), bands) == 0
+
+
+def test_prompts_far_from_the_signature_use_no_template_whatever_buckets_they_share() -> None:
+    # An unrelated prompt that shares two of a convicted template's 16-bit bands by chance
+    # (where campaigns are convicted by the thousand, it happens) is ~16 bits from the template
+    # in the other two: it is no prompt of the template.
+    bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
+    halves = (TPL_A & ((1 << 2 * width) - 1)) | (OTHER & ~((1 << 2 * width) - 1))
+    assert len(set(template_keys(halves, bands)) & set(convicted(TPL_A))) == 2
+    assert (halves ^ TPL_A).bit_count() > SIGNATURE_BITS
+    assert matched_templates([halves], convicted(TPL_A), bands) == 0
+    a = assess(account(*template_verdicts(TPL_A), prompts=(halves,)), T0, CFG)
+    assert a.score == 0 and a.action == "allow"
+    # and a verdict without a signature (from a core before signatures) matches nothing
+    unsigned = {k: 0 for k in convicted(TPL_A)}
+    assert matched_templates([TPL_A], unsigned, bands) == 0
 
 
 def test_the_prompts_of_one_template_never_count_as_two() -> None:
@@ -206,10 +245,10 @@ def test_a_further_convicted_bucket_never_lowers_the_template_count() -> None:
     buckets = sorted(convicted(*POOL))
     for _ in range(500):
         prompts = [_random_prompt(rng) for _ in range(rng.randrange(1, RECENT_PROMPTS + 1))]
-        held: set[str] = set()
+        held: dict[str, int] = {}
         count = 0
         for key in rng.sample(buckets, len(buckets)):
-            held.add(key)
+            held[key] = SIGNATURE_OF[key]
             more = matched_templates(prompts, held, bands)
             assert more >= count, (prompts, held)
             count = more
@@ -219,18 +258,19 @@ def test_a_single_band_collision_is_not_a_template() -> None:
     bands = CFG.simhash_bands
     # an unrelated prompt that happens to share band 0 (its low 16 bits) with TPL_A
     collision = (OTHER & ~0xFFFF) | (TPL_A & 0xFFFF)
-    hits = set(template_keys(collision, bands)) & convicted(TPL_A)
+    hits = set(template_keys(collision, bands)) & set(convicted(TPL_A))
     assert len(hits) == 1
     assert matched_templates([collision], convicted(TPL_A), bands) == 0
-    # nor complete one: a near-duplicate keeping bands {0, 1} plus a prompt colliding on band 2
+    # nor complete one: a near-duplicate keeping band 0 plus a prompt colliding on band 2
     width = 64 // bands
-    keeps_01 = flip(TPL_A, 2 * width, 3 * width)
+    keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
     collides_2 = (OTHER & ~(0xFFFF << 2 * width)) | (TPL_A & (0xFFFF << 2 * width))
-    assert set(template_keys(collides_2, bands)) & convicted(TPL_A) == {template_keys(TPL_A, 4)[2]}
-    assert matched_templates([keeps_01, collides_2], convicted(TPL_A), bands) == 0
+    assert set(template_keys(collides_2, bands)) & set(convicted(TPL_A)) == {
+        template_keys(TPL_A, 4)[2]}
+    assert matched_templates([keeps_0, collides_2], convicted(TPL_A), bands) == 0
     assert matched_templates([collision, OTHER], convicted(TPL_A), bands) == 0
     assert matched_templates([], convicted(TPL_A), bands) == 0
-    assert matched_templates([TPL_A], set(), bands) == 0
+    assert matched_templates([TPL_A], {}, bands) == 0
 
 
 def test_prompts_sharing_convicted_buckets_count_once() -> None:
@@ -298,18 +338,20 @@ def test_two_templates_evidence_is_the_noisy_or_of_two_distinct_templates() -> N
     ev_a = {k: 0.7 for k in template_keys(TPL_A, bands)}
     ev_b = {k: 0.6 for k in template_keys(TPL_B, bands)}
     both = {**ev_a, **ev_b}
-    assert two_templates_evidence([TPL_A, TPL_B], both, bands) == pytest.approx(
+    signatures = convicted(TPL_A, TPL_B)
+    assert two_templates_evidence([TPL_A, TPL_B], both, signatures, bands) == pytest.approx(
         1 - 0.3 * 0.4)
     # one template's prompts, however many, never combine with each other
     same = [TPL_A, flip(TPL_A, 3), flip(TPL_A, 20, 40)]
-    assert two_templates_evidence(same, both, bands) == 0.0
-    # a prompt hitting a single convicted bucket uses no template
+    assert two_templates_evidence(same, both, signatures, bands) == 0.0
+    # a prompt sharing a convicted bucket but far from its signature uses no template
     collision = (OTHER & ~0xFFFF) | (TPL_B & 0xFFFF)
-    assert two_templates_evidence([TPL_A, collision], both, bands) == 0.0
+    assert two_templates_evidence([TPL_A, collision], both, signatures, bands) == 0.0
     # a further prompt or a stronger verdict never lowers it
-    assert two_templates_evidence([TPL_A, TPL_B, OTHER], both, bands) == pytest.approx(0.88)
+    assert two_templates_evidence([TPL_A, TPL_B, OTHER], both, signatures,
+                                  bands) == pytest.approx(0.88)
     stronger = {**both, template_keys(TPL_B, bands)[0]: 0.9}
-    assert two_templates_evidence([TPL_A, TPL_B], stronger, bands) >= 0.88
+    assert two_templates_evidence([TPL_A, TPL_B], stronger, signatures, bands) >= 0.88
 
 
 def test_a_network_crowd_alone_weighs_half() -> None:
@@ -396,26 +438,26 @@ def test_more_convicted_template_prompts_never_weaken_the_action(cfg: DetectorCo
     assert actions == {"allow", "throttle", "block"}
 
 
-def test_two_templates_each_hitting_two_convicted_buckets_count_as_two() -> None:
-    # a slow campaign's templates convict band by band: an account's prompts often hit only two
-    # convicted buckets of each template, and two such templates are still two crowds
+def test_two_templates_each_hitting_one_convicted_bucket_count_as_two() -> None:
+    # a slow campaign's templates convict band by band: an account's prompts often hit only one
+    # convicted bucket of each template, and two such templates are still two crowds
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
-    a_keeps_01 = flip(TPL_A, 2 * width, 3 * width)
-    b_keeps_23 = flip(TPL_B, 0, width)
+    a_keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
+    b_keeps_3 = flip(TPL_B, 0, width, 2 * width)
     conv = convicted(TPL_A, TPL_B)
-    assert matched_templates([a_keeps_01], conv, bands) == 0  # one template needs bands - 1
-    assert matched_templates([a_keeps_01, b_keeps_23], conv, bands) == 2
+    assert matched_templates([a_keeps_0], conv, bands) == 0  # one needs MIN_TEMPLATE_BUCKETS
+    assert matched_templates([a_keeps_0, b_keeps_3], conv, bands) == 2
     score = 0.9
     a = assess(account(*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score),
-                       prompts=(a_keeps_01, OTHER, b_keeps_23)), T0, CFG)
+                       prompts=(a_keeps_0, OTHER, b_keeps_3)), T0, CFG)
     # two crowds: their evidence adds up (two_templates_evidence)
     assert a.score == pytest.approx(1 - (1 - score) ** 2, abs=1e-4) and a.action == "block"
 
 
 def test_only_a_few_buckets_of_each_template_convicted_still_count() -> None:
-    # two of each template's four buckets convicted: the prompts that keep them count
+    # one of each template's four buckets convicted: two templates count, one alone not yet
     bands = CFG.simhash_bands
-    conv = set(template_keys(TPL_A, bands)[:2]) | set(template_keys(TPL_B, bands)[2:])
+    conv = {template_keys(TPL_A, bands)[0]: TPL_A, template_keys(TPL_B, bands)[3]: TPL_B}
     assert matched_templates([TPL_A, TPL_B], conv, bands) == 2
     assert matched_templates([TPL_A, TPL_A, flip(TPL_A, 40)], conv, bands) == 0
 
@@ -437,7 +479,7 @@ def test_a_further_prompt_never_lowers_the_template_count() -> None:
     rng = random.Random(14)
     bands = CFG.simhash_bands
     for _ in range(500):
-        held = {k for k in sorted(convicted(*POOL)) if rng.random() < 0.6}
+        held = {k: t for k, t in sorted(convicted(*POOL).items()) if rng.random() < 0.6}
         prompts: list[int] = []
         count = 0
         for _ in range(RECENT_PROMPTS):
@@ -449,13 +491,13 @@ def test_a_further_prompt_never_lowers_the_template_count() -> None:
 
 def test_the_template_count_does_not_depend_on_the_order_of_the_prompts() -> None:
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
-    # three near-duplicates of TPL_A, keeping bands {0, 1}, {2, 3} and {1, 2}
-    keeps_01 = flip(TPL_A, 2 * width, 3 * width)
-    keeps_23 = flip(TPL_A, 0, width)
+    # three near-duplicates of TPL_A, keeping bands {0}, {3} and {1, 2}, and one of TPL_B
+    keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
+    keeps_3 = flip(TPL_A, 0, width, 2 * width)
     keeps_12 = flip(TPL_A, 0, 3 * width)
-    prompts = [keeps_01, keeps_23, keeps_12]
+    prompts = [keeps_0, keeps_3, keeps_12, TPL_B]
     counts = {matched_templates([prompts[i] for i in order], convicted(TPL_A), bands)
-              for order in itertools.permutations(range(3))}
+              for order in itertools.permutations(range(4))}
     assert len(counts) == 1, counts
 
 
@@ -473,12 +515,14 @@ def test_a_further_convicted_bucket_never_weakens_template_evidence() -> None:
     b = 0xFEDC_4567_7654_3210  # another template that shares band 2 (4567) with `a`
     shared = set(template_keys(a, 4)) & set(template_keys(b, 4))
     assert shared == {"tpl:2:4567"}
-    st = account(*(verdict(k) for k in sorted(convicted(a, b) - shared)), prompts=(a, b))
-    before = assess(st, T0, CFG)
-    assert before.action == "block"
-    st.verdicts["tpl:2:4567"] = verdict("tpl:2:4567")
-    after = assess(st, T0, CFG)
-    assert STRENGTH[after.action] >= STRENGTH[before.action] and after.score >= before.score
+    for shared_signature in (a, b):  # the shared bucket's crowd used either template
+        st = account(*(verdict(k, signature=t) for k, t in sorted(convicted(a, b).items())
+                       if k not in shared), prompts=(a, b))
+        before = assess(st, T0, CFG)
+        assert before.action == "block"
+        st.verdicts["tpl:2:4567"] = verdict("tpl:2:4567", signature=shared_signature)
+        after = assess(st, T0, CFG)
+        assert STRENGTH[after.action] >= STRENGTH[before.action] and after.score >= before.score
 
 
 # --- member weight: established accounts weigh shared-key evidence less ------------------------

@@ -125,7 +125,7 @@ def test_a_templates_crowd_is_sized_by_every_account_it_remembers() -> None:
     state = trickle("tpl:2:5a1a", accounts=10)
     horizon_only = cluster_evidence(state, CFG)
     for i in range(20):
-        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "")
+        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0)
     remembered = cluster_evidence(state, CFG)
     assert remembered.accounts == horizon_only.accounts == 10  # who is active: the horizon's
     assert remembered.remembered == 30
@@ -135,14 +135,14 @@ def test_a_templates_crowd_is_sized_by_every_account_it_remembers() -> None:
     infra = trickle("pay:pf-1", accounts=10)
     before = cluster_evidence(infra, CFG).score
     for i in range(20):
-        infra.members[f"earlier-{i:03d}"] = (infra.horizon_start(CFG) - CW, 1, LONG_AGO, "")
+        infra.members[f"earlier-{i:03d}"] = (infra.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0)
     assert cluster_evidence(infra, CFG).score == before
 
 
 def test_remembered_members_do_not_make_a_small_crowd_scorable() -> None:
     state = trickle("tpl:2:5a1a", accounts=CFG.template_min_accounts - 1)
     for i in range(50):
-        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "")
+        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0)
     assert cluster_evidence(state, CFG).score == 0.0
 
 
