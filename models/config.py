@@ -26,7 +26,9 @@ from typing import Any
 # user agent) weigh half. 0.4: a prompt in all but one of a template's convicted buckets holds
 # their verdicts whatever the account's age. 0.5: a kind with no evidence left (an unused
 # template) is dropped before the network-alone rule; network crowds alone weigh 0.45. 0.6: a
-# prompt is of a convicted template when near the bucket's signature (one bucket suffices).
+# prompt is of a convicted template when near the bucket's signature (two convicted buckets of
+# it count, chance collisions not); a template bucket whose members agree on no template is
+# not scored.
 CORE_VERSION = "0.6"
 
 
@@ -59,7 +61,12 @@ class DetectorConfig:
     cluster_window_s: int = 900
     cluster_horizon_windows: int = 8  # two hours of 15-minute windows
     cluster_min_accounts: int = 8  # below this a shared key proves nothing
-    template_min_accounts: int = 8  # the same for a prompt-template bucket
+    # The same for a prompt-template bucket: fewer, because a template crowd is not a key that
+    # strangers share by where they connect from. Its members must agree on the template (a
+    # bucket's signature, models/templates.py), so three accounts sending the same prompt
+    # template, young and harvesting, are a crowd; a slow campaign's templates reach three
+    # accounts in minutes, eight only after ~90 (docs/tuning.md has the measured trade-off).
+    template_min_accounts: int = 3
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8

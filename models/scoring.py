@@ -86,7 +86,10 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     # A template's crowd: every account remembered using it, not only the horizon's.
     remembered = max(n, len(state.members)) if template else 0
     least = min_accounts(state.cluster_key, cfg)
-    if n < least or totals.requests == 0:
+    if n < least or totals.requests == 0 or (template and not state.template):
+        # (a template bucket whose members agree on no template, models/cluster.py: prompts
+        # that share 16 bits by chance, or a crowd too small to tell, is no template crowd;
+        # a verdict without a signature would match nobody until its next re-issue)
         score = 0.0
     else:
         # Size: 0 up to cluster_min_accounts, 1 at eight times it (log scale), for every kind:

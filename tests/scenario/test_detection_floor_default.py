@@ -3,9 +3,9 @@
 The quarter-size scenario of test_detection_floor.py is too small and too short for the
 stealthy campaign (20 accounts, two hours: its template crowds never reach the size a cluster
 is judged at), so its floor is held here, on the traffic of the README's table (~35 s).
-Measured on it (2026-11-26, core 0.5): stealth 98.8% of accounts acted on, 30.6% of its
-requests served before action, 33.3% in all; hydra 99.6% acted on, 7.9% served before action;
-no benign account acted on.
+Measured on it (2026-11-26, core 0.6, template buckets scored from 3 accounts): stealth 100%
+of accounts acted on, 9.2% of its requests served before action (the issue's target is 10%),
+12.3% in all; hydra 100% acted on, 6.6% served before action; no benign account acted on.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def report() -> Report:
     ("campaign_burst", 0.99, 0.05),
     ("campaign_cot", 0.99, 0.05),
     ("campaign_hydra", 0.99, 0.10),
-    ("campaign_stealth", 0.90, 0.45),
+    ("campaign_stealth", 0.95, 0.10),
 ])
 def test_campaigns_are_acted_on_before_they_harvest(report: Report, campaign: str,
                                                     least_acted: float,

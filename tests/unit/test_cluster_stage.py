@@ -42,7 +42,13 @@ def summary(account: str, ts: float, kind: str = "window", *, key: str = KEY,
         reasoning=requests if reasoning is None else min(requests, reasoning),
         high_value=requests if high_value is None else min(requests, high_value),
         completion_tokens=requests * 3000, young=young,
-        account_first_ts=ts if first_ts is None else first_ts)
+        account_first_ts=ts if first_ts is None else first_ts,
+        # a template key's accounts send its template (models/cluster.py: a crowd must agree
+        # on one to be scored)
+        simhash=CROWD_TEMPLATE if key.startswith("tpl:") else 0)
+
+
+CROWD_TEMPLATE = 0x0123_BEEF_89AB_CDEF
 
 
 class Harness:
@@ -364,8 +370,15 @@ def test_nat_crowd_seen_for_the_first_time_is_not_convicted() -> None:
 
 def test_too_few_accounts_prove_nothing() -> None:
     h = Harness()
-    h.campaign(CFG.cluster_min_accounts - 1, W0 + 10)
+    h.campaign(CFG.template_min_accounts - 1, W0 + 10)  # KEY is a template bucket
     assert h.state().verdict is None and h.told == []
+    # other keys need cluster_min_accounts, more than a template bucket does
+    assert CFG.cluster_min_accounts > CFG.template_min_accounts
+    infra = Harness()
+    for i in range(CFG.cluster_min_accounts - 1):
+        infra.feed(summary(f"bot-{i:03d}", W0 + 10 + i, "join", key="pay:card-1"))
+        infra.feed(summary(f"bot-{i:03d}", W0 + 70 + i, key="pay:card-1"))
+    assert infra.state("pay:card-1").verdict is None and infra.told == []
 
 
 def test_same_summaries_give_the_same_verdict_ids() -> None:

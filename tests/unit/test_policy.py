@@ -20,7 +20,6 @@ from models.account_stage import RECENT_PROMPTS
 from models.config import DetectorConfig
 from models.decision import STRENGTH, Decision, decision_id
 from models.keys import KINDS, template_keys
-from models.templates import SIGNATURE_BITS
 from models.policy import (
     CORROBORATION_SCORE,
     ESTABLISHED_WEIGHT,
@@ -34,6 +33,7 @@ from models.policy import (
     member_weight,
     two_templates_evidence,
 )
+from models.templates import SIGNATURE_BITS
 
 CFG = DetectorConfig()
 T0 = 1_700_000_000.0

@@ -9,6 +9,7 @@ tasks, reasoning requested) combine. These tests build cluster states directly f
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 from models.cluster import ClusterState, add_summary, cluster_window
 from models.config import DetectorConfig
@@ -23,13 +24,21 @@ C0 = cluster_window(window_start(1_700_000_000.0, CFG.window_s), CFG)
 LONG_AGO = C0 - 10 * 86400.0  # the accounts' first requests: days before, so none is "new"
 
 
+# The prompt template the accounts of a template key send (each a bit or two off it).
+TEMPLATE = 0x0123_4567_89AB_CDEF
+
+
 def summary(key: str, account: str, ts: float, *, young: bool = True, requests: int = 10,
-            reasoning: int = 4, high_value: int = 7, first_ts: float = LONG_AGO) -> ClusterSummary:
+            reasoning: int = 4, high_value: int = 7, first_ts: float = LONG_AGO,
+            simhash: int | None = None) -> ClusterSummary:
+    if simhash is None:  # a template key's accounts agree on TEMPLATE
+        tpl = key.startswith("tpl:")
+        simhash = TEMPLATE ^ (1 << zlib.crc32(account.encode()) % 64) if tpl else 0
     return ClusterSummary(cluster_key=key, account_id=account, kind="window",
                           window_start=window_start(ts, CFG.window_s), event_ts=ts,
                           requests=requests, reasoning=reasoning, high_value=high_value,
                           completion_tokens=requests * 1000, young=young,
-                          account_first_ts=first_ts)
+                          account_first_ts=first_ts, simhash=simhash)
 
 
 def trickle(key: str, accounts: int = 12, windows: int = H, **kwargs: object) -> ClusterState:
@@ -50,6 +59,21 @@ def burst(key: str, accounts: int = 12, **kwargs: object) -> ClusterState:
         s = summary(key, f"acct-{i:03d}", C0 + 10 + i, **kwargs)  # type: ignore[arg-type]
         assert add_summary(state, s, CFG)
     return state
+
+
+def test_a_template_bucket_whose_members_agree_on_no_template_is_not_scored() -> None:
+    # The same young, harvesting crowd: as one template, convicted; as unrelated prompts that
+    # share the bucket's 16 bits by chance (models/cluster.py: no template), not scored at all
+    # (its verdict would match no prompt of its members).
+    assert cluster_evidence(trickle("tpl:1:5a1a"), CFG).score >= CFG.cluster_convict_score
+    strangers = ClusterState(cluster_key="tpl:1:5a1a")
+    for i in range(12):
+        unrelated = (0x9E37_79B9_7F4A_7C15 * (i + 1)) & (2**64 - 1)
+        ts = C0 + (i * H // 12) * CW + 10 + i
+        assert add_summary(strangers, summary("tpl:1:5a1a", f"acct-{i:03d}", ts,
+                                              simhash=unrelated), CFG)
+    assert strangers.template == 0
+    assert cluster_evidence(strangers, CFG).score == 0.0
 
 
 def test_persistence_is_the_share_of_the_horizons_windows_the_key_was_used_in() -> None:
@@ -148,13 +172,13 @@ def test_remembered_members_do_not_make_a_small_crowd_scorable() -> None:
 
 def test_template_min_accounts_sets_how_small_a_template_crowd_is_scored() -> None:
     # A tuning knob (docs/tuning.md): four young accounts harvesting with one template in a
-    # window are scored and convicted under template_min_accounts=4; a payment instrument
-    # with the same four accounts still needs cluster_min_accounts.
-    cfg = dataclasses.replace(CFG, template_min_accounts=4)
+    # window are scored and convicted under the default template_min_accounts (3), not under
+    # 8; a payment instrument with the same four accounts still needs cluster_min_accounts.
     small = 4
-    assert small < CFG.cluster_min_accounts
+    assert CFG.template_min_accounts <= small < CFG.cluster_min_accounts
     template = burst("tpl:1:abcd", accounts=small, first_ts=C0)
     payment = burst("pay:pf-9", accounts=small, first_ts=C0)
-    assert cluster_evidence(template, CFG).score == 0.0  # the default: too few to score
-    assert cluster_evidence(template, cfg).score >= cfg.cluster_convict_score
-    assert cluster_evidence(payment, cfg).score == 0.0
+    assert cluster_evidence(template, CFG).score >= CFG.cluster_convict_score
+    cautious = dataclasses.replace(CFG, template_min_accounts=8)
+    assert cluster_evidence(template, cautious).score == 0.0
+    assert cluster_evidence(payment, CFG).score == 0.0
