@@ -1,7 +1,7 @@
 """What any detector that acts through template crowds could reach on one campaign.
 
 An oracle, not the detector: the campaign's templates are read from the labels (prompts of the
-campaign's accounts within 8 SimHash bits of each other, used by at least three accounts), each
+campaign's accounts within 8 SimHash bits of each other, used by at least two accounts), each
 template is convicted the moment its k-th distinct account uses it (no delay, whole template
 rather than LSH buckets), and every account is acted on at the earliest time one of its
 templates is convicted and it has used that template. It prints, for several k, the share of
@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 SAME_TEMPLATE_BITS = 8
-MIN_TEMPLATE_ACCOUNTS = 3
+MIN_TEMPLATE_ACCOUNTS = 2  # (so the bound holds at k = 2 too)
 
 
 def load(directory: Path, group: str) -> list[tuple[float, str, int]]:

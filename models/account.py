@@ -116,7 +116,7 @@ class AccountState:
     keys: list[str] = field(default_factory=list)
     ip_keys_overflow: int = 0
     # The account's latest prompt SimHashes, to tell which convicted template buckets it really
-    # uses (all bands of a prompt) from chance collisions of one band.
+    # uses (near their signature, models/policy.py) from chance collisions of a band.
     recent_prompts: list[int] = field(default_factory=list)
     windows_closed: int = 0
     # Latest account-model evidence: score in [0, 1] and the window it rests on.

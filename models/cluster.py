@@ -66,10 +66,12 @@ class ClusterState:
     # (models/cluster_stage.py), so the fold order never depends on arrival order.
     pending: list[ClusterSummary] = field(default_factory=list)
     # For a template bucket: the template its crowd uses (`template_signature`), set once the
-    # first members agree on one, and kept. What a summary of a prompt far from it asks is not
-    # counted, and a conviction names it: two templates can share a 16-bit band (measured: a
-    # CoT campaign's template and a launch tutorial; the campaign's crowd convicted the bucket,
-    # and the tutorial's users, matching the majority of the latest prompts, were throttled).
+    # first members agree on one, and kept. A summary of a prompt far from it is a stray, left
+    # out of the crowd, and a conviction names it: two templates can share a 16-bit band
+    # (measured: a CoT campaign's template and a launch tutorial; the campaign's crowd convicted
+    # the bucket, and the tutorial's users, matching the majority of the latest prompts, were
+    # throttled). Known limit (docs/operations.md): whoever agrees on a template in a bucket
+    # first keeps it while the bucket lives.
     template: int = 0
     # Not on the wire, so a recovered state starts over with a full scan: the verdict every
     # active member has been told of (`members_to_tell`), and the members added since, in
@@ -152,6 +154,11 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     if window < start:
         state.late_summaries += 1
         return False
+    simhash = s.simhash
+    if simhash and state.template and (simhash ^ state.template).bit_count() > SIGNATURE_BITS:
+        # A stray: a prompt that shares the bucket's 16 bits, not its template. It neither
+        # joins the crowd nor adds what it asks (so it is not told of the bucket's verdicts).
+        return True
     state.last_ts = max(state.last_ts, s.event_ts)
     windows = state.windows
     win = windows.get(window)
@@ -182,9 +189,6 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         if last < window or (s.simhash and s.simhash != member[_PROMPT]):
             members[account_id] = (max(last, window), member[_YOUNG], member[_FIRST],
                                    member[_TOLD], s.simhash or member[_PROMPT])
-    simhash = s.simhash
-    if simhash and state.template and (simhash ^ state.template).bit_count() > SIGNATURE_BITS:
-        return True  # a stray: a member, but what it asks is not the template's
     # A join carries its joining request, a window summary the window's requests.
     win.requests += s.requests
     win.reasoning += s.reasoning
@@ -252,8 +256,8 @@ def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
 
 def template_signature(state: ClusterState) -> int:
     """The template a bucket's crowd uses: the signature of its members' latest prompts there
-    (one each, the latest `SIGNATURE_MEMBERS` members), so no one account, however chatty, makes
-    the template alone; 0 when they share none (`models.templates.signature`)."""
+    (one each, of the `SIGNATURE_MEMBERS` members added last), so no one account, however
+    chatty, makes the template alone; 0 when they share none (`models.templates.signature`)."""
     prompts = [m[_PROMPT] for m in state.members.values() if m[_PROMPT]]
     return signature(prompts[-SIGNATURE_MEMBERS:])
 

@@ -82,7 +82,7 @@ def verdict_id(cluster_key: str, issued_ts: float, score: float, model_version: 
 
 def _fold_order(s: ClusterSummary) -> tuple[object, ...]:
     return (s.tick, s.account_id, s.event_ts, s.kind, s.window_start, s.requests, s.reasoning,
-            s.high_value, s.completion_tokens, s.young, s.account_first_ts)
+            s.high_value, s.completion_tokens, s.young, s.account_first_ts, s.simhash)
 
 
 class ClusterStage:

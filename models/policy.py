@@ -28,12 +28,13 @@ CORROBORATION_SCORE = 0.5
 # Template evidence counts the account's own recent prompts that are of a convicted template: in
 # one of its convicted buckets and near the bucket's signature (`models.templates.uses_template`:
 # the template its crowd used, where an unrelated prompt sharing the bucket's band by chance is
-# not). So one bucket is enough, and a template counts as soon as its first bucket is convicted
-# (before signatures, a prompt needed two convicted bands, a lone template three: measured on
-# campaign_stealth, the third of a template's buckets was convicted 1-4 hours after the first).
-# One template gives half weight, two give full weight and corroborate like a second kind: each
-# is its own crowd of accounts. Against a young account one template already gives full weight
-# (`_template_weight`).
+# not); a held template verdict no recent prompt uses is no evidence at all. A lone template
+# counts once its prompts use MIN_TEMPLATE_BUCKETS of its convicted buckets (before signatures,
+# `bands - 1`: measured on campaign_stealth, the third of a template's buckets was convicted
+# 1-4 hours after the first; with one, launch-tutorial users were acted on in every evaluation
+# run, docs/tuning.md). One template gives half weight, two give full weight and corroborate
+# like a second kind: each is its own crowd of accounts. Against a young account one template
+# already gives full weight (`_template_weight`).
 TEMPLATES_FOR_FULL_WEIGHT = 2
 MIN_TEMPLATE_BUCKETS = 2
 # Two prompts within this many SimHash bits of each other are near-duplicates of one template
@@ -73,17 +74,24 @@ class Assessment:
 
 
 def matched_templates(prompts: list[int], signatures: dict[str, int], bands: int) -> int:
-    """How many distinct convicted templates the prompts use.
+    """How many distinct convicted templates the prompts use (`template_use`)."""
+    return template_use(prompts, signatures, bands)[0]
+
+
+def template_use(prompts: list[int], signatures: dict[str, int],
+                 bands: int) -> tuple[int, set[str]]:
+    """How many distinct convicted templates the prompts use, and the convicted buckets they use.
 
     `signatures`: convicted template bucket -> its verdict's signature. A prompt uses a convicted
-    template when it `uses_template` of one of its buckets. Prompts within SAME_TEMPLATE_BITS of
-    each other are one template, so the count is the largest number of such prompts that are
+    bucket when it `uses_template` of its signature. Prompts within SAME_TEMPLATE_BITS of each
+    other are one template, so the count is the largest number of such prompts that are
     pairwise further apart than that (the prompts of one template never count as two, however
-    their bit flips split the bands). The count never falls when a verdict or a prompt is added
-    (more evidence is never less).
+    their bit flips split the bands). A lone template counts once its prompts use
+    MIN_TEMPLATE_BUCKETS buckets. Neither the count nor the buckets ever shrink when a verdict
+    or a prompt is added (more evidence is never less).
     """
     using: list[int] = []
-    hit: set[str] = set()
+    used: set[str] = set()
     for simhash in prompts:
         if simhash in using:
             continue
@@ -91,11 +99,11 @@ def matched_templates(prompts: list[int], signatures: dict[str, int], bands: int
                 if k in signatures and uses_template(simhash, signatures[k])]
         if keys:
             using.append(simhash)
-            hit.update(keys)
+            used.update(keys)
     count = _most_distinct(using)
-    if count == 1 and len(hit) < MIN_TEMPLATE_BUCKETS:
-        return 0
-    return count
+    if count == 1 and len(used) < MIN_TEMPLATE_BUCKETS:
+        count = 0
+    return count, used
 
 
 def _most_distinct(prompts: list[int]) -> int:
@@ -177,8 +185,8 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
     signatures = {k: v.signature for k, v in in_force if k.startswith("tpl:")}
-    templates = (matched_templates(state.recent_prompts, signatures, cfg.simhash_bands)
-                 if signatures else 0)
+    templates, used = (template_use(state.recent_prompts, signatures, cfg.simhash_bands)
+                       if signatures else (0, set()))
     weight = member_weight(state, now_ts, cfg)
     template_weight = _template_weight(templates, weight)
     replaced: str | None = None
@@ -187,6 +195,11 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         age = max(0.0, now_ts - v.issued_ts)
         decayed = weight * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
         if key.startswith("tpl:"):
+            if key not in used:
+                # (a bucket the account's prompts share only by chance, or none: it held the
+                # verdict as a member of the bucket, measured possible for a young user beside
+                # a template of its own)
+                continue
             tpl_evidence[key] = decayed
             decayed *= template_weight
         if (_is_replacement(state, key, decayed, v.issued_ts, now_ts, cfg)

@@ -17,8 +17,9 @@ For the same reason a template's crowd is sized by every account the cluster rem
 (members are kept until idle for `idle_expiry_s`), not only those active in the horizon: a slow
 campaign spreads its accounts over hours, a few at a time, so the horizon shows a fraction of
 its crowd. Only the size term uses it; who the members are (young, new) and what they ask is
-still judged over the horizon, and a key needs `cluster_min_accounts` active members to be
-scored at all.
+still judged over the horizon, and a key needs `min_accounts` active members to be scored at
+all (`template_min_accounts` for a template bucket, whose crowd must also agree on a template:
+models/cluster.py; `cluster_min_accounts` for the other keys).
 """
 
 from __future__ import annotations

@@ -38,31 +38,38 @@ RECURRING_AFTER = 1
 SIGNATURE_BITS = 8
 
 
+# Prompts (of distinct accounts, models/cluster.py) that must agree for a bucket to have a template
+# at all: two accounts sending one prompt is a conversation, three a template crowd.
+AGREEING_PROMPTS = 3
+
+
 def uses_template(simhash: int, signature: int) -> bool:
     """Whether a prompt is of the template with this signature (0, no template: never)."""
     return signature != 0 and (simhash ^ signature).bit_count() <= SIGNATURE_BITS
 
 
 def signature(prompts: list[int]) -> int:
-    """The template the prompts share: their bitwise majority, provided most of them lie
-    within SIGNATURE_BITS of it; else 0 (no template: prompts that only share a band by
-    chance, or too few to tell, whose majority is each prompt's own bits).
+    """The template the prompts share: their bitwise majority, provided most of them, and at
+    least AGREEING_PROMPTS, lie within SIGNATURE_BITS of it; else 0 (no template: prompts that
+    only share a band by chance, or too few to tell, whose majority is each prompt's own bits).
 
     >>> template = 0x0123_4567_89AB_CDEF
     >>> hex(signature([template ^ 1, template ^ 2, template ^ 4]))
     '0x123456789abcdef'
     >>> signature([template]), signature([template, template ^ 2])
     (0, 0)
+    >>> signature([template ^ 1, template ^ 2, 0xFEDC_BA98_7654_3210])  # two agree: no template
+    0
     >>> signature([0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210, 0x0F0F_0F0F_0F0F_0F0F])
     0
     """
-    if len(prompts) < 3:
+    if len(prompts) < AGREEING_PROMPTS:
         return 0
     half = len(prompts) / 2
     majority = sum(1 << bit for bit in range(64)
                    if sum((p >> bit) & 1 for p in prompts) > half)
     near = sum(1 for p in prompts if (p ^ majority).bit_count() <= SIGNATURE_BITS)
-    return majority if near > half else 0
+    return majority if near > half and near >= AGREEING_PROMPTS else 0
 
 
 @dataclass(slots=True)

@@ -4,8 +4,8 @@ The quarter-size scenario of test_detection_floor.py is too small and too short 
 stealthy campaign (20 accounts, two hours: its template crowds never reach the size a cluster
 is judged at), so its floor is held here, on the traffic of the README's table (~35 s).
 Measured on it (2026-11-26, core 0.6, template buckets scored from 3 accounts): stealth 100%
-of accounts acted on, 9.2% of its requests served before action (the issue's target is 10%),
-12.3% in all; hydra 100% acted on, 6.6% served before action; no benign account acted on.
+of accounts acted on, 9.1% of its requests served before action (the issue's target is 10%),
+11.9% in all; hydra 100% acted on, 6.6% served before action; no benign account acted on.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ windows (`cluster_window_s`) over `cluster_horizon_windows` of those.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from typing import Any
@@ -19,6 +20,7 @@ from models.cluster_stage import VERDICT_UPGRADE_STEP, ClusterPartition, Cluster
 from models.config import DetectorConfig
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence
+from models.templates import uses_template
 from models.windows import window_start
 
 CFG = DetectorConfig()
@@ -277,26 +279,42 @@ def test_one_account_however_chatty_makes_no_template() -> None:
     assert h.state().template == 0
 
 
-def test_what_a_prompt_far_from_the_template_asks_is_not_counted() -> None:
+def test_a_prompt_far_from_the_template_is_a_stray_left_out_of_the_crowd() -> None:
     # Measured with campaigns over ten times the accounts: a CoT campaign's template shared a
     # band with a launch tutorial; what the tutorial's users asked must not make the campaign
     # crowd look innocent, nor the campaign's reasoning requests fall on the tutorial's users.
+    # Found in review: counted as members, strays still swelled the crowd (and its young share)
+    # a template is judged on.
     h = Harness()
     for i in range(3):
         h.feed(summary(f"bot-{i}", W0 + 10 + i, "join")._replace(simhash=_near(TEMPLATE, i)))
-    assert h.state().template == TEMPLATE
-    before = h.state().windows[cluster_window(window_start(W0 + 10, WS), CFG)]
-    counted = (before.requests, before.reasoning, before.high_value)
-    stray = 0x5555_BEEF_AAAA_0000  # shares KEY's band only
-    h.feed(summary("tutorial-user", W0 + 20, reasoning=0, high_value=0)._replace(simhash=stray))
     st = h.state()
-    after = st.windows[cluster_window(window_start(W0 + 20, WS), CFG)]
-    assert (after.requests, after.reasoning, after.high_value) == counted
-    assert "tutorial-user" in st.members  # still a member (it is told of a verdict; the policy
-    # then finds its prompt far from the signature)
+    assert st.template == TEMPLATE
+    win = st.windows[cluster_window(window_start(W0 + 10, WS), CFG)]
+    counted = (win.accounts, win.requests, win.reasoning, win.high_value)
+    crowd = (st.active, st.active_young, st.active_new)
+    stray = 0x5555_BEEF_AAAA_0000  # shares KEY's band only
+    for i in range(5):
+        h.feed(summary(f"stranger-{i}", W0 + 20 + i)._replace(simhash=stray ^ (1 << i)))
+    st = h.state()
+    win = st.windows[win.start]
+    assert (win.accounts, win.requests, win.reasoning, win.high_value) == counted
+    assert (st.active, st.active_young, st.active_new) == crowd
+    assert not any(a.startswith("stranger") for a in st.members)  # so never told a verdict
     # a prompt of the template is counted
     h.feed(summary("bot-3", W0 + 30, requests=2)._replace(simhash=_near(TEMPLATE, 60)))
-    assert h.state().windows[after.start].requests == counted[0] + 2
+    st = h.state()
+    assert st.windows[win.start].requests == counted[1] + 2 and st.active == crowd[0] + 1
+
+
+def test_two_accounts_agreeing_beside_a_stranger_make_no_template() -> None:
+    # found in review: a majority of three prompts is two; a template crowd needs three
+    h = Harness()
+    for i, prompt in enumerate((TEMPLATE, _near(TEMPLATE, 5), 0x5555_BEEF_AAAA_0000)):
+        h.feed(summary(f"acct-{i}", W0 + 10 + i, "join")._replace(simhash=prompt))
+    assert h.state().template == 0
+    h.feed(summary("acct-3", W0 + 20, "join")._replace(simhash=_near(TEMPLATE, 9)))
+    assert h.state().template and uses_template(TEMPLATE, h.state().template)
 
 
 def test_members_are_not_told_again_while_the_verdict_holds() -> None:
@@ -369,9 +387,14 @@ def test_nat_crowd_seen_for_the_first_time_is_not_convicted() -> None:
 
 
 def test_too_few_accounts_prove_nothing() -> None:
-    h = Harness()
-    h.campaign(CFG.template_min_accounts - 1, W0 + 10)  # KEY is a template bucket
-    assert h.state().verdict is None and h.told == []
+    # KEY is a template bucket; its crowd agrees on a template, so only the minimum stops it
+    cfg = dataclasses.replace(CFG, template_min_accounts=5)
+    h = Harness(cfg)
+    h.campaign(cfg.template_min_accounts - 1, W0 + 10)
+    assert h.state().template and h.state().verdict is None and h.told == []
+    enough = Harness(cfg)
+    enough.campaign(cfg.template_min_accounts, W0 + 10)
+    assert enough.state().verdict is not None
     # other keys need cluster_min_accounts, more than a template bucket does
     assert CFG.cluster_min_accounts > CFG.template_min_accounts
     infra = Harness()

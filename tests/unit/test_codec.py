@@ -202,7 +202,8 @@ def test_cluster_state_round_trip() -> None:
     assert encode_cluster_state(again) == data
 
 
-def test_a_template_cluster_state_round_trip() -> None:
+def _driven_template_state() -> ClusterState:
+    """A convicted template bucket, with a template and a summary still pending."""
     stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=1)
     tick = int(T0) // CFG.cluster_tick_s
     state = None
@@ -210,10 +211,19 @@ def test_a_template_cluster_state_round_trip() -> None:
         s = _summary(f"acct-{i}", key="tpl:0:cdef", ts=T0 + i, tick=tick,
                      simhash=0x0123_4567_89AB_CDEF ^ (1 << (20 + i)))
         state, _ = stage.on_summary(state, s, part)
+    later = _summary("acct-0", key="tpl:0:cdef", ts=T0 + CFG.window_s + 1, tick=tick + 1,
+                     simhash=0x0123_4567_89AB_CDEF)
+    state, _ = stage.on_summary(state, later, part)
     stage.on_source_tick(part, 0, tick + 1)
     assert state is not None
     stage.settle(state, part)
     assert state.template == 0x0123_4567_89AB_CDEF and state.verdict is not None
+    assert len(state.pending) == 1
+    return state
+
+
+def test_a_template_cluster_state_round_trip() -> None:
+    state = _driven_template_state()
     assert decode_cluster_state(encode_cluster_state(state)) == state
 
 
@@ -225,10 +235,14 @@ def test_records_and_states_of_the_core_before_template_signatures_still_decode(
     assert decode_cluster_record(encode_batch("summaries", [old_summary]))[0].simhash == 0
     old_verdict = ["acct-1", ["tpl:0:cdef", 0.9, T0, T0 + 60, "cv-1", "why"], T0]
     assert decode_verdict_record(orjson.dumps(old_verdict))[0].verdict.signature == 0
-    wire = orjson.loads(encode_cluster_state(_driven_cluster_state()))
-    old_state = [*wire[:3], {a: m[:4] for a, m in wire[3].items()}, *wire[4:12]]
-    state = decode_cluster_state(orjson.dumps(old_state))
-    assert state.template == 0 and all(m[4] == 0 for m in state.members.values())
+    for driven in (_driven_cluster_state(), _driven_template_state()):
+        wire = orjson.loads(encode_cluster_state(driven))
+        old_state = [*wire[:3], {a: m[:4] for a, m in wire[3].items()}, *wire[4:11],
+                     [p[:12] for p in wire[11]]]
+        state = decode_cluster_state(orjson.dumps(old_state))
+        assert state.template == 0 and all(m[4] == 0 for m in state.members.values())
+        assert all(p.simhash == 0 for p in state.pending)
+        assert state.members.keys() == driven.members.keys()
     account = orjson.loads(encode_account_state(_driven_account_state()))
     window = account[6]
     window[13] = {k: c[:4] for k, c in window[13].items()}

@@ -283,6 +283,25 @@ def test_prompts_sharing_convicted_buckets_count_once() -> None:
     assert matched_templates(same_template, convicted(TPL_A, TPL_B), bands) == 1
 
 
+def test_a_held_template_verdict_no_prompt_uses_adds_nothing_beside_one_that_is_used() -> None:
+    # Found in review: an account holds a bucket's verdict as a member of the bucket, which its
+    # prompt shares only by chance (far from the signature); once another template of its own
+    # counted, the strong unused bucket counted in full, throttled it, and made it a
+    # "replacement". It is no evidence at all.
+    weak = [verdict(k, 0.45, signature=TPL_A) for k in template_keys(TPL_A, CFG.simhash_bands)[:2]]
+    strong_far = 0x7777_1111_2222_3333
+    stray = 0x5A5A_A5A5_3C3C_0000 | (strong_far & 0xFFFF)  # shares its band 0 only
+    unused = verdict(template_keys(strong_far, CFG.simhash_bands)[0], 1.0, signature=strong_far)
+    for first_ts in (T0 - 600, unused.issued_ts + 60):  # a member before or after its conviction
+        st = account(*weak, prompts=(TPL_A, stray))
+        st.first_ts = first_ts
+        alone = assess(st, T0 + 120, CFG)
+        st.verdicts[unused.cluster_key] = unused
+        both = assess(st, T0 + 120, CFG)
+        assert both == alone, first_ts
+        assert both.action == "allow" and unused.cluster_key not in both.cluster_ids
+
+
 def test_template_verdicts_without_the_accounts_prompts_are_no_evidence() -> None:
     for prompts in [(), (OTHER,), ((OTHER & ~0xFFFF) | (TPL_A & 0xFFFF),)]:
         a = assess(account(*template_verdicts(TPL_A), prompts=prompts), T0, CFG)
@@ -409,9 +428,10 @@ def _random_prompt(rng: random.Random) -> int:
     if kind < 0.3:
         return rng.getrandbits(64)
     template = rng.choice(POOL)
-    if kind < 0.6:
+    if kind < 0.5:
         return template
-    return flip(template, *rng.sample(range(64), rng.randrange(1, 5)))
+    # near-duplicates, up to a little past SIGNATURE_BITS from the template
+    return flip(template, *rng.sample(range(64), rng.randrange(1, SIGNATURE_BITS + 3)))
 
 
 @pytest.mark.parametrize("cfg", [CFG, DetectorConfig(throttle_score=0.3, block_score=0.5,

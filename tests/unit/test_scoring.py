@@ -164,10 +164,16 @@ def test_a_templates_crowd_is_sized_by_every_account_it_remembers() -> None:
 
 
 def test_remembered_members_do_not_make_a_small_crowd_scorable() -> None:
-    state = trickle("tpl:2:5a1a", accounts=CFG.template_min_accounts - 1)
+    # (a minimum above the default, so the crowd agrees on a template and only the minimum
+    # stands in the way)
+    cfg = dataclasses.replace(CFG, template_min_accounts=6)
+    state = trickle("tpl:2:5a1a", accounts=cfg.template_min_accounts - 1)
+    assert state.template
     for i in range(50):
-        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0)
-    assert cluster_evidence(state, CFG).score == 0.0
+        state.members[f"earlier-{i:03d}"] = (state.horizon_start(cfg) - CW, 1, LONG_AGO, "", 0)
+    assert cluster_evidence(state, cfg).score == 0.0
+    enough = trickle("tpl:2:5a1a", accounts=cfg.template_min_accounts)
+    assert cluster_evidence(enough, cfg).score > 0.0
 
 
 def test_template_min_accounts_sets_how_small_a_template_crowd_is_scored() -> None:
