@@ -66,13 +66,17 @@ class ClusterState:
     # (models/cluster_stage.py), so the fold order never depends on arrival order.
     pending: list[ClusterSummary] = field(default_factory=list)
     # For a template bucket: the template its crowd uses (`template_signature`), set once the
-    # first members agree on one, and kept. A summary of a prompt far from it is a stray, left
-    # out of the crowd, and a conviction names it: two templates can share a 16-bit band
-    # (measured: a CoT campaign's template and a launch tutorial; the campaign's crowd convicted
-    # the bucket, and the tutorial's users, matching the majority of the latest prompts, were
-    # throttled). Known limit (docs/operations.md): whoever agrees on a template in a bucket
-    # first keeps it while the bucket lives.
+    # first members agree on one. A summary of a prompt far from it is a stray, left out of the
+    # crowd, and a conviction names it: two templates can share a 16-bit band (measured: a CoT
+    # campaign's template and a launch tutorial; the campaign's crowd convicted the bucket, and
+    # the tutorial's users, matching the majority of the latest prompts, were throttled).
     template: int = 0
+    # The latest strays (member records of accounts whose prompts are far from the template, at
+    # most SIGNATURE_MEMBERS; None until the first): when more of them, active in the horizon,
+    # agree on another template than the crowd has active members, that template takes the
+    # bucket over (`_reelect`). Else three decoy accounts that agreed first would hide any
+    # later crowd in the bucket for as long as they stay.
+    strays: dict[str, Member] | None = None
     # Not on the wire, so a recovered state starts over with a full scan: the verdict every
     # active member has been told of (`members_to_tell`), and the members added since, in
     # the order they were added. Telling then looks at those only, not at every member.
@@ -89,7 +93,7 @@ class ClusterState:
                 [w.to_wire() for w in self.windows.values()], self.members,
                 self.members_overflow, self.late_summaries, self.active, self.active_young,
                 self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts,
-                [p.to_wire() for p in self.pending], self.template]
+                [p.to_wire() for p in self.pending], self.template, self.strays]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterState:
@@ -101,7 +105,9 @@ class ClusterState:
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
                    last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]],
-                   template=w[12] if len(w) > 12 else 0)
+                   template=w[12] if len(w) > 12 else 0,
+                   strays=({a: (m[0], m[1], m[2], m[3], m[4]) for a, m in w[13].items()}
+                           if len(w) > 13 and w[13] is not None else None))
 
 
 def cluster_window(account_window_start: int, cfg: DetectorConfig) -> int:
@@ -117,6 +123,8 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     start = state.horizon_start(cfg)
     for old in [w for w in state.windows if w < start]:
         del state.windows[old]
+    if state.strays:
+        _reelect(state, start)
     # One pass over the members: most clusters have one or two (a template bucket of one
     # account), where building three lists cost more than the counting.
     idle_before = window - cfg.idle_expiry_s
@@ -157,7 +165,9 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     simhash = s.simhash
     if simhash and state.template and (simhash ^ state.template).bit_count() > SIGNATURE_BITS:
         # A stray: a prompt that shares the bucket's 16 bits, not its template. It neither
-        # joins the crowd nor adds what it asks (so it is not told of the bucket's verdicts).
+        # joins the crowd nor adds what it asks (so it is not told of the bucket's verdicts),
+        # but is remembered in case its own template takes the bucket over.
+        _remember_stray(state, s, window)
         return True
     state.last_ts = max(state.last_ts, s.event_ts)
     windows = state.windows
@@ -252,6 +262,42 @@ def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
         return False
     state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT])
     return True
+
+
+def _remember_stray(state: ClusterState, s: ClusterSummary, window: int) -> None:
+    strays = state.strays
+    if strays is None:
+        strays = state.strays = {}
+    m = strays.get(s.account_id)
+    if m is not None:
+        strays[s.account_id] = (max(m[_LAST], window), m[_YOUNG], m[_FIRST], "", s.simhash)
+        return
+    if len(strays) >= SIGNATURE_MEMBERS:
+        del strays[next(iter(strays))]  # the stray remembered longest
+    strays[s.account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash)
+
+
+def _reelect(state: ClusterState, horizon_start: int) -> None:
+    """Hand the bucket to another template when more strays active in the horizon agree on it
+    than the crowd has active members: they become its crowd (its members), what the old crowd
+    asked and the old verdict go (the new crowd is judged on its own summaries from now on).
+    Once per window change; a crowd that shrinks below a growing stray crowd loses the bucket
+    (whose other bands still show it)."""
+    assert state.strays is not None
+    active = [(a, m) for a, m in state.strays.items() if m[_LAST] >= horizon_start]
+    challenger = signature([m[_PROMPT] for _, m in active])
+    if not challenger:
+        return
+    crowd = [(a, m) for a, m in active if (m[_PROMPT] ^ challenger).bit_count() <= SIGNATURE_BITS]
+    if len(crowd) <= sum(1 for m in state.members.values() if m[_LAST] >= horizon_start):
+        return
+    state.template = challenger
+    state.members = dict(crowd)
+    state.strays = None
+    state.windows = {}
+    state.verdict = None
+    state.told_all = ""
+    state.joined = None
 
 
 def template_signature(state: ClusterState) -> int:

@@ -307,6 +307,44 @@ def test_a_prompt_far_from_the_template_is_a_stray_left_out_of_the_crowd() -> No
     assert st.windows[win.start].requests == counted[1] + 2 and st.active == crowd[0] + 1
 
 
+def test_a_larger_crowd_of_strays_agreeing_on_a_template_takes_the_bucket_over() -> None:
+    # Found in review: three decoy accounts agreeing on a prompt that shares a campaign
+    # template's band, sent before the campaign starts, made every campaign account a stray of
+    # the bucket, which was then never convicted.
+    h = Harness()
+    decoy = 0x5555_BEEF_AAAA_0000  # shares KEY's band with TEMPLATE, ~30 bits from it
+    for i in range(3):
+        h.feed(summary(f"decoy-{i}", W0 + 10 + i, young=False, first_ts=W0 - 86400 * 400,
+                       reasoning=0, high_value=0)._replace(simhash=decoy ^ (1 << i)))
+    assert h.state().template and uses_template(decoy, h.state().template)
+    campaign = [f"bot-{i:03d}" for i in range(12)]
+    for i, a in enumerate(campaign):
+        h.feed(summary(a, W0 + 100 + i, "join")._replace(simhash=_near(TEMPLATE, i)))
+    assert h.state().verdict is None  # strays all: nothing of theirs counted yet
+    # at the next cluster window the strays, more than the decoys, take the bucket over
+    later = W0 + CW + 10
+    for i, a in enumerate(campaign):
+        h.feed(summary(a, later + i)._replace(simhash=_near(TEMPLATE, 20 + i)))
+    st = h.state()
+    assert uses_template(TEMPLATE, st.template)
+    assert set(st.members) == set(campaign)  # the decoys are no longer the crowd
+    assert st.verdict is not None and uses_template(TEMPLATE, st.verdict.signature)
+    assert {av.account_id for av in h.told} == set(campaign)
+
+
+def test_a_crowd_is_not_handed_over_to_fewer_strays() -> None:
+    h = Harness()
+    for i in range(6):
+        h.feed(summary(f"bot-{i}", W0 + 10 + i, "join")._replace(simhash=_near(TEMPLATE, i)))
+    other = 0x5555_BEEF_AAAA_0000
+    for i in range(4):
+        h.feed(summary(f"other-{i}", W0 + 100 + i, "join")._replace(simhash=other ^ (1 << i)))
+    for i in range(6):
+        h.feed(summary(f"bot-{i}", W0 + CW + 10 + i)._replace(simhash=_near(TEMPLATE, 30 + i)))
+    st = h.state()
+    assert uses_template(TEMPLATE, st.template) and not any(a.startswith("other") for a in st.members)
+
+
 def test_two_accounts_agreeing_beside_a_stranger_make_no_template() -> None:
     # found in review: a majority of three prompts is two; a template crowd needs three
     h = Harness()

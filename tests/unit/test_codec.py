@@ -211,6 +211,9 @@ def _driven_template_state() -> ClusterState:
         s = _summary(f"acct-{i}", key="tpl:0:cdef", ts=T0 + i, tick=tick,
                      simhash=0x0123_4567_89AB_CDEF ^ (1 << (20 + i)))
         state, _ = stage.on_summary(state, s, part)
+    stray = _summary("acct-stray", key="tpl:0:cdef", ts=T0 + 9, tick=tick,
+                     simhash=0xFEDC_BA98_7654_CDEF)  # shares the band only
+    state, _ = stage.on_summary(state, stray, part)
     later = _summary("acct-0", key="tpl:0:cdef", ts=T0 + CFG.window_s + 1, tick=tick + 1,
                      simhash=0x0123_4567_89AB_CDEF)
     state, _ = stage.on_summary(state, later, part)
@@ -218,7 +221,7 @@ def _driven_template_state() -> ClusterState:
     assert state is not None
     stage.settle(state, part)
     assert state.template == 0x0123_4567_89AB_CDEF and state.verdict is not None
-    assert len(state.pending) == 1
+    assert len(state.pending) == 1 and state.strays and "acct-stray" in state.strays
     return state
 
 
