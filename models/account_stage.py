@@ -163,14 +163,13 @@ class AccountStage:
         if len(prompts) > RECENT_PROMPTS:
             del prompts[0]
         if state.requests < JOIN_AT_ONCE_REQUESTS:
-            # A new account joins each recurring template bucket at once, so a replacement
-            # account joining a convicted cluster is acted on at its first requests; later,
-            # its window summaries keep its clusters informed.
+            # A new account joins each recurring template bucket at once, so its clusters
+            # count it from its first requests; later, its window summaries keep them informed.
             for key in newly_recurring:
                 out.summaries.append(self._join(state, key, ev, part, young, simhash))
-                if key in convicted_keys:
-                    self._hold_convicted(state, key, part)
         if convicted_keys and not convicted_keys.keys().isdisjoint(buckets):
+            # The hydra response for templates, whatever the account's age or request count
+            # (for infrastructure keys it is `_hold_convicted`, above).
             self._hold_convicted_template(state, simhash, buckets, part)
         state.requests += 1
         state.last_ts = max(state.last_ts, ts)
@@ -310,11 +309,12 @@ class AccountStage:
         be) is ~24 bits from the signature and holds nothing. The policy still weighs a single
         template at half against an established account."""
         now = part.watermark.max_ts
-        applicable = part.convicted.applicable
+        convicted = part.convicted
         for key in buckets:
-            verdict = applicable(key, now)
-            if verdict is not None and uses_template(simhash, verdict.signature):
-                self._hold_if_newer(state, verdict)
+            if key in convicted.by_key:
+                verdict = convicted.applicable(key, now)
+                if verdict is not None and uses_template(simhash, verdict.signature):
+                    self._hold_if_newer(state, verdict)
 
     def _hold_if_newer(self, state: AccountState, verdict: Verdict) -> None:
         held = state.verdicts.get(verdict.cluster_key)

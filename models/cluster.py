@@ -14,7 +14,7 @@ from typing import Any, Final
 from models.account import Verdict
 from models.config import DetectorConfig
 from models.messages import ClusterSummary
-from models.templates import SIGNATURE_BITS, signature
+from models.templates import signature, uses_template
 
 
 @dataclass(slots=True)
@@ -163,7 +163,7 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         state.late_summaries += 1
         return False
     simhash = s.simhash
-    if simhash and state.template and (simhash ^ state.template).bit_count() > SIGNATURE_BITS:
+    if simhash and state.template and not uses_template(simhash, state.template):
         # A stray: a prompt that shares the bucket's 16 bits, not its template. It neither
         # joins the crowd nor adds what it asks (so it is not told of the bucket's verdicts),
         # but is remembered in case its own template takes the bucket over.
@@ -288,7 +288,7 @@ def _reelect(state: ClusterState, horizon_start: int) -> None:
     challenger = signature([m[_PROMPT] for _, m in active])
     if not challenger:
         return
-    crowd = [(a, m) for a, m in active if (m[_PROMPT] ^ challenger).bit_count() <= SIGNATURE_BITS]
+    crowd = [(a, m) for a, m in active if uses_template(m[_PROMPT], challenger)]
     if len(crowd) <= sum(1 for m in state.members.values() if m[_LAST] >= horizon_start):
         return
     state.template = challenger
@@ -304,8 +304,13 @@ def template_signature(state: ClusterState) -> int:
     """The template a bucket's crowd uses: the signature of its members' latest prompts there
     (one each, of the `SIGNATURE_MEMBERS` members added last), so no one account, however
     chatty, makes the template alone; 0 when they share none (`models.templates.signature`)."""
-    prompts = [m[_PROMPT] for m in state.members.values() if m[_PROMPT]]
-    return signature(prompts[-SIGNATURE_MEMBERS:])
+    prompts = []
+    for m in reversed(state.members.values()):  # (a crowded bucket: the last few only)
+        if m[_PROMPT]:
+            prompts.append(m[_PROMPT])
+            if len(prompts) == SIGNATURE_MEMBERS:
+                break
+    return signature(prompts)
 
 
 # Members whose prompts make a template bucket's signature (odd: no ties).
