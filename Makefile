@@ -1,7 +1,7 @@
 # The two commands of a fresh machine (see README.md):
 #   make demo   set up .venv, start the local Kafka broker, run the worker fleet on simulated traffic
 #   make test   set up .venv, start the broker if needed, run the whole test suite, stop what it started
-.PHONY: demo test unit venv clean
+.PHONY: demo test unit venv core clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,10 +14,16 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	touch $@
 
-demo: venv
+# The detection core compiled with mypyc (~1.5x faster, same decisions): ~20 s after each change
+# of models/, nothing otherwise. Without it the core runs from its sources
+# (DISTILLGUARD_CORE=interpreted skips it; see models/_build.py).
+core: venv
+	$(PY) deploy/compile_core.py
+
+demo: venv core
 	$(VENV)/bin/distillguard demo
 
-test: venv
+test: venv core
 	bash deploy/run-tests.sh
 
 # The pure tests only: no broker, a few seconds.

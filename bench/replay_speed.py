@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import models
 from models.config import DetectorConfig
 from models.pipeline import Pipeline
 from simulator import Scenario, write_files
@@ -84,7 +85,8 @@ def main() -> int:
     print("  (each part with the replay's GC thresholds, streams/gc_tuning.py)")
     verdict = "meets" if best >= TARGET else "misses"
     print(f"target {TARGET:,} events/s end to end: {verdict} it "
-          f"(Python {sys.version.split()[0]}, model {cfg.model_version})")
+          f"(Python {sys.version.split()[0]}, model {cfg.model_version}, "
+          f"core {models.CORE_BUILD})")
     return 0
 
 

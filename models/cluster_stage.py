@@ -74,8 +74,10 @@ class ClusterOutputs:
     behind: bool = False  # the summary arrived after its tick was judged (its source was idle)
 
 
-def verdict_id(cluster_key: str, issued_ts: float, score: float, model_version: str) -> str:
+def verdict_id(cluster_key: str, issued_ts: int, score: float, model_version: str) -> str:
     # The score is part of it: an upgrade within the same moment is a new verdict to tell.
+    # `issued_ts` is a tick's end, an int: typed so, the compiled core writes it as the
+    # sources do ("1767225720", not "1767225720.0"), and both builds issue the same ids.
     text = f"{cluster_key}|{issued_ts!r}|{score!r}|{model_version}"
     return "cv-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -165,7 +167,7 @@ class ClusterStage:
             self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
         return out
 
-    def _judge(self, state: ClusterState, now_ts: float, out: ClusterOutputs) -> None:
+    def _judge(self, state: ClusterState, now_ts: int, out: ClusterOutputs) -> None:
         cfg = self.cfg
         v = state.verdict
         if v is None and state.active < min_accounts(state.cluster_key, cfg):

@@ -112,12 +112,12 @@ class DetectorConfig:
     def problems(self) -> list[str]:
         """What makes this configuration unusable; empty when it is fine."""
         out = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
-                out.append(f"{f.name} must be a whole number, got {value!r}")
-            elif f.type in ("int", "float") and value < 0:
-                out.append(f"{f.name} must not be negative, got {value!r}")
+        for name, kind in self.field_types().items():
+            value = getattr(self, name)
+            if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+                out.append(f"{name} must be a whole number, got {value!r}")
+            elif kind in ("int", "float") and value < 0:
+                out.append(f"{name} must not be negative, got {value!r}")
         if out:
             return out
         positive = ("window_s", "idle_expiry_s", "simhash_bands", "cluster_horizon_windows",
@@ -146,6 +146,11 @@ class DetectorConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by value (evaluate and sweep send it to their worker processes): the compiled
+        # core's frozen dataclass cannot be rebuilt attribute by attribute, as pickle would.
+        return (DetectorConfig, tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
     @property
     def model_version(self) -> str:
         return _model_version(self)
@@ -154,10 +159,21 @@ class DetectorConfig:
     def field_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in dataclasses.fields(cls))
 
+    @classmethod
+    def field_types(cls) -> dict[str, str]:
+        """Each setting's type: "int", "float" or "bool". (A field's annotation is a string in
+        the sources, a class in the compiled core.)"""
+        return {f.name: f.type if isinstance(f.type, str) else f.type.__name__
+                for f in dataclasses.fields(cls)}
+
 
 @lru_cache(maxsize=64)
 def _model_version(cfg: DetectorConfig) -> str:
-    # `shadow` does not change what is computed, only whether it is applied.
-    params = {k: v for k, v in sorted(cfg.to_dict().items()) if k != "shadow"}
+    # `shadow` does not change what is computed, only whether it is applied. A float setting
+    # given as a whole number stays an int in the sources and becomes a float in the compiled
+    # core: written as a float here, both builds name the same version.
+    floats = {name for name, kind in cfg.field_types().items() if kind == "float"}
+    params = {k: float(v) if k in floats else v
+              for k, v in sorted(cfg.to_dict().items()) if k != "shadow"}
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     return f"distillguard-{CORE_VERSION}+{digest}"

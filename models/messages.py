@@ -45,8 +45,9 @@ class ClusterSummary(NamedTuple):
         return list(self)
 
     @classmethod
-    def from_wire(cls, w: list[Any]) -> ClusterSummary:
-        # (12 fields: a summary from a core before template signatures)
+    def from_wire(cls, w: Any) -> ClusterSummary:
+        # (12 fields: a summary from a core before template signatures.) `w` is typed Any so
+        # the check below, not the compiled core's argument check, refuses a non-list.
         if not isinstance(w, list) or len(w) not in (12, 13):
             raise ValueError("cluster summary must be a list of 12 or 13 fields")
         return cls(*w)
@@ -61,7 +62,7 @@ class SourceTick:
         return ["tick", self.source, self.tick]
 
     @classmethod
-    def from_wire(cls, w: list[Any]) -> SourceTick:
+    def from_wire(cls, w: Any) -> SourceTick:
         if (not isinstance(w, list) or len(w) != 3 or w[0] != "tick"
                 or not all(isinstance(x, int) and not isinstance(x, bool) for x in w[1:])):
             raise ValueError('source tick must be ["tick", partition, tick]')
@@ -92,7 +93,7 @@ class AccountVerdict:
         return [self.account_id, self.verdict.to_wire(), self.told_ts]
 
     @classmethod
-    def from_wire(cls, w: list[Any]) -> AccountVerdict:
+    def from_wire(cls, w: Any) -> AccountVerdict:
         if not isinstance(w, list) or len(w) != 3:
             raise ValueError("account verdict must be a list of 3 fields")
         return cls(w[0], Verdict.from_wire(w[1]), w[2])

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import models
 from models.config import DetectorConfig
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -173,7 +174,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {result.events:,} events in {result.seconds:.1f} s "
           f"({result.rate:,.0f} events/s): {result.decisions:,} decisions "
           f"{dict(sorted(result.actions.items()))}, {result.bad_lines} {bad_unit}; "
-          f"model {cfg.model_version}, mode {'shadow' if cfg.shadow else 'enforce'}")
+          f"model {cfg.model_version}, mode {'shadow' if cfg.shadow else 'enforce'}, "
+          f"core {models.CORE_BUILD}")
     if target:
         print(f"published {result.decisions:,} decisions to {target}")
     if result.interrupted:

@@ -109,10 +109,13 @@ def decode_cluster_record(value: bytes) -> list[ClusterSummary] | SourceTick:
     """A record of the cluster stage's input: its summaries (one for a record of a single
     summary, as workers before the outbox sent them), or an account partition's tick."""
     w = orjson.loads(value)
-    items = _batch(w, SUMMARY_BATCH_TAG)
-    if items is not None:
-        return [ClusterSummary.from_wire(x) for x in items]
-    record = cluster_record_from_wire(w)
+    try:
+        items = _batch(w, SUMMARY_BATCH_TAG)
+        if items is not None:
+            return [ClusterSummary.from_wire(x) for x in items]
+        record = cluster_record_from_wire(w)
+    except TypeError as exc:  # a field of the wrong type (the compiled core checks them)
+        raise ValueError(f"malformed cluster summary: {exc}") from None
     return record if isinstance(record, SourceTick) else [record]
 
 
@@ -120,10 +123,13 @@ def decode_verdict_record(value: bytes) -> list[AccountVerdict]:
     """A record of the verdicts topic: its verdicts (one for a record of a single verdict, as
     workers before the outbox sent them)."""
     w = orjson.loads(value)
-    items = _batch(w, VERDICT_BATCH_TAG)
-    if items is not None:
-        return [AccountVerdict.from_wire(x) for x in items]
-    return [AccountVerdict.from_wire(w)]
+    try:
+        items = _batch(w, VERDICT_BATCH_TAG)
+        if items is not None:
+            return [AccountVerdict.from_wire(x) for x in items]
+        return [AccountVerdict.from_wire(w)]
+    except TypeError as exc:  # a field of the wrong type (the compiled core checks them)
+        raise ValueError(f"malformed account verdict: {exc}") from None
 
 
 def encode_verdict(v: AccountVerdict) -> bytes:

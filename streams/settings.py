@@ -49,10 +49,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models._build import BUILD_VARIABLES
 from models.config import DetectorConfig
 from streams.topics import TopicSpec, load_topic_specs
 
 ENV_PREFIX = "DISTILLGUARD_"
+# Variables of the same prefix that are not settings: where to read settings from, and which
+# build of the core to load (models/_build.py).
+NOT_SETTINGS = frozenset({f"{ENV_PREFIX}SETTINGS_FILE", *BUILD_VARIABLES})
 TOPIC_LOGICAL_NAMES = ("requests", "enforcement", "dead_letter", "cluster_summaries",
                        "account_verdicts")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -148,7 +152,7 @@ def _convert(name: str, raw: Any, kind: str, source: str) -> Any:
 
 
 def _detector(values: Mapping[str, Any], source: str, base: DetectorConfig) -> DetectorConfig:
-    known = {f.name: f.type for f in dataclasses.fields(DetectorConfig)}
+    known = DetectorConfig.field_types()
     changes = {}
     for key, raw in values.items():
         if key not in known:
@@ -197,7 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None, file: str | Path | None 
                                     f"{', '.join(sorted([*_FIELD_TYPES, 'detector']))}")
     env_detector = {}
     for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}SETTINGS_FILE":
+        if not key.startswith(ENV_PREFIX) or key in NOT_SETTINGS:
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name.startswith("detector_"):

@@ -227,7 +227,7 @@ def test_campaign_of_young_accounts_harvesting_reasoning_is_convicted() -> None:
     assert v.score >= CFG.cluster_convict_score
     assert v.cluster_key == KEY and KEY in v.reason
     assert v.expires_ts == v.issued_ts + CFG.verdict_ttl_s
-    assert v.verdict_id == verdict_id(KEY, v.issued_ts, v.score, CFG.model_version)
+    assert v.verdict_id == verdict_id(KEY, int(v.issued_ts), v.score, CFG.model_version)
     # every active member told; as the conviction grew stronger while the crowd gathered,
     # members were told again, and the last word each one got is the standing verdict
     assert set(Counter(av.account_id for av in h.told)) == set(accounts)

@@ -118,6 +118,18 @@ def test_unknown_environment_variable() -> None:
         load_settings(env={"DISTILLGUARD_KAFKA_BOOTSRAP": "typo:9092"})
 
 
+def test_the_core_build_variables_are_not_settings() -> None:
+    # models/_build.py reads them; the settings loader must not refuse them as unknown
+    env = {"DISTILLGUARD_CORE": "interpreted", "DISTILLGUARD_COMPILED_CORE": "/opt/core"}
+    assert load_settings(env=env) == load_settings(env={})
+
+
+def test_a_float_setting_given_whole_names_the_same_model_version() -> None:
+    # the compiled core stores 1 as 1.0, the sources keep 1: one version for both
+    whole = DetectorConfig(block_score=1)  # type: ignore[arg-type]
+    assert whole.model_version == DetectorConfig(block_score=1.0).model_version
+
+
 def test_unknown_detector_environment_variable() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(env={"DISTILLGUARD_DETECTOR_WINDOW_SECONDS": "60"})
