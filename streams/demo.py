@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from models._build import BUILD_VARIABLES
 from models.config import DetectorConfig
 from models.evaluation import Report, evaluate_core, evaluate_recorded, render
 from models.events import event_from_mapping
@@ -100,8 +101,10 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
         **{f"DISTILLGUARD_TOPIC_{n.upper()}": getattr(settings, f"topic_{n}")
            for n in TOPIC_LOGICAL_NAMES},
     })
-    if os.environ.get("DISTILLGUARD_SETTINGS_FILE"):
-        env["DISTILLGUARD_SETTINGS_FILE"] = os.environ["DISTILLGUARD_SETTINGS_FILE"]
+    # Passed on as given: the settings file, and which build of the core to run.
+    for name in ("DISTILLGUARD_SETTINGS_FILE", *BUILD_VARIABLES):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return env
 
 

@@ -28,6 +28,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from models._build import BUILD_VARIABLES
 from streams.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
 from streams.topics import delete_topics, ensure_topics, wait_for_broker
 
@@ -85,7 +86,9 @@ class Fleet:
         base_port = base_port or 16000 + (os.getpid() % 1000) * 10
         for i in range(count):
             n = len(self.procs)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
+            # Only this run's settings, but the build of the core the suite was told to run.
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith("DISTILLGUARD_") or k in BUILD_VARIABLES}
             env.update(run_env(self.settings.app_id.removeprefix("dg-test-"),
                                self.settings.kafka_bootstrap,
                                DISTILLGUARD_WEB_PORT=str(base_port + n), **self.env))

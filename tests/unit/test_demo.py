@@ -13,7 +13,8 @@ from models.config import DetectorConfig
 from models.events import event_from_mapping
 from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events
-from streams.demo import late_verdicts, replayed_report
+from streams.demo import late_verdicts, replayed_report, worker_env
+from streams.settings import load_settings
 
 
 def test_the_replayed_report_is_the_core_over_the_demo_traffic() -> None:
@@ -59,3 +60,12 @@ def test_late_verdicts_add_up_over_the_workers_and_a_silent_worker_gives_none() 
     assert late_verdicts([*ports, 1]) is None  # nothing listens on port 1
     for gen in (ok, stalled, idle):
         gen.close()
+
+
+def test_workers_run_the_build_of_the_core_their_parent_was_told_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTILLGUARD_CORE", "interpreted")
+    monkeypatch.setenv("DISTILLGUARD_APP_ID", "not-for-the-workers")
+    env = worker_env(load_settings(env={}), 7001)
+    assert env["DISTILLGUARD_CORE"] == "interpreted"
+    assert env["DISTILLGUARD_APP_ID"] == "distillguard"  # its own settings, not the parent's
