@@ -28,15 +28,27 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIO = dataclasses.replace(Scenario.default(), scale=0.1, duration_h=2.0, seed=5)
 
 
-def _replay(events: Path, out: Path, build: str) -> list[dict[str, object]]:
+def _env(build: str) -> dict[str, str]:
+    """The environment of a process that runs `build` of the core (and no other settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
     env["DISTILLGUARD_CORE"] = build
     if "DISTILLGUARD_COMPILED_CORE" in os.environ:
         env["DISTILLGUARD_COMPILED_CORE"] = os.environ["DISTILLGUARD_COMPILED_CORE"]
+    return env
+
+
+def _require_a_current_build() -> None:
+    manifest = read_manifest(build_dir())
+    if manifest is None or manifest.get("digest") != source_digest():
+        pytest.fail(f"no compiled core matching models/ in {build_dir()}: `make core` builds "
+                    "it (`make test` does so first)")
+
+
+def _replay(events: Path, out: Path, build: str) -> list[dict[str, object]]:
     proc = subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--input", str(events),
                            "--output", str(out), "--quiet"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+                          cwd=REPO, env=_env(build), capture_output=True, text=True,
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     for record in records:
@@ -45,10 +57,7 @@ def _replay(events: Path, out: Path, build: str) -> list[dict[str, object]]:
 
 
 def test_the_compiled_core_decides_as_the_sources_do(tmp_path: Path) -> None:
-    manifest = read_manifest(build_dir())
-    if manifest is None or manifest.get("digest") != source_digest():
-        pytest.fail(f"no compiled core matching models/ in {build_dir()}: `make core` builds "
-                    "it (`make test` does so first)")
+    _require_a_current_build()
     write_files(SCENARIO, tmp_path)
     compiled = _replay(tmp_path / "events.jsonl", tmp_path / "compiled.jsonl", "compiled")
     interpreted = _replay(tmp_path / "events.jsonl", tmp_path / "sources.jsonl", "interpreted")
@@ -90,11 +99,7 @@ print(models.CORE_BUILD)
 
 
 def _states(build: str, *args: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
-    env["DISTILLGUARD_CORE"] = build
-    if "DISTILLGUARD_COMPILED_CORE" in os.environ:
-        env["DISTILLGUARD_COMPILED_CORE"] = os.environ["DISTILLGUARD_COMPILED_CORE"]
-    proc = subprocess.run([sys.executable, "-c", _STATES, *args], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-c", _STATES, *args], cwd=REPO, env=_env(build),
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
@@ -103,9 +108,7 @@ def _states(build: str, *args: str) -> list[str]:
 def test_each_build_reads_the_states_the_other_wrote(tmp_path: Path) -> None:
     # A fleet may mix builds (a rolling upgrade, a worker without a compiler): a partition that
     # moves is recovered from states the other build wrote.
-    manifest = read_manifest(build_dir())
-    if manifest is None or manifest.get("digest") != source_digest():
-        pytest.fail(f"no compiled core matching models/ in {build_dir()}: `make core`")
+    _require_a_current_build()
     write_files(SCENARIO, tmp_path)
     events = str(tmp_path / "events.jsonl")
     for writer, reader in (("compiled", "interpreted"), ("interpreted", "compiled")):
