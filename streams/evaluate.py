@@ -47,6 +47,7 @@ from models.evaluation import GroupRow, Report, render
 from streams.replay import Progress, load_labels, replay
 from streams.replay_source import FileSource, ReplayError
 from streams.sweep import default_jobs
+from streams.worker_pool import WorkerDied, WorkerWatch
 
 DETECTOR = "distillguard"
 
@@ -390,6 +391,7 @@ def run_evaluation(runs: list[EvalRun], opts: ScenarioOptions, cfg: DetectorConf
     with tempfile.TemporaryDirectory(prefix="distillguard-evaluate-", dir=workdir) as tmp:
         pool = ctx.Pool(processes, initializer=_init_worker,
                         initargs=(opts, cfg, partitions, Path(tmp), max_record_bytes, messages))
+        watch = WorkerWatch()  # at once: it takes the pool's workers as started
         try:
             # The longest first (campaigns over more accounts replay slowest), so it does not
             # start last and run alone at the end.
@@ -401,6 +403,7 @@ def run_evaluation(runs: list[EvalRun], opts: ScenarioOptions, cfg: DetectorConf
                 except multiprocessing.TimeoutError:
                     _drain(messages, board)
                     board.tick()
+                    watch.check()
                     continue
                 except StopIteration:
                     break
@@ -412,6 +415,9 @@ def run_evaluation(runs: list[EvalRun], opts: ScenarioOptions, cfg: DetectorConf
             interrupted = True
             pool.terminate()
             board.say(f"evaluate: interrupted; {len(outcomes)} of {len(runs)} runs finished")
+        except WorkerDied as exc:
+            pool.terminate()
+            raise WorkerDied(f"{exc}; {len(outcomes)} of {len(runs)} runs finished") from None
         except BaseException:
             pool.terminate()
             raise

@@ -37,6 +37,7 @@ from models.config import DetectorConfig
 from models.evaluation import GroupRow, Report
 from streams.replay import Labels, check_labels_match, replay_file
 from streams.replay_source import ReplayError
+from streams.worker_pool import WorkerDied, WorkerWatch
 
 # Tunables that change how decisions are published, not which are made.
 NOT_SWEEPABLE = {"shadow": "shadow only marks decisions, it does not change them"}
@@ -236,8 +237,15 @@ def run_sweep(input_path: Path, labels: Labels, grid: dict[str, list[str]],
     ctx = multiprocessing.get_context("spawn")
     pool = ctx.Pool(processes, initializer=_init_worker,
                     initargs=(input_path, labels, partitions))
+    watch = WorkerWatch()  # at once: it takes the pool's workers as started
     try:
-        for score in pool.imap_unordered(_run_in_worker, jobs_list):
+        results = pool.imap_unordered(_run_in_worker, jobs_list)
+        while len(scores) < len(jobs_list):
+            try:
+                score = results.next(timeout=0.5)
+            except multiprocessing.TimeoutError:
+                watch.check()
+                continue
             scores.append(score)
             elapsed = time.monotonic() - started
             left = elapsed / len(scores) * (len(runs) - len(scores))
@@ -249,6 +257,9 @@ def run_sweep(input_path: Path, labels: Labels, grid: dict[str, list[str]],
         interrupted = True
         pool.terminate()
         say(f"sweep: interrupted; {len(scores)} of {len(runs)} runs finished")
+    except WorkerDied as exc:
+        pool.terminate()
+        raise WorkerDied(f"{exc}; {len(scores)} of {len(runs)} runs finished") from None
     except ReplayError:
         pool.terminate()
         raise
