@@ -6,7 +6,7 @@ The one module of models/ that reads files and the environment, and it decides n
 not be shadowed by an older binary), with a manifest naming the digest of the sources it was
 built from. At import, `models/__init__.py` calls `activate`: the compiled modules come first
 on the package's path only when that digest matches the sources here; otherwise the sources
-run. Both builds make the same decisions, ids included (tests/integration/test_compiled_core.py
+run. Both builds make the same decisions, ids included (tests/scenario/test_compiled_core.py
 replays a scenario with each and compares), the compiled one ~1.5x faster (docs/performance.md).
 
     DISTILLGUARD_CORE=auto          the compiled core when it is built from these sources (default)
@@ -49,7 +49,8 @@ def default_build_dir() -> Path:
 
 
 def build_dir() -> Path:
-    return Path(os.environ.get("DISTILLGUARD_COMPILED_CORE") or default_build_dir())
+    # absolute: a process passes it on to workers that may start elsewhere
+    return Path(os.environ.get("DISTILLGUARD_COMPILED_CORE") or default_build_dir()).absolute()
 
 
 def requested_mode() -> str:
@@ -60,13 +61,14 @@ def requested_mode() -> str:
 
 
 def source_digest(models_dir: Path = MODELS_DIR) -> str:
-    """What a build must match: the sources of every compiled module, and the interpreter
-    (an extension built for another Python or platform does not load)."""
+    """What a build must match: every source of the package (the compiled modules are compiled
+    against the types of the others, models/evaluation.py among them), and the interpreter (an
+    extension built for another Python or platform does not load)."""
     h = hashlib.sha256()
     h.update(f"{sys.implementation.cache_tag}|{sysconfig.get_config_var('EXT_SUFFIX')}".encode())
-    for name in COMPILED_MODULES:
-        h.update(f"|{name}|".encode())
-        h.update((models_dir / f"{name}.py").read_bytes())
+    for path in sorted(models_dir.glob("*.py")):
+        h.update(f"|{path.name}|".encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

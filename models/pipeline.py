@@ -25,7 +25,7 @@ from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from models.config import DetectorConfig
 from models.decision import Decision
 from models.events import RequestEvent
-from models.messages import ClusterSummary
+from models.messages import AccountVerdict, ClusterSummary
 from models.partitioning import partition_for
 
 
@@ -41,6 +41,11 @@ class Pipeline:
         self.cluster_parts = [ClusterPartition.create(cfg, sources=partitions)
                               for _ in range(partitions)]
         self.counts: Counter[str] = Counter()
+        # What is routed between the stages, in order, for a caller that sets these to lists
+        # (the parity test compares them with what the live fleet's topics carried). Attributes,
+        # not an overridable method: the compiled core's classes cannot be subclassed.
+        self.routed_summaries: list[ClusterSummary] | None = None
+        self.routed_verdicts: list[AccountVerdict] | None = None
 
     def process(self, ev: RequestEvent) -> list[Decision]:
         """One event in; the decisions it leads to out (possibly for other accounts too)."""
@@ -81,6 +86,8 @@ class Pipeline:
         # outputs object (`on_summary`'s only output is `behind`).
         counts, key, clusters = self.counts, s.cluster_key, self.clusters
         counts["summaries"] += 1
+        if self.routed_summaries is not None:
+            self.routed_summaries.append(s)
         clusters[key], behind = self.cluster_stage.hold(
             clusters.get(key), s, self.cluster_parts[partition_for(key, self.partitions)])
         counts["behind_summaries"] += behind
@@ -106,6 +113,8 @@ class Pipeline:
                 self.counts["late_verdicts"] += self.account_stage.on_conviction(
                     conviction, part).late_verdict
         self.counts["verdicts"] += len(out.verdicts)
+        if self.routed_verdicts is not None:
+            self.routed_verdicts.extend(out.verdicts)
         for av in out.verdicts:
             acct_part = self.account_parts[partition_for(av.account_id, self.partitions)]
             acct, acct_out = self.account_stage.on_verdict(

@@ -296,7 +296,8 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Decision 
         action=wanted,
         score=a.score,
         reasons=[summary, *a.reasons],
-        event_ts=max(state.last_ts, now_ts),
+        # a float in both builds: a verdict's time to apply is a whole number in the sources
+        event_ts=float(max(state.last_ts, now_ts)),
         ttl_s=ttl_s,
         rate_limit_rpm=cfg.throttle_rpm if wanted == "throttle" else None,
         model_version=cfg.model_version,

@@ -101,10 +101,12 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
         **{f"DISTILLGUARD_TOPIC_{n.upper()}": getattr(settings, f"topic_{n}")
            for n in TOPIC_LOGICAL_NAMES},
     })
-    # Passed on as given: the settings file, and which build of the core to run.
+    # Passed on: the settings file, and which build of the core to run. Paths made absolute:
+    # the workers start in the repository, not where the demo was started.
     for name in ("DISTILLGUARD_SETTINGS_FILE", *BUILD_VARIABLES):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
+        value = os.environ.get(name)
+        if value:
+            env[name] = value if name == "DISTILLGUARD_CORE" else str(Path(value).absolute())
     return env
 
 

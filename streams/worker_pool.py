@@ -20,16 +20,19 @@ class WorkerDied(ReplayError):
 class WorkerWatch:
     """The pool's workers, as started. Without `maxtasksperchild` a pool starts a process only
     in place of one that exited before the pool was closed: so any new child process means a
-    worker died. (The pool reaps the dead one within ~0.1 s, often before anyone could read
-    its exit code: the replacement is what stays visible.)"""
+    worker died. (It watches every child of this process: evaluate and sweep start none but
+    their pool's.)"""
 
     def __init__(self) -> None:
-        self.started = {p.pid for p in multiprocessing.active_children()}
+        self.started = {p.pid: p for p in multiprocessing.active_children()}
 
     def check(self) -> None:
         replacements = [p.pid for p in multiprocessing.active_children()
                         if p.pid not in self.started]
-        if replacements:
-            raise WorkerDied("a worker process died (killed, for memory perhaps, or crashed): "
-                             f"the pool started pid {replacements[0]} in its place; the run it "
-                             "held is lost")
+        if not replacements:
+            return
+        codes = [p.exitcode for p in self.started.values() if p.exitcode not in (None, 0)]
+        how = ("killed (for memory, perhaps)" if -9 in codes
+               else f"exited with code {codes[0]}" if codes else "died")
+        raise WorkerDied(f"a worker process {how}: the pool started pid {replacements[0]} in "
+                         "its place; the run it held is lost")

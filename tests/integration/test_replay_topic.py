@@ -31,7 +31,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
+from models.cluster_stage import ClusterPartition, ClusterStage
+from models.config import DetectorConfig
 from models.messages import AccountVerdict, ClusterSummary, SourceTick
 from models.partitioning import partition_for
 from models.pipeline import Pipeline
@@ -313,21 +314,19 @@ class LiveRun:
     worker_alignment: list[Any]  # what each worker counted as out of step (/health)
 
 
-class RecordingPipeline(Pipeline):
+def recording_pipeline(cfg: DetectorConfig, partitions: int) -> Pipeline:
     """The replay's pipeline, remembering what it routed between the stages."""
+    pipeline = Pipeline(cfg, partitions)
+    pipeline.routed_summaries, pipeline.routed_verdicts = [], []
+    return pipeline
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.summaries: dict[int, list[ClusterSummary]] = defaultdict(list)
-        self.verdicts: list[AccountVerdict] = []
 
-    def _to_cluster(self, s: ClusterSummary) -> None:
-        self.summaries[partition_for(s.cluster_key, self.partitions)].append(s)
-        super()._to_cluster(s)
-
-    def _to_accounts(self, out: ClusterOutputs, decisions: list[Any]) -> None:
-        self.verdicts.extend(out.verdicts)
-        super()._to_accounts(out, decisions)
+def by_partition(summaries: list[ClusterSummary], partitions: int
+                 ) -> dict[int, list[ClusterSummary]]:
+    out: dict[int, list[ClusterSummary]] = defaultdict(list)
+    for s in summaries:
+        out[partition_for(s.cluster_key, partitions)].append(s)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -372,7 +371,7 @@ def live(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
         try:
             source = TopicSource(bridge, settings.topic_requests, RangeSpec())
             out = tmp_path_factory.mktemp("replay") / "replayed.jsonl"
-            pipeline = RecordingPipeline(settings.detector, source.partition_count)
+            pipeline = recording_pipeline(settings.detector, source.partition_count)
             result = replay(source, settings.detector, sinks=[FileSink(out)],
                             pipeline=pipeline)
         finally:
@@ -380,7 +379,8 @@ def live(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
         assert result.events == len(events) == len(requests)
         yield LiveRun(settings, len(events), requests, summaries, verdicts, decisions,
                       [orjson.loads(x) for x in out.read_bytes().splitlines()],
-                      pipeline.summaries, pipeline.verdicts, dict(pipeline.counts),
+                      by_partition(pipeline.routed_summaries or [], source.partition_count),
+                      pipeline.routed_verdicts or [], dict(pipeline.counts),
                       alignment)
     finally:
         fleet.stop()

@@ -37,7 +37,7 @@ def test_a_killed_worker_is_reported_instead_of_waited_for() -> None:
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
         watch = WorkerWatch()
-        with pytest.raises(WorkerDied, match="worker process died.*the run it held is lost"):
+        with pytest.raises(WorkerDied, match=r"worker process killed \(for memory, perhaps\).*the run it held is lost"):
             _wait_for_all(pool.imap_unordered(_killed, [1]), watch, 1)
         pool.terminate()
 
