@@ -52,16 +52,20 @@ JOIN_AT_ONCE_REQUESTS = 32
 ALL_BANDS = {b: list(range(b)) for b in (4, 8, 16)}
 
 
-@dataclass(slots=True)
 class Outputs:
-    summaries: list[ClusterSummary] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    # A tick this partition has just reached: announced to every cluster partition (as a
-    # `SourceTick`) before this output's summaries.
-    tick: int | None = None
-    late: bool = False
-    late_verdict: bool = False  # a verdict that came after its time to apply (applied now)
-    expired: bool = False  # the state is idle past expiry: the edge deletes it
+    # A plain class, not a dataclass: one is made per event, and a dataclass's generated
+    # __init__ stays interpreted in the compiled core (1.6% of its time for this one).
+    __slots__ = ("decisions", "expired", "late", "late_verdict", "summaries", "tick")
+
+    def __init__(self, late: bool = False) -> None:
+        self.summaries: list[ClusterSummary] = []
+        self.decisions: list[Decision] = []
+        # A tick this partition has just reached: announced to every cluster partition (as a
+        # `SourceTick`) before this output's summaries.
+        self.tick: int | None = None
+        self.late = late
+        self.late_verdict = False  # a verdict that came after its time to apply (applied now)
+        self.expired = False  # the state is idle past expiry: the edge deletes it
 
 
 @dataclass(slots=True)

@@ -64,14 +64,17 @@ class ClusterPartition:
         return cls(sources=sources)
 
 
-@dataclass(slots=True)
 class ClusterOutputs:
-    verdicts: list[AccountVerdict] = field(default_factory=list)
-    # New convictions (and re-issues), for every account partition (`BROADCAST`), so that an
-    # account joining the key later is acted on at its first request.
-    convictions: list[AccountVerdict] = field(default_factory=list)
-    late: int = 0  # summaries older than the cluster's horizon when folded in (counted, unused)
-    behind: bool = False  # the summary arrived after its tick was judged (its source was idle)
+    # A plain class, not a dataclass, as `account_stage.Outputs`: made per settled cluster.
+    __slots__ = ("behind", "convictions", "late", "verdicts")
+
+    def __init__(self) -> None:
+        self.verdicts: list[AccountVerdict] = []
+        # New convictions (and re-issues), for every account partition (`BROADCAST`), so that
+        # an account joining the key later is acted on at its first request.
+        self.convictions: list[AccountVerdict] = []
+        self.late = 0  # summaries older than the cluster's horizon when folded in (counted)
+        self.behind = False  # the summary arrived after its tick was judged (its source idle)
 
 
 def verdict_id(cluster_key: str, issued_ts: int, score: float, model_version: str) -> str:
