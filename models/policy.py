@@ -73,11 +73,6 @@ class Assessment:
     basis: list[str]
 
 
-def matched_templates(prompts: list[int], signatures: dict[str, int], bands: int) -> int:
-    """How many distinct convicted templates the prompts use (`template_use`)."""
-    return template_use(prompts, signatures, bands)[0]
-
-
 def template_use(prompts: list[int], signatures: dict[str, int],
                  bands: int) -> tuple[int, set[str]]:
     """How many distinct convicted templates the prompts use, and the convicted buckets they use.
@@ -142,7 +137,7 @@ def two_templates_evidence(prompts: list[int], evidence: dict[str, float],
     Two templates are two crowds, convicted each on its own accounts: they corroborate a block
     like two kinds of key (`assess`), and their evidence adds up like two kinds' does, rather
     than the stronger alone standing for both. A prompt uses a template as in
-    `matched_templates`, and counts with the strongest bucket it uses (`evidence`: bucket ->
+    `template_use`, and counts with the strongest bucket it uses (`evidence`: bucket ->
     decayed evidence); two prompts are of distinct templates when more than SAME_TEMPLATE_BITS
     apart. A maximum over pairs, so a further verdict or prompt never lowers it.
     """

@@ -29,8 +29,8 @@ from models.policy import (
     TEMPLATES_FOR_FULL_WEIGHT,
     assess,
     decide,
-    matched_templates,
     member_weight,
+    template_use,
     two_templates_evidence,
 )
 from models.templates import SIGNATURE_BITS
@@ -185,22 +185,22 @@ def convicted(*simhashes: int) -> dict[str, int]:
 
 
 def test_templates_are_counted_from_the_convicted_buckets_the_prompts_hit() -> None:
-    # models/policy.py, matched_templates: a prompt near a convicted bucket's signature uses
+    # models/policy.py, template_use: a prompt near a convicted bucket's signature uses
     # its template; a template counts once its prompts hit MIN_TEMPLATE_BUCKETS of its
     # convicted buckets
     assert MIN_TEMPLATE_BUCKETS == 2
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
     conv = convicted(TPL_A)
-    assert matched_templates([TPL_A], conv, bands) == 1
+    assert template_use([TPL_A], conv, bands)[0] == 1
     keeps_01 = flip(TPL_A, 2 * width, 3 * width)
     assert len(set(template_keys(keeps_01, bands)) & set(conv)) == MIN_TEMPLATE_BUCKETS
-    assert matched_templates([keeps_01], conv, bands) == 1
+    assert template_use([keeps_01], conv, bands)[0] == 1
     # near-duplicates that keep one band each add up to a template together
     keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
     keeps_1 = flip(TPL_A, 0, 2 * width, 3 * width)
-    assert matched_templates([keeps_0], conv, bands) == 0
-    assert matched_templates([keeps_0, keeps_1], conv, bands) == 1
-    assert matched_templates([TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands) == 2
+    assert template_use([keeps_0], conv, bands)[0] == 0
+    assert template_use([keeps_0, keeps_1], conv, bands)[0] == 1
+    assert template_use([TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands)[0] == 2
 
 
 def test_a_template_counts_from_its_first_two_convicted_buckets() -> None:
@@ -208,8 +208,8 @@ def test_a_template_counts_from_its_first_two_convicted_buckets() -> None:
     # a lone template needed `bands - 1` of them): two are enough
     bands = CFG.simhash_bands
     first_two = dict(list(convicted(TPL_A).items())[:2])
-    assert matched_templates([TPL_A], first_two, bands) == 1
-    assert matched_templates([TPL_A], dict(list(first_two.items())[:1]), bands) == 0
+    assert template_use([TPL_A], first_two, bands)[0] == 1
+    assert template_use([TPL_A], dict(list(first_two.items())[:1]), bands)[0] == 0
 
 
 def test_prompts_far_from_the_signature_use_no_template_whatever_buckets_they_share() -> None:
@@ -220,12 +220,12 @@ def test_prompts_far_from_the_signature_use_no_template_whatever_buckets_they_sh
     halves = (TPL_A & ((1 << 2 * width) - 1)) | (OTHER & ~((1 << 2 * width) - 1))
     assert len(set(template_keys(halves, bands)) & set(convicted(TPL_A))) == 2
     assert (halves ^ TPL_A).bit_count() > SIGNATURE_BITS
-    assert matched_templates([halves], convicted(TPL_A), bands) == 0
+    assert template_use([halves], convicted(TPL_A), bands)[0] == 0
     a = assess(account(*template_verdicts(TPL_A), prompts=(halves,)), T0, CFG)
     assert a.score == 0 and a.action == "allow"
     # and a verdict without a signature (from a core before signatures) matches nothing
     unsigned = {k: 0 for k in convicted(TPL_A)}
-    assert matched_templates([TPL_A], unsigned, bands) == 0
+    assert template_use([TPL_A], unsigned, bands)[0] == 0
 
 
 def test_the_prompts_of_one_template_never_count_as_two() -> None:
@@ -234,7 +234,7 @@ def test_the_prompts_of_one_template_never_count_as_two() -> None:
     for _ in range(500):
         prompts = [flip(TPL_A, *rng.sample(range(64), rng.randrange(0, 6)))
                    for _ in range(RECENT_PROMPTS)]
-        assert matched_templates(prompts, convicted(TPL_A), bands) <= 1
+        assert template_use(prompts, convicted(TPL_A), bands)[0] <= 1
         a = assess(account(*template_verdicts(TPL_A), prompts=tuple(prompts)), T0, CFG)
         assert a.action != "block"  # one crowd is one kind of evidence
 
@@ -249,7 +249,7 @@ def test_a_further_convicted_bucket_never_lowers_the_template_count() -> None:
         count = 0
         for key in rng.sample(buckets, len(buckets)):
             held[key] = SIGNATURE_OF[key]
-            more = matched_templates(prompts, held, bands)
+            more = template_use(prompts, held, bands)[0]
             assert more >= count, (prompts, held)
             count = more
 
@@ -260,27 +260,27 @@ def test_a_single_band_collision_is_not_a_template() -> None:
     collision = (OTHER & ~0xFFFF) | (TPL_A & 0xFFFF)
     hits = set(template_keys(collision, bands)) & set(convicted(TPL_A))
     assert len(hits) == 1
-    assert matched_templates([collision], convicted(TPL_A), bands) == 0
+    assert template_use([collision], convicted(TPL_A), bands)[0] == 0
     # nor complete one: a near-duplicate keeping band 0 plus a prompt colliding on band 2
     width = 64 // bands
     keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
     collides_2 = (OTHER & ~(0xFFFF << 2 * width)) | (TPL_A & (0xFFFF << 2 * width))
     assert set(template_keys(collides_2, bands)) & set(convicted(TPL_A)) == {
         template_keys(TPL_A, 4)[2]}
-    assert matched_templates([keeps_0, collides_2], convicted(TPL_A), bands) == 0
-    assert matched_templates([collision, OTHER], convicted(TPL_A), bands) == 0
-    assert matched_templates([], convicted(TPL_A), bands) == 0
-    assert matched_templates([TPL_A], {}, bands) == 0
+    assert template_use([keeps_0, collides_2], convicted(TPL_A), bands)[0] == 0
+    assert template_use([collision, OTHER], convicted(TPL_A), bands)[0] == 0
+    assert template_use([], convicted(TPL_A), bands)[0] == 0
+    assert template_use([TPL_A], {}, bands)[0] == 0
 
 
 def test_prompts_sharing_convicted_buckets_count_once() -> None:
     bands = CFG.simhash_bands
     same_template = [TPL_A, flip(TPL_A, 3), TPL_A, flip(TPL_A, 40)]
-    assert matched_templates(same_template, convicted(TPL_A), bands) == 1
-    assert matched_templates([*same_template, TPL_B], convicted(TPL_A, TPL_B), bands) == 2
-    assert matched_templates([TPL_B, TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands) == 2
+    assert template_use(same_template, convicted(TPL_A), bands)[0] == 1
+    assert template_use([*same_template, TPL_B], convicted(TPL_A, TPL_B), bands)[0] == 2
+    assert template_use([TPL_B, TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands)[0] == 2
     # the account uses only one of the two convicted templates
-    assert matched_templates(same_template, convicted(TPL_A, TPL_B), bands) == 1
+    assert template_use(same_template, convicted(TPL_A, TPL_B), bands)[0] == 1
 
 
 def test_a_held_template_verdict_no_prompt_uses_adds_nothing_beside_one_that_is_used() -> None:
@@ -465,8 +465,8 @@ def test_two_templates_each_hitting_one_convicted_bucket_count_as_two() -> None:
     a_keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
     b_keeps_3 = flip(TPL_B, 0, width, 2 * width)
     conv = convicted(TPL_A, TPL_B)
-    assert matched_templates([a_keeps_0], conv, bands) == 0  # one needs MIN_TEMPLATE_BUCKETS
-    assert matched_templates([a_keeps_0, b_keeps_3], conv, bands) == 2
+    assert template_use([a_keeps_0], conv, bands)[0] == 0  # one needs MIN_TEMPLATE_BUCKETS
+    assert template_use([a_keeps_0, b_keeps_3], conv, bands)[0] == 2
     score = 0.9
     a = assess(account(*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score),
                        prompts=(a_keeps_0, OTHER, b_keeps_3)), T0, CFG)
@@ -478,8 +478,8 @@ def test_only_a_few_buckets_of_each_template_convicted_still_count() -> None:
     # one of each template's four buckets convicted: two templates count, one alone not yet
     bands = CFG.simhash_bands
     conv = {template_keys(TPL_A, bands)[0]: TPL_A, template_keys(TPL_B, bands)[3]: TPL_B}
-    assert matched_templates([TPL_A, TPL_B], conv, bands) == 2
-    assert matched_templates([TPL_A, TPL_A, flip(TPL_A, 40)], conv, bands) == 0
+    assert template_use([TPL_A, TPL_B], conv, bands)[0] == 2
+    assert template_use([TPL_A, TPL_A, flip(TPL_A, 40)], conv, bands)[0] == 0
 
 
 def test_near_duplicates_within_the_template_distance_are_one_template() -> None:
@@ -491,8 +491,8 @@ def test_near_duplicates_within_the_template_distance_are_one_template() -> None
         most = SAME_TEMPLATE_BITS // 2
         prompts = [flip(TPL_A, *rng.sample(range(64), rng.randrange(0, most + 1)))
                    for _ in range(RECENT_PROMPTS - 1)]
-        assert matched_templates(prompts, conv, bands) <= 1
-        assert matched_templates([*prompts, TPL_B], conv, bands) <= 2
+        assert template_use(prompts, conv, bands)[0] <= 1
+        assert template_use([*prompts, TPL_B], conv, bands)[0] <= 2
 
 
 def test_a_further_prompt_never_lowers_the_template_count() -> None:
@@ -504,7 +504,7 @@ def test_a_further_prompt_never_lowers_the_template_count() -> None:
         count = 0
         for _ in range(RECENT_PROMPTS):
             prompts.append(_random_prompt(rng))
-            more = matched_templates(prompts, held, bands)
+            more = template_use(prompts, held, bands)[0]
             assert more >= count, (prompts, held)
             count = more
 
@@ -516,7 +516,7 @@ def test_the_template_count_does_not_depend_on_the_order_of_the_prompts() -> Non
     keeps_3 = flip(TPL_A, 0, width, 2 * width)
     keeps_12 = flip(TPL_A, 0, 3 * width)
     prompts = [keeps_0, keeps_3, keeps_12, TPL_B]
-    counts = {matched_templates([prompts[i] for i in order], convicted(TPL_A), bands)
+    counts = {template_use([prompts[i] for i in order], convicted(TPL_A), bands)[0]
               for order in itertools.permutations(range(4))}
     assert len(counts) == 1, counts
 
@@ -525,7 +525,7 @@ def test_near_duplicates_of_one_template_are_one_template() -> None:
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
     keeps_01 = flip(TPL_A, 2 * width, 3 * width)
     keeps_23 = flip(TPL_A, 0, width)
-    assert matched_templates([keeps_01, keeps_23], convicted(TPL_A), bands) == 1
+    assert template_use([keeps_01, keeps_23], convicted(TPL_A), bands)[0] == 1
     a = assess(account(*template_verdicts(TPL_A), prompts=(keeps_01, keeps_23)), T0, CFG)
     assert a.action != "block"  # one crowd is one kind of evidence
 

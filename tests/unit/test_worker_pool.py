@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import time
+from multiprocessing.pool import IMapIterator
 
 import pytest
 
@@ -21,13 +22,13 @@ def _fine(x: int) -> int:
     return x * 2
 
 
-def _wait_for_all(pool_task: object, watch: WorkerWatch, count: int) -> list[int]:
+def _wait_for_all(pool_task: IMapIterator[int], watch: WorkerWatch, count: int) -> list[int]:
     results: list[int] = []
     deadline = time.monotonic() + 60
     while len(results) < count:
         assert time.monotonic() < deadline, "the pool hung and the watch said nothing"
         try:
-            results.append(pool_task.next(timeout=0.2))  # type: ignore[attr-defined]
+            results.append(pool_task.next(timeout=0.2))
         except multiprocessing.TimeoutError:
             watch.check()
     return results
