@@ -1,14 +1,12 @@
 """Shared test fixtures: the gateway contract, and a factory for request events.
 
-The contract schemas live beside the repository in `shared/contract` (or where
-$DGTEST_CONTRACT_DIR points); tests validate what the project reads and writes against
-those files, never against a copy.
+The contract schemas are the repository's own `contract/` (the interface with the gateway,
+owned here); tests validate what the project reads and writes against those files.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -19,17 +17,12 @@ from jsonschema import Draft202012Validator
 
 from models.events import RequestEvent, event_from_mapping
 
+CONTRACT_DIR = Path(__file__).resolve().parents[1] / "contract"
+
 
 def contract_dir() -> Path:
-    env = os.environ.get("DGTEST_CONTRACT_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [p / "shared" / "contract" for p in Path(__file__).resolve().parents]
-    for c in candidates:
-        if (c / "request-event.schema.json").is_file():
-            return c
-    raise RuntimeError(
-        "contract schemas not found: expected shared/contract/request-event.schema.json beside "
-        "the repository, or set DGTEST_CONTRACT_DIR")
+    """The repository's `contract/`: a clone needs nothing beside it."""
+    return CONTRACT_DIR
 
 
 @cache

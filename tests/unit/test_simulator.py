@@ -22,33 +22,15 @@ import pytest
 
 from simulator import GROUPS, LABELS, Scenario, account_labels, generate_events, write_files
 from simulator.simhash import hamming, perturb, random_simhash, to_hex
+from tests.conftest import contract_validator
 
 REPO = Path(__file__).resolve().parents[2]
 CAMPAIGNS = tuple(g for g in GROUPS if LABELS[g] == "attack")
 BENIGN = tuple(g for g in GROUPS if LABELS[g] == "benign")
 
 
-def _contract_dir() -> Path:
-    """The shared contract: $DGTEST_CONTRACT_DIR, else ../shared/contract of the repo."""
-    env = os.environ.get("DGTEST_CONTRACT_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [p / "shared" / "contract" for p in Path(__file__).resolve().parents]
-    for c in candidates:
-        if (c / "request-event.schema.json").is_file():
-            return c
-    pytest.fail(
-        "contract schemas not found: expected request-event.schema.json in "
-        f"{Path(__file__).resolve().parents[3] / 'shared' / 'contract'} (the repo's sibling "
-        "'shared/contract'), or set DGTEST_CONTRACT_DIR"
-    )
-
-
 def _validator(name: str) -> Any:
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads((_contract_dir() / name).read_text())
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return contract_validator(name.removesuffix(".schema.json"))
 
 
 @pytest.fixture(scope="module")
