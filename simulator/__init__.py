@@ -4,7 +4,8 @@ Pure standard library; the only I/O is `write_files`. See docs/simulator.md.
 """
 
 from .generate import account_labels, generate_events, write_files
-from .populations import GROUPS, LABELS
+from .roster import GROUPS, LABELS, scenario_groups
 from .scenario import Scenario
 
-__all__ = ["GROUPS", "LABELS", "Scenario", "account_labels", "generate_events", "write_files"]
+__all__ = ["GROUPS", "LABELS", "Scenario", "account_labels", "generate_events", "scenario_groups",
+           "write_files"]

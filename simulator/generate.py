@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .populations import GROUPS, LABELS, Account, build_accounts
+from .populations import Account
+from .roster import GROUPS, LABELS, build_accounts, scenario_groups
 from .scenario import Scenario
 
 
@@ -62,15 +63,17 @@ def account_labels(scenario: Scenario) -> list[dict[str, Any]]:
     return sorted((_label(a) for a in build_accounts(scenario)), key=lambda r: r["account_id"])
 
 
-def group_counts(accounts_by_group: Counter[str], events_by_group: Counter[str]
-                 ) -> dict[str, dict[str, Any]]:
+def group_counts(accounts_by_group: Counter[str], events_by_group: Counter[str],
+                 groups: tuple[str, ...] = GROUPS) -> dict[str, dict[str, Any]]:
+    """Counts per group: every group of `groups`, and any other group with accounts."""
+    shown = [g for g in GROUPS if g in groups or accounts_by_group[g]]
     return {g: {"label": LABELS[g], "accounts": accounts_by_group[g],
-                "events": events_by_group[g]} for g in GROUPS}
+                "events": events_by_group[g]} for g in shown}
 
 
 def write_files(scenario: Scenario, out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Write `out_dir/events.jsonl` and `out_dir/labels.jsonl`; return counts per group:
-    ``{group: {"label": "attack"|"benign", "accounts": int, "events": int}}``."""
+    """Write `out_dir/events.jsonl` and `out_dir/labels.jsonl`; return counts per group of the
+    scenario: ``{group: {"label": "attack"|"benign", "accounts": int, "events": int}}``."""
     import orjson  # only the file writer needs it
 
     out_dir = Path(out_dir)
@@ -92,4 +95,5 @@ def write_files(scenario: Scenario, out_dir: Path) -> dict[str, dict[str, Any]]:
             f.write(b"\n".join(batch) + b"\n")
     with open(out_dir / "labels.jsonl", "wb") as f:
         f.write(b"".join(dumps(label) + b"\n" for label in labels))
-    return group_counts(Counter(label["group"] for label in labels), events_by_group)
+    return group_counts(Counter(label["group"] for label in labels), events_by_group,
+                        scenario_groups(scenario))

@@ -99,6 +99,14 @@ UNIVERSITY: tuple[Network, ...] = (
     Network(2907, "SINET", "JP", ((133, 11, 11),)),
 )
 
+# Mobile carriers whose subscribers share carrier-grade NAT pools (a subset of RESIDENTIAL, so
+# an address still maps back to one ASN).
+MOBILE: tuple[Network, ...] = tuple(
+    n for n in RESIDENTIAL if n.asn in (21928, 55836, 24560, 3209, 29465, 7552, 7713, 28573, 18881))
+
+# Hosted-notebook services (Colab, SageMaker Studio Lab) leave from their cloud's egress ranges.
+NOTEBOOK_EGRESS: tuple[Network, ...] = (CLOUD[1], CLOUD[0])
+
 # Where ordinary API users are (share of accounts).
 COUNTRY_WEIGHTS: dict[str, float] = {
     "US": 30, "IN": 10, "GB": 6, "DE": 6, "BR": 5, "FR": 4, "JP": 4, "CA": 4, "KR": 3, "AU": 3,
@@ -232,3 +240,24 @@ def sdk_user_agent(rng: random.Random) -> str:
         return (f"anthropic-python/0.{rng.randint(40, 45)}.{rng.randint(0, 2)} "
                 f"CPython/3.{rng.randint(10, 12)}.{rng.randint(0, 9)} Linux")
     return f"anthropic-typescript/0.{rng.randint(32, 36)}.{rng.randint(0, 2)}"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An open-source coding tool as the gateway sees it: the user agents of its releases
+    (newest first; illustrative version numbers) and the tool definitions it sends."""
+
+    name: str
+    user_agents: tuple[str, ...]
+    tools: int  # tool definitions sent with every request (0: the tool parses plain text)
+
+
+OSS_TOOLS: dict[str, Tool] = {t.name: t for t in (
+    Tool("aider", ("aider/0.62.1", "aider/0.61.0", "aider/0.60.1", "aider/0.59.1"), 0),
+    Tool("cline", ("Cline/3.2.5", "Cline/3.1.10", "Cline/3.0.12", "Cline/2.2.14"), 11),
+    Tool("continue", ("Continue/0.9.246", "Continue/0.9.240", "Continue/0.8.66",
+                      "Continue/0.8.61"), 0),
+    Tool("opencode", ("opencode/0.3.22", "opencode/0.3.14", "opencode/0.2.30",
+                      "opencode/0.2.12"), 9),
+    Tool("goose", ("goose/1.0.5", "goose/1.0.4", "goose/1.0.0", "goose/0.9.11"), 7),
+)}

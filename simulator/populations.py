@@ -1,4 +1,6 @@
-"""The nine populations: who they are, when they send, and what each request looks like.
+"""The population base and the original nine populations: who they are, when they send, and
+what each request looks like. The scenario families' crowds and campaigns build on this
+(`crowds.py`, `adversaries.py`); `roster.py` lists them all.
 
 A population builds its `Account`s up front: static attributes plus the account's sorted
 request times (and, where needed, a parallel list of marks, e.g. the position in a replayed
@@ -12,7 +14,6 @@ from __future__ import annotations
 import math
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,7 +269,7 @@ class Population(ABC):
         """Account `a`'s `i`-th request, at event time `ts`."""
 
 
-def _tools_for(category: str, rng: random.Random, coding_tools_share: float = 0.15) -> int:
+def tools_for(category: str, rng: random.Random, coding_tools_share: float = 0.15) -> int:
     if category == "tool_use":
         return 1 + int(rng.random() * 8)
     if category == "coding" and rng.random() < coding_tools_share:
@@ -362,7 +363,10 @@ class Ordinary(Population):
 
     def personal_request(self, a: Account, ts: float, st: _PersonalState,
                          category: str | None = None, simhash: int | None = None,
-                         repeat_share: float = 0.05) -> dict[str, Any]:
+                         repeat_share: float = 0.05, tools: int | None = None
+                         ) -> dict[str, Any]:
+        """One request of an individual: own habits, home (or alternative) address; `tools`
+        fixes the tool definitions sent (a client that always sends its own)."""
         rng = a.rng
         cat = category or st.cats.pick(rng)
         if simhash is None:
@@ -384,7 +388,8 @@ class Ordinary(Population):
             a, ts, ip, asn, country, self.models.choose(rng, ts),
             MESSAGES if rng.random() < 0.98 else "/v1/complete", cat, simhash,
             sps[0] if len(sps) == 1 else pick(sps, rng),
-            rng.random() < self.reasoning_p[cat], _tools_for(cat, rng), 1.0, ERR_ORDINARY,
+            rng.random() < self.reasoning_p[cat], tools_for(cat, rng) if tools is None else tools,
+            1.0, ERR_ORDINARY,
             a.keys[0] if len(a.keys) == 1 else pick(a.keys, rng),
         )
 
@@ -544,8 +549,9 @@ class LaunchWaveUsers(Ordinary):
     def __init__(self, sc: Scenario, mint: IdMint) -> None:
         super().__init__(sc, mint)
         prng = self.rng
-        # The quickstart in two languages, and the docs' example system prompt.
-        self.tutorials = [random_simhash(prng) for _ in range(2)]
+        # The quickstart's pages in two language tracks, and the docs' example system prompt.
+        self.tutorials = [random_simhash(prng)
+                          for _ in range(max(1, sc.launch_wave.tutorial_templates))]
         self.tutorial_system_prompt = hash_id(prng)
         self.latest_uas = [
             f"anthropic-python/0.45.0 CPython/3.{minor}.{patch} {os_}"
@@ -553,10 +559,22 @@ class LaunchWaveUsers(Ordinary):
                                       (13, 1, "Darwin"))
         ] + ["anthropic-typescript/0.36.3", "anthropic-typescript/0.36.2"]
 
+    def launch_times(self) -> list[float]:
+        """Event times of the launch waves: the first within the first half of the run (so it
+        always shows), later ones `launch_spacing_h` apart within its first three quarters."""
+        k = self.sc.launch_wave
+        first = min(max(0.0, k.launch_h), self.sc.duration_h * 0.5)
+        return [self.t0 + min(first + w * max(0.0, k.launch_spacing_h),
+                              self.sc.duration_h * (0.5 if w == 0 else 0.75)) * 3600.0
+                for w in range(max(1, k.launches))]
+
     def build(self) -> list[Account]:
         k = self.sc.launch_wave
-        launch = self.t0 + min(max(0.0, k.launch_h), self.sc.duration_h * 0.5) * 3600.0
+        launches = self.launch_times()
+        # a later wave (a viral post, a second region) brings fewer sign-ups than the launch
+        waves = Picker([(w, 1.0 / (w + 1)) for w in range(len(launches))])
         mean_delay = max(1.0, k.mean_signup_delay_min) * 60.0
+        n_pages = len(self.tutorials)
         out = []
         for idx in range(self.sc.accounts(k.accounts)):
             a = self.new_account(idx)
@@ -564,9 +582,10 @@ class LaunchWaveUsers(Ordinary):
             country = net.COUNTRIES.pick(rng)
             tz = net.TZ_OFFSET_H[country]
             self.personal(a, country, self.k.ipv6_share)
-            if rng.random() < 0.6:
+            if rng.random() < k.latest_sdk_share:
                 a.user_agent = rng.choice(self.latest_uas)
             a.payment_fingerprint = None if rng.random() < 0.4 else self.mint.new("pf-", rng)
+            launch = launches[0] if len(launches) == 1 else launches[waves.pick(rng)]
             latest = self.t1 - 120.0
             while True:
                 created = launch + rng.expovariate(1.0 / mean_delay)
@@ -582,8 +601,8 @@ class LaunchWaveUsers(Ordinary):
             lang = 0 if a.user_agent is None or "typescript" not in a.user_agent else 1
             timed: list[tuple[float, int]] = []
             t = first
-            for _ in range(rng.randint(k.min_tutorial_requests, k.max_tutorial_requests)):
-                timed.append((t, lang))
+            for step in range(rng.randint(k.min_tutorial_requests, k.max_tutorial_requests)):
+                timed.append((t, (lang + 2 * step) % n_pages))  # the next page of its track
                 t += rng.uniform(20.0, 150.0)
             later = rng.randint(k.min_later_requests, k.max_later_requests)
             if later and t + 300.0 < self.t1:
@@ -598,13 +617,15 @@ class LaunchWaveUsers(Ordinary):
         if mark < 0:
             return self.personal_request(a, ts, a.state)
         rng = a.rng
-        ev = make_event(
-            a, ts, a.ip, a.asn, a.country, LARGE, MESSAGES, "writing" if rng.random() < 0.5
-            else "chat", near(self.tutorials[mark], self.sc.launch_wave.max_bit_flips, rng),
-            self.tutorial_system_prompt if rng.random() < 0.5 else None, False, 0, 0.5,
-            ERR_ORDINARY,
+        k = self.sc.launch_wave
+        cats = k.tutorial_categories
+        reasoning = k.tutorial_reasoning_share
+        return make_event(
+            a, ts, a.ip, a.asn, a.country, LARGE, MESSAGES, cats[int(rng.random() * len(cats))],
+            near(self.tutorials[mark], k.max_bit_flips, rng),
+            self.tutorial_system_prompt if rng.random() < k.tutorial_system_prompt_share
+            else None, reasoning > 0 and rng.random() < reasoning, 0, 0.5, ERR_ORDINARY,
         )
-        return ev
 
 
 _LAB_CHAT = ["chat", "coding", "writing", "reasoning"]
@@ -666,7 +687,7 @@ class ResearchLabs(Population):
             cat = pick(_LAB_CHAT, rng)
             return make_event(a, ts, a.ip, a.asn, a.country, model, MESSAGES, cat,
                               random_simhash(rng), None, rng.random() < 0.3,
-                              _tools_for(cat, rng), 1.0, ERR_ORDINARY)
+                              tools_for(cat, rng), 1.0, ERR_ORDINARY)
         items, cat, sp = self.benchmarks[mark // 1_000_000]
         item = items[(mark % 1_000_000) % len(items)]
         return make_event(
@@ -704,7 +725,7 @@ class Campaign(Population):
         return ip, a.asn, a.country
 
 
-def _proxy_prefixes(rng: random.Random, n_asns: int, n_prefixes: int
+def proxy_prefixes(rng: random.Random, n_asns: int, n_prefixes: int
                     ) -> list[tuple[tuple[int, int, int], net.Network]]:
     asns = rng.sample(net.DATACENTER, max(1, min(n_asns, len(net.DATACENTER))))
     return [(net.v4_prefix24(asns[i % len(asns)], rng), asns[i % len(asns)])
@@ -717,13 +738,13 @@ class Burst(Campaign):
     def build(self) -> list[Account]:
         k = self.sc.campaign_burst
         prng = self.rng
-        self.prefixes = _proxy_prefixes(prng, k.proxy_asns, k.proxy_prefixes)
+        self.prefixes = proxy_prefixes(prng, k.proxy_asns, k.proxy_prefixes)
         self.payments = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
         self.templates = [random_simhash(prng) for _ in range(max(1, k.templates))]
         self.template_pick = Picker([(t, 1.0 / (r + 1) ** 0.5)
                                      for r, t in enumerate(self.templates)])
-        self.system_prompts = [hash_id(prng) for _ in range(3)]
-        self.uas = [net.sdk_user_agent(prng) for _ in range(2)]
+        self.system_prompts = [hash_id(prng) for _ in range(max(1, k.system_prompts))]
+        self.uas = [net.sdk_user_agent(prng) for _ in range(max(1, k.user_agents))]
         self.cats = category_picker({"coding": 55, "tool_use": 35, "reasoning": 10})
         self.models = ModelChooser(self.sc, 0.85, cap=k.pivot_share, ramp_h=k.pivot_ramp_h)
         start = self.campaign_start(k.start_h)
@@ -745,7 +766,8 @@ class Burst(Campaign):
             created = start - (waves - 1 - wave) * DAY - 600.0 + rng.uniform(-1200.0, 1200.0)
             first = start + rng.uniform(0.0, 600.0)
             a.created_ts = float(round(min(created, first - 60.0)))
-            sp = None if rng.random() < 0.1 else self.system_prompts[rng.randrange(3)]
+            sp = (None if rng.random() < 0.1
+                  else self.system_prompts[rng.randrange(len(self.system_prompts))])
             a.state = (ips, sp)
             gap = gap_base * rng.uniform(0.8, 1.25)
             times, t = [], first
@@ -830,7 +852,8 @@ class Hydra(Campaign):
 
     def _identity(self, a: Account, k: Any, first: float) -> None:
         rng = a.rng
-        a.created_ts = float(round(first - rng.uniform(60.0, 3600.0)))
+        a.created_ts = float(round(first - rng.uniform(k.min_account_age_min * 60.0,
+                                                       k.max_account_age_min * 60.0)))
         u = rng.random()
         if u < k.null_payment_share:
             a.payment_fingerprint = None
@@ -862,11 +885,14 @@ class Hydra(Campaign):
         cat = self.cats.pick(rng)
         tools = 2 + int(rng.random() * 11) if cat == "tool_use" or (
             cat == "coding" and rng.random() < 0.4) else 0
-        return make_event(
+        ev = make_event(
             a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
             near(pick(self.templates, rng), k.max_bit_flips, rng),
             st[2], rng.random() < 0.45, tools, 1.8, ERR_ORDINARY,
         )
+        if k.ua_rotation_share and rng.random() < k.ua_rotation_share:
+            ev["user_agent"] = net.random_user_agent(rng)  # the proxy's client pool
+        return ev
 
 
 class Cot(Campaign):
@@ -879,12 +905,12 @@ class Cot(Campaign):
         self.sequence = [random_simhash(prng) for _ in range(seq_len)]
         self.sequence_cats = [prng.choices(("reasoning", "math", "other"), (65, 25, 10))[0]
                               for _ in range(seq_len)]
-        self.prefixes = _proxy_prefixes(prng, 2, k.proxy_prefixes)
+        self.prefixes = proxy_prefixes(prng, 2, k.proxy_prefixes)
         self.payments = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
         self.system_prompts = [hash_id(prng) for _ in range(2)]
         self.ua = "python-httpx/0.27.2"
         self.models = ModelChooser(self.sc, 0.95, cap=0.0, ramp_h=1.0)
-        waves = (self.t0 - 14 * DAY, self.t0 - 7 * DAY)
+        waves = tuple(self.t0 - days * DAY for days in k.creation_wave_days)
         start = self.campaign_start(k.start_h)
         on, cycle = k.round_on_min * 60.0, (k.round_on_min + k.round_off_min) * 60.0
         steps = max(1, int(on // k.step_s))
@@ -903,7 +929,8 @@ class Cot(Campaign):
             a.keys = [self.mint.new("key-", rng)]
             a.payment_fingerprint = self.payments[rng.randrange(len(self.payments))]
             a.user_agent = self.ua
-            a.created_ts = float(round(waves[rng.randrange(2)] + rng.uniform(-3600.0, 3600.0)))
+            a.created_ts = float(round(waves[rng.randrange(len(waves))]
+                                       + rng.uniform(-3600.0, 3600.0)))
             offset = rng.uniform(0.0, 4.0)
             timed: list[tuple[float, int]] = []
             for r in range(rounds):
@@ -981,25 +1008,3 @@ class Stealth(Campaign, Ordinary):
         if self.rotate:
             ev["ip"], ev["asn"], ev["country"] = net.rotating_exit(rng)
         return ev
-
-
-POPULATIONS: tuple[type[Population], ...] = (
-    Ordinary, Enterprise, Nat, LaunchWaveUsers, ResearchLabs, Burst, Hydra, Cot, Stealth,
-)
-GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
-LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}
-
-
-def build_accounts(sc: Scenario) -> list[Account]:
-    """Every account of the scenario with its request times, ordered by (random) account_id:
-    group-neutral, and a tie-break for equal timestamps that does not depend on other accounts,
-    so campaign knobs leave the benign part of the stream unchanged."""
-    mint = IdMint()
-    accounts: list[Account] = []
-    for cls in POPULATIONS:
-        accounts.extend(a for a in cls(sc, mint).build() if a.times)
-    accounts.sort(key=lambda a: a.account_id)
-    return accounts
-
-
-EventBuilder = Callable[[Account, int, float], dict[str, Any]]

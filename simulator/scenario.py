@@ -36,6 +36,10 @@ class OrdinaryUsers:
     null_payment_share: float = 0.15
     common_system_prompt_share: float = 0.10  # accounts using a popular app's system prompt
 
+    @property
+    def size(self) -> int:
+        return self.accounts
+
 
 @dataclass(frozen=True)
 class EnterpriseOrgs:
@@ -48,6 +52,10 @@ class EnterpriseOrgs:
     templates_per_org: int = 5
     max_bit_flips: int = 3
 
+    @property
+    def size(self) -> int:
+        return self.orgs
+
 
 @dataclass(frozen=True)
 class NatCampus:
@@ -58,6 +66,10 @@ class NatCampus:
     volume_sigma: float = 1.1
     new_account_share: float = 0.4  # accounts opened this term
     homework_share: float = 0.15  # users who paste the same assignment question
+
+    @property
+    def size(self) -> int:
+        return self.users
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,19 @@ class LaunchWave:
     min_later_requests: int = 1
     max_later_requests: int = 12
     max_bit_flips: int = 3
+    # The quickstart's pages: two language tracks; a user's k-th tutorial request is page
+    # (track + 2k) mod tutorial_templates, so 2 means one prompt per language.
+    tutorial_templates: int = 2
+    tutorial_categories: tuple[str, ...] = ("writing", "chat")  # drawn uniformly per request
+    tutorial_reasoning_share: float = 0.0
+    tutorial_system_prompt_share: float = 0.5  # requests carrying the docs' example system prompt
+    latest_sdk_share: float = 0.6  # sign-ups running the SDK version released with the launch
+    launches: int = 1  # launch waves (a launch, then e.g. a viral post), each a share of sign-ups
+    launch_spacing_h: float = 2.0  # between launch waves
+
+    @property
+    def size(self) -> int:
+        return self.accounts
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,167 @@ class Researchers:
     min_run_requests_per_min: float = 5.0
     max_run_requests_per_min: float = 12.0
     reasoning_share: float = 0.85  # of benchmark requests
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+# Benign crowds that share a key honestly. Their account counts default to 0: the default and
+# small scenarios do not contain them; the scenario families (simulator/families.py) do.
+
+
+@dataclass(frozen=True)
+class Classroom:
+    """Online courses or conference workshops: attendees worldwide send the same exercises in
+    one or two synchronised sessions, and use the API ordinarily otherwise."""
+
+    accounts: int = 0
+    classes: int = 1  # independent courses; attendees are split among them
+    sessions: int = 1  # synchronised sessions per class
+    first_session_h: float = 1.0  # start of a class's first session (classes are staggered)
+    session_gap_h: float = 2.5  # between a class's session starts
+    min_session_min: float = 30.0
+    max_session_min: float = 90.0
+    attendance: float = 0.85  # chance an attendee joins a given session
+    max_join_delay_min: float = 10.0  # attendees drop in up to this late
+    new_account_share: float = 0.4  # signed up for the course, days to minutes before
+    exercises: int = 4  # exercise prompts per session, worked through in order
+    exercise_categories: tuple[str, ...] = ("coding", "math", "reasoning")
+    min_exercise_requests: int = 2  # per attendee and session (retries are near-duplicates)
+    max_exercise_requests: int = 8
+    exercise_reasoning_share: float = 0.3
+    course_system_prompt_share: float = 0.5  # exercise requests with the notebook's system prompt
+    max_bit_flips: int = 4
+    mean_other_requests_per_6h: float = 8.0  # ordinary use outside the exercises
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class CampusLab:
+    """Students behind a campus NAT (a few addresses) with a synchronised lab session."""
+
+    students: int = 0
+    campuses: int = 1  # each its own university, NAT pool, course and lab time
+    nat_ips: int = 3  # public addresses of a campus's NAT pool (in one /24)
+    new_account_share: float = 0.35  # accounts opened this term
+    null_payment_share: float = 0.3
+    lab_h: float = 1.5  # start of the first campus's lab session (later campuses follow)
+    lab_min: float = 90.0
+    lab_share: float = 0.7  # students attending the lab
+    course_templates: int = 5
+    lab_template_share: float = 0.5  # of a student's lab requests; the rest is ordinary
+    min_lab_requests: int = 6
+    max_lab_requests: int = 20
+    lab_reasoning_share: float = 0.6
+    max_bit_flips: int = 4
+    mean_requests_per_6h: float = 14.0  # ordinary use over the run
+    volume_sigma: float = 1.1
+
+    @property
+    def size(self) -> int:
+        return self.students
+
+
+@dataclass(frozen=True)
+class TeamCard:
+    """Company teams: a few to ~30 accounts per org on the org's one card, varied ordinary use."""
+
+    orgs: int = 0
+    min_accounts_per_org: int = 3
+    max_accounts_per_org: int = 30  # team sizes are log-uniform in between
+    recent_share: float = 0.2  # accounts added to their team in the last month
+    office_share: float = 0.5  # orgs whose staff work behind an office NAT (else from home)
+    internal_tool_share: float = 0.3  # orgs with an internal tool's system prompt
+    mean_requests_per_6h: float = 40.0
+    volume_sigma: float = 1.2
+
+    @property
+    def size(self) -> int:
+        return self.orgs
+
+
+@dataclass(frozen=True)
+class Reseller:
+    """A reseller's card funding many customers' accounts: distinct orgs, mostly young accounts,
+    each customer on their own home connection in the countries the reseller sells to."""
+
+    accounts: int = 0
+    resellers: int = 1  # each its own card and markets; accounts are split among them
+    countries: int = 3  # markets per reseller
+    young_share: float = 0.7  # accounts provisioned 1-45 days ago (the rest: up to 2 years)
+    mean_requests_per_6h: float = 25.0
+    volume_sigma: float = 1.2
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class AgentFleet:
+    """CI and agent fleets: established accounts of one or a few orgs sending templated
+    coding/tool-use jobs with one fixed system prompt around the clock from cloud runners."""
+
+    accounts: int = 0
+    orgs: int = 1
+    templates: int = 4  # per org: the fleet's job prompts
+    max_bit_flips: int = 3
+    requests_per_min: float = 1.0  # per account, averaged over the day
+    rate_spread: float = 0.3  # +-fraction per account
+    min_job_requests: int = 3  # a job is a short agent loop of requests seconds apart
+    max_job_requests: int = 12
+    working_hours_amp: float = 0.3  # how much more CI runs during the org's working day
+    min_account_age_days: float = 90.0
+    max_account_age_days: float = 1500.0
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class OssTool:
+    """Users of a popular open-source coding tool: ordinary individuals whose requests carry the
+    tool's default system prompt and user agent, and now and then its fixed scaffold prompts."""
+
+    accounts: int = 0
+    tool: str = "aider"  # a key of simulator.network.OSS_TOOLS
+    versions: int = 3  # releases in use; the newest is the most common
+    new_account_share: float = 0.25
+    default_system_prompt_share: float = 0.9  # users who keep the tool's default system prompt
+    scaffold_templates: int = 4  # the tool's own prompts (commit messages, summaries, repo map)
+    scaffold_share: float = 0.15  # of requests
+    max_bit_flips: int = 3
+    mean_requests_per_6h: float = 60.0
+    volume_sigma: float = 1.1
+    mean_session_requests: float = 12.0  # coding sessions are long agent loops
+    median_gap_s: float = 25.0
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class Cgnat:
+    """Ordinary users behind a mobile carrier's CGNAT or a hosted-notebook service's egress:
+    very many users on a few /24s of one ASN."""
+
+    accounts: int = 0
+    egress: str = "mobile"  # "mobile" (one carrier's CGNAT) or "notebook" (cloud egress)
+    prefixes: int = 2  # the /24s everybody's traffic leaves from
+    new_account_share: float = 0.3
+    address_change_share: float = 0.3  # requests mapped to another pool address than the last
+    mean_requests_per_6h: float = 20.0
+    volume_sigma: float = 1.2
+
+    @property
+    def size(self) -> int:
+        return self.accounts
 
 
 # --- campaigns ------------------------------------------------------------------------------
@@ -108,6 +294,12 @@ class CampaignBurst:
     max_bit_flips: int = 4
     pivot_share: float = 0.5  # share moved to the newly released model ...
     pivot_ramp_h: float = 1.0  # ... within this long after the release
+    user_agents: int = 2
+    system_prompts: int = 3  # agent harnesses' system prompts shared across accounts
+
+    @property
+    def size(self) -> int:
+        return self.accounts
 
 
 @dataclass(frozen=True)
@@ -130,6 +322,13 @@ class CampaignHydra:
     shared_payment_fingerprints: int = 4
     min_requests_per_ip: int = 3  # a residential exit is kept this many requests ...
     max_requests_per_ip: int = 6  # ... and then rotated
+    ua_rotation_share: float = 0.0  # requests sent with a freshly drawn client user agent
+    min_account_age_min: float = 1.0  # accounts are created this long before their first
+    max_account_age_min: float = 60.0  # request (or before the run, for the first slots)
+
+    @property
+    def size(self) -> int:
+        return self.concurrent_accounts
 
 
 @dataclass(frozen=True)
@@ -147,6 +346,11 @@ class CampaignCot:
     proxy_prefixes: int = 4
     round_dropout: float = 0.03  # chance an account sits out a round
     max_bit_flips: int = 3
+    creation_wave_days: tuple[float, float] = (14.0, 7.0)  # accounts made in two waves before
+
+    @property
+    def size(self) -> int:
+        return self.accounts
 
 
 @dataclass(frozen=True)
@@ -163,6 +367,133 @@ class CampaignStealth:
     active_tz_offset_h: float = 8.0  # the operators' working day, whatever the IPs claim
     min_account_age_days: float = 3.0
     max_account_age_days: float = 40.0
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+# Campaigns of the scenario families (account counts default to 0, like the crowds above).
+
+
+@dataclass(frozen=True)
+class CampaignAged:
+    """Bought or aged accounts, each on its own card (or none), rotating residential/mobile
+    exits and client user agents, sharing a few prompt-template families."""
+
+    accounts: int = 0
+    start_h: float = 0.5
+    min_account_age_days: float = 90.0
+    max_account_age_days: float = 1400.0
+    null_payment_share: float = 0.3
+    ip_rotation_share: float = 0.8  # requests from a fresh residential or mobile exit
+    ua_rotation_share: float = 0.5  # requests with a freshly drawn client user agent
+    template_families: int = 3  # each a base prompt with many variants 3-7 bits away
+    family_variants: int = 40
+    max_bit_flips: int = 3
+    reasoning_share: float = 0.85
+    requests_per_h: float = 8.0  # per account, moderate
+    completion_scale: float = 2.5  # long written-out answers
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class CampaignSlow:
+    """A low-and-slow campaign over the whole run: a few templated requests per account-hour."""
+
+    accounts: int = 0
+    requests_per_h: float = 2.0
+    templates: int = 20
+    max_bit_flips: int = 4
+    reasoning_share: float = 0.6
+    min_account_age_days: float = 7.0
+    max_account_age_days: float = 200.0
+    shared_payment_share: float = 0.3  # accounts on one of the campaign's few cards
+    payment_fingerprints: int = 3
+    ip_rotation_share: float = 0.05  # sticky residential exits, rarely changed
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class CampaignReturning:
+    """Works for a while, pauses longer than a block lasts, and returns with the same accounts
+    and templates."""
+
+    accounts: int = 0
+    start_h: float = 0.5
+    first_phase_h: float = 2.5
+    pause_h: float = 7.0  # longer than a 6 h block TTL
+    second_phase_h: float = 4.0  # cut at the end of the run
+    requests_per_min: float = 1.0  # per account while active
+    templates: int = 30
+    max_bit_flips: int = 4
+    reasoning_share: float = 0.5
+    proxy_asns: int = 2
+    proxy_prefixes: int = 4
+    payment_fingerprints: int = 4
+    new_ips_on_return: bool = True  # the second phase comes from fresh proxy addresses
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+FRAMING_TARGETS = ("tutorial", "tool", "egress", "campus", "card")
+
+
+@dataclass(frozen=True)
+class CampaignFraming:
+    """A handful of attacker accounts that copy a benign crowd's shared key while harvesting:
+    the launch wave's tutorial prompt (`tutorial`), the oss_tool's system prompt and user agent
+    (`tool`), the cgnat /24s (`egress`), the first campus_lab NAT pool (`campus`), or the first
+    reseller's card (`card`). The copied values are the crowd's, whether or not the crowd is in
+    the scenario."""
+
+    accounts: int = 0
+    copies: str = "tutorial"
+    start_h: float = 1.0
+    requests_per_min: float = 1.5  # per account: heavy harvesting
+    templates: int = 12
+    max_bit_flips: int = 4
+    reasoning_share: float = 0.7
+    copied_template_share: float = 0.2  # `tutorial`: harvest requests replaying the tutorial
+
+    def __post_init__(self) -> None:
+        if self.copies not in FRAMING_TARGETS:
+            raise ValueError(f"campaign_framing.copies must be one of {FRAMING_TARGETS}")
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class CampaignDecoy:
+    """A campaign mixing benign-looking requests into its harvest and seeding decoy templates."""
+
+    accounts: int = 0
+    start_h: float = 0.5
+    mean_requests_per_6h: float = 120.0  # per account, in sessions like a person's
+    camouflage_share: float = 0.4  # unique prompts in low-value categories, no reasoning
+    decoy_templates: int = 5  # low-value templates (translate, greet, summarise) it spreads
+    decoy_template_share: float = 0.1
+    templates: int = 25  # what it harvests
+    max_bit_flips: int = 4
+    reasoning_share: float = 0.7  # of harvest requests
+    shared_payment_share: float = 0.4
+    payment_fingerprints: int = 5
+    min_requests_per_ip: int = 5  # a residential exit is kept this many requests, then rotated
+    max_requests_per_ip: int = 20
+
+    @property
+    def size(self) -> int:
+        return self.accounts
 
 
 @dataclass(frozen=True)
@@ -185,6 +516,19 @@ class Scenario:
     campaign_hydra: CampaignHydra = CampaignHydra()
     campaign_cot: CampaignCot = CampaignCot()
     campaign_stealth: CampaignStealth = CampaignStealth()
+    # The scenario families' populations: absent (0 accounts) unless a family sets them.
+    classroom: Classroom = Classroom()
+    campus_lab: CampusLab = CampusLab()
+    team_card: TeamCard = TeamCard()
+    reseller: Reseller = Reseller()
+    agent_fleet: AgentFleet = AgentFleet()
+    oss_tool: OssTool = OssTool()
+    cgnat: Cgnat = Cgnat()
+    campaign_aged: CampaignAged = CampaignAged()
+    campaign_slow: CampaignSlow = CampaignSlow()
+    campaign_returning: CampaignReturning = CampaignReturning()
+    campaign_framing: CampaignFraming = CampaignFraming()
+    campaign_decoy: CampaignDecoy = CampaignDecoy()
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts

@@ -1,7 +1,9 @@
 """The traffic simulator: contract conformance, determinism, populations, robustness knobs.
 
-Everything runs on `Scenario.small()` (about 5,000 events) except the one `slow` test that checks
-the size of the default scenario.
+Everything runs on `Scenario.small()` (about 5,000 events) except the `slow` tests that check
+the size and the exact bytes of the default scenario. The scenario families' populations, absent
+from the default scenario, are exercised here on a small scenario holding all of them
+(`everyone`) and per family in tests/unit/test_families.py.
 """
 
 from __future__ import annotations
@@ -20,13 +22,25 @@ from typing import Any
 
 import pytest
 
-from simulator import GROUPS, LABELS, Scenario, account_labels, generate_events, write_files
+from simulator import (
+    GROUPS,
+    LABELS,
+    Scenario,
+    account_labels,
+    generate_events,
+    scenario_groups,
+    write_files,
+)
+from simulator import scenario as knobs
 from simulator.simhash import hamming, perturb, random_simhash, to_hex
 from tests.conftest import contract_validator
 
 REPO = Path(__file__).resolve().parents[2]
-CAMPAIGNS = tuple(g for g in GROUPS if LABELS[g] == "attack")
-BENIGN = tuple(g for g in GROUPS if LABELS[g] == "benign")
+# The default and small scenarios hold the original nine populations.
+DEFAULT_GROUPS = ("ordinary", "enterprise", "nat", "launch_wave", "researchers",
+                  "campaign_burst", "campaign_hydra", "campaign_cot", "campaign_stealth")
+CAMPAIGNS = tuple(g for g in DEFAULT_GROUPS if LABELS[g] == "attack")
+BENIGN = tuple(g for g in DEFAULT_GROUPS if LABELS[g] == "benign")
 
 
 def _validator(name: str) -> Any:
@@ -156,8 +170,9 @@ def test_every_account_has_exactly_one_label_and_vice_versa(
 def test_every_population_is_present_with_its_label(
     labels: list[dict[str, Any]], events: list[dict[str, Any]], group_of: dict[str, str]
 ) -> None:
-    assert {row["group"] for row in labels} == set(GROUPS)
-    assert {group_of[e["account_id"]] for e in events} == set(GROUPS)
+    assert scenario_groups(Scenario.small()) == scenario_groups(Scenario.default()) == DEFAULT_GROUPS
+    assert {row["group"] for row in labels} == set(DEFAULT_GROUPS)
+    assert {group_of[e["account_id"]] for e in events} == set(DEFAULT_GROUPS)
     assert all(row["label"] == LABELS[row["group"]] for row in labels)
     assert set(LABELS.values()) == {"attack", "benign"}
 
@@ -303,6 +318,119 @@ def test_timing_jitter_moves_campaign_timestamps_but_keeps_counts(
     assert _benign_events(jittered, go) == _benign_events(events, group_of)
 
 
+# --- populations of the scenario families -------------------------------------------------
+
+# Every population the default scenario leaves out, with a few accounts each, over a run long
+# enough for the returning campaign to come back; ordinary users as background.
+EVERYONE = Scenario(
+    seed=11, duration_h=11.0, scale=0.05, model_release_h=4.0,
+    ordinary=knobs.OrdinaryUsers(accounts=600),
+    enterprise=knobs.EnterpriseOrgs(orgs=0), nat=knobs.NatCampus(users=0),
+    launch_wave=knobs.LaunchWave(accounts=0), researchers=knobs.Researchers(accounts=0),
+    campaign_burst=knobs.CampaignBurst(accounts=0),
+    campaign_hydra=knobs.CampaignHydra(concurrent_accounts=0),
+    campaign_cot=knobs.CampaignCot(accounts=0), campaign_stealth=knobs.CampaignStealth(accounts=0),
+    classroom=knobs.Classroom(accounts=400, classes=2, sessions=2),
+    campus_lab=knobs.CampusLab(students=400, campuses=2), team_card=knobs.TeamCard(orgs=40),
+    reseller=knobs.Reseller(accounts=300), agent_fleet=knobs.AgentFleet(accounts=40, orgs=2),
+    oss_tool=knobs.OssTool(accounts=300, tool="cline"), cgnat=knobs.Cgnat(accounts=400),
+    campaign_aged=knobs.CampaignAged(accounts=60), campaign_slow=knobs.CampaignSlow(accounts=60),
+    campaign_returning=knobs.CampaignReturning(accounts=40),
+    campaign_framing=knobs.CampaignFraming(accounts=60, copies="card"),
+    campaign_decoy=knobs.CampaignDecoy(accounts=60),
+)
+NEW_GROUPS = tuple(g for g in GROUPS if g not in DEFAULT_GROUPS)
+NEW_CAMPAIGNS = tuple(g for g in NEW_GROUPS if LABELS[g] == "attack")
+
+
+@pytest.fixture(scope="module")
+def everyone() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    return list(generate_events(EVERYONE)), {r["account_id"]: r["group"]
+                                              for r in account_labels(EVERYONE)}
+
+
+def test_new_populations_are_absent_from_the_default_scenario() -> None:
+    assert len(NEW_GROUPS) == 12
+    for group in NEW_GROUPS:
+        assert getattr(Scenario(), group).size == 0, group
+        assert getattr(Scenario.small(), group).size == 0, group
+
+
+def test_every_new_population_makes_valid_ordered_traffic(
+    everyone: tuple[list[dict[str, Any]], dict[str, str]]
+) -> None:
+    events, group_of = everyone
+    assert set(group_of.values()) == {"ordinary", *NEW_GROUPS} == set(scenario_groups(EVERYONE))
+    validator = _validator("request-event.schema.json")
+    errors = [(e["event_id"], err.message) for e in events for err in validator.iter_errors(e)]
+    assert not errors, f"{len(errors)} schema errors, first: {errors[:5]}"
+    assert all(a["ts"] <= b["ts"] for a, b in itertools.pairwise(events))
+    assert EVERYONE.start_ts <= events[0]["ts"] and events[-1]["ts"] < EVERYONE.end_ts
+    assert all(e["account_created_ts"] <= e["ts"] for e in events)
+    assert {e["account_id"] for e in events} == set(group_of)
+
+
+def test_new_campaigns_honour_the_robustness_knobs(
+    everyone: tuple[list[dict[str, Any]], dict[str, str]]
+) -> None:
+    events, group_of = everyone
+    base_accounts, base_events = _counts(events, group_of)
+    for changes in ({"rotate_ip_per_request": True}, {"timing_jitter": 0.5},
+                    {"campaign_account_multiplier": 5.0}):
+        sc = dataclasses.replace(EVERYONE, **changes)
+        varied = list(generate_events(sc))
+        go = {r["account_id"]: r["group"] for r in account_labels(sc)}
+        assert _benign_events(varied, go) == _benign_events(events, group_of), changes
+        accounts, volume = _counts(varied, go)
+        for group in NEW_CAMPAIGNS:
+            rows = [e for e in varied if go[e["account_id"]] == group]
+            if "rotate_ip_per_request" in changes:
+                assert len({e["ip"] for e in rows}) >= 0.95 * len(rows), group
+            if "campaign_account_multiplier" in changes:
+                assert 3.5 <= accounts[group] / base_accounts[group] <= 6.5, group
+                assert 0.6 <= volume[group] / base_events[group] <= 1.6, group
+
+
+def test_launch_wave_knobs_shape_the_tutorial() -> None:
+    wave = dataclasses.replace(
+        Scenario.small().launch_wave, tutorial_templates=5, tutorial_categories=("coding",),
+        tutorial_reasoning_share=0.5, min_tutorial_requests=6, max_tutorial_requests=8,
+        launches=2, launch_spacing_h=0.3, latest_sdk_share=1.0)
+    sc = dataclasses.replace(Scenario.small(), launch_wave=wave)
+    group_of = {r["account_id"]: r["group"] for r in account_labels(sc)}
+    rows = [e for e in generate_events(sc) if group_of[e["account_id"]] == "launch_wave"]
+    tutorial = [e for e in rows if e["model"] == "claude-x-large" and e["tools_count"] == 0
+                and e["task_category"] == "coding" and e["endpoint"] == "/v1/messages"]
+    per_account = sorted(Counter(e["account_id"] for e in tutorial).values())
+    assert per_account[len(per_account) // 2] >= 6  # late sign-ups are cut by the run's end
+    assert 0.3 < sum(e["reasoning_requested"] for e in tutorial) / len(tutorial) < 0.8
+    # five pages: the tutorial prompts fall into five (or more) near-duplicate clusters
+    hashes = [int(e["prompt_simhash"], 16) for e in tutorial]
+    centres: list[int] = []
+    for h in hashes:
+        if not any(hamming(h, c) <= 2 * wave.max_bit_flips for c in centres):
+            centres.append(h)
+    assert len(centres) >= 5
+    assert all(e["user_agent"].startswith(("anthropic-python/0.45.0", "anthropic-typescript/0.36"))
+               for e in rows)
+    created = sorted({e["account_created_ts"] for e in rows})
+    assert created[0] >= sc.start_ts
+
+
+def test_hydra_knobs_rotate_clients_and_age_accounts() -> None:
+    hydra = dataclasses.replace(Scenario.small().campaign_hydra, ua_rotation_share=0.6,
+                                min_account_age_min=600.0, max_account_age_min=1200.0)
+    sc = dataclasses.replace(Scenario.small(), campaign_hydra=hydra)
+    group_of = {r["account_id"]: r["group"] for r in account_labels(sc)}
+    rows = [e for e in generate_events(sc) if group_of[e["account_id"]] == "campaign_hydra"]
+    assert len({e["user_agent"] for e in rows}) > 10 * hydra.user_agents
+    first: dict[str, float] = {}
+    for e in rows:
+        first.setdefault(e["account_id"], e["ts"])
+    ages = [first[e["account_id"]] - e["account_created_ts"] for e in rows]
+    assert min(ages) >= 590 * 60.0
+
+
 # --- helpers and files ----------------------------------------------------------------------
 
 
@@ -328,7 +456,7 @@ def test_write_files_writes_events_and_labels(tmp_path: Path, small: Scenario,
     written_labels = [json.loads(line) for line in (tmp_path / "out" / "labels.jsonl").open()]
     assert written == events
     assert written_labels == labels
-    assert set(counts) == set(GROUPS)
+    assert set(counts) == set(DEFAULT_GROUPS)
     assert sum(c["events"] for c in counts.values()) == len(events)
     assert sum(c["accounts"] for c in counts.values()) == len(labels)
     assert all(c["label"] == LABELS[g] for g, c in counts.items())
@@ -366,3 +494,28 @@ def test_default_scenario_size() -> None:
     n_events = sum(1 for _ in generate_events(sc))
     assert 6_000 <= n_labels <= 8_000
     assert 300_000 <= n_events <= 600_000
+
+
+# The event stream and labels of the default and small scenarios before the scenario families
+# were added: new populations and knobs must not change one byte of them.
+SMALL_DIGESTS = ("b0a8fc8762eb58fa54d33f4803c3717739f4ab616d943b04d9034784e65dbd4d",
+                 "199d5c3a8289932c5e162adfbcedfb15414de5abd600983a2212e142237a2b2f")
+DEFAULT_DIGESTS = ("50949ae46fe53ce3fcf6f615350e763771f0f5fdbf1aaae38fa55df21238a47d",
+                   "3a6d7c1918092d07787c864e963a3a5ac57b5fe32b2e86546fc68f307195cbc2")
+
+
+def _stream_digests(sc: Scenario) -> tuple[str, str]:
+    events = hashlib.sha256()
+    for e in generate_events(sc):
+        events.update(json.dumps(e, sort_keys=True).encode() + b"\n")
+    labels = hashlib.sha256(json.dumps(account_labels(sc), sort_keys=True).encode())
+    return events.hexdigest(), labels.hexdigest()
+
+
+def test_small_scenario_stream_is_unchanged() -> None:
+    assert _stream_digests(Scenario.small()) == SMALL_DIGESTS
+
+
+@pytest.mark.slow
+def test_default_scenario_stream_is_unchanged() -> None:
+    assert _stream_digests(Scenario.default()) == DEFAULT_DIGESTS

@@ -1,0 +1,505 @@
+"""Campaigns of the scenario families: aged accounts, low-and-slow, returning after a pause,
+framing a benign crowd, and camouflaged by decoys.
+
+Like the original four (`populations.py`), they honour the scenario's robustness knobs: the
+account multiplier spreads the same volume over more accounts, timing jitter stretches their
+inter-arrival times, and `rotate_ip_per_request` gives every request a fresh residential exit.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from . import network as net
+from .crowds import (
+    CampusLabStudents,
+    CgnatUsers,
+    OssToolUsers,
+    ResellerCustomers,
+    created_before,
+)
+from .network import Picker
+from .populations import (
+    DAY,
+    ERR_ORDINARY,
+    ERR_PUSHY,
+    MESSAGES,
+    Account,
+    Campaign,
+    LaunchWaveUsers,
+    ModelChooser,
+    category_picker,
+    finalize_marked,
+    finalize_times,
+    hash_id,
+    make_event,
+    near,
+    old_created,
+    pick,
+    proxy_prefixes,
+    session_times,
+    stochastic_round,
+)
+from .seeding import IdMint
+from .simhash import perturb, random_simhash
+
+Exit = tuple[str, int | None, str | None]
+
+# What distillation harvests: high-value categories.
+_HARVEST = {"reasoning": 40, "coding": 30, "math": 20, "tool_use": 10}
+# Countries whose residential addresses bought accounts and their proxies claim.
+_CLAIMED = Picker([("US", 6.0), ("GB", 2.0), ("DE", 1.5), ("CA", 1.5), ("FR", 1.0),
+                   ("AU", 1.0), ("NL", 0.5)])
+
+
+def residential_exit(country: str, rng: random.Random) -> Exit:
+    """A residential or mobile proxy exit in `country`: a random subscriber of a random ISP."""
+    isp = net.isp_in(country, rng)
+    return net.v4_in(isp, rng), isp.asn, country
+
+
+def poisson_times(rng: random.Random, rate_per_s: float, t0: float, t1: float,
+                  jittered: Any) -> list[float]:
+    """Poisson request times in [t0, t1) at `rate_per_s`; `jittered` stretches each gap."""
+    times: list[float] = []
+    t = t0 + rng.expovariate(rate_per_s)
+    while t < t1:
+        times.append(t)
+        t += jittered(rng.expovariate(rate_per_s), rng)
+    return times
+
+
+def paced_times(rng: random.Random, gap_s: float, t0: float, t1: float,
+                jittered: Any) -> list[float]:
+    """Requests every ~gap_s (+-15%) from t0 + a random offset, as a harvesting script paces."""
+    times: list[float] = []
+    t = t0 + rng.uniform(0.0, gap_s)
+    while t < t1:
+        times.append(t)
+        t += jittered(gap_s * rng.uniform(0.85, 1.15), rng)
+    return times
+
+
+def at_least_one(times: list[float], rng: random.Random, t0: float, t1: float) -> list[float]:
+    """Every account of a campaign sends at least once (also at a high account multiplier)."""
+    return times or [t0 + (t1 - t0) * rng.random()]
+
+
+def templates_for(rng: random.Random, n: int, cats: dict[str, float]) -> list[tuple[int, str]]:
+    """`n` harvest templates, each with the category its prompts are classified as."""
+    picker = category_picker(cats)
+    return [(random_simhash(rng), picker.pick(rng)) for _ in range(max(1, n))]
+
+
+# --- aged accounts --------------------------------------------------------------------------
+
+
+@dataclass
+class _TemplateFamily:
+    """A prompt-template family: many variants a few bits from one base."""
+
+    variants: list[int]
+    category: str
+
+
+class AgedAccounts(Campaign):
+    """Bought or aged accounts: created months to years ago, each on its own card or none; most
+    requests come from a fresh residential or mobile exit in the account's claimed country and
+    many from a fresh client; a few template families, written-out reasoning, long answers."""
+
+    group = "campaign_aged"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_aged
+        prng = self.rng
+        self.families = [
+            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
+                             for _ in range(max(1, k.family_variants))], cat)
+            for base, cat in templates_for(prng, k.template_families,
+                                           {"reasoning": 45, "coding": 30, "math": 25})]
+        self.models = ModelChooser(self.sc, 0.85, cap=0.4, ramp_h=2.0)
+        start = self.campaign_start(k.start_h)
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.created_ts = old_created(rng, self.t0, k.min_account_age_days,
+                                       k.max_account_age_days)
+            a.payment_fingerprint = (None if rng.random() < k.null_payment_share
+                                     else self.mint.new("pf-", rng))
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.user_agent = net.random_user_agent(rng)
+            country = _CLAIMED.pick(rng)
+            a.ip, a.asn, a.country = residential_exit(country, rng)
+            a.state = [(a.ip, a.asn, a.country), country]
+            rate = k.requests_per_h / 3600.0 * rng.uniform(0.5, 1.5) / self.multiplier
+            first = start + rng.uniform(0.0, 1800.0)
+            finalize_times(a, at_least_one(poisson_times(rng, rate, first, self.t1, self.jittered),
+                                           rng, first, self.t1), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_aged
+        st = a.state
+        if self.rotate:
+            st[0] = net.rotating_exit(rng)
+        elif rng.random() < k.ip_rotation_share:
+            st[0] = residential_exit(st[1], rng)
+        ip, asn, country = st[0]
+        family: _TemplateFamily = pick(self.families, rng)
+        ev = make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, family.category,
+            near(pick(family.variants, rng), k.max_bit_flips, rng), None,
+            rng.random() < k.reasoning_share, 0, k.completion_scale, ERR_ORDINARY,
+        )
+        if rng.random() < k.ua_rotation_share:
+            ev["user_agent"] = net.random_user_agent(rng)
+        return ev
+
+
+# --- low and slow ---------------------------------------------------------------------------
+
+
+class SlowCampaign(Campaign):
+    """Low and slow over the whole run: each account sends a few templated requests an hour
+    from a sticky residential exit; some accounts share one of a few cards."""
+
+    group = "campaign_slow"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_slow
+        prng = self.rng
+        self.templates = templates_for(prng, k.templates, _HARVEST)
+        self.cards = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
+        self.uas = [net.sdk_user_agent(prng) for _ in range(3)]
+        self.system_prompt = hash_id(prng)
+        self.models = ModelChooser(self.sc, 0.8, cap=0.3, ramp_h=6.0)
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.created_ts = old_created(rng, self.t0, k.min_account_age_days,
+                                       k.max_account_age_days)
+            a.payment_fingerprint = (pick(self.cards, rng) if rng.random() < k.shared_payment_share
+                                     else self.mint.new("pf-", rng))
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.user_agent = pick(self.uas, rng)
+            country = _CLAIMED.pick(rng)
+            a.ip, a.asn, a.country = residential_exit(country, rng)
+            a.state = [(a.ip, a.asn, a.country), country]
+            rate = k.requests_per_h / 3600.0 * rng.uniform(0.7, 1.3) / self.multiplier
+            finalize_times(a, at_least_one(poisson_times(rng, rate, self.t0, self.t1,
+                                                         self.jittered), rng, self.t0, self.t1),
+                           self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_slow
+        st = a.state
+        if self.rotate:
+            st[0] = net.rotating_exit(rng)
+        elif rng.random() < k.ip_rotation_share:
+            st[0] = residential_exit(st[1], rng)
+        ip, asn, country = st[0]
+        template, cat = pick(self.templates, rng)
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng),
+            self.system_prompt if rng.random() < 0.7 else None,
+            rng.random() < k.reasoning_share, 0, 2.0, ERR_ORDINARY,
+        )
+
+
+# --- returning after a pause ----------------------------------------------------------------
+
+
+def _proxy_ips(rng: random.Random, prefixes: list[tuple[tuple[int, int, int], net.Network]]
+               ) -> tuple[list[str], net.Network]:
+    prefix, host = prefixes[rng.randrange(len(prefixes))]
+    return [net.v4_host(prefix, rng) for _ in range(rng.randint(1, 2))], host
+
+
+class ReturningCampaign(Campaign):
+    """Harvests for a while from datacenter proxies, pauses longer than a block lasts, and
+    comes back with the same accounts and templates (from fresh proxy addresses, by default).
+    Mark = phase (0 or 1)."""
+
+    group = "campaign_returning"
+
+    def phases(self) -> list[tuple[float, float]]:
+        k = self.sc.campaign_returning
+        start = self.campaign_start(k.start_h)
+        first_end = start + k.first_phase_h * 3600.0
+        back = first_end + k.pause_h * 3600.0
+        return [(start, min(first_end, self.t1)),
+                (back, min(back + k.second_phase_h * 3600.0, self.t1))]
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_returning
+        prng = self.rng
+        self.templates = templates_for(prng, k.templates, _HARVEST)
+        # the burst campaign's kind of proxy ranges; a second set for the return
+        self.prefixes = [proxy_prefixes(prng, k.proxy_asns, k.proxy_prefixes) for _ in range(2)]
+        self.cards = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
+        self.ua = net.sdk_user_agent(prng)
+        self.system_prompt = hash_id(prng)
+        self.models = ModelChooser(self.sc, 0.85, cap=0.5, ramp_h=1.0)
+        phases = self.phases()
+        gap_base = 60.0 / max(k.requests_per_min, 1e-6) * self.multiplier
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            ips0, host0 = _proxy_ips(rng, self.prefixes[0])
+            ips1, host1 = _proxy_ips(rng, self.prefixes[1]) if k.new_ips_on_return else (
+                ips0, host0)
+            a.ip, a.asn, a.country = ips0[0], host0.asn, host0.country
+            a.state = ((ips0, host0), (ips1, host1))
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.payment_fingerprint = pick(self.cards, rng)
+            a.user_agent = self.ua
+            a.created_ts = created_before(rng, phases[0][0], 2 * DAY, 30 * DAY)
+            gap = gap_base * rng.uniform(0.8, 1.25)
+            timed = [(t, p) for p, (p0, p1) in enumerate(phases)
+                     for t in paced_times(rng, gap, p0, p1, self.jittered)]
+            if not timed:
+                timed = [(phases[0][0] + rng.uniform(0.0, 60.0), 0)]
+            finalize_marked(a, timed, self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_returning
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        else:
+            ips, host = a.state[a.marks[i]]  # type: ignore[index]
+            ip, asn, country = pick(ips, rng), host.asn, host.country
+        template, cat = pick(self.templates, rng)
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), self.system_prompt,
+            rng.random() < k.reasoning_share, 3 + int(rng.random() * 10) if cat == "tool_use"
+            else 0, 2.5, ERR_PUSHY,
+        )
+
+
+# --- framing a benign crowd -----------------------------------------------------------------
+
+
+@dataclass
+class _Disguise:
+    """What the framing accounts copy from the crowd: fixed identity parts, a way to draw an
+    address, and the crowd's shared prompts (empty when the copied key is not a prompt)."""
+
+    user_agent: Any  # str, or a callable(rng) drawing one
+    system_prompt: str | None
+    tools: int
+    address: Any  # callable(rng) -> Exit
+    payment: str | None  # the copied card, else each account its own
+    shared_prompts: list[tuple[int, str]]
+    created: Any  # callable(rng) -> created_ts
+
+
+_FRAMING_HARVEST = {"tool": {"coding": 55, "tool_use": 30, "reasoning": 15}}
+
+
+class FramingCampaign(Campaign):
+    """A handful of harvesting accounts that copy one benign crowd's shared key, so that a
+    cluster built on that key holds both. `campaign_framing.copies` says which key."""
+
+    group = "campaign_framing"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_framing
+        prng = self.rng
+        self.templates = templates_for(prng, k.templates,
+                                       _FRAMING_HARVEST.get(k.copies, _HARVEST))
+        self.models = ModelChooser(self.sc, 0.9, cap=0.5, ramp_h=1.0)
+        disguise = self._disguise()
+        start = self.campaign_start(k.start_h)
+        gap_base = 60.0 / max(k.requests_per_min, 1e-6) * self.multiplier
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.payment_fingerprint = disguise.payment or self.mint.new("pf-", rng)
+            ua = disguise.user_agent
+            a.user_agent = ua(rng) if callable(ua) else ua
+            a.ip, a.asn, a.country = disguise.address(rng)
+            a.created_ts = disguise.created(rng)
+            a.state = [(a.ip, a.asn, a.country), disguise]
+            first = max(start, a.created_ts + 60.0) + rng.uniform(0.0, 300.0)
+            timed: list[tuple[float, int]] = []
+            if k.copies == "tutorial":  # a sign-up's first requests: the quickstart pages
+                t = a.created_ts + rng.uniform(30.0, 600.0)
+                for step in range(rng.randint(2, 4)):
+                    timed.append((t, -1 - step))
+                    t += rng.uniform(20.0, 150.0)
+                first = max(first, t)
+            timed += [(t, 0) for t in paced_times(rng, gap_base * rng.uniform(0.8, 1.25),
+                                                   first, self.t1, self.jittered)]
+            finalize_marked(a, timed or [(first, 0)], self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _disguise(self) -> _Disguise:
+        """The copied crowd, rebuilt from its own seed with a throwaway id mint (so its keys
+        are exactly the crowd's)."""
+        sc, copies = self.sc, self.sc.campaign_framing.copies
+        t0 = self.t0
+        if copies == "tutorial":
+            wave = LaunchWaveUsers(sc, IdMint())
+            launch = wave.launch_times()[0]
+            mean_delay = max(1.0, sc.launch_wave.mean_signup_delay_min) * 60.0
+            cats = sc.launch_wave.tutorial_categories
+            tutorials = [(t, cats[p % len(cats)]) for p, t in enumerate(wave.tutorials)]
+            return _Disguise(
+                lambda rng: pick(wave.latest_uas, rng), None, 0, _home_exit, None, tutorials,
+                lambda rng: float(round(min(launch + rng.expovariate(1.0 / mean_delay),
+                                            self.t1 - 600.0))))
+        if copies == "tool":
+            tool = OssToolUsers(sc, IdMint())
+            return _Disguise(tool.user_agents[0], tool.default_prompts[0], tool.tool.tools,
+                             _home_exit, None, tool.scaffolds,
+                             lambda rng: old_created(rng, t0, 3, 120))
+        if copies == "egress":
+            cg = CgnatUsers(sc, IdMint())
+            return _Disguise(net.random_user_agent, None, 0,
+                             lambda rng: (cg.pool_address(rng), cg.carrier.asn,
+                                          cg.carrier.country),
+                             None, [], lambda rng: old_created(rng, t0, 3, 120))
+        if copies == "campus":
+            campus = CampusLabStudents(sc, IdMint()).campuses[0]
+            uni = campus.network
+            return _Disguise(net.random_user_agent, None, 0,
+                             lambda rng: (pick(campus.nat_ips, rng), uni.asn, uni.country),
+                             None, campus.templates, lambda rng: old_created(rng, t0, 5, 120))
+        seller = ResellerCustomers(sc, IdMint()).resellers[0]  # "card"
+        return _Disguise(net.random_user_agent, None, 0,
+                         lambda rng: residential_exit(seller.markets.pick(rng), rng),
+                         seller.card, [], lambda rng: old_created(rng, t0, 1, 45))
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_framing
+        st = a.state
+        disguise: _Disguise = st[1]
+        mark = a.marks[i]  # type: ignore[index]
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        elif k.copies in ("egress", "campus"):
+            ip, asn, country = disguise.address(rng)  # the shared pool's addresses
+        else:
+            ip, asn, country = st[0]
+        shared = disguise.shared_prompts
+        if mark < 0 and shared:  # the sign-up's tutorial walk: page (step mod pages)
+            template, cat = shared[(-1 - mark) % len(shared)]
+            reasoning, scale = False, 0.5
+        elif shared and rng.random() < k.copied_template_share:
+            template, cat = pick(shared, rng)
+            reasoning, scale = rng.random() < k.reasoning_share, 2.0
+        else:
+            template, cat = pick(self.templates, rng)
+            reasoning, scale = rng.random() < k.reasoning_share, 2.5
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), disguise.system_prompt, reasoning,
+            disguise.tools if disguise.tools else (4 + int(rng.random() * 8)
+                                                   if cat == "tool_use" else 0),
+            scale, ERR_PUSHY,
+        )
+
+
+def _home_exit(rng: random.Random) -> Exit:
+    """A home connection somewhere, as an ordinary user's."""
+    return residential_exit(net.COUNTRIES.pick(rng), rng)
+
+
+# --- camouflage and decoys ------------------------------------------------------------------
+
+# Low-value requests a campaign mixes in to look like people.
+_CAMOUFLAGE = category_picker({"chat": 45, "writing": 35, "other": 20})
+
+
+class DecoyCampaign(Campaign):
+    """Harvests templates with written-out reasoning, but mixes in a share of benign-looking
+    requests (unique prompts, low-value categories) and seeds decoy templates of low-value
+    prompts across its accounts; accounts look like people (sessions, residential exits kept
+    for a while, varied clients)."""
+
+    group = "campaign_decoy"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_decoy
+        prng = self.rng
+        self.templates = templates_for(prng, k.templates, _HARVEST)
+        self.decoys = templates_for(prng, k.decoy_templates, {"chat": 1, "writing": 1,
+                                                              "other": 1})
+        self.cards = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
+        self.models = ModelChooser(self.sc, 0.75, cap=0.3, ramp_h=2.0)
+        start = self.campaign_start(k.start_h)
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            country = _CLAIMED.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            a.ip, a.asn, a.country = residential_exit(country, rng)
+            a.state = [(a.ip, a.asn, a.country), country,
+                       rng.randint(k.min_requests_per_ip, k.max_requests_per_ip)]
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.user_agent = net.random_user_agent(rng)
+            a.payment_fingerprint = (pick(self.cards, rng) if rng.random() < k.shared_payment_share
+                                     else self.mint.new("pf-", rng))
+            a.created_ts = old_created(rng, self.t0, 5, 90)
+            mean = k.mean_requests_per_6h * (self.t1 - start) / (6 * 3600.0) / self.multiplier
+            n = max(1, stochastic_round(mean * math.exp(0.4 * rng.gauss()), rng))
+            finalize_times(a, session_times(rng, n, start, self.t1, tz, 8.0, 30.0, self.jitter),
+                           self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_decoy
+        st = a.state
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        else:
+            if st[2] <= 0:
+                st[0] = residential_exit(st[1], rng)
+                st[2] = rng.randint(k.min_requests_per_ip, k.max_requests_per_ip)
+            st[2] -= 1
+            ip, asn, country = st[0]
+        u = rng.random()
+        model = self.models.choose(rng, ts)
+        if u < k.camouflage_share:  # looks like anyone's chat
+            return make_event(a, ts, ip, asn, country, model, MESSAGES, _CAMOUFLAGE.pick(rng),
+                              random_simhash(rng), None, rng.random() < 0.03, 0, 1.0,
+                              ERR_ORDINARY)
+        if u < k.camouflage_share + k.decoy_template_share:
+            template, cat = pick(self.decoys, rng)
+            return make_event(a, ts, ip, asn, country, model, MESSAGES, cat,
+                              near(template, k.max_bit_flips, rng), None, False, 0, 0.8,
+                              ERR_ORDINARY)
+        template, cat = pick(self.templates, rng)
+        return make_event(
+            a, ts, ip, asn, country, model, MESSAGES, cat, near(template, k.max_bit_flips, rng),
+            None, rng.random() < k.reasoning_share,
+            3 + int(rng.random() * 10) if cat == "tool_use" else 0, 2.5, ERR_ORDINARY,
+        )

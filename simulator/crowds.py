@@ -1,0 +1,607 @@
+"""Benign crowds that share a key honestly: the false positives a cluster detector must survive.
+
+Each crowd shares one thing a campaign also shares, for an innocent reason: an exercise prompt
+(`classroom`), a campus NAT pool and course templates (`campus_lab`), a company card and org
+(`team_card`), a reseller's card (`reseller`), a fixed system prompt and job templates in the
+cloud (`agent_fleet`), a tool's system prompt, user agent and scaffold prompts (`oss_tool`), a
+carrier's or notebook service's /24s (`cgnat`). Apart from the shared key the members behave like
+`ordinary` users (most crowds reuse `Ordinary.personal` and `Ordinary.personal_request`).
+
+Keys another population may copy (`campaign_framing`) are drawn in `__init__` from the
+population's own rng, so building the crowd again gives the same values.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from . import network as net
+from .network import Picker
+from .populations import (
+    DAY,
+    ERR_BATCH,
+    ERR_ORDINARY,
+    MESSAGES,
+    SMALL,
+    Account,
+    ModelChooser,
+    Ordinary,
+    Population,
+    category_picker,
+    finalize_marked,
+    finalize_times,
+    hash_id,
+    make_event,
+    near,
+    old_created,
+    pick,
+    session_times,
+)
+from .scenario import Scenario
+from .seeding import IdMint
+from .simhash import random_simhash
+
+# What individual users of a crowd do between its shared moments: Ordinary's request mix.
+_OTHER = -1
+
+
+def log_uniform_int(rng: random.Random, lo: int, hi: int) -> int:
+    """An integer in [lo, hi], log-uniform: small teams are more common than big ones."""
+    lo, hi = max(1, lo), max(1, lo, hi)
+    return min(hi, int(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))
+
+
+def created_before(rng: random.Random, ts: float, min_s: float, max_s: float) -> float:
+    """A creation time log-uniformly between min_s and max_s seconds before `ts`."""
+    return float(round(ts - math.exp(rng.uniform(math.log(min_s), math.log(max_s)))))
+
+
+def campus_tz(uni: net.Network) -> float:
+    """Local time of a campus (US campuses are on the coasts, not at the US default)."""
+    if uni.asn == 3:
+        return -5.0
+    return -8.0 if uni.country == "US" else net.TZ_OFFSET_H[uni.country]
+
+
+def keep_after(timed: list[tuple[float, int]], created: float) -> list[tuple[float, int]]:
+    """A new account sends nothing before it exists (and not in its first half minute)."""
+    return [(t, m) for t, m in timed if t >= created + 30.0]
+
+
+# --- classroom ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Session:
+    start: float
+    end: float
+    exercises: list[tuple[int, str]]  # (template, category), worked through in order
+
+
+@dataclass
+class _Course:
+    sessions: list[_Session]
+    system_prompt: str  # the course notebook's
+    user_agent: str  # the SDK version the course pins
+
+
+class ClassroomAttendees(Ordinary):
+    """An online course or conference workshop: attendees worldwide (no shared address) send
+    the session's exercise prompts (near-duplicates) together, and use the API ordinarily."""
+
+    group = "classroom"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        self.courses = [self._course(c) for c in range(max(1, sc.classroom.classes))]
+
+    def _course(self, c: int) -> _Course:
+        k = self.sc.classroom
+        prng = self.rng
+        run_h = self.sc.duration_h
+        first = k.first_session_h + (prng.uniform(0.0, max(0.0, run_h * 0.5)) if c else 0.0)
+        main = prng.choice(k.exercise_categories)  # the course's subject
+        sessions = []
+        for s in range(max(1, k.sessions)):
+            length_h = prng.uniform(k.min_session_min, k.max_session_min) / 60.0
+            # a session that would overrun the run starts earlier, so it is seen whole
+            start_h = max(0.0, min(first + s * k.session_gap_h, run_h - length_h))
+            exercises = [(random_simhash(prng),
+                          main if prng.random() < 0.7 else prng.choice(k.exercise_categories))
+                         for _ in range(max(1, k.exercises))]
+            start = self.t0 + start_h * 3600.0
+            sessions.append(_Session(start, start + length_h * 3600.0, exercises))
+        return _Course(sessions, hash_id(prng), net.sdk_user_agent(prng))
+
+    def build(self) -> list[Account]:
+        k = self.sc.classroom
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            course = self.courses[idx % len(self.courses)]
+            country = net.COUNTRIES.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, self.k.ipv6_share)
+            a.state.extra = course
+            if rng.random() < 0.5:
+                a.user_agent = course.user_agent
+            a.payment_fingerprint = None if rng.random() < 0.25 else self.mint.new("pf-", rng)
+            if rng.random() < k.new_account_share:  # signed up for the course: days to minutes
+                a.created_ts = created_before(rng, course.sessions[0].start, 300.0, 14 * DAY)
+            else:
+                a.created_ts = old_created(rng, self.t0, 7, 1500)
+            timed = self._exercises(rng, course)
+            n = self.volume(rng, k.mean_other_requests_per_6h, 1.0, tz)
+            timed += [(t, _OTHER) for t in session_times(rng, n, self.t0, self.t1, tz, 5.0, 40.0)]
+            finalize_marked(a, keep_after(timed, a.created_ts), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _exercises(self, rng: random.Random, course: _Course) -> list[tuple[float, int]]:
+        """An attendee's exercise requests: spread over each session attended, each on the
+        exercise the class is working on at that moment; mark = session * 1000 + exercise."""
+        k = self.sc.classroom
+        timed: list[tuple[float, int]] = []
+        for s, sess in enumerate(course.sessions):
+            if rng.random() >= k.attendance:
+                continue
+            join = sess.start + rng.uniform(0.0, k.max_join_delay_min * 60.0)
+            n_ex = len(sess.exercises)
+            for _ in range(rng.randint(k.min_exercise_requests, k.max_exercise_requests)):
+                t = rng.uniform(min(join, sess.end - 1.0), sess.end)
+                ex = min(n_ex - 1, int((t - sess.start) / (sess.end - sess.start) * n_ex))
+                timed.append((t, s * 1000 + ex))
+        return timed
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        mark = a.marks[i]  # type: ignore[index]
+        if mark == _OTHER:
+            return self.personal_request(a, ts, a.state)
+        rng = a.rng
+        k = self.sc.classroom
+        course: _Course = a.state.extra
+        template, cat = course.sessions[mark // 1000].exercises[mark % 1000]
+        return make_event(
+            a, ts, a.ip, a.asn, a.country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng),
+            course.system_prompt if rng.random() < k.course_system_prompt_share else None,
+            rng.random() < k.exercise_reasoning_share, 0, 1.0, ERR_ORDINARY,
+        )
+
+
+# --- campus lab -----------------------------------------------------------------------------
+
+
+@dataclass
+class Campus:
+    """One university: its NAT pool, clock, course templates and lab session."""
+
+    network: net.Network
+    nat_ips: list[str]
+    tz: float
+    templates: list[tuple[int, str]]  # (template, category)
+    lab_start: float
+    lab_end: float
+
+
+class CampusLabStudents(Ordinary):
+    """Students behind a campus NAT pool; those in the lab session send the course's templates
+    (coding/math, reasoning often requested) for half of their lab requests."""
+
+    group = "campus_lab"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        k = sc.campus_lab
+        prng = self.rng
+        n = max(1, k.campuses)
+        unis = prng.sample(net.UNIVERSITY, min(n, len(net.UNIVERSITY)))
+        self.campuses = [self._campus(unis[c % len(unis)], c) for c in range(n)]
+
+    def _campus(self, uni: net.Network, c: int) -> Campus:
+        k = self.sc.campus_lab
+        prng = self.rng
+        prefix = net.v4_prefix24(uni, prng)
+        ips = sorted({net.v4_host(prefix, prng) for _ in range(max(1, k.nat_ips))})
+        templates = [(random_simhash(prng), "coding" if prng.random() < 0.6 else "math")
+                     for _ in range(max(1, k.course_templates))]
+        length_h = k.lab_min / 60.0
+        start_h = k.lab_h + (prng.uniform(0.5, 2.5) * c if c else 0.0)
+        start_h = max(0.0, min(start_h, self.sc.duration_h - length_h))
+        start = self.t0 + start_h * 3600.0
+        return Campus(uni, ips, campus_tz(uni), templates, start, start + length_h * 3600.0)
+
+    def build(self) -> list[Account]:
+        k = self.sc.campus_lab
+        out = []
+        for idx in range(self.sc.accounts(k.students)):
+            a = self.new_account(idx)
+            rng = a.rng
+            campus = self.campuses[idx % len(self.campuses)]
+            uni = campus.network
+            # personal() keeps a 30% chance of an off-campus (home) connection as `alt`
+            self.personal(a, uni.country, 0.0)
+            a.ip, a.asn, a.country = pick(campus.nat_ips, rng), uni.asn, uni.country
+            a.state.extra = campus
+            a.payment_fingerprint = (None if rng.random() < k.null_payment_share
+                                     else self.mint.new("pf-", rng))
+            if rng.random() < k.new_account_share:
+                a.created_ts = old_created(rng, self.t0, 5, 120)
+            else:
+                a.created_ts = old_created(rng, self.t0, 120, 1500)
+            n = self.volume(rng, k.mean_requests_per_6h, k.volume_sigma, campus.tz)
+            timed = [(t, _OTHER) for t in
+                     session_times(rng, n, self.t0, self.t1, campus.tz, 5.0, 45.0)]
+            if rng.random() < k.lab_share:
+                arrive = campus.lab_start + rng.uniform(0.0, 300.0)
+                for _ in range(rng.randint(k.min_lab_requests, k.max_lab_requests)):
+                    t = rng.uniform(min(arrive, campus.lab_end - 1.0), campus.lab_end)
+                    template = (rng.randrange(len(campus.templates))
+                                if rng.random() < k.lab_template_share else _OTHER)
+                    timed.append((t, template))
+            finalize_marked(a, timed, self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        campus: Campus = a.state.extra
+        if len(campus.nat_ips) > 1 and rng.random() < 0.1:
+            a.ip = pick(campus.nat_ips, rng)  # the NAT maps the next connection elsewhere
+        mark = a.marks[i]  # type: ignore[index]
+        if mark == _OTHER:
+            return self.personal_request(a, ts, a.state)
+        k = self.sc.campus_lab
+        template, cat = campus.templates[mark]
+        return make_event(
+            a, ts, a.ip, a.asn, a.country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), None,
+            rng.random() < k.lab_reasoning_share, 0, 1.0, ERR_ORDINARY,
+        )
+
+
+# --- company teams on one card --------------------------------------------------------------
+
+
+class TeamMembers(Ordinary):
+    """Several orgs, each a team of accounts on the org's card and org_id: established members
+    and recent hires, working from an office NAT or from home, with varied unique prompts."""
+
+    group = "team_card"
+
+    def build(self) -> list[Account]:
+        k = self.sc.team_card
+        prng = self.rng
+        out: list[Account] = []
+        for _ in range(self.sc.accounts(k.orgs)):
+            country = net.COUNTRIES.pick(prng)
+            org_id, card = self.mint.new("org-", prng), self.mint.new("pf-", prng)
+            founded = old_created(prng, self.t0, 60, 1500)
+            office = None
+            if prng.random() < k.office_share:
+                isp = net.isp_in(country, prng)
+                prefix = net.v4_prefix24(isp, prng)
+                office = (isp, [net.v4_host(prefix, prng) for _ in range(prng.randint(1, 4))])
+            tool_prompt = hash_id(prng) if prng.random() < k.internal_tool_share else None
+            for _ in range(log_uniform_int(prng, k.min_accounts_per_org, k.max_accounts_per_org)):
+                a = self.new_account(len(out))
+                self._member(a, country, org_id, card, founded, office, tool_prompt)
+                out.append(a)
+        return out
+
+    def _member(self, a: Account, country: str, org_id: str, card: str, founded: float,
+                office: tuple[net.Network, list[str]] | None, tool_prompt: str | None) -> None:
+        k = self.sc.team_card
+        rng = a.rng
+        tz = net.TZ_OFFSET_H[country]
+        self.personal(a, country, self.k.ipv6_share)
+        a.org_id, a.payment_fingerprint = org_id, card
+        if office is not None:  # at the office most of the time, from home now and then
+            a.state.alt = (a.ip, a.asn, a.country)
+            isp, ips = office
+            a.ip, a.asn = pick(ips, rng), isp.asn
+        if tool_prompt is not None:
+            a.state.system_prompts = [tool_prompt, *a.state.system_prompts]
+        if rng.random() < k.recent_share:
+            a.created_ts = float(round(self.t0 - rng.uniform(1.0, 30.0) * DAY))
+        else:
+            a.created_ts = float(round(rng.uniform(founded, max(founded, self.t0 - 30 * DAY))))
+        n = self.volume(rng, k.mean_requests_per_6h, k.volume_sigma, tz)
+        finalize_times(a, session_times(rng, n, self.t0, self.t1, tz, 6.0, 40.0),
+                       self.t0, self.t1)
+
+
+# --- a reseller's customers -----------------------------------------------------------------
+
+# Where API resellers find customers: markets the provider does not serve directly, or where
+# paying abroad is hard.
+_RESELLER_MARKETS: dict[str, float] = {
+    "IN": 3.0, "ID": 2.0, "VN": 2.0, "NG": 2.0, "TR": 2.0, "BR": 2.0, "PH": 2.0, "MX": 1.0,
+    "ZA": 1.0, "TW": 1.0, "PL": 1.0,
+}
+
+
+@dataclass
+class ResellerAccount:
+    """One reseller: the card behind all its customers' accounts, and its markets."""
+
+    card: str
+    markets: Picker
+
+
+class ResellerCustomers(Ordinary):
+    """Many customers' accounts on one reseller's card: distinct orgs, mostly young accounts,
+    each customer on their own home connection in the reseller's markets."""
+
+    group = "reseller"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        k = sc.reseller
+        prng = self.rng
+        self.resellers = []
+        for _ in range(max(1, k.resellers)):
+            markets = prng.sample(sorted(_RESELLER_MARKETS),
+                                  max(1, min(k.countries, len(_RESELLER_MARKETS))))
+            self.resellers.append(ResellerAccount(
+                self.mint.new("pf-", prng),
+                Picker([(c, _RESELLER_MARKETS[c] * prng.uniform(0.5, 2.0)) for c in markets])))
+
+    def build(self) -> list[Account]:
+        k = self.sc.reseller
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            seller = self.resellers[idx % len(self.resellers)]
+            country = seller.markets.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, self.k.ipv6_share)
+            a.payment_fingerprint = seller.card
+            if rng.random() < k.young_share:
+                a.created_ts = old_created(rng, self.t0, 1, 45)
+            else:
+                a.created_ts = old_created(rng, self.t0, 45, 730)
+            n = self.volume(rng, k.mean_requests_per_6h, k.volume_sigma, tz)
+            finalize_times(a, session_times(rng, n, self.t0, self.t1, tz, 6.0, 40.0),
+                           self.t0, self.t1)
+            out.append(a)
+        return out
+
+
+# --- CI and agent fleets --------------------------------------------------------------------
+
+_FLEET_CLIENTS = ("python-httpx/0.27.2", "anthropic-python/0.45.2 CPython/3.12.8 Linux",
+                  "anthropic-typescript/0.36.3", "langchain-anthropic/0.3.3")
+
+
+@dataclass
+class _Fleet:
+    org_id: str
+    card: str
+    system_prompt: str  # fixed: the fleet's agent definition
+    user_agent: str
+    host: net.Network
+    runners: list[str]  # addresses of its CI runners
+    templates: list[tuple[int, str]]  # (template, category): the job's steps
+    tools: int  # tool definitions the agent sends
+    tz: float  # the org's working day, when CI runs more
+    created: float
+
+
+class AgentFleetRunners(Population):
+    """CI and agent fleets: every account runs jobs (short loops of templated coding/tool-use
+    requests seconds apart) around the clock from cloud or hoster runners, one system prompt."""
+
+    group = "agent_fleet"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        self.models = ModelChooser(sc, 0.6, cap=0.0, ramp_h=1.0)  # pinned, like enterprises
+
+    def _fleet(self) -> _Fleet:
+        k = self.sc.agent_fleet
+        prng = self.rng
+        if prng.random() < 0.7:
+            host = pick(list(net.CLOUD), prng)
+        else:  # self-hosted runners at a hoster
+            host = pick([n for n in net.DATACENTER if n.asn in (24940, 16276, 14061)], prng)
+        prefix = net.v4_prefix24(host, prng)
+        templates = [(random_simhash(prng), "coding" if prng.random() < 0.55 else "tool_use")
+                     for _ in range(max(1, k.templates))]
+        return _Fleet(
+            org_id=self.mint.new("org-", prng), card=self.mint.new("pf-", prng),
+            system_prompt=hash_id(prng), user_agent=pick(list(_FLEET_CLIENTS), prng), host=host,
+            runners=[net.v4_host(prefix, prng) for _ in range(prng.randint(2, 8))],
+            templates=templates, tools=prng.randint(4, 20),
+            tz=net.TZ_OFFSET_H.get(host.country, 0.0),
+            created=old_created(prng, self.t0, k.min_account_age_days, k.max_account_age_days))
+
+    def build(self) -> list[Account]:
+        k = self.sc.agent_fleet
+        n_accounts = self.sc.accounts(k.accounts)
+        fleets = [self._fleet() for _ in range(max(1, min(k.orgs, n_accounts)))]
+        out = []
+        for idx in range(n_accounts):
+            a = self.new_account(idx)
+            rng = a.rng
+            fleet = fleets[idx % len(fleets)]
+            a.org_id, a.payment_fingerprint, a.user_agent = fleet.org_id, fleet.card, fleet.user_agent
+            a.asn, a.country, a.ip = fleet.host.asn, fleet.host.country, fleet.runners[0]
+            a.keys = [self.mint.new("key-", rng)]
+            a.created_ts = float(round(rng.uniform(fleet.created, fleet.created + 60 * DAY)))
+            a.created_ts = min(a.created_ts, self.t0 - DAY)
+            a.state = fleet
+            finalize_marked(a, self._jobs(rng, fleet), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _jobs(self, rng: random.Random, fleet: _Fleet) -> list[tuple[float, int]]:
+        """Job starts are Poisson, a little denser in the org's working day; a job walks
+        through the fleet's templates from a random step. Mark = template index."""
+        k = self.sc.agent_fleet
+        rate = k.requests_per_min / 60.0 * rng.uniform(1.0 - k.rate_spread, 1.0 + k.rate_spread)
+        mean_job = (k.min_job_requests + k.max_job_requests) / 2.0
+        amp = max(0.0, k.working_hours_amp)
+        peak = rate / mean_job * (1.0 + amp)
+        n_t = len(fleet.templates)
+        timed: list[tuple[float, int]] = []
+        t = self.t0 + rng.expovariate(peak)
+        while t < self.t1:
+            if rng.random() * (1.0 + amp) < _working_day(t, fleet.tz, amp):
+                step, u = rng.randrange(n_t), t
+                for j in range(rng.randint(k.min_job_requests, k.max_job_requests)):
+                    timed.append((u, (step + j) % n_t))
+                    u += rng.uniform(2.0, 20.0)
+            t += rng.expovariate(peak)
+        if not timed:
+            timed = [(self.t0 + rng.random() * (self.t1 - self.t0), 0)]
+        return timed
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        fleet: _Fleet = a.state
+        template, cat = fleet.templates[a.marks[i]]  # type: ignore[index]
+        return make_event(
+            a, ts, pick(fleet.runners, rng), a.asn, a.country, self.models.choose(rng, ts),
+            MESSAGES, cat, near(template, self.sc.agent_fleet.max_bit_flips, rng),
+            fleet.system_prompt, rng.random() < 0.1, fleet.tools, 1.0, ERR_BATCH,
+        )
+
+
+def _working_day(ts: float, tz: float, amp: float) -> float:
+    """1 + amp during the local working day (08-19 h on weekdays-agnostic), 1 - amp outside,
+    so the mean over a day stays about 1."""
+    local_h = (ts / 3600.0 + tz) % 24.0
+    return 1.0 + amp if 8.0 <= local_h < 19.0 else 1.0 - amp * 11.0 / 13.0
+
+
+# --- an open-source tool's users ------------------------------------------------------------
+
+# Coding tools' users: coding first, the rest as ordinary users have it.
+_TOOL_CATEGORIES = {"coding": 60, "tool_use": 12, "chat": 10, "writing": 6, "reasoning": 6,
+                    "math": 2, "other": 4}
+# The tool's own prompts: commit messages, chat summaries, repo maps.
+_SCAFFOLD_CATEGORIES = ("writing", "other", "coding")
+
+
+class OssToolUsers(Ordinary):
+    """Individuals running one open-source coding tool: its user agent (a few releases), its
+    default system prompt (one per release) on almost every request, coding-heavy unique
+    prompts, and the tool's fixed scaffold prompts now and then, often on the small model."""
+
+    group = "oss_tool"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        k = sc.oss_tool
+        if k.tool not in net.OSS_TOOLS:
+            raise ValueError(f"oss_tool.tool must be one of {sorted(net.OSS_TOOLS)}")
+        prng = self.rng
+        self.tool = net.OSS_TOOLS[k.tool]
+        n_versions = max(1, min(k.versions, len(self.tool.user_agents)))
+        self.user_agents = list(self.tool.user_agents[:n_versions])
+        self.versions = Picker([(v, 1.0 / (v + 1)) for v in range(n_versions)])  # newest first
+        # the default system prompt changes with releases: one hash per version
+        self.default_prompts = [hash_id(prng) for _ in range(n_versions)]
+        self.scaffolds = [(random_simhash(prng), _SCAFFOLD_CATEGORIES[s % 3])
+                          for s in range(max(1, k.scaffold_templates))]
+
+    def build(self) -> list[Account]:
+        k = self.sc.oss_tool
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            country = net.COUNTRIES.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, self.k.ipv6_share)
+            version = self.versions.pick(rng)
+            a.user_agent = self.user_agents[version]
+            st = a.state
+            st.cats = category_picker({c: w * rng.lognormvariate(0.0, 0.5)
+                                       for c, w in _TOOL_CATEGORIES.items()})
+            st.system_prompts = ([self.default_prompts[version]]
+                                 if rng.random() < k.default_system_prompt_share
+                                 else [hash_id(rng)])  # a user's own prompt file
+            a.payment_fingerprint = None if rng.random() < 0.15 else self.mint.new("pf-", rng)
+            if rng.random() < k.new_account_share:
+                a.created_ts = old_created(rng, self.t0, 1, 60)
+            else:
+                a.created_ts = old_created(rng, self.t0, 60, 1500)
+            n = self.volume(rng, k.mean_requests_per_6h, k.volume_sigma, tz)
+            finalize_times(a, session_times(rng, n, self.t0, self.t1, tz,
+                                            k.mean_session_requests, k.median_gap_s),
+                           self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.oss_tool
+        st = a.state
+        if rng.random() >= k.scaffold_share:
+            return self.personal_request(a, ts, st, tools=self.tool.tools)
+        template, cat = pick(self.scaffolds, rng)
+        return make_event(
+            a, ts, a.ip, a.asn, a.country,
+            SMALL if rng.random() < 0.6 else self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), st.system_prompts[0], False, 0, 0.4,
+            ERR_ORDINARY,
+        )
+
+
+# --- carrier-grade NAT and notebook egress --------------------------------------------------
+
+
+class CgnatUsers(Ordinary):
+    """Ordinary users of mixed account ages behind one mobile carrier's CGNAT (its subscribers,
+    its country) or a hosted-notebook service's egress (users worldwide, a cloud's /24s)."""
+
+    group = "cgnat"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        k = sc.cgnat
+        if k.egress not in ("mobile", "notebook"):
+            raise ValueError("cgnat.egress must be 'mobile' or 'notebook'")
+        prng = self.rng
+        self.mobile = k.egress == "mobile"
+        self.carrier = pick(list(net.MOBILE if self.mobile else net.NOTEBOOK_EGRESS), prng)
+        self.prefixes = [net.v4_prefix24(self.carrier, prng) for _ in range(max(1, k.prefixes))]
+
+    def pool_address(self, rng: random.Random) -> str:
+        return net.v4_host(pick(self.prefixes, rng), rng)
+
+    def build(self) -> list[Account]:
+        k = self.sc.cgnat
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            country = self.carrier.country if self.mobile else net.COUNTRIES.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, 0.0)  # `alt`: the home broadband some also use
+            a.ip, a.asn, a.country = self.pool_address(rng), self.carrier.asn, self.carrier.country
+            if not self.mobile and rng.random() < 0.8:
+                a.user_agent = net.sdk_user_agent(rng)  # the notebook's Python SDK
+            a.payment_fingerprint = None if rng.random() < 0.2 else self.mint.new("pf-", rng)
+            if rng.random() < k.new_account_share:
+                a.created_ts = old_created(rng, self.t0, 1, 60)
+            else:
+                a.created_ts = old_created(rng, self.t0, 60, 1500)
+            n = self.volume(rng, k.mean_requests_per_6h, k.volume_sigma, tz)
+            finalize_times(a, session_times(rng, n, self.t0, self.t1, tz, 6.0, 40.0),
+                           self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        if rng.random() < self.sc.cgnat.address_change_share:
+            a.ip = self.pool_address(rng)  # a new NAT mapping (or notebook VM)
+        return self.personal_request(a, ts, a.state)
