@@ -4,6 +4,8 @@
     python -m simulator --small --seed 3     # the test scenario
     python -m simulator --multiplier 10 --jitter 0.5 --rotate-ip
     python -m simulator --out /tmp/sim       # also write events.jsonl and labels.jsonl
+    python -m simulator --family launch --seed 3 [--scale 0.5]   # one scenario of a family
+    python -m simulator --list-families
 
 The project's CLI (`distillguard simulate`) is the supported way to write files; this entry point
 is for looking at a scenario quickly.
@@ -16,12 +18,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from .families import FAMILIES, describe, family_scenario
 from .generate import group_counts, merge_accounts, write_files
-from .populations import build_accounts
+from .roster import build_accounts, scenario_groups
 from .scenario import Scenario, scenario_for
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
+    if args.family is not None:
+        return family_scenario(args.family, args.seed, 1.0 if args.scale is None else args.scale)
     return scenario_for(seed=args.seed, small=args.small, scale=args.scale,
                         duration_h=args.duration_h, account_multiplier=args.multiplier,
                         jitter=args.jitter, rotate_ip=args.rotate_ip)
@@ -37,7 +42,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jitter", type=float, help="timing_jitter")
     p.add_argument("--rotate-ip", action="store_true", help="rotate_ip_per_request")
     p.add_argument("--out", type=Path, help="write events.jsonl and labels.jsonl here")
+    p.add_argument("--family", choices=list(FAMILIES),
+                   help="a scenario family's scenario for --seed (with --scale: its scale)")
+    p.add_argument("--list-families", action="store_true", help="list the scenario families")
     args = p.parse_args(argv)
+    if args.list_families:
+        for family in FAMILIES.values():
+            print(describe(family))
+        return
+    if args.family is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("small", "duration_h", "multiplier",
+                                                        "jitter", "rotate_ip")
+                 if getattr(args, n) not in (None, False)]
+        if given:
+            p.error(f"--family draws its own scenario; {', '.join(given)} cannot be combined "
+                    "with it (--scale can)")
     sc = _scenario(args)
 
     started = time.perf_counter()
@@ -50,12 +69,14 @@ def main(argv: list[str] | None = None) -> None:
         events: Counter[str] = Counter()
         for event in merge_accounts(accounts, sc.seed):
             events[group_of[event["account_id"]]] += 1
-        counts = group_counts(Counter(group_of.values()), events)
+        counts = group_counts(Counter(group_of.values()), events, scenario_groups(sc))
         what = "generated (generate_events, including account set-up)"
     elapsed = time.perf_counter() - started
 
     total_a = sum(c["accounts"] for c in counts.values())
     total_e = sum(c["events"] for c in counts.values())
+    if args.family is not None:
+        print(f"family={args.family} family seed={args.seed}")
     print(f"seed={sc.seed} duration_h={sc.duration_h} scale={sc.scale} "
           f"multiplier={sc.campaign_account_multiplier} jitter={sc.timing_jitter} "
           f"rotate_ip={sc.rotate_ip_per_request}")

@@ -1,0 +1,310 @@
+"""Scenario families: contract, determinism by seed, drawn parameters, and the traits each
+family exists for (framing accounts share the copied key, aged accounts are old and rotate
+networks, the returning campaign pauses longer than a block).
+
+Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
+request schedules alone (no payloads), so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator import LABELS, account_labels, generate_events, scenario_groups
+from simulator.families import FAMILIES, Family, family_scenario
+from simulator.roster import build_accounts
+from tests.conftest import contract_validator
+
+REPO = Path(__file__).resolve().parents[2]
+SCALE = 0.05
+SEED = 1
+DAY = 86400.0
+BLOCK_TTL_S = 6 * 3600.0
+
+Events = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, tuple[Events, list[dict[str, Any]]]]:
+    """Every family's events and labels at (SEED, SCALE), generated once."""
+    out = {}
+    for name, family in FAMILIES.items():
+        sc = family.scenario(SEED, SCALE)
+        out[name] = (list(generate_events(sc)), account_labels(sc))
+    return out
+
+
+def _digest(events: Events) -> str:
+    return hashlib.sha256(json.dumps(events, sort_keys=True).encode()).hexdigest()
+
+
+def _by_group(events: Events, labels: list[dict[str, Any]]) -> dict[str, Events]:
+    group_of = {row["account_id"]: row["group"] for row in labels}
+    out: dict[str, Events] = defaultdict(list)
+    for e in events:
+        out[group_of[e["account_id"]]].append(e)
+    return out
+
+
+# --- the catalogue --------------------------------------------------------------------------
+
+
+def test_the_families_and_what_they_hold() -> None:
+    expected = {"mixed", "launch", "campus", "classroom", "teams", "oss", "egress", "aged",
+                "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card"}
+    assert expected <= set(FAMILIES)
+    for name, family in FAMILIES.items():
+        assert isinstance(family, Family) and family.name == name
+        assert "ordinary" in family.populations, name
+        assert {LABELS[g] for g in family.populations} == {"attack", "benign"}, name
+        assert " h" in family.description and "\n" not in family.description, name
+    covered = {g for f in FAMILIES.values() for g in f.populations}
+    assert covered == set(LABELS), f"populations in no family: {set(LABELS) - covered}"
+
+
+def test_a_family_holds_exactly_its_populations_for_every_seed() -> None:
+    for family in FAMILIES.values():
+        for seed in (1, 2, 3):
+            assert set(scenario_groups(family.scenario(seed))) == set(family.populations)
+
+
+def test_unknown_family_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown family 'nope'.*mixed"):
+        family_scenario("nope", 1)
+
+
+# --- per family: contract and stream invariants ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_events_and_labels_validate_against_the_contract(
+    name: str, runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    events, labels = runs[name]
+    ev_validator = contract_validator("request-event")
+    errors = [(e["event_id"], err.message) for e in events for err in ev_validator.iter_errors(e)]
+    assert not errors, f"{len(errors)} schema errors, first: {errors[:3]}"
+    label_validator = contract_validator("account-label")
+    assert not [row for row in labels if not label_validator.is_valid(row)]
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_stream_invariants(name: str,
+                           runs: dict[str, tuple[Events, list[dict[str, Any]]]]) -> None:
+    events, labels = runs[name]
+    sc = FAMILIES[name].scenario(SEED, SCALE)
+    ts = [e["ts"] for e in events]
+    assert all(a <= b for a, b in itertools.pairwise(ts))
+    assert sc.start_ts <= ts[0] and ts[-1] < sc.end_ts
+    assert all(e["account_created_ts"] is None or e["account_created_ts"] <= e["ts"]
+               for e in events)
+    assert len({e["event_id"] for e in events}) == len(events)
+    assert {row["account_id"] for row in labels} == {e["account_id"] for e in events}
+    assert {row["group"] for row in labels} == set(FAMILIES[name].populations)
+    assert all(row["label"] == LABELS[row["group"]] for row in labels)
+
+
+# --- determinism and drawn parameters -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_same_seed_same_bytes_other_seed_other_traffic(
+    name: str, runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    events, labels = runs[name]
+    family = FAMILIES[name]
+    assert _digest(list(generate_events(family.scenario(SEED, SCALE)))) == _digest(events)
+    assert account_labels(family.scenario(SEED, SCALE)) == labels
+    other = list(generate_events(family.scenario(SEED + 1, SCALE)))
+    assert _digest(other) != _digest(events)
+    assert {e["account_id"] for e in other}.isdisjoint({e["account_id"] for e in events})
+
+
+def test_output_is_the_same_in_another_process() -> None:
+    code = ("import hashlib, json\n"
+            "from simulator import generate_events\n"
+            "from simulator.families import FAMILIES\n"
+            f"ev = list(generate_events(FAMILIES['frame_tool'].scenario(5, {SCALE})))\n"
+            "print(hashlib.sha256(json.dumps(ev, sort_keys=True).encode()).hexdigest())\n")
+    env = {"PYTHONHASHSEED": "4321", "PYTHONPATH": str(REPO), "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == _digest(list(generate_events(FAMILIES["frame_tool"].scenario(5, SCALE))))
+
+
+def test_every_population_draws_its_parameters_by_seed() -> None:
+    """Across seeds, every population's knobs and the run (start, length) change."""
+    for family in FAMILIES.values():
+        scenarios = [family.scenario(seed) for seed in range(1, 6)]
+        assert len({(s.start_ts, s.duration_h) for s in scenarios}) > 1, family.name
+        for group in family.populations:
+            knobs = {getattr(s, group) for s in scenarios}
+            assert len(knobs) == 5, f"{family.name}.{group}: knobs repeat across seeds"
+
+
+def test_scale_multiplies_accounts_only() -> None:
+    family = FAMILIES["teams"]
+    full, small = family.scenario(4), family.scenario(4, scale=0.1)
+    assert dataclasses.replace(small, scale=1.0) == full
+
+
+def test_family_sizes_at_scale_one() -> None:
+    """Roughly 40,000-150,000 events per family at scale 1 (counted from the schedules)."""
+    for family in FAMILIES.values():
+        for seed in (1, 2):
+            events = sum(len(a.times) for a in build_accounts(family.scenario(seed)))
+            assert 30_000 <= events <= 180_000, (family.name, seed, events)
+
+
+# --- what the families are for --------------------------------------------------------------
+
+
+def _framing(runs: dict[str, tuple[Events, list[dict[str, Any]]]], family: str, crowd: str
+             ) -> tuple[Events, Events]:
+    groups = _by_group(*runs[family])
+    assert groups["campaign_framing"] and groups[crowd]
+    return groups["campaign_framing"], groups[crowd]
+
+
+def test_framing_accounts_replay_the_launch_tutorial(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    framers, wave = _framing(runs, "frame_tutorial", "launch_wave")
+    flips = FAMILIES["frame_tutorial"].scenario(SEED, SCALE).launch_wave.max_bit_flips
+    crowd = {int(e["prompt_simhash"], 16) for e in wave}
+    near = [e for e in framers
+            if any((int(e["prompt_simhash"], 16) ^ h).bit_count() <= 2 * flips for h in crowd)]
+    assert {e["account_id"] for e in near} == {e["account_id"] for e in framers}
+    # the SDK release that came with the launch, as most sign-ups run it
+    assert {e["user_agent"] for e in framers} & {e["user_agent"] for e in wave}
+
+
+def test_framing_accounts_send_the_tools_system_prompt_and_user_agent(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    framers, users = _framing(runs, "frame_tool", "oss_tool")
+    crowd = {(e["system_prompt_hash"], e["user_agent"]) for e in users}
+    assert {(e["system_prompt_hash"], e["user_agent"]) for e in framers} <= crowd
+    assert all(e["system_prompt_hash"] is not None for e in framers)
+
+
+def test_framing_accounts_share_the_egress_24s(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    framers, users = _framing(runs, "frame_egress", "cgnat")
+    crowd = {(e["ip"].rsplit(".", 1)[0], e["asn"]) for e in users}
+    assert {(e["ip"].rsplit(".", 1)[0], e["asn"]) for e in framers} <= crowd
+
+
+def test_framing_accounts_sit_behind_the_campus_nat(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    framers, students = _framing(runs, "frame_campus", "campus_lab")
+    assert {e["ip"] for e in framers} <= {e["ip"] for e in students}
+
+
+def test_framing_accounts_pay_with_the_resellers_card(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    framers, customers = _framing(runs, "frame_card", "reseller")
+    cards = {e["payment_fingerprint"] for e in framers}
+    assert len(cards) == 1 and cards <= {e["payment_fingerprint"] for e in customers}
+    orgs = {e["org_id"] for e in customers}
+    assert len(orgs) == len({e["account_id"] for e in customers}), "every customer its own org"
+
+
+def test_aged_accounts_are_old_and_rotate_networks() -> None:
+    sc = FAMILIES["aged"].scenario(SEED, 0.2)
+    events, labels = list(generate_events(sc)), account_labels(sc)
+    aged = _by_group(events, labels)["campaign_aged"]
+    assert all(e["account_created_ts"] < sc.start_ts - 60 * DAY for e in aged)
+    asns: dict[str, set[int]] = defaultdict(set)
+    sent: dict[str, int] = defaultdict(int)
+    for e in aged:
+        asns[e["account_id"]].add(e["asn"])
+        sent[e["account_id"]] += 1
+    busy = [a for a, n in sent.items() if n >= 5]
+    assert busy and sum(len(asns[a]) >= 2 for a in busy) >= 0.8 * len(busy)
+    assert len({e["ip"] for e in aged}) > 0.4 * len(aged), "a fresh exit on most requests"
+    assert sum(e["reasoning_requested"] for e in aged) / len(aged) > 0.5
+
+
+def test_the_returning_campaign_pauses_longer_than_a_block(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    returning = _by_group(*runs["slow"])["campaign_returning"]
+    per_account: dict[str, list[float]] = defaultdict(list)
+    for e in returning:
+        per_account[e["account_id"]].append(e["ts"])
+    for ts in per_account.values():
+        gaps = [b - a for a, b in itertools.pairwise(ts)]
+        assert max(gaps) > BLOCK_TTL_S, "the same account comes back after the pause"
+    assert FAMILIES["slow"].scenario(SEED).duration_h >= 10.0
+
+
+def test_the_slow_campaign_runs_the_whole_run_at_a_few_requests_an_hour(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    sc = FAMILIES["slow"].scenario(SEED, SCALE)
+    slow = _by_group(*runs["slow"])["campaign_slow"]
+    ts = [e["ts"] for e in slow]
+    assert min(ts) < sc.start_ts + 3 * 3600 and max(ts) > sc.end_ts - 3 * 3600
+    accounts = {e["account_id"] for e in slow}
+    assert len(slow) / len(accounts) / sc.duration_h < 8.0
+
+
+def _top_share(values: list[Any], top: int) -> float:
+    """Share of `values` taken by its `top` most common values."""
+    counts = sorted(Counter(values).values(), reverse=True)
+    return sum(counts[:top]) / len(values)
+
+
+def test_benign_crowds_share_their_key(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    sc = FAMILIES["frame_campus"].scenario(SEED, SCALE)
+    campus = _by_group(*runs["frame_campus"])["campus_lab"]
+    pool = sc.campus_lab.campuses * sc.campus_lab.nat_ips
+    assert _top_share([e["ip"] for e in campus], pool) > 0.6, "most requests leave by the NAT"
+    teams = _by_group(*runs["teams"])["team_card"]
+    members: dict[str, set[str]] = defaultdict(set)
+    for e in teams:
+        members[e["payment_fingerprint"]].add(e["account_id"])
+    assert max(len(a) for a in members.values()) >= 2
+    for card in members:
+        assert len({e["org_id"] for e in teams if e["payment_fingerprint"] == card}) == 1
+    fleet = _by_group(*runs["teams"])["agent_fleet"]
+    assert len({e["system_prompt_hash"] for e in fleet}) <= 3
+    assert {e["asn"] for e in fleet} <= {16509, 15169, 8075, 24940, 16276, 14061}
+    tool = _by_group(*runs["oss"])["oss_tool"]
+    assert len({e["user_agent"] for e in tool}) <= 4
+    sc = FAMILIES["egress"].scenario(SEED, SCALE)
+    cgnat = _by_group(*runs["egress"])["cgnat"]
+    assert _top_share([e["ip"].rsplit(".", 1)[0] for e in cgnat], sc.cgnat.prefixes) > 0.6
+
+
+def test_classroom_sessions_are_synchronised() -> None:
+    sc = FAMILIES["classroom"].scenario(SEED, 0.3)
+    rows = _by_group(list(generate_events(sc)), account_labels(sc))["classroom"]
+    hours = defaultdict(set)
+    for e in rows:
+        hours[int((e["ts"] - sc.start_ts) // 1800)].add(e["account_id"])
+    busiest = max(len(a) for a in hours.values())
+    assert busiest >= 0.3 * len({e["account_id"] for e in rows}), "a class meets together"
+
+
+def test_list_families_on_the_command_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "simulator", "--list-families"], cwd=REPO,
+                         check=True, capture_output=True, text=True).stdout
+    for name, family in FAMILIES.items():
+        assert name in out and family.description in out
