@@ -2,7 +2,8 @@
 
     distillguard demo                     the main job: broker + fleet + traffic + live view
     distillguard worker                   one Faust worker of the fleet
-    distillguard simulate --out DIR       labelled traffic to files (or --topic: to Kafka)
+    distillguard simulate --out DIR       labelled traffic to files (or --topic: to Kafka);
+                                          --family NAME --seed N: a scenario family's run
     distillguard replay --input F | --topic [T] [--since A --until B] [--output F] [--labels F]
                                           the core over a file or a topic range, for tuning
     distillguard sweep --input F --labels F --grid NAME=V1,V2   replay per setting, scored
@@ -53,12 +54,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+# Options that redefine the scenario a family draws (--scale, the family's scale, does not).
+_NOT_WITH_FAMILY = ("small", "hours", "account_multiplier", "jitter", "rotate_ip")
+
+
 def _scenario(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from simulator.scenario import scenario_for
 
+    if args.family is not None:
+        from simulator.families import family_scenario
+
+        given = [f"--{o.replace('_', '-')}" for o in _NOT_WITH_FAMILY
+                 if getattr(args, o) not in (None, False)]
+        if given:
+            raise ValueError(f"--family {args.family} draws its own scenario from the seed; "
+                             f"{', '.join(given)} cannot be combined with it (--scale can)")
+        return family_scenario(args.family, args.seed,
+                               1.0 if args.scale is None else args.scale)
     return scenario_for(seed=args.seed, small=args.small, scale=args.scale,
                         duration_h=args.hours, account_multiplier=args.account_multiplier,
                         jitter=args.jitter, rotate_ip=args.rotate_ip)
+
+
+def _list_families() -> int:
+    from simulator.families import FAMILIES, describe
+
+    for family in FAMILIES.values():
+        print(describe(family))
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -66,13 +89,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from simulator import generate_events, write_files
 
+    if args.list_families:
+        return _list_families()
+    if not args.out and not args.topic:
+        raise ValueError("one of --out DIR or --topic [T] is required (or --list-families)")
     scenario = _scenario(args)
     if args.out:
         started = time.monotonic()
         counts = write_files(scenario, Path(args.out))
         elapsed = time.monotonic() - started
         total = sum(c.get("events", 0) for c in counts.values())
-        print(f"wrote {total:,} events of {scenario.duration_h:g} simulated hours to "
+        family = f" (family {args.family}, seed {args.seed})" if args.family else ""
+        print(f"wrote {total:,} events of {scenario.duration_h:g} simulated hours{family} to "
               f"{args.out}/events.jsonl and labels.jsonl in {elapsed:.1f} s")
         for group, c in sorted(counts.items()):
             print(f"  {group:<18} {c.get('label', ''):<7} accounts {c.get('accounts', 0):>6,}"
@@ -379,14 +407,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="WARNING", help="Faust's own log level")
     p.set_defaults(func=cmd_worker)
 
-    p = with_settings(sub.add_parser("simulate", help="labelled simulated traffic"))
-    target = p.add_mutually_exclusive_group(required=True)
+    p = with_settings(sub.add_parser(
+        "simulate", help="labelled simulated traffic",
+        description="Simulate labelled traffic: the default scenario (or --small), or one run "
+                    "of a scenario family (--family NAME --seed N; see --list-families)."))
+    target = p.add_mutually_exclusive_group()
     target.add_argument("--out", help="directory for events.jsonl and labels.jsonl")
     target.add_argument("--topic", nargs="?", const="-",
                         help="produce to Kafka (default: the requests topic)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--family", help="a scenario family: its run for --seed, parameters drawn "
+                                    "from the family's ranges (not with --small, --hours, "
+                                    "--account-multiplier, --jitter, --rotate-ip)")
+    p.add_argument("--list-families", action="store_true",
+                   help="print every family's name, description and populations")
     p.add_argument("--small", action="store_true", help="the small test scenario")
-    p.add_argument("--scale", type=float, help="multiply every population's accounts")
+    p.add_argument("--scale", type=float,
+                   help="multiply every population's accounts (with --family: its scale)")
     p.add_argument("--hours", type=float, help="simulated duration")
     p.add_argument("--account-multiplier", type=float,
                    help="spread campaigns over N times as many accounts")

@@ -308,3 +308,27 @@ def test_list_families_on_the_command_line() -> None:
                          check=True, capture_output=True, text=True).stdout
     for name, family in FAMILIES.items():
         assert name in out and family.description in out
+
+
+def test_distillguard_simulate_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    assert main(["simulate", "--family", "frame_card", "--seed", "3", "--scale", str(SCALE),
+                 "--out", str(tmp_path / "run")]) == 0
+    written = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").open()]
+    expected = list(generate_events(FAMILIES["frame_card"].scenario(3, SCALE)))
+    assert written == expected
+    assert "family frame_card, seed 3" in capsys.readouterr().out
+    for conflicting in (["--small"], ["--hours", "3"], ["--account-multiplier", "10"],
+                        ["--jitter", "0.5"], ["--rotate-ip"]):
+        assert main(["simulate", "--family", "frame_card", "--out", str(tmp_path / "x"),
+                     *conflicting]) == 2
+        err = capsys.readouterr().err
+        assert conflicting[0] in err and "cannot be combined" in err
+    assert main(["simulate", "--family", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown family 'nope'" in capsys.readouterr().err
+    assert main(["simulate", "--list-families"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f.description in listing for f in FAMILIES.values())
+    assert main(["simulate", "--seed", "3"]) == 2  # neither --out nor --topic
+    assert not (tmp_path / "x").exists()
