@@ -50,9 +50,10 @@ Exit = tuple[str, int | None, str | None]
 
 # What distillation harvests: high-value categories.
 _HARVEST = {"reasoning": 40, "coding": 30, "math": 20, "tool_use": 10}
-# Countries whose residential addresses bought accounts and their proxies claim.
+# Countries whose residential addresses bought accounts and their proxies claim (each with
+# several ISPs in network.py, so a rotated exit often lands in another ASN).
 _CLAIMED = Picker([("US", 6.0), ("GB", 2.0), ("DE", 1.5), ("CA", 1.5), ("FR", 1.0),
-                   ("AU", 1.0), ("NL", 0.5)])
+                   ("JP", 1.0), ("BR", 0.5), ("IN", 0.5)])
 
 
 def residential_exit(country: str, rng: random.Random) -> Exit:

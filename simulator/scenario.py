@@ -4,7 +4,9 @@ Every count of accounts below is the count at `scale=1.0`; the scenario's `scale
 (and never rounds a population away: a population with a non-zero count keeps at least one
 account). Rates are per account and are not scaled, so events grow with `scale` too.
 Times are hours from `start_ts` unless the name says otherwise. See docs/simulator.md for who
-each population stands for.
+each population stands for. The populations added for the scenario families (`families.py`)
+count 0 accounts by default, so `Scenario()` holds the original nine; every knob dataclass says
+its count as `size`.
 
 >>> s = Scenario.small()
 >>> s.duration_h, s.accounts(4000)
