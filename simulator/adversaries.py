@@ -49,7 +49,11 @@ from .simhash import perturb, random_simhash
 Exit = tuple[str, int | None, str | None]
 
 # What distillation harvests: high-value categories.
-_HARVEST = {"reasoning": 40, "coding": 30, "math": 20, "tool_use": 10}
+_HARVEST: dict[str, float] = {"reasoning": 40, "coding": 30, "math": 20, "tool_use": 10}
+# What aged accounts' template families are about.
+_AGED_FAMILIES: dict[str, float] = {"reasoning": 45, "coding": 30, "math": 25}
+# Low-value templates a decoy campaign spreads (translate, greet, summarise).
+_DECOY_CATEGORIES: dict[str, float] = {"chat": 1, "writing": 1, "other": 1}
 # Countries whose residential addresses bought accounts and their proxies claim (each with
 # several ISPs in network.py, so a rotated exit often lands in another ASN).
 _CLAIMED = Picker([("US", 6.0), ("GB", 2.0), ("DE", 1.5), ("CA", 1.5), ("FR", 1.0),
@@ -119,8 +123,7 @@ class AgedAccounts(Campaign):
         self.families = [
             _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
                              for _ in range(max(1, k.family_variants))], cat)
-            for base, cat in templates_for(prng, k.template_families,
-                                           {"reasoning": 45, "coding": 30, "math": 25})]
+            for base, cat in templates_for(prng, k.template_families, _AGED_FAMILIES)]
         self.models = ModelChooser(self.sc, 0.85, cap=0.4, ramp_h=2.0)
         start = self.campaign_start(k.start_h)
         out = []
@@ -313,7 +316,8 @@ class _Disguise:
     created: Any  # callable(rng) -> created_ts
 
 
-_FRAMING_HARVEST = {"tool": {"coding": 55, "tool_use": 30, "reasoning": 15}}
+_FRAMING_HARVEST: dict[str, dict[str, float]] = {
+    "tool": {"coding": 55, "tool_use": 30, "reasoning": 15}}
 
 
 class FramingCampaign(Campaign):
@@ -448,8 +452,7 @@ class DecoyCampaign(Campaign):
         k = self.sc.campaign_decoy
         prng = self.rng
         self.templates = templates_for(prng, k.templates, _HARVEST)
-        self.decoys = templates_for(prng, k.decoy_templates, {"chat": 1, "writing": 1,
-                                                              "other": 1})
+        self.decoys = templates_for(prng, k.decoy_templates, _DECOY_CATEGORIES)
         self.cards = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
         self.models = ModelChooser(self.sc, 0.75, cap=0.3, ramp_h=2.0)
         start = self.campaign_start(k.start_h)

@@ -474,7 +474,7 @@ class AgentFleetRunners(Population):
 
 
 def _working_day(ts: float, tz: float, amp: float) -> float:
-    """1 + amp during the local working day (08-19 h on weekdays-agnostic), 1 - amp outside,
+    """1 + amp during the local working day (08-19 h, any day of the week), less outside,
     so the mean over a day stays about 1."""
     local_h = (ts / 3600.0 + tz) % 24.0
     return 1.0 + amp if 8.0 <= local_h < 19.0 else 1.0 - amp * 11.0 / 13.0

@@ -73,7 +73,7 @@ class Draw:
         x = math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
         return float(f"{x:.3g}")
 
-    def int(self, lo: int, hi: int) -> int:
+    def integer(self, lo: int, hi: int) -> int:
         return self.rng.randint(lo, hi)
 
     def count(self, lo: int, hi: int) -> int:
@@ -96,7 +96,7 @@ Range = tuple[int, int]
 def _run(d: Draw, hours: float) -> dict[str, Any]:
     """Start (day and hour: which part of the world is awake) and the model release."""
     release = None if d.chance(0.4) else d.real(0.25, 0.8) * hours
-    return {"start_ts": float(EPOCH + d.int(0, 89) * DAY_S + d.int(0, 23) * 3600),
+    return {"start_ts": float(EPOCH + d.integer(0, 89) * DAY_S + d.integer(0, 23) * 3600),
             "duration_h": hours, "model_release_h": release}
 
 
@@ -123,11 +123,11 @@ _NONE_OF_THE_NINE: dict[str, Any] = {
 
 
 def enterprise(d: Draw, orgs: Range) -> EnterpriseOrgs:
-    lo = d.int(2, 6)
-    return EnterpriseOrgs(orgs=d.int(*orgs), min_accounts_per_org=lo,
-                          max_accounts_per_org=lo + d.int(0, 6),
-                          requests_per_min=d.real(1.0, 4.0), templates_per_org=d.int(3, 10),
-                          max_bit_flips=d.int(1, 4))
+    lo = d.integer(2, 6)
+    return EnterpriseOrgs(orgs=d.integer(*orgs), min_accounts_per_org=lo,
+                          max_accounts_per_org=lo + d.integer(0, 6),
+                          requests_per_min=d.real(1.0, 4.0), templates_per_org=d.integer(3, 10),
+                          max_bit_flips=d.integer(1, 4))
 
 
 def nat(d: Draw, users: Range) -> NatCampus:
@@ -143,59 +143,59 @@ _TUTORIAL_CATEGORIES: tuple[tuple[str, ...], ...] = (
 
 
 def launch_wave(d: Draw, accounts: Range, hours: float) -> LaunchWave:
-    lo_tut, lo_later = d.int(1, 3), d.int(0, 2)
+    lo_tut, lo_later = d.integer(1, 3), d.integer(0, 2)
     return LaunchWave(
         accounts=d.count(*accounts), launch_h=d.real(0.2, 0.4 * hours),
         mean_signup_delay_min=d.log(8.0, 120.0), min_tutorial_requests=lo_tut,
-        max_tutorial_requests=min(8, lo_tut + d.int(0, 5)), min_later_requests=lo_later,
-        max_later_requests=lo_later + d.int(3, 14), max_bit_flips=d.int(1, 5),
-        tutorial_templates=d.int(1, 6), tutorial_categories=d.choice(_TUTORIAL_CATEGORIES),
+        max_tutorial_requests=min(8, lo_tut + d.integer(0, 5)), min_later_requests=lo_later,
+        max_later_requests=lo_later + d.integer(3, 14), max_bit_flips=d.integer(1, 5),
+        tutorial_templates=d.integer(1, 6), tutorial_categories=d.choice(_TUTORIAL_CATEGORIES),
         tutorial_reasoning_share=d.real(0.0, 0.5) if d.chance(0.4) else 0.0,
         tutorial_system_prompt_share=d.real(0.2, 0.9), latest_sdk_share=d.real(0.3, 0.9),
-        launches=d.int(1, 2), launch_spacing_h=d.real(1.0, 3.0))
+        launches=d.integer(1, 2), launch_spacing_h=d.real(1.0, 3.0))
 
 
 def researchers(d: Draw, accounts: Range) -> Researchers:
-    lo_runs, lo_req, lo_rate = d.int(1, 2), d.int(40, 120), d.real(3.0, 8.0)
+    lo_runs, lo_req, lo_rate = d.integer(1, 2), d.integer(40, 120), d.real(3.0, 8.0)
     return Researchers(
-        accounts=d.int(*accounts), labs=d.int(1, 4), benchmarks=d.int(2, 6), min_runs=lo_runs,
-        max_runs=lo_runs + d.int(0, 2), min_run_requests=lo_req,
-        max_run_requests=lo_req + d.int(20, 150), min_run_requests_per_min=lo_rate,
+        accounts=d.integer(*accounts), labs=d.integer(1, 4), benchmarks=d.integer(2, 6), min_runs=lo_runs,
+        max_runs=lo_runs + d.integer(0, 2), min_run_requests=lo_req,
+        max_run_requests=lo_req + d.integer(20, 150), min_run_requests_per_min=lo_rate,
         max_run_requests_per_min=lo_rate + d.real(1.0, 6.0), reasoning_share=d.real(0.6, 0.95))
 
 
 def classroom(d: Draw, accounts: Range, hours: float) -> Classroom:
-    lo_min, lo_ex = d.real(30.0, 60.0), d.int(1, 4)
+    lo_min, lo_ex = d.real(30.0, 60.0), d.integer(1, 4)
     cats = d.choice((("coding",), ("math", "reasoning"), ("coding", "math", "reasoning"),
                      ("coding", "tool_use"), ("reasoning",)))
     return Classroom(
-        accounts=d.count(*accounts), classes=d.int(1, 3), sessions=d.int(1, 2),
+        accounts=d.count(*accounts), classes=d.integer(1, 3), sessions=d.integer(1, 2),
         first_session_h=d.real(0.3, 0.4 * hours), session_gap_h=d.real(1.5, 0.45 * hours),
         min_session_min=lo_min, max_session_min=min(90.0, lo_min + d.real(0.0, 40.0)),
         attendance=d.real(0.6, 0.95), max_join_delay_min=d.real(2.0, 15.0),
-        new_account_share=d.real(0.15, 0.7), exercises=d.int(2, 6), exercise_categories=cats,
-        min_exercise_requests=lo_ex, max_exercise_requests=lo_ex + d.int(1, 6),
+        new_account_share=d.real(0.15, 0.7), exercises=d.integer(2, 6), exercise_categories=cats,
+        min_exercise_requests=lo_ex, max_exercise_requests=lo_ex + d.integer(1, 6),
         exercise_reasoning_share=d.real(0.05, 0.6), course_system_prompt_share=d.real(0.0, 0.9),
-        max_bit_flips=d.int(1, 6), mean_other_requests_per_6h=d.real(3.0, 15.0))
+        max_bit_flips=d.integer(1, 6), mean_other_requests_per_6h=d.real(3.0, 15.0))
 
 
 def campus_lab(d: Draw, students: Range, hours: float) -> CampusLab:
-    lo_lab = d.int(3, 10)
+    lo_lab = d.integer(3, 10)
     return CampusLab(
-        students=d.count(*students), campuses=d.int(1, 3), nat_ips=d.int(1, 6),
+        students=d.count(*students), campuses=d.integer(1, 3), nat_ips=d.integer(1, 6),
         new_account_share=d.real(0.2, 0.5), null_payment_share=d.real(0.15, 0.45),
         lab_h=d.real(0.3, 0.45 * hours), lab_min=d.real(50.0, 120.0),
-        lab_share=d.real(0.4, 0.9), course_templates=d.int(2, 8),
+        lab_share=d.real(0.4, 0.9), course_templates=d.integer(2, 8),
         lab_template_share=d.real(0.3, 0.7), min_lab_requests=lo_lab,
-        max_lab_requests=lo_lab + d.int(3, 16), lab_reasoning_share=d.real(0.3, 0.8),
-        max_bit_flips=d.int(1, 6), mean_requests_per_6h=d.real(8.0, 22.0),
+        max_lab_requests=lo_lab + d.integer(3, 16), lab_reasoning_share=d.real(0.3, 0.8),
+        max_bit_flips=d.integer(1, 6), mean_requests_per_6h=d.real(8.0, 22.0),
         volume_sigma=d.real(0.9, 1.3))
 
 
 def team_card(d: Draw, orgs: Range) -> TeamCard:
-    lo = d.int(2, 5)
+    lo = d.integer(2, 5)
     return TeamCard(
-        orgs=d.int(*orgs), min_accounts_per_org=lo, max_accounts_per_org=d.int(12, 30),
+        orgs=d.integer(*orgs), min_accounts_per_org=lo, max_accounts_per_org=d.integer(12, 30),
         recent_share=d.real(0.05, 0.4), office_share=d.real(0.2, 0.8),
         internal_tool_share=d.real(0.1, 0.5), mean_requests_per_6h=d.real(25.0, 60.0),
         volume_sigma=d.real(1.0, 1.4))
@@ -203,27 +203,27 @@ def team_card(d: Draw, orgs: Range) -> TeamCard:
 
 def reseller(d: Draw, accounts: Range) -> Reseller:
     return Reseller(
-        accounts=d.count(*accounts), resellers=d.int(1, 3), countries=d.int(1, 5),
+        accounts=d.count(*accounts), resellers=d.integer(1, 3), countries=d.integer(1, 5),
         young_share=d.real(0.4, 0.9), mean_requests_per_6h=d.real(15.0, 40.0),
         volume_sigma=d.real(1.0, 1.4))
 
 
 def agent_fleet(d: Draw, accounts: Range) -> AgentFleet:
-    lo_job = d.int(2, 5)
+    lo_job = d.integer(2, 5)
     return AgentFleet(
-        accounts=d.count(*accounts), orgs=d.int(1, 3), templates=d.int(2, 8),
-        max_bit_flips=d.int(1, 4), requests_per_min=d.log(0.3, 1.5),
+        accounts=d.count(*accounts), orgs=d.integer(1, 3), templates=d.integer(2, 8),
+        max_bit_flips=d.integer(1, 4), requests_per_min=d.log(0.3, 1.5),
         rate_spread=d.real(0.1, 0.5), min_job_requests=lo_job,
-        max_job_requests=lo_job + d.int(2, 12), working_hours_amp=d.real(0.0, 0.6),
+        max_job_requests=lo_job + d.integer(2, 12), working_hours_amp=d.real(0.0, 0.6),
         min_account_age_days=d.real(30.0, 200.0), max_account_age_days=d.real(400.0, 1500.0))
 
 
 def oss_tool(d: Draw, accounts: Range) -> OssTool:
     return OssTool(
-        accounts=d.count(*accounts), tool=d.choice(sorted(OSS_TOOLS)), versions=d.int(1, 4),
+        accounts=d.count(*accounts), tool=d.choice(sorted(OSS_TOOLS)), versions=d.integer(1, 4),
         new_account_share=d.real(0.1, 0.45), default_system_prompt_share=d.real(0.75, 0.98),
-        scaffold_templates=d.int(2, 8), scaffold_share=d.real(0.05, 0.3),
-        max_bit_flips=d.int(1, 5), mean_requests_per_6h=d.real(35.0, 90.0),
+        scaffold_templates=d.integer(2, 8), scaffold_share=d.real(0.05, 0.3),
+        max_bit_flips=d.integer(1, 5), mean_requests_per_6h=d.real(35.0, 90.0),
         volume_sigma=d.real(0.9, 1.3), mean_session_requests=d.real(6.0, 18.0),
         median_gap_s=d.real(12.0, 45.0))
 
@@ -231,7 +231,7 @@ def oss_tool(d: Draw, accounts: Range) -> OssTool:
 def cgnat(d: Draw, accounts: Range) -> Cgnat:
     return Cgnat(
         accounts=d.count(*accounts), egress="notebook" if d.chance(0.35) else "mobile",
-        prefixes=d.int(1, 4), new_account_share=d.real(0.15, 0.5),
+        prefixes=d.integer(1, 4), new_account_share=d.real(0.15, 0.5),
         address_change_share=d.real(0.1, 0.6), mean_requests_per_6h=d.real(12.0, 35.0),
         volume_sigma=d.real(1.0, 1.4))
 
@@ -240,27 +240,27 @@ def cgnat(d: Draw, accounts: Range) -> Cgnat:
 
 
 def burst(d: Draw, accounts: Range, cards: Range = (1, 10)) -> CampaignBurst:
-    lo_asn = d.int(1, 4)
+    lo_asn = d.integer(1, 4)
     return CampaignBurst(
         accounts=d.count(*accounts), start_h=d.real(0.0, 2.0),
         requests_per_min=d.real(0.8, 3.0), proxy_asns=lo_asn,
-        proxy_prefixes=lo_asn + d.int(1, 5), payment_fingerprints=d.int(*cards),
-        creation_waves=d.int(1, 4), templates=d.int(15, 60), max_bit_flips=d.int(2, 6),
+        proxy_prefixes=lo_asn + d.integer(1, 5), payment_fingerprints=d.integer(*cards),
+        creation_waves=d.integer(1, 4), templates=d.integer(15, 60), max_bit_flips=d.integer(2, 6),
         pivot_share=d.real(0.2, 0.7), pivot_ramp_h=d.real(0.5, 2.0),
-        user_agents=d.int(1, 4), system_prompts=d.int(1, 5))
+        user_agents=d.integer(1, 4), system_prompts=d.integer(1, 5))
 
 
 def hydra(d: Draw, slots: Range) -> CampaignHydra:
-    lo_life, lo_req, lo_ip = d.real(20.0, 60.0), d.int(5, 15), d.int(2, 5)
+    lo_life, lo_req, lo_ip = d.real(20.0, 60.0), d.integer(5, 15), d.integer(2, 5)
     return CampaignHydra(
         concurrent_accounts=d.count(*slots), start_h=d.real(0.0, 1.0),
         min_lifetime_min=lo_life, max_lifetime_min=lo_life + d.real(20.0, 120.0),
-        min_requests_per_account=lo_req, max_requests_per_account=lo_req + d.int(5, 25),
-        on_min=d.real(10.0, 30.0), off_min=d.real(3.0, 20.0), templates=d.int(15, 50),
-        max_bit_flips=d.int(2, 6), user_agents=d.int(1, 6),
+        min_requests_per_account=lo_req, max_requests_per_account=lo_req + d.integer(5, 25),
+        on_min=d.real(10.0, 30.0), off_min=d.real(3.0, 20.0), templates=d.integer(15, 50),
+        max_bit_flips=d.integer(2, 6), user_agents=d.integer(1, 6),
         null_payment_share=d.real(0.3, 0.7), shared_payment_share=d.real(0.05, 0.3),
-        shared_payment_fingerprints=d.int(2, 8), min_requests_per_ip=lo_ip,
-        max_requests_per_ip=lo_ip + d.int(1, 6),
+        shared_payment_fingerprints=d.integer(2, 8), min_requests_per_ip=lo_ip,
+        max_requests_per_ip=lo_ip + d.integer(1, 6),
         ua_rotation_share=d.real(0.2, 0.8) if d.chance(0.5) else 0.0,
         min_account_age_min=d.real(1.0, 30.0), max_account_age_min=d.log(60.0, 2880.0))
 
@@ -269,9 +269,9 @@ def cot(d: Draw, accounts: Range) -> CampaignCot:
     return CampaignCot(
         accounts=d.count(*accounts), start_h=d.real(0.0, 1.5), round_on_min=d.real(8.0, 20.0),
         round_off_min=d.real(4.0, 15.0), step_s=d.real(30.0, 90.0),
-        sequence_length=d.int(30, 120), reasoning_share=d.real(0.7, 0.95),
-        payment_fingerprints=d.int(2, 8), proxy_prefixes=d.int(2, 6),
-        round_dropout=d.real(0.0, 0.1), max_bit_flips=d.int(2, 5),
+        sequence_length=d.integer(30, 120), reasoning_share=d.real(0.7, 0.95),
+        payment_fingerprints=d.integer(2, 8), proxy_prefixes=d.integer(2, 6),
+        round_dropout=d.real(0.0, 0.1), max_bit_flips=d.integer(2, 5),
         creation_wave_days=(d.real(10.0, 30.0), d.real(2.0, 9.0)))
 
 
@@ -279,7 +279,7 @@ def stealth(d: Draw, accounts: Range) -> CampaignStealth:
     return CampaignStealth(
         accounts=d.count(*accounts), mean_requests_per_6h=d.real(30.0, 90.0),
         volume_sigma=d.real(0.3, 0.8), template_share=d.real(0.3, 0.7),
-        templates=d.int(10, 40), max_bit_flips=d.int(2, 6), reasoning_share=d.real(0.25, 0.6),
+        templates=d.integer(10, 40), max_bit_flips=d.integer(2, 6), reasoning_share=d.real(0.25, 0.6),
         active_tz_offset_h=d.choice((8.0, 5.5, 3.0, 7.0, 9.0)),
         min_account_age_days=d.real(2.0, 10.0), max_account_age_days=d.real(20.0, 90.0))
 
@@ -289,18 +289,18 @@ def campaign_aged(d: Draw, accounts: Range) -> CampaignAged:
         accounts=d.count(*accounts), start_h=d.real(0.0, 1.5),
         min_account_age_days=d.real(70.0, 200.0), max_account_age_days=d.real(400.0, 2000.0),
         null_payment_share=d.real(0.1, 0.5), ip_rotation_share=d.real(0.5, 0.95),
-        ua_rotation_share=d.real(0.2, 0.8), template_families=d.int(2, 6),
-        family_variants=d.int(10, 80), max_bit_flips=d.int(2, 5),
+        ua_rotation_share=d.real(0.2, 0.8), template_families=d.integer(2, 6),
+        family_variants=d.integer(10, 80), max_bit_flips=d.integer(2, 5),
         reasoning_share=d.real(0.6, 0.95), requests_per_h=d.log(3.0, 20.0),
         completion_scale=d.real(1.8, 3.5))
 
 
 def campaign_slow(d: Draw, accounts: Range) -> CampaignSlow:
     return CampaignSlow(
-        accounts=d.count(*accounts), requests_per_h=d.log(0.8, 5.0), templates=d.int(8, 40),
-        max_bit_flips=d.int(2, 6), reasoning_share=d.real(0.3, 0.9),
+        accounts=d.count(*accounts), requests_per_h=d.log(0.8, 5.0), templates=d.integer(8, 40),
+        max_bit_flips=d.integer(2, 6), reasoning_share=d.real(0.3, 0.9),
         min_account_age_days=d.real(2.0, 30.0), max_account_age_days=d.real(60.0, 400.0),
-        shared_payment_share=d.real(0.0, 0.6), payment_fingerprints=d.int(1, 6),
+        shared_payment_share=d.real(0.0, 0.6), payment_fingerprints=d.integer(1, 6),
         ip_rotation_share=d.real(0.0, 0.2))
 
 
@@ -311,27 +311,27 @@ def campaign_returning(d: Draw, accounts: Range, hours: float) -> CampaignReturn
     return CampaignReturning(
         accounts=d.count(*accounts), start_h=start, first_phase_h=first, pause_h=pause,
         second_phase_h=d.real(2.0, 6.0), requests_per_min=d.log(0.3, 2.0),
-        templates=d.int(10, 50), max_bit_flips=d.int(2, 6), reasoning_share=d.real(0.3, 0.8),
-        proxy_asns=d.int(1, 3), proxy_prefixes=d.int(2, 6), payment_fingerprints=d.int(1, 6),
+        templates=d.integer(10, 50), max_bit_flips=d.integer(2, 6), reasoning_share=d.real(0.3, 0.8),
+        proxy_asns=d.integer(1, 3), proxy_prefixes=d.integer(2, 6), payment_fingerprints=d.integer(1, 6),
         new_ips_on_return=d.chance(0.7))
 
 
 def campaign_framing(d: Draw, copies: str, accounts: Range = (3, 15)) -> CampaignFraming:
     return CampaignFraming(
-        accounts=d.int(*accounts), copies=copies, start_h=d.real(0.3, 2.0),
-        requests_per_min=d.real(0.8, 3.0), templates=d.int(5, 25), max_bit_flips=d.int(2, 5),
+        accounts=d.integer(*accounts), copies=copies, start_h=d.real(0.3, 2.0),
+        requests_per_min=d.real(0.8, 3.0), templates=d.integer(5, 25), max_bit_flips=d.integer(2, 5),
         reasoning_share=d.real(0.5, 0.9), copied_template_share=d.real(0.05, 0.4))
 
 
 def campaign_decoy(d: Draw, accounts: Range) -> CampaignDecoy:
-    lo_ip = d.int(2, 10)
+    lo_ip = d.integer(2, 10)
     return CampaignDecoy(
         accounts=d.count(*accounts), start_h=d.real(0.0, 1.5),
         mean_requests_per_6h=d.real(60.0, 200.0), camouflage_share=d.real(0.15, 0.7),
-        decoy_templates=d.int(2, 10), decoy_template_share=d.real(0.03, 0.2),
-        templates=d.int(10, 40), max_bit_flips=d.int(2, 6), reasoning_share=d.real(0.5, 0.9),
-        shared_payment_share=d.real(0.0, 0.6), payment_fingerprints=d.int(1, 8),
-        min_requests_per_ip=lo_ip, max_requests_per_ip=lo_ip + d.int(3, 25))
+        decoy_templates=d.integer(2, 10), decoy_template_share=d.real(0.03, 0.2),
+        templates=d.integer(10, 40), max_bit_flips=d.integer(2, 6), reasoning_share=d.real(0.5, 0.9),
+        shared_payment_share=d.real(0.0, 0.6), payment_fingerprints=d.integer(1, 8),
+        min_requests_per_ip=lo_ip, max_requests_per_ip=lo_ip + d.integer(3, 25))
 
 
 # --- families -------------------------------------------------------------------------------
