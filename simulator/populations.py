@@ -726,7 +726,7 @@ class Campaign(Population):
 
 
 def proxy_prefixes(rng: random.Random, n_asns: int, n_prefixes: int
-                    ) -> list[tuple[tuple[int, int, int], net.Network]]:
+                   ) -> list[tuple[tuple[int, int, int], net.Network]]:
     asns = rng.sample(net.DATACENTER, max(1, min(n_asns, len(net.DATACENTER))))
     return [(net.v4_prefix24(asns[i % len(asns)], rng), asns[i % len(asns)])
             for i in range(max(1, n_prefixes))]
