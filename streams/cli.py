@@ -300,11 +300,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from streams.evaluate import (
         ScenarioOptions,
-        plan_runs,
+        plan_evaluation,
         render_runs,
+        render_set,
+        render_set_totals,
         render_summary,
         run_evaluation,
         summarise,
+        summarise_sets,
         write_outputs,
     )
     from streams.replay_source import ReplayError
@@ -317,24 +320,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ReplayError(f"--seeds {args.seeds!r}: write seeds as 7,11") from None
     variants = [] if args.variants.strip() in ("", "none") else \
         [v.strip() for v in args.variants.split(",") if v.strip()]
-    runs = plan_runs(seeds, variants, account_multiplier=args.account_multiplier,
-                     jitter=args.jitter)
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    families = None if args.families is None else \
+        [f.strip() for f in args.families.split(",") if f.strip()]
+    runs = plan_evaluation(sets, families, seeds, variants,
+                           account_multiplier=args.account_multiplier, jitter=args.jitter,
+                           family_baselines=args.baselines)
     if args.scale is not None and args.scale <= 0 or args.hours is not None and args.hours <= 0:
         raise ReplayError("--scale and --hours must be positive")
-    opts = ScenarioOptions(small=args.small, scale=args.scale, hours=args.hours)
+    if args.family_scale <= 0:
+        raise ReplayError("--family-scale must be positive")
+    opts = ScenarioOptions(small=args.small, scale=args.scale, hours=args.hours,
+                           family_scale=args.family_scale)
     result = run_evaluation(runs, opts, cfg, partitions=args.partitions or settings.partitions,
                             jobs=args.jobs, max_record_bytes=settings.max_record_bytes)
     if not result.outcomes:
         print("no run finished")
         return 130
     lines = summarise(result)
+    scenario_sets = summarise_sets(result, lines)
     print(render_runs(result))
     print(f"== summary: {len(result.outcomes)} of {len(runs)} runs, model "
           f"{result.model_version}, {result.seconds:,.0f} s on {result.processes} processes ==")
     print(render_summary(result, lines))
+    for st in scenario_sets:
+        print()
+        print(render_set(st))
+    print()
+    print(render_set_totals(scenario_sets))
     if args.out:
-        json_path, csv_path = write_outputs(result, lines, Path(args.out))
-        print(f"wrote {json_path} and {csv_path}")
+        paths = write_outputs(result, lines, Path(args.out))
+        print(f"wrote {', '.join(str(p) for p in paths[:-1])} and {paths[-1]}")
     if result.interrupted:
         print(f"interrupted: {len(result.outcomes)} of {len(runs)} runs finished")
         return 130
@@ -492,30 +508,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = with_settings(sub.add_parser(
-        "evaluate", help="the detection-quality report: seeds, robustness runs, baselines",
-        description="Simulate the default scenario, a second seed and three robustness "
-                    "variants of the first seed (campaigns over 10x the accounts, +-50%% timing "
-                    "jitter, a new IP per request), replay each with the labels and both "
-                    "baselines (one process per run, as many as cores), and print each run's "
-                    "population table and a summary checked against the targets."))
+        "evaluate", help="the detection-quality report: tuning and held-out sets, baselines",
+        description="Simulate and replay two scenario sets (streams/scenario_sets.py), one "
+                    "process per run, as many as cores. The tuning set: the legacy runs (the "
+                    "default scenario, a second seed and three robustness variants of the first "
+                    "seed: campaigns over 10x the accounts, +-50% timing jitter, a new IP per "
+                    "request, each with both baselines) and every tuning family at seeds 1, 2. "
+                    "The held-out set: every scenario family at seeds 101, 102 (its results are "
+                    "for reports, never for tuning: docs/tuning.md, 'Held-out evaluation'). "
+                    "Prints each run's population table, a summary checked against the targets, "
+                    "and per set a population table pooled over its runs."))
+    p.add_argument("--sets", default="tuning,held-out",
+                   help="comma-separated scenario sets: tuning, held-out (default: both), or "
+                        "default: the legacy runs alone")
+    p.add_argument("--families",
+                   help="comma-separated families: only these families' runs (the legacy runs "
+                        "go by the name default here; see distillguard simulate "
+                        "--list-families)")
+    p.add_argument("--family-scale", type=float, default=1.0,
+                   help="family runs: multiply every population's accounts (default 1.0)")
+    p.add_argument("--baselines", action="store_true",
+                   help="family runs: replay both baselines too, shown beside distillguard and "
+                        "not checked (doubles their replay time; the legacy runs always do)")
     p.add_argument("--seeds", default="7,11",
-                   help="comma-separated seeds (default 7,11); the variants use the first")
+                   help="legacy runs only: comma-separated seeds (default 7,11); the variants "
+                        "use the first")
     p.add_argument("--variants", default="accounts,jitter,ip",
-                   help="robustness variants of the first seed: accounts, jitter, ip, or none "
-                        "(default: all three)")
+                   help="legacy runs only: robustness variants of the first seed: accounts, "
+                        "jitter, ip, or none (default: all three)")
     p.add_argument("--account-multiplier", type=float, default=10.0,
-                   help="the accounts variant: campaigns over N times the accounts (default 10)")
+                   help="legacy runs only, the accounts variant: campaigns over N times the "
+                        "accounts (default 10)")
     p.add_argument("--jitter", type=float, default=0.5,
-                   help="the jitter variant: +-fraction on campaign timing (default 0.5)")
+                   help="legacy runs only, the jitter variant: +-fraction on campaign timing "
+                        "(default 0.5)")
     p.add_argument("--scale", type=float,
-                   help="multiply every population's accounts (default 1.0; --small: 0.06)")
-    p.add_argument("--hours", type=float, help="simulated duration (default 6; --small: 1)")
-    p.add_argument("--small", action="store_true", help="the small test scenario")
+                   help="legacy runs only: multiply every population's accounts (default 1.0; "
+                        "--small: 0.06)")
+    p.add_argument("--hours", type=float,
+                   help="legacy runs only: simulated duration (default 6; --small: 1)")
+    p.add_argument("--small", action="store_true",
+                   help="legacy runs only: the small test scenario")
     p.add_argument("--override", help="TOML file of detector tunables over the settings")
     p.add_argument("--partitions", type=int,
                    help="partitions of the requests topic (default: from the settings)")
     p.add_argument("--jobs", type=int, help="processes (default: the cores available)")
-    p.add_argument("--out", help="also write evaluation.json and evaluation.csv here")
+    p.add_argument("--out", help="also write evaluation.json, evaluation.csv and populations.csv "
+                                 "here")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("diff", help="accounts whose action differs between two decision files",
