@@ -29,6 +29,8 @@ Fields:
 | max_state_bytes        | DISTILLGUARD_MAX_STATE_BYTES        | 524288                |
 | standby_replicas       | DISTILLGUARD_STANDBY_REPLICAS       | 0                     |
 | session_timeout_s      | DISTILLGUARD_SESSION_TIMEOUT_S      | 10                    |
+| allow_orgs             | DISTILLGUARD_ALLOW_ORGS             | (none)                |
+| allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
 
 stall_timeout_s: a worker holding source partitions with lag > 0 that has committed and
 recovered nothing for this long exits with code 3 (streams/health.py). max_state_bytes: the
@@ -37,6 +39,12 @@ larger one is refused and dead-lettered, never sent to the changelog. standby_re
 table standby replicas; they only help with a persistent store (rocksdb://), the memory store
 re-reads every changelog on each rebalance anyway (docs/operations.md). session_timeout_s: how
 long the group waits for a silent (killed, partitioned) worker before moving its partitions.
+allow_orgs, allow_accounts: verified organisations (`org_id`) and accounts (`account_id`) the
+detector never acts on (models/allowlist.py); a TOML array of strings in the file, a
+comma-separated list in the environment; each id non-empty, at most 128 characters, printable,
+without surrounding spaces. They hold for the whole run and in replays; the control topic adds
+and revokes others while the fleet runs, but never revokes these (streams/control.py,
+docs/operations.md).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from models._build import BUILD_VARIABLES
+from models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
 from models.config import DetectorConfig
 from streams.topics import TopicSpec, load_topic_specs
 
@@ -58,9 +67,12 @@ ENV_PREFIX = "DISTILLGUARD_"
 # build of the core to load (models/_build.py).
 NOT_SETTINGS = frozenset({f"{ENV_PREFIX}SETTINGS_FILE", *BUILD_VARIABLES})
 TOPIC_LOGICAL_NAMES = ("requests", "enforcement", "dead_letter", "cluster_summaries",
-                       "account_verdicts")
+                       "account_verdicts", "control")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# An allow-listed id, as the request contract bounds `org_id` and `account_id`.
+MAX_ALLOW_ID_CHARS = 128
+SETTINGS_ALLOW_REASON = "listed in the settings"
 
 
 class SettingsError(ValueError):
@@ -76,6 +88,7 @@ class Settings:
     topic_dead_letter: str = ""
     topic_cluster_summaries: str = ""
     topic_account_verdicts: str = ""
+    topic_control: str = ""
     store: str = "memory://"
     web_port: int = 6066
     # The worker's web server (Faust's, for health and stats). Loopback unless told otherwise:
@@ -95,6 +108,8 @@ class Settings:
     max_state_bytes: int = 524288
     standby_replicas: int = 0
     session_timeout_s: float = 10.0
+    allow_orgs: tuple[str, ...] = ()
+    allow_accounts: tuple[str, ...] = ()
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     @property
@@ -123,11 +138,59 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def allowances(self) -> list[Allowance]:
+        """The allow-list of the settings, organisations first."""
+        return ([Allowance("org", i, SETTINGS_ALLOW_REASON, "settings") for i in self.allow_orgs]
+                + [Allowance("account", i, SETTINGS_ALLOW_REASON, "settings")
+                   for i in self.allow_accounts])
+
+    def allow_list(self) -> AllowList:
+        """A new `AllowList` holding the settings' allowances: the one a worker or a replay
+        hands its core (the worker then grants and revokes on it from the control topic)."""
+        allow = AllowList()
+        for allowance in self.allowances():
+            allow.grant(allowance)  # cannot be full: _validate bounds the settings' ids
+        return allow
+
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "detector"}
 
 
+def allow_id_problem(id_: Any) -> str | None:
+    """What makes `id_` unusable as an allow-listed org or account id, or None; the phrase
+    follows the id in an error (also for the control topic's records, streams/control.py)."""
+    if not isinstance(id_, str):
+        return f"must be a string, not {type(id_).__name__}"
+    if not id_:
+        return "is empty"
+    if len(id_) > MAX_ALLOW_ID_CHARS:
+        return f"is {len(id_)} characters, at most {MAX_ALLOW_ID_CHARS}"
+    if id_ != id_.strip() or not id_.isprintable():
+        # such an id would never equal the gateway's: a typo, not a wish
+        return "has surrounding spaces or unprintable characters"
+    return None
+
+
+def _ids(name: str, raw: Any, source: str) -> tuple[str, ...]:
+    """A TOML array of strings, or a comma-separated string (the environment's form)."""
+    if isinstance(raw, str):
+        items: list[Any] = [] if not raw.strip() else [i.strip() for i in raw.split(",")]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise SettingsError(f"{name} from {source}: {raw!r} is not valid (expected an array of "
+                            f"strings, e.g. {name} = [\"id-1\", \"id-2\"])")
+    for n, item in enumerate(items, 1):
+        problem = allow_id_problem(item)
+        if problem:
+            shown = repr(item) if len(repr(item)) <= 40 else repr(item)[:37] + "..."
+            raise SettingsError(f"{name} from {source}: item {n} ({shown}) {problem}")
+    return tuple(dict.fromkeys(items))  # in order, once each
+
+
 def _convert(name: str, raw: Any, kind: str, source: str) -> Any:
+    if kind.startswith("tuple"):
+        return _ids(name, raw, source)
     try:
         if "bool" in kind:
             if isinstance(raw, bool):
@@ -254,4 +317,7 @@ def _validate(s: Settings) -> None:
         raise SettingsError("session_timeout_s must be between 6 (the broker's minimum) and 300")
     if not s.kafka_bootstrap.strip():
         raise SettingsError("kafka_bootstrap must not be empty")
+    if len(s.allow_orgs) + len(s.allow_accounts) > MAX_ALLOWANCES:
+        raise SettingsError(f"allow_orgs and allow_accounts list {len(s.allow_orgs):,} and "
+                            f"{len(s.allow_accounts):,} ids; at most {MAX_ALLOWANCES:,} in all")
     s.topics  # noqa: B018 - loads and validates the topic definition with these names

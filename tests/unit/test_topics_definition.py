@@ -20,7 +20,10 @@ SHIPPED = {
     "dead_letter": ("distillguard.dead-letter", 3),
     "cluster_summaries": ("distillguard.cluster-summaries", 12),
     "account_verdicts": ("distillguard.account-verdicts", 12),
+    "control": ("distillguard.control", 1),
 }
+# Compacted: their newest record per key is the state (the allow-list), kept while it holds.
+COMPACTED = {"control"}
 
 
 def write(tmp_path: Path, body: str) -> Path:
@@ -49,6 +52,9 @@ def test_shipped_file_loads() -> None:
         assert isinstance(spec, TopicSpec)
         assert (spec.logical, spec.name, spec.partitions) == (logical, name, partitions)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in spec.config.items())
+        if logical in COMPACTED:
+            assert spec.config.get("cleanup.policy") == "compact"
+            continue
         assert spec.config.get("cleanup.policy") == "delete"
         assert int(spec.config["retention.ms"]) > 0
     assert len({s.name for s in specs.values()}) == len(specs)
