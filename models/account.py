@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.behaviour import Behaviour
 from models.config import DetectorConfig
 from models.events import RequestEvent
 from models.windows import window_start
@@ -93,14 +94,27 @@ class Verdict:
     # the convicted template when it lies near it, not merely when it shares the bucket's
     # 16 bits (models/policy.py `uses_template`).
     signature: int = 0
+    # Share of the crowd's active members that harvest on a cheap identity: how likely an
+    # account joining the key, with too little history of its own to judge, is one of them.
+    prior: float = 1.0
+    # Share of the crowd's suspicious members proven to harvest for longer than a tutorial lasts
+    # (models/scoring.py): a content key (template, system prompt) judges its newcomers by the
+    # crowd only when its crowd is proven.
+    proven: float = 0.0
 
     def to_wire(self) -> list[Any]:
         return [self.cluster_key, self.score, self.issued_ts, self.expires_ts, self.verdict_id,
-                self.reason, self.signature]
+                self.reason, self.signature, self.prior, self.proven]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Verdict:
         return cls(*w)
+
+    @property
+    def is_template_notice(self) -> bool:
+        """A broadcast that a template bucket's crowd agreed on a template (its signature),
+        not a conviction: it makes the template known to the account partitions."""
+        return self.score == 0.0
 
 
 @dataclass(slots=True)
@@ -132,6 +146,11 @@ class AccountState:
     action_until: float = 0.0
     action_score: float = 0.0
     action_decision_id: str = ""
+    # What the account's own requests say about it (models/behaviour.py), and its organisation.
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    org_id: str | None = None
+    # Blocks so far: an account that waited out a block and harvests again is no newcomer.
+    strikes: int = 0
 
     @classmethod
     def new(cls, account_id: str, ts: float) -> AccountState:
@@ -150,7 +169,8 @@ class AccountState:
                 self.account_score_window, self.account_reasons,
                 [v.to_wire() for v in self.verdicts.values()], self.action, self.action_until,
                 self.action_score, self.action_decision_id,
-                [[at, v.to_wire()] for at, v in self.pending_verdicts]]
+                [[at, v.to_wire()] for at, v in self.pending_verdicts],
+                self.behaviour.to_wire(), self.org_id, self.strikes]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountState:
@@ -162,7 +182,10 @@ class AccountState:
             windows_closed=w[10], account_score=w[11], account_score_window=w[12],
             account_reasons=list(w[13]), verdicts={v.cluster_key: v for v in verdicts},
             action=w[15], action_until=w[16], action_score=w[17], action_decision_id=w[18],
-            pending_verdicts=[(at, Verdict.from_wire(v)) for at, v in w[19]])
+            pending_verdicts=[(at, Verdict.from_wire(v)) for at, v in w[19]],
+            # (20 fields: a state from a core before account behaviour)
+            behaviour=Behaviour.from_wire(w[20]) if len(w) > 20 else Behaviour(),
+            org_id=w[21] if len(w) > 21 else None, strikes=w[22] if len(w) > 22 else 0)
 
 
 def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
@@ -217,6 +240,24 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
 
 
 _NO_COUNTS = (0, 0, 0, 0, 0)
+
+
+def add_known_template(win: AccountWindow, ev: RequestEvent, key: str) -> bool:
+    """Count a prompt of a known template under the template's own key (`models.keys.
+    template_key`), as a recurring entry of the window's template map; True when it is the
+    template's first prompt in the window. Within the map's cap: a full map of recurring
+    buckets leaves it out (its crowd still hears of the account through its buckets)."""
+    counts = win.templates.get(key)
+    if counts is None:
+        if len(win.templates) >= MAX_TEMPLATE_BUCKETS_PER_WINDOW:
+            one_off = next((k for k, c in win.templates.items() if not c[3]), None)
+            if one_off is None:
+                return False
+            del win.templates[one_off]
+        counts = _NO_COUNTS
+    win.templates[key] = (counts[0] + 1, counts[1] + ev.reasoning_requested,
+                          counts[2] + ev.is_high_value, 1, ev.simhash)
+    return counts[0] == 0
 
 
 def top_template_keys(win: AccountWindow, limit: int) -> list[str]:

@@ -25,8 +25,11 @@ from models.account import (
     AccountState,
     Verdict,
     add_event,
+    add_known_template,
     top_template_keys,
 )
+from models.allowlist import AllowList
+from models.behaviour import harvest, history, rotation
 from models.config import DetectorConfig
 from models.convicted import ConvictedClusters
 from models.decision import Decision
@@ -34,10 +37,10 @@ from models.detectors import AccountModel
 from models.due import DueIndex
 from models.events import RequestEvent
 from models.features import account_features
-from models.keys import infrastructure_keys, key_kind, template_keys
+from models.keys import client_id, infrastructure_keys, key_kind, template_key, template_keys
 from models.messages import AccountVerdict, ClusterSummary
 from models.policy import decide
-from models.templates import TemplateRecurrence, uses_template
+from models.templates import KnownTemplates, TemplateRecurrence
 from models.windows import Watermark, window_start
 
 # Verdicts held per account: infrastructure keys are few per account (see config); template
@@ -48,6 +51,8 @@ RECENT_PROMPTS = 8
 # For its first requests an account joins template buckets at once instead of at window close:
 # the hydra response needs it, and it costs a bounded number of messages per account.
 JOIN_AT_ONCE_REQUESTS = 32
+# Requests an account window needs before the account model's score of it is evidence.
+ACCOUNT_MODEL_MIN_REQUESTS = 4
 # Every band of a prompt (the band counts `DetectorConfig.problems` accepts), for a young account.
 ALL_BANDS = {b: list(range(b)) for b in (4, 8, 16)}
 
@@ -79,6 +84,9 @@ class AccountPartition:
     due: DueIndex = field(default_factory=DueIndex)
     tick: int = -1  # the newest tick announced to the cluster stage
     convicted: ConvictedClusters = field(default_factory=ConvictedClusters)
+    # Templates whose crowds the cluster stage has seen agree (and which of them are convicted):
+    # what makes a prompt "templated" and an account's template breadth (models/behaviour.py).
+    known: KnownTemplates = field(default_factory=KnownTemplates)
     # No key of `convicted` can be all expired before this event time, so pruning before it
     # would drop nothing: pruning is O(keys) and ran at every conviction (a third of the
     # core's time). Valid for the `convicted` object it was computed on (`pruned`), so a
@@ -100,8 +108,11 @@ class AccountPartition:
 
 
 class AccountStage:
-    def __init__(self, cfg: DetectorConfig) -> None:
+    def __init__(self, cfg: DetectorConfig, allow: AllowList | None = None) -> None:
         self.cfg = cfg
+        # Verified organisations and accounts (models/allowlist.py): shared with the edge, which
+        # may grant and revoke while the stage runs.
+        self.allow = allow if allow is not None else AllowList()
 
     # --- per event -------------------------------------------------------------------------
     def on_event(self, state: AccountState | None, ev: RequestEvent,
@@ -116,6 +127,7 @@ class AccountStage:
         if state is None:
             state = AccountState.new(ev.account_id, ts)
             state.created_ts = ev.account_created_ts
+            state.org_id = ev.org_id or None
         elif state.pending_verdicts:
             self._apply_verdicts(state, part, out, ts)
         if out.late:
@@ -124,6 +136,12 @@ class AccountStage:
         if win is not None and ts >= win.start + cfg.window_s:
             self._close_window(state, part, out)
         win = state.window_for(ts, cfg)
+        # The account's own behaviour first, so the summaries below carry this request too.
+        simhash = ev.simhash
+        template = part.known.match(simhash, part.watermark.max_ts) if part.known else 0
+        state.behaviour.observe(ev.asn, client_id(ev.user_agent), ev.is_high_value,
+                                ev.reasoning_requested, template)
+        state.requests += 1
         infra_keys = win.infra_keys
         young = self._young(state, ts)
         convicted_keys = part.convicted.by_key  # checked here: the call is for the rare hit
@@ -146,7 +164,6 @@ class AccountStage:
             infra_keys.append(key)
         if win.requests == 0:
             part.due.register(state.account_id, win.start + cfg.window_s + cfg.allowed_lateness_s)
-        simhash = ev.simhash
         buckets = template_keys(simhash, cfg.simhash_bands)
         recurring = part.templates.observe(simhash, ts)
         if len(recurring) < cfg.simhash_bands and young:
@@ -162,22 +179,26 @@ class AccountStage:
             # about twice the live clusters, the core ~19% slower.
             recurring = ALL_BANDS[cfg.simhash_bands]
         newly_recurring = add_event(win, ev, buckets, recurring)
+        if template and add_known_template(win, ev, template_key(template)):
+            # A prompt of a known template joins the template's own cluster at its first use in
+            # the window: its crowd is every account sending it, whatever bands they share.
+            out.summaries.append(self._join(state, template_key(template), ev, part, young,
+                                            simhash))
         prompts = state.recent_prompts
         prompts.append(simhash)
         if len(prompts) > RECENT_PROMPTS:
             del prompts[0]
-        if state.requests < JOIN_AT_ONCE_REQUESTS:
+        if state.requests <= JOIN_AT_ONCE_REQUESTS:
             # A new account joins each recurring template bucket at once, so its clusters
             # count it from its first requests; later, its window summaries keep them informed.
             for key in newly_recurring:
                 out.summaries.append(self._join(state, key, ev, part, young, simhash))
-        if convicted_keys and not convicted_keys.keys().isdisjoint(buckets):
+        if template and part.known.convicted_buckets(template):
             # The hydra response for templates, whatever the account's age or request count
             # (for infrastructure keys it is `_hold_convicted`, above).
-            self._hold_convicted_template(state, simhash, buckets, part)
-        state.requests += 1
+            self._hold_convicted_template(state, template, part)
         state.last_ts = max(state.last_ts, ts)
-        decision = decide(state, state.last_ts, cfg)
+        decision = decide(state, state.last_ts, cfg, self.allow)
         if decision is not None:
             out.decisions.append(decision)
         return state, out
@@ -197,14 +218,21 @@ class AccountStage:
             self._close_window(state, part, out)
             self._decide(state, state.last_ts, out)
         if state.window is None:
-            if (state.last_ts + cfg.idle_expiry_s <= now and state.action_until <= now
-                    and not state.pending_verdicts):
+            idle_until = self._idle_until(state)
+            if idle_until <= now and state.action_until <= now and not state.pending_verdicts:
                 out.expired = True
             else:
-                part.due.register(state.account_id,
-                                  max(state.last_ts + cfg.idle_expiry_s, state.action_until)
+                part.due.register(state.account_id, max(idle_until, state.action_until)
                                   + cfg.allowed_lateness_s)
         return out
+
+    def _idle_until(self, state: AccountState) -> float:
+        """When an idle account's state may go: after `idle_expiry_s`, or for an account that
+        has been blocked after `offender_memory_s`, so that waiting out a block does not make
+        it a newcomer."""
+        cfg = self.cfg
+        return state.last_ts + (max(cfg.idle_expiry_s, cfg.offender_memory_s) if state.strikes
+                                else cfg.idle_expiry_s)
 
     # --- after a restart or a move ---------------------------------------------------------
     def watch(self, state: AccountState, part: AccountPartition) -> None:
@@ -216,7 +244,7 @@ class AccountStage:
         cfg = self.cfg
         part.watermark.observe(state.last_ts)
         due = (float(state.window.start + cfg.window_s) if state.window is not None
-               else max(state.last_ts + cfg.idle_expiry_s, state.action_until))
+               else max(self._idle_until(state), state.action_until))
         part.due.register(state.account_id, due + cfg.allowed_lateness_s)
         if state.pending_verdicts:
             part.due.register(state.account_id, min(at for at, _ in state.pending_verdicts))
@@ -226,8 +254,15 @@ class AccountStage:
         """A conviction broadcast to the partition: accounts joining its key later hold it."""
         out = Outputs()
         apply_ts = av.told_ts + self.cfg.verdict_delay_s
+        verdict = av.verdict
+        if verdict.signature:  # a template bucket's: its template is known from now on
+            part.known.add(verdict.signature, apply_ts,
+                           "" if verdict.is_template_notice else verdict.cluster_key)
+        out.late_verdict = apply_ts <= part.watermark.max_ts
+        if verdict.is_template_notice:
+            return out
         known = part.convicted
-        known.add(apply_ts, av.verdict)
+        known.add(apply_ts, verdict)
         # A key's verdicts all expire at the latest expiry among them, which adding a verdict
         # never lowers: so the earliest such time over the keys bounds when pruning can drop
         # anything. (`applicable` only drops verdicts superseded by newer, later-expiring
@@ -239,7 +274,6 @@ class AccountStage:
             part.pruned = known
             part.prune_at = min((max(v.expires_ts for _, v in entries)
                                  for entries in known.by_key.values()), default=math.inf)
-        out.late_verdict = apply_ts <= part.watermark.max_ts
         return out
 
     def on_verdict(self, state: AccountState | None, av: AccountVerdict,
@@ -299,26 +333,21 @@ class AccountStage:
         if verdict is not None:
             self._hold_if_newer(state, verdict)
 
-    def _hold_convicted_template(self, state: AccountState, simhash: int,
-                                 buckets: tuple[str, ...], part: AccountPartition) -> None:
-        """A prompt of a convicted template (in one of its convicted buckets and near the
-        template's signature) holds the bucket's verdict at once, whatever the account's age or
-        request count.
+    def _hold_convicted_template(self, state: AccountState, template: int,
+                                 part: AccountPartition) -> None:
+        """A prompt of a convicted template (near the signature of a known template with a
+        convicted bucket: `KnownTemplates.match`, whatever bits the prompt flipped) holds the
+        convicted buckets' verdicts at once, whatever the account's age or request count.
 
         An established account's one-off prompts join no bucket until the template recurs in
-        its partition, and a thin campaign template recurs there late (measured on
-        campaign_stealth: its accounts over 30 days old were acted on 1-3 hours after their
-        first templated prompts). A prompt that merely shares a convicted bucket's 16 bits
-        (where campaigns are convicted by the thousand, a sixtieth of every band's buckets can
-        be) is ~24 bits from the signature and holds nothing. The policy still weighs a single
-        template at half against an established account."""
+        its partition, and a thin campaign template recurs there late; a noisy prompt may share
+        no 16-bit band with its template at all. The policy still weighs a single template at
+        half against an established account, and by the account's own behaviour."""
         now = part.watermark.max_ts
-        convicted = part.convicted
-        for key in buckets:
-            if key in convicted.by_key:
-                verdict = convicted.applicable(key, now)
-                if verdict is not None and uses_template(simhash, verdict.signature):
-                    self._hold_if_newer(state, verdict)
+        for key in part.known.convicted_buckets(template):
+            verdict = part.convicted.applicable(key, now)
+            if verdict is not None:
+                self._hold_if_newer(state, verdict)
 
     def _hold_if_newer(self, state: AccountState, verdict: Verdict) -> None:
         held = state.verdicts.get(verdict.cluster_key)
@@ -351,7 +380,10 @@ class AccountStage:
                               high_value=int(ev.is_high_value),
                               completion_tokens=ev.completion_tokens,
                               young=young, account_first_ts=state.first_ts,
-                              tick=part.tick, simhash=simhash)
+                              tick=part.tick, simhash=simhash,
+                              harvest=harvest(state.behaviour, state.requests),
+                              rotation=rotation(state.behaviour, state.requests),
+                              history=history(state.behaviour, state.requests))
 
     def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:
         cfg = self.cfg
@@ -361,7 +393,10 @@ class AccountStage:
         features = account_features(win, cfg.window_s, age)
         score = part.model.score_and_learn(features, may_learn=state.action == "allow")
         floor = cfg.account_anomaly_floor
-        state.account_score = max(0.0, (score - floor) / (1.0 - floor))
+        # A window of a request or two is anomalous by its shares alone (one reasoning request
+        # is 100% reasoning): the model's score is evidence from ACCOUNT_MODEL_MIN_REQUESTS on.
+        state.account_score = (max(0.0, (score - floor) / (1.0 - floor))
+                               if win.requests >= ACCOUNT_MODEL_MIN_REQUESTS else 0.0)
         state.account_score_window = win.start
         state.account_reasons = (
             [(f"account model anomaly {score:.2f} on window {win.start}: {win.requests} "
@@ -369,13 +404,18 @@ class AccountStage:
               f"{features['high_value_share']:.0%} high-value")]
             if state.account_score > 0 else [])
         young = self._young(state, win.last_ts)
+        behaviour = state.behaviour
+        harvesting = harvest(behaviour, state.requests)
+        rotating = rotation(behaviour, state.requests)
+        level = history(behaviour, state.requests)
         for key in win.infra_keys:
             out.summaries.append(ClusterSummary(
                 cluster_key=key, account_id=state.account_id, kind="window",
                 window_start=win.start, event_ts=win.last_ts, requests=win.requests,
                 reasoning=win.reasoning, high_value=win.high_value,
                 completion_tokens=win.completion_tokens, young=young,
-                account_first_ts=state.first_ts, tick=part.tick))
+                account_first_ts=state.first_ts, tick=part.tick, harvest=harvesting,
+                rotation=rotating, history=level))
         per_request_tokens = win.completion_tokens // max(1, win.requests)
         for key in top_template_keys(win, cfg.max_template_keys_per_window):
             requests, reasoning, high_value, _, simhash = win.templates[key]
@@ -384,11 +424,12 @@ class AccountStage:
                 window_start=win.start, event_ts=win.last_ts, requests=requests,
                 reasoning=reasoning, high_value=high_value,
                 completion_tokens=per_request_tokens * requests, young=young,
-                account_first_ts=state.first_ts, tick=part.tick, simhash=simhash))
+                account_first_ts=state.first_ts, tick=part.tick, simhash=simhash,
+                harvest=harvesting, rotation=rotating, history=level))
         state.window = None
         state.windows_closed += 1
 
     def _decide(self, state: AccountState, now_ts: float, out: Outputs) -> None:
-        decision = decide(state, now_ts, self.cfg)
+        decision = decide(state, now_ts, self.cfg, self.allow)
         if decision is not None:
             out.decisions.append(decision)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from models.account import Verdict
+from models.behaviour import HARVESTING, ROTATING, SUSTAINED
 from models.config import DetectorConfig
 from models.messages import ClusterSummary
 from models.templates import signature, uses_template
@@ -37,7 +38,9 @@ class ClusterWindow:
 
 # Member record, kept as a short tuple to stay small on the wire (an array):
 # (last window active, young (0/1), first request ts, id of the last verdict it was told,
-# for a template bucket the member's latest prompt there (SimHash; 0 for other keys)).
+# for a template bucket the member's latest prompt there (SimHash; 0 for other keys),
+# the account's latest harvest and rotation figures and its history level (models/behaviour.py
+# `history`: too new to judge, judged, or harvesting known templates for a while)).
 # A tuple, replaced on update, rather than a list: the garbage collector stops tracking a
 # tuple of plain values, and a list per member of every cluster made much of its work.
 _LAST: Final = 0
@@ -45,7 +48,29 @@ _YOUNG: Final = 1
 _FIRST: Final = 2
 _TOLD: Final = 3
 _PROMPT: Final = 4
-Member = tuple[int, int, float, str, int]
+_HARVEST: Final = 5
+_ROTATION: Final = 6
+_HISTORY: Final = 7
+Member = tuple[int, int, float, str, int, float, float, int]
+
+
+def member_flags(young: int, harvest: float, rotation: float,
+                 history: int) -> tuple[int, int, int, int]:
+    """(harvesting, suspicious, rotating, sustained) of one member, each 0 or 1. Suspicious:
+    harvesting on a cheap identity, a young account or a rotating one (bought and aged accounts
+    rotate to look like many people). Sustained: suspicious, and harvesting known templates for
+    longer than a tutorial or a course lasts (models/behaviour.py `SUSTAINED`)."""
+    harvesting = harvest >= HARVESTING
+    rotating = rotation >= ROTATING
+    suspicious = harvesting and (young or rotating)
+    return (int(harvesting), int(suspicious), int(rotating),
+            int(suspicious and history >= SUSTAINED))
+
+
+def _member_from_wire(m: list[Any]) -> Member:
+    # (5 or 7 fields: a member from a core before member behaviour, or before its history)
+    return (m[0], m[1], m[2], m[3], m[4] if len(m) > 4 else 0,
+            m[5] if len(m) > 5 else 0.0, m[6] if len(m) > 6 else 0.0, m[7] if len(m) > 7 else 0)
 
 
 @dataclass(slots=True)
@@ -56,10 +81,15 @@ class ClusterState:
     members: dict[str, Member] = field(default_factory=dict)
     members_overflow: int = 0
     late_summaries: int = 0
-    # Over the horizon, recounted when the window advances and kept current in between.
+    # Over the horizon, recounted when the window advances and kept current in between. Members
+    # that harvest, that do so on a cheap identity (young or rotating: suspicious), that rotate.
     active: int = 0
     active_young: int = 0
     active_new: int = 0
+    active_harvesting: int = 0
+    active_suspicious: int = 0
+    active_rotating: int = 0
+    active_sustained: int = 0
     verdict: Verdict | None = None
     last_ts: float = 0.0
     # Summaries received but not folded in yet: each waits until its tick is judged
@@ -93,21 +123,26 @@ class ClusterState:
                 [w.to_wire() for w in self.windows.values()], self.members,
                 self.members_overflow, self.late_summaries, self.active, self.active_young,
                 self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts,
-                [p.to_wire() for p in self.pending], self.template, self.strays]
+                [p.to_wire() for p in self.pending], self.template, self.strays,
+                [self.active_harvesting, self.active_suspicious, self.active_rotating,
+                 self.active_sustained]]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterState:
         windows = [ClusterWindow.from_wire(x) for x in w[2]]
         return cls(cluster_key=w[0], current_window=w[1],
                    windows={x.start: x for x in windows},
-                   members={a: (m[0], m[1], m[2], m[3], m[4] if len(m) > 4 else 0)
-                            for a, m in w[3].items()},
+                   members={a: _member_from_wire(m) for a, m in w[3].items()},
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
                    last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]],
                    template=w[12] if len(w) > 12 else 0,
-                   strays=({a: (m[0], m[1], m[2], m[3], m[4]) for a, m in w[13].items()}
-                           if len(w) > 13 and w[13] is not None else None))
+                   strays=({a: _member_from_wire(m) for a, m in w[13].items()}
+                           if len(w) > 13 and w[13] is not None else None),
+                   active_harvesting=w[14][0] if len(w) > 14 else 0,
+                   active_suspicious=w[14][1] if len(w) > 14 else 0,
+                   active_rotating=w[14][2] if len(w) > 14 else 0,
+                   active_sustained=w[14][3] if len(w) > 14 and len(w[14]) > 3 else 0)
 
 
 def cluster_window(account_window_start: int, cfg: DetectorConfig) -> int:
@@ -129,7 +164,7 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     # account), where building three lists cost more than the counting.
     idle_before = window - cfg.idle_expiry_s
     idle: list[str] = []
-    active = young = new = 0
+    active = young = new = harvesting = suspicious = rotating = sustained = 0
     for account, m in state.members.items():
         if m[_LAST] < idle_before:
             idle.append(account)
@@ -138,6 +173,11 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
             young += m[_YOUNG]
             if m[_FIRST] >= start:
                 new += 1
+            h, s, r, o = member_flags(m[_YOUNG], m[_HARVEST], m[_ROTATION], m[_HISTORY])
+            harvesting += h
+            suspicious += s
+            rotating += r
+            sustained += o
     if idle:  # one may come back as a new member, last in the member order
         state.told_all = ""
         state.joined = None
@@ -146,6 +186,10 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     state.active = active
     state.active_young = young
     state.active_new = new
+    state.active_harvesting = harvesting
+    state.active_suspicious = suspicious
+    state.active_rotating = rotating
+    state.active_sustained = sustained
     if not state.template and state.cluster_key[:4] == "tpl:":
         state.template = template_signature(state)
 
@@ -181,24 +225,30 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         if len(members) >= cfg.cluster_member_cap:
             state.members_overflow += 1
         else:
-            members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash)
+            members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash,
+                                   s.harvest, s.rotation, s.history)
             if state.joined is not None:  # else the next telling scans every member anyway
                 state.joined.append(account_id)  # (so at most the member cap of them)
-            _count_active(state, s.young, s.account_first_ts, start)
+            _count_active(state, members[account_id], start)
             win.accounts += 1
             if s.simhash and not state.template:
                 state.template = template_signature(state)
     else:
         last = member[_LAST]
-        if last < start:  # back in the horizon after a pause
-            _count_active(state, bool(member[_YOUNG]), member[_FIRST], start)
-            state.told_all = ""  # active again, maybe not told: the next telling scans all
-            state.joined = None
+        changed = (s.harvest != member[_HARVEST] or s.rotation != member[_ROTATION]
+                   or s.history != member[_HISTORY])
+        if last < window or (s.simhash and s.simhash != member[_PROMPT]) or changed:
+            updated = (max(last, window), member[_YOUNG], member[_FIRST], member[_TOLD],
+                       s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history)
+            members[account_id] = updated
+            if last < start:  # back in the horizon after a pause
+                _count_active(state, updated, start)
+                state.told_all = ""  # active again, maybe not told: the next telling scans all
+                state.joined = None
+            elif changed:
+                _recount_member(state, member, updated)
         if last < window:
             win.accounts += 1
-        if last < window or (s.simhash and s.simhash != member[_PROMPT]):
-            members[account_id] = (max(last, window), member[_YOUNG], member[_FIRST],
-                                   member[_TOLD], s.simhash or member[_PROMPT])
     # A join carries its joining request, a window summary the window's requests.
     win.requests += s.requests
     win.reasoning += s.reasoning
@@ -207,11 +257,28 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     return True
 
 
-def _count_active(state: ClusterState, young: bool, first_ts: float, horizon_start: int) -> None:
-    """A member (back) in the horizon: count it as active, young and new."""
+def _count_active(state: ClusterState, m: Member, horizon_start: int) -> None:
+    """A member (back) in the horizon: count it as active, young, new, and by its behaviour."""
     state.active += 1
-    state.active_young += int(young)
-    state.active_new += int(first_ts >= horizon_start)
+    state.active_young += m[_YOUNG]
+    state.active_new += int(m[_FIRST] >= horizon_start)
+    h, s, r, o = member_flags(m[_YOUNG], m[_HARVEST], m[_ROTATION], m[_HISTORY])
+    state.active_harvesting += h
+    state.active_suspicious += s
+    state.active_rotating += r
+    state.active_sustained += o
+
+
+def _recount_member(state: ClusterState, before: Member, after: Member) -> None:
+    """An active member's behaviour changed: move it between the behaviour counts."""
+    h0, s0, r0, o0 = member_flags(before[_YOUNG], before[_HARVEST], before[_ROTATION],
+                                  before[_HISTORY])
+    h1, s1, r1, o1 = member_flags(after[_YOUNG], after[_HARVEST], after[_ROTATION],
+                                  after[_HISTORY])
+    state.active_harvesting += h1 - h0
+    state.active_suspicious += s1 - s0
+    state.active_rotating += r1 - r0
+    state.active_sustained += o1 - o0
 
 
 def horizon_totals(state: ClusterState) -> ClusterWindow:
@@ -240,12 +307,14 @@ def members_to_tell(state: ClusterState, verdict_id: str, cfg: DetectorConfig) -
         for account in state.joined:
             m = members[account]
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT])
+                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
+                                    m[_HARVEST], m[_ROTATION], m[_HISTORY])
                 told.append(account)
     else:
         for account, m in members.items():  # replacing values keeps the member order
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT])
+                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
+                                    m[_HARVEST], m[_ROTATION], m[_HISTORY])
                 told.append(account)
         state.told_all = verdict_id
     if state.joined is None:
@@ -260,7 +329,8 @@ def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
     m = state.members.get(account_id)
     if m is None or m[_TOLD] == verdict_id:
         return False
-    state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT])
+    state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
+                                  m[_HARVEST], m[_ROTATION], m[_HISTORY])
     return True
 
 
@@ -270,11 +340,13 @@ def _remember_stray(state: ClusterState, s: ClusterSummary, window: int) -> None
         strays = state.strays = {}
     m = strays.get(s.account_id)
     if m is not None:
-        strays[s.account_id] = (max(m[_LAST], window), m[_YOUNG], m[_FIRST], "", s.simhash)
+        strays[s.account_id] = (max(m[_LAST], window), m[_YOUNG], m[_FIRST], "", s.simhash,
+                                s.harvest, s.rotation, s.history)
         return
     if len(strays) >= SIGNATURE_MEMBERS:
         del strays[next(iter(strays))]  # the stray remembered longest
-    strays[s.account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash)
+    strays[s.account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash, s.harvest,
+                            s.rotation, s.history)
 
 
 def _reelect(state: ClusterState, horizon_start: int) -> None:

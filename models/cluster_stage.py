@@ -28,6 +28,7 @@ from models.account import Verdict
 from models.cluster import ClusterState, add_summary, members_to_tell
 from models.config import DetectorConfig
 from models.due import DueIndex
+from models.keys import signature_of
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence, min_accounts
 
@@ -85,9 +86,26 @@ def verdict_id(cluster_key: str, issued_ts: int, score: float, model_version: st
     return "cv-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def convict_scores(cluster_key: str, cfg: DetectorConfig) -> tuple[float, float]:
+    """The scores at which a key's crowd is convicted, and at which a conviction is kept."""
+    convict = (cfg.template_convict_score if cluster_key[:4] == "tpl:"
+               else cfg.cluster_convict_score)
+    return convict, min(convict, cfg.cluster_keep_score)
+
+
+def template_notice(state: ClusterState, told_ts: int) -> Verdict:
+    """The broadcast that a template bucket's crowd agreed on a template (not a conviction:
+    score 0, `Verdict.is_template_notice`)."""
+    text = f"{state.cluster_key}|{told_ts!r}|{state.template}"
+    return Verdict(cluster_key=state.cluster_key, score=0.0, issued_ts=told_ts,
+                   expires_ts=told_ts, verdict_id="tn-" + hashlib.sha256(text.encode()).hexdigest()[:24],
+                   reason="template", signature=state.template, prior=0.0)
+
+
 def _fold_order(s: ClusterSummary) -> tuple[object, ...]:
     return (s.tick, s.account_id, s.event_ts, s.kind, s.window_start, s.requests, s.reasoning,
-            s.high_value, s.completion_tokens, s.young, s.account_first_ts, s.simhash)
+            s.high_value, s.completion_tokens, s.young, s.account_first_ts, s.simhash,
+            s.harvest, s.rotation)
 
 
 class ClusterStage:
@@ -108,7 +126,8 @@ class ClusterStage:
         """`on_summary` without the outputs (it has none but `behind`, returned instead): for a
         caller that routes two or three summaries per event (models/pipeline.py)."""
         if state is None:
-            state = ClusterState(cluster_key=s.cluster_key)
+            # (a known template's cluster has its template from the start: its key)
+            state = ClusterState(cluster_key=s.cluster_key, template=signature_of(s.cluster_key))
             # One expiry hint per cluster; `is_expired` re-registers it while the key lives.
             part.expiry.register(state.cluster_key, s.event_ts + self._idle_after(state))
         behind = s.tick < part.judged_before
@@ -158,6 +177,7 @@ class ClusterStage:
         if len(due) > 1:
             due.sort(key=_fold_order)
         cfg = self.cfg
+        template = state.template
         tick = due[0].tick
         for s in due:
             if s.tick != tick:  # the next tick: judge as of the end of the one folded in
@@ -165,9 +185,14 @@ class ClusterStage:
                 tick = s.tick
             if not add_summary(state, s, cfg):
                 out.late += 1
+        end = (tick + 1) * cfg.cluster_tick_s
         if state.verdict is not None or state.active >= min_accounts(state.cluster_key, cfg):
             # (else `_judge` has nothing to do: the common case, checked without the call)
-            self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
+            self._judge(state, end, out)
+        if state.template != template and state.template:
+            # A crowd agreed on a template (or a larger one took the bucket over): every account
+            # partition learns it, so its accounts' prompts of it count as templated.
+            out.convictions.append(AccountVerdict(BROADCAST, template_notice(state, end), end))
         return out
 
     def _judge(self, state: ClusterState, now_ts: int, out: ClusterOutputs) -> None:
@@ -177,18 +202,24 @@ class ClusterStage:
             return  # too few accounts to convict: the common case, not scored
         evidence = cluster_evidence(state, cfg)
         in_force = v is not None and v.expires_ts > now_ts
-        if evidence.score >= cfg.cluster_convict_score and (
+        convict, keep = convict_scores(state.cluster_key, cfg)
+        if (evidence.score >= convict and (
                 v is None or not in_force
                 or evidence.score >= v.score + VERDICT_UPGRADE_STEP
-                or now_ts - v.issued_ts >= cfg.verdict_refresh_s):
-            # Convict, or re-issue a conviction that has grown stronger or needs confirming:
-            # evidence against members decays from the verdict's issue time.
+                or now_ts - v.issued_ts >= cfg.verdict_refresh_s)) or (
+                in_force and v is not None and evidence.score >= keep
+                and now_ts - v.issued_ts >= cfg.verdict_refresh_s):
+            # Convict, or re-issue a conviction that has grown stronger or needs confirming
+            # (evidence against members decays from the verdict's issue time). A conviction
+            # in force is confirmed while its crowd still scores `cluster_keep_score`: a
+            # campaign that outlasts the horizon is no newer, but no less of a campaign.
             v = Verdict(cluster_key=state.cluster_key, score=evidence.score,
                         issued_ts=now_ts, expires_ts=now_ts + cfg.verdict_ttl_s,
                         verdict_id=verdict_id(state.cluster_key, now_ts, evidence.score,
                                               cfg.model_version),
                         reason=evidence.reason(state.cluster_key),
-                        signature=state.template)
+                        signature=state.template, prior=round(evidence.prior, 4),
+                        proven=round(evidence.proven, 4))
             state.verdict = v
             out.convictions.append(AccountVerdict(BROADCAST, v, now_ts))
         elif not in_force:

@@ -28,8 +28,9 @@ from typing import Any
 # template) is dropped before the network-alone rule; network crowds alone weigh 0.45. 0.6: a
 # prompt is of a convicted template when near the bucket's signature (two convicted buckets of
 # it count, chance collisions not); a template bucket whose members agree on no template is
-# not scored.
-CORE_VERSION = "0.6"
+# not scored. 0.7: crowds judged by their accounts' own behaviour (harvest, rotation, known
+# templates), verdicts weighed by the account's own behaviour, the allow-list (docs/tuning.md).
+CORE_VERSION = "0.7"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,13 @@ class DetectorConfig:
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8
+    # The same for a prompt template's crowd: lower, because a campaign spread thinly over many
+    # templates makes each crowd small, and its verdicts weigh on an account only together, by
+    # the account's own templated harvest (models/policy.py; docs/tuning.md).
+    template_convict_score: float = 0.6
+    # A conviction in force is confirmed at each refresh while its crowd still scores this: the
+    # hysteresis that keeps a campaign outlasting the horizon convicted (docs/tuning.md).
+    cluster_keep_score: float = 0.6
     verdict_ttl_s: int = 6 * 3600
     # A conviction still warranted is confirmed (re-issued) this often.
     verdict_refresh_s: int = 3600
@@ -107,6 +115,9 @@ class DetectorConfig:
     throttle_rpm: int = 2
     # Evidence half-life: cluster evidence against an account decays with event time.
     evidence_half_life_s: int = 2 * 3600
+    # An account that has been blocked is remembered this long after its last request, so that
+    # waiting out a block does not make it a newcomer (its next action needs less corroboration).
+    offender_memory_s: int = 24 * 3600
     shadow: bool = False
 
     def problems(self) -> list[str]:
@@ -120,7 +131,8 @@ class DetectorConfig:
                 out.append(f"{name} must not be negative, got {value!r}")
         if out:
             return out
-        positive = ("window_s", "idle_expiry_s", "simhash_bands", "cluster_horizon_windows",
+        positive = ("window_s", "idle_expiry_s", "offender_memory_s", "simhash_bands",
+                    "cluster_horizon_windows",
                     "cluster_window_s", "cluster_min_accounts", "template_min_accounts",
                     "cluster_member_cap",
                     "account_model_trees", "account_model_height", "account_model_window",
@@ -133,12 +145,15 @@ class DetectorConfig:
             out.append("simhash_bands must be 4, 8 or 16")
         if self.window_s > 0 and self.cluster_window_s % self.window_s:
             out.append("cluster_window_s must be a multiple of window_s")
-        scores = ("cluster_convict_score", "account_anomaly_floor", "throttle_score",
-                  "block_score", "release_score")
+        scores = ("cluster_convict_score", "template_convict_score", "cluster_keep_score",
+                  "account_anomaly_floor",
+                  "throttle_score", "block_score", "release_score")
         out += [f"{name} must be within 0..1" for name in scores
                 if not 0.0 <= getattr(self, name) <= 1.0]
         if not self.release_score <= self.throttle_score <= self.block_score:
             out.append("scores must satisfy release_score <= throttle_score <= block_score")
+        if self.cluster_keep_score > self.cluster_convict_score:
+            out.append("cluster_keep_score must not exceed cluster_convict_score")
         if self.account_anomaly_floor >= 1.0:
             out.append("account_anomaly_floor must be below 1")
         return out

@@ -7,7 +7,10 @@ clusters at once. Kinds:
 - `ip`    IPv4 /24 or IPv6 /48 prefix
 - `sys`   system-prompt hash
 - `asnua` ASN together with the user agent
-- `tpl`   a prompt-template bucket: one 16-bit band of the prompt SimHash (LSH)
+- `tpl`   a prompt template: a bucket, one 16-bit band of the prompt SimHash (LSH), which finds
+          a template's crowd; or, once a crowd has agreed on it, the template itself
+          (`tpl:s:<signature>`, `template_key`), whose crowd is every account sending prompts
+          within a few bits of it, whatever bands they share
 
 >>> ip_prefix("203.0.113.77"), ip_prefix("2001:db8:abcd:12::1")
 ('203.0.113.0/24', '2001:db8:abcd::/48')
@@ -70,8 +73,28 @@ def template_keys(simhash: int, bands: int) -> tuple[str, ...]:
     return tuple(f"tpl:{i}:{(simhash >> (i * width)) & mask:0{digits}x}" for i in range(bands))
 
 
+@lru_cache(maxsize=1 << 14)
+def template_key(signature: int) -> str:
+    """The cluster key of a known template (its signature, models/templates.py).
+
+    >>> template_key(0x0123_4567_89AB_CDEF), signature_of("tpl:s:0123456789abcdef") == 0x0123_4567_89AB_CDEF
+    ('tpl:s:0123456789abcdef', True)
+    """
+    return f"tpl:s:{signature:016x}"
+
+
+def signature_of(key: str) -> int:
+    """The signature of a known template's key (`template_key`), 0 for any other key."""
+    return int(key[6:], 16) if key[:6] == "tpl:s:" else 0
+
+
 def _short_hash(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def client_id(user_agent: str | None) -> str | None:
+    """A short, stable name of a client (user agent) for per-account counts; None for none."""
+    return _short_hash(user_agent) if user_agent else None
 
 
 def infrastructure_keys(event: RequestEvent) -> tuple[str, ...]:

@@ -40,16 +40,24 @@ class ClusterSummary(NamedTuple):
     # For a template bucket, one prompt (SimHash) the account sent in it: the cluster's
     # signature is made of them. 0 for other keys.
     simhash: int = 0
+    # The account's own behaviour so far (models/behaviour.py), so the cluster judges its crowd
+    # by its accounts: how much it harvests, how much it rotates its network and client.
+    harvest: float = 0.0
+    rotation: float = 0.0
+    # How much history the account had (models/behaviour.py `history`): too new to judge (0),
+    # judged (1), harvesting known templates for longer than a tutorial lasts (2).
+    history: int = 0
 
     def to_wire(self) -> list[Any]:
         return list(self)
 
     @classmethod
     def from_wire(cls, w: Any) -> ClusterSummary:
-        # (12 fields: a summary from a core before template signatures.) `w` is typed Any so
-        # the check below, not the compiled core's argument check, refuses a non-list.
-        if not isinstance(w, list) or len(w) not in (12, 13):
-            raise ValueError("cluster summary must be a list of 12 or 13 fields")
+        # (12, 13 or 15 fields: a summary from a core before template signatures or before
+        # member behaviour.) `w` is typed Any so the check below, not the compiled core's
+        # argument check, refuses a non-list.
+        if not isinstance(w, list) or len(w) not in (12, 13, 15, 16):
+            raise ValueError("cluster summary must be a list of 12, 13, 15 or 16 fields")
         return cls(*w)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 
 from models.account import AccountState
 from models.account_stage import AccountPartition, AccountStage, Outputs
+from models.allowlist import AllowList
 from models.cluster import ClusterState
 from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from models.config import DetectorConfig
@@ -30,10 +31,11 @@ from models.partitioning import partition_for
 
 
 class Pipeline:
-    def __init__(self, cfg: DetectorConfig, partitions: int = 12) -> None:
+    def __init__(self, cfg: DetectorConfig, partitions: int = 12,
+                 allow: AllowList | None = None) -> None:
         self.cfg = cfg
         self.partitions = partitions
-        self.account_stage = AccountStage(cfg)
+        self.account_stage = AccountStage(cfg, allow)
         self.cluster_stage = ClusterStage(cfg)
         self.accounts: dict[str, AccountState] = {}
         self.clusters: dict[str, ClusterState] = {}

@@ -1,5 +1,13 @@
 """Policy: account evidence + cluster verdicts -> a graded, reversible action.
 
+- An allow-listed account or organisation (models/allowlist.py) is never acted on; one under an
+  action is lifted at its next decision, the allowance named as the reason.
+- A crowd's verdict weighs on an account in proportion to how much the account itself behaves
+  like the crowd's harvesters (`behaviour_fit`, models/behaviour.py): an honest user of a key a
+  campaign shares (its ISP, its tutorial, its card) is not the campaign. An account with too
+  little history to judge takes the crowd's prior instead (the share of its members that are
+  suspicious), for keys a campaign controls (cards, system prompts, templates) but not for network
+  keys, which strangers share by where they connect from.
 - Evidence decays with event time (half-life), verdicts expire.
 - Cluster evidence is combined per kind of key (the strongest `tpl` bucket counts once, not
   four times) with a noisy-or, then with the account model's evidence. Two distinct convicted
@@ -7,7 +15,9 @@
 - A convicted template counts in full against a young account using it; against an established
   one, only with a second template (half weight alone).
 - Throttle before block: a block needs the block score AND corroboration by two kinds of
-  shared key (say, a payment instrument and a prompt template).
+  shared key (say, a payment instrument and a prompt template), AND the account's own behaviour
+  must bear the crowds out once it has history (never a block on a crowd alone); an account
+  blocked before (`strikes`) needs one kind.
 - Hysteresis: an action is lifted (`allow`) only when the score falls below `release_score`.
 - Every action has a TTL; one still warranted is renewed once half its TTL has run.
 - Monotone: more evidence never gives a weaker action (a property test holds it to that).
@@ -18,25 +28,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.account import AccountState
+from models.allowlist import Allowance, AllowList
+from models.behaviour import (
+    CONFIDENT_REQUESTS,
+    HARVESTING,
+    ROTATING,
+    SUSTAINED_TEMPLATED_REQUESTS,
+    harvest,
+    rotation,
+)
 from models.config import DetectorConfig
 from models.decision import STRENGTH, Decision, decision_id
-from models.keys import key_kind, template_keys
+from models.keys import key_kind
 from models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
 CORROBORATION_SCORE = 0.5
-# Template evidence counts the account's own recent prompts that are of a convicted template: in
-# one of its convicted buckets and near the bucket's signature (`models.templates.uses_template`:
-# the template its crowd used, where an unrelated prompt sharing the bucket's band by chance is
-# not); a held template verdict no recent prompt uses is no evidence at all. A lone template
-# counts once its prompts use MIN_TEMPLATE_BUCKETS of its convicted buckets (before signatures,
-# `bands - 1`: measured on campaign_stealth, the third of a template's buckets was convicted
-# 1-4 hours after the first; with one, launch-tutorial users were acted on in every evaluation
-# run, docs/tuning.md). One template gives half weight, two give full weight and corroborate
-# like a second kind: each is its own crowd of accounts. Against a young account one template
-# already gives full weight (`_template_weight`).
+# Template evidence counts the account's own recent prompts that are of a convicted template:
+# near the convicted bucket's signature (`models.templates.uses_template`: the template its crowd
+# used, where an unrelated prompt is one time in 500,000); a held template verdict no recent
+# prompt uses is no evidence at all. One template gives half weight, two give full weight and
+# corroborate like a second kind: each is its own crowd of accounts. Against a young account one
+# template already gives full weight (`_template_weight`).
 TEMPLATES_FOR_FULL_WEIGHT = 2
-MIN_TEMPLATE_BUCKETS = 2
 # Two prompts within this many SimHash bits of each other are near-duplicates of one template
 # (templated prompts here are at most a few bits from their template, so at most twice that
 # from each other); unrelated prompts are ~32 bits apart and this close with probability 4e-5.
@@ -48,13 +62,16 @@ _YEAR_S = 365 * 86400.0
 
 
 def member_weight(state: AccountState, now_ts: float, cfg: DetectorConfig) -> float:
-    """1 for a young (or unknown-age) account, falling to ESTABLISHED_WEIGHT over a year."""
+    """1 for a young (or unknown-age) account, falling to ESTABLISHED_WEIGHT over a year; an
+    account that rotates its network and client is no established user, whatever its age
+    (bought and aged accounts do), and weighs as much as its rotation figure."""
     if state.created_ts is None:
         return 1.0
     age = now_ts - state.created_ts
     if age <= cfg.young_account_age_s:
         return 1.0
-    return max(ESTABLISHED_WEIGHT, 1.0 - (age - cfg.young_account_age_s) / _YEAR_S)
+    aged = max(ESTABLISHED_WEIGHT, 1.0 - (age - cfg.young_account_age_s) / _YEAR_S)
+    return max(aged, rotation(state.behaviour, state.requests))
 # Evidence from network keys alone (no payment, template, system prompt...) counts at this weight:
 # a little under half, so that a campaign-filled provider crowd beside a middling account-model
 # anomaly does not throttle an ordinary user of that provider (measured in the new-IP run: at
@@ -73,32 +90,31 @@ class Assessment:
     basis: list[str]
 
 
-def template_use(prompts: list[int], signatures: dict[str, int],
-                 bands: int) -> tuple[int, set[str]]:
+def template_use(prompts: list[int], signatures: dict[str, int]) -> tuple[int, set[str]]:
     """How many distinct convicted templates the prompts use, and the convicted buckets they use.
 
     `signatures`: convicted template bucket -> its verdict's signature. A prompt uses a convicted
-    bucket when it `uses_template` of its signature. Prompts within SAME_TEMPLATE_BITS of each
-    other are one template, so the count is the largest number of such prompts that are
-    pairwise further apart than that (the prompts of one template never count as two, however
-    their bit flips split the bands). A lone template counts once its prompts use
-    MIN_TEMPLATE_BUCKETS buckets. Neither the count nor the buckets ever shrink when a verdict
-    or a prompt is added (more evidence is never less).
+    bucket when it `uses_template` of its signature (whatever 16-bit bands it shares: a noisy
+    prompt of the template may share none). Prompts within SAME_TEMPLATE_BITS of each other are
+    one template, so the count is the largest number of such prompts that are pairwise further
+    apart than that (the prompts of one template never count as two). Neither the count nor the
+    buckets ever shrink when a verdict or a prompt is added (more evidence is never less).
     """
+    by_signature: dict[int, list[str]] = {}
+    for key, sig in signatures.items():
+        if sig:
+            by_signature.setdefault(sig, []).append(key)
     using: list[int] = []
     used: set[str] = set()
     for simhash in prompts:
-        if simhash in using:
-            continue
-        keys = [k for k in template_keys(simhash, bands)
-                if k in signatures and uses_template(simhash, signatures[k])]
-        if keys:
+        hit = False
+        for sig, keys in by_signature.items():
+            if uses_template(simhash, sig):
+                used.update(keys)
+                hit = True
+        if hit and simhash not in using:
             using.append(simhash)
-            used.update(keys)
-    count = _most_distinct(using)
-    if count == 1 and len(used) < MIN_TEMPLATE_BUCKETS:
-        count = 0
-    return count, used
+    return _most_distinct(using), used
 
 
 def _most_distinct(prompts: list[int]) -> int:
@@ -130,48 +146,78 @@ def _template_weight(templates: int, member: float) -> float:
     return templates / TEMPLATES_FOR_FULL_WEIGHT
 
 
-def two_templates_evidence(prompts: list[int], evidence: dict[str, float],
-                           signatures: dict[str, int], bands: int) -> float:
-    """The strongest noisy-or of two distinct convicted templates the prompts use (0 if none).
+def templates_evidence(evidence: dict[str, float], signatures: dict[str, int]) -> float:
+    """The noisy-or of the distinct convicted templates the account uses, each counted with the
+    strongest of its buckets (`evidence`: a used bucket -> its decayed evidence).
 
-    Two templates are two crowds, convicted each on its own accounts: they corroborate a block
-    like two kinds of key (`assess`), and their evidence adds up like two kinds' does, rather
-    than the stronger alone standing for both. A prompt uses a template as in
-    `template_use`, and counts with the strongest bucket it uses (`evidence`: bucket ->
-    decayed evidence); two prompts are of distinct templates when more than SAME_TEMPLATE_BITS
-    apart. A maximum over pairs, so a further verdict or prompt never lowers it.
+    Each template is its own crowd, convicted on its own accounts: a campaign spread thinly over
+    many templates convicts each crowd weakly, and an account in several of them is the campaign
+    (one in one is perhaps a tutorial's user). Buckets whose signatures lie within
+    SAME_TEMPLATE_BITS are one template. A further verdict only adds a template or raises one's
+    evidence, so it never lowers the result.
     """
-    using: list[tuple[int, float]] = []
-    for simhash in prompts:
-        hits = [evidence[k] for k in template_keys(simhash, bands)
-                if k in evidence and uses_template(simhash, signatures[k])]
-        if hits:
-            using.append((simhash, max(hits)))
-    best = 0.0
-    for i, (a, ea) in enumerate(using):
-        for b, eb in using[i + 1:]:
-            if (a ^ b).bit_count() > SAME_TEMPLATE_BITS:
-                best = max(best, 1.0 - (1.0 - ea) * (1.0 - eb))
-    return best
+    strongest: list[tuple[int, float]] = []  # (a signature of the template, its evidence)
+    for key, e in sorted(evidence.items()):
+        sig = signatures[key]
+        for i, (known, best) in enumerate(strongest):
+            if (known ^ sig).bit_count() <= SAME_TEMPLATE_BITS:
+                if e > best:
+                    strongest[i] = (known, e)
+                break
+        else:
+            strongest.append((sig, e))
+    remaining = 1.0
+    for _, e in strongest:
+        remaining *= 1.0 - e
+    return 1.0 - remaining
+
+
+def content_volume_weight(volume: int) -> float:
+    """How much of a content key's evidence counts against an account that has sent `volume`
+    high-value requests of it (templated ones, for a template)."""
+    return max(0.0, min(1.0, (volume - CONTENT_VOLUME_FLOOR)
+                        / (CONTENT_VOLUME_FULL - CONTENT_VOLUME_FLOOR)))
+
+
+def behaviour_fit(own: float, prior: float) -> float:
+    """How much of a crowd's verdict weighs on an account: its own harvest figure (or the
+    crowd's prior, when given and larger), full from HARVESTING on."""
+    return min(1.0, max(own, prior) / HARVESTING)
 
 
 # Keys that unrelated users share by where they connect from.
 NETWORK_KINDS = frozenset({"ip", "asnua"})
+# Keys only a campaign shares with strangers (a payment instrument; a team's or a reseller's card
+# is shared by accounts that are not suspicious, so its prior is low): an account too new to be
+# judged by its own requests is judged by such a crowd's prior. Not system prompts or templates:
+# a tutorial, the docs' example and a popular tool put the same ones in every new user's hands.
+PRIOR_KINDS = frozenset({"pay"})
+# Evidence of a content key (a template, a system prompt) against an account grows with its own
+# templated high-value requests (of known crowd templates), from none up to
+# CONTENT_VOLUME_FLOOR to full at CONTENT_VOLUME_FULL: a tutorial, homework or a course is a
+# few prompts of a few templates with the docs' system prompt, then ordinary use; a campaign's
+# accounts keep harvesting its templates.
+CONTENT_KINDS = frozenset({"tpl", "sys"})
+CONTENT_VOLUME_FLOOR = 3
+CONTENT_VOLUME_FULL = SUSTAINED_TEMPLATED_REQUESTS
+# A content key's crowd proven to harvest for longer than a tutorial lasts (this share of its
+# suspicious members, models/scoring.py `proven`) judges its newcomers by its prior, as a card
+# does: a churning campaign's fresh accounts are acted on at their first templated requests.
+PROVEN_CROWD = 0.5
 
 
 def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: float,
                     now_ts: float, cfg: DetectorConfig) -> bool:
     """Whether holding this verdict makes the account a replacement: a young account first seen
     after the cluster was convicted, on a key it strongly holds. Banned accounts replaced by
-    fresh ones on the same payment instruments, proxies, system prompts and templates is how a
-    campaign survives enforcement (the hydra pattern); it corroborates a block like a second
-    kind of key. Only for what a campaign controls (payment instruments, system prompts,
-    templates): not for network keys, an IP prefix or an ASN with a user agent, which fresh users
-    behind a shared address or on the same residential ISP join innocently (measured: with
-    campaign traffic spread over residential exits, ASN keys made launch-wave users
-    "replacements")."""
+    fresh ones on the same payment instruments is how a campaign survives enforcement (the hydra
+    pattern); it corroborates a block like a second kind of key. Only for what a campaign
+    controls (`PRIOR_KINDS`): not for network keys, which fresh users behind a shared address or
+    on the same residential ISP join innocently, nor for system prompts and templates, which a
+    tutorial puts in every new user's hands (measured: launch-wave users made "replacements" on
+    an ASN key, and on the docs' example system prompt)."""
     return (evidence >= CORROBORATION_SCORE and issued_ts < state.first_ts
-            and key_kind(key) not in NETWORK_KINDS
+            and key_kind(key) in PRIOR_KINDS
             and (state.created_ts is None
                  or now_ts - state.created_ts <= cfg.young_account_age_s))
 
@@ -180,38 +226,51 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
     signatures = {k: v.signature for k, v in in_force if k.startswith("tpl:")}
-    templates, used = (template_use(state.recent_prompts, signatures, cfg.simhash_bands)
-                       if signatures else (0, set()))
+    templates, used = (template_use(state.recent_prompts, signatures) if signatures
+                       else (0, set()))
     weight = member_weight(state, now_ts, cfg)
     template_weight = _template_weight(templates, weight)
+    own = harvest(state.behaviour, state.requests)
+    rotating = rotation(state.behaviour, state.requests)
+    newcomer = state.requests < CONFIDENT_REQUESTS and rotating < ROTATING
     replaced: str | None = None
     tpl_evidence: dict[str, float] = {}
     for key, v in in_force:
+        kind = key_kind(key)
         age = max(0.0, now_ts - v.issued_ts)
-        decayed = weight * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
-        if key.startswith("tpl:"):
+        fit = behaviour_fit(own, 0.0)
+        if kind in CONTENT_KINDS:
+            # (an account that rotates is no tutorial's new user: no volume to wait for)
+            fit *= max(content_volume_weight(state.behaviour.templated_high_value), rotating)
+        if newcomer and (kind in PRIOR_KINDS
+                         or (kind in CONTENT_KINDS and v.proven >= PROVEN_CROWD)):
+            fit = max(fit, behaviour_fit(0.0, v.prior))
+        decayed = weight * fit * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
+        if kind == "tpl":
             if key not in used:
-                # (a bucket the account's prompts share only by chance, or none: it held the
-                # verdict as a member of the bucket, measured possible for a young user beside
-                # a template of its own)
+                # (a bucket the account's prompts are not of: it held the verdict as a member
+                # of the bucket, measured possible for a young user beside a template of its own)
                 continue
             tpl_evidence[key] = decayed
+            if templates < TEMPLATES_FOR_FULL_WEIGHT and v.score < cfg.cluster_convict_score:
+                # A small template crowd, convicted below the common conviction score, is
+                # evidence only beside another template (`templates_evidence`): a campaign
+                # spread thinly over many templates is in several, a class's young students in
+                # one small crowd by the luck of who came first.
+                continue
             decayed *= template_weight
         if (_is_replacement(state, key, decayed, v.issued_ts, now_ts, cfg)
                 and (replaced is None or key < replaced)):
             replaced = key
-        kind = key_kind(key)
         if kind not in by_kind or decayed > by_kind[kind][0]:
             by_kind[kind] = (decayed, key)
-    if templates >= TEMPLATES_FOR_FULL_WEIGHT:
-        both = two_templates_evidence(state.recent_prompts, tpl_evidence, signatures,
-                                      cfg.simhash_bands)
-        if both > by_kind["tpl"][0]:
-            by_kind["tpl"] = (both, by_kind["tpl"][1])  # explained by its strongest bucket
-    # A kind with no evidence left (a template the account's prompts do not use: weight 0) is
-    # no evidence at all: it neither stands beside a network crowd (which alone weighs under
-    # half) nor is cited as a reason (measured: a template verdict the account never matched
-    # lifted a network crowd to full weight and throttled an ordinary user in the new-IP run).
+    if templates >= TEMPLATES_FOR_FULL_WEIGHT and "tpl" in by_kind:
+        combined = templates_evidence(tpl_evidence, signatures)
+        if combined > by_kind["tpl"][0]:
+            by_kind["tpl"] = (combined, by_kind["tpl"][1])  # explained by its strongest bucket
+    # A kind with no evidence left (a template the account's prompts do not use, a crowd the
+    # account's behaviour does not fit: weight 0) is no evidence at all: it neither stands beside
+    # a network crowd (which alone weighs under half) nor is cited as a reason.
     by_kind = {kind: sk for kind, sk in by_kind.items() if sk[0] > 0.0}
     if by_kind and replaced is None and all(kind in NETWORK_KINDS for kind in by_kind):
         # Only network crowds (an IP prefix, a provider with a browser's user agent): strangers
@@ -229,7 +288,12 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         corroborating += 1  # two convicted templates: two crowds
     if replaced is not None:
         corroborating += 1  # the hydra pattern: a fresh account on a convicted campaign's keys
-    if score >= cfg.block_score and corroborating >= 2:
+    # Never a block on crowds the account's own behaviour does not bear out, once it has the
+    # history to judge (a newcomer rests on the crowds' priors); a repeat offender needs one
+    # kind of crowd, not two.
+    borne_out = newcomer or own >= HARVESTING
+    if (score >= cfg.block_score and borne_out
+            and corroborating >= (1 if state.strikes else 2)):
         action = "block"
     elif score >= cfg.throttle_score:
         action = "throttle"
@@ -244,6 +308,9 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         reasons.append(f"replacement account: first seen {(state.first_ts - v.issued_ts) / 60:.0f}"
                        f" min after cluster {replaced} was convicted")
         basis.append(f"replacement:{v.verdict_id}")
+    if cluster_ids:
+        reasons.append(f"the account's own requests: harvest {own:.2f} over {state.requests}"
+                       + (f", blocked {state.strikes} time(s) before" if state.strikes else ""))
     if account > 0:
         reasons.extend(state.account_reasons)
         basis.append(f"account-window:{state.account_score_window}")
@@ -251,13 +318,18 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
                       cluster_ids=cluster_ids, basis=basis)
 
 
-def decide(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Decision | None:
+def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
+           allow: AllowList | None = None) -> Decision | None:
     """The decision to publish now, if any; updates the account's current action.
 
     An action in force is reviewed (renewed, or lifted if the evidence has decayed below the
-    release score) once half its TTL has run; until then only an escalation can change it.
+    release score) once half its TTL has run; until then only an escalation can change it. An
+    allow-listed account is never acted on, and one under an action is lifted at once.
     """
     active = state.action if now_ts < state.action_until else "allow"
+    allowance = allow.lookup(state.account_id, state.org_id) if allow is not None else None
+    if allowance is not None:
+        return None if active == "allow" else _lift_allowed(state, now_ts, cfg, allowance)
     if active == "allow":
         if not state.verdicts and state.account_score == 0.0:
             return None  # no evidence at all: the common case, decided without assessing
@@ -280,28 +352,43 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Decision 
         basis = [*basis, f"lift:{state.action_decision_id}"]
     else:
         return None
-    ttl_s = _ttl(wanted, cfg) if wanted != "allow" else None
     summary = f"score {a.score:.2f} -> {wanted}"
     if wanted == "allow":
         summary += f" (below release score {cfg.release_score})"
+    if wanted == "block" and active != "block":
+        state.strikes += 1
+    return _decision(state, now_ts, cfg, wanted, a.score, [summary, *a.reasons], basis,
+                     a.cluster_ids)
+
+
+def _lift_allowed(state: AccountState, now_ts: float, cfg: DetectorConfig,
+                  allowance: Allowance) -> Decision:
+    return _decision(state, now_ts, cfg, "allow", 0.0, [allowance.describe()],
+                     [allowance.basis, f"lift:{state.action_decision_id}"], [])
+
+
+def _decision(state: AccountState, now_ts: float, cfg: DetectorConfig, action: str,
+              score: float, reasons: list[str], basis: list[str],
+              cluster_ids: list[str]) -> Decision:
+    ttl_s = _ttl(action, cfg) if action != "allow" else None
     mode = "shadow" if cfg.shadow else "enforce"
     decision = Decision(
-        decision_id=decision_id(state.account_id, wanted, basis, cfg.model_version, mode),
+        decision_id=decision_id(state.account_id, action, basis, cfg.model_version, mode),
         account_id=state.account_id,
-        action=wanted,
-        score=a.score,
-        reasons=[summary, *a.reasons],
+        action=action,
+        score=score,
+        reasons=reasons,
         # a float in both builds: a verdict's time to apply is a whole number in the sources
         event_ts=float(max(state.last_ts, now_ts)),
         ttl_s=ttl_s,
-        rate_limit_rpm=cfg.throttle_rpm if wanted == "throttle" else None,
+        rate_limit_rpm=cfg.throttle_rpm if action == "throttle" else None,
         model_version=cfg.model_version,
         mode=mode,
-        cluster_ids=a.cluster_ids,
+        cluster_ids=cluster_ids,
     )
-    state.action = wanted
+    state.action = action
     state.action_until = now_ts + ttl_s if ttl_s else 0.0
-    state.action_score = a.score
+    state.action_score = score
     state.action_decision_id = decision.decision_id
     return decision
 

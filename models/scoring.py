@@ -1,25 +1,31 @@
-"""Explainable evidence: cluster features -> a score in [0, 1] with reasons an analyst can read.
+"""Explainable evidence: a cluster's crowd -> a score in [0, 1] with reasons an analyst can read.
 
-The score is a weighted mix of named evidence items, damped for keys that many established
-users share (a campus NAT, a big cloud ASN, a popular tutorial prompt): such a key is only
-evidence when its members are young, new and harvest high-value capabilities (the Fraudar idea
-of down-weighting popular targets, applied through who the members are).
+A crowd is judged by its accounts, each counted once by its own behaviour (models/behaviour.py),
+never by shares of requests (a few heavy accounts would set those for everyone):
 
-A prompt template has a second way to show a campaign besides a wave of new accounts: a slow
-campaign's accounts keep coming back to its templates, a few at a time, window after window, so
-for a `tpl` key the share of the horizon's windows the crowd was active in counts like the share
-of new accounts (whichever is larger). A tutorial wave is as persistent but harvests nothing,
-enterprise batches and a campus's homework are as persistent but their accounts are established:
-the other terms keep those down. And a template's harvest combines its two tells (high-value
-tasks, reasoning requested) as independent signs rather than taking the stronger one.
+- *harvesting* members ask for high-value answers with a tell of harvesting on top (written-out
+  reasoning, several known crowd templates, sustained templated volume, rotation);
+- *suspicious* members harvest on a cheap identity: a young account, or one that rotates its
+  network and client (bought and aged accounts rotate to look like many people).
 
-For the same reason a template's crowd is sized by every account the cluster remembers using it
-(members are kept until idle for `idle_expiry_s`), not only those active in the horizon: a slow
-campaign spreads its accounts over hours, a few at a time, so the horizon shows a fraction of
-its crowd. Only the size term uses it; who the members are (young, new) and what they ask is
-still judged over the horizon, and a key needs `min_accounts` active members to be scored at
-all (`template_min_accounts` for a template bucket, whose crowd must also agree on a template:
-models/cluster.py; `cluster_min_accounts` for the other keys).
+The score is the share of the crowd that harvests on cheap identities (`campaign` below), a
+little more for a wave of new accounts, a crowd that keeps coming back or a large one. So a key shared honestly scores low however many campaign accounts
+pass through it: a big ISP, a campus NAT, a tutorial prompt, a popular tool's system prompt. Its
+honest members harvest nothing, or harvest on established identities (a campus's students, an
+enterprise's batch accounts: the harvest is theirs). The Fraudar idea of down-weighting popular
+targets, applied through who the members are. A crowd needs `min_accounts` suspicious members to be
+scored at all (`template_min_accounts` for a template bucket, whose crowd must also agree on a
+template: models/cluster.py; `cluster_min_accounts` for the other keys).
+
+A verdict also carries `prior`, the share of all active members that are suspicious: how likely an
+account joining the key with too little history of its own to judge is one of them
+(models/policy.py). A campaign's own card has a prior near 1; a reseller's card with a few
+attackers on it, near 0.
+
+A crowd that keeps coming back, window after window, counts like a wave of new accounts: a slow
+campaign, or one that outlasts the horizon, spreads its accounts over hours. A prompt template's
+crowd is sized by every account the cluster remembers (members are kept until idle for
+`idle_expiry_s`), not only those active in the horizon.
 """
 
 from __future__ import annotations
@@ -34,17 +40,26 @@ from models.config import DetectorConfig
 @dataclass(frozen=True, slots=True)
 class ClusterEvidence:
     score: float
-    accounts: int
+    accounts: int  # active in the horizon
+    harvesting: int  # of them, harvesting (models/behaviour.py)
+    suspicious: int  # of them, harvesting on a young or rotating identity
     young_share: float
+    rotating_share: float
     new_share: float
+    # What was asked under the key, as shares of its requests: for the analyst only.
     reasoning_share: float
     high_value_share: float
     requests_per_account: float
-    # Share of the horizon's windows the key was used in; scored for template keys only.
+    # Share of the horizon's windows the key was used in.
     persistence: float = 0.0
     # Distinct accounts the cluster remembers (active within idle_expiry_s); the size of a
     # template's crowd (0 for other keys: their size is the horizon's).
     remembered: int = 0
+    # Share of the active members that are suspicious (models/policy.py: a newcomer's prior).
+    prior: float = 0.0
+    # Share of the suspicious members that have harvested known templates for longer than a
+    # tutorial or a course lasts: a crowd proven a campaign, whose newcomers are judged by it.
+    proven: float = 0.0
 
     def reason(self, cluster_key: str) -> str:
         template = cluster_key.startswith("tpl:")
@@ -53,15 +68,22 @@ class ClusterEvidence:
         crowd = (f" ({self.remembered} over the last hours)"
                  if template and self.remembered > self.accounts else "")
         return (f"cluster {cluster_key} score {self.score:.2f}: {self.accounts} accounts{crowd}, "
-                f"{self.young_share:.0%} young, {self.new_share:.0%} new in the last hour"
-                f"{persistent}, "
+                f"{self.harvesting} harvesting, {self.suspicious} of them young or rotating, "
+                f"{self.young_share:.0%} young, {self.rotating_share:.0%} rotating, "
+                f"{self.new_share:.0%} new in the last hour{persistent}, "
                 f"{self.high_value_share:.0%} coding/reasoning/math/tools, "
                 f"{self.reasoning_share:.0%} reasoning requested, "
                 f"{self.requests_per_account:.1f} requests/account")
 
 
+# Honest harvesters assumed in every crowd beside those seen (a pseudo-count), and what a member
+# not seen harvesting counts for: see `campaign`.
+HONEST_PSEUDO_MEMBERS = 2
+UNDETERMINED_WEIGHT = 0.5
+
+
 def min_accounts(cluster_key: str, cfg: DetectorConfig) -> int:
-    """Active members a key needs before it is scored at all."""
+    """Suspicious members a key needs before it is scored at all."""
     if cluster_key.startswith("tpl:"):
         return cfg.template_min_accounts
     return cfg.cluster_min_accounts
@@ -75,43 +97,51 @@ def persistence(state: ClusterState, cfg: DetectorConfig) -> float:
 
 def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidence:
     n = state.active
+    suspicious = state.active_suspicious
     totals = horizon_totals(state)
     requests = max(1, totals.requests)
     young = state.active_young / n if n else 0.0
+    rotating = state.active_rotating / n if n else 0.0
     new = state.active_new / n if n else 0.0
-    reasoning = totals.reasoning / requests
-    high_value = totals.high_value / requests
-    per_account = totals.requests / n if n else 0.0
     template = state.cluster_key.startswith("tpl:")
-    persistent = persistence(state, cfg) if template else 0.0
+    persistent = persistence(state, cfg)
     # A template's crowd: every account remembered using it, not only the horizon's.
     remembered = max(n, len(state.members)) if template else 0
     least = min_accounts(state.cluster_key, cfg)
-    if n < least or totals.requests == 0 or (template and not state.template):
+    if suspicious < least or totals.requests == 0 or (template and not state.template):
         # (a template bucket whose members agree on no template, models/cluster.py: prompts
         # that share 16 bits by chance, or a crowd too small to tell, is no template crowd;
         # a verdict without a signature would match nobody until its next re-issue)
         score = 0.0
     else:
-        # Size: 0 up to cluster_min_accounts, 1 at eight times it (log scale), for every kind:
-        # a lower template_min_accounts lets a smaller template crowd be scored, not score
-        # higher.
-        crowd = remembered if template else n
-        size = max(0.0, min(1.0, math.log(crowd / cfg.cluster_min_accounts) / math.log(8)))
-        asks_reasoning = min(1.0, reasoning / 0.6)
-        if template:
-            # What one prompt template is used for: high-value tasks and requests for written-out
-            # reasoning are two tells of its content, and a template showing both moderately
-            # (a slow campaign's mix) harvests as much as one showing one strongly.
-            harvest = 1.0 - (1.0 - high_value) * (1.0 - asks_reasoning)
-        else:
-            harvest = max(high_value, asks_reasoning)
-        # A wave of new accounts, or (templates) a crowd that keeps coming back.
-        raw = 0.45 * young + 0.15 * max(new, persistent) + 0.40 * harvest
-        # Established members make a shared key innocent, however large the crowd.
-        raw *= 0.3 + 0.7 * young
-        score = raw * (0.85 + 0.15 * size)
-    return ClusterEvidence(score=round(min(1.0, score), 4), accounts=n, young_share=young,
-                           new_share=new, reasoning_share=reasoning,
-                           high_value_share=high_value, requests_per_account=per_account,
-                           persistence=persistent, remembered=remembered)
+        # The share of the crowd that harvests on cheap identities: near 1 for a campaign's own
+        # key, low for one it shares with honest harvesters (a campus's students, an
+        # enterprise's batch accounts: the harvest is theirs). Members not seen harvesting
+        # (yet) count for half an honest harvester each: a campaign's newcomers soon harvest,
+        # most of a class or a launch wave never does. And HONEST_PSEUDO_MEMBERS honest
+        # harvesters are assumed beside those seen, so that the first few members of a crowd
+        # (young students of a class that is mostly established) do not convict it by the luck
+        # of who came first. A verdict weighs on each account by its own behaviour
+        # (models/policy.py).
+        # (The assumed honest harvesters go as the suspicious members prove themselves: those
+        # harvesting known templates for longer than a tutorial lasts are no luck of the draw.)
+        undetermined = n - state.active_harvesting
+        unproven = 1.0 - state.active_sustained / suspicious
+        campaign = suspicious / (state.active_harvesting + UNDETERMINED_WEIGHT * undetermined
+                                 + HONEST_PSEUDO_MEMBERS * unproven)
+        # A wave of new accounts, or a crowd that keeps coming back.
+        wave = max(new, persistent)
+        # Size: 0 at `least` suspicious members, 1 at eight times it (log scale). For a template,
+        # the remembered crowd counts in the same proportion.
+        crowd = suspicious * remembered / n if template and n else suspicious
+        size = max(0.0, min(1.0, math.log(crowd / least) / math.log(8)))
+        score = campaign * (0.85 + 0.15 * max(wave, size))
+    return ClusterEvidence(score=round(min(1.0, score), 4), accounts=n,
+                           harvesting=state.active_harvesting, suspicious=suspicious,
+                           young_share=young, rotating_share=rotating, new_share=new,
+                           reasoning_share=totals.reasoning / requests,
+                           high_value_share=totals.high_value / requests,
+                           requests_per_account=totals.requests / n if n else 0.0,
+                           persistence=persistent, remembered=remembered,
+                           prior=suspicious / n if n else 0.0,
+                           proven=state.active_sustained / (suspicious + HONEST_PSEUDO_MEMBERS))

@@ -22,6 +22,7 @@ bytearrays: constant memory, O(1) per lookup, whatever the traffic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # A bucket recurs once it has been seen this many times before. One earlier sighting lets a
 # campaign's templates recur in every partition within minutes of its start; the price is that
@@ -105,3 +106,95 @@ class TemplateRecurrence:
             if count < 255:
                 current[slot] = count + 1
         return recurring
+
+
+# Bands of the index of known templates: 8 bands of 8 bits, so that a prompt within
+# SIGNATURE_BITS of a template shares at least one band with it whatever bits it flipped (7 flips
+# cannot touch all 8 bands, 8 almost never do). The cluster buckets (16-bit bands) find a noisy
+# template's crowd slowly; once its signature is known, every prompt of it is recognised here.
+_INDEX_BANDS = 8
+# Known templates per account partition: templates of real crowds (campaigns, tutorials,
+# homework, enterprise batches), a few thousand at most; the oldest go first beyond this.
+MAX_KNOWN_TEMPLATES = 4096
+# Convicted buckets remembered per known template (the latest): see `KnownTemplates.add`.
+CONVICTED_BUCKETS_KEPT = 2
+
+
+@dataclass(slots=True)
+class KnownTemplates:
+    """Templates a crowd of accounts agreed on (signatures, from the cluster stage), known to an
+    account partition from their time to apply on, and the convicted buckets of each.
+
+    A new signature within SIGNATURE_BITS of a known one is the same template (the buckets of
+    one template each elect a signature, nearly the same one). Bounded by MAX_KNOWN_TEMPLATES.
+
+    >>> known = KnownTemplates()
+    >>> hex(known.add(0x0123_4567_89AB_CDEF, 100.0))
+    '0x123456789abcdef'
+    >>> hex(known.match(0x0123_4567_89AB_CDEF ^ 0b1011, 100.0)), known.match(0x0123, 100.0)
+    ('0x123456789abcdef', 0)
+    >>> known.match(0x0123_4567_89AB_CDEF, 99.0)  # not yet
+    0
+    """
+
+    # signature -> (applies from, convicted template buckets of it)
+    entries: dict[int, tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    index: list[dict[int, list[int]]] = field(
+        default_factory=lambda: [{} for _ in range(_INDEX_BANDS)])
+
+    def add(self, signature: int, apply_ts: float, convicted_bucket: str = "") -> int:
+        """Know a template from `apply_ts` on (earlier if it was known earlier); return the
+        signature it is known by."""
+        known = self._nearest(signature)
+        if known:
+            at, buckets = self.entries[known]
+            if convicted_bucket and convicted_bucket not in buckets:
+                # The latest few only: a noisy template's variants fill many buckets, each
+                # convicted on its own, and one of its verdicts is all an account needs to hold.
+                buckets = (convicted_bucket, *buckets[:CONVICTED_BUCKETS_KEPT - 1])
+            self.entries[known] = (min(at, apply_ts), buckets)
+            return known
+        if len(self.entries) >= MAX_KNOWN_TEMPLATES:
+            self._forget(next(iter(self.entries)))
+        self.entries[signature] = (apply_ts, (convicted_bucket,) if convicted_bucket else ())
+        for band, table in enumerate(self.index):
+            table.setdefault((signature >> (band * 8)) & 0xFF, []).append(signature)
+        return signature
+
+    def match(self, simhash: int, now_ts: float) -> int:
+        """The known template (signature) the prompt is of at `now_ts`, or 0."""
+        found = self._nearest(simhash)
+        return found if found and self.entries[found][0] <= now_ts else 0
+
+    def convicted_buckets(self, signature: int) -> tuple[str, ...]:
+        entry = self.entries.get(signature)
+        return entry[1] if entry is not None else ()
+
+    def _nearest(self, simhash: int) -> int:
+        for band, table in enumerate(self.index):
+            for signature in table.get((simhash >> (band * 8)) & 0xFF, ()):
+                if (simhash ^ signature).bit_count() <= SIGNATURE_BITS:
+                    return signature
+        return 0
+
+    def _forget(self, signature: int) -> None:
+        del self.entries[signature]
+        for band, table in enumerate(self.index):
+            value = (signature >> (band * 8)) & 0xFF
+            table[value].remove(signature)
+            if not table[value]:
+                del table[value]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def to_wire(self) -> list[Any]:
+        return [[signature, at, list(buckets)] for signature, (at, buckets) in self.entries.items()]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> KnownTemplates:
+        known = cls()
+        for signature, at, buckets in w:
+            for bucket in buckets or [""]:
+                known.add(int(signature), float(at), bucket)
+        return known

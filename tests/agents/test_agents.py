@@ -227,8 +227,10 @@ def test_poison_record_does_not_stop_the_agent(app: faust.App, outbox: Outbox) -
 def _summary(account: str, ts: float, kind: str, key: str = "pay:shared") -> ClusterSummary:
     cfg = DetectorConfig()
     n = 1 if kind == "join" else 30  # a join carries the joining request
+    # a young account that harvests plainly (its own behaviour, models/behaviour.py)
     return ClusterSummary(key, account, kind, int(ts // cfg.window_s) * cfg.window_s, ts, n, n,
-                          n, n * 3000, True, ts, tick=int(ts // cfg.cluster_tick_s))
+                          n, n * 3000, True, ts, tick=int(ts // cfg.cluster_tick_s),
+                          harvest=1.0, history=1)
 
 
 def _ticks(ts: float, settings: Settings) -> list[bytes]:
@@ -292,10 +294,12 @@ def test_verdicts_lead_to_contract_valid_enforcement(app: faust.App, settings: S
     prompts = ["0123456789abcdef", "fedcba9876543210"]  # two templates sharing no band
 
     def verdict(key: str, ts: float, signature: int = 0) -> bytes:
-        # a template bucket's verdict names the template its crowd used (its signature)
+        # a template bucket's verdict names the template its crowd used (its signature); the
+        # crowds are campaigns' (prior 1), proven to harvest for long: they judge an account
+        # too new to be judged by its own requests
         return encode_verdict(AccountVerdict("acct-9", Verdict(
             key, 0.9, ts, ts + cfg.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted",
-            signature), ts))
+            signature, 1.0, 1.0), ts))
 
     async def scenario() -> None:
         events, verdicts = app.agents["account_stage"], app.agents["apply_verdicts"]

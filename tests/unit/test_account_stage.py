@@ -22,7 +22,7 @@ from models.account_stage import (
 )
 from models.config import DetectorConfig
 from models.events import RequestEvent
-from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
+from models.keys import infrastructure_keys, ip_prefix, key_kind, template_key, template_keys
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.templates import RECURRING_AFTER, SIGNATURE_BITS
 from models.windows import window_start
@@ -440,9 +440,12 @@ def test_on_due_expires_only_past_idle_time() -> None:
 # --- verdicts ---------------------------------------------------------------------------------
 
 
-def _verdict(key: str, score: float = 1.0, ts: float = T0, signature: int = 0) -> Verdict:
+def _verdict(key: str, score: float = 1.0, ts: float = T0, signature: int = 0,
+             proven: float = 1.0) -> Verdict:
+    """A conviction of a crowd made entirely of campaign accounts (prior 1), proven to harvest
+    for long unless told otherwise: evidence against an account too new to judge."""
     return Verdict(key, score, ts, ts + CFG.verdict_ttl_s, f"cv-{key}", f"cluster {key} convicted",
-                   signature)
+                   signature, 1.0, proven)
 
 
 def test_verdict_for_an_unknown_account_creates_state_and_may_decide() -> None:
@@ -450,7 +453,11 @@ def test_verdict_for_an_unknown_account_creates_state_and_may_decide() -> None:
     st, out = h.verdict(None, "z", _verdict("pay:p"))
     assert st.account_id == "z" and "pay:p" in st.verdicts
     assert [(d.account_id, d.action) for d in out.decisions] == [("z", "throttle")]
+    # a network crowd says nothing of an account too new to judge by its own requests
     st, out = h.verdict(st, "z", _verdict("ip:10.0.0.0/24"))
+    assert out.decisions == [] and st.action == "throttle"
+    # a proven campaign's system prompt beside its card: two kinds corroborate a block
+    st, out = h.verdict(st, "z", _verdict("sys:s"))
     assert out.decisions and out.decisions[-1].action == "block"
     assert st.action == "block"
 
@@ -493,11 +500,11 @@ def test_verdicts_per_account_are_bounded_and_the_oldest_go_first() -> None:
 def test_infrastructure_verdicts_outlast_template_verdicts_at_the_cap() -> None:
     h = Harness()
     st, _ = h.verdict(None, "z", _verdict("pay:p", ts=T0))
-    st, _ = h.verdict(st, "z", _verdict("ip:10.0.0.0/24", ts=T0 + 1))
+    st, _ = h.verdict(st, "z", _verdict("sys:s", ts=T0 + 1))
     for i in range(2 * MAX_VERDICTS_PER_ACCOUNT):
         st, _ = h.verdict(st, "z", _verdict(_tpl(i), ts=T0 + 10 + i))
     assert len(st.verdicts) <= MAX_VERDICTS_PER_ACCOUNT
-    assert {"pay:p", "ip:10.0.0.0/24"} <= set(st.verdicts)  # the oldest, but not templates
+    assert {"pay:p", "sys:s"} <= set(st.verdicts)  # the oldest, but not templates
     assert st.action == "block"
 
 
@@ -641,7 +648,9 @@ def test_a_prompt_of_a_convicted_template_holds_its_verdict_whatever_the_account
     assert not any(k.startswith("tpl:") for k in h.states["veteran"].verdicts)
     out, _ = h.event(ev("veteran", at + 1, 51, account_created_ts=old,
                         prompt_simhash=f"{template ^ 0b101 << 20:016x}"))  # two bits flipped
-    assert joins(out.summaries) == []  # still not a member: it holds the verdict, no more
+    # it holds the verdict, and joins the template's own crowd (the template is known: a crowd
+    # agreed on it), but no bucket: an established account's one-off prompts wait for recurrence
+    assert [s.cluster_key for s in joins(out.summaries)] == [template_key(template)]
     assert [k for k in h.states["veteran"].verdicts if k.startswith("tpl:")] == [campaign[0]]
     # one bucket of one template is no template evidence yet (models/policy.py): no action
     assert out.decisions == []

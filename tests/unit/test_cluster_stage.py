@@ -15,6 +15,7 @@ import itertools
 from collections import Counter
 from typing import Any
 
+from models.behaviour import JUDGED
 from models.cluster import ClusterState, cluster_window
 from models.cluster_stage import VERDICT_UPGRADE_STEP, ClusterPartition, ClusterStage, verdict_id
 from models.config import DetectorConfig
@@ -35,7 +36,10 @@ CAMPAIGN_SIZE = 8 * CFG.cluster_min_accounts  # far above the minimum size
 
 def summary(account: str, ts: float, kind: str = "window", *, key: str = KEY,
             young: bool = True, first_ts: float | None = None, requests: int = 30,
-            reasoning: int | None = None, high_value: int | None = None) -> ClusterSummary:
+            reasoning: int | None = None, high_value: int | None = None,
+            harvest: float = 1.0) -> ClusterSummary:
+    """A member's summary; by default of an account that harvests plainly (its own behaviour,
+    models/behaviour.py), so a crowd of young ones is a campaign."""
     if kind == "join":  # a join carries the joining request (models/account_stage.py, _join)
         requests = 1
     return ClusterSummary(
@@ -47,7 +51,8 @@ def summary(account: str, ts: float, kind: str = "window", *, key: str = KEY,
         account_first_ts=ts if first_ts is None else first_ts,
         # a template key's accounts send its template (models/cluster.py: a crowd must agree
         # on one to be scored)
-        simhash=CROWD_TEMPLATE if key.startswith("tpl:") else 0)
+        simhash=CROWD_TEMPLATE if key.startswith("tpl:") else 0, harvest=harvest,
+        history=JUDGED)
 
 
 CROWD_TEMPLATE = 0x0123_BEEF_89AB_CDEF
@@ -457,18 +462,22 @@ def test_same_summaries_give_the_same_verdict_ids() -> None:
 # --- verdict upgrades and refreshes -----------------------------------------------------------
 
 
-def _steady(h: Harness, ts: float, high_value: int, accounts: int = CAMPAIGN_SIZE) -> list[str]:
-    """Young, new accounts, each with a window summary of 10 requests at `ts` (no reasoning,
-    `high_value` of them high-value): the score follows the high-value share of the horizon."""
+def _steady(h: Harness, ts: float, harvesting: int, accounts: int = CAMPAIGN_SIZE) -> list[str]:
+    """Young, new accounts, each with a window summary of 10 requests at `ts`, the first
+    `harvesting` of them harvesting (their own behaviour), the others not (yet): the score
+    follows the share of the crowd that harvests."""
     members = [f"bot-{i:03d}" for i in range(accounts)]
     for i, a in enumerate(members):
-        h.feed(summary(a, ts + i * 0.1, requests=10, reasoning=0, high_value=high_value))
+        h.feed(summary(a, ts + i * 0.1, requests=10, harvest=1.0 if i < harvesting else 0.0))
     return members
+
+
+STEADY = 3 * CAMPAIGN_SIZE // 4  # harvesting members of a crowd convicted with room to grow
 
 
 def test_a_stronger_conviction_is_re_issued_to_every_member() -> None:
     h = Harness()
-    members = _steady(h, W0 + 10, high_value=6)
+    members = _steady(h, W0 + 10, STEADY)
     first = h.state().verdict
     assert first is not None
     # while the score rose by less than the step, the conviction was not re-issued
@@ -476,7 +485,7 @@ def test_a_stronger_conviction_is_re_issued_to_every_member() -> None:
     assert Counter(av.account_id for av in h.told) == Counter(members)
     h.told.clear()
     later = W0 + WS + 10  # the next account window: the same accounts now harvest more
-    _steady(h, later, high_value=10)
+    _steady(h, later, CAMPAIGN_SIZE)
     upgraded = h.state().verdict
     assert upgraded is not None and upgraded.verdict_id != first.verdict_id
     assert upgraded.score >= first.score + VERDICT_UPGRADE_STEP
@@ -496,18 +505,18 @@ def test_a_stronger_conviction_is_re_issued_to_every_member() -> None:
 
 def test_a_weaker_or_barely_stronger_cluster_is_not_re_issued() -> None:
     h = Harness()
-    _steady(h, W0 + 10, high_value=6)
+    _steady(h, W0 + 10, STEADY)
     first = h.state().verdict
     assert first is not None
     h.told.clear()
-    _steady(h, W0 + WS + 10, high_value=6)  # the same evidence again
-    _steady(h, W0 + 2 * WS + 10, high_value=5)  # a little weaker
+    _steady(h, W0 + WS + 10, STEADY)  # the same evidence again
+    _steady(h, W0 + 2 * WS + 10, STEADY - 2)  # a little weaker
     assert h.told == [] and h.state().verdict == first
 
 
 def test_a_conviction_still_warranted_is_refreshed_after_verdict_refresh_s() -> None:
     h = Harness()
-    members = _steady(h, W0 + 10, high_value=6)
+    members = _steady(h, W0 + 10, STEADY)
     first = h.state().verdict
     assert first is not None
     assert CFG.verdict_refresh_s < CFG.verdict_ttl_s
@@ -516,9 +525,9 @@ def test_a_conviction_still_warranted_is_refreshed_after_verdict_refresh_s() -> 
     # (a verdict is issued at the end of a tick, so the tick before the refresh is due)
     tick = CFG.cluster_tick_s
     just_before = first.issued_ts + CFG.verdict_refresh_s - tick - CAMPAIGN_SIZE * 0.1 - 1
-    _steady(h, just_before, high_value=6)
+    _steady(h, just_before, STEADY)
     assert h.told == [] and h.state().verdict == first
-    _steady(h, first.issued_ts + CFG.verdict_refresh_s, high_value=6)
+    _steady(h, first.issued_ts + CFG.verdict_refresh_s, STEADY)
     refreshed = h.state().verdict
     assert refreshed is not None and refreshed.verdict_id != first.verdict_id
     assert refreshed.issued_ts == first.issued_ts + CFG.verdict_refresh_s + tick
@@ -529,16 +538,17 @@ def test_a_conviction_still_warranted_is_refreshed_after_verdict_refresh_s() -> 
 
 def test_a_conviction_no_longer_warranted_is_not_refreshed_but_joiners_are_told() -> None:
     h = Harness()
-    _steady(h, W0 + 10, high_value=6)
+    _steady(h, W0 + 10, STEADY)
     first = h.state().verdict
     assert first is not None
     h.told.clear()
-    # later the members ask for nothing of value: the score falls below conviction ...
-    _steady(h, first.issued_ts + CFG.verdict_refresh_s - 2 * CFG.cluster_tick_s, high_value=0)
-    assert cluster_evidence(h.state(), CFG).score < CFG.cluster_convict_score
+    # later the members are no longer seen harvesting: the score falls below conviction, and
+    # below the score that keeps a conviction ...
+    _steady(h, first.issued_ts + CFG.verdict_refresh_s - 2 * CFG.cluster_tick_s, 0)
+    assert cluster_evidence(h.state(), CFG).score < CFG.cluster_keep_score
     # ... and stays there when the verdict is due for a refresh
     h.feed(summary("bot-000", first.issued_ts + CFG.verdict_refresh_s, requests=10,
-                   reasoning=0, high_value=0))
+                   harvest=0.0))
     assert h.told == [] and h.state().verdict == first
     # the verdict is still in force: a replacement account is told at once
     joined = first.issued_ts + CFG.verdict_refresh_s + 600
@@ -551,12 +561,12 @@ def test_a_conviction_no_longer_warranted_is_not_refreshed_but_joiners_are_told(
 def test_an_upgrade_within_one_account_window_reaches_every_member() -> None:
     h = Harness()
     # the same account window: the first members harvest little, the later ones much
-    members = _steady(h, W0 + 10, high_value=6)
+    members = _steady(h, W0 + 10, STEADY)
     first = h.state().verdict
     assert first is not None
     h.told.clear()
     for i, a in enumerate(members):
-        h.feed(summary(a, W0 + 100 + i * 0.1, requests=40, reasoning=0, high_value=40))
+        h.feed(summary(a, W0 + 100 + i * 0.1, requests=40))  # now every one harvests
     upgraded = h.state().verdict
     assert upgraded is not None and upgraded.score >= first.score + VERDICT_UPGRADE_STEP
     told = {av.account_id for av in h.told if av.verdict.score >= upgraded.score}
@@ -708,7 +718,11 @@ def test_each_conviction_is_broadcast_once_to_every_account_partition() -> None:
     assert state is not None
     out = stage.settle(state, part)
     assert state.verdict is not None
-    assert out.convictions == [AccountVerdict(BROADCAST, state.verdict, (K0 + 1) * TICK_S)]
+    convictions = [c for c in out.convictions if not c.verdict.is_template_notice]
+    assert convictions == [AccountVerdict(BROADCAST, state.verdict, (K0 + 1) * TICK_S)]
+    # (and, once, that the bucket's crowd agreed on a template: models/templates.py)
+    notices = [c for c in out.convictions if c.verdict.is_template_notice]
+    assert [(n.account_id, n.verdict.signature) for n in notices] == [(BROADCAST, state.template)]
     # a joiner told later is told alone; the conviction is not broadcast again
     state, _ = stage.on_summary(state, _stamped(summary("joiner", (K0 + 1) * TICK_S, "join"),
                                                 K0 + 1), part)

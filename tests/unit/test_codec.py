@@ -131,7 +131,7 @@ def _driven_account_state() -> AccountState:
     stage, part = AccountStage(CFG), AccountPartition.create(CFG, 0)
     state = None
     for i in range(6):
-        ev = make_event("acct-1", T0 + 20 * i, i, reasoning_requested=i % 2 == 0,
+        ev = make_event("acct-1", T0 + 20 * i, i, reasoning_requested=True,
                         task_category="coding", payment_fingerprint="pay-1",
                         system_prompt_hash="sys-1", account_created_ts=T0 - 3600,
                         ip=f"198.51.100.{i}", tools_count=i)
@@ -171,7 +171,7 @@ def _summary(account: str, key: str = "pay:shared", ts: float = T0, **kw: Any) -
         "cluster_key": key, "account_id": account, "kind": "window",
         "window_start": int(ts // CFG.window_s) * CFG.window_s, "event_ts": ts, "requests": 20,
         "reasoning": 20, "high_value": 20, "completion_tokens": 40_000, "young": True,
-        "account_first_ts": ts}
+        "account_first_ts": ts, "harvest": 1.0, "history": 1}
     fields.update(kw)
     return ClusterSummary(**fields)
 

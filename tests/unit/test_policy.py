@@ -17,21 +17,31 @@ import pytest
 
 from models.account import AccountState, Verdict
 from models.account_stage import RECENT_PROMPTS
+from models.allowlist import Allowance, AllowList
+from models.behaviour import (
+    CONFIDENT_REQUESTS,
+    HIGH_VALUE,
+    MAX_REMEMBERED,
+    REASONING,
+    SUSTAINED_TEMPLATED_REQUESTS,
+    Behaviour,
+)
 from models.config import DetectorConfig
 from models.decision import STRENGTH, Decision, decision_id
 from models.keys import KINDS, template_keys
 from models.policy import (
+    CONTENT_VOLUME_FLOOR,
     CORROBORATION_SCORE,
     ESTABLISHED_WEIGHT,
-    MIN_TEMPLATE_BUCKETS,
     NETWORK_ALONE_WEIGHT,
+    PROVEN_CROWD,
     SAME_TEMPLATE_BITS,
     TEMPLATES_FOR_FULL_WEIGHT,
     assess,
     decide,
     member_weight,
     template_use,
-    two_templates_evidence,
+    templates_evidence,
 )
 from models.templates import SIGNATURE_BITS
 
@@ -61,11 +71,33 @@ def template_verdicts(simhash: int, score: float = 1.0, issued: float = T0,
             for k in template_keys(simhash, CFG.simhash_bands)]
 
 
+def harvesting_behaviour() -> Behaviour:
+    """What an account harvesting plainly has sent: high-value requests asking for reasoning,
+    of several known templates, for longer than a tutorial lasts."""
+    return Behaviour(high_value=2 * SUSTAINED_TEMPLATED_REQUESTS,
+                     reasoning=2 * SUSTAINED_TEMPLATED_REQUESTS,
+                     templated_high_value=2 * SUSTAINED_TEMPLATED_REQUESTS,
+                     recent_asks=[HIGH_VALUE | REASONING] * MAX_REMEMBERED,
+                     recent_templates=[TPL_A, TPL_B, OTHER, 0x5A5A_A5A5_3C3C_C3C3] * 2)
+
+
+def ordinary_behaviour() -> Behaviour:
+    """What an ordinary user has sent: some high-value requests, little reasoning, no templates."""
+    return Behaviour(high_value=3, reasoning=1, recent_asks=[HIGH_VALUE, 0, REASONING, 0] * 2,
+                     recent_templates=[0] * MAX_REMEMBERED)
+
+
 def account(*verdicts: Verdict, account_score: float = 0.0, account_id: str = "acct-1",
-            last_ts: float = T0, prompts: tuple[int, ...] = ()) -> AccountState:
+            last_ts: float = T0, prompts: tuple[int, ...] = (),
+            behaviour: Behaviour | None = None, requests: int = 2 * CONFIDENT_REQUESTS
+            ) -> AccountState:
+    """An account holding `verdicts`; by default one whose own requests bear the crowds out (a
+    plain harvester with the history to be judged), so that the evidence counts in full."""
     st = AccountState.new(account_id, last_ts - 600)
     st.last_ts = last_ts
     st.recent_prompts = list(prompts)
+    st.requests = requests
+    st.behaviour = behaviour if behaviour is not None else harvesting_behaviour()
     for v in verdicts:
         st.verdicts[v.cluster_key] = v
     if account_score:
@@ -184,32 +216,25 @@ def convicted(*simhashes: int) -> dict[str, int]:
     return out
 
 
-def test_templates_are_counted_from_the_convicted_buckets_the_prompts_hit() -> None:
-    # models/policy.py, template_use: a prompt near a convicted bucket's signature uses
-    # its template; a template counts once its prompts hit MIN_TEMPLATE_BUCKETS of its
-    # convicted buckets
-    assert MIN_TEMPLATE_BUCKETS == 2
+def test_a_prompt_near_a_convicted_signature_uses_its_template_whatever_bands_it_keeps() -> None:
+    # models/policy.py, template_use: a prompt within SIGNATURE_BITS of a convicted bucket's
+    # signature uses its template, whether or not it shares that bucket's 16 bits: a noisy
+    # prompt of the template may share no band with it at all
     bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
     conv = convicted(TPL_A)
-    assert template_use([TPL_A], conv, bands)[0] == 1
-    keeps_01 = flip(TPL_A, 2 * width, 3 * width)
-    assert len(set(template_keys(keeps_01, bands)) & set(conv)) == MIN_TEMPLATE_BUCKETS
-    assert template_use([keeps_01], conv, bands)[0] == 1
-    # near-duplicates that keep one band each add up to a template together
-    keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
-    keeps_1 = flip(TPL_A, 0, 2 * width, 3 * width)
-    assert template_use([keeps_0], conv, bands)[0] == 0
-    assert template_use([keeps_0, keeps_1], conv, bands)[0] == 1
-    assert template_use([TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands)[0] == 2
+    assert template_use([TPL_A], conv)[0] == 1
+    every_band_flipped = flip(TPL_A, 0, width, 2 * width, 3 * width)
+    assert not set(template_keys(every_band_flipped, bands)) & set(conv)
+    assert template_use([every_band_flipped], conv)[0] == 1
+    assert template_use([TPL_A, TPL_B], convicted(TPL_A, TPL_B))[0] == 2
 
 
-def test_a_template_counts_from_its_first_two_convicted_buckets() -> None:
-    # a slow campaign's template is convicted bucket by bucket, hours apart (before signatures
-    # a lone template needed `bands - 1` of them): two are enough
-    bands = CFG.simhash_bands
-    first_two = dict(list(convicted(TPL_A).items())[:2])
-    assert template_use([TPL_A], first_two, bands)[0] == 1
-    assert template_use([TPL_A], dict(list(first_two.items())[:1]), bands)[0] == 0
+def test_one_convicted_bucket_of_a_template_is_enough() -> None:
+    # a slow campaign's template is convicted bucket by bucket, hours apart: the signature of
+    # one convicted bucket already names the template
+    one = dict(list(convicted(TPL_A).items())[:1])
+    assert template_use([TPL_A], one)[0] == 1
+    assert template_use([TPL_A], {})[0] == 0
 
 
 def test_prompts_far_from_the_signature_use_no_template_whatever_buckets_they_share() -> None:
@@ -220,28 +245,26 @@ def test_prompts_far_from_the_signature_use_no_template_whatever_buckets_they_sh
     halves = (TPL_A & ((1 << 2 * width) - 1)) | (OTHER & ~((1 << 2 * width) - 1))
     assert len(set(template_keys(halves, bands)) & set(convicted(TPL_A))) == 2
     assert (halves ^ TPL_A).bit_count() > SIGNATURE_BITS
-    assert template_use([halves], convicted(TPL_A), bands)[0] == 0
+    assert template_use([halves], convicted(TPL_A))[0] == 0
     a = assess(account(*template_verdicts(TPL_A), prompts=(halves,)), T0, CFG)
     assert a.score == 0 and a.action == "allow"
     # and a verdict without a signature (from a core before signatures) matches nothing
     unsigned = {k: 0 for k in convicted(TPL_A)}
-    assert template_use([TPL_A], unsigned, bands)[0] == 0
+    assert template_use([TPL_A], unsigned)[0] == 0
 
 
 def test_the_prompts_of_one_template_never_count_as_two() -> None:
     rng = random.Random(11)
-    bands = CFG.simhash_bands
     for _ in range(500):
         prompts = [flip(TPL_A, *rng.sample(range(64), rng.randrange(0, 6)))
                    for _ in range(RECENT_PROMPTS)]
-        assert template_use(prompts, convicted(TPL_A), bands)[0] <= 1
+        assert template_use(prompts, convicted(TPL_A))[0] <= 1
         a = assess(account(*template_verdicts(TPL_A), prompts=tuple(prompts)), T0, CFG)
         assert a.action != "block"  # one crowd is one kind of evidence
 
 
 def test_a_further_convicted_bucket_never_lowers_the_template_count() -> None:
     rng = random.Random(12)
-    bands = CFG.simhash_bands
     buckets = sorted(convicted(*POOL))
     for _ in range(500):
         prompts = [_random_prompt(rng) for _ in range(rng.randrange(1, RECENT_PROMPTS + 1))]
@@ -249,7 +272,7 @@ def test_a_further_convicted_bucket_never_lowers_the_template_count() -> None:
         count = 0
         for key in rng.sample(buckets, len(buckets)):
             held[key] = SIGNATURE_OF[key]
-            more = template_use(prompts, held, bands)[0]
+            more = template_use(prompts, held)[0]
             assert more >= count, (prompts, held)
             count = more
 
@@ -260,27 +283,23 @@ def test_a_single_band_collision_is_not_a_template() -> None:
     collision = (OTHER & ~0xFFFF) | (TPL_A & 0xFFFF)
     hits = set(template_keys(collision, bands)) & set(convicted(TPL_A))
     assert len(hits) == 1
-    assert template_use([collision], convicted(TPL_A), bands)[0] == 0
-    # nor complete one: a near-duplicate keeping band 0 plus a prompt colliding on band 2
+    assert template_use([collision], convicted(TPL_A))[0] == 0
+    # nor two of them together, on two bands
     width = 64 // bands
-    keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
     collides_2 = (OTHER & ~(0xFFFF << 2 * width)) | (TPL_A & (0xFFFF << 2 * width))
-    assert set(template_keys(collides_2, bands)) & set(convicted(TPL_A)) == {
-        template_keys(TPL_A, 4)[2]}
-    assert template_use([keeps_0, collides_2], convicted(TPL_A), bands)[0] == 0
-    assert template_use([collision, OTHER], convicted(TPL_A), bands)[0] == 0
-    assert template_use([], convicted(TPL_A), bands)[0] == 0
-    assert template_use([TPL_A], {}, bands)[0] == 0
+    assert template_use([collision, collides_2], convicted(TPL_A))[0] == 0
+    assert template_use([collision, OTHER], convicted(TPL_A))[0] == 0
+    assert template_use([], convicted(TPL_A))[0] == 0
+    assert template_use([TPL_A], {})[0] == 0
 
 
 def test_prompts_sharing_convicted_buckets_count_once() -> None:
-    bands = CFG.simhash_bands
     same_template = [TPL_A, flip(TPL_A, 3), TPL_A, flip(TPL_A, 40)]
-    assert template_use(same_template, convicted(TPL_A), bands)[0] == 1
-    assert template_use([*same_template, TPL_B], convicted(TPL_A, TPL_B), bands)[0] == 2
-    assert template_use([TPL_B, TPL_A, TPL_B], convicted(TPL_A, TPL_B), bands)[0] == 2
+    assert template_use(same_template, convicted(TPL_A))[0] == 1
+    assert template_use([*same_template, TPL_B], convicted(TPL_A, TPL_B))[0] == 2
+    assert template_use([TPL_B, TPL_A, TPL_B], convicted(TPL_A, TPL_B))[0] == 2
     # the account uses only one of the two convicted templates
-    assert template_use(same_template, convicted(TPL_A, TPL_B), bands)[0] == 1
+    assert template_use(same_template, convicted(TPL_A, TPL_B))[0] == 1
 
 
 def test_a_held_template_verdict_no_prompt_uses_adds_nothing_beside_one_that_is_used() -> None:
@@ -352,25 +371,22 @@ def test_one_template_gives_full_weight_against_a_young_account() -> None:
                   T0, CFG).score == 0.0
 
 
-def test_two_templates_evidence_is_the_noisy_or_of_two_distinct_templates() -> None:
+def test_templates_evidence_is_the_noisy_or_of_the_distinct_templates() -> None:
     bands = CFG.simhash_bands
     ev_a = {k: 0.7 for k in template_keys(TPL_A, bands)}
     ev_b = {k: 0.6 for k in template_keys(TPL_B, bands)}
-    both = {**ev_a, **ev_b}
     signatures = convicted(TPL_A, TPL_B)
-    assert two_templates_evidence([TPL_A, TPL_B], both, signatures, bands) == pytest.approx(
-        1 - 0.3 * 0.4)
-    # one template's prompts, however many, never combine with each other
-    same = [TPL_A, flip(TPL_A, 3), flip(TPL_A, 20, 40)]
-    assert two_templates_evidence(same, both, signatures, bands) == 0.0
-    # a prompt sharing a convicted bucket but far from its signature uses no template
-    collision = (OTHER & ~0xFFFF) | (TPL_B & 0xFFFF)
-    assert two_templates_evidence([TPL_A, collision], both, signatures, bands) == 0.0
-    # a further prompt or a stronger verdict never lowers it
-    assert two_templates_evidence([TPL_A, TPL_B, OTHER], both, signatures,
-                                  bands) == pytest.approx(0.88)
-    stronger = {**both, template_keys(TPL_B, bands)[0]: 0.9}
-    assert two_templates_evidence([TPL_A, TPL_B], stronger, signatures, bands) >= 0.88
+    assert templates_evidence({**ev_a, **ev_b}, signatures) == pytest.approx(1 - 0.3 * 0.4)
+    # one template's buckets, however many, count once, with the strongest of them
+    assert templates_evidence(ev_a, signatures) == pytest.approx(0.7)
+    stronger = {**ev_a, template_keys(TPL_A, bands)[1]: 0.9}
+    assert templates_evidence(stronger, signatures) == pytest.approx(0.9)
+    # a third template adds to it; a stronger verdict never lowers it
+    third = 0x5A5A_A5A5_3C3C_C3C3
+    more = {**ev_a, **ev_b, template_keys(third, bands)[0]: 0.5}
+    assert templates_evidence(more, {**signatures, template_keys(third, bands)[0]: third}
+                              ) == pytest.approx(1 - 0.3 * 0.4 * 0.5)
+    assert templates_evidence({**stronger, **ev_b}, signatures) >= 1 - 0.3 * 0.4
 
 
 def test_a_network_crowd_alone_weighs_half() -> None:
@@ -461,71 +477,69 @@ def test_more_convicted_template_prompts_never_weaken_the_action(cfg: DetectorCo
 def test_two_templates_each_hitting_one_convicted_bucket_count_as_two() -> None:
     # a slow campaign's templates convict band by band: an account's prompts often hit only one
     # convicted bucket of each template, and two such templates are still two crowds
-    bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
+    width = 64 // CFG.simhash_bands
     a_keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
     b_keeps_3 = flip(TPL_B, 0, width, 2 * width)
     conv = convicted(TPL_A, TPL_B)
-    assert template_use([a_keeps_0], conv, bands)[0] == 0  # one needs MIN_TEMPLATE_BUCKETS
-    assert template_use([a_keeps_0, b_keeps_3], conv, bands)[0] == 2
+    assert template_use([a_keeps_0], conv)[0] == 1
+    assert template_use([a_keeps_0, b_keeps_3], conv)[0] == 2
     score = 0.9
     a = assess(account(*template_verdicts(TPL_A, score), *template_verdicts(TPL_B, score),
                        prompts=(a_keeps_0, OTHER, b_keeps_3)), T0, CFG)
-    # two crowds: their evidence adds up (two_templates_evidence)
+    # two crowds: their evidence adds up (templates_evidence)
     assert a.score == pytest.approx(1 - (1 - score) ** 2, abs=1e-4) and a.action == "block"
 
 
 def test_only_a_few_buckets_of_each_template_convicted_still_count() -> None:
-    # one of each template's four buckets convicted: two templates count, one alone not yet
+    # one of each template's four buckets convicted: both templates count
     bands = CFG.simhash_bands
     conv = {template_keys(TPL_A, bands)[0]: TPL_A, template_keys(TPL_B, bands)[3]: TPL_B}
-    assert template_use([TPL_A, TPL_B], conv, bands)[0] == 2
-    assert template_use([TPL_A, TPL_A, flip(TPL_A, 40)], conv, bands)[0] == 0
+    assert template_use([TPL_A, TPL_B], conv)[0] == 2
+    assert template_use([TPL_A, TPL_A, flip(TPL_A, 40)], conv)[0] == 1
 
 
 def test_near_duplicates_within_the_template_distance_are_one_template() -> None:
     rng = random.Random(13)
-    bands = CFG.simhash_bands
     conv = convicted(TPL_A, TPL_B)
     for _ in range(300):
         # each at most half the distance from the template, in any bits
         most = SAME_TEMPLATE_BITS // 2
         prompts = [flip(TPL_A, *rng.sample(range(64), rng.randrange(0, most + 1)))
                    for _ in range(RECENT_PROMPTS - 1)]
-        assert template_use(prompts, conv, bands)[0] <= 1
-        assert template_use([*prompts, TPL_B], conv, bands)[0] <= 2
+        assert template_use(prompts, conv)[0] <= 1
+        assert template_use([*prompts, TPL_B], conv)[0] <= 2
 
 
 def test_a_further_prompt_never_lowers_the_template_count() -> None:
     rng = random.Random(14)
-    bands = CFG.simhash_bands
     for _ in range(500):
         held = {k: t for k, t in sorted(convicted(*POOL).items()) if rng.random() < 0.6}
         prompts: list[int] = []
         count = 0
         for _ in range(RECENT_PROMPTS):
             prompts.append(_random_prompt(rng))
-            more = template_use(prompts, held, bands)[0]
+            more = template_use(prompts, held)[0]
             assert more >= count, (prompts, held)
             count = more
 
 
 def test_the_template_count_does_not_depend_on_the_order_of_the_prompts() -> None:
-    bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
+    width = 64 // CFG.simhash_bands
     # three near-duplicates of TPL_A, keeping bands {0}, {3} and {1, 2}, and one of TPL_B
     keeps_0 = flip(TPL_A, width, 2 * width, 3 * width)
     keeps_3 = flip(TPL_A, 0, width, 2 * width)
     keeps_12 = flip(TPL_A, 0, 3 * width)
     prompts = [keeps_0, keeps_3, keeps_12, TPL_B]
-    counts = {template_use([prompts[i] for i in order], convicted(TPL_A), bands)[0]
+    counts = {template_use([prompts[i] for i in order], convicted(TPL_A))[0]
               for order in itertools.permutations(range(4))}
     assert len(counts) == 1, counts
 
 
 def test_near_duplicates_of_one_template_are_one_template() -> None:
-    bands, width = CFG.simhash_bands, 64 // CFG.simhash_bands
+    width = 64 // CFG.simhash_bands
     keeps_01 = flip(TPL_A, 2 * width, 3 * width)
     keeps_23 = flip(TPL_A, 0, width)
-    assert template_use([keeps_01, keeps_23], convicted(TPL_A), bands)[0] == 1
+    assert template_use([keeps_01, keeps_23], convicted(TPL_A))[0] == 1
     a = assess(account(*template_verdicts(TPL_A), prompts=(keeps_01, keeps_23)), T0, CFG)
     assert a.action != "block"  # one crowd is one kind of evidence
 
@@ -823,9 +837,10 @@ def test_decision_ids_include_the_mode() -> None:
 # --- the hydra pattern: replacement accounts ---------------------------------------------------
 
 
-def _fresh(*verdicts: Verdict, created_days_ago: float | None = 2.0) -> AccountState:
+def _fresh(*verdicts: Verdict, created_days_ago: float | None = 2.0,
+           prompts: tuple[int, ...] = ()) -> AccountState:
     """An account first seen at T0 - 600 (see `account`), created a few days ago."""
-    st = account(*verdicts)
+    st = account(*verdicts, prompts=prompts)
     st.created_ts = None if created_days_ago is None else T0 - created_days_ago * 86400
     return st
 
@@ -859,3 +874,143 @@ def test_joining_a_convicted_network_key_or_being_established_makes_no_replaceme
 def test_weak_evidence_on_the_joined_key_makes_no_replacement() -> None:
     weak = verdict("pay:p", score=CORROBORATION_SCORE * 0.9, issued=T0 - 900)
     assert assess(_fresh(weak), T0, CFG).action != "block"
+
+
+def test_system_prompts_and_templates_make_no_replacement() -> None:
+    # a tutorial puts the docs' example system prompt and its prompts in every new user's
+    # hands: only a payment instrument makes a fresh account a replacement
+    for key, kwargs in (("sys:docs-example", {}),
+                        (template_keys(TPL_A, CFG.simhash_bands)[0], {"signature": TPL_A})):
+        v = verdict(key, issued=T0 - 900, **kwargs)
+        a = assess(_fresh(v, prompts=(TPL_A,)), T0, CFG)
+        assert not any("replacement" in r for r in a.reasons), key
+
+
+# --- a crowd weighs on an account by the account's own behaviour (framing) --------------------
+
+
+def test_a_crowd_weighs_nothing_on_an_account_whose_own_requests_are_ordinary() -> None:
+    # A handful of attackers that share a card, a tutorial template and an ISP with honest
+    # users get those keys convicted; the honest users, whose own requests are ordinary, are
+    # not the campaign.
+    verdicts = (verdict("pay:reseller-card"), *template_verdicts(TPL_A),
+                verdict("asnua:7922:5ca1ab1e0000"), verdict("sys:tool-default"))
+    honest = account(*verdicts, prompts=(TPL_A, OTHER), behaviour=ordinary_behaviour())
+    a = assess(honest, T0, CFG)
+    assert a.action == "allow" and a.score < CFG.throttle_score, a
+    # the same verdicts against the attackers, whose own requests harvest: a block
+    assert assess(account(*verdicts, prompts=(TPL_A, OTHER)), T0, CFG).action == "block"
+
+
+def test_a_newcomer_takes_a_cards_prior_but_not_a_networks_nor_an_unproven_content_keys() -> None:
+    new = Behaviour()  # one request, nothing to judge it by yet
+    card = Verdict("pay:p", 1.0, T0, T0 + CFG.verdict_ttl_s, "cv-p", "card", 0, prior=0.9)
+    assert assess(account(card, behaviour=new, requests=1), T0, CFG).action == "throttle"
+    honest_card = Verdict("pay:p", 1.0, T0, T0 + CFG.verdict_ttl_s, "cv-p", "card", 0, prior=0.1)
+    assert assess(account(honest_card, behaviour=new, requests=1), T0, CFG).action == "allow"
+    isp = Verdict("asnua:1:x", 1.0, T0, T0 + CFG.verdict_ttl_s, "cv-i", "isp", 0, prior=1.0)
+    assert assess(account(isp, behaviour=new, requests=1), T0, CFG).score == 0.0
+    # a template's crowd judges its newcomers only once proven to harvest for longer than a
+    # tutorial lasts
+    key = template_keys(TPL_A, CFG.simhash_bands)[0]
+    unproven = Verdict(key, 1.0, T0, T0 + CFG.verdict_ttl_s, "cv-t", "tpl", TPL_A, prior=1.0,
+                       proven=PROVEN_CROWD - 0.01)
+    proven = Verdict(key, 1.0, T0, T0 + CFG.verdict_ttl_s, "cv-t2", "tpl", TPL_A, prior=1.0,
+                     proven=PROVEN_CROWD)
+    assert assess(account(unproven, prompts=(TPL_A,), behaviour=new, requests=1),
+                  T0, CFG).score == 0.0
+    assert assess(account(proven, prompts=(TPL_A,), behaviour=new, requests=1),
+                  T0, CFG).action == "throttle"
+
+
+def test_content_evidence_waits_for_the_accounts_own_templated_harvest() -> None:
+    # a tutorial's new user sends a few of its templates with the docs' system prompt, then
+    # ordinary requests; a campaign's accounts keep harvesting
+    verdicts = (*template_verdicts(TPL_A), verdict("sys:docs-example"))
+    for volume, lowest, highest in ((CONTENT_VOLUME_FLOOR, "allow", "allow"),
+                                    (SUSTAINED_TEMPLATED_REQUESTS, "throttle", "block")):
+        b = harvesting_behaviour()
+        b.templated_high_value = volume
+        a = assess(account(*verdicts, prompts=(TPL_A,), behaviour=b), T0, CFG)
+        assert STRENGTH[lowest] <= STRENGTH[a.action] <= STRENGTH[highest], (volume, a)
+    # an account that rotates its network and client is no tutorial's user: nothing to wait for
+    b = harvesting_behaviour()
+    b.templated_high_value = 0
+    b.asns, b.asn_switches = [1, 2, 3, 4, 5, 6, 7, 8], 9
+    a = assess(account(*verdicts, prompts=(TPL_A,), behaviour=b), T0, CFG)
+    assert a.action == "block", a
+
+
+def test_a_weak_template_crowd_counts_only_beside_another_template() -> None:
+    weak = CFG.cluster_convict_score - 0.1
+    one = assess(account(*template_verdicts(TPL_A, weak), prompts=(TPL_A,)), T0, CFG)
+    assert one.score == 0.0 and one.action == "allow"
+    two = assess(account(*template_verdicts(TPL_A, weak), *template_verdicts(TPL_B, weak),
+                         prompts=(TPL_A, TPL_B)), T0, CFG)
+    assert two.score == pytest.approx(1 - (1 - weak) ** 2, abs=1e-4)
+    assert two.action == "block"
+
+
+def test_no_block_on_crowds_the_accounts_own_requests_do_not_bear_out() -> None:
+    # reasoning on half of its requests, nothing else: a harvest figure under HARVESTING
+    b = Behaviour(high_value=8, reasoning=4, recent_asks=[HIGH_VALUE | REASONING,
+                                                          HIGH_VALUE] * 4,
+                  recent_templates=[0] * MAX_REMEMBERED)
+    st = account(verdict("pay:p"), verdict("asnua:7922:5ca1ab1e0000"), behaviour=b)
+    a = assess(st, T0, CFG)
+    assert a.score >= CFG.block_score and a.action == "throttle", a
+
+
+def test_a_repeat_offender_is_blocked_on_one_kind_of_crowd() -> None:
+    st = account(verdict("pay:p"))
+    assert assess(st, T0, CFG).action == "throttle"
+    st.strikes = 1
+    assert assess(st, T0, CFG).action == "block"
+
+
+def test_a_block_counts_a_strike() -> None:
+    st = account(verdict("pay:p"), verdict("sys:s"))
+    assert decide(st, T0, CFG).action == "block" and st.strikes == 1
+    assert decide(st, T0 + 60, CFG) is None and st.strikes == 1  # the same block: no new strike
+
+
+def test_rotation_makes_an_aged_account_weigh_in_full() -> None:
+    st = account()
+    st.created_ts = T0 - 3 * 365 * 86400
+    assert member_weight(st, T0, CFG) == ESTABLISHED_WEIGHT
+    st.behaviour.asns, st.behaviour.asn_switches = [1, 2, 3, 4, 5, 6, 7, 8], 9
+    assert member_weight(st, T0, CFG) == 1.0
+
+
+# --- the allow-list ---------------------------------------------------------------------------
+
+
+def test_an_allow_listed_account_or_organisation_is_never_acted_on() -> None:
+    for allowance in (Allowance("account", "acct-1", "verified customer", "settings"),
+                      Allowance("org", "org-7", "enterprise contract", "control", "analyst-1")):
+        allow = AllowList()
+        allow.grant(allowance)
+        st = account(verdict("pay:p"), verdict("sys:s"))
+        st.org_id = "org-7"
+        assert decide(st, T0, CFG, allow) is None and st.action == "allow"
+        allow.revoke(allowance.scope, allowance.id)
+        assert decide(st, T0 + 1, CFG, allow).action == "block"
+
+
+def test_an_allowance_lifts_an_action_in_force_with_its_reason(
+        validate: Callable[[str, Any], None]) -> None:
+    allow = AllowList()
+    st = account(verdict("pay:p"), verdict("sys:s"))
+    blocked = decide(st, T0, CFG, allow)
+    assert blocked is not None and blocked.action == "block"
+    allow.grant(Allowance("account", "acct-1", "a paying customer", "control", "analyst-1"))
+    lifted = decide(st, T0 + 60, CFG, allow)
+    assert lifted is not None and lifted.action == "allow" and st.action == "allow"
+    assert lifted.reasons == [
+        "allow-listed account acct-1 (control by analyst-1): a paying customer"]
+    validate("enforcement-decision", lifted.to_record(processed_ts=T0 + 61))
+    # the same lift on the same evidence has the same id (a replay gives it again)
+    again = account(verdict("pay:p"), verdict("sys:s"))
+    decide(again, T0, CFG, AllowList())
+    assert decide(again, T0 + 60, CFG, allow).decision_id == lifted.decision_id
+    assert decide(st, T0 + 120, CFG, allow) is None  # nothing more to lift

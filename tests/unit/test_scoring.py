@@ -1,9 +1,10 @@
-"""`models.scoring`: the explainable cluster score, and what a prompt template adds to it.
+"""`models.scoring`: a crowd judged by its accounts' own behaviour, never by shares of requests.
 
-A slow campaign's template never shows as a wave of new accounts: a few of its young accounts
-use it in every window, for hours. For `tpl` keys the share of the horizon's windows the key was
-used in counts like the share of new accounts, and the template's two harvest tells (high-value
-tasks, reasoning requested) combine. These tests build cluster states directly from summaries.
+A campaign's key is a crowd whose harvesters are on cheap identities (young or rotating); a key an
+honest crowd shares has harvesters on established identities (a campus, an enterprise), or
+members that do not harvest at all (a launch wave, a reseller's customers), which a handful of
+attackers cannot outweigh. A slow campaign's template shows as a crowd that keeps coming back.
+These tests build cluster states directly from summaries.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
+from models.behaviour import JUDGED, SUSTAINED
 from models.cluster import ClusterState, add_summary, cluster_window
 from models.config import DetectorConfig
 from models.messages import ClusterSummary
@@ -30,7 +32,9 @@ TEMPLATE = 0x0123_4567_89AB_CDEF
 
 def summary(key: str, account: str, ts: float, *, young: bool = True, requests: int = 10,
             reasoning: int = 4, high_value: int = 7, first_ts: float = LONG_AGO,
-            simhash: int | None = None) -> ClusterSummary:
+            simhash: int | None = None, harvest: float = 1.0, rotation: float = 0.0,
+            history: int = JUDGED) -> ClusterSummary:
+    """One member's window summary; by default a young account that harvests plainly."""
     if simhash is None:  # a template key's accounts agree on TEMPLATE
         tpl = key.startswith("tpl:")
         simhash = TEMPLATE ^ (1 << zlib.crc32(account.encode()) % 64) if tpl else 0
@@ -38,7 +42,8 @@ def summary(key: str, account: str, ts: float, *, young: bool = True, requests: 
                           window_start=window_start(ts, CFG.window_s), event_ts=ts,
                           requests=requests, reasoning=reasoning, high_value=high_value,
                           completion_tokens=requests * 1000, young=young,
-                          account_first_ts=first_ts, simhash=simhash)
+                          account_first_ts=first_ts, simhash=simhash, harvest=harvest,
+                          rotation=rotation, history=history)
 
 
 def trickle(key: str, accounts: int = 12, windows: int = H, **kwargs: object) -> ClusterState:
@@ -52,13 +57,85 @@ def trickle(key: str, accounts: int = 12, windows: int = H, **kwargs: object) ->
     return state
 
 
-def burst(key: str, accounts: int = 12, **kwargs: object) -> ClusterState:
-    """The same accounts and requests, all in one cluster window."""
-    state = ClusterState(cluster_key=key)
+def burst(key: str, accounts: int = 12, prefix: str = "acct", state: ClusterState | None = None,
+          **kwargs: object) -> ClusterState:
+    """The same accounts and requests, all in one cluster window (added to `state`, if given)."""
+    state = state if state is not None else ClusterState(cluster_key=key)
     for i in range(accounts):
-        s = summary(key, f"acct-{i:03d}", C0 + 10 + i, **kwargs)  # type: ignore[arg-type]
+        s = summary(key, f"{prefix}-{i:03d}", C0 + 10 + i, **kwargs)  # type: ignore[arg-type]
         assert add_summary(state, s, CFG)
     return state
+
+
+def remembered_member(state: ClusterState) -> tuple[int, int, float, str, int, float, float, int]:
+    """A young harvesting member last active just before the horizon (still remembered)."""
+    return (state.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0, 1.0, 0.0, JUDGED)
+
+
+def test_a_crowd_of_young_harvesting_accounts_is_a_campaign() -> None:
+    for key in ("pay:pf-1", "sys:0123456789abcdef", "tpl:1:5a1a", "asnua:7922:abc"):
+        ev = cluster_evidence(trickle(key), CFG)
+        assert ev.accounts == ev.harvesting == ev.suspicious == 12, key
+        assert ev.score >= CFG.cluster_convict_score, (key, ev)
+        assert ev.prior == 1.0
+
+
+def test_a_crowd_whose_harvesters_are_established_is_not_convicted_however_large() -> None:
+    # a campus's students or an enterprise's batch accounts: the harvest is theirs
+    for key in ("ip:198.51.100.0/24", "tpl:3:2d3b", "pay:pf-org"):
+        ev = cluster_evidence(trickle(key, accounts=200, young=False), CFG)
+        assert ev.harvesting == 200 and ev.suspicious == 0
+        assert ev.score == 0.0, key
+        # a third of them new this term does not make it a campaign either
+        mixed = trickle(key, accounts=60, young=False)
+        mixed = burst(key, accounts=30, prefix="new", state=mixed)
+        assert cluster_evidence(mixed, CFG).score < CFG.template_convict_score, key
+
+
+def test_a_handful_of_attackers_cannot_convict_an_honest_crowds_key() -> None:
+    # framing: a few harvesting young accounts share a card, a tool's system prompt or an
+    # egress /24 with many honest members who do not harvest (a reseller's customers, a
+    # tool's users, people behind a CGNAT)
+    for key in ("pay:reseller", "sys:tool-default", "ip:100.64.0.0/24"):
+        crowd = burst(key, accounts=150, prefix="honest", harvest=0.1)
+        crowd = burst(key, accounts=10, prefix="attacker", state=crowd)
+        ev = cluster_evidence(crowd, CFG)
+        assert ev.suspicious == 10
+        assert ev.score < CFG.template_convict_score, (key, ev)
+        assert ev.prior < 0.1
+
+
+def test_the_first_few_members_do_not_convict_a_crowd_by_the_luck_of_who_came_first() -> None:
+    # four young students of a class that is mostly established come first
+    few = burst("tpl:1:abcd", accounts=4)
+    assert cluster_evidence(few, CFG).score < CFG.template_convict_score
+    # a campaign's crowd keeps growing young and harvesting, and is convicted
+    assert cluster_evidence(trickle("tpl:1:abcd", accounts=12), CFG).score >= \
+        CFG.template_convict_score
+
+
+def test_members_not_seen_harvesting_yet_weigh_against_a_conviction_by_half() -> None:
+    convicted = cluster_evidence(burst("pay:p", accounts=12), CFG).score
+    with_newcomers = burst("pay:p", accounts=12)
+    with_newcomers = burst("pay:p", accounts=6, prefix="new", state=with_newcomers, harvest=0.0)
+    as_honest = burst("pay:p", accounts=12)
+    as_honest = burst("pay:p", accounts=6, prefix="honest", state=as_honest, young=False)
+    scores = [cluster_evidence(s, CFG).score for s in (with_newcomers, as_honest)]
+    assert convicted > scores[0] > scores[1]
+
+
+def test_rotating_members_are_as_cheap_as_young_ones() -> None:
+    # bought and aged accounts that rotate their network and client on most requests
+    aged = cluster_evidence(trickle("tpl:1:5a1a", young=False, rotation=1.0), CFG)
+    assert aged.rotating_share == 1.0 and aged.suspicious == 12
+    assert aged.score >= CFG.cluster_convict_score
+    assert "0% young, 100% rotating" in aged.reason("tpl:1:5a1a")
+
+
+def test_a_crowd_proven_to_harvest_for_long_says_so() -> None:
+    ev = cluster_evidence(trickle("tpl:1:5a1a", history=SUSTAINED), CFG)
+    assert ev.proven == 12 / 14  # (two honest members assumed beside those seen)
+    assert cluster_evidence(trickle("tpl:1:5a1a"), CFG).proven == 0.0
 
 
 def test_a_template_bucket_whose_members_agree_on_no_template_is_not_scored() -> None:
@@ -82,52 +159,23 @@ def test_persistence_is_the_share_of_the_horizons_windows_the_key_was_used_in() 
     assert persistence(burst("tpl:0:abcd"), CFG) == 1 / H
 
 
-def test_a_slow_template_crowd_of_young_harvesting_accounts_is_convicted() -> None:
-    # 12 young accounts, none new, 70% high-value tasks and 40% reasoning requested: the
-    # campaign_stealth mix, used a few accounts at a time over the whole horizon
+def test_a_template_crowd_that_keeps_coming_back_counts_like_a_wave_of_new_accounts() -> None:
+    # a slow campaign's template: none of its accounts new, a few of them in every window
     slow = cluster_evidence(trickle("tpl:1:5a1a"), CFG)
     assert slow.new_share == 0.0 and slow.persistence == 1.0
-    assert slow.score >= CFG.cluster_convict_score
-    # the same crowd in one window is not persistent, and as none of it is new, not convicted
-    assert cluster_evidence(burst("tpl:1:5a1a"), CFG).score < CFG.cluster_convict_score
-
-
-def test_persistence_and_the_combined_harvest_count_for_templates_only() -> None:
+    once = cluster_evidence(burst("tpl:1:5a1a"), CFG)
+    assert slow.score > once.score
+    # so does any key's: a campaign's card used for hours by accounts that are no longer new
     for key in ("sys:0123456789abcdef", "ip:203.0.113.0/24", "pay:pf-1", "asnua:7922:abc"):
-        ev = cluster_evidence(trickle(key), CFG)
-        assert ev.persistence == 0.0
-        assert ev.score < CFG.cluster_convict_score, key
-        # a shared key's harvest is the stronger of its two tells
-        assert ev.score == cluster_evidence(trickle(key, reasoning=0), CFG).score
+        assert cluster_evidence(trickle(key), CFG).score > cluster_evidence(burst(key),
+                                                                            CFG).score, key
 
 
-def test_a_template_showing_both_harvest_tells_scores_above_either_alone() -> None:
-    both = cluster_evidence(trickle("tpl:2:0d8a"), CFG).score
-    tasks_only = cluster_evidence(trickle("tpl:2:0d8a", reasoning=0), CFG).score
-    reasoning_only = cluster_evidence(trickle("tpl:2:0d8a", high_value=0), CFG).score
-    assert both > max(tasks_only, reasoning_only)
-
-
-def test_a_persistent_tutorial_template_that_harvests_nothing_is_not_convicted() -> None:
-    # a launch wave's quickstart: young accounts, used all day, chat and writing only; being
-    # used all day weighs no more than being new, which a launch wave's accounts are anyway
-    scores = set()
-    for first_ts in (LONG_AGO, C0):
-        ev = cluster_evidence(trickle("tpl:0:605e", accounts=160, reasoning=0, high_value=0,
-                                      first_ts=first_ts), CFG)
-        assert ev.persistence == 1.0
-        assert ev.score < CFG.cluster_convict_score
-        scores.add(ev.score)
-    assert len(scores) == 1
-
-
-def test_a_persistent_template_of_established_accounts_is_not_convicted() -> None:
-    # an enterprise batch or a campus's homework: used all day, all high-value, but by accounts
-    # the gateway has known for long
-    ev = cluster_evidence(trickle("tpl:3:2d3b", accounts=60, young=False, reasoning=10,
-                                  high_value=10), CFG)
-    assert ev.persistence == 1.0 and ev.young_share == 0.0
-    assert ev.score < CFG.release_score
+def test_a_tutorial_crowd_that_harvests_nothing_is_not_scored() -> None:
+    # a launch wave's quickstart: young accounts, used all day, asking ordinary things
+    ev = cluster_evidence(trickle("tpl:0:605e", accounts=160, harvest=0.2, first_ts=C0), CFG)
+    assert ev.persistence == 1.0 and ev.young_share == 1.0 and ev.harvesting == 0
+    assert ev.score == 0.0
 
 
 def test_more_persistence_never_lowers_the_score() -> None:
@@ -136,30 +184,32 @@ def test_more_persistence_never_lowers_the_score() -> None:
     assert scores == sorted(scores)
 
 
-def test_a_templates_reason_names_its_persistence() -> None:
+def test_a_crowds_reason_names_its_harvesters_and_a_templates_persistence() -> None:
     ev = cluster_evidence(trickle("tpl:1:4deb"), CFG)
-    assert "used in 100% of the horizon's windows" in ev.reason("tpl:1:4deb")
+    text = ev.reason("tpl:1:4deb")
+    assert "used in 100% of the horizon's windows" in text
+    assert "12 accounts, 12 harvesting, 12 of them young or rotating" in text
     other = cluster_evidence(trickle("sys:0123456789abcdef"), CFG)
     assert "horizon's windows" not in other.reason("sys:0123456789abcdef")
 
 
 def test_a_templates_crowd_is_sized_by_every_account_it_remembers() -> None:
-    # 10 young accounts active in the horizon; 20 more used the template earlier (still
+    # 4 young accounts active in the horizon; 20 more used the template earlier (still
     # remembered, past the horizon): the crowd a slow campaign spreads over hours
-    state = trickle("tpl:2:5a1a", accounts=10)
+    state = trickle("tpl:2:5a1a", accounts=4)
     horizon_only = cluster_evidence(state, CFG)
     for i in range(20):
-        state.members[f"earlier-{i:03d}"] = (state.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0)
+        state.members[f"earlier-{i:03d}"] = remembered_member(state)
     remembered = cluster_evidence(state, CFG)
-    assert remembered.accounts == horizon_only.accounts == 10  # who is active: the horizon's
-    assert remembered.remembered == 30
+    assert remembered.accounts == horizon_only.accounts == 4  # who is active: the horizon's
+    assert remembered.remembered == 24
     assert remembered.score > horizon_only.score
-    assert "30 over the last hours" in remembered.reason("tpl:2:5a1a")
+    assert "24 over the last hours" in remembered.reason("tpl:2:5a1a")
     # other keys are sized by the horizon alone
     infra = trickle("pay:pf-1", accounts=10)
     before = cluster_evidence(infra, CFG).score
     for i in range(20):
-        infra.members[f"earlier-{i:03d}"] = (infra.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0)
+        infra.members[f"earlier-{i:03d}"] = remembered_member(infra)
     assert cluster_evidence(infra, CFG).score == before
 
 
@@ -170,21 +220,21 @@ def test_remembered_members_do_not_make_a_small_crowd_scorable() -> None:
     state = trickle("tpl:2:5a1a", accounts=cfg.template_min_accounts - 1)
     assert state.template
     for i in range(50):
-        state.members[f"earlier-{i:03d}"] = (state.horizon_start(cfg) - CW, 1, LONG_AGO, "", 0)
+        state.members[f"earlier-{i:03d}"] = remembered_member(state)
     assert cluster_evidence(state, cfg).score == 0.0
     enough = trickle("tpl:2:5a1a", accounts=cfg.template_min_accounts)
     assert cluster_evidence(enough, cfg).score > 0.0
 
 
-def test_template_min_accounts_sets_how_small_a_template_crowd_is_scored() -> None:
-    # A tuning knob (docs/tuning.md): four young accounts harvesting with one template in a
-    # window are scored and convicted under the default template_min_accounts (3), not under
-    # 8; a payment instrument with the same four accounts still needs cluster_min_accounts.
-    small = 4
+def test_min_accounts_count_suspicious_members() -> None:
+    # A tuning knob (docs/tuning.md): a template crowd is scored from template_min_accounts
+    # suspicious members, another key from cluster_min_accounts; honest members do not count.
+    small = 5
     assert CFG.template_min_accounts <= small < CFG.cluster_min_accounts
-    template = burst("tpl:1:abcd", accounts=small, first_ts=C0)
-    payment = burst("pay:pf-9", accounts=small, first_ts=C0)
-    assert cluster_evidence(template, CFG).score >= CFG.cluster_convict_score
+    assert cluster_evidence(burst("tpl:1:abcd", accounts=small), CFG).score > 0.0
+    assert cluster_evidence(burst("pay:pf-9", accounts=small), CFG).score == 0.0
+    honest = burst("pay:pf-9", accounts=small)
+    honest = burst("pay:pf-9", accounts=40, prefix="old", state=honest, young=False)
+    assert cluster_evidence(honest, CFG).score == 0.0
     cautious = dataclasses.replace(CFG, template_min_accounts=8)
-    assert cluster_evidence(template, cautious).score == 0.0
-    assert cluster_evidence(payment, CFG).score == 0.0
+    assert cluster_evidence(burst("tpl:1:abcd", accounts=small), cautious).score == 0.0

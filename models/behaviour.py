@@ -1,0 +1,166 @@
+"""What an account's own requests say about it: identity rotation, harvest, templates it uses.
+
+A crowd on a shared key (models/scoring.py) is judged by its accounts, and its verdict weighs on
+an account in proportion to how much the account itself behaves like the crowd's harvesters
+(models/policy.py): an honest user of a popular ISP, card or tutorial prompt sends ordinary
+requests and is not the campaign that shares the key with it. This module computes, from a few
+bounded counters per account, the two figures that both sides use:
+
+- `rotation` (0..1): the account moves to a new network (ASN) or a new client (user agent) on
+  most of its requests. Residential-proxy campaigns do, and bought or aged accounts rotate to
+  look like many people; an honest user has a home, a phone and perhaps an office.
+- `harvest` (0..1): the account asks for high-value answers and shows a tell of harvesting on
+  top: written-out reasoning, several known crowd templates (each a prompt family other accounts
+  send too, models/templates.py `KnownTemplates`), a sustained volume of templated high-value
+  requests, or rotation. High-value categories alone are no tell (coding is what most users ask).
+  A figure from one or two requests says little, so it is scaled by `confidence`.
+
+>>> b = Behaviour()
+>>> for asn in (1, 2, 3, 4, 5):
+...     b.observe(asn=asn, client="c", high_value=True, reasoning=True, template=0)
+>>> rotation(b, 5), harvest(b, 5)
+(1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Distinct ASNs, clients and templates remembered per account (the latest; older ones drop out).
+MAX_REMEMBERED = 8
+# Rotation counts from this many switches to a network or client not among the remembered ones:
+# one or two are a phone and an office.
+ROTATION_MIN_SWITCHES = 2
+# A switch on this share of the requests (after the first) is full rotation. (A fresh exit of a
+# residential proxy pool is often on an ISP seen before: big ISPs hold most households.)
+ROTATING_SHARE = 0.25
+# Reasoning requested on a share of the requests above REASONING_TELL_FROM is a tell, full at
+# REASONING_TELL_FULL: honest users ask for it on ~10-20% of their requests, and a student or a
+# mathematician on nearly half; campaigns that harvest written-out reasoning on most.
+REASONING_TELL_FROM = 0.3
+REASONING_TELL_FULL = 0.8
+# Distinct known crowd templates: the first is anyone's tutorial or homework, each further one
+# adds a third of a tell (so two tutorials are no tell, four templates a full one).
+TEMPLATES_FOR_FULL_TELL = 4
+# An account whose templated requests are all of one or two known templates is what honest
+# crowds look like (a tutorial, homework, a tool's scaffold, even one that asks for reasoning):
+# its harvest figure is damped by this, by the number of templates (0: none, all its own).
+FOCUS = (1.0, 0.4, 0.6)
+# Templated high-value requests beyond this many are a sustained-harvest tell, full at
+# TEMPLATED_VOLUME_FLOOR + TEMPLATED_VOLUME_SPAN.
+TEMPLATED_VOLUME_FLOOR = 8
+TEMPLATED_VOLUME_SPAN = 24
+# Requests after which the figures count in full (fewer: scaled down linearly): a tutorial's
+# first pages, a class's first exercise are what anyone's first requests may be.
+CONFIDENT_REQUESTS = 5
+# An account harvests when `harvest` reaches this; the same threshold makes a crowd member count
+# as one of the harvesters (models/cluster.py).
+HARVESTING = 0.5
+ROTATING = 0.5
+# History levels of an account (`history`): too new to be judged by its figures, judged, and
+# harvesting known templates for longer than a tutorial or a course lasts (this many templated
+# high-value requests: tutorials and homework are a handful).
+NEW, JUDGED, SUSTAINED = 0, 1, 2
+SUSTAINED_TEMPLATED_REQUESTS = 6
+# What a request asked, as bits of `Behaviour.recent_asks`.
+HIGH_VALUE = 1
+REASONING = 2
+
+
+@dataclass(slots=True)
+class Behaviour:
+    asns: list[int] = field(default_factory=list)
+    asn_switches: int = 0
+    clients: list[str] = field(default_factory=list)
+    client_switches: int = 0
+    high_value: int = 0
+    reasoning: int = 0
+    templated_high_value: int = 0
+    # The latest MAX_REMEMBERED requests: what each asked (HIGH_VALUE | REASONING bits) and the
+    # known crowd template (signature) its prompt was of, 0 for none. The harvest figure is of
+    # what the account asks now, so a tutorial's pages stop counting once their user has moved
+    # on to ordinary use.
+    recent_asks: list[int] = field(default_factory=list)
+    recent_templates: list[int] = field(default_factory=list)
+
+    def observe(self, asn: int | None, client: str | None, high_value: bool, reasoning: bool,
+                template: int) -> None:
+        """Fold one request in: O(MAX_REMEMBERED) at most. `template`: the signature of the
+        known template the prompt is of, 0 if none."""
+        if asn is not None and asn not in self.asns:
+            if self.asns:
+                self.asn_switches += 1
+            _remember(self.asns, asn)
+        if client is not None and client not in self.clients:
+            if self.clients:
+                self.client_switches += 1
+            _remember(self.clients, client)
+        self.high_value += high_value
+        self.reasoning += reasoning
+        self.templated_high_value += high_value and template != 0
+        _remember(self.recent_asks, (HIGH_VALUE if high_value else 0)
+                  | (REASONING if reasoning else 0))
+        _remember(self.recent_templates, template)
+
+    def to_wire(self) -> list[Any]:
+        return [self.asns, self.asn_switches, self.clients, self.client_switches,
+                self.high_value, self.reasoning, self.templated_high_value, self.recent_asks,
+                self.recent_templates]
+
+    @classmethod
+    def from_wire(cls, w: list[Any]) -> Behaviour:
+        return cls(list(w[0]), w[1], list(w[2]), w[3], w[4], w[5], w[6], list(w[7]),
+                   list(w[8]))
+
+
+def breadth(b: Behaviour) -> int:
+    """Distinct known crowd templates among the account's latest requests."""
+    return len({t for t in b.recent_templates if t})
+
+
+def _remember(items: list[Any], item: Any) -> None:
+    items.append(item)
+    if len(items) > MAX_REMEMBERED:
+        del items[0]
+
+
+def history(b: Behaviour, requests: int) -> int:
+    """NEW, JUDGED or SUSTAINED (see there)."""
+    if requests < CONFIDENT_REQUESTS and rotation(b, requests) < ROTATING:
+        return NEW
+    return SUSTAINED if b.templated_high_value >= SUSTAINED_TEMPLATED_REQUESTS else JUDGED
+
+
+def confidence(requests: int) -> float:
+    return min(1.0, requests / CONFIDENT_REQUESTS)
+
+
+def rotation(b: Behaviour, requests: int) -> float:
+    switches = max(b.asn_switches, b.client_switches)
+    if switches < ROTATION_MIN_SWITCHES or requests <= 1:
+        return 0.0
+    return min(1.0, switches / (requests - 1) / ROTATING_SHARE)
+
+
+def harvest(b: Behaviour, requests: int) -> float:
+    """High-value share of the latest requests times the strongest combination of harvesting
+    tells, scaled by confidence: 0 for an account asking ordinary things, 1 for one harvesting
+    plainly."""
+    asks = b.recent_asks
+    if requests <= 0 or not asks:
+        return 0.0
+    high_value = sum(1 for a in asks if a & HIGH_VALUE) / len(asks)
+    reasoning_share = sum(1 for a in asks if a & REASONING) / len(asks)
+    reasoning = max(0.0, min(1.0, (reasoning_share - REASONING_TELL_FROM)
+                             / (REASONING_TELL_FULL - REASONING_TELL_FROM)))
+    known = breadth(b)
+    templates = min(1.0, max(0, known - 1) / (TEMPLATES_FOR_FULL_TELL - 1))
+    volume = min(1.0, max(0, b.templated_high_value - TEMPLATED_VOLUME_FLOOR)
+                 / TEMPLATED_VOLUME_SPAN)
+    none = (1.0 - reasoning) * (1.0 - templates) * (1.0 - volume) * (1.0 - rotation(b, requests))
+    focus = FOCUS[known] if known < len(FOCUS) else 1.0
+    # An account that rotates is judged from its first requests: rotation is what a tutorial's
+    # or a class's new users never do, so there is nothing to wait for.
+    sure = max(confidence(requests), rotation(b, requests))
+    return round(high_value * (1.0 - none) * focus * sure, 4)
