@@ -404,12 +404,21 @@ class Board:
         if not measured:
             return None
         typical = sum(measured) / len(measured)
+        # A family run is a fraction of a legacy run (fewer events, no baselines by default):
+        # a queued run is estimated from runs of its own kind once one can be told.
+        kind = {r.key: r.family is None for r in self.runs}
+        by_kind: dict[bool, list[float]] = {}
+        for k, d in known.items():
+            if d is not None:
+                by_kind.setdefault(kind[k], []).append(d)
         slots: list[float] = []
         queued: list[float] = []
         for k, st in self.state.items():
             if st.phase == "done":
                 continue
-            d = known[k] if known[k] is not None else typical
+            same = by_kind.get(kind[k])
+            d = known[k] if known[k] is not None else (
+                sum(same) / len(same) if same else typical)
             assert d is not None
             if st.started is not None:
                 slots.append(max(0.0, d - (now - st.started)))

@@ -641,6 +641,20 @@ def test_out_writes_both_sets_tables(tmp_path: Path) -> None:
         assert {r["set"] for r in csv.DictReader(f)} == {"tuning", "held-out"}
 
 
+def test_the_time_left_counts_a_queued_family_run_as_long_as_other_family_runs() -> None:
+    now = [0.0]
+    seed7, a, b = EvalRun("seed7", "seed 7", 7), _family_run("oss"), _family_run("oss", 102)
+    board = evaluate_mod.Board([seed7, a, b], 1, None, clock=lambda: now[0])
+    board.message("seed7", "simulate", 0, 0.0)
+    now[0] = 100.0
+    board.finished(RunOutcome(run=seed7))
+    assert board.seconds_left() == 200.0  # nothing of its kind known yet: as long as seed7
+    board.message("oss-s101", "simulate", 0, 0.0)
+    now[0] = 110.0
+    board.finished(RunOutcome(run=a))
+    assert board.seconds_left() == 10.0  # as long as the other family run, not the legacy one
+
+
 # --- a held-out family, end to end ------------------------------------------------------------
 
 
