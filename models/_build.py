@@ -28,9 +28,9 @@ from pathlib import Path
 # Every module of the detection core. Not the evaluation (offline scoring, not per event) and
 # not the package's own __init__ or this loader.
 COMPILED_MODULES = (
-    "account", "account_stage", "baselines", "cluster", "cluster_stage", "config", "convicted",
-    "decision", "detectors", "due", "events", "features", "keys", "messages", "partitioning",
-    "pipeline", "policy", "scoring", "templates", "windows",
+    "account", "account_stage", "allowlist", "baselines", "behaviour", "cluster",
+    "cluster_stage", "config", "convicted", "decision", "detectors", "due", "events", "features",
+    "keys", "messages", "partitioning", "pipeline", "policy", "scoring", "templates", "windows",
 )
 MODES = ("auto", "compiled", "interpreted")
 # The environment this module reads (the settings loader leaves them alone).

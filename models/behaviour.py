@@ -31,7 +31,7 @@ from typing import Any
 MAX_REMEMBERED = 8
 # Rotation counts from this many switches to a network or client not among the remembered ones:
 # one or two are a phone and an office.
-ROTATION_MIN_SWITCHES = 2
+ROTATION_MIN_SWITCHES = 3
 # A switch on this share of the requests (after the first) is full rotation. (A fresh exit of a
 # residential proxy pool is often on an ISP seen before: big ISPs hold most households.)
 ROTATING_SHARE = 0.25

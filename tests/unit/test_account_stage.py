@@ -670,3 +670,62 @@ def test_a_recovered_account_is_due_when_the_core_would_next_look_at_it() -> Non
     assert moved.due.pop_due(T0 + DELAY) == ["z"]  # the held verdict's time to apply
     assert moved.due.pop_due(window_close - 1) == []
     assert moved.due.pop_due(window_close) == ["z"]  # the open window's close
+
+
+# --- known templates, behaviour, organisation, offenders ---------------------------------------
+
+
+def _notice(key: str, signature: int, ts: float = T0) -> Verdict:
+    """The cluster stage's broadcast that a bucket's crowd agreed on a template (score 0)."""
+    return Verdict(key, 0.0, ts, ts, f"tn-{key}", "template", signature, 0.0)
+
+
+def test_a_template_notice_makes_the_template_known_and_convicts_nothing() -> None:
+    h = Harness()
+    template = int(TEMPLATE, 16)
+    out = h.stage.on_conviction(told(BROADCAST, _notice("tpl:0:cdef", template)), h.part)
+    assert out.decisions == [] and len(h.part.convicted) == 0
+    assert h.part.known.match(template, T0 + DELAY) == template
+    assert h.part.known.match(template, T0 + DELAY - 1) == 0  # from its time to apply on
+    # a prompt of it, near or noisy, is templated; the account joins the template's own crowd
+    noisy = template ^ 0x0001_0001_0001_0001  # one bit flipped in each 16-bit band
+    assert not set(template_keys(noisy, CFG.simhash_bands)) & set(
+        template_keys(template, CFG.simhash_bands))
+    out, _ = h.event(ev("u", T0 + DELAY, prompt_simhash=f"{noisy:016x}"))
+    assert template_key(template) in [s.cluster_key for s in joins(out.summaries)]
+    b = h.states["u"].behaviour
+    assert b.recent_templates == [template] and b.templated_high_value == 0  # (chat: no value)
+
+
+def test_summaries_carry_the_accounts_own_behaviour() -> None:
+    h = Harness()
+    e = ev("r", T0, reasoning_requested=True, task_category="coding", payment_fingerprint="p")
+    out, _ = h.event(e)
+    first = joins(out.summaries)[0]
+    assert 0 < first.harvest < 1 and first.rotation == 0.0 and first.history == 0
+    for n in range(1, 8):  # a new client on every request, written-out reasoning throughout
+        out, _ = h.event(ev("r", T0 + n, n, reasoning_requested=True, task_category="coding",
+                            user_agent=f"client/{n}", payment_fingerprint="p",
+                            ip=f"198.51.{n}.7"))
+    out, _ = h.event(ev("r", T0 + WS, 9, reasoning_requested=True, task_category="coding"))
+    window = [s for s in windows(out.summaries) if s.cluster_key == "pay:p"]
+    assert window and window[0].harvest == 1.0 and window[0].rotation == 1.0
+    assert window[0].history >= 1
+
+
+def test_the_organisation_is_remembered_from_the_first_request() -> None:
+    h = Harness()
+    h.event(ev("o", T0, org_id="org-7"))
+    h.event(ev("o", T0 + 1, 1, org_id=None))
+    assert h.states["o"].org_id == "org-7"
+
+
+def test_an_account_blocked_before_is_remembered_past_idle_expiry() -> None:
+    # waiting out a block must not make an account a newcomer again
+    h = Harness()
+    h.event(ev("x", T0))
+    h.states["x"].strikes = 1
+    h.event(ev("y", T0 + CFG.idle_expiry_s + WS + LATE))  # x idle past expiry
+    assert "x" in h.states and "x" not in h.expired
+    h.event(ev("y", T0 + CFG.offender_memory_s + WS + LATE, 1))
+    assert "x" in h.expired

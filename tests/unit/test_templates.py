@@ -1,4 +1,4 @@
-"""`models.templates.TemplateRecurrence`: which template buckets recur in a partition.
+"""`models.templates`: which template buckets recur in a partition, and the known templates.
 
 A bucket (one band of a prompt SimHash) recurs once it has been seen RECURRING_AFTER times
 before within the current and the previous generation. Tests read the threshold and the
@@ -13,7 +13,14 @@ import pytest
 
 from models.account_stage import AccountPartition
 from models.config import DetectorConfig
-from models.templates import RECURRING_AFTER, TemplateRecurrence
+from models.templates import (
+    CONVICTED_BUCKETS_KEPT,
+    MAX_KNOWN_TEMPLATES,
+    RECURRING_AFTER,
+    SIGNATURE_BITS,
+    KnownTemplates,
+    TemplateRecurrence,
+)
 
 BANDS = 4
 GEN = 7200
@@ -128,3 +135,73 @@ def test_every_usable_band_count_gives_a_partition_of_bounded_memory(bands: int)
 def test_one_and_two_bands_are_refused() -> None:
     for bands in (1, 2):
         assert any("simhash_bands" in p for p in DetectorConfig(simhash_bands=bands).problems())
+
+
+# --- known templates: what the account partitions know of template crowds -------------------
+
+TEMPLATE_A = 0x0123_4567_89AB_CDEF
+TEMPLATE_B = 0xFEDC_BA98_7654_3210
+
+
+def _flip_in_every_byte(simhash: int, bits: int) -> int:
+    """A noisy prompt of the template: `bits` bits flipped, one in each of its first bytes."""
+    for byte in range(bits):
+        simhash ^= 1 << (8 * byte + byte % 8)
+    return simhash
+
+
+def test_a_prompt_within_the_signature_distance_is_recognised_whatever_bits_it_flipped() -> None:
+    known = KnownTemplates()
+    known.add(TEMPLATE_A, apply_ts=100.0)
+    for bits in range(SIGNATURE_BITS):  # up to 7 flips: at least one byte of 8 is untouched
+        assert known.match(_flip_in_every_byte(TEMPLATE_A, bits), 100.0) == TEMPLATE_A, bits
+    rng = random.Random(4)
+    for _ in range(2000):  # any SIGNATURE_BITS flips
+        noisy = TEMPLATE_A
+        for bit in rng.sample(range(64), rng.randrange(SIGNATURE_BITS + 1)):
+            noisy ^= 1 << bit
+        found = known.match(noisy, 100.0)
+        # (8 flips in 8 distinct bytes share no byte with it: the one miss the index allows)
+        assert found == TEMPLATE_A or (noisy ^ TEMPLATE_A).bit_count() == SIGNATURE_BITS
+    assert known.match(TEMPLATE_B, 100.0) == 0
+    assert known.match(TEMPLATE_A ^ ((1 << (SIGNATURE_BITS + 1)) - 1), 100.0) == 0
+
+
+def test_a_template_is_known_from_its_time_to_apply_on() -> None:
+    known = KnownTemplates()
+    known.add(TEMPLATE_A, apply_ts=100.0)
+    assert known.match(TEMPLATE_A, 99.9) == 0 and known.match(TEMPLATE_A, 100.0) == TEMPLATE_A
+    known.add(TEMPLATE_A ^ 1, apply_ts=50.0)  # known earlier through another bucket
+    assert known.match(TEMPLATE_A, 50.0) == TEMPLATE_A
+
+
+def test_the_buckets_of_one_template_are_one_known_template() -> None:
+    # each bucket of a template elects its own signature, nearly the same one
+    known = KnownTemplates()
+    for bucket, signature in enumerate((TEMPLATE_A, TEMPLATE_A ^ 0b11, TEMPLATE_A ^ 1 << 40)):
+        assert known.add(signature, 100.0, f"tpl:{bucket}:x") == TEMPLATE_A
+    assert len(known) == 1
+    # the latest convicted buckets are kept, a few of them
+    assert known.convicted_buckets(TEMPLATE_A) == ("tpl:2:x", "tpl:1:x")[:CONVICTED_BUCKETS_KEPT]
+    assert known.convicted_buckets(TEMPLATE_B) == ()
+
+
+def test_known_templates_are_bounded() -> None:
+    known = KnownTemplates()
+    rng = random.Random(5)
+    first = rng.getrandbits(64)
+    known.add(first, 0.0)
+    for _ in range(MAX_KNOWN_TEMPLATES + 50):
+        known.add(rng.getrandbits(64), 0.0)
+    assert len(known) <= MAX_KNOWN_TEMPLATES
+    assert known.match(first, 0.0) == 0  # the oldest went first
+    assert sum(len(v) for table in known.index for v in table.values()) == 8 * len(known)
+
+
+def test_known_templates_round_trip() -> None:
+    known = KnownTemplates()
+    known.add(TEMPLATE_A, 100.0, "tpl:0:cdef")
+    known.add(TEMPLATE_B, 200.0)
+    again = KnownTemplates.from_wire(known.to_wire())
+    assert again.entries == known.entries
+    assert again.match(TEMPLATE_B, 200.0) == TEMPLATE_B

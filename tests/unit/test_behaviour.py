@@ -1,0 +1,139 @@
+"""`models.behaviour`: what an account's own requests say about it.
+
+These figures decide whether a crowd's verdict weighs on an account (models/policy.py) and
+whether a crowd is a campaign (models/scoring.py), so each is pinned to the population it must
+tell apart: an honest user against a residential-proxy account, a tutorial's new user against a
+campaign's harvester.
+"""
+
+from __future__ import annotations
+
+import random
+
+from models.behaviour import (
+    CONFIDENT_REQUESTS,
+    HARVESTING,
+    JUDGED,
+    MAX_REMEMBERED,
+    NEW,
+    ROTATING,
+    SUSTAINED,
+    SUSTAINED_TEMPLATED_REQUESTS,
+    Behaviour,
+    breadth,
+    harvest,
+    history,
+    rotation,
+)
+
+TEMPLATES = [0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210, 0x5A5A_A5A5_3C3C_C3C3,
+             0x1111_2222_3333_4444, 0x7777_8888_9999_AAAA]
+
+
+def sent(requests: list[tuple[int | None, str | None, bool, bool, int]]) -> Behaviour:
+    """A behaviour after these requests: (asn, client, high-value, reasoning, template)."""
+    b = Behaviour()
+    for asn, client, high_value, reasoning, template in requests:
+        b.observe(asn, client, high_value, reasoning, template)
+    return b
+
+
+def test_a_home_a_phone_and_an_office_are_no_rotation() -> None:
+    rng = random.Random(1)
+    networks = [(7922, "home-sdk"), (21928, "phone-app"), (701, "home-sdk")]
+    b = sent([(*rng.choice(networks), False, False, 0) for _ in range(200)])
+    assert rotation(b, 200) == 0.0
+    # nor a second client after an SDK update
+    b = sent([(7922, "sdk/1.0", False, False, 0)] * 10 + [(7922, "sdk/1.1", False, False, 0)] * 10)
+    assert rotation(b, 20) == 0.0
+
+
+def test_a_new_network_or_client_on_most_requests_is_rotation() -> None:
+    # a residential-proxy pool: a fresh exit on most requests, often on an ISP seen before
+    rng = random.Random(2)
+    isps = list(range(64500, 64530))
+    requests = [(rng.choice(isps), "sdk", True, True, 0) for _ in range(12)]
+    assert rotation(sent(requests), 12) >= ROTATING
+    # a new client on every request does the same
+    clients = [(7922, f"ua-{i}", True, True, 0) for i in range(6)]
+    assert rotation(sent(clients), 6) == 1.0
+    # and a rotating account's history counts from its first requests: nothing to wait for
+    assert history(sent(clients[:4]), 4) == JUDGED
+
+
+def test_rotation_counts_only_what_is_new_to_the_remembered_networks() -> None:
+    # more distinct networks than are remembered: an old one coming back counts again, as it
+    # would for a proxy pool that large
+    b = sent([(64500 + i % (MAX_REMEMBERED + 1), "sdk", False, False, 0) for i in range(40)])
+    assert len(b.asns) == MAX_REMEMBERED and b.asn_switches == 39
+
+
+def test_high_value_alone_is_no_harvest() -> None:
+    # coding is what most users ask; with no other tell an account does not harvest
+    b = sent([(1, "c", True, False, 0)] * 20)
+    assert harvest(b, 20) == 0.0
+
+
+def test_a_student_asking_for_reasoning_on_a_third_of_requests_barely_harvests() -> None:
+    asks = [(1, "c", True, i % 3 == 0, 0) for i in range(24)]
+    assert harvest(sent(asks), 24) < HARVESTING / 2
+
+
+def test_written_out_reasoning_on_most_requests_is_harvest() -> None:
+    b = sent([(1, "c", True, True, 0)] * 8)
+    assert harvest(b, 8) == 1.0
+
+
+def test_a_tutorials_pages_are_no_harvest_but_many_templates_are() -> None:
+    # a tutorial's new user sends its one or two pages; a campaign account many templates
+    one_page = sent([(1, "c", True, False, TEMPLATES[0])] * 6)
+    two_pages = sent([(1, "c", True, False, TEMPLATES[i % 2]) for i in range(6)])
+    five = sent([(1, "c", True, False, TEMPLATES[i % 5]) for i in range(6)])
+    assert harvest(one_page, 6) == 0.0 and harvest(two_pages, 6) < HARVESTING
+    assert harvest(five, 6) >= HARVESTING
+    # even asking for reasoning, one page is damped (a tutorial on extended thinking)
+    reasoning_page = sent([(1, "c", True, True, TEMPLATES[0])] * 6)
+    assert harvest(reasoning_page, 6) < HARVESTING
+
+
+def test_the_figures_are_of_what_the_account_asks_now() -> None:
+    # a tutorial's pages, then ordinary use: the pages stop counting
+    b = sent([(1, "c", True, True, TEMPLATES[i]) for i in range(4)])
+    assert harvest(b, 4) >= HARVESTING * 0.8 * 4 / CONFIDENT_REQUESTS
+    for _ in range(MAX_REMEMBERED):
+        b.observe(1, "c", False, False, 0)
+    assert breadth(b) == 0 and harvest(b, 4 + MAX_REMEMBERED) == 0.0
+
+
+def test_a_few_requests_say_little() -> None:
+    one = sent([(1, "c", True, True, 0)])
+    assert 0 < harvest(one, 1) < HARVESTING
+    assert history(one, 1) == NEW
+    enough = sent([(1, "c", True, True, 0)] * CONFIDENT_REQUESTS)
+    assert harvest(enough, CONFIDENT_REQUESTS) == 1.0
+    assert history(enough, CONFIDENT_REQUESTS) == JUDGED
+
+
+def test_sustained_templated_harvest_is_a_history_level() -> None:
+    b = sent([(1, "c", True, False, TEMPLATES[i % 5])
+              for i in range(SUSTAINED_TEMPLATED_REQUESTS)])
+    assert history(b, SUSTAINED_TEMPLATED_REQUESTS) == SUSTAINED
+    b = sent([(1, "c", False, False, TEMPLATES[i % 5])
+              for i in range(2 * SUSTAINED_TEMPLATED_REQUESTS)])
+    assert history(b, 2 * SUSTAINED_TEMPLATED_REQUESTS) == JUDGED  # templated, not high-value
+
+
+def test_the_state_is_bounded_whatever_the_account_sends() -> None:
+    rng = random.Random(3)
+    b = Behaviour()
+    for _ in range(10_000):
+        b.observe(rng.getrandbits(32), f"ua-{rng.getrandbits(64)}", True, True,
+                  rng.getrandbits(64))
+    assert len(b.asns) == len(b.clients) == MAX_REMEMBERED
+    assert len(b.recent_asks) == len(b.recent_templates) == MAX_REMEMBERED
+
+
+def test_wire_round_trip() -> None:
+    b = sent([(1, "a", True, True, TEMPLATES[0]), (2, None, False, True, 0),
+              (None, "b", True, False, TEMPLATES[1])])
+    assert Behaviour.from_wire(b.to_wire()) == b
