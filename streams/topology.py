@@ -14,6 +14,9 @@
       ▼
     enforcement (key: account_id, contract JSON)      + one structlog line per decision
 
+    control (allow-list, compacted) ─▶ every worker's ControlReader (no group, whole topic)
+                                       ─▶ the AllowList the core's policy consults
+
 The agents decode, load state, call the pure core (`models/`), store state and send. What they
 send in volume is held and sent in batches (streams/outbox.py, streams/held_writes.py), never
 past the commit of the events that made it. Tables only store the core's state; windows,
@@ -55,6 +58,7 @@ from streams.codec import (
     encode_summary,
     register_codecs,
 )
+from streams.control import AllowListKeeper, ControlReader
 from streams.held_writes import HeldWrites
 from streams.outbox import Outbox, install_before_commit
 from streams.settings import Settings
@@ -264,7 +268,8 @@ def create_app(settings: Settings) -> faust.App:
         except Exception:  # a Faust timer that raises is never run again; the records stay held
             log.exception("send_held_failed", hint="retried in 0.1 s and before every commit")
 
-    account_stage_core = AccountStage(cfg)
+    allow = settings.allow_list()
+    account_stage_core = AccountStage(cfg, allow)
     cluster_stage_core = ClusterStage(cfg)
     account_parts: dict[int, AccountPartition] = {}
     cluster_parts: dict[int, ClusterPartition] = {}
@@ -388,7 +393,10 @@ def create_app(settings: Settings) -> faust.App:
 
     async def to_dead_letter(reason: str, event: Any) -> None:
         msg = event.message
-        key, value = msg.key, msg.value
+        await dead_letter_raw(reason, msg.key, msg.value, msg.topic, msg.partition, msg.offset)
+
+    async def dead_letter_raw(reason: str, key: bytes | None, value: bytes | None, topic: str,
+                              partition: int, offset: int) -> None:
         # The original bytes go whole up to DEAD_LETTER_KEEP_BYTES; a larger record (the broker
         # takes up to 1 MB) keeps its first bytes, so its dead letter (base64 in JSON) stays
         # under the producer's request limit instead of failing the send and the agent.
@@ -399,15 +407,34 @@ def create_app(settings: Settings) -> faust.App:
             reason += f" (dead letter keeps the first 1024 of the key's {len(key)} bytes)"
             key = key[:1024]
         await dead_letter.send(key=key, value=dead_letter_record(
-            reason, value, key, msg.topic, msg.partition, msg.offset, time.time()))
-        log.warning("dead_letter", reason=reason, topic=msg.topic, partition=msg.partition,
-                    offset=msg.offset)
+            reason, value, key, topic, partition, offset, time.time()))
+        log.warning("dead_letter", reason=reason, topic=topic, partition=partition,
+                    offset=offset)
+
+    # ---- the allow-list: the settings' allowances, then the control topic's ---------------
+    # One AllowList for the worker, shared with the core (the policy consults it at every
+    # decision) and changed in place by the control reader.
+    async def control_dead_letter(reason: str, rec: Any) -> None:
+        await dead_letter_raw(reason, rec.key, rec.value, rec.topic, rec.partition, rec.offset)
+
+    control = ControlReader(settings, AllowListKeeper(allow, settings.allowances()),
+                            control_dead_letter)
+    app.distillguard_allow = allow  # type: ignore[attr-defined]
+    app.distillguard_control = control  # type: ignore[attr-defined]
+
+    @app.on_partitions_assigned.connect
+    async def start_reading_control(sender: Any, assigned: set[Any], **_: Any) -> None:
+        # Before the first event is delivered: the agents wait until the topic is read to its
+        # end, so an allowance written before this worker started holds from its first event.
+        control.start(app.add_future)
 
     # ---- account stage --------------------------------------------------------------------
     @app.agent(requests, name="account_stage")
     async def account_stage(stream: faust.StreamT) -> None:
         """requests -> cluster_summaries + enforcement; bad records -> dead_letter."""
         async for event in stream.events():
+            if control.waiting:
+                await control.ready()
             try:
                 ev = decode_request(event.message.value, event.message.key,
                                     settings.max_record_bytes)
@@ -517,6 +544,8 @@ def create_app(settings: Settings) -> faust.App:
     async def apply_verdicts(stream: faust.StreamT) -> None:
         """account_verdicts -> enforcement."""
         async for event in stream.events():
+            if control.waiting:
+                await control.ready()
             try:
                 verdicts = decode_verdict_record(internal(event.message.value))
                 part = account_partition(event.message.partition)
