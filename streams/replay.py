@@ -10,6 +10,13 @@
 Sources are in `streams/replay_source.py` (file, topic time range, topic offset range). By
 default a replay writes nothing to Kafka: decisions go to a file or nowhere.
 
+The allow-list (`replay_allow_list`): the settings' allowances, as the live fleet holds them from
+its start, so a replay with the live settings gives the live decisions for those accounts. The
+control topic's allowances (streams/control.py) are not replayed unless asked for
+(`from_control_topic`, `--allow-from-control-topic`): then the topic's current state is read
+once and holds from the first event, where the live fleet applied each grant from when it was
+written; decisions made before a grant differ.
+
 Progress (events, rate, time left) goes to stderr once a second; Ctrl-C stops cleanly with
 what has been written so far flushed (the result says `interrupted`).
 """
@@ -20,6 +27,7 @@ import dataclasses
 import sys
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +35,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
+from models.allowlist import AllowList
 from models.baselines import Baselines
 from models.config import DetectorConfig
 from models.decision import Decision
@@ -35,10 +44,11 @@ from models.pipeline import Pipeline
 from streams.codec import encode_decision
 from streams.gc_tuning import fewer_collections
 from streams.replay_source import FileSource, KafkaBridge, ReplayError, read_topic_values
+from streams.settings import Settings
 
 __all__ = ["FileSink", "Progress", "ReplayError", "ReplayResult", "TopicSink",
            "check_labels_match", "load_labels",
-           "load_override", "parse_labels", "replay", "replay_file"]
+           "load_override", "parse_labels", "replay", "replay_allow_list", "replay_file"]
 
 Labels = dict[str, tuple[str, str]]
 
@@ -245,15 +255,17 @@ class EventSource(Protocol):
 def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink] | None = None,
            labels: Labels | None = None, partitions: int = 12,
            progress: Progress | None = None, dead_letter: Path | None = None,
-           pipeline: Pipeline | None = None, baselines: bool = False) -> ReplayResult:
+           pipeline: Pipeline | None = None, baselines: bool = False,
+           allow: AllowList | None = None) -> ReplayResult:
     """Run the core over `source`; decisions to `sinks`; bad records to `dead_letter`.
 
-    `pipeline`: a prepared core (tests record what it routes); by default a fresh one.
+    `pipeline`: a prepared core (tests record what it routes); by default a fresh one, with
+    `allow` (`replay_allow_list`; none by default).
     """
     sinks = list(sinks or [])
     result = ReplayResult()
     if pipeline is None:
-        pipeline = Pipeline(cfg, partitions=partitions)
+        pipeline = Pipeline(cfg, partitions=partitions, allow=allow)
     process = pipeline.process
     evaluation = Evaluation(labels) if labels else None
     compared = Baselines(labels, cfg) if labels and baselines else None
@@ -323,12 +335,38 @@ def dead_letter_path(output: Path | None) -> Path | None:
 
 def replay_file(input_path: Path, output_path: Path | None, cfg: DetectorConfig,
                 labels: Labels | None = None, partitions: int = 12,
-                progress: Progress | None = None) -> ReplayResult:
+                progress: Progress | None = None,
+                allow: AllowList | None = None) -> ReplayResult:
     """The core over an events file; decisions to `output_path` (bad lines beside it)."""
     source = FileSource(input_path)
     sinks: list[DecisionSink] = [FileSink(output_path)] if output_path is not None else []
     return replay(source, cfg, sinks=sinks, labels=labels, partitions=partitions,
-                  progress=progress, dead_letter=dead_letter_path(output_path))
+                  progress=progress, dead_letter=dead_letter_path(output_path), allow=allow)
+
+
+def replay_allow_list(settings: Settings, from_control_topic: bool = False,
+                      note: IO[str] | None = None) -> AllowList:
+    """The allow-list of a replay: the settings', and with `from_control_topic` the control
+    topic's current grants too (read once, now; the settings' hold over the topic's, as in a
+    worker). A line on `note` (default stderr) says what it holds."""
+    import asyncio
+
+    from streams.control import FULL, GRANTED, AllowListKeeper, read_control_state
+
+    allow = settings.allow_list()
+    if not from_control_topic:
+        return allow
+    topic = settings.topics["control"].name
+    state = asyncio.run(read_control_state(settings))  # ControlTopicError: one line, exit 2
+    keeper = AllowListKeeper(allow, settings.allowances())
+    outcomes = Counter(keeper.apply(r) for r in state.records.values())
+    extra = [f"{outcomes[FULL]} refused (the allow-list is full)" if outcomes[FULL] else "",
+             f"{len(state.bad)} bad records skipped" if state.bad else ""]
+    (note or sys.stderr).write(
+        f"allow-list: {len(settings.allowances())} from the settings, {outcomes[GRANTED]} from "
+        f"the control topic {topic} as of now (applied from the first event)"
+        + "".join(f", {e}" for e in extra if e) + "\n")
+    return allow
 
 
 def shadow_config(cfg: DetectorConfig) -> DetectorConfig:
