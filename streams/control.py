@@ -315,8 +315,7 @@ async def read_control_state(settings: Settings, timeout_s: float = 30.0) -> Con
                                 "broker up? `distillguard broker status`)") from None
     except KafkaError as exc:
         raise ControlTopicError(f"reading the control topic {settings.topics['control'].name} at "
-                                f"{settings.kafka_bootstrap} failed: {type(exc).__name__}: "
-                                f"{exc}") from None
+                                f"{settings.kafka_bootstrap} failed: {exc}") from None
     finally:
         await consumer.stop()
     return state
