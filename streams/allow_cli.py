@@ -42,7 +42,7 @@ LIST_REASON_CHARS = 60
 
 def add_allow_parser(subparsers: Any) -> argparse.ArgumentParser:
     """The `allow` command, on the console script's subparsers."""
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "allow", help="allow-list a verified organisation or account (the control topic)",
         description="Grant, revoke or list allowances on the control topic: an allow-listed "
                     "organisation's or account's requests are never throttled or blocked, and "
@@ -163,10 +163,10 @@ def render_list(settings: Settings, state: ControlState) -> str:
     fixed = {(a.scope, a.id) for a in settings.allowances()}
     for a in settings.allowances():
         rows.append((a, None, "settings"))
-    for record in state.records.values():
-        assert record.allowance is not None  # ControlState keeps grants only
-        shadowed = (record.scope, record.id) in fixed
-        rows.append((record.allowance, record, "control (settings hold)" if shadowed
+    for granted in state.records.values():
+        assert granted.allowance is not None  # ControlState keeps grants only
+        shadowed = (granted.scope, granted.id) in fixed
+        rows.append((granted.allowance, granted, "control (settings hold)" if shadowed
                      else "control"))
     topic = settings.topics["control"].name
     header = f"{'scope':<8} {'id':<32} {'source':<24} {'by':<16} {'since':<20} reason"
