@@ -37,7 +37,14 @@ from models.detectors import AccountModel
 from models.due import DueIndex
 from models.events import RequestEvent
 from models.features import account_features
-from models.keys import client_id, infrastructure_keys, key_kind, template_key, template_keys
+from models.keys import (
+    client_id,
+    infrastructure_keys,
+    ip_prefix,
+    key_kind,
+    template_key,
+    template_keys,
+)
 from models.messages import AccountVerdict, ClusterSummary
 from models.policy import decide
 from models.templates import KnownTemplates, TemplateRecurrence
@@ -140,7 +147,7 @@ class AccountStage:
         simhash = ev.simhash
         template = part.known.match(simhash, part.watermark.max_ts) if part.known else 0
         state.behaviour.observe(ev.asn, client_id(ev.user_agent), ev.is_high_value,
-                                ev.reasoning_requested, template)
+                                ev.reasoning_requested, template, ip_prefix(ev.ip))
         state.requests += 1
         infra_keys = win.infra_keys
         young = self._young(state, ts)

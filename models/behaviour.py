@@ -32,6 +32,8 @@ MAX_REMEMBERED = 8
 # Rotation counts from this many switches to a network or client not among the remembered ones:
 # one or two are a phone and an office.
 ROTATION_MIN_SWITCHES = 3
+# New prefixes count as rotation once the account has been seen on this many networks (ASNs).
+ROTATION_MIN_NETWORKS = 3
 # A switch on this share of the requests (after the first) is full rotation. (A fresh exit of a
 # residential proxy pool is often on an ISP seen before: big ISPs hold most households.)
 ROTATING_SHARE = 0.25
@@ -74,6 +76,11 @@ class Behaviour:
     asn_switches: int = 0
     clients: list[str] = field(default_factory=list)
     client_switches: int = 0
+    # Network prefixes (IPv4 /24, IPv6 /48): a proxy's fresh exits are on new ones even where
+    # they fall on an ISP seen before; counted as rotation only beside several ASNs (a phone on
+    # its carrier's pool changes prefixes, not networks).
+    prefixes: list[str] = field(default_factory=list)
+    prefix_switches: int = 0
     high_value: int = 0
     reasoning: int = 0
     templated_high_value: int = 0
@@ -85,13 +92,17 @@ class Behaviour:
     recent_templates: list[int] = field(default_factory=list)
 
     def observe(self, asn: int | None, client: str | None, high_value: bool, reasoning: bool,
-                template: int) -> None:
+                template: int, prefix: str | None = None) -> None:
         """Fold one request in: O(MAX_REMEMBERED) at most. `template`: the signature of the
         known template the prompt is of, 0 if none."""
         if asn is not None and asn not in self.asns:
             if self.asns:
                 self.asn_switches += 1
             _remember(self.asns, asn)
+        if prefix is not None and prefix not in self.prefixes:
+            if self.prefixes:
+                self.prefix_switches += 1
+            _remember(self.prefixes, prefix)
         if client is not None and client not in self.clients:
             if self.clients:
                 self.client_switches += 1
@@ -106,12 +117,14 @@ class Behaviour:
     def to_wire(self) -> list[Any]:
         return [self.asns, self.asn_switches, self.clients, self.client_switches,
                 self.high_value, self.reasoning, self.templated_high_value, self.recent_asks,
-                self.recent_templates]
+                self.recent_templates, self.prefixes, self.prefix_switches]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Behaviour:
-        return cls(list(w[0]), w[1], list(w[2]), w[3], w[4], w[5], w[6], list(w[7]),
-                   list(w[8]))
+        return cls(asns=list(w[0]), asn_switches=w[1], clients=list(w[2]),
+                   client_switches=w[3], high_value=w[4], reasoning=w[5],
+                   templated_high_value=w[6], recent_asks=list(w[7]),
+                   recent_templates=list(w[8]), prefixes=list(w[9]), prefix_switches=w[10])
 
 
 def breadth(b: Behaviour) -> int:
@@ -137,7 +150,8 @@ def confidence(requests: int) -> float:
 
 
 def rotation(b: Behaviour, requests: int) -> float:
-    switches = max(b.asn_switches, b.client_switches)
+    switches = max(b.asn_switches, b.client_switches,
+                   b.prefix_switches if len(b.asns) >= ROTATION_MIN_NETWORKS else 0)
     if switches < ROTATION_MIN_SWITCHES or requests <= 1:
         return 0.0
     return min(1.0, switches / (requests - 1) / ROTATING_SHARE)

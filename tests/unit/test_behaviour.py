@@ -137,3 +137,17 @@ def test_wire_round_trip() -> None:
     b = sent([(1, "a", True, True, TEMPLATES[0]), (2, None, False, True, 0),
               (None, "b", True, False, TEMPLATES[1])])
     assert Behaviour.from_wire(b.to_wire()) == b
+
+
+def test_new_prefixes_count_as_rotation_only_beside_several_networks() -> None:
+    # a phone on its carrier's address pool: a new prefix often, one network
+    phone = Behaviour()
+    for i in range(20):
+        phone.observe(21928, "app", False, False, 0, f"172.{32 + i}.1.0/24")
+    assert rotation(phone, 20) == 0.0
+    # a proxy's fresh exits: new prefixes, on a few ISPs seen again and again
+    proxy = Behaviour()
+    isps = (7922, 7018, 701)
+    for i in range(8):
+        proxy.observe(isps[i % 3], "sdk", True, True, 0, f"73.{i}.1.0/24")
+    assert rotation(proxy, 8) == 1.0
