@@ -8,8 +8,9 @@
                                           the core over a file or a topic range, for tuning
     distillguard sweep --input F --labels F --grid NAME=V1,V2   replay per setting, scored
     distillguard diff RUN_A.jsonl RUN_B.jsonl                   accounts whose action changed
-    distillguard evaluate [--out DIR]     the detection-quality report: seeds, robustness
-                                          variants, both baselines, targets checked
+    distillguard evaluate [--out DIR]     the detection-quality report: a tuning set and a
+                                          held-out set of scenarios, targets checked
+    distillguard allow --org ID | --account ID --reason TEXT     the allow-list (control topic)
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
@@ -576,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_settings(sub.add_parser("topics", help="create the topics of deploy/topics.toml"))
     p.add_argument("action", choices=["create"])
     p.set_defaults(func=cmd_topics)
+
+    from streams.allow_cli import add_allow_parser
+    add_allow_parser(sub)
 
     p = with_settings(sub.add_parser("watch", help="live view of the enforcement topic"))
     p.add_argument("--from-beginning", action="store_true")
