@@ -135,8 +135,11 @@ class AccountStage:
             state = AccountState.new(ev.account_id, ts)
             state.created_ts = ev.account_created_ts
             state.org_id = ev.org_id or None
-        elif state.pending_verdicts:
-            self._apply_verdicts(state, part, out, ts)
+        else:
+            if state.org_id is None and ev.org_id:  # (a verdict may have made the state)
+                state.org_id = ev.org_id
+            if state.pending_verdicts:
+                self._apply_verdicts(state, part, out, ts)
         if out.late:
             state.late_events += 1
         win = state.window
@@ -145,7 +148,7 @@ class AccountStage:
         win = state.window_for(ts, cfg)
         # The account's own behaviour first, so the summaries below carry this request too.
         simhash = ev.simhash
-        template = part.known.match(simhash, part.watermark.max_ts) if part.known else 0
+        template = part.known.match(simhash, part.watermark.max_ts)
         state.behaviour.observe(ev.asn, client_id(ev.user_agent), ev.is_high_value,
                                 ev.reasoning_requested, template, ip_prefix(ev.ip))
         state.requests += 1

@@ -60,6 +60,10 @@ CONFIDENT_REQUESTS = 5
 # as one of the harvesters (models/cluster.py).
 HARVESTING = 0.5
 ROTATING = 0.5
+# Two prompts within this many SimHash bits of each other are near-duplicates of one template
+# (templated prompts are at most a few bits from their template, so at most twice that from each
+# other); unrelated prompts are ~32 bits apart and this close with probability 4e-5.
+SAME_TEMPLATE_BITS = 16
 # History levels of an account (`history`): too new to be judged by its figures, judged, and
 # harvesting known templates for longer than a tutorial or a course lasts (this many templated
 # high-value requests: tutorials and homework are a handful).
@@ -128,8 +132,14 @@ class Behaviour:
 
 
 def breadth(b: Behaviour) -> int:
-    """Distinct known crowd templates among the account's latest requests."""
-    return len({t for t in b.recent_templates if t})
+    """Distinct known crowd templates among the account's latest requests. (Signatures within
+    SAME_TEMPLATE_BITS are one template: a partition may come to know a template by a second,
+    nearby signature while the account sends it.)"""
+    distinct: list[int] = []
+    for t in b.recent_templates:
+        if t and all((t ^ d).bit_count() > SAME_TEMPLATE_BITS for d in distinct):
+            distinct.append(t)
+    return len(distinct)
 
 
 def _remember(items: list[Any], item: Any) -> None:

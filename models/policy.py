@@ -33,6 +33,7 @@ from models.behaviour import (
     CONFIDENT_REQUESTS,
     HARVESTING,
     ROTATING,
+    SAME_TEMPLATE_BITS,
     SUSTAINED_TEMPLATED_REQUESTS,
     harvest,
     rotation,
@@ -51,10 +52,6 @@ CORROBORATION_SCORE = 0.5
 # corroborate like a second kind: each is its own crowd of accounts. Against a young account one
 # template already gives full weight (`_template_weight`).
 TEMPLATES_FOR_FULL_WEIGHT = 2
-# Two prompts within this many SimHash bits of each other are near-duplicates of one template
-# (templated prompts here are at most a few bits from their template, so at most twice that
-# from each other); unrelated prompts are ~32 bits apart and this close with probability 4e-5.
-SAME_TEMPLATE_BITS = 16
 # Evidence from shared keys weighs less against an established account (Fraudar-like: a crowd
 # on a popular key convicts the fresh accounts that make it suspicious, not the old users on it).
 ESTABLISHED_WEIGHT = 0.5

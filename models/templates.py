@@ -21,6 +21,7 @@ bytearrays: constant memory, O(1) per lookup, whatever the traffic.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,10 +115,9 @@ class TemplateRecurrence:
 # template's crowd slowly; once its signature is known, every prompt of it is recognised here.
 _INDEX_BANDS = 8
 # Known templates per account partition: templates of real crowds (campaigns, tutorials,
-# homework, enterprise batches), a few thousand at most; the oldest go first beyond this.
+# homework, enterprise batches), a few thousand at most; the earliest to apply go first beyond
+# this.
 MAX_KNOWN_TEMPLATES = 4096
-# Convicted buckets remembered per known template (the latest): see `KnownTemplates.add`.
-CONVICTED_BUCKETS_KEPT = 2
 
 
 @dataclass(slots=True)
@@ -125,50 +125,80 @@ class KnownTemplates:
     """Templates a crowd of accounts agreed on (signatures, from the cluster stage), known to an
     account partition from their time to apply on, and the convicted buckets of each.
 
-    A new signature within SIGNATURE_BITS of a known one is the same template (the buckets of
-    one template each elect a signature, nearly the same one). Bounded by MAX_KNOWN_TEMPLATES.
+    The buckets of one template each elect a signature, nearly the same one: a signature within
+    SIGNATURE_BITS of a known one is that template. Notices are taken in when their time to apply
+    comes, in the order of (time, signature), whatever order they arrived in: what a partition
+    knows at an event time, and by which signature, depends only on the notices that apply by
+    then, so a live fleet and a replay name every template alike. Bounded: MAX_KNOWN_TEMPLATES
+    (the earliest known go first), and as many notices waiting.
 
     >>> known = KnownTemplates()
-    >>> hex(known.add(0x0123_4567_89AB_CDEF, 100.0))
-    '0x123456789abcdef'
-    >>> hex(known.match(0x0123_4567_89AB_CDEF ^ 0b1011, 100.0)), known.match(0x0123, 100.0)
-    ('0x123456789abcdef', 0)
+    >>> known.add(0x0123_4567_89AB_CDEF ^ 0b11, 150.0, "tpl:1:89ab")
+    >>> known.add(0x0123_4567_89AB_CDEF, 100.0)
     >>> known.match(0x0123_4567_89AB_CDEF, 99.0)  # not yet
     0
+    >>> hex(known.match(0x0123_4567_89AB_CDEF ^ 0b1011, 100.0)), known.match(0x0123, 100.0)
+    ('0x123456789abcdef', 0)
+    >>> template = known.match(0x0123_4567_89AB_CDEF, 150.0)  # (the later notice is the same)
+    >>> hex(template), known.convicted_buckets(template)
+    ('0x123456789abcdef', ('tpl:1:89ab',))
     """
 
-    # signature -> (applies from, convicted template buckets of it)
+    # signature -> (known from, its convicted buckets, sorted)
     entries: dict[int, tuple[float, tuple[str, ...]]] = field(default_factory=dict)
     index: list[dict[int, list[int]]] = field(
         default_factory=lambda: [{} for _ in range(_INDEX_BANDS)])
+    # Notices not yet taken in, a heap of (applies from, signature, convicted bucket or "").
+    waiting: list[tuple[float, int, str]] = field(default_factory=list)
+    # Everything applying up to this event time has been taken in.
+    taken_to: float = 0.0
 
-    def add(self, signature: int, apply_ts: float, convicted_bucket: str = "") -> int:
-        """Know a template from `apply_ts` on (earlier if it was known earlier); return the
-        signature it is known by."""
-        known = self._nearest(signature)
-        if known:
-            at, buckets = self.entries[known]
-            if convicted_bucket and convicted_bucket not in buckets:
-                # The latest few only: a noisy template's variants fill many buckets, each
-                # convicted on its own, and one of its verdicts is all an account needs to hold.
-                buckets = (convicted_bucket, *buckets[:CONVICTED_BUCKETS_KEPT - 1])
-            self.entries[known] = (min(at, apply_ts), buckets)
-            return known
-        if len(self.entries) >= MAX_KNOWN_TEMPLATES:
-            self._forget(next(iter(self.entries)))
-        self.entries[signature] = (apply_ts, (convicted_bucket,) if convicted_bucket else ())
-        for band, table in enumerate(self.index):
-            table.setdefault((signature >> (band * 8)) & 0xFF, []).append(signature)
-        return signature
+    def add(self, signature: int, apply_ts: float, convicted_bucket: str = "") -> None:
+        """A notice that a crowd agreed on this template (with one of its convicted buckets,
+        when given), to be known from `apply_ts` on."""
+        if apply_ts < self.taken_to:
+            self._take_in(apply_ts, signature, convicted_bucket)  # (came after its time)
+            return
+        if len(self.waiting) >= MAX_KNOWN_TEMPLATES:  # (no fleet lets so many wait)
+            self.waiting.remove(max(self.waiting))
+            heapq.heapify(self.waiting)
+        heapq.heappush(self.waiting, (apply_ts, signature, convicted_bucket))
 
     def match(self, simhash: int, now_ts: float) -> int:
-        """The known template (signature) the prompt is of at `now_ts`, or 0."""
-        found = self._nearest(simhash)
-        return found if found and self.entries[found][0] <= now_ts else 0
+        """The known template (its signature) the prompt is of at `now_ts`, or 0."""
+        self._catch_up(now_ts)
+        if not self.entries:
+            return 0  # (a partition that knows no template yet: most prompts, early on)
+        for band, table in enumerate(self.index):
+            for signature in table.get((simhash >> (band * 8)) & 0xFF, ()):
+                if (simhash ^ signature).bit_count() <= SIGNATURE_BITS:
+                    return signature
+        return 0
 
     def convicted_buckets(self, signature: int) -> tuple[str, ...]:
         entry = self.entries.get(signature)
         return entry[1] if entry is not None else ()
+
+    def _catch_up(self, now_ts: float) -> None:
+        if now_ts > self.taken_to:
+            self.taken_to = now_ts
+        waiting = self.waiting
+        while waiting and waiting[0][0] <= now_ts:  # in (time, signature) order: a heap
+            self._take_in(*heapq.heappop(waiting))
+
+    def _take_in(self, apply_ts: float, signature: int, bucket: str) -> None:
+        known = self._nearest(signature)
+        if known:
+            at, buckets = self.entries[known]
+            if bucket and bucket not in buckets:
+                buckets = tuple(sorted((*buckets, bucket)))
+            self.entries[known] = (at, buckets)
+            return
+        if len(self.entries) >= MAX_KNOWN_TEMPLATES:
+            self._forget(next(iter(self.entries)))  # the earliest taken in
+        self.entries[signature] = (apply_ts, (bucket,) if bucket else ())
+        for band, table in enumerate(self.index):
+            table.setdefault((signature >> (band * 8)) & 0xFF, []).append(signature)
 
     def _nearest(self, simhash: int) -> int:
         for band, table in enumerate(self.index):
@@ -189,12 +219,17 @@ class KnownTemplates:
         return len(self.entries)
 
     def to_wire(self) -> list[Any]:
-        return [[signature, at, list(buckets)] for signature, (at, buckets) in self.entries.items()]
+        return [[[signature, at, list(buckets)] for signature, (at, buckets)
+                 in self.entries.items()], [list(w) for w in self.waiting], self.taken_to]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> KnownTemplates:
         known = cls()
-        for signature, at, buckets in w:
-            for bucket in buckets or [""]:
-                known.add(int(signature), float(at), bucket)
+        for signature, at, buckets in w[0]:
+            known._take_in(float(at), int(signature), "")
+            for bucket in buckets:
+                known._take_in(float(at), int(signature), bucket)
+        known.waiting = [(float(at), int(signature), str(bucket)) for at, signature, bucket in w[1]]
+        heapq.heapify(known.waiting)
+        known.taken_to = float(w[2])
         return known

@@ -129,6 +129,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         labels_from_topic,
         load_labels,
         replay,
+        replay_allow_list,
         shadow_config,
     )
     from streams.replay_source import FileSource, KafkaBridge, ReplayError, TopicSource
@@ -195,7 +196,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         progress = None if args.quiet else Progress(source.total)
         result = replay(source, cfg, sinks=sinks, labels=labels, partitions=partitions,
                         progress=progress, dead_letter=dead_letter_path(output),
-                        baselines=args.baselines)
+                        baselines=args.baselines,
+                        allow=replay_allow_list(settings, args.allow_from_control_topic))
     finally:
         if bridge is not None:
             bridge.close()
@@ -480,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="partitions of the live requests topic (for partition-local state; "
                         "default: from the settings, or the topic's own count)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--allow-from-control-topic", action="store_true",
+                   help="also allow-list what the control topic holds now, from the first "
+                        "event (the settings' allow-list always applies)")
     p.set_defaults(func=cmd_replay)
 
     p = with_settings(sub.add_parser(

@@ -10,7 +10,9 @@ context in worker memory (`models.account_stage.AccountPartition`):
   `AccountPartition.templates`);
 - the convicted clusters broadcast to the partition (`AccountPartition.convicted`, as
   `ConvictedClusters.to_wire`), so a replacement account is still acted on at its first request
-  after a move; a conviction received after the last snapshot is lost until it is re-issued.
+  after a move; a conviction received after the last snapshot is lost until it is re-issued;
+- the templates known to the partition (`AccountPartition.known`, `KnownTemplates.to_wire`), so
+  its accounts' prompts are recognised as templated after a move as before it.
 
 The last two cannot be rebuilt from the account states. Without a snapshot a partition that
 moves to another worker (a rebalance, a crash, a deploy) would start them cold there: the model
@@ -62,6 +64,9 @@ SNAPSHOT_EVERY_LEARNS = 25
 SNAPSHOT_EVERY_EVENTS = 500
 # Context objects of AccountPartition snapshotted field by field (besides the model).
 CONTEXT_FIELDS = ("templates",)
+# Context objects of AccountPartition snapshotted in their own wire form (`to_wire`/`from_wire`):
+# the convicted clusters and the known templates broadcast to the partition.
+WIRE_FIELDS = ("convicted", "known")
 
 
 # ---- the online model ---------------------------------------------------------------------------
@@ -202,9 +207,10 @@ def snapshot(part: Any) -> dict[str, Any]:
         obj = getattr(part, name, None)
         if obj is not None and dataclasses.is_dataclass(obj):
             snap[name] = fields_snapshot(obj)
-    convicted = getattr(part, "convicted", None)
-    if convicted is not None:
-        snap["convicted"] = convicted.to_wire()
+    for name in WIRE_FIELDS:
+        obj = getattr(part, name, None)
+        if obj is not None:
+            snap[name] = obj.to_wire()
     return snap
 
 
@@ -219,10 +225,11 @@ def restore(part: Any, snap: dict[str, Any]) -> list[str]:
         obj = getattr(part, name, None)
         if obj is not None and name in snap and restore_fields(obj, snap[name]):
             restored.append(name)
-    if "convicted" in snap and hasattr(part, "convicted"):
-        try:
-            part.convicted = type(part.convicted).from_wire(snap["convicted"])
-            restored.append("convicted")
-        except (TypeError, ValueError, KeyError, IndexError):
-            pass  # not restored: the partition learns convictions again as they are re-issued
+    for name in WIRE_FIELDS:
+        if name in snap and hasattr(part, name):
+            try:
+                setattr(part, name, type(getattr(part, name)).from_wire(snap[name]))
+                restored.append(name)
+            except (TypeError, ValueError, KeyError, IndexError):
+                pass  # not restored: the partition learns them again as they are re-issued
     return restored

@@ -685,8 +685,8 @@ def test_a_template_notice_makes_the_template_known_and_convicts_nothing() -> No
     template = int(TEMPLATE, 16)
     out = h.stage.on_conviction(told(BROADCAST, _notice("tpl:0:cdef", template)), h.part)
     assert out.decisions == [] and len(h.part.convicted) == 0
-    assert h.part.known.match(template, T0 + DELAY) == template
     assert h.part.known.match(template, T0 + DELAY - 1) == 0  # from its time to apply on
+    assert h.part.known.match(template, T0 + DELAY) == template
     # a prompt of it, near or noisy, is templated; the account joins the template's own crowd
     noisy = template ^ 0x0001_0001_0001_0001  # one bit flipped in each 16-bit band
     assert not set(template_keys(noisy, CFG.simhash_bands)) & set(

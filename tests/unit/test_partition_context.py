@@ -98,3 +98,15 @@ def test_a_snapshot_of_another_tree_structure_is_refused() -> None:
 def test_garbage_restores_nothing(bad: object) -> None:
     part = AccountPartition.create(DetectorConfig(), 0)
     assert pc.restore(part, bad) == []  # type: ignore[arg-type]
+
+
+def test_known_templates_come_back() -> None:
+    original = AccountPartition.create(DetectorConfig(), 3)
+    for i in range(50):
+        original.known.add((0x0123_4567_89AB_CDEF * (i + 1)) & (2**64 - 1),
+                           1_700_000_000.0 + i, f"tpl:{i % 4}:{i:04x}" if i % 2 else "")
+    moved = AccountPartition.create(DetectorConfig(), 3)
+    assert "known" in pc.restore(moved, through_json(pc.snapshot(original)))
+    assert moved.known.entries == original.known.entries
+    prompt = (0x0123_4567_89AB_CDEF * 7) & (2**64 - 1)
+    assert moved.known.match(prompt ^ 0b101, 1_700_001_000.0) == prompt

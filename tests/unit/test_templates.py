@@ -7,14 +7,15 @@ generation length from the code, so they hold whatever those are tuned to.
 
 from __future__ import annotations
 
+import itertools
 import random
 
+import orjson
 import pytest
 
 from models.account_stage import AccountPartition
 from models.config import DetectorConfig
 from models.templates import (
-    CONVICTED_BUCKETS_KEPT,
     MAX_KNOWN_TEMPLATES,
     RECURRING_AFTER,
     SIGNATURE_BITS,
@@ -171,37 +172,57 @@ def test_a_template_is_known_from_its_time_to_apply_on() -> None:
     known = KnownTemplates()
     known.add(TEMPLATE_A, apply_ts=100.0)
     assert known.match(TEMPLATE_A, 99.9) == 0 and known.match(TEMPLATE_A, 100.0) == TEMPLATE_A
-    known.add(TEMPLATE_A ^ 1, apply_ts=50.0)  # known earlier through another bucket
-    assert known.match(TEMPLATE_A, 50.0) == TEMPLATE_A
 
 
-def test_the_buckets_of_one_template_are_one_known_template() -> None:
-    # each bucket of a template elects its own signature, nearly the same one
+def test_the_buckets_of_one_template_name_it_alike_in_any_order() -> None:
+    # each bucket of a template elects its own signature, nearly the same one: the partition
+    # takes notices in by their time to apply, whatever order they came in (a live fleet's, a
+    # replay's), and names the template by the first
+    signatures = (TEMPLATE_A, TEMPLATE_A ^ 0b11, TEMPLATE_A ^ 1 << 40)
+    names = set()
+    for order in itertools.permutations(range(3)):
+        known = KnownTemplates()
+        for i in order:
+            known.add(signatures[i], 100.0 + i, f"tpl:{i}:x")
+        assert known.match(TEMPLATE_A, 99.0) == 0
+        template = known.match(TEMPLATE_A, 200.0)
+        names.add((template, known.convicted_buckets(template)))
+    assert names == {(TEMPLATE_A, ("tpl:0:x", "tpl:1:x", "tpl:2:x"))}
+    assert KnownTemplates().convicted_buckets(TEMPLATE_B) == ()
+
+
+def test_a_notice_that_comes_after_its_time_is_taken_in_at_once() -> None:
     known = KnownTemplates()
-    for bucket, signature in enumerate((TEMPLATE_A, TEMPLATE_A ^ 0b11, TEMPLATE_A ^ 1 << 40)):
-        assert known.add(signature, 100.0, f"tpl:{bucket}:x") == TEMPLATE_A
-    assert len(known) == 1
-    # the latest convicted buckets are kept, a few of them
-    assert known.convicted_buckets(TEMPLATE_A) == ("tpl:2:x", "tpl:1:x")[:CONVICTED_BUCKETS_KEPT]
-    assert known.convicted_buckets(TEMPLATE_B) == ()
+    assert known.match(TEMPLATE_B, 500.0) == 0
+    known.add(TEMPLATE_A, 100.0)  # a late notice (the fleet lagged): known from now on
+    assert known.match(TEMPLATE_A, 500.0) == TEMPLATE_A
 
 
 def test_known_templates_are_bounded() -> None:
     known = KnownTemplates()
     rng = random.Random(5)
     first = rng.getrandbits(64)
-    known.add(first, 0.0)
-    for _ in range(MAX_KNOWN_TEMPLATES + 50):
-        known.add(rng.getrandbits(64), 0.0)
+    known.add(first, 1.0)
+    assert known.match(first, 1.0) == first
+    for i in range(MAX_KNOWN_TEMPLATES + 50):  # a notice a second, each taken in at its time
+        known.add(rng.getrandbits(64), 2.0 + i)
+        known.match(0, 2.0 + i)
     assert len(known) <= MAX_KNOWN_TEMPLATES
-    assert known.match(first, 0.0) == 0  # the oldest went first
+    assert known.match(first, MAX_KNOWN_TEMPLATES + 100.0) == 0  # the earliest known went first
+    # and notices that wait are bounded as well
+    waiting = KnownTemplates()
+    for i in range(MAX_KNOWN_TEMPLATES + 50):
+        waiting.add(rng.getrandbits(64), 10.0 + i)
+    assert len(waiting.waiting) <= MAX_KNOWN_TEMPLATES
     assert sum(len(v) for table in known.index for v in table.values()) == 8 * len(known)
 
 
 def test_known_templates_round_trip() -> None:
     known = KnownTemplates()
     known.add(TEMPLATE_A, 100.0, "tpl:0:cdef")
+    known.add(TEMPLATE_A ^ 1, 90.0, "tpl:1:89ab")
     known.add(TEMPLATE_B, 200.0)
-    again = KnownTemplates.from_wire(known.to_wire())
-    assert again.entries == known.entries
+    assert known.match(TEMPLATE_A, 150.0)  # two taken in, one waiting
+    again = KnownTemplates.from_wire(orjson.loads(orjson.dumps(known.to_wire())))
+    assert again.entries == known.entries and again.waiting == known.waiting
     assert again.match(TEMPLATE_B, 200.0) == TEMPLATE_B
