@@ -180,8 +180,7 @@ class KnownTemplates:
         return entry[1] if entry is not None else ()
 
     def _catch_up(self, now_ts: float) -> None:
-        if now_ts > self.taken_to:
-            self.taken_to = now_ts
+        self.taken_to = max(self.taken_to, now_ts)
         waiting = self.waiting
         while waiting and waiting[0][0] <= now_ts:  # in (time, signature) order: a heap
             self._take_in(*heapq.heappop(waiting))
