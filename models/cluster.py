@@ -90,6 +90,9 @@ class ClusterState:
     active_suspicious: int = 0
     active_rotating: int = 0
     active_sustained: int = 0
+    # Suspicious members among all those remembered (not only the horizon's): who a key's crowd
+    # has been, for judging a newcomer by it (models/scoring.py `prior`).
+    remembered_suspicious: int = 0
     verdict: Verdict | None = None
     last_ts: float = 0.0
     # Summaries received but not folded in yet: each waits until its tick is judged
@@ -125,7 +128,7 @@ class ClusterState:
                 self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts,
                 [p.to_wire() for p in self.pending], self.template, self.strays,
                 [self.active_harvesting, self.active_suspicious, self.active_rotating,
-                 self.active_sustained]]
+                 self.active_sustained, self.remembered_suspicious]]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterState:
@@ -142,7 +145,8 @@ class ClusterState:
                    active_harvesting=w[14][0] if len(w) > 14 else 0,
                    active_suspicious=w[14][1] if len(w) > 14 else 0,
                    active_rotating=w[14][2] if len(w) > 14 else 0,
-                   active_sustained=w[14][3] if len(w) > 14 and len(w[14]) > 3 else 0)
+                   active_sustained=w[14][3] if len(w) > 14 and len(w[14]) > 3 else 0,
+                   remembered_suspicious=w[14][4] if len(w) > 14 and len(w[14]) > 4 else 0)
 
 
 def cluster_window(account_window_start: int, cfg: DetectorConfig) -> int:
@@ -164,11 +168,13 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     # account), where building three lists cost more than the counting.
     idle_before = window - cfg.idle_expiry_s
     idle: list[str] = []
-    active = young = new = harvesting = suspicious = rotating = sustained = 0
+    active = young = new = harvesting = suspicious = rotating = sustained = remembered = 0
     for account, m in state.members.items():
         if m[_LAST] < idle_before:
             idle.append(account)
-        elif m[_LAST] >= start:
+            continue
+        remembered += member_flags(m[_YOUNG], m[_HARVEST], m[_ROTATION], m[_HISTORY])[1]
+        if m[_LAST] >= start:
             active += 1
             young += m[_YOUNG]
             if m[_FIRST] >= start:
@@ -190,6 +196,7 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     state.active_suspicious = suspicious
     state.active_rotating = rotating
     state.active_sustained = sustained
+    state.remembered_suspicious = remembered
     if not state.template and state.cluster_key[:4] == "tpl:":
         state.template = template_signature(state)
 
@@ -230,6 +237,8 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             if state.joined is not None:  # else the next telling scans every member anyway
                 state.joined.append(account_id)  # (so at most the member cap of them)
             _count_active(state, members[account_id], start)
+            state.remembered_suspicious += member_flags(int(s.young), s.harvest, s.rotation,
+                                                        s.history)[1]
             win.accounts += 1
             if s.simhash and not state.template:
                 state.template = template_signature(state)
@@ -241,6 +250,11 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             updated = (max(last, window), member[_YOUNG], member[_FIRST], member[_TOLD],
                        s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history)
             members[account_id] = updated
+            if changed:
+                state.remembered_suspicious += (
+                    member_flags(updated[_YOUNG], s.harvest, s.rotation, s.history)[1]
+                    - member_flags(member[_YOUNG], member[_HARVEST], member[_ROTATION],
+                                   member[_HISTORY])[1])
             if last < start:  # back in the horizon after a pause
                 _count_active(state, updated, start)
                 state.told_all = ""  # active again, maybe not told: the next telling scans all

@@ -239,8 +239,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         if kind in CONTENT_KINDS:
             # (an account that rotates is no tutorial's new user: no volume to wait for)
             fit *= max(content_volume_weight(state.behaviour.templated_high_value), rotating)
-        if newcomer and (kind in PRIOR_KINDS
-                         or (kind in CONTENT_KINDS and v.proven >= PROVEN_CROWD)):
+        if newcomer and v.score >= cfg.cluster_convict_score and (
+                kind in PRIOR_KINDS or (kind in CONTENT_KINDS and v.proven >= PROVEN_CROWD)):
+            # (a crowd convicted only weakly, a small template crowd, judges no newcomer: a few
+            # heavy attackers in a class's template crowd would have its new students judged)
             fit = max(fit, behaviour_fit(0.0, v.prior))
         decayed = weight * fit * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
         if kind == "tpl":

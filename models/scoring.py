@@ -17,10 +17,9 @@ targets, applied through who the members are. A crowd needs `min_accounts` suspi
 scored at all (`template_min_accounts` for a template bucket, whose crowd must also agree on a
 template: models/cluster.py; `cluster_min_accounts` for the other keys).
 
-A verdict also carries `prior`, the share of all active members that are suspicious: how likely an
-account joining the key with too little history of its own to judge is one of them
-(models/policy.py). A campaign's own card has a prior near 1; a reseller's card with a few
-attackers on it, near 0.
+A verdict also carries `prior` (`newcomer_prior`): how likely an account joining the key with too
+little history of its own to judge is one of its suspicious members (models/policy.py). A
+campaign's own card has a prior near 1; a reseller's card with a few attackers on it, 0.
 
 A crowd that keeps coming back, window after window, counts like a wave of new accounts: a slow
 campaign, or one that outlasts the horizon, spreads its accounts over hours. A prompt template's
@@ -55,7 +54,7 @@ class ClusterEvidence:
     # Distinct accounts the cluster remembers (active within idle_expiry_s); the size of a
     # template's crowd (0 for other keys: their size is the horizon's).
     remembered: int = 0
-    # Share of the active members that are suspicious (models/policy.py: a newcomer's prior).
+    # How likely a newcomer to the key is one of its suspicious members (`newcomer_prior`).
     prior: float = 0.0
     # Share of the suspicious members that have harvested known templates for longer than a
     # tutorial or a course lasts: a crowd proven a campaign, whose newcomers are judged by it.
@@ -80,6 +79,10 @@ class ClusterEvidence:
 # not seen harvesting counts for: see `campaign`.
 HONEST_PSEUDO_MEMBERS = 2
 UNDETERMINED_WEIGHT = 0.5
+# The share of the horizon's windows a crowd must have been active in for its proven members to
+# count against the assumed honest ones (see `campaign`): six of eight is an hour and a half,
+# longer than a lab session or a class.
+PROVEN_PERSISTENCE = 0.75
 
 
 def min_accounts(cluster_key: str, cfg: DetectorConfig) -> int:
@@ -87,6 +90,19 @@ def min_accounts(cluster_key: str, cfg: DetectorConfig) -> int:
     if cluster_key.startswith("tpl:"):
         return cfg.template_min_accounts
     return cfg.cluster_min_accounts
+
+
+def newcomer_prior(state: ClusterState, cfg: DetectorConfig) -> float:
+    """How likely an account joining the key, with too little history of its own to judge, is
+    one of its suspicious members: their share of every member the cluster remembers (not only
+    the horizon's: a tutorial's template, kept up by a handful of attackers after its wave of
+    new users has moved on, is still the wave's), and nothing for a crowd of fewer suspicious
+    members than `cluster_min_accounts` (a handful of attackers are no campaign to judge
+    strangers by)."""
+    remembered = len(state.members)
+    if state.remembered_suspicious < cfg.cluster_min_accounts or not remembered:
+        return 0.0
+    return state.remembered_suspicious / remembered
 
 
 def persistence(state: ClusterState, cfg: DetectorConfig) -> float:
@@ -123,10 +139,13 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
         # (young students of a class that is mostly established) do not convict it by the luck
         # of who came first. A verdict weighs on each account by its own behaviour
         # (models/policy.py).
-        # (The assumed honest harvesters go as the suspicious members prove themselves: those
-        # harvesting known templates for longer than a tutorial lasts are no luck of the draw.)
+        # (The assumed honest harvesters go down to half as the suspicious members of a crowd
+        # that keeps coming back prove themselves: those harvesting known templates for longer
+        # than a tutorial lasts, in a crowd active for longer than a lab or a class, are no luck
+        # of the draw; a few heavy attackers in a class's crowd are not all of it.)
         undetermined = n - state.active_harvesting
-        unproven = 1.0 - state.active_sustained / suspicious
+        unproven = (max(0.5, 1.0 - state.active_sustained / suspicious)
+                    if persistent >= PROVEN_PERSISTENCE else 1.0)
         campaign = suspicious / (state.active_harvesting + UNDETERMINED_WEIGHT * undetermined
                                  + HONEST_PSEUDO_MEMBERS * unproven)
         # A wave of new accounts, or a crowd that keeps coming back.
@@ -143,5 +162,5 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
                            high_value_share=totals.high_value / requests,
                            requests_per_account=totals.requests / n if n else 0.0,
                            persistence=persistent, remembered=remembered,
-                           prior=suspicious / n if n else 0.0,
+                           prior=newcomer_prior(state, cfg),
                            proven=state.active_sustained / (suspicious + HONEST_PSEUDO_MEMBERS))

@@ -19,7 +19,7 @@ from models.windows import window_start
 CFG = DetectorConfig()
 T0 = 1_700_000_000.0
 COUNTS = ("active", "active_young", "active_new", "active_harvesting", "active_suspicious",
-          "active_rotating", "active_sustained")
+          "active_rotating", "active_sustained", "remembered_suspicious")
 
 
 def summary(account: str, ts: float, *, young: bool, harvest: float, rotation: float,

@@ -238,3 +238,21 @@ def test_min_accounts_count_suspicious_members() -> None:
     assert cluster_evidence(honest, CFG).score == 0.0
     cautious = dataclasses.replace(CFG, template_min_accounts=8)
     assert cluster_evidence(burst("tpl:1:abcd", accounts=small), cautious).score == 0.0
+
+
+def test_a_newcomer_is_judged_by_every_member_the_crowd_remembers() -> None:
+    # a tutorial's template kept up by a handful of attackers after its wave of new users moved
+    # on: the active crowd is the attackers', the remembered crowd the wave's
+    state = trickle("tpl:1:5a1a", accounts=12)
+    assert cluster_evidence(state, CFG).prior == 1.0
+    for i in range(200):
+        m = remembered_member(state)
+        state.members[f"tutorial-{i:03d}"] = (*m[:5], 0.1, m[6], m[7])  # did not harvest
+    assert cluster_evidence(state, CFG).prior == 12 / 212
+
+
+def test_a_handful_of_attackers_gives_no_newcomer_prior() -> None:
+    few = burst("tpl:1:5a1a", accounts=CFG.cluster_min_accounts - 1)
+    assert cluster_evidence(few, CFG).prior == 0.0
+    enough = burst("tpl:1:5a1a", accounts=CFG.cluster_min_accounts)
+    assert cluster_evidence(enough, CFG).prior == 1.0
