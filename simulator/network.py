@@ -107,6 +107,18 @@ MOBILE: tuple[Network, ...] = tuple(
 # Hosted-notebook services (Colab, SageMaker Studio Lab) leave from their cloud's egress ranges.
 NOTEBOOK_EGRESS: tuple[Network, ...] = (CLOUD[1], CLOUD[0])
 
+# Upstreams that conference centres and event venues buy business fibre or event Wi-Fi from
+# (a venue may also sit on a local ISP's business line, see RESIDENTIAL).
+VENUE: tuple[Network, ...] = (
+    Network(174, "Cogent", "US", ((38, 96, 127),)),
+    Network(3356, "Lumen", "US", ((4, 16, 31),)),
+    Network(6939, "Hurricane Electric", "US", ((216, 218, 218),)),
+    Network(8220, "Colt", "GB", ((212, 36, 39),)),
+    Network(5511, "Orange Business", "FR", ((193, 251, 251),)),
+    Network(2497, "IIJ", "JP", ((210, 130, 131),)),
+    Network(4755, "Tata Communications", "IN", ((14, 140, 143),)),
+)
+
 # Where ordinary API users are (share of accounts).
 COUNTRY_WEIGHTS: dict[str, float] = {
     "US": 30, "IN": 10, "GB": 6, "DE": 6, "BR": 5, "FR": 4, "JP": 4, "CA": 4, "KR": 3, "AU": 3,
