@@ -277,6 +277,62 @@ class Cgnat:
     def size(self) -> int:
         return self.accounts
 
+@dataclass(frozen=True)
+class Hackathon:
+    """A hackathon or bootcamp weekend: mostly brand-new accounts in small teams, all behind the
+    venue's few NAT addresses for the day (then from home), the organisers' starter prompts and
+    system prompt in the first hours, then varied coding in bursts per team."""
+
+    accounts: int = 0
+    venue: str = "conference"  # "campus" (a university's network) or "conference" (a venue's line)
+    venue_ips: int = 3  # public addresses of the venue's NAT (in one /24 of one ASN)
+    kickoff_h: float = 1.0  # when the event opens (local daytime: the venue's country follows)
+    venue_h: float = 8.0  # hours at the venue from the kickoff; then everybody works from home
+    new_account_share: float = 0.75  # created the same day, for the event
+    min_team_size: int = 2
+    max_team_size: int = 5
+    team_card_share: float = 0.25  # teams on one member's card and org
+    null_payment_share: float = 0.4  # of the others: sponsor credits, no card
+    starter_templates: int = 3  # the starter kit's boilerplate prompts, worked through in order
+    starter_h: float = 2.0  # the starter prompts come within this long of the kickoff
+    min_starter_requests: int = 1  # per participant
+    max_starter_requests: int = 4
+    kit_system_prompt_share: float = 0.5  # teams whose app keeps the starter kit's system prompt
+    kit_sdk_share: float = 0.5  # participants on the SDK version the kit pins
+    max_bit_flips: int = 4
+    bursts_per_h: float = 1.0  # a team's work bursts at the venue (mean gap between them: 1/x h)
+    min_burst_min: float = 10.0
+    max_burst_min: float = 40.0
+    burst_gap_s: float = 60.0  # median gap between a participant's requests in a burst
+    app_template_share: float = 0.1  # burst requests that are the team's app prompt (after the starter)
+    mean_home_requests_per_6h: float = 25.0  # ordinary use from home, before and after the venue
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class SupportDesk:
+    """A company's customer-support agents: one org and card, established accounts, office
+    egress /24s, a few canned reply templates pasted all day at a steady rate per shift."""
+
+    accounts: int = 0
+    offices: int = 1  # each an office /24 in its own country, with its own clock
+    egress_ips: int = 3  # addresses of an office's egress /24
+    shifts: int = 2  # shifts per office day: 1 (08-17), 2 (06-14, 14-22) or 3 (also 22-06)
+    templates: int = 6  # canned replies the agents paste with the customer's details
+    template_share: float = 0.5  # of requests
+    max_bit_flips: int = 5
+    requests_per_h: float = 15.0  # per agent on shift (+-40% per agent)
+    system_prompt_share: float = 0.9  # requests through the support tool's system prompt
+    recent_share: float = 0.15  # agents hired in the last month
+    large_share: float = 0.4  # requests on the large model (pinned, no switch to a new one)
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
 
 # --- campaigns ------------------------------------------------------------------------------
 
@@ -446,16 +502,17 @@ class CampaignReturning:
         return self.accounts
 
 
-FRAMING_TARGETS = ("tutorial", "tool", "egress", "campus", "card")
+FRAMING_TARGETS = ("tutorial", "tool", "egress", "campus", "card", "classroom", "fleet")
 
 
 @dataclass(frozen=True)
 class CampaignFraming:
     """A handful of attacker accounts that copy a benign crowd's shared key while harvesting:
     the launch wave's tutorial prompt (`tutorial`), the oss_tool's system prompt and user agent
-    (`tool`), the cgnat /24s (`egress`), the first campus_lab NAT pool (`campus`), or the first
-    reseller's card (`card`). The copied values are the crowd's, whether or not the crowd is in
-    the scenario."""
+    (`tool`), the cgnat /24s (`egress`), the first campus_lab NAT pool (`campus`), the first
+    reseller's card (`card`), the first course's exercise prompts (`classroom`), or the first
+    agent fleet's system prompt and user agent (`fleet`). The copied values are the crowd's,
+    whether or not the crowd is in the scenario."""
 
     accounts: int = 0
     copies: str = "tutorial"
@@ -499,6 +556,53 @@ class CampaignDecoy:
 
 
 @dataclass(frozen=True)
+class CampaignMimic:
+    """Harvesting without templates: every prompt unique (paraphrased by another model),
+    established or bought accounts each on its own card, sharing only a cloud egress range and
+    one client user agent; reasoning on most requests, moderate volume per account."""
+
+    accounts: int = 0
+    start_h: float = 0.5
+    min_account_age_days: float = 30.0
+    max_account_age_days: float = 700.0
+    egress_prefixes: int = 1  # the cloud /24s every account leaves from
+    ips_per_account: int = 2  # at most; each account uses 1..this many addresses there
+    requests_per_h: float = 10.0  # per account, Poisson
+    rate_spread: float = 0.4  # +-fraction per account
+    reasoning_share: float = 0.85
+    completion_scale: float = 2.5
+    system_prompt_share: float = 0.3  # accounts sending a system prompt of their own
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
+class CampaignSleeper:
+    """Accounts made weeks before that use the API like ordinary people for the first hours,
+    then switch (each at its own time within a window) to harvesting a handful of templates
+    with reasoning requested."""
+
+    accounts: int = 0
+    min_account_age_days: float = 14.0
+    max_account_age_days: float = 60.0
+    mean_requests_per_6h: float = 30.0  # asleep: ordinary use on the claimed country's clock
+    switch_h: float = 2.0  # accounts switch between switch_h ...
+    switch_window_h: float = 2.0  # ... and switch_h + switch_window_h
+    requests_per_h: float = 15.0  # awake: harvesting, per account (Poisson, +-30%)
+    templates: int = 6
+    max_bit_flips: int = 4
+    reasoning_share: float = 0.8  # of harvest requests
+    harvest_client_share: float = 0.5  # accounts whose harvest runs from a script (SDK agent)
+    new_exit_share: float = 0.3  # accounts whose harvest leaves from a datacenter address
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A complete, deterministic description of a simulated run."""
 
@@ -531,6 +635,10 @@ class Scenario:
     campaign_returning: CampaignReturning = CampaignReturning()
     campaign_framing: CampaignFraming = CampaignFraming()
     campaign_decoy: CampaignDecoy = CampaignDecoy()
+    hackathon: Hackathon = Hackathon()
+    support_desk: SupportDesk = SupportDesk()
+    campaign_mimic: CampaignMimic = CampaignMimic()
+    campaign_sleeper: CampaignSleeper = CampaignSleeper()
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts
