@@ -4,8 +4,10 @@ Each crowd shares one thing a campaign also shares, for an innocent reason: an e
 (`classroom`), a campus NAT pool and course templates (`campus_lab`), a company card and org
 (`team_card`), a reseller's card (`reseller`), a fixed system prompt and job templates in the
 cloud (`agent_fleet`), a tool's system prompt, user agent and scaffold prompts (`oss_tool`), a
-carrier's or notebook service's /24s (`cgnat`). Apart from the shared key the members behave like
-`ordinary` users (most crowds reuse `Ordinary.personal` and `Ordinary.personal_request`).
+carrier's or notebook service's /24s (`cgnat`), a venue's NAT, same-day accounts and a starter
+kit's prompts (`hackathon`), an org's card, office /24s and canned replies (`support_desk`).
+Apart from the shared key the members behave like `ordinary` users (most crowds reuse
+`Ordinary.personal` and `Ordinary.personal_request`).
 
 Keys another population may copy (`campaign_framing`) are drawn in `__init__` from the
 population's own rng, so building the crowd again gives the same values.
@@ -421,6 +423,11 @@ class AgentFleetRunners(Population):
             tz=net.TZ_OFFSET_H.get(host.country, 0.0),
             created=old_created(prng, self.t0, k.min_account_age_days, k.max_account_age_days))
 
+    def first_fleet(self) -> _Fleet:
+        """On a fresh population: the first fleet exactly as `build` makes it (the org whose
+        system prompt and user agent `campaign_framing` copies)."""
+        return self._fleet()
+
     def build(self) -> list[Account]:
         k = self.sc.agent_fleet
         n_accounts = self.sc.accounts(k.accounts)
@@ -605,3 +612,331 @@ class CgnatUsers(Ordinary):
         if rng.random() < self.sc.cgnat.address_change_share:
             a.ip = self.pool_address(rng)  # a new NAT mapping (or notebook VM)
         return self.personal_request(a, ts, a.state)
+
+
+# --- a hackathon or bootcamp weekend --------------------------------------------------------
+
+# What participants ask while hacking: coding first.
+_HACK_CATEGORIES = {"coding": 50, "tool_use": 12, "chat": 12, "writing": 8, "reasoning": 8,
+                    "math": 3, "other": 7}
+# What a team's app sends the API while they build it.
+_APP_CATEGORIES = ("chat", "writing", "coding", "tool_use", "other")
+# Marks of a participant's requests (>= 0: the starter kit's prompt of that index).
+_HOME, _BURST, _APP = -1, -2, -3
+
+
+def local_hour(ts: float, tz: float) -> float:
+    return (ts / 3600.0 + tz) % 24.0
+
+
+@dataclass
+class Venue:
+    """Where the event happens: its NAT addresses (one /24 of one ASN), country and clock, the
+    time at the venue, and the organisers' starter kit (prompts, system prompt, pinned SDK)."""
+
+    network: net.Network
+    nat_ips: list[str]
+    country: str
+    tz: float
+    kickoff: float
+    leave: float
+    starters: list[tuple[int, str]]  # (template, category), worked through in order
+    kit_system_prompt: str
+    kit_user_agent: str
+
+
+@dataclass
+class _Team:
+    org_id: str | None  # a team on one member's card is one org
+    card: str | None
+    app: tuple[int, str]  # the team's app prompt (template, category)
+    app_system_prompt: str  # the kit's, or the team's own
+    bursts: list[tuple[float, float]]  # when the team works at the venue
+
+
+class HackathonTeams(Ordinary):
+    """A hackathon: small teams of mostly same-day accounts behind the venue's NAT for the
+    day, the starter kit's prompts first, then bursts of varied coding per team; from home
+    before and after."""
+
+    group = "hackathon"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        k = sc.hackathon
+        if k.venue not in ("campus", "conference"):
+            raise ValueError("hackathon.venue must be 'campus' or 'conference'")
+        kickoff = self.t0 + min(max(0.0, k.kickoff_h), sc.duration_h * 0.5) * 3600.0
+        leave = min(self.t1, kickoff + max(0.5, k.venue_h) * 3600.0)
+        self.venue = self._venue(kickoff, leave)
+
+    def _venue(self, kickoff: float, leave: float) -> Venue:
+        """A venue where the kickoff is in the daytime (08-19 h local): a university when the
+        event is on a campus and one is awake, else a venue in a country that is."""
+        k = self.sc.hackathon
+        prng = self.rng
+        network: net.Network | None = None
+        if k.venue == "campus":
+            unis = [u for u in net.UNIVERSITY if 8.0 <= local_hour(kickoff, campus_tz(u)) < 19.0]
+            if unis:
+                network = pick(unis, prng)
+                country, tz = network.country, campus_tz(network)
+        if network is None:
+            awake = [c for c in net.COUNTRY_WEIGHTS
+                     if 8.0 <= local_hour(kickoff, net.TZ_OFFSET_H[c]) < 19.0]
+            country = Picker([(c, net.COUNTRY_WEIGHTS[c])
+                              for c in awake or list(net.COUNTRY_WEIGHTS)]).pick(prng)
+            tz = net.TZ_OFFSET_H[country]
+            upstreams = [n for n in net.VENUE if n.country == country]
+            network = (pick(upstreams, prng) if upstreams and prng.random() < 0.5
+                       else net.isp_in(country, prng))  # a local ISP's business line
+        prefix = net.v4_prefix24(network, prng)
+        ips = sorted({net.v4_host(prefix, prng) for _ in range(max(1, k.venue_ips))})
+        starters = [(random_simhash(prng), "coding" if prng.random() < 0.7
+                     else pick(["chat", "tool_use", "writing"], prng))
+                    for _ in range(max(1, k.starter_templates))]
+        return Venue(network, ips, country, tz, kickoff, leave, starters, hash_id(prng),
+                     net.sdk_user_agent(prng))
+
+    def _team(self) -> _Team:
+        k = self.sc.hackathon
+        prng = self.rng
+        v = self.venue
+        org = card = None
+        if prng.random() < k.team_card_share:
+            org, card = self.mint.new("org-", prng), self.mint.new("pf-", prng)
+        app = (random_simhash(prng), pick(list(_APP_CATEGORIES), prng))
+        app_sp = v.kit_system_prompt if prng.random() < k.kit_system_prompt_share else hash_id(prng)
+        rate = max(k.bursts_per_h, 1e-3) / 3600.0
+        bursts = []
+        t = v.kickoff + prng.uniform(0.0, 1800.0)
+        while t < v.leave:
+            end = t + prng.uniform(k.min_burst_min, max(k.min_burst_min, k.max_burst_min)) * 60.0
+            bursts.append((t, min(end, v.leave)))
+            t = end + prng.expovariate(rate)
+        return _Team(org, card, app, app_sp, bursts)
+
+    def build(self) -> list[Account]:
+        k = self.sc.hackathon
+        prng = self.rng
+        n = self.sc.accounts(k.accounts)
+        out: list[Account] = []
+        while len(out) < n:
+            team = self._team()
+            lo = max(1, k.min_team_size)
+            for _ in range(min(n - len(out), prng.randint(lo, max(lo, k.max_team_size)))):
+                a = self.new_account(len(out))
+                self._member(a, team)
+                out.append(a)
+        return out
+
+    def _member(self, a: Account, team: _Team) -> None:
+        k = self.sc.hackathon
+        v = self.venue
+        rng = a.rng
+        self.personal(a, v.country, self.k.ipv6_share)  # home connection and habits
+        st = a.state
+        st.cats = category_picker({c: w * rng.lognormvariate(0.0, 0.5)
+                                   for c, w in _HACK_CATEGORIES.items()})
+        st.extra = [team, pick(v.nat_ips, rng)]  # the team, the NAT address it is mapped to
+        u = rng.random()
+        if u < k.kit_sdk_share:
+            a.user_agent = v.kit_user_agent
+        elif u < k.kit_sdk_share + 0.15:  # a coding tool's newest release
+            a.user_agent = pick(list(net.OSS_TOOLS.values()), rng).user_agents[0]
+        if team.card is not None:
+            a.org_id, a.payment_fingerprint = team.org_id, team.card
+        elif rng.random() < k.null_payment_share:
+            a.payment_fingerprint = None
+        else:
+            a.payment_fingerprint = self.mint.new("pf-", rng)
+        if rng.random() < k.new_account_share:  # the morning of the event, or at check-in
+            if rng.random() < 0.6:
+                a.created_ts = float(round(v.kickoff + rng.uniform(-3600.0, 2700.0)))
+            else:
+                a.created_ts = created_before(rng, v.kickoff, 3600.0, 14 * 3600.0)
+        else:
+            a.created_ts = old_created(rng, self.t0, 7, 1500)
+        arrive = max(v.kickoff + rng.uniform(0.0, 1200.0), a.created_ts + 60.0)
+        timed = self._at_venue(rng, team, arrive)
+        n = self.volume(rng, k.mean_home_requests_per_6h, 1.1, v.tz)
+        timed += [(t, _HOME) for t in session_times(rng, n, self.t0, self.t1, v.tz, 6.0, 40.0)
+                  if not arrive <= t < v.leave]
+        finalize_marked(a, keep_after(timed, a.created_ts), self.t0, self.t1)
+
+    def _at_venue(self, rng: random.Random, team: _Team, arrive: float
+                  ) -> list[tuple[float, int]]:
+        """The starter kit's prompts in order in the first hours, then the team's bursts."""
+        k = self.sc.hackathon
+        v = self.venue
+        if arrive >= v.leave:
+            return []
+        starter_end = max(min(v.leave, v.kickoff + k.starter_h * 3600.0), arrive + 600.0)
+        lo = max(0, k.min_starter_requests)
+        n_start = rng.randint(lo, max(lo, k.max_starter_requests))
+        times = sorted(rng.uniform(arrive, starter_end) for _ in range(n_start))
+        timed = [(t, step % len(v.starters)) for step, t in enumerate(times) if t < v.leave]
+        mu = math.log(max(1.0, k.burst_gap_s))
+        for start, end in team.bursts:
+            if end <= arrive or rng.random() >= 0.75:  # not everyone works in every burst
+                continue
+            t = max(start, arrive) + rng.uniform(0.0, 120.0)
+            while t < end:
+                app = t > starter_end and rng.random() < k.app_template_share
+                timed.append((t, _APP if app else _BURST))
+                t += min(math.exp(mu + 0.8 * rng.gauss()), 900.0)
+        return timed
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        mark = a.marks[i]  # type: ignore[index]
+        st = a.state
+        if mark == _HOME:
+            return self.personal_request(a, ts, st)
+        rng = a.rng
+        v = self.venue
+        team: _Team = st.extra[0]
+        if len(v.nat_ips) > 1 and rng.random() < 0.1:
+            st.extra[1] = pick(v.nat_ips, rng)  # the NAT maps the next connection elsewhere
+        ip = st.extra[1]
+        if mark == _BURST:
+            ev = self.personal_request(a, ts, st)
+            ev["ip"], ev["asn"], ev["country"] = ip, v.network.asn, v.country
+            return ev
+        k = self.sc.hackathon
+        if mark == _APP:
+            template, cat = team.app
+            sp, scale = team.app_system_prompt, 0.8
+        else:
+            template, cat = v.starters[mark]
+            sp, scale = (v.kit_system_prompt if rng.random() < 0.8 else None), 0.7
+        return make_event(
+            a, ts, ip, v.network.asn, v.country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), sp, rng.random() < 0.05,
+            3 if cat == "tool_use" else 0, scale, ERR_ORDINARY,
+        )
+
+
+# --- a customer-support desk ----------------------------------------------------------------
+
+# Where support centres are (relative weights).
+_SUPPORT_COUNTRIES: dict[str, float] = {
+    "PH": 3.0, "IN": 3.0, "US": 3.0, "GB": 1.5, "MX": 1.5, "PL": 1.0, "ZA": 1.0, "BR": 1.0,
+    "DE": 1.0, "CA": 1.0,
+}
+_SUPPORT_CATEGORIES = {"chat": 45, "writing": 35, "other": 15, "reasoning": 5}
+_SUPPORT_TOOLS = ("helpdesk-assist", "support-copilot", "reply-helper", "ticket-assistant",
+                  "cx-drafts")
+# Local start hours of an office's shifts, by the number of shifts it runs.
+_SHIFT_STARTS = {1: (8.0,), 2: (6.0, 14.0), 3: (6.0, 14.0, 22.0)}
+
+
+@dataclass
+class _Office:
+    network: net.Network
+    ips: list[str]  # the office's egress addresses in one /24
+    country: str
+    tz: float
+
+
+class SupportAgents(Population):
+    """One company's support agents: established accounts on the org's card, office egress
+    /24s, the support tool's client and system prompt, canned replies (near-duplicates)
+    pasted all day between unique customer questions; a steady rate per agent on shift."""
+
+    group = "support_desk"
+
+    def build(self) -> list[Account]:
+        k = self.sc.support_desk
+        prng = self.rng
+        self.org_id, self.card = self.mint.new("org-", prng), self.mint.new("pf-", prng)
+        founded = old_created(prng, self.t0, 365, 2200)
+        self.system_prompt = hash_id(prng)
+        if prng.random() < 0.5:  # the company's managed browser, and the build before it
+            v = prng.randint(127, 132)
+            self.clients = [f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                            f"(KHTML, like Gecko) Chrome/{x}.0.0.0 Safari/537.36"
+                            for x in (v, v - 1)]
+        else:  # the support tool's own client
+            name, minor = pick(list(_SUPPORT_TOOLS), prng), prng.randint(1, 9)
+            self.clients = [f"{name}/2.{minor}.{prng.randint(0, 4)}", f"{name}/2.{minor - 1}.0"]
+        self.templates = [(random_simhash(prng), "writing" if prng.random() < 0.5 else "chat")
+                          for _ in range(max(1, k.templates))]
+        self.cats = category_picker(_SUPPORT_CATEGORIES)
+        self.tools = 0 if prng.random() < 0.5 else prng.randint(2, 6)
+        self.models = ModelChooser(self.sc, k.large_share, cap=0.0, ramp_h=1.0)
+        offices = [self._office(o) for o in range(max(1, k.offices))]
+        starts = _SHIFT_STARTS[min(3, max(1, k.shifts))]
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            office = offices[idx % len(offices)]
+            a.org_id, a.payment_fingerprint = self.org_id, self.card
+            a.keys = [self.mint.new("key-", rng)]
+            a.user_agent = self.clients[0] if rng.random() < 0.85 else self.clients[1]
+            a.ip, a.asn, a.country = office.ips[0], office.network.asn, office.country
+            if rng.random() < k.recent_share:
+                a.created_ts = float(round(self.t0 - rng.uniform(1.0, 30.0) * DAY))
+            else:
+                a.created_ts = float(round(rng.uniform(founded, self.t0 - 30 * DAY)))
+            a.state = office
+            finalize_times(a, self._shift_times(rng, office, pick(list(starts), rng)),
+                           self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _office(self, o: int) -> _Office:
+        """The first office is awake in the middle of the run (where the desk is staffed
+        now); the others anywhere the company has support staff."""
+        prng = self.rng
+        mid = (self.t0 + self.t1) / 2.0
+        countries = sorted(_SUPPORT_COUNTRIES)
+        if o == 0:
+            countries = [c for c in countries
+                         if 9.0 <= local_hour(mid, net.TZ_OFFSET_H[c]) < 17.0] or countries
+        country = Picker([(c, _SUPPORT_COUNTRIES[c]) for c in countries]).pick(prng)
+        isp = net.isp_in(country, prng)  # the office's business line
+        prefix = net.v4_prefix24(isp, prng)
+        ips = sorted({net.v4_host(prefix, prng)
+                      for _ in range(max(1, self.sc.support_desk.egress_ips))})
+        return _Office(isp, ips, country, net.TZ_OFFSET_H[country])
+
+    def _shift_times(self, rng: random.Random, office: _Office, start_h: float) -> list[float]:
+        """Poisson requests at the agent's steady rate through its shift (8 h, 9 h for a day
+        shift with lunch) on every day the run touches, minus a break; a day off now and then."""
+        k = self.sc.support_desk
+        rate = k.requests_per_h / 3600.0 * rng.uniform(0.6, 1.4)
+        length = 9.0 if start_h == 8.0 else 8.0
+        midnight = math.floor((self.t0 + office.tz * 3600.0) / DAY) * DAY - office.tz * 3600.0
+        times: list[float] = []
+        for day in range(-1, math.ceil((self.t1 - midnight) / DAY) + 1):
+            if rng.random() < 2.0 / 7.0:  # a day off
+                continue
+            on = midnight + day * DAY + start_h * 3600.0 + rng.uniform(-300.0, 900.0)
+            off = on + length * 3600.0 - rng.uniform(0.0, 900.0)
+            pause = on + length * 3600.0 * rng.uniform(0.4, 0.6)
+            pause_end = pause + rng.uniform(1800.0, 3600.0)
+            if off <= self.t0 or on >= self.t1:
+                continue
+            t = max(on, self.t0) + rng.expovariate(rate)
+            while t < min(off, self.t1):
+                if not pause <= t < pause_end:
+                    times.append(t)
+                t += rng.expovariate(rate)
+        return times
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.support_desk
+        office: _Office = a.state
+        if rng.random() < k.template_share:  # a canned reply with the customer's details
+            template, cat = pick(self.templates, rng)
+            simhash = near(template, k.max_bit_flips, rng)
+        else:  # the customer's own question
+            cat, simhash = self.cats.pick(rng), random_simhash(rng)
+        return make_event(
+            a, ts, pick(office.ips, rng), office.network.asn, office.country,
+            self.models.choose(rng, ts), MESSAGES, cat, simhash,
+            self.system_prompt if rng.random() < k.system_prompt_share else None,
+            rng.random() < 0.03, self.tools, 0.7, ERR_ORDINARY,
+        )
