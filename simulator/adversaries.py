@@ -1,5 +1,6 @@
 """Campaigns of the scenario families: aged accounts, low-and-slow, returning after a pause,
-framing a benign crowd, and camouflaged by decoys.
+framing a benign crowd, camouflaged by decoys, mimicking people with unique prompts, and
+sleeping as ordinary users before they harvest.
 
 Like the original four (`populations.py`), they honour the scenario's robustness knobs: the
 account multiplier spreads the same volume over more accounts, timing jitter stretches their
@@ -15,8 +16,10 @@ from typing import Any
 
 from . import network as net
 from .crowds import (
+    AgentFleetRunners,
     CampusLabStudents,
     CgnatUsers,
+    ClassroomAttendees,
     OssToolUsers,
     ResellerCustomers,
     created_before,
@@ -31,6 +34,7 @@ from .populations import (
     Campaign,
     LaunchWaveUsers,
     ModelChooser,
+    Ordinary,
     category_picker,
     finalize_marked,
     finalize_times,
@@ -43,6 +47,7 @@ from .populations import (
     session_times,
     stochastic_round,
 )
+from .scenario import Scenario
 from .seeding import IdMint
 from .simhash import perturb, random_simhash
 
@@ -314,10 +319,13 @@ class _Disguise:
     payment: str | None  # the copied card, else each account its own
     shared_prompts: list[tuple[int, str]]
     created: Any  # callable(rng) -> created_ts
+    # sent with the copied prompts, on this share of them (the course notebook's system prompt)
+    shared_system_prompt: tuple[str, float] | None = None
 
 
 _FRAMING_HARVEST: dict[str, dict[str, float]] = {
-    "tool": {"coding": 55, "tool_use": 30, "reasoning": 15}}
+    "tool": {"coding": 55, "tool_use": 30, "reasoning": 15},
+    "fleet": {"coding": 50, "tool_use": 35, "reasoning": 15}}
 
 
 class FramingCampaign(Campaign):
@@ -393,6 +401,23 @@ class FramingCampaign(Campaign):
             return _Disguise(net.random_user_agent, None, 0,
                              lambda rng: (pick(campus.nat_ips, rng), uni.asn, uni.country),
                              None, campus.templates, lambda rng: old_created(rng, t0, 5, 120))
+        if copies == "classroom":  # the first course: its exercises, notebook and pinned SDK
+            course = ClassroomAttendees(sc, IdMint()).courses[0]
+            first = course.sessions[0].start
+            return _Disguise(
+                lambda rng: (course.user_agent if rng.random() < 0.5
+                             else net.random_user_agent(rng)),
+                None, 0, _home_exit, None,
+                [ex for session in course.sessions for ex in session.exercises],
+                lambda rng: created_before(rng, first, 300.0, 14 * DAY),
+                (course.system_prompt, sc.classroom.course_system_prompt_share))
+        if copies == "fleet":  # the first fleet's agent definition, from a hoster's range
+            fleet = AgentFleetRunners(sc, IdMint()).first_fleet()
+            hosts = proxy_prefixes(self.rng, 1, 2)
+            return _Disguise(
+                fleet.user_agent, fleet.system_prompt, fleet.tools,
+                lambda rng: _hosted_exit(hosts, rng), None, [],
+                lambda rng: old_created(rng, t0, 20, 400))
         seller = ResellerCustomers(sc, IdMint()).resellers[0]  # "card"
         return _Disguise(net.random_user_agent, None, 0,
                          lambda rng: residential_exit(seller.markets.pick(rng), rng),
@@ -411,18 +436,22 @@ class FramingCampaign(Campaign):
         else:
             ip, asn, country = st[0]
         shared = disguise.shared_prompts
+        system_prompt = disguise.system_prompt
         if mark < 0 and shared:  # the sign-up's tutorial walk: page (step mod pages)
             template, cat = shared[(-1 - mark) % len(shared)]
             reasoning, scale = False, 0.5
         elif shared and rng.random() < k.copied_template_share:
             template, cat = pick(shared, rng)
             reasoning, scale = rng.random() < k.reasoning_share, 2.0
+            if disguise.shared_system_prompt is not None:
+                sp, share = disguise.shared_system_prompt
+                system_prompt = sp if rng.random() < share else None
         else:
             template, cat = pick(self.templates, rng)
             reasoning, scale = rng.random() < k.reasoning_share, 2.5
         return make_event(
             a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
-            near(template, k.max_bit_flips, rng), disguise.system_prompt, reasoning,
+            near(template, k.max_bit_flips, rng), system_prompt, reasoning,
             disguise.tools if disguise.tools else (4 + int(rng.random() * 8)
                                                    if cat == "tool_use" else 0),
             scale, ERR_PUSHY,
@@ -432,6 +461,13 @@ class FramingCampaign(Campaign):
 def _home_exit(rng: random.Random) -> Exit:
     """A home connection somewhere, as an ordinary user's."""
     return residential_exit(net.COUNTRIES.pick(rng), rng)
+
+
+def _hosted_exit(hosts: list[tuple[tuple[int, int, int], net.Network]],
+                 rng: random.Random) -> Exit:
+    """An address in one of a few /24s at a hoster."""
+    prefix, host = hosts[int(rng.random() * len(hosts))]
+    return net.v4_host(prefix, rng), host.asn, host.country
 
 
 # --- camouflage and decoys ------------------------------------------------------------------
@@ -507,3 +543,158 @@ class DecoyCampaign(Campaign):
             None, rng.random() < k.reasoning_share,
             3 + int(rng.random() * 10) if cat == "tool_use" else 0, 2.5, ERR_ORDINARY,
         )
+
+
+# --- mimicking people: no templates at all --------------------------------------------------
+
+# The one client the harvesting pipeline runs.
+_MIMIC_CLIENTS = ("python-httpx/0.27.2", "python-httpx/0.28.1", "aiohttp/3.10.10",
+                  "anthropic-python/0.45.2 CPython/3.12.8 Linux", "node-fetch/3.3.2",
+                  "anthropic-typescript/0.36.3")
+
+
+class MimicCampaign(Campaign):
+    """Harvests with every prompt unique (each question paraphrased by another model), from
+    established or bought accounts each on its own card and org; what the accounts share is a
+    cloud egress range and the pipeline's client. Reasoning on most requests, long answers,
+    a moderate Poisson rate per account."""
+
+    group = "campaign_mimic"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_mimic
+        prng = self.rng
+        self.cloud = pick(list(net.CLOUD), prng)
+        self.prefixes = [net.v4_prefix24(self.cloud, prng)
+                         for _ in range(max(1, k.egress_prefixes))]
+        self.ua = pick(list(_MIMIC_CLIENTS), prng)
+        self.cats = category_picker(_HARVEST)
+        self.models = ModelChooser(self.sc, 0.9, cap=0.5, ramp_h=1.5)
+        start = self.campaign_start(k.start_h)
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.created_ts = old_created(rng, self.t0, k.min_account_age_days,
+                                       max(k.min_account_age_days, k.max_account_age_days))
+            a.payment_fingerprint = self.mint.new("pf-", rng)
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.user_agent = self.ua
+            ips = [net.v4_host(pick(self.prefixes, rng), rng)
+                   for _ in range(rng.randint(1, max(1, k.ips_per_account)))]
+            a.ip, a.asn, a.country = ips[0], self.cloud.asn, self.cloud.country
+            a.state = (ips, hash_id(rng) if rng.random() < k.system_prompt_share else None)
+            spread = min(0.9, max(0.0, k.rate_spread))
+            rate = (k.requests_per_h / 3600.0 * rng.uniform(1.0 - spread, 1.0 + spread)
+                    / self.multiplier)
+            first = start + rng.uniform(0.0, 1800.0)
+            finalize_times(a, at_least_one(poisson_times(rng, rate, first, self.t1, self.jittered),
+                                           rng, first, self.t1), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_mimic
+        ip, asn, country = self.exit_for(a)
+        cat = self.cats.pick(rng)
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
+            random_simhash(rng), a.state[1], rng.random() < k.reasoning_share,
+            3 + int(rng.random() * 10) if cat == "tool_use" else 0, k.completion_scale,
+            ERR_ORDINARY,
+        )
+
+
+# --- sleepers: ordinary first, harvesting later ---------------------------------------------
+
+_ASLEEP, _AWAKE = 0, 1
+
+
+class SleeperCampaign(Campaign, Ordinary):
+    """Accounts made weeks before, used like ordinary people's (unique prompts, mixed
+    categories, sessions on the claimed country's clock, a home address) until each switches,
+    at its own time within the window, to harvesting a handful of templates with reasoning
+    requested; some then run from a script (one SDK agent) or a datacenter address."""
+
+    group = "campaign_sleeper"
+    label = "attack"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        Ordinary.__init__(self, sc, mint)
+        self.jitter = sc.timing_jitter
+        self.rotate = sc.rotate_ip_per_request
+        self.multiplier = sc.campaign_account_multiplier
+        k = sc.campaign_sleeper
+        prng = self.rng
+        self.templates = templates_for(prng, k.templates, _HARVEST)
+        self.harvest_ua = net.sdk_user_agent(prng)
+        self.hosts = proxy_prefixes(prng, 1, 2)
+        self.harvest_models = ModelChooser(sc, 0.9, cap=0.4, ramp_h=1.5)
+
+    def switch_window(self) -> tuple[float, float]:
+        """When accounts switch: from switch_h (in the first half of the run) for
+        switch_window_h, leaving at least half an hour of harvest."""
+        k = self.sc.campaign_sleeper
+        lo = self.campaign_start(k.switch_h)
+        hi = min(lo + max(0.0, k.switch_window_h) * 3600.0, self.t1 - 1800.0)
+        return lo, max(lo, hi)
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_sleeper
+        lo, hi = self.switch_window()
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            country = _CLAIMED.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, 0.1)
+            a.payment_fingerprint = None if rng.random() < 0.1 else self.mint.new("pf-", rng)
+            a.created_ts = old_created(rng, self.t0, k.min_account_age_days,
+                                       max(k.min_account_age_days, k.max_account_age_days))
+            switch = rng.uniform(lo, hi)
+            n = self.volume(rng, k.mean_requests_per_6h, 0.6, tz)
+            n = max(1, stochastic_round(n / self.multiplier, rng))
+            asleep = [t for t in session_times(rng, n, self.t0, self.t1, tz, 6.0, 40.0,
+                                               self.jitter) if t < switch]
+            rate = k.requests_per_h / 3600.0 * rng.uniform(0.7, 1.3) / self.multiplier
+            awake = at_least_one(poisson_times(rng, rate, switch, self.t1, self.jittered),
+                                 rng, switch, self.t1)
+            ua = self.harvest_ua if rng.random() < k.harvest_client_share else None
+            hosted = None
+            if rng.random() < k.new_exit_share:
+                prefix, host = pick(self.hosts, rng)
+                hosted = (net.v4_host(prefix, rng), host.asn, host.country)
+            a.state.extra = (switch, ua, hosted)
+            finalize_marked(a, [(t, _ASLEEP) for t in asleep] + [(t, _AWAKE) for t in awake],
+                            self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        st = a.state
+        if a.marks[i] == _ASLEEP:  # type: ignore[index]
+            ev = self.personal_request(a, ts, st)
+            if self.rotate:
+                ev["ip"], ev["asn"], ev["country"] = net.rotating_exit(rng)
+            return ev
+        k = self.sc.campaign_sleeper
+        _, ua, hosted = st.extra
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        elif hosted is not None:
+            ip, asn, country = hosted
+        else:
+            ip, asn, country = a.ip, a.asn, a.country
+        template, cat = pick(self.templates, rng)
+        ev = make_event(
+            a, ts, ip, asn, country, self.harvest_models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), None, rng.random() < k.reasoning_share,
+            3 + int(rng.random() * 10) if cat == "tool_use" else 0, 2.5, ERR_ORDINARY,
+        )
+        if ua is not None:
+            ev["user_agent"] = ua
+        return ev

@@ -14,7 +14,9 @@ from .adversaries import (
     AgedAccounts,
     DecoyCampaign,
     FramingCampaign,
+    MimicCampaign,
     ReturningCampaign,
+    SleeperCampaign,
     SlowCampaign,
 )
 from .crowds import (
@@ -22,8 +24,10 @@ from .crowds import (
     CampusLabStudents,
     CgnatUsers,
     ClassroomAttendees,
+    HackathonTeams,
     OssToolUsers,
     ResellerCustomers,
+    SupportAgents,
     TeamMembers,
 )
 from .populations import (
@@ -49,6 +53,8 @@ POPULATIONS: tuple[type[Population], ...] = (
     ClassroomAttendees, CampusLabStudents, TeamMembers, ResellerCustomers, AgentFleetRunners,
     OssToolUsers, CgnatUsers,
     AgedAccounts, SlowCampaign, ReturningCampaign, FramingCampaign, DecoyCampaign,
+    # the held-out families' populations (appended: the ids of the ones above stay)
+    HackathonTeams, SupportAgents, MimicCampaign, SleeperCampaign,
 )
 GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
 LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}
