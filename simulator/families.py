@@ -35,13 +35,16 @@ from .scenario import (
     CampaignDecoy,
     CampaignFraming,
     CampaignHydra,
+    CampaignMimic,
     CampaignReturning,
+    CampaignSleeper,
     CampaignSlow,
     CampaignStealth,
     CampusLab,
     Cgnat,
     Classroom,
     EnterpriseOrgs,
+    Hackathon,
     LaunchWave,
     NatCampus,
     OrdinaryUsers,
@@ -49,6 +52,7 @@ from .scenario import (
     Researchers,
     Reseller,
     Scenario,
+    SupportDesk,
     TeamCard,
 )
 from .seeding import derive_seed, rng_for
@@ -236,6 +240,33 @@ def cgnat(d: Draw, accounts: Range) -> Cgnat:
         volume_sigma=d.real(1.0, 1.4))
 
 
+def hackathon(d: Draw, accounts: Range, hours: float) -> Hackathon:
+    kickoff = d.real(0.3, 2.0)
+    lo_team, lo_start, lo_burst = d.integer(1, 3), d.integer(1, 3), d.real(8.0, 25.0)
+    return Hackathon(
+        accounts=d.count(*accounts), venue="campus" if d.chance(0.4) else "conference",
+        venue_ips=d.integer(1, 6), kickoff_h=kickoff,
+        venue_h=d.real(5.0, max(5.1, min(10.0, hours - kickoff - 1.5))),
+        new_account_share=d.real(0.6, 0.95), min_team_size=lo_team,
+        max_team_size=lo_team + d.integer(1, 3), team_card_share=d.real(0.1, 0.5),
+        null_payment_share=d.real(0.2, 0.7), starter_templates=d.integer(2, 6),
+        starter_h=d.real(1.0, 3.0), min_starter_requests=lo_start,
+        max_starter_requests=lo_start + d.integer(1, 4), kit_system_prompt_share=d.real(0.2, 0.8),
+        kit_sdk_share=d.real(0.3, 0.8), max_bit_flips=d.integer(1, 5),
+        bursts_per_h=d.real(0.3, 1.2), min_burst_min=lo_burst,
+        max_burst_min=round(lo_burst + d.real(10.0, 35.0), 2), burst_gap_s=d.log(45.0, 200.0),
+        app_template_share=d.real(0.0, 0.2), mean_home_requests_per_6h=d.real(10.0, 35.0))
+
+
+def support_desk(d: Draw, accounts: Range) -> SupportDesk:
+    return SupportDesk(
+        accounts=d.count(*accounts), offices=d.integer(1, 3), egress_ips=d.integer(1, 6),
+        shifts=d.integer(1, 3), templates=d.integer(3, 12), template_share=d.real(0.3, 0.8),
+        max_bit_flips=d.integer(2, 6), requests_per_h=d.log(6.0, 30.0),
+        system_prompt_share=d.real(0.5, 1.0), recent_share=d.real(0.05, 0.3),
+        large_share=d.real(0.2, 0.6))
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -332,6 +363,27 @@ def campaign_decoy(d: Draw, accounts: Range) -> CampaignDecoy:
         templates=d.integer(10, 40), max_bit_flips=d.integer(2, 6), reasoning_share=d.real(0.5, 0.9),
         shared_payment_share=d.real(0.0, 0.6), payment_fingerprints=d.integer(1, 8),
         min_requests_per_ip=lo_ip, max_requests_per_ip=lo_ip + d.integer(3, 25))
+
+
+def campaign_mimic(d: Draw, accounts: Range) -> CampaignMimic:
+    return CampaignMimic(
+        accounts=d.count(*accounts), start_h=d.real(0.0, 1.5),
+        min_account_age_days=d.real(20.0, 200.0), max_account_age_days=d.real(300.0, 1500.0),
+        egress_prefixes=d.integer(1, 2), ips_per_account=d.integer(1, 4),
+        requests_per_h=d.log(4.0, 20.0), rate_spread=d.real(0.2, 0.6),
+        reasoning_share=d.real(0.6, 0.95), completion_scale=d.real(1.8, 3.2),
+        system_prompt_share=d.real(0.0, 0.6))
+
+
+def campaign_sleeper(d: Draw, accounts: Range, hours: float) -> CampaignSleeper:
+    switch = d.real(1.5, 0.45 * hours)
+    return CampaignSleeper(
+        accounts=d.count(*accounts), min_account_age_days=d.real(10.0, 25.0),
+        max_account_age_days=d.real(30.0, 90.0), mean_requests_per_6h=d.real(20.0, 60.0),
+        switch_h=switch, switch_window_h=d.real(0.5, max(0.6, min(3.0, hours - switch - 1.5))),
+        requests_per_h=d.log(6.0, 40.0), templates=d.integer(3, 10), max_bit_flips=d.integer(2, 5),
+        reasoning_share=d.real(0.6, 0.95), harvest_client_share=d.real(0.0, 0.8),
+        new_exit_share=d.real(0.0, 0.6))
 
 
 # --- families -------------------------------------------------------------------------------
@@ -442,6 +494,30 @@ def _frame_card(d: Draw, h: float) -> dict[str, Any]:
     return {"reseller": reseller(d, (150, 600)), "campaign_framing": campaign_framing(d, "card")}
 
 
+def _hackathon(d: Draw, h: float) -> dict[str, Any]:
+    return {"hackathon": hackathon(d, (100, 600), h), "campaign_hydra": hydra(d, (50, 200))}
+
+
+def _support(d: Draw, h: float) -> dict[str, Any]:
+    return {"enterprise": enterprise(d, (2, 4)), "support_desk": support_desk(d, (20, 80)),
+            "campaign_mimic": campaign_mimic(d, (20, 120))}
+
+
+def _sleeper(d: Draw, h: float) -> dict[str, Any]:
+    return {"launch_wave": launch_wave(d, (300, 1200), h), "researchers": researchers(d, (4, 16)),
+            "campaign_sleeper": campaign_sleeper(d, (20, 100), h)}
+
+
+def _frame_class(d: Draw, h: float) -> dict[str, Any]:
+    return {"classroom": classroom(d, (200, 900), h),
+            "campaign_framing": campaign_framing(d, "classroom")}
+
+
+def _frame_fleet(d: Draw, h: float) -> dict[str, Any]:
+    return {"agent_fleet": agent_fleet(d, (10, 60)),
+            "campaign_framing": campaign_framing(d, "fleet")}
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     _family("mixed", "the default scenario's nine populations (ordinary, enterprise, nat, "
             "launch wave, researchers; burst, hydra, cot, stealth), every knob drawn",
@@ -475,6 +551,18 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "first campus's NAT pool", (5.0, 8.0), (1200, 2500), _frame_campus),
     _family("frame_card", "a reseller's customers; 3-15 harvesting accounts on its card",
             (5.0, 8.0), (1500, 2500), _frame_card),
+    _family("hackathon", "a hackathon: teams of same-day accounts behind the venue's NAT for "
+            "the day, then from home, starter prompts first; hydra on residential proxies",
+            (9.0, 14.0), (600, 1100), _hackathon),
+    _family("support", "a support desk pasting canned replies, enterprise orgs; harvesters with "
+            "unique prompts sharing a cloud range and a client", (5.0, 8.0), (1500, 2600),
+            _support),
+    _family("sleeper", "accounts that use the API like people for hours, then harvest; a "
+            "launch wave, university labs", (6.0, 10.0), (1100, 1900), _sleeper),
+    _family("frame_class", "online courses; 3-15 harvesting accounts replaying the first "
+            "course's exercises", (4.5, 7.0), (1800, 3000), _frame_class),
+    _family("frame_fleet", "CI and agent fleets; 3-15 harvesting accounts sending the first "
+            "fleet's system prompt and user agent", (5.0, 8.0), (1500, 2500), _frame_fleet),
 )}
 
 
