@@ -1,6 +1,7 @@
 """Scenario families: contract, determinism by seed, drawn parameters, and the traits each
 family exists for (framing accounts share the copied key, aged accounts are old and rotate
-networks, the returning campaign pauses longer than a block).
+networks, the returning campaign pauses longer than a block, hackathon teams share the venue's
+NAT, mimic prompts are all unique, sleepers switch from ordinary use to harvesting).
 
 Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
 request schedules alone (no payloads), so the file runs in seconds.
@@ -61,7 +62,8 @@ def _by_group(events: Events, labels: list[dict[str, Any]]) -> dict[str, Events]
 
 def test_the_families_and_what_they_hold() -> None:
     expected = {"mixed", "launch", "campus", "classroom", "teams", "oss", "egress", "aged",
-                "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card"}
+                "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card",
+                "hackathon", "support", "sleeper", "frame_class", "frame_fleet"}
     assert expected <= set(FAMILIES)
     for name, family in FAMILIES.items():
         assert isinstance(family, Family) and family.name == name
@@ -331,3 +333,233 @@ def test_distillguard_simulate_family(tmp_path: Path, capsys: pytest.CaptureFixt
     assert all(f.description in listing for f in FAMILIES.values())
     assert main(["simulate", "--seed", "3"]) == 2  # neither --out nor --topic
     assert not (tmp_path / "x").exists()
+
+
+# --- the families added for the held-out set ------------------------------------------------
+
+
+NEW_FAMILIES = {
+    "hackathon": {"ordinary", "hackathon", "campaign_hydra"},
+    "support": {"ordinary", "support_desk", "enterprise", "campaign_mimic"},
+    "sleeper": {"ordinary", "launch_wave", "researchers", "campaign_sleeper"},
+    "frame_class": {"ordinary", "classroom", "campaign_framing"},
+    "frame_fleet": {"ordinary", "agent_fleet", "campaign_framing"},
+}
+
+
+def _groups_at(name: str, seed: int, scale: float) -> dict[str, Events]:
+    sc = FAMILIES[name].scenario(seed, scale)
+    return _by_group(list(generate_events(sc)), account_labels(sc))
+
+
+def _alone(name: str, seed: int, group: str, scale: float = 1.0) -> tuple[Any, Events]:
+    """The family's scenario with every other population emptied, and that group's events:
+    the group's own traffic, as in the family, without generating the background."""
+    sc = FAMILIES[name].scenario(seed, scale)
+    empty = {}
+    for other in FAMILIES[name].populations:
+        knobs = getattr(sc, other)
+        count = next(f.name for f in dataclasses.fields(knobs) if f.name in (
+            "accounts", "orgs", "users", "students", "concurrent_accounts"))
+        if other != group:
+            empty[other] = dataclasses.replace(knobs, **{count: 0})
+    sc = dataclasses.replace(sc, **empty)
+    assert scenario_groups(sc) == (group,)
+    return sc, list(generate_events(sc))
+
+
+def _far_apart(hashes: list[int], bits: int = 7) -> bool:
+    """No two values within `bits` bits of each other (two values that close agree on one of
+    bits + 1 chunks of the 64 bits, so comparing within chunk buckets finds every such pair)."""
+    chunks = bits + 1
+    width = -(-64 // chunks)
+    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for h in hashes:
+        for c in range(chunks):
+            buckets[(c, (h >> (c * width)) & ((1 << width) - 1))].append(h)
+    return all((a ^ b).bit_count() > bits
+               for bucket in buckets.values() for a, b in itertools.combinations(bucket, 2))
+
+
+def test_the_new_families_hold_their_populations() -> None:
+    for name, groups in NEW_FAMILIES.items():
+        assert set(FAMILIES[name].populations) == groups, name
+        for seed in (1, 2, 3, 4, 5):
+            assert set(scenario_groups(FAMILIES[name].scenario(seed))) == groups, (name, seed)
+    assert FAMILIES["frame_class"].scenario(SEED).campaign_framing.copies == "classroom"
+    assert FAMILIES["frame_fleet"].scenario(SEED).campaign_framing.copies == "fleet"
+
+
+def test_framing_accounts_replay_the_first_courses_exercises(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    from simulator.crowds import ClassroomAttendees
+    from simulator.seeding import IdMint
+
+    sc = FAMILIES["frame_class"].scenario(SEED, SCALE)
+    framers, attendees = _framing(runs, "frame_class", "classroom")
+    course = ClassroomAttendees(sc, IdMint()).courses[0]
+    exercises = {t for session in course.sessions for t, _ in session.exercises}
+    flips = max(sc.classroom.max_bit_flips, sc.campaign_framing.max_bit_flips)
+
+    def hit(events: Events) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = defaultdict(set)
+        for e in events:
+            h = int(e["prompt_simhash"], 16)
+            out[e["account_id"]] |= {t for t in exercises if (h ^ t).bit_count() <= flips}
+        return out
+
+    by_framer = hit(framers)
+    assert all(by_framer[a] for a in {e["account_id"] for e in framers}), \
+        "every framing account replays the course's exercises"
+    replayed = set().union(*by_framer.values())
+    assert replayed & set().union(*hit(attendees).values()), "the same exercises as the class"
+
+
+def test_framing_accounts_send_the_fleets_system_prompt_and_user_agent(
+    runs: dict[str, tuple[Events, list[dict[str, Any]]]]
+) -> None:
+    framers, fleet = _framing(runs, "frame_fleet", "agent_fleet")
+    crowd = {(e["system_prompt_hash"], e["user_agent"], e["tools_count"]) for e in fleet}
+    copied = {(e["system_prompt_hash"], e["user_agent"], e["tools_count"]) for e in framers}
+    assert len(copied) == 1 and copied <= crowd
+    assert {e["org_id"] for e in framers}.isdisjoint({e["org_id"] for e in fleet})
+
+
+def test_hackathon_teams_share_the_venue_nat_for_the_day() -> None:
+    from simulator.crowds import HackathonTeams
+    from simulator.seeding import IdMint
+
+    team_cards = 0
+    for seed in (1, 2):
+        sc = FAMILIES["hackathon"].scenario(seed, 0.2)
+        venue = HackathonTeams(sc, IdMint()).venue
+        rows = _groups_at("hackathon", seed, 0.2)["hackathon"]
+        during = [e for e in rows if venue.kickoff <= e["ts"] < venue.leave]
+        after = [e for e in rows if e["ts"] >= venue.leave]
+        nat = set(venue.nat_ips)
+        assert len(nat) <= sc.hackathon.venue_ips
+        at_venue = [e for e in during if e["ip"] in nat]
+        assert len(at_venue) >= 0.85 * len(during), "the day's requests leave by the venue NAT"
+        assert {e["asn"] for e in at_venue} == {venue.network.asn}
+        assert len({e["ip"].rsplit(".", 1)[0] for e in at_venue}) == 1, "one /24"
+        people = {e["account_id"] for e in rows}
+        assert len({e["account_id"] for e in at_venue}) >= 0.8 * len(people)
+        assert not any(e["ip"] in nat for e in after), "then from home"
+        created: dict[str, float] = {e["account_id"]: e["account_created_ts"] for e in rows}
+        same_day = [a for a, c in created.items() if c > venue.kickoff - DAY]
+        assert len(same_day) >= 0.5 * len(created), "mostly brand-new accounts"
+        # the starter kit: near-duplicates of its prompts from several participants, with the
+        # organisers' system prompt
+        flips = sc.hackathon.max_bit_flips
+        starters = {t for t, _ in venue.starters}
+        kit = [e for e in at_venue
+               if any((int(e["prompt_simhash"], 16) ^ t).bit_count() <= flips for t in starters)]
+        assert len({e["account_id"] for e in kit}) >= 0.5 * len(people)
+        assert venue.kit_system_prompt in {e["system_prompt_hash"] for e in kit}
+        assert all(e["ts"] < venue.kickoff + max(sc.hackathon.starter_h * 3600, 600) + 1200
+                   for e in kit), "in the first hours"
+        # some teams on one card and org; otherwise sponsor credits or own cards
+        cards: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for e in rows:
+            if e["payment_fingerprint"] is not None:
+                cards[e["payment_fingerprint"]].add((e["account_id"], e["org_id"]))
+        for members in cards.values():
+            assert len({org for _, org in members}) == 1, "a team's card is the team's org"
+            team_cards += len(members) >= 2
+    assert team_cards, "some teams share one card"
+
+
+def test_support_agents_paste_canned_replies_from_the_office() -> None:
+    for seed in (1, 2):
+        sc, rows = _alone("support", seed, "support_desk")
+        assert len({e["org_id"] for e in rows}) == 1
+        assert len({e["payment_fingerprint"] for e in rows}) == 1
+        assert len({e["user_agent"] for e in rows}) <= 2
+        prefixes = {(e["ip"].rsplit(".", 1)[0], e["asn"]) for e in rows}
+        assert len(prefixes) <= sc.support_desk.offices
+        assert all(e["account_created_ts"] < e["ts"] - DAY for e in rows), "established"
+        hashes = [int(e["prompt_simhash"], 16) for e in rows]
+        shared = sum(any(0 < (h ^ g).bit_count() <= 2 * sc.support_desk.max_bit_flips
+                         for g in hashes[max(0, i - 200):i]) for i, h in enumerate(hashes))
+        assert shared >= 0.5 * sc.support_desk.template_share * len(rows), "canned replies"
+        assert Counter(e["task_category"] for e in rows).most_common(2)[0][0] in ("chat",
+                                                                                   "writing")
+
+
+def test_mimic_prompts_never_repeat_a_template() -> None:
+    for seed in (1, 2, 3):
+        sc, rows = _alone("support", seed, "campaign_mimic", 0.5)
+        assert len(rows) >= 200
+        assert _far_apart([int(e["prompt_simhash"], 16) for e in rows]), "no near-duplicates"
+        accounts = {e["account_id"] for e in rows}
+        cards = {e["account_id"]: e["payment_fingerprint"] for e in rows}
+        assert None not in cards.values() and len(set(cards.values())) == len(accounts)
+        assert len({e["org_id"] for e in rows}) == len(accounts)
+        assert len({e["user_agent"] for e in rows}) == 1, "one client"
+        assert len({e["asn"] for e in rows}) == 1 and rows[0]["asn"] in (16509, 15169, 8075)
+        assert len({e["ip"].rsplit(".", 1)[0] for e in rows}) <= sc.campaign_mimic.egress_prefixes
+        assert sum(e["reasoning_requested"] for e in rows) / len(rows) > 0.5
+        ages = [e["ts"] - e["account_created_ts"] for e in rows]
+        assert min(ages) > sc.campaign_mimic.min_account_age_days * DAY - DAY
+
+
+def test_sleeper_accounts_switch_from_ordinary_use_to_harvesting() -> None:
+    for seed in (1, 2):
+        sc = FAMILIES["sleeper"].scenario(seed, 0.3)
+        accounts = [a for a in build_accounts(sc) if a.group == "campaign_sleeper"]
+        pop = accounts[0].pop
+        switch = {a.account_id: a.state.extra[0] for a in accounts}
+        lo, hi = pop.switch_window()
+        assert all(lo <= t <= hi for t in switch.values())
+        assert len(set(switch.values())) == len(switch), "each account at its own time"
+        templates = [t for t, _ in pop.templates]
+        assert len(templates) == sc.campaign_sleeper.templates
+        flips = sc.campaign_sleeper.max_bit_flips
+        rows = _groups_at("sleeper", seed, 0.3)["campaign_sleeper"]
+        assert {e["account_id"] for e in rows} == set(switch)
+
+        def templated(e: dict[str, Any], templates: list[int] = templates,
+                      flips: int = flips) -> bool:
+            h = int(e["prompt_simhash"], 16)
+            return any((h ^ t).bit_count() <= flips for t in templates)
+
+        before = [e for e in rows if e["ts"] < switch[e["account_id"]]]
+        after = [e for e in rows if e["ts"] >= switch[e["account_id"]]]
+        assert before and after
+        assert not any(templated(e) for e in before), "asleep: unique prompts"
+        assert all(templated(e) for e in after), "awake: the handful of templates"
+        assert len({e["account_id"] for e in before}) >= 0.5 * len(switch)
+        assert len({e["task_category"] for e in before}) >= 4, "mixed categories"
+        reasoning = [sum(e["reasoning_requested"] for e in p) / len(p) for p in (before, after)]
+        assert reasoning[1] > 0.5 > reasoning[0]
+        assert all(e["account_created_ts"] < sc.start_ts - 7 * DAY for e in rows), "weeks old"
+
+
+def test_new_campaigns_honour_the_robustness_knobs() -> None:
+    def split(sc: Any) -> tuple[Events, dict[str, Events]]:
+        group_of = {r["account_id"]: r["group"] for r in account_labels(sc)}
+        benign: Events = []
+        attack: dict[str, Events] = defaultdict(list)
+        for e in generate_events(sc):
+            g = group_of[e["account_id"]]
+            if LABELS[g] == "benign":
+                benign.append({k: v for k, v in e.items() if k != "event_id"})
+            else:
+                attack[g].append(e)
+        return benign, attack
+
+    for name, group in (("support", "campaign_mimic"), ("sleeper", "campaign_sleeper")):
+        base = FAMILIES[name].scenario(SEED, 0.2)
+        benign, attack = split(base)
+        for changes in ({"rotate_ip_per_request": True}, {"timing_jitter": 0.5},
+                        {"campaign_account_multiplier": 5.0}):
+            varied_benign, varied = split(dataclasses.replace(base, **changes))
+            assert varied_benign == benign, (name, changes)
+            rows = varied[group]
+            if "rotate_ip_per_request" in changes:
+                assert len({e["ip"] for e in rows}) >= 0.95 * len(rows), group
+            if "campaign_account_multiplier" in changes:
+                n = len({e["account_id"] for e in rows})
+                assert 3.5 <= n / len({e["account_id"] for e in attack[group]}) <= 6.5, group
+                assert 0.6 <= len(rows) / len(attack[group]) <= 1.6, group
