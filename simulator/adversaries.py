@@ -683,6 +683,9 @@ class SleeperCampaign(Campaign, Ordinary):
             return ev
         k = self.sc.campaign_sleeper
         _, ua, hosted = st.extra
+        ip: str
+        asn: int | None
+        country: str | None
         if self.rotate:
             ip, asn, country = net.rotating_exit(rng)
         elif hosted is not None:

@@ -803,6 +803,7 @@ class HackathonTeams(Ordinary):
             ev["ip"], ev["asn"], ev["country"] = ip, v.network.asn, v.country
             return ev
         k = self.sc.hackathon
+        sp: str | None
         if mark == _APP:
             template, cat = team.app
             sp, scale = team.app_system_prompt, 0.8
@@ -823,7 +824,7 @@ _SUPPORT_COUNTRIES: dict[str, float] = {
     "PH": 3.0, "IN": 3.0, "US": 3.0, "GB": 1.5, "MX": 1.5, "PL": 1.0, "ZA": 1.0, "BR": 1.0,
     "DE": 1.0, "CA": 1.0,
 }
-_SUPPORT_CATEGORIES = {"chat": 45, "writing": 35, "other": 15, "reasoning": 5}
+_SUPPORT_CATEGORIES = {"chat": 45.0, "writing": 35.0, "other": 15.0, "reasoning": 5.0}
 _SUPPORT_TOOLS = ("helpdesk-assist", "support-copilot", "reply-helper", "ticket-assistant",
                   "cx-drafts")
 # Local start hours of an office's shifts, by the number of shifts it runs.
