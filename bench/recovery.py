@@ -58,6 +58,8 @@ def say(what: str, value: str) -> None:
 
 @contextmanager
 def run_fleet(extra_env: dict[str, str] | None = None) -> Iterator[tuple[Settings, Fleet]]:
+    """A fleet with the fault tests' settings (`faults.FAULT_ENV`, why there), and more."""
+    extra_env = {**faults.FAULT_ENV, **(extra_env or {})}
     run_id = "bench-" + uuid.uuid4().hex[:8]
     settings = load_settings(env=run_env(run_id, BOOTSTRAP, **(extra_env or {})))
     asyncio.run(wait_for_broker(BOOTSTRAP, timeout_s=20))

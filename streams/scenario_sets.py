@@ -26,11 +26,14 @@ SETS = (TUNING, HELD_OUT)
 # part of the tuning set; `--sets default` runs them alone, as `distillguard evaluate` used to.
 LEGACY = "default"
 
-TUNING_FAMILIES = ("mixed", "launch", "campus", "teams", "aged", "frame_tutorial", "frame_card")
+# (frame_tool and frame_campus were held out until 2026-12-06, see docs/tuning.md's change log.)
+TUNING_FAMILIES = ("mixed", "launch", "campus", "teams", "aged", "frame_tutorial", "frame_card",
+                   "frame_tool", "frame_campus")
 TUNING_SEEDS = (1, 2)
-HELD_OUT_FAMILIES = ("classroom", "oss", "egress", "slow", "decoy", "frame_tool",
-                     "frame_egress", "frame_campus")
-HELD_OUT_SEEDS = (101, 102)
+HELD_OUT_FAMILIES = ("classroom", "oss", "egress", "slow", "decoy", "frame_egress",
+                     "hackathon", "support", "sleeper", "frame_class", "frame_fleet")
+# (101 and 102 were held out until 2026-12-06: looked at once, then spent.)
+HELD_OUT_SEEDS = (201, 202)
 
 # The legacy runs, in `plan_runs` terms: these seeds, these robustness variants of the first.
 LEGACY_SEEDS = (7, 11)

@@ -553,11 +553,13 @@ def create_app(settings: Settings) -> faust.App:
                 log.exception("apply_verdicts_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
                 continue
+            learnt = False
             for av in verdicts:
                 try:
                     if av.account_id == BROADCAST:
                         await publish(account_stage_core.on_conviction(av, part),
                                       event.message.partition)
+                        learnt = learnt or av.verdict.is_template_notice
                         continue
                     state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
                                                                part)
@@ -569,6 +571,15 @@ def create_app(settings: Settings) -> faust.App:
                     await to_dead_letter(f"internal error on the verdict for {av.account_id} "
                                          f"({av.verdict.cluster_key}): {type(exc).__name__}: "
                                          f"{exc}", event)
+            if learnt:
+                # A template notice is sent once: the partition's snapshot takes it in before
+                # its offset is committed, or a move after the commit would forget the template.
+                try:
+                    put(contexts, event.message.partition, partition_context.snapshot(part),
+                        orjson.dumps)
+                except Exception:
+                    log.exception("partition_context_snapshot_failed",
+                                  partition=event.message.partition)
             if accounts_held.full:
                 await accounts_held.flush()
 

@@ -414,7 +414,7 @@ def test_the_default_flags_plan_the_legacy_runs_and_both_sets(
                  "--family-scale", "0.5"]) == 130
     runs = seen["runs"]
     assert isinstance(runs, list)
-    assert [(r.key, r.baselines) for r in runs] == [("oss-s101", True), ("oss-s102", True)]
+    assert [(r.key, r.baselines) for r in runs] == [(f"oss-s{s}", True) for s in HELD_OUT_SEEDS]
     assert seen["opts"] == ScenarioOptions(family_scale=0.5)
 
 
@@ -428,7 +428,7 @@ def test_sets_and_families_choose_the_runs() -> None:
     assert keys(["held-out"]) == HELD_OUT_KEYS
     assert keys(["tuning"], ["launch"]) == ["launch-s1", "launch-s2"]
     assert keys(["tuning", "held-out"], ["default", "classroom"]) == [
-        *RUNS, "classroom-s101", "classroom-s102"]
+        *RUNS, *(f"classroom-s{s}" for s in HELD_OUT_SEEDS)]
     assert keys(["held-out", "tuning"]) == keys(["tuning", "held-out"])  # the plan's order
 
 
@@ -665,11 +665,12 @@ def test_evaluate_a_held_out_family_end_to_end(tmp_path: Path,
                  "--family-scale", "0.05", "--jobs", "1", "--out", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    keys = ["frame_card-s101", "frame_card-s102"]
-    for key in keys:  # each run's population table
-        assert f"== {key}: held-out set, family frame_card, seed {key[-3:]} (" in out
+    keys = [f"frame_card-s{s}" for s in HELD_OUT_SEEDS]
+    for key, seed in zip(keys, HELD_OUT_SEEDS, strict=True):  # each run's population table
+        assert f"== {key}: held-out set, family frame_card, seed {seed} (" in out
     assert "[held-out set]" in out and "tuning set" not in out
-    assert "== held-out set: 1 family (frame_card) at seeds 101, 102; 2 of 2 runs ==" in out
+    seeds = ", ".join(map(str, HELD_OUT_SEEDS))
+    assert f"== held-out set: 1 family (frame_card) at seeds {seeds}; 2 of 2 runs ==" in out
     data = orjson.loads((tmp_path / "evaluation.json").read_bytes())
     assert [r["key"] for r in data["runs"]] == keys
     assert all(set(r["reports"]) == {DETECTOR} for r in data["runs"])  # no baselines
