@@ -61,13 +61,15 @@ class DetectorConfig:
     # (a few requests per account per hour) needs hours to show as a crowd.
     cluster_window_s: int = 900
     cluster_horizon_windows: int = 8  # two hours of 15-minute windows
-    cluster_min_accounts: int = 8  # below this a shared key proves nothing
-    # The same for a prompt-template bucket: fewer, because a template crowd is not a key that
-    # strangers share by where they connect from. Its members must agree on the template (a
-    # bucket's signature, models/templates.py), so three accounts sending the same prompt
-    # template, young and harvesting, are a crowd; a slow campaign's templates reach three
-    # accounts in minutes, eight only after ~90 (docs/tuning.md has the measured trade-off).
-    template_min_accounts: int = 3
+    # Suspicious members (harvesting on a young or rotating identity, models/scoring.py) a
+    # crowd needs before it is scored: below this a shared key proves nothing.
+    cluster_min_accounts: int = 8
+    # The same for a prompt template's crowd: fewer, because a template crowd is not a key that
+    # strangers share by where they connect from, and its members must agree on the template
+    # (a bucket's signature, models/templates.py). Four, not three: the first three members of
+    # a campus lab's course template crowd are young students one time in twenty-five, and
+    # weak template convictions add up against a student using several (docs/tuning.md).
+    template_min_accounts: int = 4
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8
