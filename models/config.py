@@ -66,10 +66,13 @@ class DetectorConfig:
     cluster_min_accounts: int = 8
     # The same for a prompt template's crowd: fewer, because a template crowd is not a key that
     # strangers share by where they connect from, and its members must agree on the template
-    # (a bucket's signature, models/templates.py). Four, not three: the first three members of
-    # a campus lab's course template crowd are young students one time in twenty-five, and
-    # weak template convictions add up against a student using several (docs/tuning.md).
-    template_min_accounts: int = 4
+    # (a bucket's signature, models/templates.py). Five, not three: in a campus lab where a
+    # third of the students are new this term, the first few members of one of the dozens of
+    # course template crowds are young by chance, and the weak convictions of such crowds add
+    # up against a student sending several course templates (measured on frame_campus at half
+    # scale; at four a lab's students were still throttled, at six a thin stealth campaign fell
+    # to 28% of its accounts acted on: docs/tuning.md).
+    template_min_accounts: int = 5
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8
