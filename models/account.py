@@ -116,6 +116,12 @@ class Verdict:
         not a conviction: it makes the template known to the account partitions."""
         return self.score == 0.0
 
+    @property
+    def is_withdrawal(self) -> bool:
+        """A broadcast that the key's conviction is handed to joiners no more (it expires
+        before it is issued: models/cluster_stage.py `_withdraw`)."""
+        return self.expires_ts < self.issued_ts
+
 
 @dataclass(slots=True)
 class AccountState:

@@ -222,6 +222,9 @@ class ClusterStage:
                         proven=round(evidence.proven, 4))
             state.verdict = v
             out.convictions.append(AccountVerdict(BROADCAST, v, now_ts))
+        elif in_force and v is not None and evidence.score < keep:
+            self._withdraw(state, v, evidence.score, now_ts, out)
+            return
         elif not in_force:
             return
         assert v is not None
@@ -229,6 +232,31 @@ class ClusterStage:
         # conviction, and each member new to a convicted cluster (the hydra response).
         for account in members_to_tell(state, v.verdict_id, cfg):
             out.verdicts.append(AccountVerdict(account, v, now_ts))
+
+    def _withdraw(self, state: ClusterState, v: Verdict, score: float, now_ts: int,
+                  out: ClusterOutputs) -> None:
+        """Stop handing a conviction in force to the accounts joining its key once its crowd
+        no longer bears it out (scores under `cluster_keep_score`), rather than at its expiry.
+
+        Measured: framers who harvested a course's system prompt and exercise template for two
+        hours before class had them convicted, and each arriving student held the conviction
+        as it joined (the hydra response) for the verdict's six hours, though the students in
+        the crowd soon took its score under the keep score. A withdrawal is a verdict that
+        expires before it is issued: the account partitions stop handing the key's conviction
+        to joiners. Members told of the conviction keep it till it expires or is re-issued
+        (measured: telling them too released a stealth campaign inside a campus's crowd,
+        campus seed 2, 84% acted on to 55%; not telling them, 71%). The crowd is convicted
+        again only at `cluster_convict_score`: a crowd near the line does not flap."""
+        # (It expires when the conviction was issued: so it is in force at no event time,
+        # not even for a late request of a member from before the withdrawal.)
+        withdrawal = Verdict(cluster_key=state.cluster_key, score=v.score, issued_ts=now_ts,
+                             expires_ts=v.issued_ts,
+                             verdict_id=verdict_id(state.cluster_key, now_ts, -score,
+                                                   self.cfg.model_version),
+                             reason=f"withdrawn: the crowd now scores {score:.2f}",
+                             signature=v.signature, prior=0.0, proven=0.0)
+        state.verdict = withdrawal
+        out.convictions.append(AccountVerdict(BROADCAST, withdrawal, now_ts))
 
     # --- expiry, by the aligned watermark ---------------------------------------------------
     def clock(self, part: ClusterPartition) -> float:

@@ -559,7 +559,8 @@ def create_app(settings: Settings) -> faust.App:
                     if av.account_id == BROADCAST:
                         await publish(account_stage_core.on_conviction(av, part),
                                       event.message.partition)
-                        learnt = learnt or av.verdict.is_template_notice
+                        learnt = (learnt or av.verdict.is_template_notice
+                                  or av.verdict.is_withdrawal)
                         continue
                     state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
                                                                part)
@@ -572,8 +573,10 @@ def create_app(settings: Settings) -> faust.App:
                                          f"({av.verdict.cluster_key}): {type(exc).__name__}: "
                                          f"{exc}", event)
             if learnt:
-                # A template notice is sent once: the partition's snapshot takes it in before
-                # its offset is committed, or a move after the commit would forget the template.
+                # A template notice and a withdrawal are sent once (a conviction is re-issued
+                # hourly): the partition's snapshot takes them in before their offset is
+                # committed, or a move after the commit would forget the template, or hand a
+                # withdrawn conviction to joiners again.
                 try:
                     put(contexts, event.message.partition, partition_context.snapshot(part),
                         orjson.dumps)

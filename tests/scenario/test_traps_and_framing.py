@@ -5,7 +5,7 @@ keys instead of accounts falls into: a launch wave's tutorial, a campus lab behi
 team's or a reseller's card, a CI fleet's system prompt, an open-source tool's prompts, an
 enterprise's batches, researchers' benchmarks. Not one account of them may be blocked. And in a
 framing family a handful of harvesting accounts copy one crowd's key (its tutorial, card, tool,
-NAT): the detector acts on them, and on no account of the crowd.
+NAT, a course's exercises): the detector acts on them, and on no account of the crowd.
 
 The runs are the tuning families at seed 1 and half their size (streams/scenario_sets.py: the
 held-out families and seeds are never run here, so that they stay held out). They hold the
@@ -36,7 +36,7 @@ TRAPS = {
 }
 # The framing families: the crowd whose key a few harvesters copy.
 FRAMED = {"frame_tutorial": "launch_wave", "frame_card": "reseller", "frame_tool": "oss_tool",
-          "frame_campus": "campus_lab"}
+          "frame_campus": "campus_lab", "frame_class": "classroom"}
 
 
 @cache

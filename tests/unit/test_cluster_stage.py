@@ -15,6 +15,7 @@ import itertools
 from collections import Counter
 from typing import Any
 
+from models.account import Verdict
 from models.behaviour import JUDGED
 from models.cluster import ClusterState, cluster_window
 from models.cluster_stage import VERDICT_UPGRADE_STEP, ClusterPartition, ClusterStage, verdict_id
@@ -72,6 +73,7 @@ class Harness:
         self.part = ClusterPartition.create(cfg, sources=1)
         self.states: dict[str, ClusterState] = {}
         self._told: list[AccountVerdict] = []
+        self.broadcasts: list[Verdict] = []  # convictions and withdrawals, in order
         self.late = 0
         self.tick = 0  # the newest tick announced
 
@@ -103,6 +105,8 @@ class Harness:
                 out = self.stage.settle(self.states[key], self.part)
                 self.late += out.late
                 told += out.verdicts
+                self.broadcasts += [av.verdict for av in out.convictions
+                                    if not av.verdict.is_template_notice]
         self._told += told
         return told
 
@@ -536,26 +540,49 @@ def test_a_conviction_still_warranted_is_refreshed_after_verdict_refresh_s() -> 
     assert {av.verdict.verdict_id for av in h.told} == {refreshed.verdict_id}
 
 
-def test_a_conviction_no_longer_warranted_is_not_refreshed_but_joiners_are_told() -> None:
+def test_a_conviction_no_longer_borne_out_is_withdrawn_and_joiners_are_not_told() -> None:
+    h = Harness()
+    members = _steady(h, W0 + 10, STEADY)
+    first = h.state().verdict
+    assert first is not None and h.broadcasts == [first]
+    h.told.clear()
+    # later the members are no longer seen harvesting: the score falls under the score that
+    # keeps a conviction (a class's students outnumbering the framers who got it convicted)
+    later = W0 + WS + 10
+    _steady(h, later, 0)
+    assert cluster_evidence(h.state(), CFG).score < CFG.cluster_keep_score
+    withdrawal = h.state().verdict
+    assert withdrawal is not None and withdrawal.is_withdrawal
+    assert not withdrawal.is_template_notice
+    assert h.broadcasts == [first, withdrawal]
+    assert withdrawal.issued_ts > later and withdrawal.verdict_id != first.verdict_id
+    # in force at no event time, not even one before it was issued
+    assert withdrawal.expires_ts <= first.issued_ts
+    # the members told of the conviction are not told again (they keep what they hold)
+    assert h.told == []
+    # a replacement account joining while the conviction would still be in force is not told
+    joined = later + 600
+    assert joined < first.expires_ts
+    h.feed(summary("replacement", joined, "join"))
+    assert h.flush() == [] and h.told == []
+    assert h.broadcasts == [first, withdrawal]  # withdrawn once
+    # the crowd harvesting again is convicted again, at the conviction score
+    _steady(h, later + WS, CAMPAIGN_SIZE)
+    again = h.state().verdict
+    assert again is not None and not again.is_withdrawal and again.expires_ts > joined
+    assert h.broadcasts[-1] == again
+    assert set(members) <= {av.account_id for av in h.told if av.verdict == again}
+
+
+def test_a_conviction_just_above_the_keep_score_is_not_withdrawn() -> None:
     h = Harness()
     _steady(h, W0 + 10, STEADY)
     first = h.state().verdict
     assert first is not None
-    h.told.clear()
-    # later the members are no longer seen harvesting: the score falls below conviction, and
-    # below the score that keeps a conviction ...
-    _steady(h, first.issued_ts + CFG.verdict_refresh_s - 2 * CFG.cluster_tick_s, 0)
-    assert cluster_evidence(h.state(), CFG).score < CFG.cluster_keep_score
-    # ... and stays there when the verdict is due for a refresh
-    h.feed(summary("bot-000", first.issued_ts + CFG.verdict_refresh_s, requests=10,
-                   harvest=0.0))
-    assert h.told == [] and h.state().verdict == first
-    # the verdict is still in force: a replacement account is told at once
-    joined = first.issued_ts + CFG.verdict_refresh_s + 600
-    assert joined < first.expires_ts
-    h.feed(summary("replacement", joined, "join"))
-    tick_end = (int(joined) // CFG.cluster_tick_s + 1) * CFG.cluster_tick_s
-    assert h.flush() == [AccountVerdict("replacement", first, tick_end)]
+    # one member fewer harvesting: weaker, not under the keep score
+    _steady(h, W0 + WS + 10, STEADY - 1)
+    assert CFG.cluster_keep_score <= cluster_evidence(h.state(), CFG).score < first.score
+    assert h.state().verdict == first and h.broadcasts == [first]
 
 
 def test_an_upgrade_within_one_account_window_reaches_every_member() -> None:
