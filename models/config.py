@@ -30,7 +30,8 @@ from typing import Any
 # it count, chance collisions not); a template bucket whose members agree on no template is
 # not scored. 0.7: crowds judged by their accounts' own behaviour (harvest, rotation, known
 # templates), verdicts weighed by the account's own behaviour, the allow-list (docs/tuning.md).
-CORE_VERSION = "0.7"
+# 0.8: a conviction its crowd no longer bears out is withdrawn (handed to joiners no more).
+CORE_VERSION = "0.8"
 
 
 @dataclass(frozen=True, slots=True)
