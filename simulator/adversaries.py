@@ -1,6 +1,6 @@
 """Campaigns of the scenario families: aged accounts, low-and-slow, returning after a pause,
-framing a benign crowd, camouflaged by decoys, mimicking people with unique prompts, and
-sleeping as ordinary users before they harvest.
+framing a benign crowd, camouflaged by decoys, mimicking people with unique prompts, sleeping
+as ordinary users before they harvest, and sitting an exam to harvest its questions.
 
 Like the original four (`populations.py`), they honour the scenario's robustness knobs: the
 account multiplier spreads the same volume over more accounts, timing jitter stretches their
@@ -20,6 +20,7 @@ from .crowds import (
     CampusLabStudents,
     CgnatUsers,
     ClassroomAttendees,
+    ExamCandidates,
     OssToolUsers,
     ResellerCustomers,
     created_before,
@@ -701,3 +702,87 @@ class SleeperCampaign(Campaign, Ordinary):
         if ua is not None:
             ev["user_agent"] = ua
         return ev
+
+
+# --- sitting an exam to harvest its questions -----------------------------------------------
+
+
+class ExamCampaign(Campaign):
+    """A lab's young accounts that sit the certification exam with its candidates (the same
+    opening, the same questions in the same order, the provider's SDK for some) and keep
+    harvesting its questions, and follow-ups of their own, for hours after it ends; reasoning
+    on most requests; some accounts on rotating residential proxies, the others each on one
+    home exit. Mark = the question the exam is on (>= 0), or -1 after the exam."""
+
+    group = "campaign_exam"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_exam
+        prng = self.rng
+        # the crowd's exam, rebuilt from its own seed (whether or not the crowd is here)
+        self.exam = exam = ExamCandidates(self.sc, IdMint()).exam
+        self.templates = templates_for(prng, k.templates, _HARVEST)
+        self.cards = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
+        self.models = ModelChooser(self.sc, 0.9, cap=0.0, ramp_h=1.0)  # the exam's model
+        stop = min(self.t1, exam.end + max(0.0, k.after_h) * 3600.0)
+        delay = max(0.0, self.sc.certification_exam.max_start_delay_min) * 60.0
+        sp_share = self.sc.certification_exam.vendor_system_prompt_share
+        n_q = len(exam.questions)
+        lo_ip = max(1, k.min_requests_per_ip)
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.payment_fingerprint = (pick(self.cards, rng) if rng.random() < k.shared_payment_share
+                                     else self.mint.new("pf-", rng))
+            a.user_agent = (exam.user_agent if rng.random() < k.vendor_sdk_share
+                            else net.random_user_agent(rng))
+            a.created_ts = created_before(
+                rng, exam.start, max(60.0, k.min_account_age_min * 60.0),
+                max(k.min_account_age_min * 60.0 + 60.0, k.max_account_age_days * DAY))
+            proxied = rng.random() < k.proxy_share
+            exit_: Exit = (net.rotating_exit(rng) if proxied
+                           else residential_exit(net.COUNTRIES.pick(rng), rng))
+            a.ip, a.asn, a.country = exit_
+            # [current exit, requests left on it (None: one home exit), system prompt]
+            a.state = [exit_, rng.randint(lo_ip, max(lo_ip, k.max_requests_per_ip))
+                       if proxied else None, exam.system_prompt if rng.random() < sp_share
+                       else None]
+            begin = min(exam.start + rng.uniform(0.0, delay), exam.end - 60.0)
+            rate = k.requests_per_h / 3600.0 * rng.uniform(0.7, 1.3) / self.multiplier
+            times = at_least_one(poisson_times(rng, rate, begin, stop, self.jittered),
+                                 rng, begin, stop)
+            span = exam.end - begin
+            finalize_marked(a, [(t, min(n_q - 1, int((t - begin) / span * n_q))
+                                 if t < exam.end else -1) for t in times], self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_exam
+        st = a.state
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        else:
+            if st[1] is not None:
+                if st[1] <= 0:
+                    st[0] = net.rotating_exit(rng)
+                    st[1] = rng.randint(max(1, k.min_requests_per_ip),
+                                        max(1, k.min_requests_per_ip, k.max_requests_per_ip))
+                st[1] -= 1
+            ip, asn, country = st[0]
+        mark = a.marks[i]  # type: ignore[index]
+        if mark >= 0:  # in the exam: the question the candidates are on
+            template, cat = self.exam.questions[mark]
+        elif rng.random() < k.question_share:
+            template, cat = pick(self.exam.questions, rng)
+        else:
+            template, cat = pick(self.templates, rng)
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), st[2], rng.random() < k.reasoning_share,
+            3 + int(rng.random() * 8) if cat == "tool_use" else 0, 2.0, ERR_ORDINARY,
+        )

@@ -5,11 +5,12 @@ Each crowd shares one thing a campaign also shares, for an innocent reason: an e
 (`team_card`), a reseller's card (`reseller`), a fixed system prompt and job templates in the
 cloud (`agent_fleet`), a tool's system prompt, user agent and scaffold prompts (`oss_tool`), a
 carrier's or notebook service's /24s (`cgnat`), a venue's NAT, same-day accounts and a starter
-kit's prompts (`hackathon`), an org's card, office /24s and canned replies (`support_desk`).
+kit's prompts (`hackathon`), an org's card, office /24s and canned replies (`support_desk`),
+an exam's questions, opening time, young accounts and provider's client (`certification_exam`).
 Apart from the shared key the members behave like `ordinary` users (most crowds reuse
 `Ordinary.personal` and `Ordinary.personal_request`).
 
-Keys another population may copy (`campaign_framing`) are drawn in `__init__` from the
+Keys another population may copy (`campaign_framing`, `campaign_exam`) are drawn in `__init__` from the
 population's own rng, so building the crowd again gives the same values.
 """
 
@@ -941,3 +942,118 @@ class SupportAgents(Population):
             self.system_prompt if rng.random() < k.system_prompt_share else None,
             rng.random() < 0.03, self.tools, 0.7, ERR_ORDINARY,
         )
+
+
+# --- a proctored online certification exam -------------------------------------------------
+
+# Exam providers whose SDK wraps the API client (illustrative names).
+_EXAM_VENDORS = ("certbench", "proctorly", "examforge", "skillgate", "assessio")
+
+
+@dataclass
+class Exam:
+    """The exam as its provider runs it: when it opens and closes, its questions in order, the
+    provider's SDK client and its harness's system prompt."""
+
+    start: float
+    end: float
+    questions: list[tuple[int, str]]  # (template, category), worked through in order
+    user_agent: str
+    system_prompt: str
+
+
+class ExamCandidates(Ordinary):
+    """A proctored online certification exam: candidates worldwide (each from home, no shared
+    address), many on accounts opened for it, start within minutes of the opening and work
+    through the same questions in order (near-duplicates, retries), reasoning often requested,
+    many through the provider's SDK; light ordinary use before and after."""
+
+    group = "certification_exam"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        self.exam = self._exam()
+        self.exam_models = ModelChooser(sc, 0.9, cap=0.0, ramp_h=1.0)  # the model it certifies
+
+    def _exam(self) -> Exam:
+        k = self.sc.certification_exam
+        prng = self.rng
+        length_h = min(max(0.25, k.exam_min / 60.0), self.sc.duration_h)
+        # an exam that would overrun the run opens earlier, so it is seen whole
+        start = self.t0 + max(0.0, min(k.exam_h, self.sc.duration_h - length_h)) * 3600.0
+        main = prng.choice(k.question_categories)  # what the certification is about
+        questions = [(random_simhash(prng),
+                      main if prng.random() < 0.6 else prng.choice(k.question_categories))
+                     for _ in range(max(1, k.questions))]
+        vendor = pick(list(_EXAM_VENDORS), prng)
+        ua = (f"{vendor}-sdk/{prng.randint(1, 4)}.{prng.randint(0, 12)}.{prng.randint(0, 9)} "
+              f"anthropic-python/0.{prng.randint(40, 45)}.{prng.randint(0, 2)}")
+        return Exam(start, min(self.t1, start + length_h * 3600.0), questions, ua, hash_id(prng))
+
+    def build(self) -> list[Account]:
+        k = self.sc.certification_exam
+        exam = self.exam
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            country = net.COUNTRIES.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, self.k.ipv6_share)
+            a.payment_fingerprint = (None if rng.random() < k.null_payment_share
+                                     else self.mint.new("pf-", rng))
+            if rng.random() < k.new_account_share:  # opened for the exam: days to minutes before
+                a.created_ts = created_before(rng, exam.start, 300.0, 10 * DAY)
+            else:
+                a.created_ts = old_created(rng, self.t0, 7, 1500)
+            begin = exam.start + rng.uniform(0.0, max(0.0, k.max_start_delay_min) * 60.0)
+            begin = min(begin, exam.end - 60.0)
+            finish = begin + (exam.end - begin) * rng.uniform(0.55, 1.0)  # early, or at the bell
+            a.state.extra = (exam.user_agent if rng.random() < k.vendor_sdk_share else None,
+                             exam.system_prompt if rng.random() < k.vendor_system_prompt_share
+                             else None)
+            timed = self._answers(rng, begin, finish)
+            n = self.volume(rng, k.mean_other_requests_per_6h, 1.0, tz)
+            timed += [(t, _OTHER) for t in session_times(rng, n, self.t0, self.t1, tz, 4.0, 40.0)
+                      if not begin <= t < finish]
+            finalize_marked(a, keep_after(timed, a.created_ts), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _answers(self, rng: random.Random, begin: float, finish: float
+                 ) -> list[tuple[float, int]]:
+        """A candidate's exam requests: the questions in order, each taking its own share of
+        the candidate's time, 1..n requests on a question attempted (a retry is a
+        near-duplicate), now and then a question skipped; mark = question index."""
+        k = self.sc.certification_exam
+        n_q = len(self.exam.questions)
+        weights = [rng.uniform(0.5, 1.5) for _ in range(n_q)]
+        unit = (finish - begin) / sum(weights)
+        lo = max(1, k.min_question_requests)
+        timed: list[tuple[float, int]] = []
+        t = begin
+        for q, w in enumerate(weights):
+            span = w * unit
+            if q == 0 or rng.random() >= 0.08:
+                for _ in range(rng.randint(lo, max(lo, k.max_question_requests))):
+                    timed.append((t + rng.uniform(0.0, span), q))
+            t += span
+        return timed
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        mark = a.marks[i]  # type: ignore[index]
+        if mark == _OTHER:
+            return self.personal_request(a, ts, a.state)
+        rng = a.rng
+        k = self.sc.certification_exam
+        user_agent, system_prompt = a.state.extra
+        template, cat = self.exam.questions[mark]
+        ev = make_event(
+            a, ts, a.ip, a.asn, a.country, self.exam_models.choose(rng, ts), MESSAGES, cat,
+            near(template, k.max_bit_flips, rng), system_prompt,
+            rng.random() < k.reasoning_share, 2 + int(rng.random() * 6) if cat == "tool_use"
+            else 0, 1.2, ERR_ORDINARY,
+        )
+        if user_agent is not None:  # the exam runs through the provider's SDK
+            ev["user_agent"] = user_agent
+        return ev

@@ -33,6 +33,7 @@ from .scenario import (
     CampaignBurst,
     CampaignCot,
     CampaignDecoy,
+    CampaignExam,
     CampaignFraming,
     CampaignHydra,
     CampaignMimic,
@@ -41,6 +42,7 @@ from .scenario import (
     CampaignSlow,
     CampaignStealth,
     CampusLab,
+    CertificationExam,
     Cgnat,
     Classroom,
     EnterpriseOrgs,
@@ -267,6 +269,27 @@ def support_desk(d: Draw, accounts: Range) -> SupportDesk:
         large_share=d.real(0.2, 0.6))
 
 
+_EXAM_CATEGORIES: tuple[tuple[str, ...], ...] = (
+    ("coding", "reasoning"), ("coding",), ("coding", "math", "reasoning"), ("reasoning", "math"),
+    ("coding", "tool_use", "reasoning"),
+)
+
+
+def certification_exam(d: Draw, accounts: Range, hours: float) -> CertificationExam:
+    exam_min, lo_q = d.real(60.0, 150.0), d.integer(1, 2)
+    return CertificationExam(
+        accounts=d.count(*accounts),
+        # the exam ends at least two hours before the run does (1.6 h in the shortest runs)
+        exam_h=d.real(0.3, max(0.4, min(1.5, hours - exam_min / 60.0 - 2.0))),
+        exam_min=exam_min, max_start_delay_min=d.real(1.0, 6.0),
+        new_account_share=d.real(0.3, 0.8), null_payment_share=d.real(0.1, 0.5),
+        questions=d.integer(5, 15), question_categories=d.choice(_EXAM_CATEGORIES),
+        min_question_requests=lo_q, max_question_requests=lo_q + d.integer(1, 3),
+        reasoning_share=d.real(0.3, 0.8), vendor_sdk_share=d.real(0.3, 0.9),
+        vendor_system_prompt_share=d.real(0.1, 0.6), max_bit_flips=d.integer(1, 5),
+        mean_other_requests_per_6h=d.real(3.0, 12.0))
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -384,6 +407,18 @@ def campaign_sleeper(d: Draw, accounts: Range, hours: float) -> CampaignSleeper:
         requests_per_h=d.log(6.0, 40.0), templates=d.integer(3, 10), max_bit_flips=d.integer(2, 5),
         reasoning_share=d.real(0.6, 0.95), harvest_client_share=d.real(0.0, 0.8),
         new_exit_share=d.real(0.0, 0.6))
+
+
+def campaign_exam(d: Draw, accounts: Range) -> CampaignExam:
+    lo_ip = d.integer(1, 4)
+    return CampaignExam(
+        accounts=d.count(*accounts), min_account_age_min=d.real(5.0, 120.0),
+        max_account_age_days=d.real(0.5, 7.0), requests_per_h=d.log(10.0, 40.0),
+        after_h=d.real(2.0, 6.0), question_share=d.real(0.6, 1.0), templates=d.integer(3, 15),
+        max_bit_flips=d.integer(2, 5), reasoning_share=d.real(0.7, 0.95),
+        vendor_sdk_share=d.real(0.2, 0.9), proxy_share=d.real(0.2, 0.7),
+        min_requests_per_ip=lo_ip, max_requests_per_ip=lo_ip + d.integer(1, 6),
+        shared_payment_share=d.real(0.0, 0.6), payment_fingerprints=d.integer(1, 4))
 
 
 # --- families -------------------------------------------------------------------------------
@@ -518,6 +553,11 @@ def _frame_fleet(d: Draw, h: float) -> dict[str, Any]:
             "campaign_framing": campaign_framing(d, "fleet")}
 
 
+def _exam_day(d: Draw, h: float) -> dict[str, Any]:
+    return {"certification_exam": certification_exam(d, (300, 1500), h),
+            "campaign_exam": campaign_exam(d, (10, 40))}
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     _family("mixed", "the default scenario's nine populations (ordinary, enterprise, nat, "
             "launch wave, researchers; burst, hydra, cot, stealth), every knob drawn",
@@ -563,6 +603,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "course's exercises", (4.5, 7.0), (1800, 3000), _frame_class),
     _family("frame_fleet", "CI and agent fleets; 3-15 harvesting accounts sending the first "
             "fleet's system prompt and user agent", (5.0, 8.0), (1500, 2500), _frame_fleet),
+    _family("exam_day", "a proctored online certification exam: candidates worldwide, many on "
+            "new accounts, the same questions at the same time; a lab's young accounts sitting "
+            "it and harvesting its questions for hours after", (4.5, 7.0), (1500, 3000),
+            _exam_day),
 )}
 
 

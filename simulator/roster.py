@@ -13,6 +13,7 @@ from __future__ import annotations
 from .adversaries import (
     AgedAccounts,
     DecoyCampaign,
+    ExamCampaign,
     FramingCampaign,
     MimicCampaign,
     ReturningCampaign,
@@ -24,6 +25,7 @@ from .crowds import (
     CampusLabStudents,
     CgnatUsers,
     ClassroomAttendees,
+    ExamCandidates,
     HackathonTeams,
     OssToolUsers,
     ResellerCustomers,
@@ -55,6 +57,7 @@ POPULATIONS: tuple[type[Population], ...] = (
     AgedAccounts, SlowCampaign, ReturningCampaign, FramingCampaign, DecoyCampaign,
     # the held-out families' populations (appended: the ids of the ones above stay)
     HackathonTeams, SupportAgents, MimicCampaign, SleeperCampaign,
+    ExamCandidates, ExamCampaign,
 )
 GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
 LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}

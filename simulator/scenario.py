@@ -334,6 +334,34 @@ class SupportDesk:
         return self.accounts
 
 
+@dataclass(frozen=True)
+class CertificationExam:
+    """A proctored online certification exam: candidates worldwide (no shared address), many on
+    accounts opened for it, all starting within minutes of the opening and working through the
+    same exam questions (near-duplicates, retried now and then) with reasoning often requested,
+    many through the exam provider's SDK; before and after, light ordinary use."""
+
+    accounts: int = 0
+    exam_h: float = 1.0  # when the exam opens (kept inside the run)
+    exam_min: float = 90.0  # how long it lasts
+    max_start_delay_min: float = 4.0  # candidates start within this long of the opening
+    new_account_share: float = 0.5  # opened for the exam, days to minutes before it
+    null_payment_share: float = 0.3
+    questions: int = 10  # the exam's questions, the same for every candidate, in order
+    question_categories: tuple[str, ...] = ("coding", "reasoning")
+    min_question_requests: int = 1  # per question attempted (retries are near-duplicates)
+    max_question_requests: int = 3
+    reasoning_share: float = 0.5  # of exam requests
+    vendor_sdk_share: float = 0.6  # candidates sitting it through the provider's SDK client
+    vendor_system_prompt_share: float = 0.3  # candidates whose harness sends its system prompt
+    max_bit_flips: int = 4
+    mean_other_requests_per_6h: float = 6.0  # ordinary use outside the exam
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -603,6 +631,34 @@ class CampaignSleeper:
 
 
 @dataclass(frozen=True)
+class CampaignExam:
+    """A lab's young accounts that sit the certification exam with the candidates (the same
+    opening, the same questions in the same order) and keep harvesting its questions for hours
+    after it ends, reasoning requested on most requests, some behind rotating residential
+    proxies."""
+
+    accounts: int = 0
+    min_account_age_min: float = 10.0  # created this long before the exam opens ...
+    max_account_age_days: float = 3.0  # ... to this long before (log-uniform)
+    requests_per_h: float = 20.0  # per account, Poisson (+-30%), during the exam and after
+    after_h: float = 3.0  # harvesting goes on this long after the exam ends (cut at the run's end)
+    question_share: float = 0.8  # after the exam: requests on its questions (else own templates)
+    templates: int = 8  # the lab's own follow-up templates
+    max_bit_flips: int = 4
+    reasoning_share: float = 0.85
+    vendor_sdk_share: float = 0.5  # accounts sending the exam provider's SDK user agent
+    proxy_share: float = 0.4  # accounts on rotating residential proxies (the others: one home exit)
+    min_requests_per_ip: int = 2  # a proxy exit is kept this many requests ...
+    max_requests_per_ip: int = 6  # ... and then rotated
+    shared_payment_share: float = 0.3  # accounts on one of the lab's cards (else own card)
+    payment_fingerprints: int = 2
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A complete, deterministic description of a simulated run."""
 
@@ -639,6 +695,8 @@ class Scenario:
     support_desk: SupportDesk = SupportDesk()
     campaign_mimic: CampaignMimic = CampaignMimic()
     campaign_sleeper: CampaignSleeper = CampaignSleeper()
+    certification_exam: CertificationExam = CertificationExam()
+    campaign_exam: CampaignExam = CampaignExam()
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts

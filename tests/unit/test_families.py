@@ -1,7 +1,8 @@
 """Scenario families: contract, determinism by seed, drawn parameters, and the traits each
 family exists for (framing accounts share the copied key, aged accounts are old and rotate
 networks, the returning campaign pauses longer than a block, hackathon teams share the venue's
-NAT, mimic prompts are all unique, sleepers switch from ordinary use to harvesting).
+NAT, mimic prompts are all unique, sleepers switch from ordinary use to harvesting, exam
+candidates sit the same questions together and the lab sitting with them stays on after).
 
 Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
 request schedules alone (no payloads), so the file runs in seconds.
@@ -63,7 +64,7 @@ def _by_group(events: Events, labels: list[dict[str, Any]]) -> dict[str, Events]
 def test_the_families_and_what_they_hold() -> None:
     expected = {"mixed", "launch", "campus", "classroom", "teams", "oss", "egress", "aged",
                 "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card",
-                "hackathon", "support", "sleeper", "frame_class", "frame_fleet"}
+                "hackathon", "support", "sleeper", "frame_class", "frame_fleet", "exam_day"}
     assert expected <= set(FAMILIES)
     for name, family in FAMILIES.items():
         assert isinstance(family, Family) and family.name == name
@@ -344,6 +345,7 @@ NEW_FAMILIES = {
     "sleeper": {"ordinary", "launch_wave", "researchers", "campaign_sleeper"},
     "frame_class": {"ordinary", "classroom", "campaign_framing"},
     "frame_fleet": {"ordinary", "agent_fleet", "campaign_framing"},
+    "exam_day": {"ordinary", "certification_exam", "campaign_exam"},
 }
 
 
@@ -536,6 +538,83 @@ def test_sleeper_accounts_switch_from_ordinary_use_to_harvesting() -> None:
         assert all(e["account_created_ts"] < sc.start_ts - 7 * DAY for e in rows), "weeks old"
 
 
+def test_exam_candidates_sit_the_same_questions_together() -> None:
+    from simulator.crowds import ExamCandidates
+    from simulator.seeding import IdMint
+
+    for seed in (1, 2):
+        sc = FAMILIES["exam_day"].scenario(seed, 0.2)
+        k = sc.certification_exam
+        exam = ExamCandidates(sc, IdMint()).exam
+        questions = [t for t, _ in exam.questions]
+        assert len(questions) == k.questions
+        rows = _groups_at("exam_day", seed, 0.2)["certification_exam"]
+        people = {e["account_id"] for e in rows}
+
+        def question(e: dict[str, Any], questions: list[int] = questions,
+                     flips: int = k.max_bit_flips) -> int | None:
+            h = int(e["prompt_simhash"], 16)
+            return next((q for q, t in enumerate(questions) if (h ^ t).bit_count() <= flips),
+                        None)
+
+        sitting: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        for e in rows:
+            q = question(e)
+            if q is not None:
+                sitting[e["account_id"]].append((e["ts"], q))
+                assert exam.start <= e["ts"] < exam.end, "the questions only while it runs"
+        assert set(sitting) == people, "every candidate sits the exam"
+        opening = exam.start + k.max_start_delay_min * 60 + 0.5 * (exam.end - exam.start)
+        assert all(min(sitting[a])[0] < opening for a in people), "everyone starts at the opening"
+        for answers in sitting.values():  # the questions in order, retries on the same one
+            order = [q for _, q in sorted(answers)]
+            assert order == sorted(order)
+        assert sum(len(v) for v in sitting.values()) > 2 * len(people) and any(
+            len(v) > len({q for _, q in v}) for v in sitting.values()), "retries"
+        answers = [e for e in rows if question(e) is not None]
+        assert len({e["ip"] for e in answers}) >= 0.9 * len(people), "each from their own home"
+        assert sum(e["reasoning_requested"] for e in answers) / len(answers) > 0.2
+        assert exam.user_agent in {e["user_agent"] for e in answers}
+        assert exam.system_prompt in {e["system_prompt_hash"] for e in answers}
+        created = {e["account_id"]: e["account_created_ts"] for e in rows}
+        young = [a for a, c in created.items() if exam.start - 10 * DAY < c < exam.start]
+        assert len(young) >= 0.6 * k.new_account_share * len(people), "opened for the exam"
+        assert any(question(e) is None for e in rows), "ordinary use besides"
+
+
+def test_the_lab_sits_the_exam_and_harvests_its_questions_after() -> None:
+    from simulator.crowds import ExamCandidates
+    from simulator.seeding import IdMint
+
+    for seed in (1, 2):
+        sc, rows = _alone("exam_day", seed, "campaign_exam")
+        k = sc.campaign_exam
+        exam = ExamCandidates(sc, IdMint()).exam
+        questions = [t for t, _ in exam.questions]
+        accounts = {e["account_id"] for e in rows}
+        assert 10 <= len(accounts) <= 40
+
+        def on_questions(e: dict[str, Any], questions: list[int] = questions,
+                         flips: int = k.max_bit_flips) -> bool:
+            h = int(e["prompt_simhash"], 16)
+            return any((h ^ t).bit_count() <= flips for t in questions)
+
+        during = [e for e in rows if e["ts"] < exam.end]
+        after = [e for e in rows if e["ts"] >= exam.end]
+        assert all(e["ts"] >= exam.start for e in rows), "from the opening"
+        assert all(on_questions(e) for e in during), "sitting the exam"
+        assert {e["account_id"] for e in during} == accounts
+        assert {e["account_id"] for e in after if on_questions(e)} == accounts, "and after it"
+        assert max(e["ts"] for e in rows) > exam.end + 1.5 * 3600, "for hours"
+        assert all(exam.start - 8 * DAY < e["account_created_ts"] < exam.start for e in rows)
+        assert sum(e["reasoning_requested"] for e in rows) / len(rows) > 0.6
+        ips: dict[str, set[str]] = defaultdict(set)
+        for e in rows:
+            ips[e["account_id"]].add(e["ip"])
+        assert any(len(v) == 1 for v in ips.values()), "some on one home exit"
+        assert any(len(v) >= 3 for v in ips.values()), "some on rotating proxies"
+
+
 def test_new_campaigns_honour_the_robustness_knobs() -> None:
     def split(sc: Any) -> tuple[Events, dict[str, Events]]:
         group_of = {r["account_id"]: r["group"] for r in account_labels(sc)}
@@ -549,7 +628,8 @@ def test_new_campaigns_honour_the_robustness_knobs() -> None:
                 attack[g].append(e)
         return benign, attack
 
-    for name, group in (("support", "campaign_mimic"), ("sleeper", "campaign_sleeper")):
+    for name, group in (("support", "campaign_mimic"), ("sleeper", "campaign_sleeper"),
+                        ("exam_day", "campaign_exam")):
         base = FAMILIES[name].scenario(SEED, 0.2)
         benign, attack = split(base)
         for changes in ({"rotate_ip_per_request": True}, {"timing_jitter": 0.5},
