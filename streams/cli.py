@@ -30,9 +30,14 @@ from typing import Any
 
 import models
 from models.config import DetectorConfig
+from streams.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
 from streams.settings import Settings, SettingsError, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _seeds(seeds: tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in seeds)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -519,9 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "process per run, as many as cores. The tuning set: the legacy runs (the "
                     "default scenario, a second seed and three robustness variants of the first "
                     "seed: campaigns over 10x the accounts, +-50% timing jitter, a new IP per "
-                    "request, each with both baselines) and every tuning family at seeds 1, 2. "
-                    "The held-out set: every scenario family at seeds 101, 102 (its results are "
-                    "for reports, never for tuning: docs/tuning.md, 'Held-out evaluation'). "
+                    "request, each with both baselines) and every tuning family at seeds "
+                    f"{_seeds(TUNING_SEEDS)}. The held-out set: every scenario family at seeds "
+                    f"{_seeds(HELD_OUT_SEEDS)} (its results are for reports, never for tuning: "
+                    "docs/tuning.md, 'Held-out evaluation'). "
                     "Prints each run's population table, a summary checked against the targets, "
                     "and per set a population table pooled over its runs."))
     p.add_argument("--sets", default="tuning,held-out",

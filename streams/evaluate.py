@@ -3,8 +3,9 @@
     runs: two scenario sets (streams/scenario_sets.py names them)
       tuning    the legacy runs: the default scenario (seeds 7 and 11) and three robustness
                 variants of seed 7 (campaigns over 10x the accounts, +-50% campaign timing
-                jitter, a new IP on every campaign request); + every tuning family at seeds 1, 2
-      held-out  every scenario family at seeds 101, 102
+                jitter, a new IP on every campaign request); + every tuning family at the
+                tuning seeds (streams/scenario_sets.py)
+      held-out  every scenario family at the held-out seeds
       ─▶ a process pool, one run per process, as many processes as cores
          per run: simulator.write_files to a temp dir ─▶ streams.replay.replay with the labels
          (and, on the legacy runs or with --baselines, the baselines) ─▶ reports
