@@ -28,12 +28,20 @@ from models.account import Verdict
 from models.cluster import ClusterState, add_summary, members_to_tell
 from models.config import DetectorConfig
 from models.due import DueIndex
-from models.keys import signature_of
+from models.keys import key_kind, signature_of
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence, min_accounts
 
 # A conviction is re-issued when the cluster's score has risen by this much since.
 VERDICT_UPGRADE_STEP = 0.05
+# The keys whose convictions are withdrawn when their crowd no longer bears them out
+# (`ClusterStage._withdraw`): content that a course, a tutorial or an exam hands to an honest
+# crowd, which then joins the key by the hundred. Not a card: strangers do not join one, and a
+# hydra's own blocked replacements (no harvest seen, so half an honest member each) would
+# withdraw it (measured: a hydra replacing each blocked account after a minute withdrew its card
+# ~13 minutes after each conviction, 1,933 of 2,348 replacement requests served, core 0.7 882;
+# tests/unit/test_withdrawal_adversary.py). Not a network key: alone it weighs under half.
+WITHDRAWN_KINDS = frozenset({"tpl", "sys"})
 
 
 @dataclass(slots=True)
@@ -222,7 +230,8 @@ class ClusterStage:
                         proven=round(evidence.proven, 4))
             state.verdict = v
             out.convictions.append(AccountVerdict(BROADCAST, v, now_ts))
-        elif in_force and v is not None and evidence.score < keep:
+        elif (in_force and v is not None and evidence.score < keep
+              and key_kind(state.cluster_key) in WITHDRAWN_KINDS):
             self._withdraw(state, v, evidence.score, now_ts, out)
             return
         elif not in_force:
@@ -235,8 +244,8 @@ class ClusterStage:
 
     def _withdraw(self, state: ClusterState, v: Verdict, score: float, now_ts: int,
                   out: ClusterOutputs) -> None:
-        """Stop handing a conviction in force to the accounts joining its key once its crowd
-        no longer bears it out (scores under `cluster_keep_score`), rather than at its expiry.
+        """Stop handing a conviction in force to the accounts joining its content key once its
+        crowd no longer bears it out (scores under `cluster_keep_score`), rather than at its expiry.
 
         Measured: framers who harvested a course's system prompt and exercise template for two
         hours before class had them convicted, and each arriving student held the conviction
@@ -246,7 +255,11 @@ class ClusterStage:
         to joiners. Members told of the conviction keep it till it expires or is re-issued
         (measured: telling them too released a stealth campaign inside a campus's crowd,
         campus seed 2, 84% acted on to 55%; not telling them, 71%). The crowd is convicted
-        again only at `cluster_convict_score`: a crowd near the line does not flap."""
+        again at its convict score: for a system prompt `cluster_convict_score`, above the
+        keep score, so it does not flap; for a template `template_convict_score`, the keep
+        score itself, so a template crowd near the line is withdrawn and convicted again in
+        turn (measured: a few percent more verdict messages, no account acted on later;
+        tests/unit/test_withdrawal_adversary.py). Only for `WITHDRAWN_KINDS`."""
         # (It expires when the conviction was issued: so it is in force at no event time,
         # not even for a late request of a member from before the withdrawal.)
         withdrawal = Verdict(cluster_key=state.cluster_key, score=v.score, issued_ts=now_ts,

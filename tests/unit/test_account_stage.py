@@ -626,25 +626,27 @@ def test_a_replacement_account_joining_a_convicted_cluster_is_acted_on_at_its_fi
 
 def test_a_withdrawn_conviction_is_handed_to_joiners_no_more_but_its_members_keep_it() -> None:
     h = Harness()
-    conviction = _verdict("pay:campaign", ts=T0)
+    course = {"system_prompt_hash": "course-notebook"}
+    conviction = _verdict("sys:course-notebook", ts=T0)
     h.stage.on_conviction(told(BROADCAST, conviction), h.part)
-    member, _ = h.event(ev("member", T0 + DELAY, payment_fingerprint="campaign"))
-    assert [d.action for d in member.decisions] == ["block"]
+    h.event(ev("member", T0 + DELAY, **course))
+    assert h.states["member"].verdicts["sys:course-notebook"] == conviction
     # the crowd no longer bears it out: the cluster stage withdraws it an hour later
     withdrawn_at = T0 + 3600
-    withdrawal = Verdict("pay:campaign", conviction.score, withdrawn_at, conviction.issued_ts,
-                         "cv-withdrawn", "withdrawn: the crowd now scores 0.40", 0, 0.0, 0.0)
+    withdrawal = Verdict("sys:course-notebook", conviction.score, withdrawn_at,
+                         conviction.issued_ts, "cv-withdrawn",
+                         "withdrawn: the crowd now scores 0.40", 0, 0.0, 0.0)
     assert withdrawal.is_withdrawal and not withdrawal.is_template_notice
     h.stage.on_conviction(told(BROADCAST, withdrawal), h.part)
-    # a joiner after the withdrawal's time to apply holds nothing, is not acted on ...
-    joiner, _ = h.event(ev("joiner", withdrawn_at + DELAY, payment_fingerprint="campaign"))
-    assert joiner.decisions == [] and "pay:campaign" not in h.states["joiner"].verdicts
-    # ... and one joining late with an event from before it was withdrawn holds nothing either
-    late, _ = h.event(ev("late", T0 + 1800, payment_fingerprint="campaign"))
-    assert late.decisions == [] and "pay:campaign" not in h.states["late"].verdicts
+    # a joiner after the withdrawal's time to apply holds nothing ...
+    h.event(ev("joiner", withdrawn_at + DELAY, **course))
+    assert "sys:course-notebook" not in h.states["joiner"].verdicts
+    # ... nor one joining late with an event from before the withdrawal was issued
+    h.event(ev("late", T0 + 1800, **course))
+    assert "sys:course-notebook" not in h.states["late"].verdicts
     # the member keeps the conviction it was told of
-    h.event(ev("member", withdrawn_at + DELAY + 1, payment_fingerprint="campaign"))
-    assert h.states["member"].verdicts["pay:campaign"] == conviction
+    h.event(ev("member", withdrawn_at + DELAY + 1, **course))
+    assert h.states["member"].verdicts["sys:course-notebook"] == conviction
 
 
 def test_a_prompt_of_a_convicted_template_holds_its_verdict_whatever_the_accounts_age() -> None:

@@ -1,39 +1,31 @@
 """The withdrawal (core 0.8) under attack: what a campaign can and cannot buy with it.
 
-A conviction whose crowd falls under `cluster_keep_score` is withdrawn: the account partitions
-stop handing it to accounts that newly join the key (models/cluster_stage.py `_withdraw`). A
-campaign whose payment card is convicted can try to *dilute* the card's crowd with cheap
-accounts that harvest nothing (each counts as half an honest member, models/scoring.py), so that
-its fresh replacement accounts (the hydra churn) are no longer acted on at their first request.
+A conviction of a content key (a template, a system prompt) whose crowd falls under
+`cluster_keep_score` is withdrawn: the account partitions stop handing it to accounts that newly
+join the key (models/cluster_stage.py `_withdraw`, `WITHDRAWN_KINDS`). A campaign whose payment
+card is convicted could try to *dilute* the card's crowd with cheap accounts that harvest
+nothing (each counts as half an honest member, models/scoring.py), so that its fresh replacement
+accounts (the hydra churn) are no longer acted on at their first request; and a hydra whose
+replacements are blocked at their first request fills its card's crowd with such members by
+itself. Measured when cards were withdrawn too (the first cut of core 0.8): 28 one-request
+accounts withdrew a card of 26 suspicious members and let 50 of 57 replacements go unjudged
+(core 0.7: 22); a hydra replacing each blocked account after a minute withdrew its own card
+~13 minutes after every conviction (1,933 of 2,348 replacement requests served before action,
+core 0.7: 882). So a card's conviction is never withdrawn, which these tests hold.
 
 These tests drive the whole core (`models.pipeline.Pipeline`) with a small reactive world: a
 campaign of `SLOTS` concurrent young accounts on one card, each harvesting written-out reasoning
 for `LIFE` requests and then replaced by a fresh account (as the simulator's hydra does); a
-blocked account stops and its slot's next account starts when it would have ended. One
-established account per partition keeps every partition's clock moving. What they pin, measured
-here (core 0.8, seed-free, 10 slots):
+blocked account stops and its slot's next account starts when it would have ended (or after
+`respawn_delay`). One established account per partition keeps every partition's clock moving.
 
-- the card's crowd holds ~26 suspicious members an hour in (the horizon is two hours, so 2.6 per
-  concurrent account); a dilution of as many one-request accounts (young or aged), or of half as
-  many aged accounts that harvest, does not withdraw the conviction (28 young ones do);
-- a withdrawal lasts as long as the dilution stays in the horizon: the card is convicted again
-  ~2 h after the dilution's last request, and joiners are acted on at their first request again;
-- a campaign that also shares prompt templates is still acted on by its 5th request (blocked by
-  its 8th) after its card is withdrawn (its template crowds are not diluted by accounts that never send them);
-- members told before the withdrawal keep exactly what core 0.7 gave them;
-- a joiner racing the withdrawal (its tick, or the verdict delay after it) holds the conviction;
-- template crowds, whose convict and keep scores are both 0.6, flap without any attacker, which
-  costs some messages and leaves no replacement less acted on;
-- a hydra that waits five minutes before replacing a blocked account keeps its card convicted.
-
-The comparisons with core 0.7 replace `ClusterStage._withdraw` by what core 0.7 did in its place
+The comparison with core 0.7 replaces `ClusterStage._withdraw` by what core 0.7 did in its place
 (nothing, then the hydra response to new members): possible with the interpreted core only.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -259,16 +251,16 @@ def suspicious_at_dilution() -> int:
     return campaign_before_dilution().suspicious()
 
 
-# --- 1. dilution: what it costs --------------------------------------------------------------
+# --- 1. a card is never withdrawn ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("dilution", [
-    pytest.param({"per_member": 1.0}, id="young-one-request"),
-    pytest.param({"per_member": 1.0, "aged": True}, id="aged-one-request"),
-    pytest.param({"per_member": 0.5, "aged": True, "harvest": True, "requests": 4},
+    pytest.param({"per_member": 2.0}, id="young-one-request-2x"),
+    pytest.param({"per_member": 3.0, "aged": True}, id="aged-one-request-3x"),
+    pytest.param({"per_member": 1.0, "aged": True, "harvest": True, "requests": 4},
                  id="aged-harvesting"),
 ])
-def test_a_dilution_needs_more_accounts_than_the_card_has_suspicious_members(
+def test_a_dilution_does_not_withdraw_a_card_and_replacements_are_acted_on_at_once(
         dilution: dict[str, object]) -> None:
     w = campaign_before_dilution()
     suspicious = w.suspicious()
@@ -280,121 +272,39 @@ def test_a_dilution_needs_more_accounts_than_the_card_has_suspicious_members(
     per_member = float(kwargs.pop("per_member"))  # type: ignore[arg-type]
     w.dilute(DILUTE_AT, int(per_member * suspicious), **kwargs)  # type: ignore[arg-type]
     w.run(DILUTE_AT + 1800)
-    assert w.withdrawals() == [], (
-        f"{int(per_member * suspicious)} accounts withdrew a card of {suspicious} suspicious "
-        "members")
-    # and a fresh replacement joining now is still acted on at its first request
+    # (enough to take the crowd under the keep score: what withdrew it in the first cut)
+    assert cluster_evidence(w.p.clusters[KEY], CFG).score < CFG.cluster_keep_score
+    assert w.withdrawals() == []
+    # a fresh replacement joining now is still acted on at its first request
     late = [a for a in w.of("replacement") if a.first_ts is not None
             and a.first_ts >= DILUTE_AT + 600]
     assert late and all(a.acted_at == 1 for a in late)
 
 
-# --- 2. what a withdrawal buys, and for how long -------------------------------------------
-
-
-@cache
-def diluted(core: str = "0.8") -> World:
-    """The campaign, diluted at DILUTE_AT by twice as many one-request accounts as its card's
-    suspicious members (enough to withdraw it), run for 3.5 h."""
-    def make() -> World:
-        w = World()
+@pytest.mark.parametrize("respawn_delay", [60.0, 300.0])
+def test_a_hydra_replacing_blocked_accounts_keeps_its_card_convicted(
+        respawn_delay: float) -> None:
+    def run() -> World:
+        w = World(respawn_delay=respawn_delay)
         w.campaign()
-        w.dilute(DILUTE_AT, 2 * suspicious_at_dilution())
-        return w.run(T0 + 3.5 * 3600)
-    if core == "0.7":
+        return w.run(T0 + 4 * 3600)
+
+    w = run()
+    assert w.convictions() and w.withdrawals() == []
+    reps = [a for a in w.of("replacement") if a.first_ts is not None
+            and a.first_ts >= w.convictions()[0].issued_ts + DELAY]
+    assert len(reps) > 3 * SLOTS
+    # every one acted on, and most at its first request (the first cut: 128 never acted on).
+    # (Measured at 60 s: 297 of 337 at the first, 29 at the third, 11 at their last, while an
+    # hourly refresh re-issued the card's conviction at 0.68-0.71, under the convict score that
+    # lets a crowd's prior judge a newcomer: core 0.7 does the same.)
+    assert all(a.acted_at is not None for a in reps)
+    assert sum(1 for a in reps if a.acted_at == 1) >= 0.85 * len(reps)
+    if INTERPRETED:  # and exactly what core 0.7 decided
         with core_07():
-            return make()
-    return make()
-
-
-def test_a_withdrawal_lasts_as_long_as_its_dilution_stays_in_the_horizon() -> None:
-    w = diluted()
-    dilution_end = max(a.first_ts or 0.0 for a in w.of("dilution"))
-    withdrawn = w.withdrawals()
-    assert len(withdrawn) == 1, "the dilution must withdraw the card (and once only)"
-    assert withdrawn[0].issued_ts <= dilution_end + 2 * TICK
-    # no conviction while the dilution holds the crowd between the keep and convict scores
-    # (the campaign's harvesting replacements raise it), then one once it leaves the horizon
-    again = [v for v in w.convictions() if v.issued_ts > withdrawn[0].issued_ts]
-    assert again, "the card must be convicted again once the dilution has left the horizon"
-    assert again[0].issued_ts <= dilution_end + HORIZON + CFG.cluster_window_s + 2 * TICK
-    assert again[0].score >= CFG.cluster_convict_score
-    # the upkeep: a dilution must be sent again every two hours. Once it is gone, every
-    # replacement is acted on at its first request again
-    after = [a for a in w.of("replacement")
-             if a.first_ts is not None and a.first_ts >= again[0].issued_ts + DELAY]
-    assert after and all(a.acted_at == 1 for a in after)
-
-
-def test_a_replacement_joining_with_the_reconviction_is_told_within_two_ticks() -> None:
-    w = diluted()
-    again = next(v for v in w.convictions() if v.issued_ts > w.withdrawals()[0].issued_ts)
-    racing = [a for a in w.of("replacement") if a.first_ts is not None
-              and again.issued_ts - 3 * TICK <= a.first_ts < again.issued_ts + DELAY]
-    assert racing
-    for a in racing:
-        assert a.acted_ts is not None and a.acted_ts <= again.issued_ts + DELAY + 2 * TICK, (
-            a.account, a.first_ts, a.acted_ts)
-
-
-@needs_interpreted
-def test_members_told_before_the_withdrawal_keep_what_core_07_gave_them() -> None:
-    now, before = diluted(), diluted("0.7")
-    withdrawn = now.withdrawals()[0]
-    # up to the next conviction of the card in either core: core 0.7 confirmed its conviction
-    # at the hourly refresh while its crowd scored the keep score (0.66 here, an hour after
-    # the first), which renewed its members' actions; core 0.8 waits for the convict score
-    again = min(v.issued_ts for w in (now, before) for v in w.convictions()
-                if v.issued_ts > withdrawn.issued_ts)
-    told = [a for a in now.actors if now.actors[a].kind in ("campaign", "replacement")
-            and (now.actors[a].first_ts or math.inf) < withdrawn.issued_ts]
-    assert len(told) >= SLOTS
-    assert any(now.actors[a].acted_ts is not None for a in told)
-    for account in told:  # every decision up to the re-conviction, lifts included
-        a, b = now.actors[account], before.actors[account]
-        assert ([d for d in a.decisions if d[0] < again]
-                == [d for d in b.decisions if d[0] < again]), account
-
-
-def test_replacements_sharing_templates_are_acted_on_within_five_requests_after_the_card_is_withdrawn(
-        ) -> None:
-    rng = random.Random(99)
-    templates = tuple(rng.getrandbits(64) for _ in range(5))
-    w = World()
-    w.campaign(templates)
-    w.run(DILUTE_AT - 1)
-    w.dilute(DILUTE_AT, 2 * w.suspicious())  # random chat prompts: the card only
-    w.run(T0 + 3 * 3600)
-    withdrawn = w.withdrawals()
-    assert withdrawn, "the dilution must withdraw the card"
-    start = withdrawn[0].issued_ts + DELAY
-    joined = [a for a in w.of("replacement")
-              if a.first_ts is not None and start <= a.first_ts < start + 5400 and a.sent >= 5]
-    assert len(joined) >= SLOTS
-    assert all(a.acted_at is not None and a.acted_at <= 5 for a in joined), sorted(
-        (a.acted_at or 0, a.account) for a in joined)[-3:]
-    # and blocked a few requests later (measured: by the 6th, one by its 8th)
-    assert all(a.blocked_at is not None and a.blocked_at <= 8 for a in joined)
-
-
-# --- 3. racing the withdrawal ----------------------------------------------------------------
-
-
-def test_joiners_racing_the_withdrawal_hold_the_conviction_until_it_applies() -> None:
-    w = campaign_before_dilution()
-    w.dilute(DILUTE_AT, 2 * w.suspicious())
-    # one harvesting replacement every 15 s, from the dilution to well after its withdrawal
-    probes = [w.add(Actor(f"probe-{i:02d}", "probe", DILUTE_AT - DAY, f"10.200.{i}.9",
-                          67000 + i, "sdk/2.0", CARD, DILUTE_AT + 15 * i)) for i in range(20)]
-    w.run(DILUTE_AT + 20 * 15 + LIFE * GAP)
-    withdrawn = w.withdrawals()
-    assert withdrawn
-    applies = withdrawn[0].issued_ts + DELAY  # at each account partition's event time
-    held = [p for p in probes if p.first_ts is not None and p.first_ts < applies]
-    # those in the withdrawal's own tick and in the verdict delay after it included
-    assert any(p.first_ts >= withdrawn[0].issued_ts - TICK for p in held)  # type: ignore[operator]
-    assert any(p.first_ts >= withdrawn[0].issued_ts for p in held)  # type: ignore[operator]
-    assert held and all(p.acted_at == 1 for p in held), [(p.account, p.acted_at) for p in held]
+            before = run()
+        assert ({a.account: a.decisions for a in w.actors.values()}
+                == {a.account: a.decisions for a in before.actors.values()})
 
 
 # --- 4. flapping -----------------------------------------------------------------------------
@@ -432,11 +342,3 @@ def test_template_crowds_flapping_by_themselves_cost_little_and_release_no_one()
     assert none == 0 and flaps > 0
     assert told <= 1.25 * told_07
     assert served <= served_07 + 5
-
-
-def test_a_hydra_replacing_blocked_accounts_after_five_minutes_keeps_its_card_convicted() -> None:
-    w = World(respawn_delay=300.0)
-    w.campaign()
-    w.run(T0 + 6 * 3600)
-    assert w.convictions() and w.withdrawals() == []
-    assert len(w.of("replacement")) > 5 * SLOTS
