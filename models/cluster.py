@@ -8,6 +8,7 @@ Counting is exact up to the member cap; what is over it is counted in `members_o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -67,8 +68,10 @@ def member_flags(young: int, harvest: float, rotation: float,
             int(suspicious and history >= SUSTAINED))
 
 
-def _member_from_wire(m: list[Any]) -> Member:
-    # (5 or 7 fields: a member from a core before member behaviour, or before its history)
+def _member_from_wire(m: Sequence[Any]) -> Member:
+    # A list when decoded from the changelog, the tuple itself when a state is copied in memory
+    # (a compiled core checks the type). 5 or 7 fields: a member from a core before member
+    # behaviour, or before its history.
     return (m[0], m[1], m[2], m[3], m[4] if len(m) > 4 else 0,
             m[5] if len(m) > 5 else 0.0, m[6] if len(m) > 6 else 0.0, m[7] if len(m) > 7 else 0)
 
