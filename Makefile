@@ -1,7 +1,7 @@
 # The two commands of a fresh machine (see README.md):
 #   make demo   set up .venv, start the local Kafka broker, run the worker fleet on simulated traffic
 #   make test   set up .venv, start the broker if needed, run the whole test suite, stop what it started
-.PHONY: demo test unit venv core clean
+.PHONY: demo test unit lint typecheck venv core clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -29,6 +29,13 @@ test: venv core
 # The pure tests only: no broker, a few seconds.
 unit: venv
 	DGTEST_SKIP_BROKER=1 $(PY) -m pytest tests/unit tests/agents -q
+
+# Style and types, as CI runs them before the tests: ruff over the code, mypy strict over the core.
+lint: venv
+	$(VENV)/bin/ruff check models streams simulator tests bench deploy
+
+typecheck: venv
+	$(VENV)/bin/mypy models
 
 clean:
 	rm -rf $(VENV) .distillguard .pytest_cache
