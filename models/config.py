@@ -31,6 +31,7 @@ from typing import Any
 # not scored. 0.7: crowds judged by their accounts' own behaviour (harvest, rotation, known
 # templates), verdicts weighed by the account's own behaviour, the allow-list (docs/tuning.md).
 # 0.8: a conviction its crowd no longer bears out is withdrawn (handed to joiners no more).
+# The package version (pyproject.toml) follows it: 0.8.x is core 0.8 (a test holds it).
 CORE_VERSION = "0.8"
 
 

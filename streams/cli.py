@@ -419,8 +419,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), opts)
 
 
+def version_line() -> str:
+    """The package, the detection core's version (it names every decision's model) and its build."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("distillguard")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        package = "(not installed)"
+    return (f"distillguard {package}, detection core {models.config.CORE_VERSION} "
+            f"({models.CORE_BUILD})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillguard", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_settings(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
