@@ -1,6 +1,7 @@
 """Campaigns of the scenario families: aged accounts, low-and-slow, returning after a pause,
 framing a benign crowd, camouflaged by decoys, mimicking people with unique prompts, sleeping
-as ordinary users before they harvest, and sitting an exam to harvest its questions.
+as ordinary users before they harvest, sitting an exam to harvest its questions, and riding a
+viral prompt's wave before harvesting.
 
 Like the original four (`populations.py`), they honour the scenario's robustness knobs: the
 account multiplier spreads the same volume over more accounts, timing jitter stretches their
@@ -23,7 +24,9 @@ from .crowds import (
     ExamCandidates,
     OssToolUsers,
     ResellerCustomers,
+    ViralPromptSenders,
     created_before,
+    viral_client,
 )
 from .network import Picker
 from .populations import (
@@ -785,4 +788,109 @@ class ExamCampaign(Campaign):
             a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
             near(template, k.max_bit_flips, rng), st[2], rng.random() < k.reasoning_share,
             3 + int(rng.random() * 8) if cat == "tool_use" else 0, 2.0, ERR_ORDINARY,
+        )
+
+
+# --- riding a viral prompt's wave -----------------------------------------------------------
+
+# What a lab harvests once it has blended in: reasoning-heavy answers.
+_VIRAL_HARVEST: dict[str, float] = {"reasoning": 55, "math": 25, "coding": 20}
+# Marks of a wave rider's requests (>= 0: the viral prompt's version it blends in with).
+_RIDE_HARVEST = -1
+
+
+class ViralCampaign(Campaign):
+    """A lab's accounts riding a viral prompt's wave: each arrives on the crowd's own arrival
+    curve and sends the viral prompt (its version, its noise) a few times to blend in, then
+    harvests reasoning-heavy answers with the lab's own template families for hours at a
+    per-account rate under any rate limit, now and then the viral prompt again. Young accounts
+    or bought aged ones (by seed); some on rotating residential proxies, the others each on one
+    home exit; the crowd's browser and app clients for some, an SDK for the others."""
+
+    group = "campaign_viral"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_viral
+        prng = self.rng
+        # the crowd's wave, rebuilt from its own seed (whether or not the crowd is here)
+        self.wave = wave = ViralPromptSenders(self.sc, IdMint()).wave
+        self.families = [
+            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
+                             for _ in range(max(1, k.family_variants))], cat)
+            for base, cat in templates_for(prng, k.template_families, _VIRAL_HARVEST)]
+        self.cards = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
+        self.models = ModelChooser(self.sc, 0.85, cap=0.3, ramp_h=2.0)
+        app_share = self.sc.viral_prompt.app_share
+        lo_ip = max(1, k.min_requests_per_ip)
+        latest = max(self.t0, self.t1 - 3600.0)  # every account rides it for an hour at least
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.org_id = self.mint.new("org-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.payment_fingerprint = (pick(self.cards, rng) if rng.random() < k.shared_payment_share
+                                     else self.mint.new("pf-", rng))
+            a.user_agent = (viral_client(rng, False, app_share) if rng.random() < k.browser_share
+                            else net.sdk_user_agent(rng))
+            proxied = rng.random() < k.proxy_share
+            exit_: Exit = (net.rotating_exit(rng) if proxied
+                           else residential_exit(net.COUNTRIES.pick(rng), rng))
+            a.ip, a.asn, a.country = exit_
+            version = int(rng.random() * len(wave.variants))
+            # [current exit, requests left on it (None: one home exit), the viral version]
+            a.state = [exit_, rng.randint(lo_ip, max(lo_ip, k.max_requests_per_ip))
+                       if proxied else None, version]
+            begin = min(wave.arrival(rng), latest)
+            a.created_ts = created_before(
+                rng, begin, max(60.0, k.min_account_age_days * DAY),
+                max(k.min_account_age_days * DAY + 60.0, k.max_account_age_days * DAY))
+            # the viral prompt first, like everyone arriving (spread over the accounts when
+            # the multiplier splits the lab's volume), then the harvest
+            n_viral = stochastic_round(rng.randint(1, max(1, k.max_viral_requests))
+                                       / self.multiplier, rng)
+            timed: list[tuple[float, int]] = []
+            t = begin
+            for _ in range(n_viral):
+                timed.append((t, version))
+                t += self.jittered(min(math.exp(math.log(75.0) + 0.9 * rng.gauss()), 1800.0),
+                                   rng)
+            start = t + rng.uniform(60.0, 600.0)
+            stop = min(self.t1, start + max(0.0, k.harvest_h) * 3600.0 * rng.uniform(0.8, 1.2))
+            rate = k.requests_per_h / 3600.0 * rng.uniform(0.7, 1.3) / self.multiplier
+            timed += [(x, _RIDE_HARVEST)
+                      for x in poisson_times(rng, rate, start, stop, self.jittered)]
+            if not timed:
+                timed = [(x, _RIDE_HARVEST) for x in at_least_one([], rng, begin, self.t1)]
+            finalize_marked(a, timed, self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_viral
+        st = a.state
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        else:
+            if st[1] is not None:
+                if st[1] <= 0:
+                    st[0] = net.rotating_exit(rng)
+                    st[1] = rng.randint(max(1, k.min_requests_per_ip),
+                                        max(1, k.min_requests_per_ip, k.max_requests_per_ip))
+                st[1] -= 1
+            ip, asn, country = st[0]
+        mark = a.marks[i]  # type: ignore[index]
+        if mark >= 0 or rng.random() < k.viral_share:  # the viral prompt, with the crowd's noise
+            wave = self.wave
+            return make_event(
+                a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, wave.category,
+                near(wave.variants[st[2]], self.sc.viral_prompt.max_bit_flips, rng), None,
+                rng.random() < k.reasoning_share, 0, 1.0, ERR_ORDINARY,
+            )
+        family: _TemplateFamily = pick(self.families, rng)
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, family.category,
+            near(pick(family.variants, rng), k.max_bit_flips, rng), None,
+            rng.random() < k.reasoning_share, 0, k.completion_scale, ERR_ORDINARY,
         )

@@ -6,12 +6,14 @@ Each crowd shares one thing a campaign also shares, for an innocent reason: an e
 cloud (`agent_fleet`), a tool's system prompt, user agent and scaffold prompts (`oss_tool`), a
 carrier's or notebook service's /24s (`cgnat`), a venue's NAT, same-day accounts and a starter
 kit's prompts (`hackathon`), an org's card, office /24s and canned replies (`support_desk`),
-an exam's questions, opening time, young accounts and provider's client (`certification_exam`).
+an exam's questions, opening time, young accounts and provider's client (`certification_exam`),
+a viral prompt, same-day accounts, carriers' CGNAT /24s and browser clients (`viral_prompt`).
 Apart from the shared key the members behave like `ordinary` users (most crowds reuse
 `Ordinary.personal` and `Ordinary.personal_request`).
 
-Keys another population may copy (`campaign_framing`, `campaign_exam`) are drawn in `__init__` from the
-population's own rng, so building the crowd again gives the same values.
+Keys another population may copy (`campaign_framing`, `campaign_exam`, `campaign_viral`) are
+drawn in `__init__` from the population's own rng, so building the crowd again gives the same
+values.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from .populations import (
 )
 from .scenario import Scenario
 from .seeding import IdMint
-from .simhash import random_simhash
+from .simhash import perturb, random_simhash
 
 # What individual users of a crowd do between its shared moments: Ordinary's request mix.
 _OTHER = -1
@@ -1056,4 +1058,170 @@ class ExamCandidates(Ordinary):
         )
         if user_agent is not None:  # the exam runs through the provider's SDK
             ev["user_agent"] = user_agent
+        return ev
+
+
+# --- a prompt gone viral --------------------------------------------------------------------
+
+# Apps that let people try a prompt on their own API key (illustrative names).
+_VIRAL_APPS = ("PromptPad", "ChatDeck", "AskBox", "PocketPrompt", "QuillAI")
+_DESKTOPS = ("Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X 10_15_7",
+             "X11; Linux x86_64")
+# What follow-ups to the viral prompt are about, besides the prompt's own category.
+_FOLLOWUP_CATEGORIES = ("reasoning", "math", "chat", "writing")
+# Marks of a viral sender's requests (>= 0: the version of the prompt it sends).
+_FOLLOWUP = -2
+
+
+def viral_client(rng: random.Random, mobile: bool, app_share: float) -> str:
+    """The client someone tries a viral prompt from: an app or a browser, on a phone (always,
+    on a mobile carrier) or a desktop."""
+    phone = mobile or rng.random() < 0.5
+    if rng.random() < app_share:
+        app = pick(list(_VIRAL_APPS), rng)
+        version = f"{rng.randint(1, 5)}.{rng.randint(0, 14)}.{rng.randint(0, 9)}"
+        if not phone:
+            return f"{app}/{version} Electron/{rng.randint(30, 33)}.{rng.randint(0, 4)}.0"
+        if rng.random() < 0.5:
+            return (f"{app}/{version} (iPhone; iOS 18.{rng.randint(0, 2)}) "
+                    f"CFNetwork/1568.{rng.randint(100, 300)}.51 Darwin/24.{rng.randint(0, 2)}.0")
+        return f"{app}/{version} (Android {rng.randint(12, 15)}) okhttp/4.12.0"
+    if phone:
+        if rng.random() < 0.5:
+            minor = rng.randint(0, 2)
+            return (f"Mozilla/5.0 (iPhone; CPU iPhone OS 18_{minor} like Mac OS X) "
+                    f"AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.{minor} "
+                    "Mobile/15E148 Safari/604.1")
+        return (f"Mozilla/5.0 (Linux; Android {rng.randint(12, 15)}; K) AppleWebKit/537.36 "
+                f"(KHTML, like Gecko) Chrome/{rng.randint(128, 132)}.0.0.0 Mobile Safari/537.36")
+    return (f"Mozilla/5.0 ({pick(list(_DESKTOPS), rng)}) AppleWebKit/537.36 (KHTML, like Gecko) "
+            f"Chrome/{rng.randint(128, 132)}.0.0.0 Safari/537.36")
+
+
+@dataclass
+class Wave:
+    """The viral prompt as it goes round: when it takes off, how arrivals rise and decay, its
+    versions (templates) and category, and the mobile carriers' CGNAT /24s its senders use."""
+
+    start: float
+    rise_s: float
+    decay_s: float  # mean of the exponential decay: the half-life / ln 2
+    variants: list[int]
+    category: str
+    carriers: Picker  # of (carrier, its CGNAT /24s), weighted by subscribers
+
+    def arrival(self, rng: random.Random) -> float:
+        """When someone who saw the post first sends it: a short rise, then a decay."""
+        return self.start + rng.uniform(0.0, self.rise_s) + rng.expovariate(1.0 / self.decay_s)
+
+
+class ViralPromptSenders(Ordinary):
+    """A prompt gone viral on social media: hundreds to thousands of accounts worldwide send
+    it within hours, each with small edits of its own, arrivals spiking and then decaying; many
+    accounts opened that day to try it, many on a mobile carrier's CGNAT or a big home ISP, from
+    browsers and apps. Each sends it a few times (some ask follow-ups, with reasoning), then a
+    few ordinary requests or nothing; established accounts keep their ordinary use."""
+
+    group = "viral_prompt"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        self.wave = self._wave()
+
+    def _wave(self) -> Wave:
+        k = self.sc.viral_prompt
+        prng = self.rng
+        start = self.t0 + min(max(0.0, k.spike_h), self.sc.duration_h * 0.5) * 3600.0
+        base = random_simhash(prng)
+        # the post as it was reposted, screenshotted and retyped: versions a few bits apart
+        variants = [base] + [perturb(base, prng.randint(3, 6), prng)
+                             for _ in range(max(1, k.variants) - 1)]
+        pools = max(1, k.cgnat_prefixes)
+        carriers = Picker([((c, [net.v4_prefix24(c, prng) for _ in range(pools)]),
+                            c.weight * net.COUNTRY_WEIGHTS[c.country]) for c in net.MOBILE])
+        return Wave(start, max(0.0, k.rise_min) * 60.0,
+                    max(1.0, k.half_life_min) * 60.0 / math.log(2.0), variants, k.category,
+                    carriers)
+
+    def build(self) -> list[Account]:
+        k = self.sc.viral_prompt
+        wave = self.wave
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            mobile = rng.random() < k.mobile_share
+            pool: list[tuple[int, int, int]] | None = None
+            if mobile:
+                carrier, pool = wave.carriers.pick(rng)
+                country = carrier.country
+            else:
+                country = net.COUNTRIES.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, self.k.ipv6_share)
+            if pool is not None:
+                a.ip, a.asn = net.v4_host(pick(pool, rng), rng), carrier.asn
+            arrive = wave.arrival(rng)
+            client = viral_client(rng, mobile, k.app_share)
+            new = rng.random() < k.new_account_share
+            if new:  # opened that day to try it: a minute to 18 hours before
+                a.user_agent = client
+                a.payment_fingerprint = (None if rng.random() < k.null_payment_share
+                                         else self.mint.new("pf-", rng))
+                a.created_ts = created_before(rng, arrive, 60.0, 18 * 3600.0)
+            else:
+                a.payment_fingerprint = None if rng.random() < 0.15 else self.mint.new("pf-", rng)
+                a.created_ts = old_created(rng, self.t0, 7, 1500)
+            # [its carrier's CGNAT /24s or None, the client it tries the prompt from or None]
+            a.state.extra = (pool, None if new or rng.random() < 0.5 else client)
+            timed = self._burst(rng, arrive)
+            end = timed[-1][0]
+            if not new:
+                n = self.volume(rng, k.mean_other_requests_per_6h, 1.1, tz)
+                timed += [(t, _OTHER)
+                          for t in session_times(rng, n, self.t0, self.t1, tz, 5.0, 40.0)]
+            elif rng.random() < k.stay_share and end + 600.0 < self.t1:
+                timed += [(t, _OTHER) for t in session_times(
+                    rng, rng.randint(1, 6), end + 600.0, self.t1, tz, 3.0, 40.0)]
+            finalize_marked(a, keep_after(timed, a.created_ts), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _burst(self, rng: random.Random, arrive: float) -> list[tuple[float, int]]:
+        """The prompt sent 1..n times from `arrive` on (the first one first), and 1-3
+        follow-ups for some, a minute or two apart; mark = the version the account saw."""
+        k = self.sc.viral_prompt
+        version = int(rng.random() * len(self.wave.variants))
+        lo = max(1, k.min_viral_requests)
+        rest = [version] * (rng.randint(lo, max(lo, k.max_viral_requests)) - 1)
+        if rng.random() < k.followup_share:
+            rest += [_FOLLOWUP] * rng.randint(1, 3)
+        rng.shuffle(rest)
+        timed: list[tuple[float, int]] = []
+        t = arrive
+        for mark in [version, *rest]:
+            timed.append((t, mark))
+            t += min(math.exp(math.log(75.0) + 0.9 * rng.gauss()), 1800.0)
+        return timed
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        st = a.state
+        pool, client = st.extra
+        if pool is not None and rng.random() < 0.3:
+            a.ip = net.v4_host(pick(pool, rng), rng)  # a new CGNAT mapping
+        mark = a.marks[i]  # type: ignore[index]
+        if mark == _OTHER:
+            return self.personal_request(a, ts, st)
+        k = self.sc.viral_prompt
+        wave = self.wave
+        if mark == _FOLLOWUP:  # a question of its own about the answer
+            cat = wave.category if rng.random() < 0.6 else pick(list(_FOLLOWUP_CATEGORIES), rng)
+            ev = self.personal_request(a, ts, st, cat)
+        else:
+            ev = self.personal_request(a, ts, st, wave.category,
+                                       near(wave.variants[mark], k.max_bit_flips, rng))
+        ev["reasoning_requested"] = rng.random() < k.reasoning_share
+        if client is not None:
+            ev["user_agent"] = client
         return ev

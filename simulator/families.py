@@ -41,6 +41,7 @@ from .scenario import (
     CampaignSleeper,
     CampaignSlow,
     CampaignStealth,
+    CampaignViral,
     CampusLab,
     CertificationExam,
     Cgnat,
@@ -56,6 +57,7 @@ from .scenario import (
     Scenario,
     SupportDesk,
     TeamCard,
+    ViralPrompt,
 )
 from .seeding import derive_seed, rng_for
 
@@ -290,6 +292,25 @@ def certification_exam(d: Draw, accounts: Range, hours: float) -> CertificationE
         mean_other_requests_per_6h=d.real(3.0, 12.0))
 
 
+# What the viral prompt is classified as ("explain step by step how ..."): mostly reasoning.
+_VIRAL_CATEGORIES = ("reasoning", "reasoning", "math", "coding")
+
+
+def viral_prompt(d: Draw, accounts: Range, hours: float) -> ViralPrompt:
+    half_life, rise = d.log(10.0, 90.0), d.real(2.0, 20.0)
+    return ViralPrompt(
+        accounts=d.count(*accounts),
+        # 3.5 half-lives of the decay inside the run at least (about 90% of the arrivals)
+        spike_h=d.real(0.3, max(0.4, min(2.0, hours - (rise + 3.5 * half_life) / 60.0))),
+        rise_min=rise, half_life_min=half_life, new_account_share=d.real(0.3, 0.8),
+        null_payment_share=d.real(0.2, 0.6), mobile_share=d.real(0.3, 0.6),
+        cgnat_prefixes=d.integer(1, 4), app_share=d.real(0.2, 0.7), variants=d.integer(1, 4),
+        category=d.choice(_VIRAL_CATEGORIES), max_bit_flips=d.integer(2, 6),
+        max_viral_requests=d.integer(2, 4), reasoning_share=d.real(0.5, 0.9),
+        followup_share=d.real(0.1, 0.5), stay_share=d.real(0.2, 0.6),
+        mean_other_requests_per_6h=d.real(10.0, 35.0))
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -419,6 +440,23 @@ def campaign_exam(d: Draw, accounts: Range) -> CampaignExam:
         vendor_sdk_share=d.real(0.2, 0.9), proxy_share=d.real(0.2, 0.7),
         min_requests_per_ip=lo_ip, max_requests_per_ip=lo_ip + d.integer(1, 6),
         shared_payment_share=d.real(0.0, 0.6), payment_fingerprints=d.integer(1, 4))
+
+
+def campaign_viral(d: Draw, accounts: Range) -> CampaignViral:
+    aged, lo_ip = d.chance(0.4), d.integer(1, 4)
+    return CampaignViral(
+        accounts=d.count(*accounts), bought_aged=aged,
+        # bought aged accounts (months to years old), or young ones (minutes to days)
+        min_account_age_days=d.real(60.0, 200.0) if aged else d.real(0.005, 0.1, 3),
+        max_account_age_days=d.real(300.0, 1500.0) if aged else d.real(0.5, 5.0),
+        max_viral_requests=d.integer(1, 4), harvest_h=d.real(2.0, 8.0),
+        requests_per_h=d.log(6.0, 30.0), template_families=d.integer(10, 40),
+        family_variants=d.integer(5, 40), max_bit_flips=d.integer(2, 5),
+        viral_share=d.real(0.0, 0.15), reasoning_share=d.real(0.7, 0.95),
+        completion_scale=d.real(1.8, 3.2), browser_share=d.real(0.3, 0.9),
+        proxy_share=d.real(0.2, 0.7), min_requests_per_ip=lo_ip,
+        max_requests_per_ip=lo_ip + d.integer(1, 6), shared_payment_share=d.real(0.0, 0.4),
+        payment_fingerprints=d.integer(1, 4))
 
 
 # --- families -------------------------------------------------------------------------------
@@ -558,6 +596,11 @@ def _exam_day(d: Draw, h: float) -> dict[str, Any]:
             "campaign_exam": campaign_exam(d, (10, 40))}
 
 
+def _viral(d: Draw, h: float) -> dict[str, Any]:
+    return {"viral_prompt": viral_prompt(d, (500, 3000), h),
+            "campaign_viral": campaign_viral(d, (15, 60))}
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     _family("mixed", "the default scenario's nine populations (ordinary, enterprise, nat, "
             "launch wave, researchers; burst, hydra, cot, stealth), every knob drawn",
@@ -607,6 +650,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "new accounts, the same questions at the same time; a lab's young accounts sitting "
             "it and harvesting its questions for hours after", (4.5, 7.0), (1500, 3000),
             _exam_day),
+    _family("viral_prompt", "a prompt gone viral on social media: hundreds to thousands of "
+            "accounts, many opened that day, on phones and home ISPs, send it within hours; a "
+            "lab's accounts riding the wave, then harvesting reasoning for hours", (6.0, 9.0),
+            (1000, 2000), _viral),
 )}
 
 

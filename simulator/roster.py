@@ -19,6 +19,7 @@ from .adversaries import (
     ReturningCampaign,
     SleeperCampaign,
     SlowCampaign,
+    ViralCampaign,
 )
 from .crowds import (
     AgentFleetRunners,
@@ -31,6 +32,7 @@ from .crowds import (
     ResellerCustomers,
     SupportAgents,
     TeamMembers,
+    ViralPromptSenders,
 )
 from .populations import (
     Account,
@@ -57,7 +59,7 @@ POPULATIONS: tuple[type[Population], ...] = (
     AgedAccounts, SlowCampaign, ReturningCampaign, FramingCampaign, DecoyCampaign,
     # the held-out families' populations (appended: the ids of the ones above stay)
     HackathonTeams, SupportAgents, MimicCampaign, SleeperCampaign,
-    ExamCandidates, ExamCampaign,
+    ExamCandidates, ExamCampaign, ViralPromptSenders, ViralCampaign,
 )
 GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
 LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}

@@ -362,6 +362,39 @@ class CertificationExam:
         return self.accounts
 
 
+@dataclass(frozen=True)
+class ViralPrompt:
+    """A prompt gone viral on social media ("explain step by step how ..., show your
+    reasoning"): within minutes to hours hundreds to thousands of accounts send it, each with
+    its own small edits, a large share of them opened that day to try it, many from mobile
+    carriers' CGNAT pools and big home ISPs, from browsers and apps; arrivals spike, then decay.
+    Each sends it a few times (some ask follow-ups), then a few ordinary requests or nothing;
+    established accounts among them keep their ordinary use."""
+
+    accounts: int = 0
+    spike_h: float = 1.0  # when the post takes off (hours from the start)
+    rise_min: float = 10.0  # arrivals ramp up over this long ...
+    half_life_min: float = 45.0  # ... then decay with this half-life
+    new_account_share: float = 0.5  # accounts opened that day to try it
+    null_payment_share: float = 0.4  # of the new accounts (established ones: 15%)
+    mobile_share: float = 0.4  # accounts on a mobile carrier's CGNAT pool (else a home ISP)
+    cgnat_prefixes: int = 3  # /24s in each carrier's pool
+    app_share: float = 0.4  # of the clients it is tried from: apps (else browsers)
+    variants: int = 2  # versions of the prompt going round (3-6 bits apart)
+    category: str = "reasoning"  # what the prompt is classified as
+    max_bit_flips: int = 4  # personal edits (template noise)
+    min_viral_requests: int = 1  # sends of the prompt per account
+    max_viral_requests: int = 4
+    reasoning_share: float = 0.7  # of the viral sends ("show your reasoning")
+    followup_share: float = 0.3  # accounts asking 1-3 follow-ups of their own, with reasoning
+    stay_share: float = 0.4  # new accounts going on with 1-6 ordinary requests (else nothing)
+    mean_other_requests_per_6h: float = 20.0  # established accounts' ordinary use
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -659,6 +692,38 @@ class CampaignExam:
 
 
 @dataclass(frozen=True)
+class CampaignViral:
+    """A lab's accounts riding a viral prompt's wave: each arrives with the crowd, sends the
+    viral prompt a few times to blend in, then harvests reasoning-heavy answers with the lab's
+    own template families for hours, at a per-account rate under any rate limit; young accounts
+    or bought aged ones, some behind rotating residential proxies."""
+
+    accounts: int = 0
+    bought_aged: bool = False  # bought aged accounts (else young ones opened for the wave)
+    min_account_age_days: float = 0.02  # created this long before the account's first request ...
+    max_account_age_days: float = 3.0  # ... to this long before (log-uniform)
+    max_viral_requests: int = 3  # the viral prompt first, 1..n times
+    harvest_h: float = 4.0  # then harvesting this long (+-20% per account; cut at the run's end)
+    requests_per_h: float = 15.0  # per account, Poisson (+-30%)
+    template_families: int = 20  # each a base prompt with variants 3-7 bits away
+    family_variants: int = 20
+    max_bit_flips: int = 4
+    viral_share: float = 0.05  # of the harvest requests: the viral prompt again
+    reasoning_share: float = 0.85
+    completion_scale: float = 2.5  # long written-out answers
+    browser_share: float = 0.5  # accounts on the crowd's browser and app clients (else an SDK)
+    proxy_share: float = 0.4  # accounts on rotating residential proxies (the others: one exit)
+    min_requests_per_ip: int = 2  # a proxy exit is kept this many requests ...
+    max_requests_per_ip: int = 6  # ... and then rotated
+    shared_payment_share: float = 0.2  # accounts on one of the lab's cards (else own card)
+    payment_fingerprints: int = 2
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A complete, deterministic description of a simulated run."""
 
@@ -697,6 +762,8 @@ class Scenario:
     campaign_sleeper: CampaignSleeper = CampaignSleeper()
     certification_exam: CertificationExam = CertificationExam()
     campaign_exam: CampaignExam = CampaignExam()
+    viral_prompt: ViralPrompt = ViralPrompt()
+    campaign_viral: CampaignViral = CampaignViral()
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts

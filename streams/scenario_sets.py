@@ -32,7 +32,8 @@ TUNING_FAMILIES = ("mixed", "launch", "campus", "teams", "aged", "frame_tutorial
                    "frame_tool", "frame_campus", "frame_class")
 TUNING_SEEDS = (1, 2)
 HELD_OUT_FAMILIES = ("classroom", "oss", "egress", "slow", "decoy", "frame_egress",
-                     "hackathon", "support", "sleeper", "frame_fleet", "exam_day")
+                     "hackathon", "support", "sleeper", "frame_fleet", "exam_day",
+                     "viral_prompt")
 # (101 and 102 were held out until 2026-12-06: looked at once, then spent.)
 HELD_OUT_SEEDS = (201, 202)
 

@@ -2,7 +2,8 @@
 family exists for (framing accounts share the copied key, aged accounts are old and rotate
 networks, the returning campaign pauses longer than a block, hackathon teams share the venue's
 NAT, mimic prompts are all unique, sleepers switch from ordinary use to harvesting, exam
-candidates sit the same questions together and the lab sitting with them stays on after).
+candidates sit the same questions together and the lab sitting with them stays on after, a
+viral prompt's senders arrive in a decaying spike and the lab riding the wave harvests after).
 
 Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
 request schedules alone (no payloads), so the file runs in seconds.
@@ -64,7 +65,8 @@ def _by_group(events: Events, labels: list[dict[str, Any]]) -> dict[str, Events]
 def test_the_families_and_what_they_hold() -> None:
     expected = {"mixed", "launch", "campus", "classroom", "teams", "oss", "egress", "aged",
                 "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card",
-                "hackathon", "support", "sleeper", "frame_class", "frame_fleet", "exam_day"}
+                "hackathon", "support", "sleeper", "frame_class", "frame_fleet", "exam_day",
+                "viral_prompt"}
     assert expected <= set(FAMILIES)
     for name, family in FAMILIES.items():
         assert isinstance(family, Family) and family.name == name
@@ -346,6 +348,7 @@ NEW_FAMILIES = {
     "frame_class": {"ordinary", "classroom", "campaign_framing"},
     "frame_fleet": {"ordinary", "agent_fleet", "campaign_framing"},
     "exam_day": {"ordinary", "certification_exam", "campaign_exam"},
+    "viral_prompt": {"ordinary", "viral_prompt", "campaign_viral"},
 }
 
 
@@ -615,6 +618,120 @@ def test_the_lab_sits_the_exam_and_harvests_its_questions_after() -> None:
         assert any(len(v) >= 3 for v in ips.values()), "some on rotating proxies"
 
 
+def test_a_viral_prompt_goes_round_in_a_decaying_spike() -> None:
+    from simulator import network as net
+    from simulator.crowds import ViralPromptSenders
+    from simulator.seeding import IdMint
+
+    mobile_asns = {n.asn for n in net.MOBILE}
+    for seed in (1, 2):
+        sc = FAMILIES["viral_prompt"].scenario(seed, 0.3)
+        k = sc.viral_prompt
+        wave = ViralPromptSenders(sc, IdMint()).wave
+        assert len(wave.variants) == k.variants
+        rows = _groups_at("viral_prompt", seed, 0.3)["viral_prompt"]
+        people = {e["account_id"] for e in rows}
+
+        def viral(e: dict[str, Any], variants: list[int] = wave.variants,
+                  flips: int = k.max_bit_flips) -> bool:
+            h = int(e["prompt_simhash"], 16)
+            return any((h ^ t).bit_count() <= flips for t in variants)
+
+        sends: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for e in rows:
+            if viral(e):
+                sends[e["account_id"]].append(e)
+        assert len(sends) >= 0.85 * len(people), "nearly everyone sends it (late ones: later)"
+        assert all(1 <= len(v) <= k.max_viral_requests for v in sends.values()), "1..n times"
+        assert any(len(v) > 1 for v in sends.values())
+        assert len({e["prompt_simhash"] for v in sends.values() for e in v}) > 0.5 * len(sends), \
+            "each with edits of its own"
+        first = sorted(min(e["ts"] for e in v) for v in sends.values())
+        assert first[0] >= wave.start
+        # a spike that decays: the first half-life after the rise holds more arrivals than the
+        # next, and most arrive within three half-lives
+        half = k.half_life_min * 60.0
+        peak = wave.start + k.rise_min * 60.0
+
+        def arrived(lo: float, hi: float, first: list[float] = first) -> int:
+            return sum(lo <= t < hi for t in first)
+
+        assert arrived(peak, peak + half) > 1.3 * arrived(peak + half, peak + 2 * half)
+        assert arrived(wave.start, peak + 3 * half) >= 0.75 * len(first)
+        created = {e["account_id"]: e["account_created_ts"] for e in rows}
+        same_day = [a for a, v in sends.items() if min(e["ts"] for e in v) - created[a] < DAY]
+        assert abs(len(same_day) / len(sends) - k.new_account_share) < 0.15, "opened that day"
+        on_mobile = [a for a, v in sends.items() if v[0]["asn"] in mobile_asns]
+        assert len(on_mobile) >= 0.8 * k.mobile_share * len(sends), "many from mobile carriers"
+        fresh = [e for a in same_day for e in sends[a]]
+        assert all(e["user_agent"].startswith(("Mozilla/5.0", "PromptPad", "ChatDeck", "AskBox",
+                                               "PocketPrompt", "QuillAI")) for e in fresh), \
+            "browsers and apps"
+        assert sum(e["reasoning_requested"] for v in sends.values() for e in v) > 0.3 * sum(
+            len(v) for v in sends.values())
+        cards: dict[str, set[str]] = defaultdict(set)
+        for e in rows:
+            if e["payment_fingerprint"] is not None:
+                cards[e["payment_fingerprint"]].add(e["account_id"])
+        assert all(len(a) == 1 for a in cards.values()), "no card shared"
+        after = Counter(e["account_id"] for e in rows if not viral(e))
+        assert any(a not in after for a in same_day), "some send nothing else"
+        assert any(a in after for a in same_day), "some go on with ordinary requests"
+        established = [a for a in people if a not in same_day and a in sends]
+        assert sum(after[a] for a in established) > 2 * len(established), "their ordinary use"
+
+
+def test_the_lab_rides_the_wave_then_harvests_reasoning() -> None:
+    from simulator.adversaries import ViralCampaign
+    from simulator.seeding import IdMint
+
+    for seed in (1, 2):
+        sc, rows = _alone("viral_prompt", seed, "campaign_viral")
+        k = sc.campaign_viral
+        lab = ViralCampaign(sc, IdMint())
+        lab.build()
+        wave = lab.wave
+        accounts = {e["account_id"] for e in rows}
+        assert 15 <= len(accounts) <= 60
+
+        def near(e: dict[str, Any], bases: list[int], flips: int) -> bool:
+            h = int(e["prompt_simhash"], 16)
+            return any((h ^ t).bit_count() <= flips for t in bases)
+
+        viral = [e for e in rows if near(e, wave.variants, sc.viral_prompt.max_bit_flips)]
+        variants = [v for f in lab.families for v in f.variants]
+        harvest = [e for e in rows if e not in viral]
+        assert all(near(e, variants, k.max_bit_flips) for e in harvest), "its own templates"
+        families = {next(i for i, f in enumerate(lab.families)
+                         if near(e, f.variants, k.max_bit_flips)) for e in harvest}
+        assert len(families) >= min(10, k.template_families)
+        by_account: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for e in rows:
+            by_account[e["account_id"]].append(e)
+        for events in by_account.values():
+            assert events[0] in viral, "the viral prompt first, to blend in"
+            assert events[0]["ts"] >= wave.start, "with the wave"
+        spans = [v[-1]["ts"] - v[0]["ts"] for v in by_account.values()]
+        assert sum(s > 1.5 * 3600 for s in spans) >= 0.8 * len(spans), "harvesting for hours"
+        rate = max(len(v) / max(1.0, (v[-1]["ts"] - v[0]["ts"]) / 3600)
+                   for v in by_account.values())
+        assert rate < 60, "under any per-account rate limit"
+        assert sum(e["reasoning_requested"] for e in harvest) / len(harvest) > 0.6
+        assert {e["task_category"] for e in harvest} <= {"reasoning", "math", "coding"}
+        age = [v[0]["ts"] - v[0]["account_created_ts"] for v in by_account.values()]
+        if k.bought_aged:
+            assert min(age) > 50 * DAY, "bought aged accounts"
+        else:
+            assert max(age) < 6 * DAY, "young accounts"
+        ips: dict[str, set[str]] = defaultdict(set)
+        for e in rows:
+            ips[e["account_id"]].add(e["ip"])
+        assert any(len(v) == 1 for v in ips.values()), "some on one home exit"
+        assert any(len(v) >= 3 for v in ips.values()), "some on rotating proxies"
+    assert {FAMILIES["viral_prompt"].scenario(s).campaign_viral.bought_aged
+            for s in range(1, 6)} == {True, False}, "young or bought aged, by seed"
+
+
 def test_new_campaigns_honour_the_robustness_knobs() -> None:
     def split(sc: Any) -> tuple[Events, dict[str, Events]]:
         group_of = {r["account_id"]: r["group"] for r in account_labels(sc)}
@@ -629,7 +746,7 @@ def test_new_campaigns_honour_the_robustness_knobs() -> None:
         return benign, attack
 
     for name, group in (("support", "campaign_mimic"), ("sleeper", "campaign_sleeper"),
-                        ("exam_day", "campaign_exam")):
+                        ("exam_day", "campaign_exam"), ("viral_prompt", "campaign_viral")):
         base = FAMILIES[name].scenario(SEED, 0.2)
         benign, attack = split(base)
         for changes in ({"rotate_ip_per_request": True}, {"timing_jitter": 0.5},
