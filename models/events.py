@@ -27,6 +27,10 @@ _SIMHASH = re.compile(r"^[0-9a-f]{16}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _MAX_ID = 128
 _UINT32_MAX = 4_294_967_295
+# The latest event time the contract accepts: 2100-01-01T00:00Z in epoch seconds. A time in
+# milliseconds (13 digits) or a 1e300 would otherwise move its partition's event time (the
+# watermark, which only goes forward) so far ahead that every honest event after it is late.
+MAX_EVENT_TS = 4_102_444_800
 
 
 class InvalidEvent(ValueError):
@@ -86,7 +90,8 @@ def _string(obj: Mapping[str, Any], name: str, *, required: bool, max_len: int =
     return value
 
 
-def _number(obj: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+def _number(obj: Mapping[str, Any], name: str, *, required: bool,
+            high: float | None = None) -> float | None:
     value = obj.get(name)
     if value is None:
         if required:
@@ -98,6 +103,9 @@ def _number(obj: Mapping[str, Any], name: str, *, required: bool) -> float | Non
         raise InvalidEvent(f"field '{name}' must be a number, got {type(value).__name__}")
     if value < 0 or math.isnan(value) or math.isinf(value):
         raise InvalidEvent(f"field '{name}' must be a finite number >= 0")
+    if high is not None and value > high:
+        raise InvalidEvent(f"field '{name}' must be epoch seconds <= {high:.0f} (2100-01-01), "
+                           f"got {value:.6g}" + (" (milliseconds?)" if value < high * 1000 else ""))
     return float(value)
 
 
@@ -141,7 +149,7 @@ def event_from_mapping(obj: Any) -> RequestEvent:
         raise InvalidEvent(f"field 'task_category' has unknown value {category!r}")
     return RequestEvent(
         event_id=_string(obj, "event_id", required=True),  # type: ignore[arg-type]
-        ts=_number(obj, "ts", required=True),  # type: ignore[arg-type]
+        ts=_number(obj, "ts", required=True, high=MAX_EVENT_TS),  # type: ignore[arg-type]
         account_id=_string(obj, "account_id", required=True),  # type: ignore[arg-type]
         ip=_string(obj, "ip", required=True, max_len=45, min_len=2),  # type: ignore[arg-type]
         model=_string(obj, "model", required=True),  # type: ignore[arg-type]
@@ -156,7 +164,8 @@ def event_from_mapping(obj: Any) -> RequestEvent:
         country=country,
         user_agent=_string(obj, "user_agent", required=False, max_len=512, min_len=0),
         payment_fingerprint=_string(obj, "payment_fingerprint", required=False, min_len=0),
-        account_created_ts=_number(obj, "account_created_ts", required=False),
+        account_created_ts=_number(obj, "account_created_ts", required=False,
+                                   high=MAX_EVENT_TS),
         endpoint=_string(obj, "endpoint", required=False, min_len=0),
         latency_ms=_integer(obj, "latency_ms", required=False),
         system_prompt_hash=_string(obj, "system_prompt_hash", required=False, min_len=0),

@@ -164,12 +164,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if needs_kafka else None
     try:
         if args.input:
-            source: Any = FileSource(Path(args.input), settings.max_record_bytes)
+            source: Any = FileSource(Path(args.input), settings.max_record_bytes,
+                                    settings.max_event_ahead_s)
             partitions = args.partitions or settings.partitions
         else:
             assert bridge is not None
             topic = settings.topics["requests"].name if args.topic == "-" else args.topic
-            source = TopicSource(bridge, topic, _topic_spec(args), settings.max_record_bytes)
+            source = TopicSource(bridge, topic, _topic_spec(args), settings.max_record_bytes,
+                                 settings.max_event_ahead_s)
             partitions = source.partition_count
             if args.partitions and args.partitions != partitions:
                 raise ReplayError(f"--partitions {args.partitions}: topic {topic} has "
@@ -278,7 +280,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 labels = labels_from_topic(bridge, args.labels_topic)
             if args.topic:
                 topic = settings.topics["requests"].name if args.topic == "-" else args.topic
-                source = TopicSource(bridge, topic, _topic_spec(args), settings.max_record_bytes)
+                source = TopicSource(bridge, topic, _topic_spec(args), settings.max_record_bytes,
+                                     settings.max_event_ahead_s)
                 partitions = source.partition_count
                 bad = 0
 

@@ -24,11 +24,16 @@ from models.events import InvalidEvent, RequestEvent, event_from_mapping
 from models.messages import AccountVerdict, ClusterSummary, SourceTick, cluster_record_from_wire
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+DEFAULT_MAX_EVENT_AHEAD_S = 300.0  # the max_event_ahead_s setting's default
 
 
 def decode_request(value: bytes | None, key: bytes | None,
-                   max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> RequestEvent:
-    """Bytes of a requests-topic record -> a typed event, or `InvalidEvent` with the reason."""
+                   max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                   not_after: float | None = None) -> RequestEvent:
+    """Bytes of a requests-topic record -> a typed event, or `InvalidEvent` with the reason.
+
+    `not_after`: the latest event time accepted (`event_time_limit`), None for no limit.
+    """
     if value is None:
         raise InvalidEvent("record has no value (tombstone)")
     if len(value) > max_bytes:
@@ -50,10 +55,11 @@ def decode_request(value: bytes | None, key: bytes | None,
         raise InvalidEvent("record key is not UTF-8") from None
     if key_text != event.account_id:
         raise InvalidEvent(f"record key {key_text[:64]!r} is not the event's account_id")
-    return event
+    return _not_ahead(event, not_after)
 
 
-def decode_request_line(line: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> RequestEvent:
+def decode_request_line(line: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                        not_after: float | None = None) -> RequestEvent:
     """One JSON line of an events file (no record key: the account_id stands for it)."""
     if len(line) > max_bytes:
         raise InvalidEvent(f"line is {len(line)} bytes, over the limit of {max_bytes}")
@@ -61,7 +67,33 @@ def decode_request_line(line: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) 
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"line is not JSON: {exc}") from None
-    return event_from_mapping(obj)
+    return _not_ahead(event_from_mapping(obj), not_after)
+
+
+def event_time_limit(written_ts: float | None, now: float, max_ahead_s: float) -> float:
+    """The latest event time accepted for a record written at `written_ts` (its Kafka timestamp,
+    in seconds; None for a line of a file, then `now`, the replay's clock).
+
+    An event time only ever moves its partition's watermark forward, so one record stamped in the
+    future (a gateway's clock gone wrong, a forged record) would make every honest event after it
+    late, for every account of the partition. The reference is the record's own timestamp when
+    it has one, not the worker's clock, so that a worker draining a backlog and a replay of the
+    topic refuse the same records.
+
+    >>> event_time_limit(1_767_225_600.0, now=1_800_000_000.0, max_ahead_s=300)
+    1767225900.0
+    >>> event_time_limit(None, now=1_800_000_000.0, max_ahead_s=300)
+    1800000300.0
+    """
+    return (written_ts if written_ts is not None and written_ts > 0 else now) + max_ahead_s
+
+
+def _not_ahead(event: RequestEvent, not_after: float | None) -> RequestEvent:
+    if not_after is not None and event.ts > not_after:
+        raise InvalidEvent(f"field 'ts' is {event.ts - not_after:.0f} s past the latest event "
+                           f"time accepted ({not_after:.0f}: when the record was written, or "
+                           f"the replay's start, plus max_event_ahead_s)")
+    return event
 
 
 def encode_decision(decision: Decision, processed_ts: float) -> bytes:

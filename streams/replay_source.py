@@ -43,10 +43,12 @@ from aiokafka.errors import KafkaConnectionError
 
 from models.events import InvalidEvent, RequestEvent
 from streams.codec import (
+    DEFAULT_MAX_EVENT_AHEAD_S,
     DEFAULT_MAX_RECORD_BYTES,
     dead_letter_record,
     decode_request,
     decode_request_line,
+    event_time_limit,
 )
 
 T = TypeVar("T")
@@ -65,11 +67,13 @@ class FileSource:
 
     unit = "bytes"
 
-    def __init__(self, path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+    def __init__(self, path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 max_event_ahead_s: float = DEFAULT_MAX_EVENT_AHEAD_S) -> None:
         if not path.exists() or path.is_dir():
             raise ReplayError(f"input file {path} does not exist")
         self.path = path
         self.max_record_bytes = max_record_bytes
+        self.max_event_ahead_s = max_event_ahead_s
         # a pipe (--input /dev/stdin, a FIFO) has no size: progress then shows no time left
         self.total = path.stat().st_size if path.is_file() else 0
         self.name = f"input file {path}"
@@ -77,13 +81,15 @@ class FileSource:
     def events(self, on_bad: BadSink) -> Iterator[tuple[RequestEvent, int]]:
         done = 0
         max_bytes = self.max_record_bytes
+        # A line has no time it was written: the replay's start stands for it.
+        not_after = event_time_limit(None, time.time(), self.max_event_ahead_s)
         with self.path.open("rb") as f:
             for n, line in enumerate(f, 1):
                 done += len(line)
                 if not line.strip():
                     continue
                 try:
-                    yield decode_request_line(line.rstrip(b"\n"), max_bytes), done
+                    yield decode_request_line(line.rstrip(b"\n"), max_bytes, not_after), done
                 except InvalidEvent as exc:
                     on_bad(orjson.dumps({"reason": exc.reason, "source": str(self.path), "line": n,
                                          "value": line.decode("utf-8", "replace")}))
@@ -428,9 +434,11 @@ class TopicSource:
     FETCH_PATIENCE_S = 60.0
 
     def __init__(self, bridge: KafkaBridge, topic: str, spec: RangeSpec,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 max_event_ahead_s: float = DEFAULT_MAX_EVENT_AHEAD_S) -> None:
         self.bridge = bridge
         self.max_record_bytes = max_record_bytes
+        self.max_event_ahead_s = max_event_ahead_s
         self.consumer = bridge.consumer()
         self.range = bridge.run(resolve_range(bridge, self.consumer, topic, spec))
         self.partition_count = len(self.range.partitions)
@@ -469,7 +477,10 @@ class TopicSource:
 
     def _decoded(self, rec: Any) -> _Head:
         try:
-            ev = decode_request(rec.value, rec.key, self.max_record_bytes)
+            # the record's own timestamp (ms), as the worker that read it live used it
+            written = rec.timestamp / 1000.0 if rec.timestamp is not None else None
+            ev = decode_request(rec.value, rec.key, self.max_record_bytes,
+                                event_time_limit(written, time.time(), self.max_event_ahead_s))
         except InvalidEvent as exc:
             return _Head((rec.timestamp, float("-inf"), rec.partition, rec.offset), None, rec,
                          exc.reason)

@@ -19,6 +19,7 @@ Fields:
 | data_dir               | DISTILLGUARD_DATA_DIR               | .distillguard/faust   |
 | log_format             | DISTILLGUARD_LOG_FORMAT             | console (or json)     |
 | max_record_bytes       | DISTILLGUARD_MAX_RECORD_BYTES       | 65536                 |
+| max_event_ahead_s      | DISTILLGUARD_MAX_EVENT_AHEAD_S      | 300                   |
 | security_protocol      | DISTILLGUARD_SECURITY_PROTOCOL      | PLAINTEXT             |
 | sasl_mechanism         | DISTILLGUARD_SASL_MECHANISM         | (none)                |
 | sasl_username          | DISTILLGUARD_SASL_USERNAME          | (none)                |
@@ -39,6 +40,9 @@ larger one is refused and dead-lettered, never sent to the changelog. standby_re
 table standby replicas; they only help with a persistent store (rocksdb://), the memory store
 re-reads every changelog on each rebalance anyway (docs/operations.md). session_timeout_s: how
 long the group waits for a silent (killed, partitioned) worker before moving its partitions.
+max_event_ahead_s: how far a request's `ts` may be ahead of the time its record was written to
+Kafka (a file's line: of the replay's start); a later one is dead-lettered, since it would carry
+its partition's event time ahead of every honest event after it (streams/codec.py).
 allow_orgs, allow_accounts: verified organisations (`org_id`) and accounts (`account_id`) the
 detector never acts on (models/allowlist.py); a TOML array of strings in the file, a
 comma-separated list in the environment; each id non-empty, at most 128 characters, printable,
@@ -60,6 +64,7 @@ from typing import Any
 from models._build import BUILD_VARIABLES
 from models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
 from models.config import DetectorConfig
+from streams.codec import DEFAULT_MAX_EVENT_AHEAD_S
 from streams.topics import TopicSpec, load_topic_specs
 
 ENV_PREFIX = "DISTILLGUARD_"
@@ -98,6 +103,7 @@ class Settings:
     data_dir: str = ".distillguard/faust"
     log_format: str = "console"
     max_record_bytes: int = 65536
+    max_event_ahead_s: float = DEFAULT_MAX_EVENT_AHEAD_S
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -306,6 +312,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"log_format must be console or json, got {s.log_format!r}")
     if not 1024 <= s.max_record_bytes <= 1_048_576:
         raise SettingsError("max_record_bytes must be between 1024 and 1048576")
+    if not 1.0 <= s.max_event_ahead_s <= 86400.0:
+        raise SettingsError("max_event_ahead_s must be between 1 and 86400 seconds")
     if not 1.0 <= s.stall_timeout_s <= 86400.0:
         raise SettingsError("stall_timeout_s must be between 1 and 86400 seconds")
     if not 1024 <= s.max_state_bytes <= 1_000_000:

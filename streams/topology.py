@@ -56,6 +56,7 @@ from streams.codec import (
     encode_cluster_state,
     encode_decision,
     encode_summary,
+    event_time_limit,
     register_codecs,
 )
 from streams.control import AllowListKeeper, ControlReader
@@ -437,7 +438,9 @@ def create_app(settings: Settings) -> faust.App:
                 await control.ready()
             try:
                 ev = decode_request(event.message.value, event.message.key,
-                                    settings.max_record_bytes)
+                                    settings.max_record_bytes,
+                                    event_time_limit(event.message.timestamp, time.time(),
+                                                     settings.max_event_ahead_s))
             except InvalidEvent as exc:
                 await to_dead_letter(exc.reason, event)
                 continue

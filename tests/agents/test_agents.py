@@ -210,6 +210,30 @@ def test_invalid_records_go_to_dead_letter_and_the_agent_keeps_going(
     assert app.tables["accounts"]["acct-3"].requests == 1  # the next valid event was processed
 
 
+def test_an_event_time_ahead_of_its_record_is_dead_lettered_and_moves_nothing(
+        app: faust.App, settings: Settings, outbox: Outbox) -> None:
+    # The limit is the record's own timestamp (when the gateway wrote it) plus
+    # max_event_ahead_s, so a worker draining a backlog refuses what a live one would.
+    written = T0 + 60.0
+    ahead = settings.max_event_ahead_s
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            await agent.put(request_bytes("acct-6", T0), key=b"acct-6", partition=5,
+                            timestamp=written)
+            await agent.put(request_bytes("acct-7", written + ahead + 3600.0), key=b"acct-7",
+                            partition=5, timestamp=written)
+            await agent.put(request_bytes("acct-6", written + ahead - 1.0), key=b"acct-6",
+                            partition=5, timestamp=written)
+    run(scenario)
+    dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
+    assert len(dead) == 1 and "'ts' is 3600 s past" in dead[0]["reason"], dead
+    assert "acct-7" not in app.tables["accounts"]
+    # the partition's event time did not jump: the next honest event is not late
+    assert app.tables["accounts"]["acct-6"].requests == 2
+    assert app.tables["accounts"]["acct-6"].late_events == 0
+
+
 def test_poison_record_does_not_stop_the_agent(app: faust.App, outbox: Outbox) -> None:
     async def scenario() -> None:
         async with app.agents["account_stage"].test_context() as agent:

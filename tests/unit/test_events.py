@@ -41,6 +41,7 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("extra-field-allowed", {"something_new": [1, 2, 3]}, None),
     ("ts-integer", {"ts": 1_700_000_000}, None),
     ("ts-zero", {"ts": 0}, None),
+    ("ts-2100", {"ts": 4_102_444_800}, None),  # the contract's latest event time
     ("tokens-integral-float", {"prompt_tokens": 3.0}, None),  # JSON Schema: 3.0 is an integer
     ("asn-max", {"asn": 4_294_967_295}, None),
     ("status-bounds-low", {"status": 100}, None),
@@ -82,6 +83,10 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("category-int", {"task_category": 3}, "task_category"),
     # --- negative and out-of-range numbers ---
     ("ts-negative", {"ts": -1.0}, "ts"),
+    # A time in milliseconds, or a huge one, would carry its partition's event time years ahead.
+    ("ts-milliseconds", {"ts": 1_700_000_000_500}, "ts"),
+    ("ts-1e300", {"ts": 1e300}, "ts"),
+    ("created-milliseconds", {"account_created_ts": 1_690_000_000_000}, "account_created_ts"),
     ("prompt_tokens-negative", {"prompt_tokens": -1}, "prompt_tokens"),
     ("completion_tokens-negative", {"completion_tokens": -5}, "completion_tokens"),
     ("latency-negative", {"latency_ms": -1}, "latency_ms"),

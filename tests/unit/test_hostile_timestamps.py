@@ -1,0 +1,93 @@
+"""One request with a bad event time must not change what the detector decides for anyone else.
+
+An event time only moves its partition's watermark forward, so before these bounds one record
+stamped in milliseconds, at 1e300 or a day ahead (a gateway's clock gone wrong, a forged record)
+made every honest event after it late, for every account of its partition. Now such a record is
+refused with its reason (the worker dead-letters it, a replay writes it beside its output), and
+nothing else moves: the decisions of the replay are the clean replay's, ids included.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from models.config import DetectorConfig
+from models.events import MAX_EVENT_TS, InvalidEvent
+from simulator import Scenario, write_files
+from streams.codec import decode_request, decode_request_line, event_time_limit
+from streams.replay import dead_letter_path, replay_file
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clean")
+    write_files(Scenario.small(), out)
+    return out / "events.jsonl"
+
+
+def decisions(path: Path) -> list[tuple[str, str, str]]:
+    return [(d["decision_id"], d["account_id"], d["action"])
+            for d in map(orjson.loads, path.read_bytes().splitlines())]
+
+
+def with_bad_times(clean: Path, out: Path, times: list[float]) -> Path:
+    """The clean events with one copy of an early event per time in `times`, early in the run
+    (where a jump of the watermark would spoil the most)."""
+    lines = clean.read_bytes().splitlines()
+    at = len(lines) // 10
+    bad = []
+    for i, ts in enumerate(times):
+        ev = orjson.loads(lines[at])
+        ev["ts"], ev["event_id"] = ts, f"bad-time-{i}"
+        bad.append(orjson.dumps(ev))
+    out.write_bytes(b"\n".join([*lines[:at], *bad, *lines[at:]]) + b"\n")
+    return out
+
+
+@pytest.mark.parametrize("case, times", [
+    ("milliseconds", [1_767_300_000_000.0]),
+    ("1e300", [1e300]),
+    ("a day ahead of the replay", [time.time() + 86_400]),
+    ("all three", [1_767_300_000_000.0, 1e300, time.time() + 86_400]),
+])
+def test_a_bad_event_time_is_refused_and_changes_no_decision(clean: Path, tmp_path: Path,
+                                                             case: str, times: list[float]) -> None:
+    cfg = DetectorConfig()
+    base = replay_file(clean, tmp_path / "base.jsonl", cfg)
+    hostile = with_bad_times(clean, tmp_path / "hostile-in.jsonl", times)
+    result = replay_file(hostile, tmp_path / "hostile.jsonl", cfg)
+    assert base.bad_lines == 0 and result.bad_lines == len(times)
+    assert decisions(tmp_path / "hostile.jsonl") == decisions(tmp_path / "base.jsonl")
+    refused = [orjson.loads(x) for x in
+               dead_letter_path(tmp_path / "hostile.jsonl").read_bytes().splitlines()]
+    assert len(refused) == len(times)
+    assert all("'ts'" in r["reason"] for r in refused), refused
+
+
+def test_the_latest_time_accepted_is_the_record_s_own_plus_the_limit() -> None:
+    line = orjson.dumps({"event_id": "e", "ts": 1_000_400.0, "account_id": "a", "ip": "10.0.0.1",
+                         "model": "m", "prompt_tokens": 1, "completion_tokens": 1, "status": 200,
+                         "prompt_simhash": "0" * 16, "reasoning_requested": False})
+    # written at 1,000,000 with a limit of 300 s: 400 s ahead is refused, with its reason
+    with pytest.raises(InvalidEvent, match="'ts' is 100 s past"):
+        decode_request(line, b"a", not_after=event_time_limit(1_000_000.0, 5e9, 300))
+    # with 500 s it is accepted; a record without a timestamp is judged by the clock instead
+    assert decode_request(line, b"a", not_after=event_time_limit(1_000_000.0, 5e9, 500)).ts \
+        == 1_000_400.0
+    assert decode_request_line(line, not_after=event_time_limit(None, 1_000_200.0, 300)).ts \
+        == 1_000_400.0
+    with pytest.raises(InvalidEvent):
+        decode_request_line(line, not_after=event_time_limit(None, 1_000_000.0, 300))
+
+
+def test_the_contract_bound_holds_whatever_the_clock() -> None:
+    line = {"event_id": "e", "account_id": "a", "ip": "10.0.0.1", "model": "m",
+            "prompt_tokens": 1, "completion_tokens": 1, "status": 200,
+            "prompt_simhash": "0" * 16, "reasoning_requested": False}
+    assert decode_request_line(orjson.dumps({**line, "ts": MAX_EVENT_TS})).ts == MAX_EVENT_TS
+    with pytest.raises(InvalidEvent, match="milliseconds"):
+        decode_request_line(orjson.dumps({**line, "ts": 1_767_300_000_000}))
