@@ -31,6 +31,11 @@ _UINT32_MAX = 4_294_967_295
 # milliseconds (13 digits) or a 1e300 would otherwise move its partition's event time (the
 # watermark, which only goes forward) so far ahead that every honest event after it is late.
 MAX_EVENT_TS = 4_102_444_800
+# Bounds of the contract's integers: a 1e300 is an integral JSON number, and unbounded it would
+# swamp every sum it joins and make the state that holds it unencodable (orjson: 64 bits).
+MAX_TOKENS = 10_000_000
+MAX_LATENCY_MS = 86_400_000
+MAX_TOOLS = 100_000
 
 
 class InvalidEvent(ValueError):
@@ -123,7 +128,8 @@ def _integer(obj: Mapping[str, Any], name: str, *, required: bool, low: int = 0,
         raise InvalidEvent(f"field '{name}' must be an integer, got {type(value).__name__}")
     if value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise InvalidEvent(f"field '{name}' must be {bound}, got {value}")
+        shown = value if abs(value) < 10**15 else f"{float(value):.3g}"  # not 301 digits
+        raise InvalidEvent(f"field '{name}' must be {bound}, got {shown}")
     return value
 
 
@@ -153,8 +159,10 @@ def event_from_mapping(obj: Any) -> RequestEvent:
         account_id=_string(obj, "account_id", required=True),  # type: ignore[arg-type]
         ip=_string(obj, "ip", required=True, max_len=45, min_len=2),  # type: ignore[arg-type]
         model=_string(obj, "model", required=True),  # type: ignore[arg-type]
-        prompt_tokens=_integer(obj, "prompt_tokens", required=True),  # type: ignore[arg-type]
-        completion_tokens=_integer(obj, "completion_tokens", required=True),  # type: ignore[arg-type]
+        prompt_tokens=_integer(obj, "prompt_tokens", required=True,  # type: ignore[arg-type]
+                               high=MAX_TOKENS),
+        completion_tokens=_integer(obj, "completion_tokens",  # type: ignore[arg-type]
+                                   required=True, high=MAX_TOKENS),
         status=_integer(obj, "status", required=True, low=100, high=599),  # type: ignore[arg-type]
         simhash=int(simhash_hex, 16),
         reasoning_requested=reasoning,
@@ -167,8 +175,8 @@ def event_from_mapping(obj: Any) -> RequestEvent:
         account_created_ts=_number(obj, "account_created_ts", required=False,
                                    high=MAX_EVENT_TS),
         endpoint=_string(obj, "endpoint", required=False, min_len=0),
-        latency_ms=_integer(obj, "latency_ms", required=False),
+        latency_ms=_integer(obj, "latency_ms", required=False, high=MAX_LATENCY_MS),
         system_prompt_hash=_string(obj, "system_prompt_hash", required=False, min_len=0),
-        tools_count=_integer(obj, "tools_count", required=False),
+        tools_count=_integer(obj, "tools_count", required=False, high=MAX_TOOLS),
         task_category=category,
     )

@@ -234,6 +234,26 @@ def test_an_event_time_ahead_of_its_record_is_dead_lettered_and_moves_nothing(
     assert app.tables["accounts"]["acct-6"].late_events == 0
 
 
+def test_a_huge_integer_is_refused_before_it_reaches_the_account_s_state(
+        app: faust.App, outbox: Outbox) -> None:
+    # 1e300 is an integral JSON number: unbounded, it was summed into the account's window, its
+    # state could no longer be encoded for the changelog, and each later request of the account
+    # failed with it.
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            await agent.put(request_bytes("acct-8", T0, completion_tokens=1e300), key=b"acct-8",
+                            partition=1)
+            for i in range(3):
+                await agent.put(request_bytes("acct-8", T0 + 1 + i), key=b"acct-8", partition=1)
+        await send_held(app)
+    run(scenario)
+    dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
+    assert [d["reason"] for d in dead] == [
+        "field 'completion_tokens' must be 0..10000000, got 1e+300"], dead
+    assert app.tables["accounts"]["acct-8"].requests == 3
+    assert decode_account_state(outbox.changelog("accounts")[-1].value).requests == 3
+
+
 def test_poison_record_does_not_stop_the_agent(app: faust.App, outbox: Outbox) -> None:
     async def scenario() -> None:
         async with app.agents["account_stage"].test_context() as agent:

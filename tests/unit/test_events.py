@@ -42,6 +42,8 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("ts-integer", {"ts": 1_700_000_000}, None),
     ("ts-zero", {"ts": 0}, None),
     ("ts-2100", {"ts": 4_102_444_800}, None),  # the contract's latest event time
+    ("integer-maxima", {"prompt_tokens": 10_000_000, "completion_tokens": 10_000_000,
+                        "latency_ms": 86_400_000, "tools_count": 100_000}, None),
     ("tokens-integral-float", {"prompt_tokens": 3.0}, None),  # JSON Schema: 3.0 is an integer
     ("asn-max", {"asn": 4_294_967_295}, None),
     ("status-bounds-low", {"status": 100}, None),
@@ -87,6 +89,11 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("ts-milliseconds", {"ts": 1_700_000_000_500}, "ts"),
     ("ts-1e300", {"ts": 1e300}, "ts"),
     ("created-milliseconds", {"account_created_ts": 1_690_000_000_000}, "account_created_ts"),
+    # An integral 1e300 is a JSON integer: bounded, or it swamps every sum and breaks encoding.
+    ("tokens-1e300", {"completion_tokens": 1e300}, "completion_tokens"),
+    ("prompt-tokens-over", {"prompt_tokens": 10_000_001}, "prompt_tokens"),
+    ("latency-over-a-day", {"latency_ms": 86_400_001}, "latency_ms"),
+    ("tools-over", {"tools_count": 100_001}, "tools_count"),
     ("prompt_tokens-negative", {"prompt_tokens": -1}, "prompt_tokens"),
     ("completion_tokens-negative", {"completion_tokens": -5}, "completion_tokens"),
     ("latency-negative", {"latency_ms": -1}, "latency_ms"),

@@ -1,10 +1,12 @@
-"""One request with a bad event time must not change what the detector decides for anyone else.
+"""One hostile request must not change what the detector decides for anyone else.
 
 An event time only moves its partition's watermark forward, so before these bounds one record
 stamped in milliseconds, at 1e300 or a day ahead (a gateway's clock gone wrong, a forged record)
-made every honest event after it late, for every account of its partition. Now such a record is
-refused with its reason (the worker dead-letters it, a replay writes it beside its output), and
-nothing else moves: the decisions of the replay are the clean replay's, ids included.
+made every honest event after it late, for every account of its partition: not one of the small
+scenario's 65 decisions was made. An integral 1e300 token count is a JSON integer, and summed
+into its crowds' windows it made their figures meaningless and their states unencodable. Now
+such a record is refused with its reason (the worker dead-letters it, a replay writes it beside
+its output), and nothing else moves: the decisions are the clean replay's, ids included.
 """
 
 from __future__ import annotations
@@ -34,38 +36,45 @@ def decisions(path: Path) -> list[tuple[str, str, str]]:
             for d in map(orjson.loads, path.read_bytes().splitlines())]
 
 
-def with_bad_times(clean: Path, out: Path, times: list[float]) -> Path:
-    """The clean events with one copy of an early event per time in `times`, early in the run
-    (where a jump of the watermark would spoil the most)."""
+def with_bad_records(clean: Path, out: Path, changes: list[dict[str, float]]) -> Path:
+    """The clean events with one changed copy of an early event per entry of `changes`, early
+    in the run (where a jump of the watermark would spoil the most)."""
     lines = clean.read_bytes().splitlines()
     at = len(lines) // 10
     bad = []
-    for i, ts in enumerate(times):
-        ev = orjson.loads(lines[at])
-        ev["ts"], ev["event_id"] = ts, f"bad-time-{i}"
+    for i, change in enumerate(changes):
+        ev = {**orjson.loads(lines[at]), **change, "event_id": f"bad-{i}"}
         bad.append(orjson.dumps(ev))
     out.write_bytes(b"\n".join([*lines[:at], *bad, *lines[at:]]) + b"\n")
     return out
 
 
-@pytest.mark.parametrize("case, times", [
-    ("milliseconds", [1_767_300_000_000.0]),
-    ("1e300", [1e300]),
-    ("a day ahead of the replay", [time.time() + 86_400]),
-    ("all three", [1_767_300_000_000.0, 1e300, time.time() + 86_400]),
+MILLISECONDS = {"ts": 1_767_300_000_000.0}
+HUGE_TIME = {"ts": 1e300}
+DAY_AHEAD = {"ts": time.time() + 86_400}
+HUGE_TOKENS = {"completion_tokens": 1e300}
+
+
+@pytest.mark.parametrize("case, changes, field", [
+    ("ts in milliseconds", [MILLISECONDS], "'ts'"),
+    ("ts 1e300", [HUGE_TIME], "'ts'"),
+    ("ts a day ahead of the replay", [DAY_AHEAD], "'ts'"),
+    ("completion_tokens 1e300", [HUGE_TOKENS], "'completion_tokens'"),
+    ("all four", [MILLISECONDS, HUGE_TIME, DAY_AHEAD, HUGE_TOKENS], ""),
 ])
-def test_a_bad_event_time_is_refused_and_changes_no_decision(clean: Path, tmp_path: Path,
-                                                             case: str, times: list[float]) -> None:
+def test_a_hostile_record_is_refused_and_changes_no_decision(
+        clean: Path, tmp_path: Path, case: str, changes: list[dict[str, float]],
+        field: str) -> None:
     cfg = DetectorConfig()
     base = replay_file(clean, tmp_path / "base.jsonl", cfg)
-    hostile = with_bad_times(clean, tmp_path / "hostile-in.jsonl", times)
+    hostile = with_bad_records(clean, tmp_path / "hostile-in.jsonl", changes)
     result = replay_file(hostile, tmp_path / "hostile.jsonl", cfg)
-    assert base.bad_lines == 0 and result.bad_lines == len(times)
+    assert base.bad_lines == 0 and result.bad_lines == len(changes)
     assert decisions(tmp_path / "hostile.jsonl") == decisions(tmp_path / "base.jsonl")
     refused = [orjson.loads(x) for x in
                dead_letter_path(tmp_path / "hostile.jsonl").read_bytes().splitlines()]
-    assert len(refused) == len(times)
-    assert all("'ts'" in r["reason"] for r in refused), refused
+    assert len(refused) == len(changes)
+    assert all(field in r["reason"] for r in refused), refused
 
 
 def test_the_latest_time_accepted_is_the_record_s_own_plus_the_limit() -> None:
