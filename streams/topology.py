@@ -185,6 +185,14 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=settings.standby_replicas,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
+        # /health is the only page the workers serve: Faust's own would list the cluster's
+        # workers (/router) and read any table key over HTTP (/table), the accounts' states
+        # with their evidence among them; graph, stats and metrics have no use here.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         datadir=settings.data_dir,
         key_serializer="raw",
         value_serializer="raw",

@@ -8,6 +8,8 @@ import base64
 import dataclasses
 import json
 import time
+import urllib.error
+import urllib.request
 
 import orjson
 import pytest
@@ -106,6 +108,9 @@ def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet
         (b"acct-x", orjson.dumps({**good[0], "status": "200"})),  # wrong type
         (b"acct-x", orjson.dumps({**good[0], "user_agent": "x" * 70_000})),  # over 64 KiB
         (None, orjson.dumps(good[0])),  # no key
+        # a day ahead of the time the record is written: it would make the partition's events late
+        (b"acct-x", orjson.dumps({**good[0], "account_id": "acct-x", "ts": time.time() + 86_400})),
+        (b"acct-x", orjson.dumps({**good[0], "account_id": "acct-x", "completion_tokens": 1e300})),
     ]
     records = event_records(good[:20]) + bad_records + event_records(good[20:])
     asyncio.run(produce(run, records))
@@ -129,6 +134,19 @@ def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet
     assert "status" in by_value[bad_records[3][1]]
     assert "over the limit" in by_value[bad_records[4][1]]
     assert "no key" in by_value[bad_records[5][1]]
+    assert "'ts' is 86" in by_value[bad_records[6][1]]  # ~86,400 s past the latest accepted
+    assert "'completion_tokens' must be 0..10000000" in by_value[bad_records[7][1]]
+
+    # /health is the only page: Faust's own would list the workers and read table keys over HTTP
+    port = fleet.ports[0]
+    assert fleet.health()[0] is not None
+    for path in ("/table/", "/router/", "/graph/", "/stats/"):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as r:
+                status = r.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == 404, f"{path} answered {status}"
 
     # The valid records after the bad ones were consumed too: the group caught up.
     lag = asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, timeout_s=60,
