@@ -303,6 +303,10 @@ def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: fl
         held = getattr(app, "distillguard_held", None)
         if held is not None:
             body["held"] = held()
+        # Every record refused since start (the log shows only a sample: dead_letter_log.py)
+        dead_letters = getattr(app, "distillguard_dead_letters", None)
+        if dead_letters is not None:
+            body["dead_letters_total"] = dead_letters.total
         return web.json(body, status=503 if body["status"] == "stalled" else 200)
 
     @app.on_partitions_assigned.connect

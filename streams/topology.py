@@ -60,6 +60,7 @@ from streams.codec import (
     register_codecs,
 )
 from streams.control import AllowListKeeper, ControlReader
+from streams.dead_letter_log import DeadLetterLog
 from streams.held_writes import HeldWrites
 from streams.outbox import Outbox, install_before_commit
 from streams.settings import Settings
@@ -400,6 +401,15 @@ def create_app(settings: Settings) -> faust.App:
         if delivered is not None:  # the producer's delivery future (None from test doubles)
             await delivered
 
+    # A flood of bad records reaches the topic whole, and the log only a sample of it
+    # (streams/dead_letter_log.py).
+    dead_letter_log = DeadLetterLog(log.warning)
+    app.distillguard_dead_letters = dead_letter_log  # type: ignore[attr-defined]
+
+    @app.timer(interval=dead_letter_log.interval_s / 4)
+    async def summarise_dead_letters() -> None:
+        dead_letter_log.flush()
+
     async def to_dead_letter(reason: str, event: Any) -> None:
         msg = event.message
         await dead_letter_raw(reason, msg.key, msg.value, msg.topic, msg.partition, msg.offset)
@@ -417,8 +427,7 @@ def create_app(settings: Settings) -> faust.App:
             key = key[:1024]
         await dead_letter.send(key=key, value=dead_letter_record(
             reason, value, key, topic, partition, offset, time.time()))
-        log.warning("dead_letter", reason=reason, topic=topic, partition=partition,
-                    offset=offset)
+        dead_letter_log.record(reason, topic, partition, offset)
 
     # ---- the allow-list: the settings' allowances, then the control topic's ---------------
     # One AllowList for the worker, shared with the core (the policy consults it at every
