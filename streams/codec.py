@@ -72,20 +72,24 @@ def decode_request_line(line: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 
 def event_time_limit(written_ts: float | None, now: float, max_ahead_s: float) -> float:
     """The latest event time accepted for a record written at `written_ts` (its Kafka timestamp,
-    in seconds; None for a line of a file, then `now`, the replay's clock).
+    in seconds; None for a line of a file) and read at `now` (the reader's clock).
 
-    An event time only ever moves its partition's watermark forward, so one record stamped in the
-    future (a gateway's clock gone wrong, a forged record) would make every honest event after it
-    late, for every account of the partition. The reference is the record's own timestamp when
-    it has one, not the worker's clock, so that a worker draining a backlog and a replay of the
-    topic refuse the same records.
+    An event time only ever moves its partition's watermark forward, so one record stamped in
+    the future (a gateway's clock gone wrong, a forged record) would make every honest event
+    after it late, for every account of the partition. The reference is the earlier of the
+    record's timestamp and the reader's clock: a worker draining a backlog and a replay of the
+    topic refuse the same records (both by the timestamp, which is the earlier), and a gateway
+    whose clock runs ahead, which stamps the record ahead too, is caught by the worker's clock.
 
-    >>> event_time_limit(1_767_225_600.0, now=1_800_000_000.0, max_ahead_s=300)
+    >>> event_time_limit(1_767_225_600.0, now=1_800_000_000.0, max_ahead_s=300)  # a backlog
     1767225900.0
-    >>> event_time_limit(None, now=1_800_000_000.0, max_ahead_s=300)
+    >>> event_time_limit(1_900_000_000.0, now=1_800_000_000.0, max_ahead_s=300)  # clock ahead
+    1800000300.0
+    >>> event_time_limit(None, now=1_800_000_000.0, max_ahead_s=300)  # a file's line
     1800000300.0
     """
-    return (written_ts if written_ts is not None and written_ts > 0 else now) + max_ahead_s
+    reference = now if written_ts is None or written_ts <= 0 else min(written_ts, now)
+    return reference + max_ahead_s
 
 
 def _not_ahead(event: RequestEvent, not_after: float | None) -> RequestEvent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -232,6 +233,22 @@ def test_an_event_time_ahead_of_its_record_is_dead_lettered_and_moves_nothing(
     # the partition's event time did not jump: the next honest event is not late
     assert app.tables["accounts"]["acct-6"].requests == 2
     assert app.tables["accounts"]["acct-6"].late_events == 0
+
+
+def test_a_gateway_whose_clock_runs_ahead_is_caught_by_the_worker_s_clock(
+        app: faust.App, outbox: Outbox) -> None:
+    # Its records are stamped ahead too (CreateTime comes from the same clock), so the record's
+    # timestamp alone would let them through.
+    ahead = time.time() + 86_400.0
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            await agent.put(request_bytes("acct-9", ahead), key=b"acct-9", partition=2,
+                            timestamp=ahead)
+    run(scenario)
+    dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
+    assert len(dead) == 1 and "'ts' is 86" in dead[0]["reason"], dead
+    assert "acct-9" not in app.tables["accounts"]
 
 
 def test_a_huge_integer_is_refused_before_it_reaches_the_account_s_state(
