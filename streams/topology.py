@@ -539,14 +539,23 @@ def create_app(settings: Settings) -> faust.App:
                     judged = clusters.get(key)
                     if judged is None:
                         continue
-                    settled = cluster_stage_core.settle(judged, part)
-                    hold(clusters_held, event.message.partition, key, judged,
-                         encode_cluster_state)
-                    for av in settled.verdicts:
-                        verdicts_out.hold(av)
-                    for av in settled.convictions:  # to every account partition
-                        for q in range(partitions):
-                            verdicts_out.hold_for(q, av)
+                    # One cluster at a time: a cluster that fails (its state over
+                    # max_state_bytes) is dead-lettered alone, after its verdicts are held,
+                    # and the tick goes on to the others and to expiry.
+                    try:
+                        settled = cluster_stage_core.settle(judged, part)
+                        for av in settled.verdicts:
+                            verdicts_out.hold(av)
+                        for av in settled.convictions:  # to every account partition
+                            for q in range(partitions):
+                                verdicts_out.hold_for(q, av)
+                        hold(clusters_held, event.message.partition, key, judged,
+                             encode_cluster_state)
+                    except Exception as exc:
+                        log.exception("cluster_stage_error", cluster_key=key)
+                        await to_dead_letter(f"internal error settling cluster {key[:80]} at "
+                                             f"tick {record.tick}: {type(exc).__name__}: {exc}",
+                                             event)
                 for key in cluster_stage_core.expired_clusters(part):
                     cluster = clusters.get(key)
                     if cluster is not None and cluster_stage_core.is_expired(cluster, part):

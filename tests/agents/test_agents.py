@@ -532,6 +532,38 @@ def test_the_flush_before_a_commit_sends_what_the_agents_hold_first(
     assert "pay:pay-h" in {s.cluster_key for s in summaries}
 
 
+def test_a_cluster_that_fails_at_its_tick_is_dead_lettered_alone_and_the_tick_goes_on(
+        app: faust.App, settings: Settings, outbox: Outbox,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper playing the adversary grew one crowd's state past max_state_bytes (1,200
+    accounts with 128-character ids on a NAT's /24): the failure aborted the whole tick, so the
+    other clusters of the partition were not settled, expiry was skipped and no verdict left."""
+    settle = ClusterStage.settle
+    settled: list[str] = []
+
+    def failing_on_one_key(self: ClusterStage, state: Any, part: Any) -> Any:
+        settled.append(state.cluster_key)
+        if state.cluster_key == "pay:tick-bad":
+            raise ValueError("cluster state over max_state_bytes")
+        return settle(self, state, part)
+
+    monkeypatch.setattr(ClusterStage, "settle", failing_on_one_key)
+    keys = ["pay:tick-bad", "pay:tick-good-1", "pay:tick-good-2"]
+    wires = [_summary(f"acct-{k}", T0, "join", key=k).to_wire() for k in keys]
+
+    async def scenario() -> None:
+        async with app.agents["cluster_stage"].test_context() as agent:
+            await agent.put(encode_batch("summaries", wires), key=b"summaries", partition=0)
+            for tick in _ticks(T0, settings):
+                await agent.put(tick, key=b"tick", partition=0)
+            await send_held(app)
+    run(scenario)
+
+    assert sorted(settled) == sorted(keys), settled  # every cluster of the tick was settled
+    dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
+    assert len(dead) == 1 and "settling cluster pay:tick-bad" in dead[0]["reason"], dead
+
+
 def test_a_summary_the_core_fails_on_is_dead_lettered_alone(
         app: faust.App, settings: Settings, outbox: Outbox,
         monkeypatch: pytest.MonkeyPatch) -> None:
