@@ -52,6 +52,9 @@ def with_bad_records(clean: Path, out: Path, changes: list[dict[str, float]]) ->
 MILLISECONDS = {"ts": 1_767_300_000_000.0}
 HUGE_TIME = {"ts": 1e300}
 DAY_AHEAD = {"ts": time.time() + 86_400}
+# Inside every bound of the clock, but hours ahead of the file's own time (a helper's attack):
+NOW = {"ts": time.time() - 1.0}
+RUN_END = {"ts": 1_767_225_600.0 + 40 * 86_400}
 HUGE_TOKENS = {"completion_tokens": 1e300}
 
 
@@ -60,7 +63,9 @@ HUGE_TOKENS = {"completion_tokens": 1e300}
     ("ts 1e300", [HUGE_TIME], "'ts'"),
     ("ts a day ahead of the replay", [DAY_AHEAD], "'ts'"),
     ("completion_tokens 1e300", [HUGE_TOKENS], "'completion_tokens'"),
-    ("all four", [MILLISECONDS, HUGE_TIME, DAY_AHEAD, HUGE_TOKENS], ""),
+    ("ts at the replay's own time", [NOW], "past the file's time"),
+    ("ts weeks after the file's time", [RUN_END], "past the file's time"),
+    ("all six", [MILLISECONDS, HUGE_TIME, DAY_AHEAD, HUGE_TOKENS, NOW, RUN_END], ""),
 ])
 def test_a_hostile_record_is_refused_and_changes_no_decision(
         clean: Path, tmp_path: Path, case: str, changes: list[dict[str, float]],
