@@ -32,6 +32,12 @@ from models.windows import window_start
 MAX_TEMPLATE_BUCKETS_PER_WINDOW = 32
 # Distinct IP prefixes remembered per window; more than this is rotation, counted as the cap.
 MAX_IP_PREFIXES_PER_WINDOW = 8
+# Keys of any kind one account joins: far above any honest account's (a card, a system prompt or
+# two, a client per ASN: at most 39 in the simulated scenarios, a rotating campaign's), and the
+# bound that keeps one account's flood of new system prompts and user agents (a helper's attack:
+# 30,000 in five minutes, 9 MiB of state and a key list scanned per request) from growing its
+# state and making a cluster per request. Rotation past it is still counted by its behaviour.
+MAX_KEYS_PER_ACCOUNT = 256
 
 
 @dataclass(slots=True)
@@ -132,7 +138,8 @@ class AccountState:
     requests: int = 0
     late_events: int = 0
     window: AccountWindow | None = None
-    # Infrastructure cluster keys this account has been announced to (bounded, see config).
+    # Infrastructure cluster keys this account has been announced to: at most
+    # `max_ip_keys_per_account` IP prefixes (config) and MAX_KEYS_PER_ACCOUNT keys in all.
     keys: list[str] = field(default_factory=list)
     ip_keys_overflow: int = 0
     # The account's latest prompt SimHashes, to tell which convicted template buckets it really
@@ -157,6 +164,8 @@ class AccountState:
     org_id: str | None = None
     # Blocks so far: an account that waited out a block and harvests again is no newcomer.
     strikes: int = 0
+    # New keys past MAX_KEYS_PER_ACCOUNT, counted instead of joined.
+    keys_overflow: int = 0
 
     @classmethod
     def new(cls, account_id: str, ts: float) -> AccountState:
@@ -176,7 +185,7 @@ class AccountState:
                 [v.to_wire() for v in self.verdicts.values()], self.action, self.action_until,
                 self.action_score, self.action_decision_id,
                 [[at, v.to_wire()] for at, v in self.pending_verdicts],
-                self.behaviour.to_wire(), self.org_id, self.strikes]
+                self.behaviour.to_wire(), self.org_id, self.strikes, self.keys_overflow]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountState:
@@ -191,7 +200,8 @@ class AccountState:
             pending_verdicts=[(at, Verdict.from_wire(v)) for at, v in w[19]],
             # (20 fields: a state from a core before account behaviour)
             behaviour=Behaviour.from_wire(w[20]) if len(w) > 20 else Behaviour(),
-            org_id=w[21] if len(w) > 21 else None, strikes=w[22] if len(w) > 22 else 0)
+            org_id=w[21] if len(w) > 21 else None, strikes=w[22] if len(w) > 22 else 0,
+            keys_overflow=w[23] if len(w) > 23 else 0)
 
 
 def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],

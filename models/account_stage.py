@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from models.account import (
     MAX_IP_PREFIXES_PER_WINDOW,
+    MAX_KEYS_PER_ACCOUNT,
     AccountState,
     Verdict,
     add_event,
@@ -166,6 +167,9 @@ class AccountStage:
             if key not in state.keys:
                 if key_kind(key) == "ip" and self._ip_keys(state) >= cfg.max_ip_keys_per_account:
                     state.ip_keys_overflow += 1
+                    continue
+                if len(state.keys) >= MAX_KEYS_PER_ACCOUNT:
+                    state.keys_overflow += 1
                     continue
                 state.keys.append(key)
                 out.summaries.append(self._join(state, key, ev, part, young))

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from models.account import MAX_IP_PREFIXES_PER_WINDOW, AccountState, Verdict
+from models.account import (
+    MAX_IP_PREFIXES_PER_WINDOW,
+    MAX_KEYS_PER_ACCOUNT,
+    AccountState,
+    Verdict,
+)
 from models.account_stage import (
     JOIN_AT_ONCE_REQUESTS,
     MAX_VERDICTS_PER_ACCOUNT,
@@ -24,12 +29,14 @@ from models.account_stage import (
     AccountStage,
     Outputs,
 )
+from models.behaviour import rotation
 from models.config import DetectorConfig
 from models.events import RequestEvent
 from models.keys import infrastructure_keys, ip_prefix, key_kind, template_key, template_keys
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.templates import RECURRING_AFTER, SIGNATURE_BITS
 from models.windows import window_start
+from streams.codec import encode_account_state
 from tests.conftest import make_event
 
 CFG = DetectorConfig()
@@ -651,6 +658,29 @@ def test_a_withdrawn_conviction_is_handed_to_joiners_no_more_but_its_members_kee
     # the member keeps the conviction it was told of
     h.event(ev("member", withdrawn_at + DELAY + 1, **course))
     assert h.states["member"].verdicts["sys:course-notebook"] == conviction
+
+
+def test_one_account_s_flood_of_new_system_prompts_and_clients_joins_a_bounded_number_of_keys(
+        ) -> None:
+    # A helper's attack: 30,000 requests in five minutes, each with a new system prompt and user
+    # agent, grew the account's key list without bound (9 MiB of state, scanned per request)
+    # and made a cluster per request.
+    h = Harness()
+    joined = 0
+    for i in range(1_000):
+        out, _ = h.event(ev("flooder", T0 + i * 0.3, i, system_prompt_hash=f"sys-{i:04d}",
+                            user_agent=f"flood/{i}", asn=64_500 + i % 7))
+        joined += sum(1 for j in joins(out.summaries) if key_kind(j.cluster_key) != "tpl")
+    state = h.states["flooder"]
+    assert len(state.keys) == MAX_KEYS_PER_ACCOUNT and joined == MAX_KEYS_PER_ACCOUNT
+    assert state.window is not None and len(state.window.infra_keys) <= MAX_KEYS_PER_ACCOUNT
+    assert state.keys_overflow == 2 * 1_000 + 1 - MAX_KEYS_PER_ACCOUNT  # sys and asnua, one ip
+    assert len(encode_account_state(state)) < 64 * 1024
+    # its rotation is still counted (models/behaviour.py): the bound is on keys, not evidence
+    assert rotation(state.behaviour, state.requests) > 0.5
+    # and an honest account's keys are untouched by it
+    h.event(ev("neighbour", T0 + 400, system_prompt_hash="sys-0001"))
+    assert "sys:sys-0001" in h.states["neighbour"].keys
 
 
 RESCANS = """
