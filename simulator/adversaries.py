@@ -97,6 +97,21 @@ def paced_times(rng: random.Random, gap_s: float, t0: float, t1: float,
     return times
 
 
+def held_exit(st: list[Any], rotate: bool, rng: random.Random, min_per_ip: int,
+              max_per_ip: int) -> Exit:
+    """The exit of a campaign account's request: a new residential one on every request when the
+    scenario rotates; else the account's own (`st[0]`), which an account on rotating proxies
+    (`st[1]`, its requests left on this exit, not None) changes every few requests."""
+    if rotate:
+        return net.rotating_exit(rng)
+    if st[1] is not None:
+        if st[1] <= 0:
+            st[0] = net.rotating_exit(rng)
+            st[1] = rng.randint(max(1, min_per_ip), max(1, min_per_ip, max_per_ip))
+        st[1] -= 1
+    return st[0]
+
+
 def at_least_one(times: list[float], rng: random.Random, t0: float, t1: float) -> list[float]:
     """Every account of a campaign sends at least once (also at a high account multiplier)."""
     return times or [t0 + (t1 - t0) * rng.random()]
@@ -767,16 +782,8 @@ class ExamCampaign(Campaign):
         rng = a.rng
         k = self.sc.campaign_exam
         st = a.state
-        if self.rotate:
-            ip, asn, country = net.rotating_exit(rng)
-        else:
-            if st[1] is not None:
-                if st[1] <= 0:
-                    st[0] = net.rotating_exit(rng)
-                    st[1] = rng.randint(max(1, k.min_requests_per_ip),
-                                        max(1, k.min_requests_per_ip, k.max_requests_per_ip))
-                st[1] -= 1
-            ip, asn, country = st[0]
+        ip, asn, country = held_exit(st, self.rotate, rng, k.min_requests_per_ip,
+                                     k.max_requests_per_ip)
         mark = a.marks[i]  # type: ignore[index]
         if mark >= 0:  # in the exam: the question the candidates are on
             template, cat = self.exam.questions[mark]
@@ -870,16 +877,8 @@ class ViralCampaign(Campaign):
         rng = a.rng
         k = self.sc.campaign_viral
         st = a.state
-        if self.rotate:
-            ip, asn, country = net.rotating_exit(rng)
-        else:
-            if st[1] is not None:
-                if st[1] <= 0:
-                    st[0] = net.rotating_exit(rng)
-                    st[1] = rng.randint(max(1, k.min_requests_per_ip),
-                                        max(1, k.min_requests_per_ip, k.max_requests_per_ip))
-                st[1] -= 1
-            ip, asn, country = st[0]
+        ip, asn, country = held_exit(st, self.rotate, rng, k.min_requests_per_ip,
+                                     k.max_requests_per_ip)
         mark = a.marks[i]  # type: ignore[index]
         if mark >= 0 or rng.random() < k.viral_share:  # the viral prompt, with the crowd's noise
             wave = self.wave
