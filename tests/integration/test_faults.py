@@ -349,10 +349,11 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
     live fleet itself differs from the replay (MISSED_SHARE, KNIFE_EDGE, WEAKER_SHARE above).
     A lost state or context would instead miss or weaken the accounts of the killed worker's
     partitions, a third of them, dozens of accounts.
-    "No decision is lost": every decision the killed worker logged is on the enforcement
+    "No decision is lost": every decision the killed worker logged reaches the enforcement
     topic, also one it had not delivered yet when it died (it writes the state that records a
     decision only once the broker has acknowledged it, so the partition's next owner makes
-    the decision again, with the same id). Duplicates: a decision published twice carries one decision_id, and no decision
+    the decision again: with the same id, or another when the verdicts it rests on arrive in
+    another order; the account's action at least as strong either way). Duplicates: a decision published twice carries one decision_id, and no decision
     appears under two ids. The partitions' context (online model, template counts) moves with
     them: the survivors and the newcomer restore the snapshots.
     """
@@ -364,6 +365,11 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
     marks: dict[str, float] = {}
 
     def kill() -> None:
+        # Only once the victim has decided something, else "no decision lost" says nothing: on
+        # a loaded machine (CI's two cores, three workers and the broker) it can still be
+        # catching up at 40 % of the stream. The stream waits meanwhile.
+        wait_until(lambda: log_lines(fleet, victim, "decision"), 120,
+                   "a first decision of the worker to be killed", fleet)
         fleet.procs[victim].send_signal(signal.SIGKILL)
         marks["killed"] = time.time()
 
@@ -441,9 +447,21 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_decision(run: Settings, fleet: F
     assert_decided_as_uninterrupted(result)
 
     published = {d["decision_id"] for d in decisions}
-    logged = {line["decision_id"] for line in log_lines(fleet, victim, "decision")}
+    logged = log_lines(fleet, victim, "decision")
     assert logged, "the killed worker should have made decisions before it was killed"
-    assert logged <= published, f"decisions lost with the worker: {logged - published}"
+    # A decision the victim logged (it logs before the broker's ack) but had not delivered when
+    # it died is made again by the partition's next owner, from the restored state and the
+    # events re-read since the last commit: under the same id when the verdicts it rests on
+    # arrive as they did, under another (another basis) when they arrive in another order,
+    # the asynchrony that separates any live fleet from the replay. Either way the account's
+    # action must reach the topic.
+    acted = strongest(decisions)
+    lost = [line for line in logged if line["decision_id"] not in published
+            and STRENGTH[acted.get(line["account_id"], "allow")] < STRENGTH[line["action"]]]
+    assert not lost, f"decisions lost with the worker: {lost}"
+    remade = sum(1 for line in logged if line["decision_id"] not in published)
+    print(f"the killed worker logged {len(logged)} decisions; {remade} of them reached the "
+          f"topic only as another owner's decision (another basis, same or stronger action)")
     repeated = assert_duplicates_share_an_id(decisions)
     print(f"{len(decisions)} decisions, {repeated} published again with the same id")
 
