@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import models
 from models.config import DetectorConfig
 from simulator import Scenario, write_files
-from streams.replay import load_labels, replay_file
+from streams.offline.replay import load_labels, replay_file
 
 FLOODER = "acct-hostile-flooder"
 

@@ -51,9 +51,9 @@ from models.config import DetectorConfig
 from models.events import event_from_mapping
 from models.pipeline import Pipeline
 from simulator import Scenario, generate_events
-from streams.codec import encode_account_state, encode_cluster_state
-from streams.settings import Settings, load_settings
-from streams.topics import delete_topics, ensure_topics, wait_for_broker
+from streams.edge.codec import encode_account_state, encode_cluster_state
+from streams.edge.settings import Settings, load_settings
+from streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
 from tests.integration.conftest import Fleet, run_env
 
 BOOTSTRAP = "127.0.0.1:9092"

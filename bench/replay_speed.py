@@ -7,7 +7,7 @@
 The process is pinned to one core. Prints the end-to-end rate (read, decode, core, write the
 decisions file) and where the time goes: reading and decoding alone, and the core alone over
 already decoded events. The parts run with the garbage-collector thresholds the replay itself
-uses (streams/gc_tuning.py), so they add up to the end-to-end figure; with CPython's default
+uses (streams/edge/gc_tuning.py), so they add up to the end-to-end figure; with CPython's default
 thresholds the core alone spends about a quarter of its time in full collections of its state.
 The target is 50,000 events/s end to end.
 """
@@ -28,9 +28,9 @@ import models
 from models.config import DetectorConfig
 from models.pipeline import Pipeline
 from simulator import Scenario, write_files
-from streams.gc_tuning import fewer_collections
-from streams.replay import replay_file
-from streams.replay_source import FileSource
+from streams.edge.gc_tuning import fewer_collections
+from streams.offline.replay import replay_file
+from streams.offline.replay_source import FileSource
 
 TARGET = 50_000
 
@@ -82,7 +82,7 @@ def main() -> int:
     print(f"  end to end (read, decode, core, write): {best:>9,.0f} events/s")
     print(f"  read + decode alone:                    {best_decode:>9,.0f} events/s")
     print(f"  core alone (models.pipeline):           {best_core:>9,.0f} events/s")
-    print("  (each part with the replay's GC thresholds, streams/gc_tuning.py)")
+    print("  (each part with the replay's GC thresholds, streams/edge/gc_tuning.py)")
     verdict = "meets" if best >= TARGET else "misses"
     print(f"target {TARGET:,} events/s end to end: {verdict} it "
           f"(Python {sys.version.split()[0]}, model {cfg.model_version}, "

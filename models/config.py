@@ -1,6 +1,6 @@
 """The detector's tunables as one frozen value, and the model version derived from it.
 
-The edge (`streams/settings.py`) reads the environment and files once and builds a
+The edge (`streams/edge/settings.py`) reads the environment and files once and builds a
 `DetectorConfig`; the core only ever sees this plain value. The model version names the
 settings it came from, so two runs with the same version made the same decisions.
 

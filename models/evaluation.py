@@ -191,7 +191,7 @@ def evaluate_recorded(events: list[tuple[str, float]], decisions: list[dict[str,
 def evaluate_core(events: Iterable[RequestEvent], labels: dict[str, tuple[str, str]],
                   cfg: DetectorConfig) -> Report:
     """Run the core over `events` (in event-time order) and score its decisions as they come,
-    as a replay does (`streams.replay` adds files, sinks, progress and baselines)."""
+    as a replay does (`streams.offline.replay` adds files, sinks, progress and baselines)."""
     evaluation = Evaluation(labels)
     pipeline = Pipeline(cfg)
     for ev in events:

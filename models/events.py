@@ -2,7 +2,7 @@
 
 This module owns the contract `request-event.schema.json` on the way in: `event_from_mapping`
 turns an already-parsed JSON object into a `RequestEvent` or raises `InvalidEvent` with a reason
-an operator can act on. Bytes, UTF-8 and JSON parsing live at the edge (`streams/codec.py`).
+an operator can act on. Bytes, UTF-8 and JSON parsing live at the edge (`streams/edge/codec.py`).
 
 >>> ev = event_from_mapping({"event_id": "e1", "ts": 10.0, "account_id": "a", "ip": "10.0.0.1",
 ...     "model": "m", "prompt_tokens": 5, "completion_tokens": 7, "status": 200,

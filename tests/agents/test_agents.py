@@ -1,6 +1,6 @@
 """Agent tests of the Faust topology without a broker.
 
-Each test builds the real app (`streams.topology.create_app`) and drives one agent through
+Each test builds the real app (`streams.worker.topology.create_app`) and drives one agent through
 Faust's own test harness (`agent.test_context()`, `put()`), so decoding, the core, the tables and
 the sends run exactly as in a worker. Only the producer is replaced: `Topic.send` (decisions,
 dead letters), `Topic.send_soon` (Faust's own changelog writes) and the producer's `send` (the
@@ -34,7 +34,7 @@ from models.config import DetectorConfig
 from models.keys import infrastructure_keys, template_keys
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTick
 from models.partitioning import partition_for
-from streams.codec import (
+from streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
     decode_account_state,
@@ -45,8 +45,8 @@ from streams.codec import (
     encode_summary,
     encode_verdict,
 )
-from streams.settings import Settings, load_settings
-from streams.topology import create_app
+from streams.edge.settings import Settings, load_settings
+from streams.worker.topology import create_app
 from tests.conftest import event_dict, make_event
 
 T0 = 1_700_000_000.0
@@ -111,14 +111,14 @@ def outbox(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
 
     monkeypatch.setattr(Topic, "send", send)
     monkeypatch.setattr(Topic, "send_soon", send_soon)
-    # the records sent in volume go straight to the producer (streams/topology.py, produce)
+    # the records sent in volume go straight to the producer (streams/worker/topology.py, produce)
     monkeypatch.setattr(AiokafkaProducer, "send", produce)
     return box
 
 
 async def send_held(app: faust.App) -> None:
     """What the worker's periodic timer does (the test harness runs no timers): send the
-    records the agents hold (streams/outbox.py, streams/held_writes.py)."""
+    records the agents hold (streams/worker/outbox.py, streams/worker/held_writes.py)."""
     await app.distillguard_send_held()
 
 
@@ -168,7 +168,7 @@ def test_valid_event_updates_the_accounts_table(app: faust.App, settings: Settin
     assert [(decode_cluster_record(r.value), r.partition) for r in ticks] == [
         (SourceTick(p, tick), q) for q in range(settings.topics["cluster_summaries"].partitions)]
     # then the summaries, held and sent as one record per cluster partition
-    # (streams/outbox.py), each on the partition its cluster key maps to
+    # (streams/worker/outbox.py), each on the partition its cluster key maps to
     batches = records[len(ticks):]
     summaries = [s for r in batches for s in decode_cluster_record(r.value)]
     assert sorted(s.cluster_key for s in summaries) == sorted(expected)
@@ -510,7 +510,7 @@ def test_the_flush_before_a_commit_waits_until_every_changelog_record_is_sent(
 
 def test_the_flush_before_a_commit_sends_what_the_agents_hold_first(
         app: faust.App, settings: Settings, outbox: Outbox) -> None:
-    """The state and the summaries an event made are held (streams/held_writes.py, outbox.py);
+    """The state and the summaries an event made are held (streams/worker/held_writes.py, outbox.py);
     the producer's flush, which Faust awaits before it commits that event's offset and when
     partitions are revoked, must send them first."""
     p = partition_of("acct-h", settings)

@@ -1,4 +1,4 @@
-"""The worker's allow-list without a broker: the app built by `streams.topology.create_app`
+"""The worker's allow-list without a broker: the app built by `streams.worker.topology.create_app`
 hands its core the settings' allowances, and the control reader's keeper changes that same
 AllowList while the agents run (the reader itself runs on the broker:
 tests/integration/test_allow_list.py)."""
@@ -18,10 +18,10 @@ from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 
 from models.account import Verdict
 from models.messages import AccountVerdict
-from streams.codec import encode_verdict
-from streams.control import GRANTED, allow_record, decode_control
-from streams.settings import Settings, load_settings
-from streams.topology import create_app
+from streams.edge.codec import encode_verdict
+from streams.edge.control import GRANTED, allow_record, decode_control
+from streams.edge.settings import Settings, load_settings
+from streams.worker.topology import create_app
 from tests.agents.test_agents import (
     T0,
     Outbox,

@@ -29,8 +29,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models._build import BUILD_VARIABLES
-from streams.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
-from streams.topics import delete_topics, ensure_topics, wait_for_broker
+from streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
+from streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP", "127.0.0.1:9092")

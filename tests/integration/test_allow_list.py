@@ -18,11 +18,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.account import Verdict
 from models.messages import AccountVerdict
-from streams.allow_cli import add_allow_parser
-from streams.codec import encode_verdict
-from streams.control import allow_record, read_control_state, revoke_record
-from streams.replay import replay_allow_list
-from streams.settings import Settings
+from streams.cli.allow import add_allow_parser
+from streams.edge.codec import encode_verdict
+from streams.edge.control import allow_record, read_control_state, revoke_record
+from streams.edge.settings import Settings
+from streams.offline.replay import replay_allow_list
 from tests.conftest import event_dict
 from tests.integration.conftest import (
     Fleet,

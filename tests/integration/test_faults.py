@@ -42,10 +42,10 @@ from models.events import event_from_mapping
 from models.partitioning import partition_for
 from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events
-from streams.demo import group_lag
-from streams.health import STALL_EXIT_CODE
-from streams.settings import Settings
-from streams.topics import delete_topics
+from streams.cli.demo import group_lag
+from streams.edge.settings import Settings
+from streams.edge.topics import delete_topics
+from streams.worker.health import STALL_EXIT_CODE
 from tests.conftest import event_dict
 from tests.integration.conftest import Fleet, event_records, produce, wait_until
 
@@ -624,7 +624,7 @@ def test_flood_of_malformed_records_all_dead_lettered_valid_ones_keep_flowing(
     assert h is not None and h["events_processed"].get(run.topic_requests, 0) >= bad_n + good_n
     assert h["status"] in ("ok", "idle") and h["lag_total"] == 0, h
     # every one counted, and the log only a sample: five lines per kind of reason per minute
-    # (streams/dead_letter_log.py), where it had 2,000
+    # (streams/worker/dead_letter_log.py), where it had 2,000
     assert h["dead_letters_total"] >= bad_n, h
     text = "".join(p.read_text(errors="replace") for p in fleet.log_dir.glob("worker-*.log"))
     logged = sum(1 for line in text.splitlines() if '"dead_letter"' in line)
@@ -649,7 +649,7 @@ def test_a_worker_that_cannot_make_progress_reports_it_and_exits_non_zero(
     first = wait_until(lambda: (h := health(port)) and h["status"] == "idle"
                        and h["last_commit_ts"] and h, 60, "a healthy, idle worker", fleet)
     assert first["lag_total"] == 0 and first["events_processed_total"] >= 100
-    # idle and committed: nothing is held back (streams/outbox.py, held_writes.py)
+    # idle and committed: nothing is held back (streams/worker/outbox.py, held_writes.py)
     assert first["held"] == {"summaries": 0, "verdicts": 0, "account_states": 0,
                              "cluster_states": 0}, first
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from simulator import Scenario, account_labels, generate_events
-from streams.settings import Settings
+from streams.edge.settings import Settings
 from tests.conftest import contract_validator, event_dict
 from tests.integration.conftest import (
     Fleet,
@@ -159,9 +159,9 @@ def test_a_worker_creates_its_changelog_topics_before_faust_starts(run: Settings
     """Left to Faust, the workers of a new fleet declared the changelogs while joining the group,
     and on a fresh broker one kept a changelog at 0 partitions in its metadata: its table writes
     failed and nobody recovered that changelog. The worker now creates them up front."""
-    from streams.topics import TopicMismatchError, delete_topics, ensure_topics
-    from streams.topology import changelog_topic_specs, create_app
-    from streams.worker import declare_changelogs
+    from streams.edge.topics import TopicMismatchError, delete_topics, ensure_topics
+    from streams.worker.process import declare_changelogs
+    from streams.worker.topology import changelog_topic_specs, create_app
 
     app = create_app(run)
     expected = {f"{run.app_id}-{table}-changelog": partitions for table, partitions in (

@@ -37,13 +37,13 @@ from models.messages import AccountVerdict, ClusterSummary, SourceTick
 from models.partitioning import partition_for
 from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events
-from streams.cli import main
-from streams.codec import decode_cluster_record, decode_verdict_record
-from streams.produce import produce_events
-from streams.replay import FileSink, replay
-from streams.replay_source import KafkaBridge, RangeSpec, TopicSource
-from streams.settings import Settings, load_settings
-from streams.topics import TopicSpec, delete_topics, ensure_topics
+from streams.cli.main import main
+from streams.cli.produce import produce_events
+from streams.edge.codec import decode_cluster_record, decode_verdict_record
+from streams.edge.settings import Settings, load_settings
+from streams.edge.topics import TopicSpec, delete_topics, ensure_topics
+from streams.offline.replay import FileSink, replay
+from streams.offline.replay_source import KafkaBridge, RangeSpec, TopicSource
 from tests.integration.conftest import (
     Fleet,
     consume_until,

@@ -79,9 +79,9 @@ from pathlib import Path
 import models
 from models.config import DetectorConfig
 from models.pipeline import Pipeline
-from streams.codec import (decode_account_state, decode_cluster_state, encode_account_state,
+from streams.edge.codec import (decode_account_state, decode_cluster_state, encode_account_state,
                            encode_cluster_state)
-from streams.replay_source import FileSource
+from streams.offline.replay_source import FileSource
 action, events_path, states_path = sys.argv[1:]
 if action == "write":
     pipeline = Pipeline(DetectorConfig())

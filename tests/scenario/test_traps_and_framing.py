@@ -7,7 +7,7 @@ enterprise's batches, researchers' benchmarks. Not one account of them may be bl
 framing family a handful of harvesting accounts copy one crowd's key (its tutorial, card, tool,
 NAT, a course's exercises): the detector acts on them, and on no account of the crowd.
 
-The runs are the tuning families at seed 1 and half their size (streams/scenario_sets.py: the
+The runs are the tuning families at seed 1 and half their size (streams/offline/scenario_sets.py: the
 held-out families and seeds are never run here, so that they stay held out). They hold the
 floor; `distillguard evaluate` has the figures (docs/tuning.md, "Held-out evaluation").
 """
@@ -20,7 +20,7 @@ import pytest
 
 from models.evaluation import Report
 from simulator.families import FAMILIES
-from streams.scenario_sets import TUNING_FAMILIES, TUNING_SEEDS
+from streams.offline.scenario_sets import TUNING_FAMILIES, TUNING_SEEDS
 from tests.scenario.reports import core_report
 
 pytestmark = pytest.mark.slow

@@ -36,7 +36,7 @@ from models.keys import infrastructure_keys, ip_prefix, key_kind, template_key, 
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.templates import RECURRING_AFTER, SIGNATURE_BITS
 from models.windows import window_start
-from streams.codec import encode_account_state
+from streams.edge.codec import encode_account_state
 from tests.conftest import make_event
 
 CFG = DetectorConfig()

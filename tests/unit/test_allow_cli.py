@@ -9,9 +9,9 @@ import os
 import pytest
 
 from models.allowlist import Allowance
-from streams.allow_cli import add_allow_parser, cmd_allow, render_list
-from streams.control import ControlRecord, ControlState
-from streams.settings import load_settings
+from streams.cli.allow import add_allow_parser, cmd_allow, render_list
+from streams.edge.control import ControlRecord, ControlState
+from streams.edge.settings import load_settings
 
 
 @pytest.fixture

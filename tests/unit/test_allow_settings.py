@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.allowlist import MAX_ALLOWANCES, Allowance
-from streams.settings import SettingsError, load_settings
+from streams.edge.settings import SettingsError, load_settings
 
 
 def write(tmp_path: Path, body: str) -> Path:

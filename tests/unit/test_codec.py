@@ -1,4 +1,4 @@
-"""`streams.codec`: the one place bytes become the core's values and back.
+"""`streams.edge.codec`: the one place bytes become the core's values and back.
 
 Refused records must carry a reason an operator can act on; dead-letter records must carry
 what is needed to find and re-drive the original; state must survive the changelog unchanged.
@@ -22,7 +22,7 @@ from models.decision import Decision
 from models.events import InvalidEvent, RequestEvent
 from models.messages import AccountVerdict, ClusterSummary, SourceTick
 from models.policy import decide
-from streams.codec import (
+from streams.edge.codec import (
     DEFAULT_MAX_RECORD_BYTES,
     dead_letter_record,
     decode_account_state,

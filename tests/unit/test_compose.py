@@ -24,9 +24,9 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev extras
 from packaging.specifiers import SpecifierSet
 
-from streams.cli import build_parser
-from streams.settings import Settings, SettingsError, load_settings
-from streams.topics import DEFAULT_TOPICS_FILE
+from streams.cli.main import build_parser
+from streams.edge.settings import Settings, SettingsError, load_settings
+from streams.edge.topics import DEFAULT_TOPICS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -112,7 +112,7 @@ def environment(name: str) -> dict[str, str]:
 
 @cache
 def settings_of(name: str) -> Settings:
-    """streams.settings.load_settings over exactly the service's environment."""
+    """streams.edge.settings.load_settings over exactly the service's environment."""
     env = environment(name)
     try:
         return load_settings(env=env)
@@ -152,7 +152,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
-    raise AssertionError("streams.cli.build_parser() has no subcommands")
+    raise AssertionError("streams.cli.main.build_parser() has no subcommands")
 
 
 # --------------------------------------------------------------------------- the compose tests
@@ -194,7 +194,7 @@ def test_command_is_a_cli_subcommand_that_parses(name: str, capsys: pytest.Captu
     known = subcommands()
     assert cmd[0] in known, (
         f"service {name!r}: `{CONSOLE_SCRIPT} {' '.join(cmd)}`: {cmd[0]!r} is not a subcommand; "
-        f"streams.cli has {sorted(known)}")
+        f"streams.cli.main has {sorted(known)}")
     try:
         args = build_parser().parse_args(cmd)
     except SystemExit:
@@ -511,12 +511,17 @@ def ignored(path: str) -> bool:
     return result
 
 
+def top_level_packages() -> list[str]:
+    """The folders pyproject.toml installs (their subpackages come with them)."""
+    found = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["packages"]["find"]
+    return [p for p in found["include"] if "." not in p]
+
+
 def test_dockerignore_keeps_what_the_image_needs() -> None:
     needed = [s.rstrip("/") for c in copies() for s in c.sources if not any(
         ch in s for ch in "*?[")]
     needed.append(DEFAULT_TOPICS_FILE.relative_to(REPO).as_posix())
-    packages = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["packages"]
-    needed += [f"{p}/__init__.py" for p in packages]
+    needed += [f"{p}/__init__.py" for p in top_level_packages()]
     dropped = [p for p in needed if ignored(p)]
     assert not dropped, f".dockerignore leaves out {dropped}, which the image needs"
     assert ignored(".venv/bin/python") and ignored(".git/HEAD"), (
@@ -524,9 +529,9 @@ def test_dockerignore_keeps_what_the_image_needs() -> None:
 
 
 def test_dockerfile_keeps_deploy_beside_the_packages() -> None:
-    # streams/topics.py reads <repo>/deploy/topics.toml relative to its own file: the image must
+    # streams/edge/topics.py reads <repo>/deploy/topics.toml relative to its own file: the image must
     # keep the checkout's layout and install in place (editable), not into site-packages.
-    packages = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["packages"]
+    packages = top_level_packages()
     topics_dir = DEFAULT_TOPICS_FILE.parent.relative_to(REPO).as_posix()
     located: dict[str, PurePosixPath] = {}
     for copy in copies():
@@ -562,3 +567,4 @@ def test_dockerfile_python_satisfies_requires_python() -> None:
     requires = tomllib.loads(PYPROJECT.read_text())["project"]["requires-python"]
     assert SpecifierSet(requires).contains(m.group(1)), (
         f"base image Python {m.group(1)} does not satisfy requires-python {requires!r}")
+

@@ -1,4 +1,4 @@
-"""The control topic's records (streams/control.py): the codec against
+"""The control topic's records (streams/edge/control.py): the codec against
 contract/control-record.schema.json, every reason a record is refused, tombstones, and applying
 records to the `AllowList` the core reads, with what that does to an account's decisions."""
 
@@ -15,7 +15,7 @@ from models.account_stage import AccountPartition, AccountStage
 from models.allowlist import Allowance, AllowList
 from models.config import DetectorConfig
 from models.messages import AccountVerdict
-from streams.control import (
+from streams.edge.control import (
     ABSENT,
     FULL,
     GRANTED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.dead_letter_log import DeadLetterLog, reason_kind
+from streams.worker.dead_letter_log import DeadLetterLog, reason_kind
 
 
 class Clock:

@@ -13,8 +13,8 @@ from models.config import DetectorConfig
 from models.events import event_from_mapping
 from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events
-from streams.demo import late_verdicts, replayed_report, worker_env
-from streams.settings import load_settings
+from streams.cli.demo import late_verdicts, replayed_report, worker_env
+from streams.edge.settings import load_settings
 
 
 def test_the_replayed_report_is_the_core_over_the_demo_traffic() -> None:

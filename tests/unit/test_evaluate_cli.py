@@ -23,9 +23,9 @@ import pytest
 
 from models.evaluation import GroupRow, Report
 from simulator.families import FAMILIES
-from streams import evaluate as evaluate_mod
-from streams.cli import main
-from streams.evaluate import (
+from streams.cli.main import main
+from streams.offline import evaluate as evaluate_mod
+from streams.offline.evaluate import (
     DETECTOR,
     MAX_RECALL_DROP_POINTS,
     EvalRun,
@@ -42,7 +42,7 @@ from streams.evaluate import (
     summarise_sets,
     write_outputs,
 )
-from streams.scenario_sets import (
+from streams.offline.scenario_sets import (
     HELD_OUT_FAMILIES,
     HELD_OUT_SEEDS,
     TUNING_FAMILIES,
@@ -390,7 +390,7 @@ def test_the_tuning_and_held_out_sets_share_no_run() -> None:
 
 def test_the_docs_name_the_sets_as_the_code_does() -> None:
     # docs/tuning.md is where a user learns which families must not be looked at while tuning;
-    # a family moved in streams/scenario_sets.py and not in the docs would be tuned on.
+    # a family moved in streams/offline/scenario_sets.py and not in the docs would be tuned on.
     docs = (Path(__file__).resolve().parents[2] / "docs" / "tuning.md").read_text()
     rows = {m.group(1): m.group(2)
             for m in re.finditer(r"^\| (tuning|held-out) \|(.*)$", docs, re.MULTILINE)}

@@ -315,7 +315,7 @@ def test_list_families_on_the_command_line() -> None:
 
 
 def test_distillguard_simulate_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.cli import main
+    from streams.cli.main import main
 
     assert main(["simulate", "--family", "frame_card", "--seed", "3", "--scale", str(SCALE),
                  "--out", str(tmp_path / "run")]) == 0

@@ -34,7 +34,7 @@ from models.events import (
     event_from_mapping,
 )
 from models.pipeline import Pipeline
-from streams.codec import (
+from streams.edge.codec import (
     decode_account_state,
     decode_cluster_state,
     decode_request,

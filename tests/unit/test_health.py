@@ -1,8 +1,8 @@
-"""The worker's health verdict (streams/health.py) from what it saw, on a controlled clock."""
+"""The worker's health verdict (streams/worker/health.py) from what it saw, on a controlled clock."""
 
 from __future__ import annotations
 
-from streams.health import Progress
+from streams.worker.health import Progress
 
 
 def progress(timeout: float = 60.0) -> Progress:
@@ -99,7 +99,7 @@ def test_a_stall_report_says_where_each_task_waits() -> None:
     import asyncio
     import threading
 
-    from streams.health import where_it_waits
+    from streams.worker.health import where_it_waits
 
     report: dict = {}
 

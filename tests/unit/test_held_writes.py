@@ -1,4 +1,4 @@
-"""`streams.held_writes`: table changes visible at once, one changelog record per key per batch,
+"""`streams.worker.held_writes`: table changes visible at once, one changelog record per key per batch,
 on the partition of the event that made the change, keyed as the table's json serializer
 keys it."""
 
@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from streams.held_writes import HeldWrites
+from streams.worker.held_writes import HeldWrites
 
 
 class Table:

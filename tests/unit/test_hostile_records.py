@@ -20,8 +20,8 @@ import pytest
 from models.config import DetectorConfig
 from models.events import MAX_EVENT_TS, InvalidEvent
 from simulator import Scenario, write_files
-from streams.codec import decode_request, decode_request_line, event_time_limit
-from streams.replay import dead_letter_path, replay_file
+from streams.edge.codec import decode_request, decode_request_line, event_time_limit
+from streams.offline.replay import dead_letter_path, replay_file
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`streams.outbox`: items held per destination partition, sent as one record each (split to
+"""`streams.worker.outbox`: items held per destination partition, sent as one record each (split to
 stay under the record bound), never overtaken by a tick and never left behind by an offset
 commit."""
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from models.messages import ClusterSummary, SourceTick
 from models.partitioning import partition_for
-from streams.codec import SUMMARY_BATCH_TAG, decode_cluster_record, encode_summary
-from streams.outbox import Outbox, install_before_commit
+from streams.edge.codec import SUMMARY_BATCH_TAG, decode_cluster_record, encode_summary
+from streams.worker.outbox import Outbox, install_before_commit
 
 PARTITIONS = 4
 T0 = 1_700_000_000.0

@@ -18,7 +18,7 @@ from models.evaluation import Evaluation, evaluate_recorded, render
 from models.events import RequestEvent, event_from_mapping
 from models.pipeline import Pipeline
 from simulator import Scenario, account_labels, generate_events, write_files
-from streams.replay import ReplayError, ReplayResult, load_labels, replay_file
+from streams.offline.replay import ReplayError, ReplayResult, load_labels, replay_file
 
 CFG = DetectorConfig()
 

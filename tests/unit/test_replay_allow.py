@@ -12,8 +12,8 @@ import pytest
 
 from models.config import DetectorConfig
 from simulator import Scenario, write_files
-from streams.replay import replay_allow_list, replay_file
-from streams.settings import load_settings
+from streams.edge.settings import load_settings
+from streams.offline.replay import replay_allow_list, replay_file
 
 CFG = DetectorConfig()
 

@@ -15,8 +15,8 @@ import pytest
 
 from models.config import DetectorConfig
 from simulator import Scenario, write_files
-from streams.cli import main
-from streams.replay import replay_file
+from streams.cli.main import main
+from streams.offline.replay import replay_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

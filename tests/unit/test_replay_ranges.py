@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from models.config import DetectorConfig
-from streams.replay import Progress, load_override
-from streams.replay_source import (
+from streams.edge.settings import SettingsError
+from streams.offline.replay import Progress, load_override
+from streams.offline.replay_source import (
     RangeSpec,
     ReplayError,
     parse_offsets,
     parse_time,
     plan_range,
 )
-from streams.settings import SettingsError
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

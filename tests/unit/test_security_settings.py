@@ -27,9 +27,9 @@ from faust.topics import Topic
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 
 from models.partitioning import partition_for
-from streams.settings import SettingsError, load_settings
-from streams.topology import DEAD_LETTER_KEEP_BYTES, broker_credentials, create_app
-from streams.worker import PICKLE_CODECS, forbid_pickle
+from streams.edge.settings import SettingsError, load_settings
+from streams.worker.process import PICKLE_CODECS, forbid_pickle
+from streams.worker.topology import DEAD_LETTER_KEEP_BYTES, broker_credentials, create_app
 from tests.conftest import event_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

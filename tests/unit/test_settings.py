@@ -1,4 +1,4 @@
-"""`streams.settings.load_settings`: defaults, file, environment, and refusing what cannot be used.
+"""`streams.edge.settings.load_settings`: defaults, file, environment, and refusing what cannot be used.
 
 Every call passes `env=` explicitly, so the developer's own environment never leaks in.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.config import DetectorConfig
-from streams.settings import Settings, SettingsError, load_settings
+from streams.edge.settings import Settings, SettingsError, load_settings
 
 
 def write(tmp_path: Path, body: str) -> Path:

@@ -1,4 +1,4 @@
-"""Pure tests of the topic definition (deploy/topics.toml via streams.topics.load_topic_specs)."""
+"""Pure tests of the topic definition (deploy/topics.toml via streams.edge.topics.load_topic_specs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.topics import (
+from streams.edge.topics import (
     CO_PARTITIONED,
     DEFAULT_TOPICS_FILE,
     REQUIRED_TOPICS,

@@ -11,7 +11,7 @@ import pytest
 
 import models
 from models.config import CORE_VERSION
-from streams.cli import main
+from streams.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,10 +1,10 @@
-"""`streams.watch.LiveView`: counts and renders the latest decisions, on a controlled clock."""
+"""`streams.cli.watch.LiveView`: counts and renders the latest decisions, on a controlled clock."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from streams.watch import LiveView
+from streams.cli.watch import LiveView
 
 HEADER_LINES = 5  # title, totals, accounts, blank, column heads
 

@@ -39,9 +39,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from models.allowlist import SCOPES, Allowance, AllowList
-from streams.codec import DEFAULT_MAX_RECORD_BYTES
-from streams.settings import Settings, allow_id_problem
-from streams.topics import TopicError
+from streams.edge.codec import DEFAULT_MAX_RECORD_BYTES
+from streams.edge.settings import Settings, allow_id_problem
+from streams.edge.topics import TopicError
 
 log = structlog.get_logger("distillguard")
 
@@ -332,7 +332,7 @@ class ControlReader:
     `waiting`: the agents then await `ready()` before deciding anything, until the reader has
     read the topic up to its end offsets at start. A read that fails (broker away) is logged
     and retried from where it stopped; until the first catch-up the agents keep waiting, and
-    the stall watchdog (streams/health.py) stops a worker that never gets there.
+    the stall watchdog (streams/worker/health.py) stops a worker that never gets there.
     """
 
     RETRY_S = (1.0, 2.0, 5.0, 10.0)

@@ -6,7 +6,7 @@ each of them was one produced record per event and per summary. The agents now c
 table's local store at once (later reads see the new state) and hold the changelog record; the
 newest state of each key is sent once, when `max_held` keys are held, and whenever Faust
 flushes the producer: before every offset commit and when partitions are revoked
-(`install_before_commit` in streams/outbox.py). So the offsets of an event are never committed
+(`install_before_commit` in streams/worker/outbox.py). So the offsets of an event are never committed
 before the state it made, and a partition's next owner recovers every change.
 
 The changelog record of a held key goes to the partition of the event that last changed it,

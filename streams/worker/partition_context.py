@@ -4,7 +4,7 @@ Besides the per-account states (changelogged tables), each account-stage partiti
 context in worker memory (`models.account_stage.AccountPartition`):
 
 - the watermark and the due index: rebuilt from the recovered account states when the
-  partition arrives (`streams/topology.py`, `account_partition`), nothing to snapshot;
+  partition arrives (`streams/worker/topology.py`, `account_partition`), nothing to snapshot;
 - the online model, a River HalfSpaceTrees (`AccountPartition.model`);
 - any further partition-local counters the core keeps (today the template recurrence counts,
   `AccountPartition.templates`);

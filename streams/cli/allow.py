@@ -4,11 +4,11 @@
     distillguard allow --revoke --org ID | --account ID                   revoke (a tombstone)
     distillguard allow --list                          the allow-list: settings and control topic
 
-A grant or revocation is one record on the control topic (streams/control.py); every worker
+A grant or revocation is one record on the control topic (streams/edge/control.py); every worker
 applies it within about a second, and an account under an action is lifted at its next event.
 Settings (`allow_orgs`, `allow_accounts`) are changed in the settings, not here.
 
-streams/cli.py registers the command with `add_allow_parser(sub)`. Errors a user can fix raise
+streams/cli/main.py registers the command with `add_allow_parser(sub)`. Errors a user can fix raise
 ValueError or TopicError, which the console script prints as one line (exit 2).
 """
 
@@ -25,7 +25,7 @@ from typing import IO, Any
 from aiokafka import AIOKafkaProducer
 
 from models.allowlist import Allowance
-from streams.control import (
+from streams.edge.control import (
     ControlRecord,
     ControlState,
     allow_record,
@@ -33,8 +33,8 @@ from streams.control import (
     read_control_state,
     revoke_record,
 )
-from streams.settings import Settings, allow_id_problem, load_settings
-from streams.topics import check_topics_exist, wait_for_broker
+from streams.edge.settings import Settings, allow_id_problem, load_settings
+from streams.edge.topics import check_topics_exist, wait_for_broker
 
 # The longest reason shown in full by --list (the record keeps all of it).
 LIST_REASON_CHARS = 60

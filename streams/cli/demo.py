@@ -36,13 +36,13 @@ from models.config import DetectorConfig
 from models.evaluation import Report, evaluate_core, evaluate_recorded, render
 from models.events import event_from_mapping
 from simulator import Scenario, account_labels, generate_events
-from streams.health import STALL_EXIT_CODE
-from streams.produce import produce_events
-from streams.settings import TOPIC_LOGICAL_NAMES, Settings
-from streams.topics import delete_topics, ensure_topics, wait_for_broker
-from streams.watch import LiveView, Screen, watch_decisions
+from streams.cli.produce import produce_events
+from streams.cli.watch import LiveView, Screen, watch_decisions
+from streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings
+from streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
+from streams.worker.health import STALL_EXIT_CODE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka-local.sh"
 
 

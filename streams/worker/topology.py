@@ -18,7 +18,7 @@
                                        ─▶ the AllowList the core's policy consults
 
 The agents decode, load state, call the pure core (`models/`), store state and send. What they
-send in volume is held and sent in batches (streams/outbox.py, streams/held_writes.py), never
+send in volume is held and sent in batches (streams/worker/outbox.py, streams/worker/held_writes.py), never
 past the commit of the events that made it. Tables only store the core's state; windows,
 watermarks and expiry are computed by the core in event time.
 """
@@ -41,8 +41,7 @@ from models.decision import Decision
 from models.events import InvalidEvent
 from models.messages import BROADCAST, SourceTick
 from models.partitioning import partition_for
-from streams import partition_context
-from streams.codec import (
+from streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
     SUMMARY_BATCH_TAG,
@@ -59,12 +58,13 @@ from streams.codec import (
     event_time_limit,
     register_codecs,
 )
-from streams.control import AllowListKeeper, ControlReader
-from streams.dead_letter_log import DeadLetterLog
-from streams.held_writes import HeldWrites
-from streams.outbox import Outbox, install_before_commit
-from streams.settings import Settings
-from streams.topics import TopicSpec
+from streams.edge.control import AllowListKeeper, ControlReader
+from streams.edge.settings import Settings
+from streams.edge.topics import TopicSpec
+from streams.worker import partition_context
+from streams.worker.dead_letter_log import DeadLetterLog
+from streams.worker.held_writes import HeldWrites
+from streams.worker.outbox import Outbox, install_before_commit
 
 log = structlog.get_logger("distillguard")
 
@@ -117,7 +117,7 @@ def changelog_topic_specs(app: faust.App) -> list[TopicSpec]:
     """The tables' changelog topics as Faust declares them: compacted, a partition per partition
     of the table's source topic.
 
-    The worker creates them before Faust starts (`streams.worker`). Left to Faust, the workers of
+    The worker creates them before Faust starts (`streams.worker.process`). Left to Faust, the workers of
     a new fleet each declare them while they join the group: on a fresh broker one of them
     fetched its metadata before a changelog existed and kept seeing it with 0 partitions for
     minutes (aiokafka refreshes metadata every 5 min). Every write to that table then failed
@@ -138,10 +138,10 @@ def changelog_topic_specs(app: faust.App) -> list[TopicSpec]:
 # slower than the agents (a few KB per record).
 PRODUCER_BUFFER_MAX_MESSAGES = 10_000
 
-# The agents hold their records between the stages (streams/outbox.py) for at most
+# The agents hold their records between the stages (streams/worker/outbox.py) for at most
 # RECORDS_HELD_AT_MOST_S and at most HELD_MAX of each kind: 0.1 s is short next to the verdict
 # round trip and makes ~1 record per destination partition per batch under load. Their table
-# changelog records (streams/held_writes.py) only persist state, so they wait for the next
+# changelog records (streams/worker/held_writes.py) only persist state, so they wait for the next
 # offset commit or revocation (or STATES_HELD_MAX changed keys): a state changed many times
 # between two commits is written once. Nothing held ever outlives a commit of its event.
 RECORDS_HELD_AT_MOST_S = 0.1
@@ -219,13 +219,13 @@ def create_app(settings: Settings) -> faust.App:
     clusters = state_table(app, "clusters", topics["cluster_summaries"].partitions,
                            CLUSTER_STATE_CODEC)
     # key: partition number, value: a JSON snapshot of the partition's online model and other
-    # in-memory context (streams/partition_context.py); co-partitioned with requests, so the
+    # in-memory context (streams/worker/partition_context.py); co-partitioned with requests, so the
     # snapshot of partition p is recovered by whichever worker gets p.
     contexts = state_table(app, "account_contexts", partitions, "json")
     # partition -> (model.seen at the last snapshot, events since the last snapshot)
     snapshot_marks: dict[int, list[int]] = {}
 
-    # ---- what the agents hold and send in batches (streams/outbox.py, held_writes.py) -----
+    # ---- what the agents hold and send in batches (streams/worker/outbox.py, held_writes.py) -----
     async def produce(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         """One record straight to the producer (appended to its batch for `partition`).
 
@@ -402,7 +402,7 @@ def create_app(settings: Settings) -> faust.App:
             await delivered
 
     # A flood of bad records reaches the topic whole, and the log only a sample of it
-    # (streams/dead_letter_log.py).
+    # (streams/worker/dead_letter_log.py).
     dead_letter_log = DeadLetterLog(log.warning)
     app.distillguard_dead_letters = dead_letter_log  # type: ignore[attr-defined]
 

@@ -1,13 +1,13 @@
 """`distillguard evaluate`: the whole detection-quality report in one command.
 
-    runs: two scenario sets (streams/scenario_sets.py names them)
+    runs: two scenario sets (streams/offline/scenario_sets.py names them)
       tuning    the legacy runs: the default scenario (seeds 7 and 11) and three robustness
                 variants of seed 7 (campaigns over 10x the accounts, +-50% campaign timing
                 jitter, a new IP on every campaign request); + every tuning family at the
-                tuning seeds (streams/scenario_sets.py)
+                tuning seeds (streams/offline/scenario_sets.py)
       held-out  every scenario family at the held-out seeds
       ─▶ a process pool, one run per process, as many processes as cores
-         per run: simulator.write_files to a temp dir ─▶ streams.replay.replay with the labels
+         per run: simulator.write_files to a temp dir ─▶ streams.offline.replay.replay with the labels
          (and, on the legacy runs or with --baselines, the baselines) ─▶ reports
       ─▶ per run the population table; a summary with one line per (run, campaign), per family
          run "all attack", and per run "all benign", each line checked against the targets
@@ -56,11 +56,11 @@ import orjson
 
 from models.config import DetectorConfig
 from models.evaluation import GroupRow, Report, render
-from streams.replay import Progress, load_labels, replay
-from streams.replay_source import FileSource, ReplayError
-from streams.scenario_sets import LEGACY, SETS, TUNING, family_run_key, family_runs
-from streams.sweep import default_jobs
-from streams.worker_pool import WorkerDied, WorkerWatch
+from streams.offline.process_pool import WorkerDied, WorkerWatch
+from streams.offline.replay import Progress, load_labels, replay
+from streams.offline.replay_source import FileSource, ReplayError
+from streams.offline.scenario_sets import LEGACY, SETS, TUNING, family_run_key, family_runs
+from streams.offline.sweep import default_jobs
 
 DETECTOR = "distillguard"
 
@@ -117,7 +117,7 @@ class EvalRun:
     # A family run: the family (simulator.families) whose scenario at `seed` it replays, held
     # to the FAMILY_* targets; None for the legacy runs (the default scenario and its variants).
     family: str | None = None
-    set_name: str = TUNING  # the scenario set it belongs to (streams/scenario_sets.py)
+    set_name: str = TUNING  # the scenario set it belongs to (streams/offline/scenario_sets.py)
     baselines: bool = True  # replay the two baselines beside it (they double the replay time)
 
     @property
@@ -169,7 +169,7 @@ def plan_runs(seeds: list[int], variants: list[str], account_multiplier: float =
 
 def plan_family_runs(set_name: str, families: Collection[str] | None = None,
                      baselines: bool = False) -> list[EvalRun]:
-    """The set's family runs (streams/scenario_sets.py), those of `families` only if given."""
+    """The set's family runs (streams/offline/scenario_sets.py), those of `families` only if given."""
     return [EvalRun(family_run_key(f, s), f"{set_name} set, family {f}, seed {s}", s, family=f,
                     set_name=set_name, baselines=baselines)
             for f, s in family_runs(set_name) if families is None or f in families]

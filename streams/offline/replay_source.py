@@ -42,7 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
 from models.events import InvalidEvent, RequestEvent
-from streams.codec import (
+from streams.edge.codec import (
     DEFAULT_MAX_EVENT_AHEAD_S,
     DEFAULT_MAX_RECORD_BYTES,
     dead_letter_record,

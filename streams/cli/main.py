@@ -15,7 +15,7 @@
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
 
-Settings come from the environment and `--settings FILE` (see streams/settings.py). Errors a
+Settings come from the environment and `--settings FILE` (see streams/edge/settings.py). Errors a
 user can fix print one line and exit 2; nothing prints a traceback for them.
 """
 
@@ -30,10 +30,10 @@ from typing import Any
 
 import models
 from models.config import DetectorConfig
-from streams.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
-from streams.settings import Settings, SettingsError, load_settings
+from streams.edge.settings import Settings, SettingsError, load_settings
+from streams.offline.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _seeds(seeds: tuple[int, ...]) -> str:
@@ -46,7 +46,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _detector(settings: Settings, args: argparse.Namespace) -> DetectorConfig:
     """The detector settings of a replay-like command: the live ones, or the override file's."""
-    from streams.replay import load_override
+    from streams.offline.replay import load_override
 
     if args.override:
         return load_override(Path(args.override), settings.detector)
@@ -54,7 +54,7 @@ def _detector(settings: Settings, args: argparse.Namespace) -> DetectorConfig:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.worker import run_worker
+    from streams.worker.process import run_worker
 
     run_worker(_settings(args), loglevel=args.loglevel)
     return 0
@@ -112,7 +112,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"  {group:<18} {c.get('label', ''):<7} accounts {c.get('accounts', 0):>6,}"
                   f"  events {c.get('events', 0):>9,}")
         return 0
-    from streams.produce import produce_events
+    from streams.cli.produce import produce_events
 
     settings = _settings(args)
     topic = args.topic if args.topic != "-" else settings.topic_requests or \
@@ -124,7 +124,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from models.evaluation import render
-    from streams.replay import (
+    from streams.offline.replay import (
         DecisionSink,
         FileSink,
         Progress,
@@ -137,7 +137,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         replay_allow_list,
         shadow_config,
     )
-    from streams.replay_source import FileSource, KafkaBridge, ReplayError, TopicSource
+    from streams.offline.replay_source import FileSource, KafkaBridge, ReplayError, TopicSource
 
     settings = _settings(args)
     cfg = _detector(settings, args)
@@ -228,8 +228,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _check_output_topic(bridge: Any, settings: Settings, name: str, create: bool) -> None:
     """The topic decisions are published to exists (or is created on request)."""
-    from streams.replay_source import ReplayError, describe_partitions
-    from streams.topics import TopicSpec, ensure_topics
+    from streams.edge.topics import TopicSpec, ensure_topics
+    from streams.offline.replay_source import ReplayError, describe_partitions
 
     if bridge.run(describe_partitions(bridge, name))[0] is not None:
         return
@@ -244,7 +244,7 @@ def _check_output_topic(bridge: Any, settings: Settings, name: str, create: bool
 
 
 def _topic_spec(args: argparse.Namespace) -> Any:
-    from streams.replay_source import RangeSpec, parse_offsets, parse_time
+    from streams.offline.replay_source import RangeSpec, parse_offsets, parse_time
 
     return RangeSpec(
         since=parse_time(args.since) if args.since else None,
@@ -254,9 +254,9 @@ def _topic_spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from streams.replay import labels_from_topic, load_labels
-    from streams.replay_source import KafkaBridge, ReplayError, TopicSource
-    from streams.sweep import parse_grid, render_table, run_sweep, write_outputs
+    from streams.offline.replay import labels_from_topic, load_labels
+    from streams.offline.replay_source import KafkaBridge, ReplayError, TopicSource
+    from streams.offline.sweep import parse_grid, render_table, run_sweep, write_outputs
 
     settings = _settings(args)
     base = _detector(settings, args)
@@ -309,7 +309,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from streams.evaluate import (
+    from streams.offline.evaluate import (
         ScenarioOptions,
         plan_evaluation,
         render_runs,
@@ -321,7 +321,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         summarise_sets,
         write_outputs,
     )
-    from streams.replay_source import ReplayError
+    from streams.offline.replay_source import ReplayError
 
     settings = _settings(args)
     cfg = _detector(settings, args)
@@ -369,8 +369,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from streams.diff import diff_runs, render_diff, write_diff_csv
-    from streams.replay import load_labels
+    from streams.offline.diff import diff_runs, render_diff, write_diff_csv
+    from streams.offline.replay import load_labels
 
     labels = load_labels(Path(args.labels)) if args.labels else None
     diff = diff_runs(Path(args.run_a), Path(args.run_b), labels=labels)
@@ -387,7 +387,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from streams.topics import ensure_topics, wait_for_broker
+    from streams.edge.topics import ensure_topics, wait_for_broker
 
     settings = _settings(args)
     kwargs = settings.aiokafka_kwargs()
@@ -405,7 +405,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from streams.watch import run_watch
+    from streams.cli.watch import run_watch
 
     settings = _settings(args)
     run_watch(settings.kafka_bootstrap, settings.topics["enforcement"].name,
@@ -414,7 +414,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import DemoOptions, run_demo
+    from streams.cli.demo import DemoOptions, run_demo
 
     opts = DemoOptions(workers=args.workers, seed=args.seed, scale=args.scale, hours=args.hours,
                        rate=args.rate, keep_broker=args.keep_broker,
@@ -536,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_settings(sub.add_parser(
         "evaluate", help="the detection-quality report: tuning and held-out sets, baselines",
-        description="Simulate and replay two scenario sets (streams/scenario_sets.py), one "
+        description="Simulate and replay two scenario sets (streams/offline/scenario_sets.py), one "
                     "process per run, as many as cores. The tuning set: the legacy runs (the "
                     "default scenario, a second seed and three robustness variants of the first "
                     "seed: campaigns over 10x the accounts, +-50% timing jitter, a new IP per "
@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["create"])
     p.set_defaults(func=cmd_topics)
 
-    from streams.allow_cli import add_allow_parser
+    from streams.cli.allow import add_allow_parser
     add_allow_parser(sub)
 
     p = with_settings(sub.add_parser("watch", help="live view of the enforcement topic"))
@@ -627,10 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.demo import DemoError
-    from streams.replay import ReplayError
-    from streams.topics import BrokerUnavailableError, TopicError
-    from streams.worker import WorkerError
+    from streams.cli.demo import DemoError
+    from streams.edge.topics import BrokerUnavailableError, TopicError
+    from streams.offline.replay import ReplayError
+    from streams.worker.process import WorkerError
 
     args = build_parser().parse_args(argv)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from streams.replay_source import ReplayError
+from streams.offline.replay_source import ReplayError
 
 
 class WorkerDied(ReplayError):

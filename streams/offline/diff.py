@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from models.decision import STRENGTH
-from streams.replay_source import ReplayError
+from streams.offline.replay_source import ReplayError
 
 NONE = "-"  # no decision at all: allowed throughout
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from models.partitioning import partition_for
-from streams.codec import encode_batch
+from streams.edge.codec import encode_batch
 
 # partition, key, value -> awaitable send (the destination topic's)
 Send = Callable[[int, bytes, bytes], Awaitable[Any]]

@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
-DEFAULT_TOPICS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "topics.toml"
+DEFAULT_TOPICS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "topics.toml"
 
 #: Logical names the project relies on; the definition must have all of them.
 REQUIRED_TOPICS: tuple[str, ...] = (

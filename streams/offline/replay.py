@@ -7,12 +7,12 @@
                             <output>.dead-letter.jsonl
     labels (file or topic) ─▶ models.evaluation.Evaluation (same events, same decisions) ─▶ table
 
-Sources are in `streams/replay_source.py` (file, topic time range, topic offset range). By
+Sources are in `streams/offline/replay_source.py` (file, topic time range, topic offset range). By
 default a replay writes nothing to Kafka: decisions go to a file or nowhere.
 
 The allow-list (`replay_allow_list`): the settings' allowances, as the live fleet holds them from
 its start, so a replay with the live settings gives the live decisions for those accounts. The
-control topic's allowances (streams/control.py) are not replayed unless asked for
+control topic's allowances (streams/edge/control.py) are not replayed unless asked for
 (`from_control_topic`, `--allow-from-control-topic`): then the topic's current state is read
 once and holds from the first event, where the live fleet applied each grant from when it was
 written; decisions made before a grant differ.
@@ -41,10 +41,10 @@ from models.config import DetectorConfig
 from models.decision import Decision
 from models.evaluation import Evaluation, Report
 from models.pipeline import Pipeline
-from streams.codec import encode_decision
-from streams.gc_tuning import fewer_collections
-from streams.replay_source import FileSource, KafkaBridge, ReplayError, read_topic_values
-from streams.settings import Settings
+from streams.edge.codec import encode_decision
+from streams.edge.gc_tuning import fewer_collections
+from streams.edge.settings import Settings
+from streams.offline.replay_source import FileSource, KafkaBridge, ReplayError, read_topic_values
 
 __all__ = ["FileSink", "Progress", "ReplayError", "ReplayResult", "TopicSink",
            "check_labels_match", "load_labels",
@@ -133,7 +133,7 @@ def load_override(path: Path, base: DetectorConfig) -> DetectorConfig:
 
     Unknown keys are an error naming the key, the file and the known names.
     """
-    from streams.settings import _detector  # the settings loader's own conversion and checks
+    from streams.edge.settings import _detector  # the settings loader's own conversion and checks
 
     if not path.is_file():
         raise ReplayError(f"override file {path} does not exist")
@@ -351,7 +351,7 @@ def replay_allow_list(settings: Settings, from_control_topic: bool = False,
     worker). A line on `note` (default stderr) says what it holds."""
     import asyncio
 
-    from streams.control import FULL, GRANTED, AllowListKeeper, read_control_state
+    from streams.edge.control import FULL, GRANTED, AllowListKeeper, read_control_state
 
     allow = settings.allow_list()
     if not from_control_topic:

@@ -7,7 +7,7 @@ otherwise declare itself, racing the other workers of a new fleet (`declare_chan
 
 Then it hardens the process before the app exists: Faust's pickle codecs are removed from its
 codec registry (`forbid_pickle`), so no topic or table can be read with pickle even by mistake;
-and it installs `streams.health`: `GET /health` on the worker's web port and a watchdog that
+and it installs `streams.worker.health`: `GET /health` on the worker's web port and a watchdog that
 exits with code 3 when the worker holds lagging partitions and makes no progress for
 `stall_timeout_s`.
 
@@ -25,12 +25,12 @@ import faust
 import structlog
 
 import models
-from streams import gc_tuning
-from streams.health import install_health
-from streams.logs import configure_logging
-from streams.settings import Settings
-from streams.topics import check_topics_exist, ensure_topics, wait_for_broker
-from streams.topology import changelog_topic_specs, create_app
+from streams.edge import gc_tuning
+from streams.edge.logs import configure_logging
+from streams.edge.settings import Settings
+from streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
+from streams.worker.health import install_health
+from streams.worker.topology import changelog_topic_specs, create_app
 
 log = structlog.get_logger("distillguard")
 

@@ -297,9 +297,9 @@ def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: fl
     async def health(web: Any, request: Any) -> Any:
         progress.refresh(app)
         body = progress.report()
-        # Where the worker strayed from what a replay computes (streams/topology.py).
+        # Where the worker strayed from what a replay computes (streams/worker/topology.py).
         body["alignment"] = dict(getattr(app, "distillguard_core_counts", {}))
-        # What the agents hold until the next batch or commit (streams/outbox.py, held_writes.py)
+        # What the agents hold until the next batch or commit (streams/worker/outbox.py, held_writes.py)
         held = getattr(app, "distillguard_held", None)
         if held is not None:
             body["held"] = held()

@@ -34,7 +34,7 @@ Fields:
 | allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
 
 stall_timeout_s: a worker holding source partitions with lag > 0 that has committed and
-recovered nothing for this long exits with code 3 (streams/health.py). max_state_bytes: the
+recovered nothing for this long exits with code 3 (streams/worker/health.py). max_state_bytes: the
 largest encoded table entry (account state, cluster state, model snapshot) a worker writes; a
 larger one is refused and dead-lettered, never sent to the changelog. standby_replicas: Faust
 table standby replicas; they only help with a persistent store (rocksdb://), the memory store
@@ -42,12 +42,12 @@ re-reads every changelog on each rebalance anyway (docs/operations.md). session_
 long the group waits for a silent (killed, partitioned) worker before moving its partitions.
 max_event_ahead_s: how far a request's `ts` may be ahead of the time its record was written to
 Kafka (a file's line: of the replay's start); a later one is dead-lettered, since it would carry
-its partition's event time ahead of every honest event after it (streams/codec.py).
+its partition's event time ahead of every honest event after it (streams/edge/codec.py).
 allow_orgs, allow_accounts: verified organisations (`org_id`) and accounts (`account_id`) the
 detector never acts on (models/allowlist.py); a TOML array of strings in the file, a
 comma-separated list in the environment; each id non-empty, at most 128 characters, printable,
 without surrounding spaces. They hold for the whole run and in replays; the control topic adds
-and revokes others while the fleet runs, but never revokes these (streams/control.py,
+and revokes others while the fleet runs, but never revokes these (streams/edge/control.py,
 docs/operations.md).
 """
 
@@ -64,8 +64,8 @@ from typing import Any
 from models._build import BUILD_VARIABLES
 from models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
 from models.config import DetectorConfig
-from streams.codec import DEFAULT_MAX_EVENT_AHEAD_S
-from streams.topics import TopicSpec, load_topic_specs
+from streams.edge.codec import DEFAULT_MAX_EVENT_AHEAD_S
+from streams.edge.topics import TopicSpec, load_topic_specs
 
 ENV_PREFIX = "DISTILLGUARD_"
 # Variables of the same prefix that are not settings: where to read settings from, and which
@@ -164,7 +164,7 @@ _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings) if f.name !
 
 def allow_id_problem(id_: Any) -> str | None:
     """What makes `id_` unusable as an allow-listed org or account id, or None; the phrase
-    follows the id in an error (also for the control topic's records, streams/control.py)."""
+    follows the id in an error (also for the control topic's records, streams/edge/control.py)."""
     if not isinstance(id_, str):
         return f"must be a string, not {type(id_).__name__}"
     if not id_:

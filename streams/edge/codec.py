@@ -122,7 +122,7 @@ def encode_summary(s: ClusterSummary | SourceTick) -> bytes:
     return orjson.dumps(s.to_wire())
 
 
-# The tags of records carrying several items, in the order they were made (streams/outbox.py).
+# The tags of records carrying several items, in the order they were made (streams/worker/outbox.py).
 SUMMARY_BATCH_TAG = "summaries"
 VERDICT_BATCH_TAG = "verdicts"
 

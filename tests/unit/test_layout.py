@@ -1,0 +1,130 @@
+"""The house's rooms and which may import which (docs/architecture.md).
+
+    models/            the pure core: imports no other part (tests/unit/test_core_imports.py
+                       holds the rest of its purity)
+    simulator/         simulated traffic: imports nothing of the project
+    streams/edge/      shared by the rooms below: imports the core only
+    streams/worker/    the Faust worker: the core and streams.edge
+    streams/offline/   replay, evaluate, sweep, diff: the core, the simulator, streams.edge
+    streams/cli/       the command: any of them
+
+A rule is checked on the imports written in the code (`import x`, `from x import y`, at any
+depth, under `if TYPE_CHECKING` too), read with `ast`, so a lazy import inside a function
+counts as much as one at the top.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT_PACKAGES = ("models", "simulator", "streams")
+
+# room -> the rooms it may import (itself always)
+MAY_IMPORT: dict[str, set[str]] = {
+    "models": set(),
+    "simulator": set(),
+    "streams.edge": {"models"},
+    "streams.worker": {"models", "streams.edge"},
+    "streams.offline": {"models", "simulator", "streams.edge"},
+    "streams.cli": {"models", "simulator", "streams.edge", "streams.worker", "streams.offline"},
+}
+
+
+def room_of(module: str) -> str | None:
+    """The room a dotted module name belongs to; None outside the project."""
+    parts = module.split(".")
+    if parts[0] not in PROJECT_PACKAGES:
+        return None
+    if parts[0] == "streams":
+        return ".".join(parts[:2]) if len(parts) > 1 else "streams"
+    return parts[0]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) of every project module the file imports, relative ones resolved."""
+    return imports_in(path.read_text(), module_name(path), path.name == "__init__.py")
+
+
+def imports_in(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
+    tree = ast.parse(source)
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = parts[:len(parts) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            # `from streams.edge import codec` names the module streams.edge.codec
+            found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names]
+    return [(line, name) for line, name in found if room_of(name) is not None]
+
+
+def project_files() -> list[Path]:
+    return sorted(p for pkg in PROJECT_PACKAGES for p in (REPO / pkg).rglob("*.py"))
+
+
+def test_every_module_of_streams_lives_in_a_room() -> None:
+    loose = [p.relative_to(REPO).as_posix() for p in (REPO / "streams").glob("*.py")
+             if p.name != "__init__.py"]
+    assert not loose, f"modules outside the rooms of streams/: {loose}"
+    rooms = {p.parent.name for p in (REPO / "streams").glob("*/__init__.py")}
+    assert rooms == {"edge", "worker", "offline", "cli"}, rooms
+
+
+@pytest.mark.parametrize("path", project_files(), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_imports_follow_the_rooms(path: Path) -> None:
+    room = room_of(module_name(path))
+    assert room in MAY_IMPORT or room == "streams", room
+    allowed = MAY_IMPORT.get(room, set()) | {room}
+    wrong = []
+    for line, name in imported_modules(path):
+        target = room_of(name)
+        # `from streams.edge import codec` reads as streams.edge.codec; the bare package
+        # `streams` (its docstring) belongs to no room and may be named by anyone.
+        if target != "streams" and target not in allowed:
+            wrong.append(f"line {line}: {name} ({target})")
+    assert not wrong, (f"{path.relative_to(REPO)} in room {room} may import only "
+                       f"{sorted(allowed)}: {wrong}")
+
+
+def test_the_check_sees_a_forbidden_import_inside_a_function() -> None:
+    # guard against a rule that can never fail: a worker module importing the offline replay
+    names = imports_in("def f():\n    from streams.offline.replay import replay\n",
+                       "streams.worker.probe", is_package=False)
+    assert names == [(2, "streams.offline.replay.replay")]
+    assert room_of(names[0][1]) not in MAY_IMPORT["streams.worker"] | {"streams.worker"}
+
+
+def test_relative_imports_are_resolved() -> None:
+    names = imports_in("from .scenario import Scenario\nfrom . import network as net\n",
+                       "simulator.generate", is_package=False)
+    assert names == [(1, "simulator.scenario.Scenario"), (2, "simulator.network")]
+
+
+def test_the_architecture_doc_names_only_files_that_exist() -> None:
+    # docs/architecture.md maps each box of the README's diagram to files: a file moved or
+    # renamed must take the doc with it.
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:models|streams|simulator|deploy|tests)/[\w/]+\.(?:py|toml))`",
+                           doc))
+    assert len(named) > 20, named
+    missing = sorted(p for p in named if not (REPO / p).exists())
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
