@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev extras
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 from streams.cli.main import build_parser
 from streams.edge.settings import Settings, SettingsError, load_settings
@@ -568,3 +570,42 @@ def test_dockerfile_python_satisfies_requires_python() -> None:
     assert SpecifierSet(requires).contains(m.group(1)), (
         f"base image Python {m.group(1)} does not satisfy requires-python {requires!r}")
 
+
+# ---- constraints.txt: the exact versions every install uses ------------------------------------
+
+CONSTRAINTS = REPO / "constraints.txt"
+
+
+def pinned_versions() -> dict[str, str]:
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin (name==version)"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_constraints_pin_every_declared_dependency_within_its_range() -> None:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    declared = [Requirement(r) for r in [*project["dependencies"],
+                                         *project["optional-dependencies"]["dev"]]]
+    pins = pinned_versions()
+    unpinned = [str(r) for r in declared if canonicalize_name(r.name) not in pins]
+    assert not unpinned, f"constraints.txt pins nothing for {unpinned}: run make constraints"
+    outside = [f"{r} (pinned {pins[canonicalize_name(r.name)]})" for r in declared
+               if not r.specifier.contains(pins[canonicalize_name(r.name)], prereleases=True)]
+    assert not outside, f"constraints.txt pins versions pyproject.toml refuses: {outside}"
+
+
+def test_every_install_uses_the_constraints() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"pip install .*-c constraints\.txt .*-e \"\.\[dev\]\"", makefile), (
+        "the Makefile's .venv should install with -c constraints.txt")
+    installs = [i.args for i in instructions("RUN") if re.search(r"pip install (?!--no-deps)", i.args)]
+    assert installs and all(
+        all("-c constraints.txt" in part for part in re.findall(r"pip install [^&]*", args)
+            if "--no-deps" not in part) for args in installs), installs
+    assert any("constraints.txt" in c.sources for c in copies()), (
+        "the Dockerfile should COPY constraints.txt before installing")
