@@ -297,16 +297,14 @@ def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: fl
     async def health(web: Any, request: Any) -> Any:
         progress.refresh(app)
         body = progress.report()
-        # Where the worker strayed from what a replay computes (streams/worker/topology.py).
-        body["alignment"] = dict(getattr(app, "distillguard_core_counts", {}))
-        # What the agents hold until the next batch or commit (streams/worker/outbox.py, held_writes.py)
-        held = getattr(app, "distillguard_held", None)
-        if held is not None:
-            body["held"] = held()
-        # Every record refused since start (the log shows only a sample: dead_letter_log.py)
-        dead_letters = getattr(app, "distillguard_dead_letters", None)
-        if dead_letters is not None:
-            body["dead_letters_total"] = dead_letters.total
+        runtime = getattr(app, "runtime", None)  # a WorkerApp's (runtime.py); none in tests
+        if runtime is not None:
+            # Where the worker strayed from what a replay computes (topology.py).
+            body["alignment"] = dict(runtime.core_counts)
+            # What the agents hold until the next batch or commit (outbox.py, held_writes.py)
+            body["held"] = runtime.held()
+            # Every record refused since start (the log shows only a sample: dead_letter_log.py)
+            body["dead_letters_total"] = runtime.dead_letters.total
         return web.json(body, status=503 if body["status"] == "stalled" else 200)
 
     @app.on_partitions_assigned.connect

@@ -65,6 +65,7 @@ from streams.worker import partition_context
 from streams.worker.dead_letter_log import DeadLetterLog
 from streams.worker.held_writes import HeldWrites
 from streams.worker.outbox import Outbox, install_before_commit
+from streams.worker.runtime import WorkerApp, WorkerRuntime
 
 log = structlog.get_logger("distillguard")
 
@@ -163,14 +164,14 @@ async def _flush_until_empty(buffer: ProducerBuffer) -> None:
         await buffer.flush_atmost(None)
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings) -> WorkerApp:
     register_codecs()
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
     ProducerBuffer.flush = _flush_until_empty  # type: ignore[method-assign]
     cfg = settings.detector
     topics = settings.topics
     partitions = topics["requests"].partitions
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")),
         broker_credentials=broker_credentials(settings),
@@ -265,10 +266,10 @@ def create_app(settings: Settings) -> faust.App:
     # Faust awaits the producer's flush before it commits offsets and whenever partitions are
     # revoked (before their next owner recovers them): what is held goes first.
     install_before_commit(app.producer, send_held)
-    app.distillguard_send_held = send_held  # type: ignore[attr-defined]
-    app.distillguard_held = lambda: {  # type: ignore[attr-defined]
-        "summaries": summaries_out.held, "verdicts": verdicts_out.held,
-        "account_states": accounts_held.held, "cluster_states": clusters_held.held}
+
+    def held() -> dict[str, int]:
+        return {"summaries": summaries_out.held, "verdicts": verdicts_out.held,
+                "account_states": accounts_held.held, "cluster_states": clusters_held.held}
 
     @app.timer(interval=RECORDS_HELD_AT_MOST_S)
     async def send_records_between_stages() -> None:
@@ -285,7 +286,6 @@ def create_app(settings: Settings) -> faust.App:
     cluster_parts: dict[int, ClusterPartition] = {}
     # What strays from live = replay (models/pipeline.py): shown by GET /health.
     core_counts: Counter[str] = Counter()
-    app.distillguard_core_counts = core_counts  # type: ignore[attr-defined]
 
     def account_partition(p: int) -> AccountPartition:
         part = account_parts.get(p)
@@ -404,7 +404,6 @@ def create_app(settings: Settings) -> faust.App:
     # A flood of bad records reaches the topic whole, and the log only a sample of it
     # (streams/worker/dead_letter_log.py).
     dead_letter_log = DeadLetterLog(log.warning)
-    app.distillguard_dead_letters = dead_letter_log  # type: ignore[attr-defined]
 
     @app.timer(interval=dead_letter_log.interval_s / 4)
     async def summarise_dead_letters() -> None:
@@ -437,8 +436,8 @@ def create_app(settings: Settings) -> faust.App:
 
     control = ControlReader(settings, AllowListKeeper(allow, settings.allowances()),
                             control_dead_letter)
-    app.distillguard_allow = allow  # type: ignore[attr-defined]
-    app.distillguard_control = control  # type: ignore[attr-defined]
+    app.runtime = WorkerRuntime(send_held=send_held, held=held, core_counts=core_counts,
+                                dead_letters=dead_letter_log, allow=allow, control=control)
 
     @app.on_partitions_assigned.connect
     async def start_reading_control(sender: Any, assigned: set[Any], **_: Any) -> None:

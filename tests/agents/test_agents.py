@@ -119,7 +119,7 @@ def outbox(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
 async def send_held(app: faust.App) -> None:
     """What the worker's periodic timer does (the test harness runs no timers): send the
     records the agents hold (streams/worker/outbox.py, streams/worker/held_writes.py)."""
-    await app.distillguard_send_held()
+    await app.runtime.send_held()
 
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

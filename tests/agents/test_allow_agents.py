@@ -106,9 +106,9 @@ def actions(outbox: Outbox) -> dict[str, list[str]]:
 
 def test_the_settings_allowances_reach_the_core(app: faust.App, settings: Settings,
                                                 outbox: Outbox) -> None:
-    allow = app.distillguard_allow
+    allow = app.runtime.allow
     assert list(allow.accounts) == ["acct-settings"]
-    assert not app.distillguard_control.waiting  # armed only by a real partition assignment
+    assert not app.runtime.control.waiting  # armed only by a real partition assignment
     convicted(app, settings, ["acct-settings", "acct-other"])
     acted = actions(outbox)
     assert "acct-settings" not in acted
@@ -117,8 +117,8 @@ def test_the_settings_allowances_reach_the_core(app: faust.App, settings: Settin
 
 def test_a_record_applied_by_the_workers_keeper_changes_the_cores_allow_list(
         app: faust.App, settings: Settings, outbox: Outbox) -> None:
-    keeper = app.distillguard_control.keeper
-    assert keeper.allow is app.distillguard_allow
+    keeper = app.runtime.control.keeper
+    assert keeper.allow is app.runtime.allow
     assert keeper.apply(decode_control(*allow_record("account", "acct-new", "verified", "op",
                                                      ts=T0))) == GRANTED
     convicted(app, settings, ["acct-new"])

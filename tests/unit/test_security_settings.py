@@ -202,7 +202,7 @@ def run_agent(app: faust.App, agent: str, key: bytes, value: bytes, partition: i
     async def scenario() -> None:
         async with app.agents[agent].test_context() as ctx:
             await ctx.put(value, key=key, partition=partition)
-            await app.distillguard_send_held()  # what the worker's timer and commits do
+            await app.runtime.send_held()  # what the worker's timer and commits do
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
 
 
