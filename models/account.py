@@ -24,6 +24,7 @@ from typing import Any
 
 from models.behaviour import Behaviour
 from models.config import DetectorConfig
+from models.decision import ALLOW
 from models.events import RequestEvent
 from models.windows import window_start
 
@@ -155,7 +156,7 @@ class AccountState:
     # the account was told + verdict_delay_s; models/account_stage.py).
     pending_verdicts: list[tuple[float, Verdict]] = field(default_factory=list)
     # What the gateway is currently applying for this account (from our last decision).
-    action: str = "allow"
+    action: str = ALLOW
     action_until: float = 0.0
     action_score: float = 0.0
     action_decision_id: str = ""

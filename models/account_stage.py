@@ -33,15 +33,18 @@ from models.allowlist import AllowList
 from models.behaviour import harvest, history, rotation
 from models.config import DetectorConfig
 from models.convicted import ConvictedClusters
-from models.decision import Decision
+from models.decision import ALLOW, Decision
 from models.detectors import AccountModel
 from models.due import DueIndex
 from models.events import RequestEvent
 from models.features import account_features
 from models.keys import (
+    IP,
     client_id,
     infrastructure_keys,
     ip_prefix,
+    is_ip_key,
+    is_template_key,
     key_kind,
     template_key,
     template_keys,
@@ -161,11 +164,11 @@ class AccountStage:
                 # Done with in this window already: its IP prefix is counted (or the window's
                 # prefixes are full, which they stay) and the account has joined the key.
                 continue
-            if key[:3] == "ip:" and key[3:] not in win.ip_prefixes \
+            if is_ip_key(key) and key[3:] not in win.ip_prefixes \
                     and len(win.ip_prefixes) < MAX_IP_PREFIXES_PER_WINDOW:
                 win.ip_prefixes.append(key[3:])  # rotation counts past the account's IP keys
             if key not in state.keys:
-                if key_kind(key) == "ip" and self._ip_keys(state) >= cfg.max_ip_keys_per_account:
+                if key_kind(key) == IP and self._ip_keys(state) >= cfg.max_ip_keys_per_account:
                     state.ip_keys_overflow += 1
                     continue
                 if len(state.keys) >= MAX_KEYS_PER_ACCOUNT:
@@ -315,7 +318,7 @@ class AccountStage:
 
     # --- internals -------------------------------------------------------------------------
     def _ip_keys(self, state: AccountState) -> int:
-        return sum(1 for k in state.keys if k.startswith("ip:"))
+        return sum(1 for k in state.keys if is_ip_key(k))
 
     def _young(self, state: AccountState, ts: float) -> bool:
         return (state.created_ts is not None
@@ -382,7 +385,7 @@ class AccountStage:
             # was 4% of the core once established accounts held template verdicts. Keys are
             # unique, so the ranking never reaches past the key.)
             now = verdict.issued_ts
-            ranked = sorted([(v.expires_ts > now, key[:4] != "tpl:", v.issued_ts, key)
+            ranked = sorted([(v.expires_ts > now, not is_template_key(key), v.issued_ts, key)
                              for key, v in state.verdicts.items()])
             for rank in ranked[:len(ranked) - MAX_VERDICTS_PER_ACCOUNT + VERDICT_EVICTION_BATCH]:
                 del state.verdicts[rank[3]]
@@ -410,7 +413,7 @@ class AccountStage:
         assert win is not None
         age = None if state.created_ts is None else win.last_ts - state.created_ts
         features = account_features(win, cfg.window_s, age)
-        score = part.model.score_and_learn(features, may_learn=state.action == "allow")
+        score = part.model.score_and_learn(features, may_learn=state.action == ALLOW)
         floor = cfg.account_anomaly_floor
         # A window of a request or two is anomalous by its shares alone (one reasoning request
         # is 100% reasoning): the model's score is evidence from ACCOUNT_MODEL_MIN_REQUESTS on.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from models.account import AccountWindow, add_event
 from models.config import DetectorConfig
+from models.decision import BLOCK, THROTTLE
 from models.detectors import AccountModel
 from models.evaluation import Evaluation, Report
 from models.events import RequestEvent
@@ -78,7 +79,7 @@ class Baselines:
         if m.count == self.limit_per_min:
             # The limit is reached: no allowance left until the minute ends.
             rest_of_minute = (minute + 1) * 60 - ev.ts
-            self.rate_limit.observe_decision(ev.account_id, "throttle", ev.ts,
+            self.rate_limit.observe_decision(ev.account_id, THROTTLE, ev.ts,
                                              max(1, math.ceil(rest_of_minute)), 0)
 
     def _observe_hst(self, ev: RequestEvent) -> None:
@@ -92,7 +93,7 @@ class Baselines:
             score = self._model.score_and_learn(account_features(win, cfg.window_s, age),
                                                 may_learn=True)
             if score >= self.threshold:
-                self.hst.observe_decision(ev.account_id, "block", ev.ts, cfg.block_ttl_s, None)
+                self.hst.observe_decision(ev.account_id, BLOCK, ev.ts, cfg.block_ttl_s, None)
             win = None
         if win is None:
             win = self._windows[ev.account_id] = AccountWindow(start=start)

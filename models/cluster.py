@@ -15,6 +15,7 @@ from typing import Any, Final
 from models.account import Verdict
 from models.behaviour import HARVESTING, ROTATING, SUSTAINED
 from models.config import DetectorConfig
+from models.keys import is_template_key
 from models.messages import ClusterSummary
 from models.templates import signature, uses_template
 
@@ -200,7 +201,7 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
     state.active_rotating = rotating
     state.active_sustained = sustained
     state.remembered_suspicious = remembered
-    if not state.template and state.cluster_key[:4] == "tpl:":
+    if not state.template and is_template_key(state.cluster_key):
         state.template = template_signature(state)
 
 

@@ -28,7 +28,7 @@ from models.account import Verdict
 from models.cluster import ClusterState, add_summary, members_to_tell
 from models.config import DetectorConfig
 from models.due import DueIndex
-from models.keys import key_kind, signature_of
+from models.keys import SYSTEM_PROMPT, TEMPLATE, is_template_key, key_kind, signature_of
 from models.messages import BROADCAST, AccountVerdict, ClusterSummary
 from models.scoring import cluster_evidence, min_accounts
 
@@ -41,7 +41,7 @@ VERDICT_UPGRADE_STEP = 0.05
 # withdraw it (measured: a hydra replacing each blocked account after a minute withdrew its card
 # ~13 minutes after each conviction, 1,933 of 2,348 replacement requests served, core 0.7 882;
 # tests/unit/test_withdrawal_adversary.py). Not a network key: alone it weighs under half.
-WITHDRAWN_KINDS = frozenset({"tpl", "sys"})
+WITHDRAWN_KINDS = frozenset({TEMPLATE, SYSTEM_PROMPT})
 
 
 @dataclass(slots=True)
@@ -96,7 +96,7 @@ def verdict_id(cluster_key: str, issued_ts: int, score: float, model_version: st
 
 def convict_scores(cluster_key: str, cfg: DetectorConfig) -> tuple[float, float]:
     """The scores at which a key's crowd is convicted, and at which a conviction is kept."""
-    convict = (cfg.template_convict_score if cluster_key[:4] == "tpl:"
+    convict = (cfg.template_convict_score if is_template_key(cluster_key)
                else cfg.cluster_convict_score)
     return convict, min(convict, cfg.cluster_keep_score)
 

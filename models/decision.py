@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-ACTIONS = ("allow", "throttle", "block")
-STRENGTH = {"allow": 0, "throttle": 1, "block": 2}
+# The actions, as the contract spells them; compare against these names, never bare strings.
+ALLOW: Final = "allow"
+THROTTLE: Final = "throttle"
+BLOCK: Final = "block"
+ACTIONS = (ALLOW, THROTTLE, BLOCK)
+STRENGTH = {ALLOW: 0, THROTTLE: 1, BLOCK: 2}
 
 
 def decision_id(account_id: str, action: str, basis: list[str], model_version: str,

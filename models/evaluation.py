@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.config import DetectorConfig
+from models.decision import ALLOW, BLOCK
 from models.events import RequestEvent
 from models.pipeline import Pipeline
 
@@ -36,7 +37,7 @@ class _Account:
     first_action_ts: float | None = None
     blocked: bool = False
     # Enforcement in force: action, until (event time), rpm, minute bucket, requests in it.
-    action: str = "allow"
+    action: str = ALLOW
     until: float = 0.0
     rpm: int = 0
     minute: int = -1
@@ -90,8 +91,8 @@ class Evaluation:
         if acc.first_ts is None:
             acc.first_ts = ts
         served = True
-        if acc.action != "allow" and ts < acc.until:
-            if acc.action == "block":
+        if acc.action != ALLOW and ts < acc.until:
+            if acc.action == BLOCK:
                 served = False
             else:
                 minute = int(ts // 60)
@@ -114,9 +115,9 @@ class Evaluation:
         acc.until = event_ts + (ttl_s or 0)
         acc.rpm = rate_limit_rpm or 0
         acc.minute, acc.in_minute = -1, 0
-        if action != "allow" and acc.first_action_ts is None:
+        if action != ALLOW and acc.first_action_ts is None:
             acc.first_action_ts = event_ts
-        if action == "block":
+        if action == BLOCK:
             acc.blocked = True
 
     def report(self) -> Report:

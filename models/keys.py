@@ -23,10 +23,18 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from functools import lru_cache
+from typing import Final
 
 from models.events import RequestEvent
 
-KINDS = ("pay", "ip", "sys", "asnua", "tpl")
+# The kinds, as `key_kind` returns them and keys begin: compare against these names (or use
+# `is_ip_key` / `is_template_key` on a hot path), never bare strings.
+PAYMENT: Final = "pay"
+IP: Final = "ip"
+SYSTEM_PROMPT: Final = "sys"
+ASN_CLIENT: Final = "asnua"
+TEMPLATE: Final = "tpl"
+KINDS = (PAYMENT, IP, SYSTEM_PROMPT, ASN_CLIENT, TEMPLATE)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -120,3 +128,12 @@ def _infrastructure_keys(ip: str, payment_fingerprint: str | None,
 
 def key_kind(key: str) -> str:
     return key.split(":", 1)[0]
+
+
+def is_ip_key(key: str) -> bool:
+    return key.startswith("ip:")
+
+
+def is_template_key(key: str) -> bool:
+    """A template bucket's key or a known template's (`template_key`)."""
+    return key.startswith("tpl:")

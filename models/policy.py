@@ -39,8 +39,8 @@ from models.behaviour import (
     rotation,
 )
 from models.config import DetectorConfig
-from models.decision import STRENGTH, Decision, decision_id
-from models.keys import key_kind
+from models.decision import ALLOW, BLOCK, STRENGTH, THROTTLE, Decision, decision_id
+from models.keys import ASN_CLIENT, IP, PAYMENT, SYSTEM_PROMPT, TEMPLATE, is_template_key, key_kind
 from models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
@@ -183,18 +183,18 @@ def behaviour_fit(own: float, prior: float) -> float:
 
 
 # Keys that unrelated users share by where they connect from.
-NETWORK_KINDS = frozenset({"ip", "asnua"})
+NETWORK_KINDS = frozenset({IP, ASN_CLIENT})
 # Keys only a campaign shares with strangers (a payment instrument; a team's or a reseller's card
 # is shared by accounts that are not suspicious, so its prior is low): an account too new to be
 # judged by its own requests is judged by such a crowd's prior. Not system prompts or templates:
 # a tutorial, the docs' example and a popular tool put the same ones in every new user's hands.
-PRIOR_KINDS = frozenset({"pay"})
+PRIOR_KINDS = frozenset({PAYMENT})
 # Evidence of a content key (a template, a system prompt) against an account grows with its own
 # templated high-value requests (of known crowd templates), from none up to
 # CONTENT_VOLUME_FLOOR to full at CONTENT_VOLUME_FULL: a tutorial, homework or a course is a
 # few prompts of a few templates with the docs' system prompt, then ordinary use; a campaign's
 # accounts keep harvesting its templates.
-CONTENT_KINDS = frozenset({"tpl", "sys"})
+CONTENT_KINDS = frozenset({TEMPLATE, SYSTEM_PROMPT})
 CONTENT_VOLUME_FLOOR = 3
 CONTENT_VOLUME_FULL = SUSTAINED_TEMPLATED_REQUESTS
 # A content key's crowd proven to harvest for longer than a tutorial lasts (this share of its
@@ -222,7 +222,7 @@ def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: f
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
-    signatures = {k: v.signature for k, v in in_force if k.startswith("tpl:")}
+    signatures = {k: v.signature for k, v in in_force if is_template_key(k)}
     templates, used = (template_use(state.recent_prompts, signatures) if signatures
                        else (0, set()))
     weight = member_weight(state, now_ts, cfg)
@@ -245,7 +245,7 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
             # heavy attackers in a class's template crowd would have its new students judged)
             fit = max(fit, behaviour_fit(0.0, v.prior))
         decayed = weight * fit * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
-        if kind == "tpl":
+        if kind == TEMPLATE:
             if key not in used:
                 # (a bucket the account's prompts are not of: it held the verdict as a member
                 # of the bucket, measured possible for a young user beside a template of its own)
@@ -263,10 +263,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
             replaced = key
         if kind not in by_kind or decayed > by_kind[kind][0]:
             by_kind[kind] = (decayed, key)
-    if templates >= TEMPLATES_FOR_FULL_WEIGHT and "tpl" in by_kind:
+    if templates >= TEMPLATES_FOR_FULL_WEIGHT and TEMPLATE in by_kind:
         combined = templates_evidence(tpl_evidence, signatures)
-        if combined > by_kind["tpl"][0]:
-            by_kind["tpl"] = (combined, by_kind["tpl"][1])  # explained by its strongest bucket
+        if combined > by_kind[TEMPLATE][0]:
+            by_kind[TEMPLATE] = (combined, by_kind[TEMPLATE][1])  # explained by its strongest bucket
     # A kind with no evidence left (a template the account's prompts do not use, a crowd the
     # account's behaviour does not fit: weight 0) is no evidence at all: it neither stands beside
     # a network crowd (which alone weighs under half) nor is cited as a reason.
@@ -282,7 +282,7 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     account = ACCOUNT_WEIGHT * state.account_score
     score = 1.0 - remaining * (1.0 - account)
     corroborating = sum(1 for s, _ in by_kind.values() if s >= CORROBORATION_SCORE)
-    if (by_kind.get("tpl", (0.0, ""))[0] >= CORROBORATION_SCORE
+    if (by_kind.get(TEMPLATE, (0.0, ""))[0] >= CORROBORATION_SCORE
             and templates >= TEMPLATES_FOR_FULL_WEIGHT):
         corroborating += 1  # two convicted templates: two crowds
     if replaced is not None:
@@ -293,11 +293,11 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     borne_out = newcomer or own >= HARVESTING
     if (score >= cfg.block_score and borne_out
             and corroborating >= (1 if state.strikes else 2)):
-        action = "block"
+        action = BLOCK
     elif score >= cfg.throttle_score:
-        action = "throttle"
+        action = THROTTLE
     else:
-        action = "allow"
+        action = ALLOW
     strongest = sorted(by_kind.values(), key=lambda sk: (-sk[0], sk[1]))
     cluster_ids = [k for _, k in strongest]
     reasons = [state.verdicts[k].reason for k in cluster_ids]
@@ -325,17 +325,17 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     release score) once half its TTL has run; until then only an escalation can change it. An
     allow-listed account is never acted on, and one under an action is lifted at once.
     """
-    active = state.action if now_ts < state.action_until else "allow"
+    active = state.action if now_ts < state.action_until else ALLOW
     allowance = allow.lookup(state.account_id, state.org_id) if allow is not None else None
     if allowance is not None:
-        return None if active == "allow" else _lift_allowed(state, now_ts, cfg, allowance)
-    if active == "allow":
+        return None if active == ALLOW else _lift_allowed(state, now_ts, cfg, allowance)
+    if active == ALLOW:
         if not state.verdicts and state.account_score == 0.0:
             return None  # no evidence at all: the common case, decided without assessing
         review_due = False
     else:
         review_due = now_ts >= state.action_until - _ttl(active, cfg) / 2
-        if active == "block" and not review_due:
+        if active == BLOCK and not review_due:
             return None  # nothing is stronger than a block
     a = assess(state, now_ts, cfg)
     wanted = a.action
@@ -347,14 +347,14 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     elif wanted == active:
         basis = [*basis, f"renew:{state.action_until:.0f}"]  # still warranted: renew
     elif a.score < cfg.release_score:
-        wanted = "allow"  # evidence has decayed below the hysteresis band: lift
+        wanted = ALLOW  # evidence has decayed below the hysteresis band: lift
         basis = [*basis, f"lift:{state.action_decision_id}"]
     else:
         return None
     summary = f"score {a.score:.2f} -> {wanted}"
-    if wanted == "allow":
+    if wanted == ALLOW:
         summary += f" (below release score {cfg.release_score})"
-    if wanted == "block" and active != "block":
+    if wanted == BLOCK and active != BLOCK:
         state.strikes += 1
     return _decision(state, now_ts, cfg, wanted, a.score, [summary, *a.reasons], basis,
                      a.cluster_ids)
@@ -362,14 +362,14 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
 
 def _lift_allowed(state: AccountState, now_ts: float, cfg: DetectorConfig,
                   allowance: Allowance) -> Decision:
-    return _decision(state, now_ts, cfg, "allow", 0.0, [allowance.describe()],
+    return _decision(state, now_ts, cfg, ALLOW, 0.0, [allowance.describe()],
                      [allowance.basis, f"lift:{state.action_decision_id}"], [])
 
 
 def _decision(state: AccountState, now_ts: float, cfg: DetectorConfig, action: str,
               score: float, reasons: list[str], basis: list[str],
               cluster_ids: list[str]) -> Decision:
-    ttl_s = _ttl(action, cfg) if action != "allow" else None
+    ttl_s = _ttl(action, cfg) if action != ALLOW else None
     mode = "shadow" if cfg.shadow else "enforce"
     decision = Decision(
         decision_id=decision_id(state.account_id, action, basis, cfg.model_version, mode),
@@ -380,7 +380,7 @@ def _decision(state: AccountState, now_ts: float, cfg: DetectorConfig, action: s
         # a float in both builds: a verdict's time to apply is a whole number in the sources
         event_ts=float(max(state.last_ts, now_ts)),
         ttl_s=ttl_s,
-        rate_limit_rpm=cfg.throttle_rpm if action == "throttle" else None,
+        rate_limit_rpm=cfg.throttle_rpm if action == THROTTLE else None,
         model_version=cfg.model_version,
         mode=mode,
         cluster_ids=cluster_ids,
@@ -393,4 +393,4 @@ def _decision(state: AccountState, now_ts: float, cfg: DetectorConfig, action: s
 
 
 def _ttl(action: str, cfg: DetectorConfig) -> int:
-    return cfg.block_ttl_s if action == "block" else cfg.throttle_ttl_s
+    return cfg.block_ttl_s if action == BLOCK else cfg.throttle_ttl_s

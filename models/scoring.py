@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from models.cluster import ClusterState, horizon_totals
 from models.config import DetectorConfig
+from models.keys import is_template_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class ClusterEvidence:
     proven: float = 0.0
 
     def reason(self, cluster_key: str) -> str:
-        template = cluster_key.startswith("tpl:")
+        template = is_template_key(cluster_key)
         persistent = (f", used in {self.persistence:.0%} of the horizon's windows"
                       if template else "")
         crowd = (f" ({self.remembered} over the last hours)"
@@ -87,7 +88,7 @@ PROVEN_PERSISTENCE = 0.75
 
 def min_accounts(cluster_key: str, cfg: DetectorConfig) -> int:
     """Suspicious members a key needs before it is scored at all."""
-    if cluster_key.startswith("tpl:"):
+    if is_template_key(cluster_key):
         return cfg.template_min_accounts
     return cfg.cluster_min_accounts
 
@@ -119,7 +120,7 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     young = state.active_young / n if n else 0.0
     rotating = state.active_rotating / n if n else 0.0
     new = state.active_new / n if n else 0.0
-    template = state.cluster_key.startswith("tpl:")
+    template = is_template_key(state.cluster_key)
     persistent = persistence(state, cfg)
     # A template's crowd: every account remembered using it, not only the horizon's.
     remembered = max(n, len(state.members)) if template else 0
