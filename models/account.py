@@ -1,4 +1,4 @@
-"""Per-account state: the open event-time window, its aggregates, and what is held against it.
+"""Per-account state: the open event-time window, its aggregates, and the verdicts it carries.
 
 State is plain data with pure update functions (`add_event`, `close_window`), stored by the
 edge in a changelogged table after every change. It stays small and bounded per account:
@@ -88,7 +88,7 @@ class AccountWindow:
 
 @dataclass(slots=True)
 class Verdict:
-    """A cluster verdict held against an account, as the cluster stage sent it."""
+    """A cluster verdict an account carries, as the cluster stage sent it."""
 
     cluster_key: str
     score: float

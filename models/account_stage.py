@@ -1,6 +1,6 @@
 """Account stage: per-account windows and evidence, fan-out to clusters, and the policy.
 
-Driven per account key by the Faust agent (`streams/agents.py`) and by offline replay alike.
+Driven per account key by the Faust agent (`streams/worker/topology.py`) and by offline replay alike.
 Per event the work is O(1): the watermark, a few counter updates, and the policy's look at the
 account's stored evidence. Models run when a window closes, never per event.
 
@@ -54,7 +54,7 @@ from models.policy import decide
 from models.templates import KnownTemplates, TemplateRecurrence
 from models.windows import Watermark, window_start
 
-# Verdicts held per account: infrastructure keys are few per account (see config); template
+# Verdicts carried per account: infrastructure keys are few per account (see config); template
 # buckets can be many, so the oldest template verdicts go first.
 MAX_VERDICTS_PER_ACCOUNT = 48
 VERDICT_EVICTION_BATCH = 8
@@ -255,7 +255,7 @@ class AccountStage:
     def watch(self, state: AccountState, part: AccountPartition) -> None:
         """Register a recovered account with a partition: the partition's event time moves
         to the account's, and the account is due when the core would next look at it (an open
-        window at its close, else at idle expiry or the end of its action; held verdicts at
+        window at its close, else at idle expiry or the end of its action; carried verdicts at
         their time). Earlier would drop an open window from the index (on_due re-registers
         only closed ones), so it would never close unless the account came back."""
         cfg = self.cfg
@@ -268,7 +268,7 @@ class AccountStage:
 
     # --- cluster verdicts ------------------------------------------------------------------
     def on_conviction(self, av: AccountVerdict, part: AccountPartition) -> Outputs:
-        """A conviction broadcast to the partition: accounts joining its key later hold it."""
+        """A conviction broadcast to the partition: accounts joining its key later carry it."""
         out = Outputs()
         apply_ts = av.told_ts + self.cfg.verdict_delay_s
         verdict = av.verdict
@@ -284,8 +284,8 @@ class AccountStage:
         # A key's verdicts all expire at the latest expiry among them, which adding a verdict
         # never lowers: so the earliest such time over the keys bounds when pruning can drop
         # anything, and only a new key can lower it. (A withdrawal expires before it is
-        # issued: lowering the bound by it, as core 0.8 first did, rescanned every key at every
-        # withdrawal, 2 of the 3 minutes of a replay of the default scenario. `applicable` drops
+        # issued: lowering the bound by it would rescan every key at every withdrawal, 2 of the
+        # 3 minutes of a replay of the default scenario, measured. `applicable` drops
         # verdicts superseded by newer ones; a withdrawal expires earlier than what it
         # supersedes, and the bound then only keeps an inert key until that expiry.)
         if new_key:
@@ -349,7 +349,7 @@ class AccountStage:
         self._decide(state, max(state.last_ts, due[-1][0], request_ts), out)
 
     def _hold_convicted(self, state: AccountState, key: str, part: AccountPartition) -> None:
-        """The hydra response: an account joining a convicted key holds its verdict at once.
+        """The hydra response: an account joining a convicted key carries its verdict at once.
         Called for keys in `part.convicted` only (`applicable` says None for the others)."""
         verdict = part.convicted.applicable(key, part.watermark.max_ts)
         if verdict is not None:
@@ -358,7 +358,7 @@ class AccountStage:
     def _hold_convicted_template(self, state: AccountState, template: int,
                                  part: AccountPartition) -> None:
         """A prompt of a convicted template (near the signature of a known template with a
-        convicted bucket: `KnownTemplates.match`, whatever bits the prompt flipped) holds the
+        convicted bucket: `KnownTemplates.match`, whatever bits the prompt flipped) carries the
         convicted buckets' verdicts at once, whatever the account's age or request count.
 
         An established account's one-off prompts join no bucket until the template recurs in
@@ -372,8 +372,8 @@ class AccountStage:
                 self._hold_if_newer(state, verdict)
 
     def _hold_if_newer(self, state: AccountState, verdict: Verdict) -> None:
-        held = state.verdicts.get(verdict.cluster_key)
-        if held is None or held.issued_ts < verdict.issued_ts:
+        carried = state.verdicts.get(verdict.cluster_key)
+        if carried is None or carried.issued_ts < verdict.issued_ts:
             self._hold(state, verdict)
 
     def _hold(self, state: AccountState, verdict: Verdict) -> None:
@@ -382,7 +382,7 @@ class AccountStage:
             # Expired first, then the oldest template buckets, then the oldest of any kind;
             # a few at a time, so the sort is paid once per several verdicts.
             # (Ranked as tuples built in one comprehension: a key function called per verdict
-            # was 4% of the core once established accounts held template verdicts. Keys are
+            # was 4% of the core once established accounts carried template verdicts. Keys are
             # unique, so the ranking never reaches past the key.)
             now = verdict.issued_ts
             ranked = sorted([(v.expires_ts > now, not is_template_key(key), v.issued_ts, key)

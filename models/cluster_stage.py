@@ -124,13 +124,13 @@ class ClusterStage:
     # --- per summary: keep it until its tick is judged ------------------------------------
     def on_summary(self, state: ClusterState | None, s: ClusterSummary,
                    part: ClusterPartition) -> tuple[ClusterState, ClusterOutputs]:
-        state, behind = self.hold(state, s, part)
+        state, behind = self.keep_until_judged(state, s, part)
         out = ClusterOutputs()
         out.behind = behind
         return state, out
 
-    def hold(self, state: ClusterState | None, s: ClusterSummary,
-             part: ClusterPartition) -> tuple[ClusterState, bool]:
+    def keep_until_judged(self, state: ClusterState | None, s: ClusterSummary,
+                          part: ClusterPartition) -> tuple[ClusterState, bool]:
         """`on_summary` without the outputs (it has none but `behind`, returned instead): for a
         caller that routes two or three summaries per event (models/pipeline.py)."""
         if state is None:
@@ -248,7 +248,7 @@ class ClusterStage:
         crowd no longer bears it out (scores under `cluster_keep_score`), rather than at its expiry.
 
         Measured: framers who harvested a course's system prompt and exercise template for two
-        hours before class had them convicted, and each arriving student held the conviction
+        hours before class had them convicted, and each arriving student carried the conviction
         as it joined (the hydra response) for the verdict's six hours, though the students in
         the crowd soon took its score under the keep score. A withdrawal is a verdict that
         expires before it is issued: the account partitions stop handing the key's conviction

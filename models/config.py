@@ -20,18 +20,9 @@ from functools import lru_cache
 from typing import Any
 
 # Raise it with every change of the core that changes decisions for the same settings: the
-# model version (and so every decision id) must tell two such cores apart. 0.2: the stealth
-# campaign's template rules (young accounts' prompts join at once, remembered crowd size, one
-# template in full against a young account). 0.3: network crowds alone (IP prefix, ASN with
-# user agent) weigh half. 0.4: a prompt in all but one of a template's convicted buckets holds
-# their verdicts whatever the account's age. 0.5: a kind with no evidence left (an unused
-# template) is dropped before the network-alone rule; network crowds alone weigh 0.45. 0.6: a
-# prompt is of a convicted template when near the bucket's signature (two convicted buckets of
-# it count, chance collisions not); a template bucket whose members agree on no template is
-# not scored. 0.7: crowds judged by their accounts' own behaviour (harvest, rotation, known
-# templates), verdicts weighed by the account's own behaviour, the allow-list (docs/tuning.md).
-# 0.8: a conviction its crowd no longer bears out is withdrawn (handed to joiners no more).
-# The package version (pyproject.toml) follows it: 0.8.x is core 0.8 (a test holds it).
+# model version (and so every decision id) must tell two such cores apart. What each version
+# changed: docs/tuning.md, "Versions of the core". The package version (pyproject.toml)
+# follows it: 0.8.x is core 0.8 (a test holds it).
 CORE_VERSION = "0.8"
 
 

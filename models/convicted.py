@@ -3,7 +3,7 @@
 The cluster stage tells the members of a convicted cluster one by one, and a member that joins
 later at the end of its tick. To act on a replacement account at its first request, every
 convicted verdict is also broadcast to every account partition (`BROADCAST` account), which
-keeps it here; an account joining the cluster's key holds the verdict at once.
+keeps it here; an account joining the cluster's key carries the verdict at once.
 
 A broadcast applies from the same event time as any verdict (told + `verdict_delay_s`), so
 the first request it is applied to is the same in the live fleet and in a replay. A key keeps

@@ -84,13 +84,13 @@ class Pipeline:
             self._to_cluster(summary)
 
     def _to_cluster(self, s: ClusterSummary) -> None:
-        # About twice per event: each attribute is read once, and the stage's `hold` makes no
+        # About twice per event: each attribute is read once, and the stage's `keep_until_judged` makes no
         # outputs object (`on_summary`'s only output is `behind`).
         counts, key, clusters = self.counts, s.cluster_key, self.clusters
         counts["summaries"] += 1
         if self.routed_summaries is not None:
             self.routed_summaries.append(s)
-        clusters[key], behind = self.cluster_stage.hold(
+        clusters[key], behind = self.cluster_stage.keep_until_judged(
             clusters.get(key), s, self.cluster_parts[partition_for(key, self.partitions)])
         counts["behind_summaries"] += behind
 

@@ -47,7 +47,7 @@ from models.templates import uses_template
 CORROBORATION_SCORE = 0.5
 # Template evidence counts the account's own recent prompts that are of a convicted template:
 # near the convicted bucket's signature (`models.templates.uses_template`: the template its crowd
-# used, where an unrelated prompt is one time in 500,000); a held template verdict no recent
+# used, where an unrelated prompt is one time in 500,000); a carried template verdict no recent
 # prompt uses is no evidence at all. One template gives half weight, two give full weight and
 # corroborate like a second kind: each is its own crowd of accounts. Against a young account one
 # template already gives full weight (`_template_weight`).
@@ -205,8 +205,8 @@ PROVEN_CROWD = 0.5
 
 def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: float,
                     now_ts: float, cfg: DetectorConfig) -> bool:
-    """Whether holding this verdict makes the account a replacement: a young account first seen
-    after the cluster was convicted, on a key it strongly holds. Banned accounts replaced by
+    """Whether carrying this verdict makes the account a replacement: a young account first seen
+    after the cluster was convicted, on a key it strongly shares. Banned accounts replaced by
     fresh ones on the same payment instruments is how a campaign survives enforcement (the hydra
     pattern); it corroborates a block like a second kind of key. Only for what a campaign
     controls (`PRIOR_KINDS`): not for network keys, which fresh users behind a shared address or
@@ -247,7 +247,7 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         decayed = weight * fit * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
         if kind == TEMPLATE:
             if key not in used:
-                # (a bucket the account's prompts are not of: it held the verdict as a member
+                # (a bucket the account's prompts are not of: it carried the verdict as a member
                 # of the bucket, measured possible for a young user beside a template of its own)
                 continue
             tpl_evidence[key] = decayed

@@ -128,3 +128,21 @@ def test_the_architecture_doc_names_only_files_that_exist() -> None:
     assert len(named) > 20, named
     missing = sorted(p for p in named if not (REPO / p).exists())
     assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+
+
+PATH_NAMED = re.compile(r"\b((?:models|streams|simulator|tests|bench|deploy|docs|contract)/"
+                        r"[\w/.-]+\.(?:py|md|toml|json|sh|in|yml))\b")
+
+
+def test_every_path_named_in_code_and_docs_exists() -> None:
+    # A comment or a doc that points at a file moved or deleted sends a newcomer nowhere.
+    texts = [p for p in REPO.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".toml",
+                                                                       ".yml", ".in", ".sh"}
+             and not any(part.startswith(".") for part in p.relative_to(REPO).parts)
+             and "egg-info" not in p.as_posix()]
+    texts += [REPO / "Makefile", REPO / "deploy" / "Dockerfile"]
+    assert len(texts) > 100
+    dangling = sorted({f"{m.group(1)} (in {p.relative_to(REPO)})" for p in texts
+                       for m in PATH_NAMED.finditer(p.read_text(errors="replace"))
+                       if not (REPO / m.group(1)).exists()})
+    assert not dangling, f"paths that do not exist: {dangling}"
