@@ -13,7 +13,9 @@ Nothing is lost or reordered by holding:
   sends what is held first, then the tick, under one lock;
 - the consumer commits an event's offset only after the producer's flush, and the worker
   flushes its outboxes first (`install_before_commit`), so no committed event's output is
-  still held here when a worker dies.
+  still held here when a worker dies;
+- an item that cannot be encoded (a bug upstream: the core's values are bounded) is refused
+  alone, with its reason (the worker dead-letters it); the batch it was held in is sent.
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ from streams.edge.codec import encode_batch
 
 # partition, key, value -> awaitable send (the destination topic's)
 Send = Callable[[int, bytes, bytes], Awaitable[Any]]
+# reason, the item's wire form as far as it can be shown -> awaitable (the dead-letter topic)
+Refuse = Callable[[str, bytes], Awaitable[Any]]
+# An item's wire form that orjson cannot encode (an integer past 64 bits, a value of no JSON
+# type): it goes to `refuse`, alone; the items held beside it are sent.
+UNENCODABLE = (TypeError, ValueError, OverflowError)
 
 
 class Outbox:
     def __init__(self, tag: str, send: Send, partitions: int, max_held: int,
-                 key_of: Callable[[Any], str], max_record_bytes: int) -> None:
+                 key_of: Callable[[Any], str], max_record_bytes: int,
+                 refuse: Refuse | None = None) -> None:
         self.tag = tag
+        self._refuse = refuse
+        self.refused = 0
         self.max_record_bytes = max_record_bytes
         self._key = tag.encode()
         self._send = send
@@ -76,8 +86,9 @@ class Outbox:
         what was held meanwhile, so that nothing is lost and the order stays."""
         held, self._held = self._held, {}
         self.held = 0
+        refused: list[tuple[str, bytes]] = []
         unsent = [(q, chunk, data) for q, wires in held.items()
-                  for chunk, data in self._records(wires)]
+                  for chunk, data in self._records(wires, refused)]
         try:
             while unsent:
                 q, chunk, data = unsent[0]
@@ -85,6 +96,11 @@ class Outbox:
                 unsent.pop(0)
                 self.records_sent += 1
                 self.items_sent += len(chunk)
+            for reason, shown in refused:  # after the others: they must not wait on these
+                self.refused += 1
+                if self._refuse is None:
+                    raise TypeError(reason)
+                await self._refuse(reason, shown)
         except BaseException:
             back: dict[int, list[list[Any]]] = {}
             for q, chunk, _ in unsent:
@@ -95,14 +111,25 @@ class Outbox:
             self.held = sum(len(w) for w in back.values())
             raise
 
-    def _records(self, wires: list[list[Any]]) -> list[tuple[list[list[Any]], bytes]]:
+    def _records(self, wires: list[list[Any]], refused: list[tuple[str, bytes]],
+                 ) -> list[tuple[list[list[Any]], bytes]]:
         """`wires` as records of at most max_record_bytes (the receiver refuses larger ones),
-        halved until they fit; an item too large on its own goes alone, as it always did."""
-        data = encode_batch(self.tag, wires)
-        if len(data) <= self.max_record_bytes or len(wires) == 1:
+        halved until they fit; an item too large on its own goes alone, as it always did. A
+        batch that does not encode is halved too, until the item at fault is alone: that one
+        goes to `refused` (reason, what can be shown of it), the others are sent."""
+        try:
+            data = encode_batch(self.tag, wires)
+        except UNENCODABLE as exc:
+            if len(wires) == 1:
+                reason = (f"internal error: a {self.tag} item could not be encoded "
+                          f"({type(exc).__name__}: {exc})")
+                refused.append((reason, repr(wires[0])[:4096].encode()))
+                return []
+            data = b""
+        if data and (len(data) <= self.max_record_bytes or len(wires) == 1):
             return [(wires, data)]
         half = len(wires) // 2
-        return self._records(wires[:half]) + self._records(wires[half:])
+        return self._records(wires[:half], refused) + self._records(wires[half:], refused)
 
 
 def install_before_commit(producer: Any, *flushes: Callable[[], Awaitable[None]]) -> None:

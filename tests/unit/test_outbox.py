@@ -151,3 +151,42 @@ def test_a_failed_send_puts_back_every_item_not_sent_ahead_of_newer_ones() -> No
     for q in range(PARTITIONS):  # and in each partition, in the order held
         expected = [s for s in [*made, later] if partition_for(s.cluster_key, PARTITIONS) == q]
         assert [s for r in wire.on(q) for s in r] == expected
+
+
+def test_an_item_that_does_not_encode_is_refused_alone_and_the_rest_is_sent() -> None:
+    # An integer past 64 bits (orjson refuses it) among 20 summaries held for one partition
+    # once made the whole held batch vanish: encoding came before the send's try.
+    wire = Wire()
+    refused: list[tuple[str, bytes]] = []
+
+    async def refuse(reason: str, shown: bytes) -> None:
+        refused.append((reason, shown))
+
+    outbox = Outbox(SUMMARY_BATCH_TAG, wire.send, PARTITIONS, max_held=100,
+                    key_of=lambda s: s.cluster_key, max_record_bytes=65536, refuse=refuse)
+    made = [summary("ip:hot", f"acct-{i}") for i in range(20)]
+    bad = summary("ip:hot", "acct-bad", n=2**70)
+    for s in [*made[:7], bad, *made[7:]]:
+        outbox.hold(s)
+    asyncio.run(outbox.flush())
+
+    sent = [s for r in wire.on(partition_for("ip:hot", PARTITIONS)) for s in r]
+    assert sent == made, "every other item is sent, in the order held"
+    assert len(refused) == 1 and outbox.refused == 1 and outbox.held == 0
+    reason, shown = refused[0]
+    assert "could not be encoded" in reason and b"acct-bad" in shown
+
+
+def test_without_a_refuse_callback_the_rest_is_sent_then_the_error_raised() -> None:
+    wire = Wire()
+    outbox = summary_outbox(wire)
+    outbox.hold(summary("ip:a", "acct-1"))
+    outbox.hold(summary("ip:a", "acct-bad", n=2**70))
+    try:
+        asyncio.run(outbox.flush())
+    except TypeError as exc:
+        assert "could not be encoded" in str(exc)
+    else:
+        raise AssertionError("an unencodable item without a refuse callback should raise")
+    assert [s for r in wire.on(partition_for("ip:a", PARTITIONS)) for s in r] == [
+        summary("ip:a", "acct-1")]
