@@ -4,6 +4,9 @@ A cluster is keyed by one shared attribute (`models.keys`). Its state keeps the 
 `cluster_horizon_windows` windows of additive counters, and a capped member map used to
 count distinct, young and new accounts over the horizon and to fan a verdict out to members.
 Counting is exact up to the member cap; what is over it is counted in `members_overflow`.
+The cap is a count (`cluster_member_cap`) and a size (`cluster_member_bytes`, the member map's
+largest encoded size, each member counted at its most: `member_wire_bytes`), so that no
+cluster's state outgrows what a worker may write (`max_state_bytes`), whatever its crowd.
 """
 
 from __future__ import annotations
@@ -54,6 +57,20 @@ _HARVEST: Final = 5
 _ROTATION: Final = 6
 _HISTORY: Final = 7
 Member = tuple[int, int, float, str, int, float, float, int]
+
+# The most bytes a member takes in the state's wire form (orjson) besides its account id:
+# `"<id>":[last,young,first,"<told>",prompt,harvest,rotation,history],` is 4 for the id's
+# quotes, colon and comma, 2 brackets and 7 commas, then each field at its longest: a window
+# start (an event time, at most 10 digits: models/events.py MAX_EVENT_TS), 1, three floats (24:
+# a double's longest repr, "-2.2250738585072014e-308"), a verdict id in quotes (2 + 27, "cv-"
+# and 24 hex digits, models/cluster_stage.py), a 64-bit SimHash (20 digits) and a history
+# level (1). tests/unit/test_state_bounds.py encodes members built at these lengths.
+MEMBER_FIXED_BYTES: Final = 4 + 2 + 7 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1
+
+
+def member_wire_bytes(account_id: str) -> int:
+    """The most bytes this account's member record can take on the wire."""
+    return len(account_id.encode()) + MEMBER_FIXED_BYTES
 
 
 def member_flags(young: int, harvest: float, rotation: float,
@@ -121,6 +138,9 @@ class ClusterState:
     # was a tenth of the objects the garbage collector scans.
     told_all: str = field(default="", compare=False, repr=False)
     joined: list[str] | None = field(default=None, compare=False, repr=False)
+    # The members' most bytes on the wire (`member_wire_bytes`, summed), kept as they come
+    # and go; not on the wire, recounted by `from_wire`.
+    member_bytes: int = field(default=0, compare=False, repr=False)
 
     def horizon_start(self, cfg: DetectorConfig) -> int:
         return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.cluster_window_s
@@ -137,9 +157,11 @@ class ClusterState:
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterState:
         windows = [ClusterWindow.from_wire(x) for x in w[2]]
+        members = {a: _member_from_wire(m) for a, m in w[3].items()}
         return cls(cluster_key=w[0], current_window=w[1],
                    windows={x.start: x for x in windows},
-                   members={a: _member_from_wire(m) for a, m in w[3].items()},
+                   members=members,
+                   member_bytes=sum(member_wire_bytes(a) for a in members),
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
                    last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]],
@@ -193,6 +215,7 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
         state.joined = None
         for account in idle:
             del state.members[account]
+            state.member_bytes -= member_wire_bytes(account)
     state.active = active
     state.active_young = young
     state.active_new = new
@@ -233,11 +256,14 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     account_id = s.account_id
     member = members.get(account_id)
     if member is None:
-        if len(members) >= cfg.cluster_member_cap:
+        size = member_wire_bytes(account_id)
+        if (len(members) >= cfg.cluster_member_cap
+                or state.member_bytes + size > cfg.cluster_member_bytes):
             state.members_overflow += 1
         else:
             members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash,
                                    s.harvest, s.rotation, s.history)
+            state.member_bytes += size
             if state.joined is not None:  # else the next telling scans every member anyway
                 state.joined.append(account_id)  # (so at most the member cap of them)
             _count_active(state, members[account_id], start)

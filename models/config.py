@@ -67,6 +67,12 @@ class DetectorConfig:
     # to 28% of its accounts acted on: docs/tuning.md).
     template_min_accounts: int = 5
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
+    # ... and at most this many bytes of them on the wire (each at its most: models/cluster.py
+    # `member_wire_bytes`), so that a cluster's state fits the worker's max_state_bytes
+    # (streams/edge/settings.py checks the two together). 300,000: ~2,000 members with ids of
+    # ~15 characters, ~1,100 with the longest (128); the rest of a state (windows, summaries
+    # waiting for their tick, strays, verdict) keeps the remaining ~220 KB of the default limit.
+    cluster_member_bytes: int = 300_000
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8
     # The same for a prompt template's crowd: lower, because a campaign spread thinly over many
@@ -132,7 +138,7 @@ class DetectorConfig:
         positive = ("window_s", "idle_expiry_s", "offender_memory_s", "simhash_bands",
                     "cluster_horizon_windows",
                     "cluster_window_s", "cluster_min_accounts", "template_min_accounts",
-                    "cluster_member_cap",
+                    "cluster_member_cap", "cluster_member_bytes",
                     "account_model_trees", "account_model_height", "account_model_window",
                     "throttle_ttl_s", "block_ttl_s", "evidence_half_life_s", "verdict_ttl_s",
                     "verdict_refresh_s", "cluster_tick_s")

@@ -36,7 +36,9 @@ Fields:
 stall_timeout_s: a worker holding source partitions with lag > 0 that has committed and
 recovered nothing for this long exits with code 3 (streams/worker/health.py). max_state_bytes: the
 largest encoded table entry (account state, cluster state, model snapshot) a worker writes; a
-larger one is refused and dead-lettered, never sent to the changelog. standby_replicas: Faust
+larger one is refused and dead-lettered, never sent to the changelog; the detector's
+`cluster_member_bytes` must be at most 60% of it (a cluster's members are capped by their
+bytes on the wire so that its state fits, models/cluster.py). standby_replicas: Faust
 table standby replicas; they only help with a persistent store (rocksdb://), the memory store
 re-reads every changelog on each rebalance anyway (docs/operations.md). session_timeout_s: how
 long the group waits for a silent (killed, partitioned) worker before moving its partitions.
@@ -78,6 +80,8 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # An allow-listed id, as the request contract bounds `org_id` and `account_id`.
 MAX_ALLOW_ID_CHARS = 128
 SETTINGS_ALLOW_REASON = "listed in the settings"
+# The share of max_state_bytes the members of one cluster may take at most (cluster_member_bytes).
+MEMBER_SHARE_OF_STATE = 0.6
 
 
 class SettingsError(ValueError):
@@ -319,6 +323,13 @@ def _validate(s: Settings) -> None:
     if not 1024 <= s.max_state_bytes <= 1_000_000:
         raise SettingsError("max_state_bytes must be between 1024 and 1000000 (the producer's "
                             "largest request)")
+    if s.detector.cluster_member_bytes > s.max_state_bytes * MEMBER_SHARE_OF_STATE:
+        # The core caps a cluster's members by their most bytes on the wire; the rest of the
+        # state (windows, summaries waiting for their tick, strays) needs the remainder.
+        raise SettingsError(
+            f"cluster_member_bytes {s.detector.cluster_member_bytes:,} must be at most "
+            f"{MEMBER_SHARE_OF_STATE:.0%} of max_state_bytes ({s.max_state_bytes:,}): lower "
+            f"cluster_member_bytes or raise max_state_bytes")
     if not 0 <= s.standby_replicas <= 3:
         raise SettingsError("standby_replicas must be between 0 and 3")
     if not 6.0 <= s.session_timeout_s <= 300.0:
