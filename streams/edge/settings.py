@@ -32,6 +32,7 @@ Fields:
 | session_timeout_s      | DISTILLGUARD_SESSION_TIMEOUT_S      | 10                    |
 | allow_orgs             | DISTILLGUARD_ALLOW_ORGS             | (none)                |
 | allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
+| internal_record_keys   | DISTILLGUARD_INTERNAL_RECORD_KEYS   | (none: not signed)    |
 
 stall_timeout_s: a worker holding source partitions with lag > 0 that has committed and
 recovered nothing for this long exits with code 3 (streams/worker/health.py). max_state_bytes: the
@@ -45,6 +46,11 @@ long the group waits for a silent (killed, partitioned) worker before moving its
 max_event_ahead_s: how far a request's `ts` may be ahead of the time its record was written to
 Kafka (a file's line: of the replay's start); a later one is dead-lettered, since it would carry
 its partition's event time ahead of every honest event after it (streams/edge/codec.py).
+internal_record_keys: secrets (each at least 32 characters, comma-separated in the
+environment) with which the workers sign the records between the stages and refuse those they
+did not sign; the first signs, all verify, so a key is rotated without a stop
+(streams/edge/signing.py). Never printed, not even in an error. Every worker of an app needs
+the same keys.
 allow_orgs, allow_accounts: verified organisations (`org_id`) and accounts (`account_id`) the
 detector never acts on (models/allowlist.py); a TOML array of strings in the file, a
 comma-separated list in the environment; each id non-empty, at most 128 characters, printable,
@@ -67,6 +73,7 @@ from models._build import BUILD_VARIABLES
 from models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
 from models.config import DetectorConfig
 from streams.edge.codec import DEFAULT_MAX_EVENT_AHEAD_S
+from streams.edge.signing import MIN_KEY_BYTES, RecordSigner
 from streams.edge.topics import TopicSpec, load_topic_specs
 
 ENV_PREFIX = "DISTILLGUARD_"
@@ -82,6 +89,8 @@ MAX_ALLOW_ID_CHARS = 128
 SETTINGS_ALLOW_REASON = "listed in the settings"
 # The share of max_state_bytes the members of one cluster may take at most (cluster_member_bytes).
 MEMBER_SHARE_OF_STATE = 0.6
+# internal_record_keys: the current key and the ones being rotated out.
+MAX_SECRET_KEYS = 4
 
 
 class SettingsError(ValueError):
@@ -120,6 +129,7 @@ class Settings:
     session_timeout_s: float = 10.0
     allow_orgs: tuple[str, ...] = ()
     allow_accounts: tuple[str, ...] = ()
+    internal_record_keys: tuple[str, ...] = field(default=(), repr=False)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     @property
@@ -153,6 +163,10 @@ class Settings:
         return ([Allowance("org", i, SETTINGS_ALLOW_REASON, "settings") for i in self.allow_orgs]
                 + [Allowance("account", i, SETTINGS_ALLOW_REASON, "settings")
                    for i in self.allow_accounts])
+
+    def record_signer(self) -> RecordSigner:
+        """Signs and checks the records between the stages (internal_record_keys)."""
+        return RecordSigner(self.app_id, self.internal_record_keys)
 
     def allow_list(self) -> AllowList:
         """A new `AllowList` holding the settings' allowances: the one a worker or a replay
@@ -198,7 +212,28 @@ def _ids(name: str, raw: Any, source: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))  # in order, once each
 
 
+def _secret_keys(name: str, raw: Any, source: str) -> tuple[str, ...]:
+    """Like `_ids`, for secrets: an error names the item's position and length, never it."""
+    if isinstance(raw, str):
+        items: list[Any] = [] if not raw.strip() else [i.strip() for i in raw.split(",")]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise SettingsError(f"{name} from {source}: not valid (expected an array of strings)")
+    if len(items) > MAX_SECRET_KEYS:
+        raise SettingsError(f"{name} from {source}: {len(items)} keys, at most {MAX_SECRET_KEYS}")
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, str) or not item.isprintable():
+            raise SettingsError(f"{name} from {source}: key {n} is not a printable string")
+        if len(item.encode()) < MIN_KEY_BYTES:
+            raise SettingsError(f"{name} from {source}: key {n} has {len(item.encode())} bytes, "
+                                f"at least {MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)")
+    return tuple(dict.fromkeys(items))
+
+
 def _convert(name: str, raw: Any, kind: str, source: str) -> Any:
+    if name == "internal_record_keys":
+        return _secret_keys(name, raw, source)
     if kind.startswith("tuple"):
         return _ids(name, raw, source)
     try:

@@ -58,6 +58,7 @@ class Sent:
     key: Any
     value: Any
     partition: int | None = None
+    headers: Any = None
 
 
 class Outbox:
@@ -91,6 +92,10 @@ def app(settings: Settings) -> faust.App:
 
 @pytest.fixture
 def outbox(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    return record_sends(settings, monkeypatch)
+
+
+def record_sends(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
     box = Outbox(settings)
 
     async def send(self: Topic, *, key: Any = None, value: Any = None,
@@ -107,7 +112,7 @@ def outbox(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Outbox:
 
     async def produce(self: Any, topic: str, key: bytes | None, value: bytes | None,
                       partition: int | None, timestamp: Any, headers: Any, **_: Any) -> None:
-        box.records.append(Sent(topic, key, value, partition))
+        box.records.append(Sent(topic, key, value, partition, headers))
 
     monkeypatch.setattr(Topic, "send", send)
     monkeypatch.setattr(Topic, "send_soon", send_soon)
@@ -591,3 +596,78 @@ def test_a_summary_the_core_fails_on_is_dead_lettered_alone(
     assert len(dead) == 1 and "summary 1 of the record (pay:batch-bad)" in dead[0]["reason"]
     logged = {decode_cluster_state(r.value).cluster_key for r in outbox.changelog("clusters")}
     assert logged == {s.cluster_key for s in good}
+
+
+# --- signed records between the stages (internal_record_keys) --------------------------------
+
+SIGNING_KEY = "k" * 40
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> Settings:
+    return load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
+                              "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
+                              "DISTILLGUARD_INTERNAL_RECORD_KEYS": SIGNING_KEY})
+
+
+def test_with_signing_keys_a_forged_verdict_is_refused_and_a_signed_one_applies(
+        signed: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whoever can write the verdicts topic could block (or clear) any account: with
+    # internal_record_keys set, only what this app's workers signed is read.
+    box = record_sends(signed, monkeypatch)
+    app = create_app(signed)
+    app.finalize()
+    cfg = signed.detector
+    p = partition_of("acct-9", signed)
+    verdict = encode_verdict(AccountVerdict("acct-9", Verdict(
+        "pay:p", 0.9, T0, T0 + cfg.verdict_ttl_s, "cv-pay:p", "cluster pay:p convicted",
+        0, 1.0, 1.0), T0))
+    genuine = signed.record_signer().headers("account_verdicts", verdict)
+    other_app = load_settings(env={"DISTILLGUARD_APP_ID": "another-app",
+                                   "DISTILLGUARD_INTERNAL_RECORD_KEYS": SIGNING_KEY})
+
+    async def scenario() -> None:
+        events, verdicts = app.agents["account_stage"], app.agents["apply_verdicts"]
+        async with events.test_context() as agent:
+            await agent.put(request_bytes("acct-9", T0), key=b"acct-9", partition=p)
+        async with verdicts.test_context() as agent:
+            await agent.put(verdict, key=b"acct-9", partition=p)  # unsigned
+            await agent.put(verdict, key=b"acct-9", partition=p,  # another app's signature
+                            headers=other_app.record_signer().headers("account_verdicts",
+                                                                      verdict))
+        async with events.test_context() as agent:
+            await agent.put(request_bytes("acct-9", T0 + cfg.verdict_delay_s, 1),
+                            key=b"acct-9", partition=p)
+        assert box.to("enforcement") == [], "a forged verdict must decide nothing"
+        async with verdicts.test_context() as agent:
+            await agent.put(verdict, key=b"acct-9", partition=p, headers=genuine)
+        async with events.test_context() as agent:
+            await agent.put(request_bytes("acct-9", T0 + 2 * cfg.verdict_delay_s, 2),
+                            key=b"acct-9", partition=p)
+    run(scenario)
+
+    dead = [orjson.loads(r.value)["reason"] for r in box.to("dead_letter")]
+    assert len(dead) == 2 and "unsigned record on the account_verdicts topic" in dead[0]
+    assert "signed by none of internal_record_keys" in dead[1]
+    assert [orjson.loads(r.value)["action"] for r in box.to("enforcement")] == ["throttle"]
+
+
+def test_with_signing_keys_the_stages_sign_what_they_send(
+        signed: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = record_sends(signed, monkeypatch)
+    app = create_app(signed)
+    app.finalize()
+    p = partition_of("acct-1", signed)
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            await agent.put(request_bytes("acct-1", T0), key=b"acct-1", partition=p)
+        await send_held(app)
+    run(scenario)
+
+    signer = signed.record_signer()
+    between = box.to("cluster_summaries")
+    assert between, "the account stage sends summaries and ticks to the cluster stage"
+    for r in between:
+        assert signer.refusal("cluster_summaries", r.value, r.headers) is None
+        assert signer.refusal("account_verdicts", r.value, r.headers) is not None

@@ -59,8 +59,14 @@ def wait_for_split(fleet: Fleet, partitions: int, timeout_s: float) -> list[list
     return split
 
 
+SIGNING_KEY = "fleet-test-signing-key-of-40-characters!"
+
+
 def test_two_workers_split_partitions_and_emit_contract_valid_decisions(run, fleet) -> None:
     partitions = run.partitions
+    # The records between the stages signed, as in a secured deployment: the headers must
+    # survive the real producer, broker and Faust's consumer, or no verdict would be read.
+    fleet.env["DISTILLGUARD_INTERNAL_RECORD_KEYS"] = SIGNING_KEY
     fleet.start(count=2)
     split = wait_for_split(fleet, partitions, timeout_s=90)
     assert len(split) == 2 and all(split), f"workers did not both get partitions: {split}"
@@ -88,6 +94,11 @@ def test_two_workers_split_partitions_and_emit_contract_valid_decisions(run, fle
         assert value["model_version"] == run.detector.model_version
     acted = {orjson.loads(r.value)["account_id"] for r in decisions}
     assert len(acted & attack) >= 20, "campaign accounts should be among those acted on"
+    signer = run.with_overrides(internal_record_keys=(SIGNING_KEY,)).record_signer()
+    verdicts = asyncio.run(consume_until(run, run.topic_account_verdicts, lambda r: len(r) >= 5,
+                                         timeout_s=60))
+    assert verdicts and all(signer.refusal("account_verdicts", r.value, r.headers) is None
+                            for r in verdicts), "every verdict record carries this app's signature"
     # Both workers made decisions: the work really was shared. The campaign accounts above may
     # all be one worker's so far (a fresh-clone CI run checked too early): the other's verdicts
     # are on their way, so wait for them.
