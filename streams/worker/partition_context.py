@@ -27,7 +27,9 @@ docs/operations.md.
 
 Why a snapshot and not a rebuild: the model learns from window summaries in the order they
 close and only while the account is not acted on, so rebuilding it means replaying hours of
-requests through the account stage; a snapshot is one table entry of a few KB per partition.
+requests through the account stage; a snapshot is a few table entries per partition (the
+model a few KB; the convictions told to the partition up to megabytes, stored compressed in
+pieces: `stored_pieces` below).
 
 Why not pickle: River models pickle, but the project allows no pickle codec anywhere, and a
 pickled changelog is code execution for whoever can write to it. The snapshot is plain JSON:
@@ -58,6 +60,8 @@ import sys
 import zlib
 from array import array
 from typing import Any
+
+import orjson
 
 SNAPSHOT_FORMAT = 2
 SNAPSHOT_EVERY_LEARNS = 25
@@ -233,3 +237,56 @@ def restore(part: Any, snap: dict[str, Any]) -> list[str]:
             except (TypeError, ValueError, KeyError, IndexError):
                 pass  # not restored: the partition learns them again as they are re-issued
     return restored
+
+
+# ---- stored in pieces: a snapshot of any size under max_state_bytes per table entry ---------
+# A partition's snapshot grows with the convictions broadcast to it (each kept with its
+# evidence until it expires): 1.8 MB of JSON for one partition of the default simulation at full
+# scale, 3.5 MB with ten times the accounts, where a table entry may take 512 KiB. Stored whole
+# it was refused at every write (`partition_context_snapshot_failed`), and a partition that moved
+# started cold. So it is stored compressed (zlib, ~4x) and cut into pieces under the bound: the
+# partition's key holds a manifest, `"<partition>/<i>"` the pieces (base64: the table is JSON).
+# The pieces are written before the manifest, in the same batch; a manifest whose pieces do not
+# match its digest (a crash between them, a piece lost) restores nothing: a cold start, logged.
+STORED_FORMAT = 3
+# base64 turns 3 bytes into 4, and the piece goes into a JSON string with its key
+PIECE_OVERHEAD = 256
+
+
+def piece_key(partition: int, i: int) -> str:
+    return f"{partition}/{i}"
+
+
+def stored_pieces(snap: dict[str, Any], max_entry_bytes: int,
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """The manifest and the pieces (base64 strings) that store `snap`, each piece's JSON under
+    `max_entry_bytes`."""
+    data = zlib.compress(orjson.dumps(snap), 1)  # level 1: 10 ms for 1.8 MB, 4x smaller
+    raw_per_piece = max(1, (max_entry_bytes - PIECE_OVERHEAD) * 3 // 4)
+    pieces = [base64.b64encode(data[i:i + raw_per_piece]).decode()
+              for i in range(0, len(data), raw_per_piece)] or [""]
+    manifest = {"format": STORED_FORMAT, "pieces": len(pieces), "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest()}
+    return manifest, pieces
+
+
+def from_pieces(manifest: Any, piece: Any) -> dict[str, Any] | None:
+    """The snapshot a manifest and its pieces store (`piece(i)` reads one), None when they do
+    not hold one whole. A manifest of the older, unpieced format is the snapshot itself."""
+    if not isinstance(manifest, dict):
+        return None
+    if manifest.get("format") == SNAPSHOT_FORMAT:
+        return manifest
+    if manifest.get("format") != STORED_FORMAT or not isinstance(manifest.get("pieces"), int):
+        return None
+    try:
+        data = b"".join(base64.b64decode(piece(i)) for i in range(manifest["pieces"]))
+    except (TypeError, ValueError):
+        return None
+    if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
+        return None
+    try:
+        snap = orjson.loads(zlib.decompress(data))
+    except (zlib.error, ValueError):
+        return None
+    return snap if isinstance(snap, dict) else None

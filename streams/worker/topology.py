@@ -308,10 +308,12 @@ def create_app(settings: Settings) -> WorkerApp:
             # First event of a partition on this worker (start or rebalance): re-register the
             # recovered states so their windows still close and their state still expires.
             part = account_parts[p] = AccountPartition.create(cfg, p)
-            snap = contexts.get(p)
-            if snap is not None:
+            stored = contexts.get(p)
+            if stored is not None:
                 try:
-                    restored = partition_context.restore(part, snap)
+                    snap = partition_context.from_pieces(
+                        stored, lambda i: contexts.get(partition_context.piece_key(p, i)))
+                    restored = partition_context.restore(part, snap) if snap else []
                 except Exception:  # noqa: BLE001 - a bad snapshot means a cold start, not a crash
                     restored = []
                 log.info("partition_context_restored", partition=p, restored=restored,
@@ -325,6 +327,19 @@ def create_app(settings: Settings) -> WorkerApp:
                 if partition_for(account_id, partitions) == p:
                     account_stage_core.watch(state, part)
         return part
+
+    def write_snapshot(p: int, part: AccountPartition) -> None:
+        """The partition's context into the changelogged table, in pieces under
+        max_state_bytes (streams/worker/partition_context.py): the pieces, then the manifest."""
+        manifest, pieces = partition_context.stored_pieces(partition_context.snapshot(part),
+                                                           settings.max_state_bytes)
+        for i, piece in enumerate(pieces):
+            put(contexts, partition_context.piece_key(p, i), piece, orjson.dumps)
+        stale = len(pieces)  # the pieces of a longer snapshot before this one
+        while partition_context.piece_key(p, stale) in contexts:
+            del contexts[partition_context.piece_key(p, stale)]
+            stale += 1
+        put(contexts, p, manifest, orjson.dumps)
 
     def cluster_partition(p: int) -> ClusterPartition:
         part = cluster_parts.get(p)
@@ -506,8 +521,7 @@ def create_app(settings: Settings) -> WorkerApp:
                     # The event is processed: a failed snapshot is logged and retried at the
                     # next interval; it never dead-letters the event.
                     try:
-                        put(contexts, event.message.partition,
-                            partition_context.snapshot(part), orjson.dumps)
+                        write_snapshot(event.message.partition, part)
                     except Exception:
                         log.exception("partition_context_snapshot_failed",
                                       partition=event.message.partition)
@@ -637,8 +651,7 @@ def create_app(settings: Settings) -> WorkerApp:
                 # committed, or a move after the commit would forget the template, or hand a
                 # withdrawn conviction to joiners again.
                 try:
-                    put(contexts, event.message.partition, partition_context.snapshot(part),
-                        orjson.dumps)
+                    write_snapshot(event.message.partition, part)
                 except Exception:
                     log.exception("partition_context_snapshot_failed",
                                   partition=event.message.partition)

@@ -110,3 +110,57 @@ def test_known_templates_come_back() -> None:
     assert moved.known.entries == original.known.entries
     prompt = (0x0123_4567_89AB_CDEF * 7) & (2**64 - 1)
     assert moved.known.match(prompt ^ 0b101, 1_700_001_000.0) == prompt
+
+
+# ---- stored in pieces under the table's entry bound --------------------------------------------
+
+def crowded(n: int) -> AccountPartition:
+    """A partition that was told of `n` convictions, each with its evidence: the default
+    simulation's busiest partition holds ~5,000 (1.8 MB of JSON)."""
+    rng = random.Random(n)
+    part = trained(DetectorConfig(), 3, 300)
+    for i in range(n):
+        evidence = " ".join(f"{rng.random():.6f}" for _ in range(40))  # ~400 B, little repeated
+        part.convicted.add(1_700_000_000.0 + i, Verdict(
+            f"tpl:{i % 4}:{i:04x}", 0.9, 1_700_000_000.0 + i, 1_700_080_000.0,
+            f"cv-{i:024x}", f"cluster score 0.9: {evidence}"))
+    return part
+
+
+def store(snap: dict, max_entry_bytes: int) -> dict:
+    """The table entries `write_snapshot` makes (streams/worker/topology.py), through JSON."""
+    manifest, pieces = pc.stored_pieces(snap, max_entry_bytes)
+    table = {3: through_json(manifest)}
+    table.update({pc.piece_key(3, i): orjson.loads(orjson.dumps(p)) for i, p in enumerate(pieces)})
+    return table
+
+
+def test_a_snapshot_bigger_than_an_entry_is_stored_in_pieces_under_the_bound_and_restored() -> None:
+    original = crowded(5000)
+    snap = pc.snapshot(original)
+    assert len(orjson.dumps(snap)) > 1_000_000, "bigger than any table entry may be"
+    bound = 512 * 1024
+    table = store(snap, bound)
+    assert len(table) > 2 and all(len(orjson.dumps(v)) <= bound for v in table.values())
+    moved = AccountPartition.create(DetectorConfig(), 3)
+    back = pc.from_pieces(table[3], lambda i: table.get(pc.piece_key(3, i)))
+    assert back is not None and {"model", "convicted"} <= set(pc.restore(moved, back))
+    assert moved.convicted == original.convicted
+
+
+def test_pieces_that_do_not_match_their_manifest_restore_nothing() -> None:
+    table = store(pc.snapshot(crowded(2000)), 64 * 1024)
+    manifest = table[3]
+    lost = dict(table)
+    del lost[pc.piece_key(3, 1)]
+    assert pc.from_pieces(manifest, lambda i: lost.get(pc.piece_key(3, i))) is None
+    other = store(pc.snapshot(crowded(2001)), 64 * 1024)  # a piece of another snapshot
+    mixed = {**table, pc.piece_key(3, 0): other[pc.piece_key(3, 0)]}
+    assert pc.from_pieces(manifest, lambda i: mixed.get(pc.piece_key(3, i))) is None
+    assert pc.from_pieces({"format": 99}, lambda i: None) is None
+
+
+def test_a_snapshot_of_the_unpieced_format_still_restores() -> None:
+    original = trained(DetectorConfig(), 0, 300)
+    snap = through_json(pc.snapshot(original))  # as an older worker wrote it
+    assert pc.from_pieces(snap, lambda i: None) == snap
