@@ -93,6 +93,25 @@ def _fingerprint(hst: Any) -> str:
     return h.hexdigest()[:32]
 
 
+# The trees' structure (split features and thresholds) is drawn once, at the model's first
+# sample, and never changes: its features and fingerprint are computed once per tree list.
+_STRUCTURES: dict[int, tuple[Any, list[str], str]] = {}
+
+
+def _structure(hst: Any) -> tuple[list[str], str]:
+    nodes = hst._tree_nodes
+    cached = _STRUCTURES.get(id(nodes))
+    if cached is not None and cached[0] is nodes:
+        return cached[1], cached[2]
+    features = sorted({n.feature for tree in nodes for n in tree
+                       if getattr(n, "feature", None) is not None})
+    fingerprint = _fingerprint(hst)
+    if len(_STRUCTURES) > 1024:  # models of partitions long gone
+        _STRUCTURES.clear()
+    _STRUCTURES[id(nodes)] = (nodes, features, fingerprint)
+    return features, fingerprint
+
+
 def _pack_ints(values: list[int]) -> str:
     arr = array("I", values)
     if sys.byteorder != "little":
@@ -109,7 +128,9 @@ def _unpack_ints(text: str) -> list[int]:
 
 
 def _pack_bytes(data: bytes) -> str:
-    return base64.b64encode(zlib.compress(data, 6)).decode()
+    # level 1: a snapshot is written often (streams/worker/topology.py); level 6 made this
+    # the largest share of a worker's time in a profile, for ~10% smaller snapshots
+    return base64.b64encode(zlib.compress(data, 1)).decode()
 
 
 def _unpack_bytes(text: str) -> bytes:
@@ -123,10 +144,9 @@ def model_snapshot(model: Any) -> dict[str, Any]:
                             "built": bool(hst.trees)}
     if not hst.trees:
         return snap
-    features = sorted({n.feature for nodes in hst._tree_nodes for n in nodes
-                       if getattr(n, "feature", None) is not None})
+    features, fingerprint = _structure(hst)
     masses = [m for nodes in hst._tree_nodes for n in nodes for m in (n.r_mass, n.l_mass)]
-    snap.update(features=features, fingerprint=_fingerprint(hst), counter=hst.counter,
+    snap.update(features=features, fingerprint=fingerprint, counter=hst.counter,
                 first_window=hst._first_window, masses=_pack_ints(masses))
     return snap
 

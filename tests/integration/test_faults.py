@@ -651,7 +651,7 @@ def test_a_worker_that_cannot_make_progress_reports_it_and_exits_non_zero(
     assert first["lag_total"] == 0 and first["events_processed_total"] >= 100
     # idle and committed: nothing is held back (streams/worker/outbox.py, held_writes.py)
     assert first["held"] == {"summaries": 0, "verdicts": 0, "account_states": 0,
-                             "cluster_states": 0}, first
+                             "cluster_states": 0, "snapshots_due": 0}, first
 
     asyncio.run(delete_topics(run.kafka_bootstrap, [run.topic_dead_letter]))
     stalled_from = time.monotonic()
