@@ -69,8 +69,12 @@ MEMBER_FIXED_BYTES: Final = 4 + 2 + 7 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1
 
 
 def member_wire_bytes(account_id: str) -> int:
-    """The most bytes this account's member record can take on the wire."""
-    return len(account_id.encode()) + MEMBER_FIXED_BYTES
+    """The most bytes this account's member record can take on the wire: a quote or a backslash
+    in the id is escaped in 2 bytes, a control character in 6 (`\u0001`)."""
+    size = len(account_id.encode()) + MEMBER_FIXED_BYTES
+    if not account_id.isprintable() or '"' in account_id or "\\" in account_id:
+        size += sum(5 if c < " " else 1 for c in account_id if c < " " or c in '"\\')
+    return size
 
 
 def member_flags(young: int, harvest: float, rotation: float,
@@ -409,6 +413,7 @@ def _reelect(state: ClusterState, horizon_start: int) -> None:
         return
     state.template = challenger
     state.members = dict(crowd)
+    state.member_bytes = sum(member_wire_bytes(a) for a in state.members)
     state.strays = None
     state.windows = {}
     state.verdict = None

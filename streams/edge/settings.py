@@ -213,13 +213,18 @@ def _ids(name: str, raw: Any, source: str) -> tuple[str, ...]:
 
 
 def _secret_keys(name: str, raw: Any, source: str) -> tuple[str, ...]:
-    """Like `_ids`, for secrets: an error names the item's position and length, never it."""
+    """Like `_ids`, for secrets: an error names the item's position and length, never it.
+    Blank is an error, not "no keys": a secret missing from the environment must not turn the
+    check off without a word (unset the variable to run without signatures)."""
     if isinstance(raw, str):
-        items: list[Any] = [] if not raw.strip() else [i.strip() for i in raw.split(",")]
+        items: list[Any] = [i.strip() for i in raw.split(",") if i.strip()]
     elif isinstance(raw, list):
-        items = raw
+        items = [i.strip() if isinstance(i, str) else i for i in raw]
     else:
         raise SettingsError(f"{name} from {source}: not valid (expected an array of strings)")
+    if not items:
+        raise SettingsError(f"{name} from {source} is blank: set one or more keys, or leave it "
+                            "unset to run without signatures")
     if len(items) > MAX_SECRET_KEYS:
         raise SettingsError(f"{name} from {source}: {len(items)} keys, at most {MAX_SECRET_KEYS}")
     for n, item in enumerate(items, 1):

@@ -5,16 +5,17 @@ cluster-summaries topic can frame a crowd: whoever may write either topic steers
 Kafka ACLs are the first fence (docs/operations.md, "Securing the internal topics"); this is
 the second, for a cluster where more principals can write than should. With
 `internal_record_keys` set, every worker signs each record it sends to those two topics with
-the first key, HMAC-SHA256 over the app id, the topic's logical name and the record's value,
-in the record header `dg-sig`; a record whose signature none of the keys makes is refused
+the first key, HMAC-SHA256 over the app id, the topic's logical name, the partition and the
+record's value, in the record header `dg-sig`; a record whose signature none of the keys makes is refused
 (dead-lettered with the reason) before anything reads it. The app id and the topic are in
-what is signed, so a record of another deployment with the same key, or a summary replayed as
-a verdict, is refused too. More than one key: the first signs, all verify (rotation: add the
+what is signed, so a record of another deployment with the same key, a summary replayed as a
+verdict, or a verdict batch copied to another partition (where its accounts do not live, and a
+worker would take it for a new account) is refused too. More than one key: the first signs, all verify (rotation: add the
 new key second on every worker, then move it first, then drop the old one).
 
 What it does not stop: a principal that can read the topics may write an old, genuinely
-signed record again. A verdict older than the account's carries nothing (the account stage
-keeps the newest per cluster key), a summary is counted again; ACLs keep such principals out.
+signed record again to its own partition: a summary is counted again, and an old conviction
+whose withdrawal has since been pruned applies again. ACLs keep such principals out.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ class RecordSigner:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def headers(self, topic: str, value: bytes) -> list[tuple[str, bytes]] | None:
-        """The headers that sign `value` for the logical `topic`; None when not signing."""
+    def headers(self, topic: str, partition: int, value: bytes) -> list[tuple[str, bytes]] | None:
+        """The headers that sign `value` for the logical `topic` and its partition; None when
+        not signing."""
         if not self._keys:
             return None
-        return [(SIGNATURE_HEADER, self._mac(self._keys[0], topic, value))]
+        return [(SIGNATURE_HEADER, self._mac(self._keys[0], topic, partition, value))]
 
-    def refusal(self, topic: str, value: bytes, headers: Any) -> str | None:
+    def refusal(self, topic: str, partition: int, value: bytes, headers: Any) -> str | None:
         """Why this record is refused (no or a wrong signature), None when it may be read."""
         if not self._keys:
             return None
@@ -55,13 +57,14 @@ class RecordSigner:
         if signature is None:
             return (f"unsigned record on the {topic} topic (internal_record_keys is set: only "
                     "this app's workers may write it)")
-        if any(hmac.compare_digest(signature, self._mac(k, topic, value)) for k in self._keys):
+        if any(hmac.compare_digest(signature, self._mac(k, topic, partition, value))
+               for k in self._keys):
             return None
         return (f"record on the {topic} topic signed by none of internal_record_keys (another "
-                "app, another key, or a changed value)")
+                "app, another key, another partition, or a changed value)")
 
-    def _mac(self, key: bytes, topic: str, value: bytes) -> bytes:
-        return hmac.new(key, b"%s\0%s\0%s" % (self._app, topic.encode(), value),
+    def _mac(self, key: bytes, topic: str, partition: int, value: bytes) -> bytes:
+        return hmac.new(key, b"%s\0%s\0%d\0%s" % (self._app, topic.encode(), partition, value),
                         hashlib.sha256).digest()
 
 

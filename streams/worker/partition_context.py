@@ -94,21 +94,20 @@ def _fingerprint(hst: Any) -> str:
 
 
 # The trees' structure (split features and thresholds) is drawn once, at the model's first
-# sample, and never changes: its features and fingerprint are computed once per tree list.
-_STRUCTURES: dict[int, tuple[Any, list[str], str]] = {}
+# sample, and never changes: its features and fingerprint are computed once and kept on the
+# model itself (so they go when the model goes), for the tree list they were computed from.
+_STRUCTURE_ATTR = "_distillguard_structure"
 
 
 def _structure(hst: Any) -> tuple[list[str], str]:
     nodes = hst._tree_nodes
-    cached = _STRUCTURES.get(id(nodes))
+    cached = getattr(hst, _STRUCTURE_ATTR, None)
     if cached is not None and cached[0] is nodes:
         return cached[1], cached[2]
     features = sorted({n.feature for tree in nodes for n in tree
                        if getattr(n, "feature", None) is not None})
     fingerprint = _fingerprint(hst)
-    if len(_STRUCTURES) > 1024:  # models of partitions long gone
-        _STRUCTURES.clear()
-    _STRUCTURES[id(nodes)] = (nodes, features, fingerprint)
+    setattr(hst, _STRUCTURE_ATTR, (nodes, features, fingerprint))
     return features, fingerprint
 
 

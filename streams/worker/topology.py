@@ -243,11 +243,11 @@ def create_app(settings: Settings) -> WorkerApp:
 
     async def send_to_cluster_partition(q: int, key: bytes, value: bytes) -> None:
         await produce(cluster_summaries.get_topic_name(), key, value, q,
-                      signer.headers("cluster_summaries", value))
+                      signer.headers("cluster_summaries", q, value))
 
     async def send_to_account_partition(q: int, key: bytes, value: bytes) -> None:
         await produce(account_verdicts.get_topic_name(), key, value, q,
-                      signer.headers("account_verdicts", value))
+                      signer.headers("account_verdicts", q, value))
 
     # An item that does not encode is dead-lettered alone (no source record: partition and
     # offset -1, the destination topic named); the batch it was held in is sent.
@@ -280,15 +280,18 @@ def create_app(settings: Settings) -> WorkerApp:
     snapshots_due: set[int] = set()
 
     def write_due_snapshots() -> None:
+        failed = set()
         for p in sorted(snapshots_due):
             part = account_parts.get(p)
             if part is None:  # revoked meanwhile: its next owner restores the last one
                 continue
             try:
                 write_snapshot(p, part)
-            except Exception:  # logged and retried at the next interval; nothing else stops
+            except Exception:  # logged and tried again at the next flush; nothing else stops
                 log.exception("partition_context_snapshot_failed", partition=p)
+                failed.add(p)
         snapshots_due.clear()
+        snapshots_due.update(failed)
 
     async def send_held() -> None:
         """Everything held: the records between the stages and the table changelog records."""
@@ -422,7 +425,7 @@ def create_app(settings: Settings) -> WorkerApp:
         if value is None or len(value) > settings.max_record_bytes:
             raise InvalidEvent(f"internal record of {len(value or b'')} bytes (limit "
                                f"{settings.max_record_bytes})")
-        refusal = signer.refusal(topic, value, message.headers)
+        refusal = signer.refusal(topic, message.partition, value, message.headers)
         if refusal is not None:
             raise InvalidEvent(refusal)
         return value

@@ -622,7 +622,7 @@ def test_with_signing_keys_a_forged_verdict_is_refused_and_a_signed_one_applies(
     verdict = encode_verdict(AccountVerdict("acct-9", Verdict(
         "pay:p", 0.9, T0, T0 + cfg.verdict_ttl_s, "cv-pay:p", "cluster pay:p convicted",
         0, 1.0, 1.0), T0))
-    genuine = signed.record_signer().headers("account_verdicts", verdict)
+    genuine = signed.record_signer().headers("account_verdicts", p, verdict)
     other_app = load_settings(env={"DISTILLGUARD_APP_ID": "another-app",
                                    "DISTILLGUARD_INTERNAL_RECORD_KEYS": SIGNING_KEY})
 
@@ -633,8 +633,10 @@ def test_with_signing_keys_a_forged_verdict_is_refused_and_a_signed_one_applies(
         async with verdicts.test_context() as agent:
             await agent.put(verdict, key=b"acct-9", partition=p)  # unsigned
             await agent.put(verdict, key=b"acct-9", partition=p,  # another app's signature
-                            headers=other_app.record_signer().headers("account_verdicts",
+                            headers=other_app.record_signer().headers("account_verdicts", p,
                                                                       verdict))
+            elsewhere = (p + 1) % signed.partitions  # genuine, copied to another partition
+            await agent.put(verdict, key=b"acct-9", partition=elsewhere, headers=genuine)
         async with events.test_context() as agent:
             await agent.put(request_bytes("acct-9", T0 + cfg.verdict_delay_s, 1),
                             key=b"acct-9", partition=p)
@@ -647,8 +649,8 @@ def test_with_signing_keys_a_forged_verdict_is_refused_and_a_signed_one_applies(
     run(scenario)
 
     dead = [orjson.loads(r.value)["reason"] for r in box.to("dead_letter")]
-    assert len(dead) == 2 and "unsigned record on the account_verdicts topic" in dead[0]
-    assert "signed by none of internal_record_keys" in dead[1]
+    assert len(dead) == 3 and "unsigned record on the account_verdicts topic" in dead[0]
+    assert all("signed by none of internal_record_keys" in d for d in dead[1:])
     assert [orjson.loads(r.value)["action"] for r in box.to("enforcement")] == ["throttle"]
 
 
@@ -669,5 +671,5 @@ def test_with_signing_keys_the_stages_sign_what_they_send(
     between = box.to("cluster_summaries")
     assert between, "the account stage sends summaries and ticks to the cluster stage"
     for r in between:
-        assert signer.refusal("cluster_summaries", r.value, r.headers) is None
-        assert signer.refusal("account_verdicts", r.value, r.headers) is not None
+        assert signer.refusal("cluster_summaries", r.partition, r.value, r.headers) is None
+        assert signer.refusal("account_verdicts", r.partition, r.value, r.headers) is not None

@@ -97,7 +97,8 @@ def test_two_workers_split_partitions_and_emit_contract_valid_decisions(run, fle
     signer = run.with_overrides(internal_record_keys=(SIGNING_KEY,)).record_signer()
     verdicts = asyncio.run(consume_until(run, run.topic_account_verdicts, lambda r: len(r) >= 5,
                                          timeout_s=60))
-    assert verdicts and all(signer.refusal("account_verdicts", r.value, r.headers) is None
+    assert verdicts and all(signer.refusal("account_verdicts", r.partition, r.value,
+                                                   r.headers) is None
                             for r in verdicts), "every verdict record carries this app's signature"
     # Both workers made decisions: the work really was shared. The campaign accounts above may
     # all be one worker's so far (a fresh-clone CI run checked too early): the other's verdicts

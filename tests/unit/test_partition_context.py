@@ -164,3 +164,15 @@ def test_a_snapshot_of_the_unpieced_format_still_restores() -> None:
     original = trained(DetectorConfig(), 0, 300)
     snap = through_json(pc.snapshot(original))  # as an older worker wrote it
     assert pc.from_pieces(snap, lambda i: None) == snap
+
+
+def test_the_trees_structure_is_computed_once_and_goes_with_its_model() -> None:
+    import gc
+    import weakref
+    part = trained(DetectorConfig(), 0, 300)
+    first = pc.snapshot(part)["model"]
+    assert pc.snapshot(part)["model"]["fingerprint"] == first["fingerprint"]
+    hst = weakref.ref(part.model.hst)
+    del part
+    gc.collect()
+    assert hst() is None, "a cache of the structure must not keep a moved partition's model"

@@ -14,6 +14,7 @@ from models.cluster import (
     MEMBER_FIXED_BYTES,
     ClusterState,
     add_summary,
+    advance,
     member_wire_bytes,
     tell_member,
 )
@@ -80,3 +81,33 @@ def test_members_that_go_idle_give_their_bytes_back() -> None:
     add_summary(state, summary("acct-new", 1)._replace(window_start=later, event_ts=later), cfg)
     assert "acct-old" not in state.members
     assert state.member_bytes == member_wire_bytes("acct-new")
+
+
+def test_a_template_takeover_recounts_the_member_bytes() -> None:
+    # A helper's review: `_reelect` replaced the members without recounting their bytes, so
+    # the new crowd was capped by the old crowd's size until a restart recounted it.
+    cfg = DetectorConfig()
+    old_template, new_template = 0x0123_4567_89AB_CDEF, 0x0123_0000_FFFF_1234
+    state = ClusterState(cluster_key="tpl:3:0123", template=old_template)
+    for i in range(1500):  # the old crowd, out of the horizon by the next window
+        state.members[f"old-{i:05d}"] = (T0, 1, float(T0), "", old_template, 0.0, 0.0, 0)
+    state.member_bytes = sum(member_wire_bytes(a) for a in state.members)
+    now = T0 + cfg.cluster_horizon_windows * cfg.cluster_window_s * 2
+    state.strays = {f"new-{i}": (now, 1, float(now), "", new_template ^ (1 << i), 0.0, 0.0, 0)
+                    for i in range(5)}
+    advance(state, now, cfg)
+    assert state.template == new_template and set(state.members) == set(state.strays or {}) | {
+        f"new-{i}" for i in range(5)}
+    assert state.member_bytes == sum(member_wire_bytes(a) for a in state.members)
+
+
+def test_ids_that_json_escapes_are_counted_at_their_escaped_length() -> None:
+    # Any 1-128 character account_id is valid; orjson writes a control character in 6 bytes.
+    for account in ["acct-1", "a\x01b\x1f", 'q""\\', "é" * 10]:
+        assert member_wire_bytes(account) - MEMBER_FIXED_BYTES == len(orjson.dumps(account)) - 2
+    assert member_wire_bytes("\n\t") - MEMBER_FIXED_BYTES >= len(orjson.dumps("\n\t")) - 2
+    cfg = DetectorConfig()
+    state = ClusterState(cluster_key="pay:shared-card")
+    for i in range(cfg.cluster_member_cap):
+        add_summary(state, summary(f"{i:05d}" + "\x01" * 123, i), cfg)
+    assert len(encode_cluster_state(state)) <= Settings().max_state_bytes
