@@ -45,8 +45,12 @@ class HeldWrites:
         # still sending, and an older state must never reach the changelog after a newer one.
         self._lock = asyncio.Lock()
 
-    def put(self, partition: int, key: Any, value: Any, data: bytes) -> None:
+    def put(self, partition: int, key: Any, value: Any, data: bytes, last: bool = False) -> None:
+        """Change the table now, its changelog record at the next flush; `last`: sent after
+        every record held so far (a key held before would keep its place)."""
         self.table.data[key] = value
+        if last:
+            self._held.pop(key, None)
         self._held[key] = (partition, data)
         self.changes += 1
 

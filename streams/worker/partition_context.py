@@ -59,6 +59,7 @@ import hashlib
 import sys
 import zlib
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -264,19 +265,28 @@ def restore(part: Any, snap: dict[str, Any]) -> list[str]:
 # scale, 3.5 MB with ten times the accounts, where a table entry may take 512 KiB. Stored whole
 # it was refused at every write (`partition_context_snapshot_failed`), and a partition that moved
 # started cold. So it is stored compressed (zlib, ~4x) and cut into pieces under the bound: the
-# partition's key holds a manifest, `"<partition>/<i>"` the pieces (base64: the table is JSON).
-# The pieces are written before the manifest, in the same batch; a manifest whose pieces do not
-# match its digest (a crash between them, a piece lost) restores nothing: a cold start, logged.
+# partition's key holds a manifest, `"<partition>/<generation>/<i>"` the pieces (base64: the
+# table is JSON). Two generations take turns: a new snapshot's pieces go under the generation
+# the manifest does not name, and the manifest last, so a crash before it leaves the previous
+# snapshot whole. A manifest whose pieces do not match its digest (a piece lost) restores
+# nothing: a cold start, logged.
 STORED_FORMAT = 3
 # base64 turns 3 bytes into 4, and the piece goes into a JSON string with its key
 PIECE_OVERHEAD = 256
 
 
-def piece_key(partition: int, i: int) -> str:
-    return f"{partition}/{i}"
+def piece_key(partition: int, generation: int, i: int) -> str:
+    return f"{partition}/{generation}/{i}"
 
 
-def stored_pieces(snap: dict[str, Any], max_entry_bytes: int,
+def next_generation(manifest: Any) -> int:
+    """The generation a new snapshot is stored under: the one `manifest` does not name."""
+    if isinstance(manifest, dict) and manifest.get("format") == STORED_FORMAT:
+        return 1 - int(manifest.get("generation") == 1)
+    return 0
+
+
+def stored_pieces(snap: dict[str, Any], max_entry_bytes: int, generation: int = 0,
                   ) -> tuple[dict[str, Any], list[str]]:
     """The manifest and the pieces (base64 strings) that store `snap`, each piece's JSON under
     `max_entry_bytes`."""
@@ -284,22 +294,25 @@ def stored_pieces(snap: dict[str, Any], max_entry_bytes: int,
     raw_per_piece = max(1, (max_entry_bytes - PIECE_OVERHEAD) * 3 // 4)
     pieces = [base64.b64encode(data[i:i + raw_per_piece]).decode()
               for i in range(0, len(data), raw_per_piece)] or [""]
-    manifest = {"format": STORED_FORMAT, "pieces": len(pieces), "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {"format": STORED_FORMAT, "generation": generation, "pieces": len(pieces),
+                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     return manifest, pieces
 
 
-def from_pieces(manifest: Any, piece: Any) -> dict[str, Any] | None:
-    """The snapshot a manifest and its pieces store (`piece(i)` reads one), None when they do
-    not hold one whole. A manifest of the older, unpieced format is the snapshot itself."""
+def from_pieces(manifest: Any, piece: Callable[[int, int], Any]) -> dict[str, Any] | None:
+    """The snapshot a manifest and its pieces store (`piece(generation, i)` reads one), None
+    when they do not hold one whole. A manifest of the older, unpieced format is the snapshot
+    itself."""
     if not isinstance(manifest, dict):
         return None
     if manifest.get("format") == SNAPSHOT_FORMAT:
         return manifest
     if manifest.get("format") != STORED_FORMAT or not isinstance(manifest.get("pieces"), int):
         return None
+    generation = manifest.get("generation", 0)
     try:
-        data = b"".join(base64.b64decode(piece(i)) for i in range(manifest["pieces"]))
+        data = b"".join(base64.b64decode(piece(generation, i))
+                        for i in range(manifest["pieces"]))
     except (TypeError, ValueError):
         return None
     if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):

@@ -337,7 +337,7 @@ def create_app(settings: Settings) -> WorkerApp:
             if stored is not None:
                 try:
                     snap = partition_context.from_pieces(
-                        stored, lambda i: contexts.get(partition_context.piece_key(p, i)))
+                        stored, lambda g, i: contexts.get(partition_context.piece_key(p, g, i)))
                     restored = partition_context.restore(part, snap) if snap else []
                 except Exception:  # noqa: BLE001 - a bad snapshot means a cold start, not a crash
                     restored = []
@@ -356,15 +356,19 @@ def create_app(settings: Settings) -> WorkerApp:
     def write_snapshot(p: int, part: AccountPartition) -> None:
         """The partition's context into the changelogged table, in pieces under
         max_state_bytes (streams/worker/partition_context.py): the pieces, then the manifest."""
-        manifest, pieces = partition_context.stored_pieces(partition_context.snapshot(part),
-                                                           settings.max_state_bytes)
+        generation = partition_context.next_generation(contexts.data.get(p))
+        manifest, pieces = partition_context.stored_pieces(
+            partition_context.snapshot(part), settings.max_state_bytes, generation)
         for i, piece in enumerate(pieces):
-            hold(contexts_held, p, partition_context.piece_key(p, i), piece, orjson.dumps)
-        stale = len(pieces)  # the pieces of a longer snapshot before this one
-        while partition_context.piece_key(p, stale) in contexts.data:
-            contexts_held.delete(p, partition_context.piece_key(p, stale))
+            hold(contexts_held, p, partition_context.piece_key(p, generation, i), piece,
+                 orjson.dumps)
+        stale = len(pieces)  # the pieces of a longer snapshot of this generation before
+        while partition_context.piece_key(p, generation, stale) in contexts.data:
+            contexts_held.delete(p, partition_context.piece_key(p, generation, stale))
             stale += 1
-        hold(contexts_held, p, p, manifest, orjson.dumps)
+        # the manifest after its pieces, also when an earlier one is still held
+        contexts_held.put(p, p, manifest, encoded(contexts, p, manifest, orjson.dumps),
+                          last=True)
 
     def cluster_partition(p: int) -> ClusterPartition:
         part = cluster_parts.get(p)

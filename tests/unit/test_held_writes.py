@@ -152,3 +152,14 @@ def test_a_failed_send_puts_back_what_was_not_sent_and_newer_changes_win() -> No
     asyncio.run(writes.flush())
     assert [(k, v) for _, k, v, _ in table.changelog] == [
         (b'"k0"', b"old"), (b'"k1"', b"old"), (b'"k2"', b"new")]
+
+
+def test_a_key_put_last_is_sent_after_every_record_held_before_it() -> None:
+    # A snapshot's manifest must reach the changelog after its pieces (a crash between them
+    # then leaves the previous snapshot whole), also when an earlier manifest is still held.
+    table, writes = held()
+    writes.put(3, 3, {"manifest": 1}, b"m1")
+    writes.put(3, "3/1/0", "piece", b"p0")
+    writes.put(3, 3, {"manifest": 2}, b"m2", last=True)
+    asyncio.run(writes.flush())
+    assert [value for _, _, value, _ in table.changelog] == [b"p0", b"m2"]

@@ -127,12 +127,20 @@ def crowded(n: int) -> AccountPartition:
     return part
 
 
-def store(snap: dict, max_entry_bytes: int) -> dict:
-    """The table entries `write_snapshot` makes (streams/worker/topology.py), through JSON."""
-    manifest, pieces = pc.stored_pieces(snap, max_entry_bytes)
-    table = {3: through_json(manifest)}
-    table.update({pc.piece_key(3, i): orjson.loads(orjson.dumps(p)) for i, p in enumerate(pieces)})
+def store(snap: dict, max_entry_bytes: int, table: dict | None = None) -> dict:
+    """The table entries `write_snapshot` makes (streams/worker/topology.py), through JSON: the
+    pieces under the generation the table's manifest does not name, then the manifest."""
+    table = dict(table or {})
+    generation = pc.next_generation(table.get(3))
+    manifest, pieces = pc.stored_pieces(snap, max_entry_bytes, generation)
+    table.update({pc.piece_key(3, generation, i): orjson.loads(orjson.dumps(p))
+                  for i, p in enumerate(pieces)})
+    table[3] = through_json(manifest)
     return table
+
+
+def restored(table: dict) -> dict | None:
+    return pc.from_pieces(table.get(3), lambda g, i: table.get(pc.piece_key(3, g, i)))
 
 
 def test_a_snapshot_bigger_than_an_entry_is_stored_in_pieces_under_the_bound_and_restored() -> None:
@@ -143,27 +151,40 @@ def test_a_snapshot_bigger_than_an_entry_is_stored_in_pieces_under_the_bound_and
     table = store(snap, bound)
     assert len(table) > 2 and all(len(orjson.dumps(v)) <= bound for v in table.values())
     moved = AccountPartition.create(DetectorConfig(), 3)
-    back = pc.from_pieces(table[3], lambda i: table.get(pc.piece_key(3, i)))
+    back = restored(table)
     assert back is not None and {"model", "convicted"} <= set(pc.restore(moved, back))
     assert moved.convicted == original.convicted
 
 
 def test_pieces_that_do_not_match_their_manifest_restore_nothing() -> None:
     table = store(pc.snapshot(crowded(2000)), 64 * 1024)
-    manifest = table[3]
+    generation = table[3]["generation"]
     lost = dict(table)
-    del lost[pc.piece_key(3, 1)]
-    assert pc.from_pieces(manifest, lambda i: lost.get(pc.piece_key(3, i))) is None
+    del lost[pc.piece_key(3, generation, 1)]
+    assert restored(lost) is None
     other = store(pc.snapshot(crowded(2001)), 64 * 1024)  # a piece of another snapshot
-    mixed = {**table, pc.piece_key(3, 0): other[pc.piece_key(3, 0)]}
-    assert pc.from_pieces(manifest, lambda i: mixed.get(pc.piece_key(3, i))) is None
-    assert pc.from_pieces({"format": 99}, lambda i: None) is None
+    mixed = {**table, pc.piece_key(3, generation, 0): other[pc.piece_key(3, generation, 0)]}
+    assert restored(mixed) is None
+    assert pc.from_pieces({"format": 99}, lambda g, i: None) is None
+
+
+def test_a_crash_before_the_new_manifest_leaves_the_previous_snapshot_whole() -> None:
+    first = pc.snapshot(crowded(1500))
+    table = store(first, 64 * 1024)
+    second = pc.snapshot(crowded(1600))
+    after = store(second, 64 * 1024, table)
+    assert after[3]["generation"] != table[3]["generation"]
+    crashed = {k: v for k, v in after.items() if k != 3} | {3: table[3]}  # manifest lost
+    assert restored(crashed) == through_json(first)
+    assert restored(after) == through_json(second)
+    third = store(pc.snapshot(crowded(1700)), 64 * 1024, after)  # generations take turns
+    assert third[3]["generation"] == table[3]["generation"] and restored(third) is not None
 
 
 def test_a_snapshot_of_the_unpieced_format_still_restores() -> None:
     original = trained(DetectorConfig(), 0, 300)
     snap = through_json(pc.snapshot(original))  # as an older worker wrote it
-    assert pc.from_pieces(snap, lambda i: None) == snap
+    assert pc.from_pieces(snap, lambda g, i: None) == snap
 
 
 def test_the_trees_structure_is_computed_once_and_goes_with_its_model() -> None:
