@@ -43,6 +43,8 @@ class Outbox:
         self.tag = tag
         self._refuse = refuse
         self.refused = 0
+        # refused items whose dead letter has not been sent yet (it failed): tried again first
+        self._refusing: list[tuple[str, bytes]] = []
         self.max_record_bytes = max_record_bytes
         self._key = tag.encode()
         self._send = send
@@ -86,7 +88,7 @@ class Outbox:
         what was held meanwhile, so that nothing is lost and the order stays."""
         held, self._held = self._held, {}
         self.held = 0
-        refused: list[tuple[str, bytes]] = []
+        refused, self._refusing = self._refusing, []
         unsent = [(q, chunk, data) for q, wires in held.items()
                   for chunk, data in self._records(wires, refused)]
         try:
@@ -96,12 +98,17 @@ class Outbox:
                 unsent.pop(0)
                 self.records_sent += 1
                 self.items_sent += len(chunk)
-            for reason, shown in refused:  # after the others: they must not wait on these
-                self.refused += 1
+            while refused:  # after the others: they must not wait on these
+                reason, shown = refused[0]
                 if self._refuse is None:
+                    refused.pop(0)
+                    self.refused += 1
                     raise TypeError(reason)
                 await self._refuse(reason, shown)
+                refused.pop(0)
+                self.refused += 1
         except BaseException:
+            self._refusing = refused + self._refusing
             back: dict[int, list[list[Any]]] = {}
             for q, chunk, _ in unsent:
                 back.setdefault(q, []).extend(chunk)

@@ -190,3 +190,29 @@ def test_without_a_refuse_callback_the_rest_is_sent_then_the_error_raised() -> N
         raise AssertionError("an unencodable item without a refuse callback should raise")
     assert [s for r in wire.on(partition_for("ip:a", PARTITIONS)) for s in r] == [
         summary("ip:a", "acct-1")]
+
+
+def test_a_refused_item_whose_dead_letter_fails_is_dead_lettered_at_the_next_flush() -> None:
+    wire = Wire()
+    refused: list[bytes] = []
+    failures = [RuntimeError("dead-letter topic unavailable")]
+
+    async def refuse(reason: str, shown: bytes) -> None:
+        if failures:
+            raise failures.pop()
+        refused.append(shown)
+
+    outbox = Outbox(SUMMARY_BATCH_TAG, wire.send, PARTITIONS, max_held=100,
+                    key_of=lambda s: s.cluster_key, max_record_bytes=65536, refuse=refuse)
+    outbox.hold(summary("ip:a", "acct-1"))
+    outbox.hold(summary("ip:a", "acct-bad", n=2**70))
+    try:
+        asyncio.run(outbox.flush())
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failed dead letter should surface")
+    assert [s for r in wire.on(partition_for("ip:a", PARTITIONS)) for s in r] == [
+        summary("ip:a", "acct-1")] and refused == []
+    asyncio.run(outbox.flush())
+    assert len(refused) == 1 and b"acct-bad" in refused[0] and outbox.refused == 1
