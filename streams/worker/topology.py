@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -251,19 +251,20 @@ def create_app(settings: Settings) -> WorkerApp:
 
     # An item that does not encode is dead-lettered alone (no source record: partition and
     # offset -1, the destination topic named); the batch it was held in is sent.
-    async def refuse_summary(reason: str, shown: bytes) -> None:
-        await dead_letter_raw(reason, None, shown, cluster_summaries.get_topic_name(), -1, -1)
-
-    async def refuse_verdict(reason: str, shown: bytes) -> None:
-        await dead_letter_raw(reason, None, shown, account_verdicts.get_topic_name(), -1, -1)
+    def refuse_for(topic: faust.TopicT) -> Callable[[str, bytes], Awaitable[None]]:
+        async def refuse(reason: str, shown: bytes) -> None:
+            await dead_letter_raw(reason, None, shown, topic.get_topic_name(), -1, -1)
+        return refuse
 
     summaries_out = Outbox(SUMMARY_BATCH_TAG, send_to_cluster_partition,
                            topics["cluster_summaries"].partitions, max_held=HELD_MAX,
                            key_of=lambda s: s.cluster_key,
-                           max_record_bytes=settings.max_record_bytes, refuse=refuse_summary)
+                           max_record_bytes=settings.max_record_bytes,
+                           refuse=refuse_for(cluster_summaries))
     verdicts_out = Outbox(VERDICT_BATCH_TAG, send_to_account_partition, partitions,
                           max_held=HELD_MAX, key_of=lambda v: v.account_id,
-                          max_record_bytes=settings.max_record_bytes, refuse=refuse_verdict)
+                          max_record_bytes=settings.max_record_bytes,
+                          refuse=refuse_for(account_verdicts))
     # An account's state records the summaries it announced, a cluster's the members it told:
     # those outputs go before the states (HeldWrites.flush), as they did when sent one by one.
     accounts_held = HeldWrites(accounts, produce, max_held=STATES_HELD_MAX,
