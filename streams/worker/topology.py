@@ -36,7 +36,7 @@ import structlog
 from faust.transport.producer import ProducerBuffer
 
 from models.account_stage import AccountPartition, AccountStage, Outputs
-from models.cluster_stage import ClusterPartition, ClusterStage
+from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from models.decision import Decision
 from models.events import InvalidEvent
 from models.messages import BROADCAST, SourceTick
@@ -556,6 +556,13 @@ def create_app(settings: Settings) -> WorkerApp:
                 await accounts_held.flush()
 
     # ---- cluster stage --------------------------------------------------------------------
+    def hold_cluster_verdicts(out: ClusterOutputs) -> None:
+        for av in out.verdicts:
+            verdicts_out.hold(av)
+        for av in out.convictions:  # to every account partition
+            for q in range(partitions):
+                verdicts_out.hold_for(q, av)
+
     async def fold_summaries(record: list[Any], part: ClusterPartition, event: Any) -> None:
         """A record's summaries, in order; each touched cluster's state (pending summaries
         included) is held once for the record. A summary the core fails on is dead-lettered
@@ -570,6 +577,9 @@ def create_app(settings: Settings) -> WorkerApp:
                     state if state is not None else clusters.get(key), summary, part)
                 touched[key] = state
                 core_counts["behind_summaries"] += out.behind
+                if out.judged_early:  # its waiting summaries outgrew cluster_pending_bytes
+                    core_counts["judged_early_summaries"] += out.judged_early
+                    hold_cluster_verdicts(out)
             except Exception as exc:
                 log.exception("cluster_stage_error", cluster_key=key)
                 await to_dead_letter(f"internal error on summary {i} of the record "
@@ -608,12 +618,7 @@ def create_app(settings: Settings) -> WorkerApp:
                     # max_state_bytes) is dead-lettered alone, after its verdicts are held,
                     # and the tick goes on to the others and to expiry.
                     try:
-                        settled = cluster_stage_core.settle(judged, part)
-                        for av in settled.verdicts:
-                            verdicts_out.hold(av)
-                        for av in settled.convictions:  # to every account partition
-                            for q in range(partitions):
-                                verdicts_out.hold_for(q, av)
+                        hold_cluster_verdicts(cluster_stage_core.settle(judged, part))
                         hold(clusters_held, event.message.partition, key, judged,
                              encode_cluster_state)
                     except Exception as exc:

@@ -349,6 +349,39 @@ def test_cluster_stage_convicts_and_tells_members(app: faust.App, settings: Sett
     assert decode_cluster_state(outbox.changelog("clusters")[-1].value) == state
 
 
+def test_a_crowd_too_big_to_wait_for_a_lagging_partition_is_judged_early(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No account partition announces a tick (all lag): the cluster's waiting summaries pass
+    `cluster_pending_bytes`, so the oldest are judged at once and the members told, and the
+    state the worker writes stays under the cap (issue 16: they grew without bound)."""
+    settings = load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
+                                  "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
+                                  "DISTILLGUARD_DETECTOR_CLUSTER_PENDING_BYTES": "6000"})
+    app = create_app(settings)
+    app.finalize()
+    outbox = record_sends(settings, monkeypatch)
+    members = [f"bot-{i:03d}" for i in range(8 * settings.detector.cluster_min_accounts)]
+    p = partition_of("pay:shared", settings)
+
+    async def scenario() -> None:
+        async with app.agents["cluster_stage"].test_context() as agent:
+            for kind, dt in (("join", 0.0), ("window", 60.0), ("window", 120.0)):
+                for i, account in enumerate(members):
+                    await agent.put(encode_summary(_summary(account, T0 + dt + i, kind)),
+                                    key=b"pay:shared", partition=p)
+            await send_held(app)
+    run(scenario)
+
+    state = app.tables["clusters"]["pay:shared"]
+    assert isinstance(state, ClusterState) and state.verdict is not None
+    assert state.pending_bytes <= 6000 and state.judged_early_before > 0
+    assert app.runtime.core_counts["judged_early_summaries"] > 0
+    told = {v.account_id for r in outbox.to("account_verdicts")
+            for v in decode_verdict_record(r.value)}
+    assert set(members) <= told
+    assert decode_cluster_state(outbox.changelog("clusters")[-1].value) == state
+
+
 # --- verdicts back at the account stage -------------------------------------------------------
 
 
