@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+import streams  # noqa: F401  (first: it chooses the core's build, models/_build.py)
 from models.config import DetectorConfig
 from models.events import event_from_mapping
 from models.pipeline import Pipeline

@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import models
-from models.config import DetectorConfig
+from models._build import current_build
+from models.config import CORE_VERSION, DetectorConfig
 from streams.edge.settings import Settings, SettingsError, load_settings
 from streams.offline.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
 
@@ -213,7 +213,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"({result.rate:,.0f} events/s): {result.decisions:,} decisions "
           f"{dict(sorted(result.actions.items()))}, {result.bad_lines} {bad_unit}; "
           f"model {cfg.model_version}, mode {'shadow' if cfg.shadow else 'enforce'}, "
-          f"core {models.CORE_BUILD}")
+          f"core {current_build()}")
     if target:
         print(f"published {result.decisions:,} decisions to {target}")
     if result.interrupted:
@@ -430,8 +430,8 @@ def version_line() -> str:
         package = version("distillguard")
     except PackageNotFoundError:  # run from a source tree that was never installed
         package = "(not installed)"
-    return (f"distillguard {package}, detection core {models.config.CORE_VERSION} "
-            f"({models.CORE_BUILD})")
+    return (f"distillguard {package}, detection core {CORE_VERSION} "
+            f"({current_build()})")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from pathlib import Path
 import faust
 import structlog
 
-import models
+from models._build import current_build
 from streams.edge import gc_tuning
 from streams.edge.logs import configure_logging
 from streams.edge.settings import Settings
@@ -92,7 +92,7 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     asyncio.run(declare_changelogs(settings, app))
     install_health(app, source_topics(settings), settings.stall_timeout_s)
     log.info("worker_starting", app_id=settings.app_id, bootstrap=settings.kafka_bootstrap,
-             model_version=settings.detector.model_version, core=models.CORE_BUILD,
+             model_version=settings.detector.model_version, core=current_build(),
              web_port=settings.web_port,
              shadow=settings.detector.shadow, stall_timeout_s=settings.stall_timeout_s)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,

@@ -76,7 +76,8 @@ def test_the_compiled_core_decides_as_the_sources_do(tmp_path: Path) -> None:
 _STATES = """
 import sys, orjson
 from pathlib import Path
-import models
+import streams
+from models._build import current_build
 from models.config import DetectorConfig
 from models.pipeline import Pipeline
 from streams.edge.codec import (decode_account_state, decode_cluster_state, encode_account_state,
@@ -99,7 +100,7 @@ else:
     for s in clusters:
         encode_cluster_state(s)
     print(len(accounts), len(clusters))
-print(models.CORE_BUILD)
+print(current_build())
 """
 
 

@@ -28,6 +28,8 @@ PROJECT_PACKAGES = ("models", "simulator", "streams")
 MAY_IMPORT: dict[str, set[str]] = {
     "models": set(),
     "simulator": set(),
+    # The package's own __init__ imports only models/_build.py: it chooses the core's build.
+    "streams": {"models"},
     "streams.edge": {"models"},
     "streams.worker": {"models", "streams.edge"},
     "streams.offline": {"models", "simulator", "streams.edge"},

@@ -34,7 +34,7 @@ from functools import cache
 
 import pytest
 
-import models
+from models._build import current_build
 from models.account import Verdict
 from models.cluster import members_to_tell
 from models.cluster_stage import ClusterStage
@@ -58,7 +58,7 @@ DILUTE_AT = T0 + 3600  # the campaign is convicted by then
 HORIZON = CFG.cluster_horizon_windows * CFG.cluster_window_s
 TICK = CFG.cluster_tick_s
 DELAY = CFG.verdict_delay_s
-INTERPRETED = models.CORE_BUILD == "interpreted"
+INTERPRETED = current_build() == "interpreted"
 needs_interpreted = pytest.mark.skipif(
     not INTERPRETED, reason="compares with core 0.7 by replacing a method of the core")
 
