@@ -31,11 +31,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import streams  # noqa: F401  (first: it chooses the core's build, models/_build.py)
-from models._build import current_build
-from models.config import DetectorConfig
-from simulator import Scenario, write_files
-from streams.offline.replay import load_labels, replay_file
+import distillguard.streams  # noqa: F401  (first: it chooses the core's build, models/_build.py)
+from distillguard.models._build import current_build
+from distillguard.models.config import DetectorConfig
+from distillguard.simulator import Scenario, write_files
+from distillguard.streams.offline.replay import load_labels, replay_file
 
 FLOODER = "acct-hostile-flooder"
 

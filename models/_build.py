@@ -41,6 +41,8 @@ MODES = ("auto", "compiled", "interpreted")
 BUILD_VARIABLES = ("DISTILLGUARD_CORE", "DISTILLGUARD_COMPILED_CORE")
 MANIFEST = "manifest.json"
 MODELS_DIR = Path(__file__).resolve().parent
+# The core's import name (distillguard/__init__.py): its modules are `distillguard.models.*`.
+PACKAGE = "distillguard.models"
 
 
 class CompiledCoreError(ImportError):
@@ -103,15 +105,15 @@ def select_build() -> str:
     `DISTILLGUARD_CORE=compiled` is an error naming the module."""
     global _selected
     if _selected is None:
-        loaded = sorted(name for name in COMPILED_MODULES if f"models.{name}" in sys.modules)
+        loaded = sorted(name for name in COMPILED_MODULES if f"{PACKAGE}.{name}" in sys.modules)
         if loaded:
             if requested_mode() == "compiled":
                 raise CompiledCoreError(
-                    f"DISTILLGUARD_CORE=compiled: models.{loaded[0]} was imported before the "
-                    "build was selected; call models._build.select_build() first")
+                    f"DISTILLGUARD_CORE=compiled: {PACKAGE}.{loaded[0]} was imported before the "
+                    "build was selected; call distillguard.models._build.select_build() first")
             _selected = "interpreted"
         else:
-            _selected = activate(sys.modules["models"].__path__)
+            _selected = activate(sys.modules[PACKAGE].__path__)
     return _selected
 
 
@@ -129,7 +131,7 @@ def activate(package_path: MutableSequence[str]) -> str:
                    f"{MODELS_DIR} (they changed since, or another Python)")
     else:
         _load_shared_library(directory, manifest)
-        package_path.insert(0, str(directory / "models"))
+        package_path.insert(0, str(directory.joinpath(*PACKAGE.split("."))))
         return "compiled"
     if mode == "compiled":
         raise CompiledCoreError(f"DISTILLGUARD_CORE=compiled: {problem}; build it with "

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from models.account import Verdict
-from models.behaviour import HARVESTING, ROTATING, SUSTAINED
-from models.config import DetectorConfig
-from models.keys import is_template_key
-from models.messages import ClusterSummary
-from models.templates import signature, uses_template
+from distillguard.models.account import Verdict
+from distillguard.models.behaviour import HARVESTING, ROTATING, SUSTAINED
+from distillguard.models.config import DetectorConfig
+from distillguard.models.keys import is_template_key
+from distillguard.models.messages import ClusterSummary
+from distillguard.models.templates import signature, uses_template
 
 
 @dataclass(slots=True)

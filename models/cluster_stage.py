@@ -24,13 +24,24 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from models.account import Verdict
-from models.cluster import ClusterState, add_summary, members_to_tell, summary_wire_bytes
-from models.config import DetectorConfig
-from models.due import DueIndex
-from models.keys import SYSTEM_PROMPT, TEMPLATE, is_template_key, key_kind, signature_of
-from models.messages import BROADCAST, AccountVerdict, ClusterSummary
-from models.scoring import cluster_evidence, min_accounts
+from distillguard.models.account import Verdict
+from distillguard.models.cluster import (
+    ClusterState,
+    add_summary,
+    members_to_tell,
+    summary_wire_bytes,
+)
+from distillguard.models.config import DetectorConfig
+from distillguard.models.due import DueIndex
+from distillguard.models.keys import (
+    SYSTEM_PROMPT,
+    TEMPLATE,
+    is_template_key,
+    key_kind,
+    signature_of,
+)
+from distillguard.models.messages import BROADCAST, AccountVerdict, ClusterSummary
+from distillguard.models.scoring import cluster_evidence, min_accounts
 
 # A conviction is re-issued when the cluster's score has risen by this much since.
 VERDICT_UPGRADE_STEP = 0.05

@@ -19,16 +19,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from models.account import AccountState
-from models.account_stage import AccountPartition, AccountStage, Outputs
-from models.allowlist import AllowList
-from models.cluster import ClusterState
-from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
-from models.config import DetectorConfig
-from models.decision import Decision
-from models.events import RequestEvent
-from models.messages import AccountVerdict, ClusterSummary
-from models.partitioning import partition_for
+from distillguard.models.account import AccountState
+from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
+from distillguard.models.allowlist import AllowList
+from distillguard.models.cluster import ClusterState
+from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import Decision
+from distillguard.models.events import RequestEvent
+from distillguard.models.messages import AccountVerdict, ClusterSummary
+from distillguard.models.partitioning import partition_for
 
 
 class Pipeline:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from models.cluster import ClusterState, horizon_totals
-from models.config import DetectorConfig
-from models.keys import is_template_key
+from distillguard.models.cluster import ClusterState, horizon_totals
+from distillguard.models.config import DetectorConfig
+from distillguard.models.keys import is_template_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,6 @@ Importing it chooses the build of the core this process runs, before any module 
 loads (models/_build.py): every command, worker and pool process starts here.
 """
 
-from models._build import select_build
+from distillguard.models._build import select_build
 
 select_build()

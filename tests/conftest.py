@@ -16,8 +16,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 # First: importing streams chooses the build of the core the tests run (models/_build.py).
-import streams  # noqa: F401
-from models.events import RequestEvent, event_from_mapping
+import distillguard.streams  # noqa: F401
+from distillguard.models.events import RequestEvent, event_from_mapping
 
 CONTRACT_DIR = Path(__file__).resolve().parents[1] / "contract"
 

@@ -70,12 +70,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models._build import BUILD_VARIABLES
-from models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
-from models.config import DetectorConfig
-from streams.edge.codec import DEFAULT_MAX_EVENT_AHEAD_S
-from streams.edge.signing import MIN_KEY_BYTES, RecordSigner
-from streams.edge.topics import TopicSpec, load_topic_specs
+from distillguard.models._build import BUILD_VARIABLES
+from distillguard.models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
+from distillguard.models.config import DetectorConfig
+from distillguard.streams.edge.codec import DEFAULT_MAX_EVENT_AHEAD_S
+from distillguard.streams.edge.signing import MIN_KEY_BYTES, RecordSigner
+from distillguard.streams.edge.topics import TopicSpec, load_topic_specs
 
 ENV_PREFIX = "DISTILLGUARD_"
 # Variables of the same prefix that are not settings: where to read settings from, and which

@@ -24,13 +24,13 @@ from pathlib import Path
 import faust
 import structlog
 
-from models._build import current_build
-from streams.edge import gc_tuning
-from streams.edge.logs import configure_logging
-from streams.edge.settings import Settings
-from streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
-from streams.worker.health import install_health
-from streams.worker.topology import changelog_topic_specs, create_app
+from distillguard.models._build import current_build
+from distillguard.streams.edge import gc_tuning
+from distillguard.streams.edge.logs import configure_logging
+from distillguard.streams.edge.settings import Settings
+from distillguard.streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
+from distillguard.streams.worker.health import install_health
+from distillguard.streams.worker.topology import changelog_topic_specs, create_app
 
 log = structlog.get_logger("distillguard")
 

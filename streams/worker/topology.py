@@ -35,13 +35,13 @@ import orjson
 import structlog
 from faust.transport.producer import ProducerBuffer
 
-from models.account_stage import AccountPartition, AccountStage, Outputs
-from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
-from models.decision import Decision
-from models.events import InvalidEvent
-from models.messages import BROADCAST, SourceTick
-from models.partitioning import partition_for
-from streams.edge.codec import (
+from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
+from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
+from distillguard.models.decision import Decision
+from distillguard.models.events import InvalidEvent
+from distillguard.models.messages import BROADCAST, SourceTick
+from distillguard.models.partitioning import partition_for
+from distillguard.streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
     SUMMARY_BATCH_TAG,
@@ -58,14 +58,14 @@ from streams.edge.codec import (
     event_time_limit,
     register_codecs,
 )
-from streams.edge.control import AllowListKeeper, ControlReader
-from streams.edge.settings import Settings
-from streams.edge.topics import TopicSpec
-from streams.worker import partition_context
-from streams.worker.dead_letter_log import DeadLetterLog
-from streams.worker.held_writes import HeldWrites
-from streams.worker.outbox import Outbox, install_before_commit
-from streams.worker.runtime import WorkerApp, WorkerRuntime
+from distillguard.streams.edge.control import AllowListKeeper, ControlReader
+from distillguard.streams.edge.settings import Settings
+from distillguard.streams.edge.topics import TopicSpec
+from distillguard.streams.worker import partition_context
+from distillguard.streams.worker.dead_letter_log import DeadLetterLog
+from distillguard.streams.worker.held_writes import HeldWrites
+from distillguard.streams.worker.outbox import Outbox, install_before_commit
+from distillguard.streams.worker.runtime import WorkerApp, WorkerRuntime
 
 log = structlog.get_logger("distillguard")
 

@@ -27,14 +27,14 @@ from faust.topics import Topic
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 from faust.types import Message
 
-from models.account import AccountState, Verdict
-from models.cluster import ClusterState
-from models.cluster_stage import ClusterStage
-from models.config import DetectorConfig
-from models.keys import infrastructure_keys, template_keys
-from models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTick
-from models.partitioning import partition_for
-from streams.edge.codec import (
+from distillguard.models.account import AccountState, Verdict
+from distillguard.models.cluster import ClusterState
+from distillguard.models.cluster_stage import ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.keys import infrastructure_keys, template_keys
+from distillguard.models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTick
+from distillguard.models.partitioning import partition_for
+from distillguard.streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
     decode_account_state,
@@ -45,8 +45,8 @@ from streams.edge.codec import (
     encode_summary,
     encode_verdict,
 )
-from streams.edge.settings import Settings, load_settings
-from streams.worker.topology import create_app
+from distillguard.streams.edge.settings import Settings, load_settings
+from distillguard.streams.worker.topology import create_app
 from tests.conftest import event_dict, make_event
 
 T0 = 1_700_000_000.0

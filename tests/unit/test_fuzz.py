@@ -22,9 +22,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.cluster import summary_wire_bytes
-from models.config import DetectorConfig
-from models.events import (
+from distillguard.models.cluster import summary_wire_bytes
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import (
     MAX_EVENT_TS,
     MAX_LATENCY_MS,
     MAX_TOKENS,
@@ -34,8 +34,8 @@ from models.events import (
     RequestEvent,
     event_from_mapping,
 )
-from models.pipeline import Pipeline
-from streams.edge.codec import (
+from distillguard.models.pipeline import Pipeline
+from distillguard.streams.edge.codec import (
     decode_account_state,
     decode_cluster_state,
     decode_request,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from models.account import Verdict
-from models.cluster import (
+from distillguard.models.account import Verdict
+from distillguard.models.cluster import (
     MEMBER_FIXED_BYTES,
     SIGNATURE_MEMBERS,
     SUMMARY_FIXED_BYTES,
@@ -26,12 +26,17 @@ from models.cluster import (
     summary_wire_bytes,
     tell_member,
 )
-from models.cluster_stage import ClusterPartition, ClusterStage
-from models.config import DetectorConfig
-from models.events import MAX_EVENT_TS
-from models.messages import ClusterSummary
-from streams.edge.codec import decode_cluster_state, encode_cluster_state
-from streams.edge.settings import CAPPED_SHARE_OF_STATE, Settings, SettingsError, load_settings
+from distillguard.models.cluster_stage import ClusterPartition, ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import MAX_EVENT_TS
+from distillguard.models.messages import ClusterSummary
+from distillguard.streams.edge.codec import decode_cluster_state, encode_cluster_state
+from distillguard.streams.edge.settings import (
+    CAPPED_SHARE_OF_STATE,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 LONGEST_ID = "a" * 128  # the contract's longest account_id
 LONGEST_KEY = "sys:" + "\x01" * 128  # a system prompt hash at the contract's longest, escaped

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from models._build import current_build
-from models.config import CORE_VERSION
-from streams.cli.main import main
+from distillguard.models._build import current_build
+from distillguard.models.config import CORE_VERSION
+from distillguard.streams.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
