@@ -92,6 +92,8 @@ SETTINGS_ALLOW_REASON = "listed in the settings"
 # take together at most (cluster_member_bytes + cluster_pending_bytes); the rest is for its
 # windows, strays, verdict and counters (tests/unit/test_state_bounds.py fills all of them).
 CAPPED_SHARE_OF_STATE = 0.9
+# The least cluster_pending_bytes: a hundred summaries at their longest (models/cluster.py).
+MIN_PENDING_BYTES = 65_536
 # internal_record_keys: the current key and the ones being rotated out.
 MAX_SECRET_KEYS = 4
 
@@ -366,6 +368,11 @@ def _validate(s: Settings) -> None:
     if not 1024 <= s.max_state_bytes <= 1_000_000:
         raise SettingsError("max_state_bytes must be between 1024 and 1000000 (the producer's "
                             "largest request)")
+    if s.detector.cluster_pending_bytes < MIN_PENDING_BYTES:
+        # Under it a crowd would be judged early at nearly every summary (a helper's review).
+        raise SettingsError(
+            f"cluster_pending_bytes must be at least {MIN_PENDING_BYTES:,} (a hundred of the "
+            f"longest summaries), got {s.detector.cluster_pending_bytes:,}")
     capped = s.detector.cluster_member_bytes + s.detector.cluster_pending_bytes
     if capped > s.max_state_bytes * CAPPED_SHARE_OF_STATE:
         # The core caps a cluster's members and its waiting summaries by their most bytes on

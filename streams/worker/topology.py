@@ -592,6 +592,28 @@ def create_app(settings: Settings) -> WorkerApp:
                 await to_dead_letter(f"internal error holding the state of {key}: "
                                      f"{type(exc).__name__}: {exc}", event)
 
+    async def settle_tick(record: SourceTick, part: ClusterPartition, event: Any) -> None:
+        """A source partition passed a tick: judge the clusters it made judgeable, then expire
+        the idle ones."""
+        for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
+            judged = clusters.get(key)
+            if judged is None:
+                continue
+            # One cluster at a time: a cluster that fails (its state over max_state_bytes) is
+            # dead-lettered alone, after its verdicts are held, and the tick goes on to the
+            # others and to expiry.
+            try:
+                hold_cluster_verdicts(cluster_stage_core.settle(judged, part))
+                hold(clusters_held, event.message.partition, key, judged, encode_cluster_state)
+            except Exception as exc:
+                log.exception("cluster_stage_error", cluster_key=key)
+                await to_dead_letter(f"internal error settling cluster {key[:80]} at tick "
+                                     f"{record.tick}: {type(exc).__name__}: {exc}", event)
+        for key in cluster_stage_core.expired_clusters(part):
+            cluster = clusters.get(key)
+            if cluster is not None and cluster_stage_core.is_expired(cluster, part):
+                clusters_held.delete(event.message.partition, key)
+
     @app.agent(cluster_summaries, name="cluster_stage")
     async def cluster_stage(stream: faust.StreamT) -> None:
         """cluster_summaries -> account_verdicts (one per member account to tell)."""
@@ -607,29 +629,10 @@ def create_app(settings: Settings) -> WorkerApp:
                 continue
             try:
                 part = cluster_partition(event.message.partition)
-                if not isinstance(record, SourceTick):
+                if isinstance(record, SourceTick):
+                    await settle_tick(record, part, event)
+                else:  # summaries judged early hold verdicts too: both end with the checks below
                     await fold_summaries(record, part, event)
-                    continue
-                for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
-                    judged = clusters.get(key)
-                    if judged is None:
-                        continue
-                    # One cluster at a time: a cluster that fails (its state over
-                    # max_state_bytes) is dead-lettered alone, after its verdicts are held,
-                    # and the tick goes on to the others and to expiry.
-                    try:
-                        hold_cluster_verdicts(cluster_stage_core.settle(judged, part))
-                        hold(clusters_held, event.message.partition, key, judged,
-                             encode_cluster_state)
-                    except Exception as exc:
-                        log.exception("cluster_stage_error", cluster_key=key)
-                        await to_dead_letter(f"internal error settling cluster {key[:80]} at "
-                                             f"tick {record.tick}: {type(exc).__name__}: {exc}",
-                                             event)
-                for key in cluster_stage_core.expired_clusters(part):
-                    cluster = clusters.get(key)
-                    if cluster is not None and cluster_stage_core.is_expired(cluster, part):
-                        clusters_held.delete(event.message.partition, key)
             except Exception as exc:
                 log.exception("cluster_stage_error")
                 await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -355,8 +356,10 @@ def test_a_crowd_too_big_to_wait_for_a_lagging_partition_is_judged_early(
     `cluster_pending_bytes`, so the oldest are judged at once and the members told, and the
     state the worker writes stays under the cap (issue 16: they grew without bound)."""
     settings = load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
-                                  "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
-                                  "DISTILLGUARD_DETECTOR_CLUSTER_PENDING_BYTES": "6000"})
+                                  "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust")})
+    # Under the settings' least (MIN_PENDING_BYTES), so that a few dozen summaries reach it.
+    settings = dataclasses.replace(settings, detector=dataclasses.replace(
+        settings.detector, cluster_pending_bytes=6000))
     app = create_app(settings)
     app.finalize()
     outbox = record_sends(settings, monkeypatch)

@@ -225,3 +225,37 @@ def test_ids_that_json_escapes_are_counted_at_their_escaped_length() -> None:
     for i in range(cfg.cluster_member_cap):
         add_summary(state, summary(f"{i:05d}" + "\x01" * 123, i), cfg)
     assert len(encode_cluster_state(state)) <= Settings().max_state_bytes
+
+
+def test_judging_early_never_runs_ahead_of_the_event_time_the_fleet_reached() -> None:
+    """A helper's review: with no lag at all, a crowd over the cap within the open tick marked
+    that tick judged, so the rest of it went to the next tick, which filled and was marked in
+    turn: the mark, and the time verdicts were issued at, ran ahead of event time (a crowd of
+    20,000 harvesting from minute 240 was acted on at minute 519, not 242)."""
+    cfg = DetectorConfig(cluster_pending_bytes=65_536)
+    stage, part = ClusterStage(cfg), ClusterPartition(sources=1)
+    state: ClusterState | None = None
+    issued = []
+    for minute in range(30):
+        tick = T0 // cfg.cluster_tick_s + minute
+        # the one account partition, in step: its tick is announced before its summaries
+        for key in stage.on_source_tick(part, 0, tick):
+            assert state is not None and key == state.cluster_key
+            issued += [av.verdict.issued_ts for av in stage.settle(state, part).convictions]
+        for i in range(400):  # ~120,000 bytes a minute: over the cap in every tick
+            s = ClusterSummary("pay:shared-card", f"acct-{i:05d}", "window", T0,
+                               tick * cfg.cluster_tick_s + i * 0.1, 5, 5, 5, 9000, True,
+                               float(T0), tick=tick, harvest=1.0, history=1)
+            state, out = stage.on_summary(state, s, part)
+            assert not out.behind, "no partition lags: no summary is behind"
+            issued += [av.verdict.issued_ts for av in out.convictions]
+        assert state.judged_early_before <= tick, "a tick no partition has passed is open"
+    assert state is not None and state.verdict is not None and issued
+    last_event_ts = (T0 // cfg.cluster_tick_s + 30) * cfg.cluster_tick_s
+    assert max(issued) <= last_event_ts, "never judged past the fleet's event time"
+    assert state.pending_bytes <= cfg.cluster_pending_bytes
+
+
+def test_settings_refuse_a_pending_cap_that_would_judge_early_at_every_summary() -> None:
+    with pytest.raises(SettingsError, match="cluster_pending_bytes must be at least"):
+        load_settings(env={"DISTILLGUARD_DETECTOR_CLUSTER_PENDING_BYTES": "2000"})
