@@ -511,47 +511,51 @@ def create_app(settings: Settings) -> WorkerApp:
         control.start(app.add_future)
 
     # ---- account stage --------------------------------------------------------------------
+    async def on_request(event: Any) -> None:
+        """One request record: its account's state, decisions, summaries and due windows."""
+        try:
+            ev = decode_request(event.message.value, event.message.key,
+                                settings.max_record_bytes,
+                                event_time_limit(event.message.timestamp, time.time(),
+                                                 settings.max_event_ahead_s))
+        except InvalidEvent as exc:
+            await to_dead_letter(exc.reason, event)
+            return
+        try:
+            part = account_partition(event.message.partition)
+            state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
+            # outputs first, then the state that says they were made
+            await publish(out, event.message.partition)
+            hold(accounts_held, event.message.partition, ev.account_id, state,
+                 encode_account_state)
+            for account_id in account_stage_core.due_accounts(part):
+                due_state = accounts.get(account_id)
+                if due_state is None:
+                    continue
+                due_out = account_stage_core.on_due(due_state, part)
+                await publish(due_out, event.message.partition)
+                if due_out.expired:
+                    accounts_held.delete(event.message.partition, account_id)
+                else:
+                    hold(accounts_held, event.message.partition, account_id, due_state,
+                         encode_account_state)
+            mark = snapshot_marks[event.message.partition]
+            mark[1] += 1
+            if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
+                    or mark[1] >= partition_context.SNAPSHOT_EVERY_EVENTS):
+                mark[:] = [part.model.seen, 0]
+                snapshots_due.add(event.message.partition)  # at the next flush
+        except Exception as exc:  # a bug must not stop the fleet: record it and go on
+            log.exception("account_stage_error", account_id=ev.account_id)
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+
     @app.agent(requests, name="account_stage")
     async def account_stage(stream: faust.StreamT) -> None:
         """requests -> cluster_summaries + enforcement; bad records -> dead_letter."""
         async for event in stream.events():
             if control.waiting:
                 await control.ready()
-            try:
-                ev = decode_request(event.message.value, event.message.key,
-                                    settings.max_record_bytes,
-                                    event_time_limit(event.message.timestamp, time.time(),
-                                                     settings.max_event_ahead_s))
-            except InvalidEvent as exc:
-                await to_dead_letter(exc.reason, event)
-                continue
-            try:
-                part = account_partition(event.message.partition)
-                state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
-                # outputs first, then the state that says they were made
-                await publish(out, event.message.partition)
-                hold(accounts_held, event.message.partition, ev.account_id, state,
-                     encode_account_state)
-                for account_id in account_stage_core.due_accounts(part):
-                    due_state = accounts.get(account_id)
-                    if due_state is None:
-                        continue
-                    due_out = account_stage_core.on_due(due_state, part)
-                    await publish(due_out, event.message.partition)
-                    if due_out.expired:
-                        accounts_held.delete(event.message.partition, account_id)
-                    else:
-                        hold(accounts_held, event.message.partition, account_id, due_state,
-                             encode_account_state)
-                mark = snapshot_marks[event.message.partition]
-                mark[1] += 1
-                if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
-                        or mark[1] >= partition_context.SNAPSHOT_EVERY_EVENTS):
-                    mark[:] = [part.model.seen, 0]
-                    snapshots_due.add(event.message.partition)  # at the next flush
-            except Exception as exc:  # a bug must not stop the fleet: record it and go on
-                log.exception("account_stage_error", account_id=ev.account_id)
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            await on_request(event)
             if accounts_held.full:
                 await accounts_held.flush()
 
@@ -614,75 +618,85 @@ def create_app(settings: Settings) -> WorkerApp:
             if cluster is not None and cluster_stage_core.is_expired(cluster, part):
                 clusters_held.delete(event.message.partition, key)
 
+    async def on_cluster_record(event: Any) -> None:
+        """One record of the cluster stage: a source partition's tick, or summaries."""
+        try:
+            record = decode_cluster_record(internal(event.message, "cluster_summaries"))
+        except InvalidEvent as exc:  # refused whole, before anything reads it
+            await to_dead_letter(str(exc), event)
+            return
+        except Exception as exc:
+            log.exception("cluster_stage_error")
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            return
+        try:
+            part = cluster_partition(event.message.partition)
+            if isinstance(record, SourceTick):
+                await settle_tick(record, part, event)
+            else:
+                await fold_summaries(record, part, event)
+        except Exception as exc:
+            log.exception("cluster_stage_error")
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+
     @app.agent(cluster_summaries, name="cluster_stage")
     async def cluster_stage(stream: faust.StreamT) -> None:
         """cluster_summaries -> account_verdicts (one per member account to tell)."""
         async for event in stream.events():
-            try:
-                record = decode_cluster_record(internal(event.message, "cluster_summaries"))
-            except InvalidEvent as exc:  # refused whole, before anything reads it
-                await to_dead_letter(str(exc), event)
-                continue
-            except Exception as exc:
-                log.exception("cluster_stage_error")
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-                continue
-            try:
-                part = cluster_partition(event.message.partition)
-                if isinstance(record, SourceTick):
-                    await settle_tick(record, part, event)
-                else:  # summaries judged early hold verdicts too: both end with the checks below
-                    await fold_summaries(record, part, event)
-            except Exception as exc:
-                log.exception("cluster_stage_error")
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            await on_cluster_record(event)
+            # (summaries judged early hold verdicts too, not only ticks)
             if clusters_held.full:
                 await clusters_held.flush()
             if verdicts_out.full:
                 await verdicts_out.flush()
 
     # ---- verdicts back at the account stage -----------------------------------------------
+    async def on_verdict_record(event: Any) -> None:
+        """One record of verdicts for this account partition: each applied to its account, a
+        broadcast conviction to the partition's context."""
+        try:
+            verdicts = decode_verdict_record(internal(event.message, "account_verdicts"))
+            part = account_partition(event.message.partition)
+        except InvalidEvent as exc:  # refused whole, before anything reads it
+            await to_dead_letter(str(exc), event)
+            return
+        except Exception as exc:
+            log.exception("apply_verdicts_error")
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            return
+        learnt = False
+        for av in verdicts:
+            try:
+                if av.account_id == BROADCAST:
+                    await publish(account_stage_core.on_conviction(av, part),
+                                  event.message.partition)
+                    learnt = (learnt or av.verdict.is_template_notice
+                              or av.verdict.is_withdrawal)
+                    continue
+                state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
+                                                           part)
+                await publish(out, event.message.partition)
+                hold(accounts_held, event.message.partition, av.account_id, state,
+                     encode_account_state)
+            except Exception as exc:
+                log.exception("apply_verdicts_error", account_id=av.account_id)
+                await to_dead_letter(f"internal error on the verdict for {av.account_id} "
+                                     f"({av.verdict.cluster_key}): {type(exc).__name__}: "
+                                     f"{exc}", event)
+        if learnt:
+            # A template notice and a withdrawal are sent once (a conviction is re-issued
+            # hourly): the partition's snapshot takes them in before their offset is
+            # committed (the flush before the commit writes it), or a move after the
+            # commit would forget the template, or hand a withdrawn conviction to joiners.
+            snapshots_due.add(event.message.partition)
+
     @app.agent(account_verdicts, name="apply_verdicts")
     async def apply_verdicts(stream: faust.StreamT) -> None:
         """account_verdicts -> enforcement."""
         async for event in stream.events():
             if control.waiting:
                 await control.ready()
-            try:
-                verdicts = decode_verdict_record(internal(event.message, "account_verdicts"))
-                part = account_partition(event.message.partition)
-            except InvalidEvent as exc:  # refused whole, before anything reads it
-                await to_dead_letter(str(exc), event)
-                continue
-            except Exception as exc:
-                log.exception("apply_verdicts_error")
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-                continue
-            learnt = False
-            for av in verdicts:
-                try:
-                    if av.account_id == BROADCAST:
-                        await publish(account_stage_core.on_conviction(av, part),
-                                      event.message.partition)
-                        learnt = (learnt or av.verdict.is_template_notice
-                                  or av.verdict.is_withdrawal)
-                        continue
-                    state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
-                                                               part)
-                    await publish(out, event.message.partition)
-                    hold(accounts_held, event.message.partition, av.account_id, state,
-                         encode_account_state)
-                except Exception as exc:
-                    log.exception("apply_verdicts_error", account_id=av.account_id)
-                    await to_dead_letter(f"internal error on the verdict for {av.account_id} "
-                                         f"({av.verdict.cluster_key}): {type(exc).__name__}: "
-                                         f"{exc}", event)
-            if learnt:
-                # A template notice and a withdrawal are sent once (a conviction is re-issued
-                # hourly): the partition's snapshot takes them in before their offset is
-                # committed (the flush before the commit writes it), or a move after the
-                # commit would forget the template, or hand a withdrawn conviction to joiners.
-                snapshots_due.add(event.message.partition)
+            await on_verdict_record(event)
             if accounts_held.full:
                 await accounts_held.flush()
 
