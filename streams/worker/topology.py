@@ -583,6 +583,12 @@ def create_app(settings: Settings) -> WorkerApp:
                 core_counts["behind_summaries"] += out.behind
                 if out.judged_early:  # its waiting summaries outgrew cluster_pending_bytes
                     core_counts["judged_early_summaries"] += out.judged_early
+                    log.warning("judged_early", cluster_key=key[:80],
+                                summaries=out.judged_early,
+                                total=core_counts["judged_early_summaries"],
+                                hint="a crowd's summaries waiting for a lagging partition "
+                                     "outgrew cluster_pending_bytes: live decisions may "
+                                     "differ from a replay")
                     hold_cluster_verdicts(out)
             except Exception as exc:
                 log.exception("cluster_stage_error", cluster_key=key)
