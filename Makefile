@@ -41,10 +41,10 @@ unit: venv
 
 # Style and types, as CI runs them before the tests: ruff over the code, mypy strict over the core.
 lint: venv
-	$(VENV)/bin/ruff check models streams simulator tests bench deploy
+	$(VENV)/bin/ruff check models streams simulator tests bench deploy distillguard/__init__.py distillguard/__main__.py
 
 typecheck: venv
-	$(VENV)/bin/mypy models
+	$(VENV)/bin/mypy distillguard/models
 
 clean:
 	rm -rf $(VENV) .distillguard .pytest_cache

@@ -31,10 +31,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models
-from models.config import DetectorConfig
-from simulator import Scenario, write_files
-from streams.offline.replay import load_labels, replay_file
+import distillguard.streams  # noqa: F401  (first: it chooses the core's build, models/_build.py)
+from distillguard.models._build import current_build
+from distillguard.models.config import DetectorConfig
+from distillguard.simulator import Scenario, write_files
+from distillguard.streams.offline.replay import load_labels, replay_file
 
 FLOODER = "acct-hostile-flooder"
 
@@ -104,7 +105,7 @@ def main() -> int:
         campaigns = [r.group for r in clean.report.rows
                      if r.label == "attack" and not r.group.startswith("all")]
 
-    print(f"hostile replay: seed {args.seed}, scale {args.scale}, core {models.CORE_BUILD}; "
+    print(f"hostile replay: seed {args.seed}, scale {args.scale}, core {current_build()}; "
           f"{clean.events:,} events clean, {added:,} lines added ({args.flood:,} from one "
           f"flooding account, a new system prompt and user agent on each)")
     print(f"  bad records refused: {hostile.bad_lines} (expected 2: ts in milliseconds, "

@@ -47,13 +47,14 @@ sys.path.insert(0, str(REPO_ROOT))
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from models.config import DetectorConfig
-from models.events import event_from_mapping
-from models.pipeline import Pipeline
-from simulator import Scenario, generate_events
-from streams.edge.codec import encode_account_state, encode_cluster_state
-from streams.edge.settings import Settings, load_settings
-from streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
+import distillguard.streams  # noqa: F401  (first: it chooses the core's build, models/_build.py)
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import event_from_mapping
+from distillguard.models.pipeline import Pipeline
+from distillguard.simulator import Scenario, generate_events
+from distillguard.streams.edge.codec import encode_account_state, encode_cluster_state
+from distillguard.streams.edge.settings import Settings, load_settings
+from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
 from tests.integration.conftest import Fleet, run_env
 
 BOOTSTRAP = "127.0.0.1:9092"
@@ -370,7 +371,7 @@ def close_windows(pipeline: Pipeline, last_ts: float) -> None:
     """One event per partition far enough ahead that every window has closed (accounts stay)."""
     cfg = pipeline.cfg
     ts = last_ts + cfg.window_s + cfg.allowed_lateness_s + 60
-    from models.partitioning import partition_for
+    from distillguard.models.partitioning import partition_for
     done: set[int] = set()
     i = 0
     while len(done) < pipeline.partitions:

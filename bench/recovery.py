@@ -40,8 +40,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import tests.integration.test_faults as faults
-from streams.edge.settings import Settings, load_settings
-from streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
+from distillguard.streams.edge.settings import Settings, load_settings
+from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
 from tests.conftest import event_dict
 from tests.integration.conftest import Fleet, event_records, produce, run_env
 

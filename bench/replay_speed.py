@@ -24,13 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models
-from models.config import DetectorConfig
-from models.pipeline import Pipeline
-from simulator import Scenario, write_files
-from streams.edge.gc_tuning import fewer_collections
-from streams.offline.replay import replay_file
-from streams.offline.replay_source import FileSource
+import distillguard.streams  # noqa: F401  (first: it chooses the core's build, models/_build.py)
+from distillguard.models._build import current_build
+from distillguard.models.config import DetectorConfig
+from distillguard.models.pipeline import Pipeline
+from distillguard.simulator import Scenario, write_files
+from distillguard.streams.edge.gc_tuning import fewer_collections
+from distillguard.streams.offline.replay import replay_file
+from distillguard.streams.offline.replay_source import FileSource
 
 TARGET = 50_000
 
@@ -86,7 +87,7 @@ def main() -> int:
     verdict = "meets" if best >= TARGET else "misses"
     print(f"target {TARGET:,} events/s end to end: {verdict} it "
           f"(Python {sys.version.split()[0]}, model {cfg.model_version}, "
-          f"core {models.CORE_BUILD})")
+          f"core {current_build()})")
     return 0
 
 

@@ -29,15 +29,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 REQUESTED = os.environ.get("DISTILLGUARD_CORE") or "auto"
 os.environ["DISTILLGUARD_CORE"] = "interpreted"
 
-from models._build import (
+from distillguard.models._build import (
     COMPILED_MODULES,
     MANIFEST,
     MODELS_DIR,
     MODES,
+    PACKAGE,
     build_dir,
     read_manifest,
     source_digest,
 )
+
+# Where the core's modules sit in the build, by their import name: distillguard/models.
+CORE_DIR = Path(*PACKAGE.split("."))
 
 OPT_LEVEL = "3"
 
@@ -45,7 +49,7 @@ SETUP = """\
 from setuptools import setup
 from mypyc.build import mypycify
 
-setup(name="distillguard-core", packages=["models"],
+setup(name="distillguard-core", packages=["distillguard", "distillguard.models"],
       ext_modules=mypycify(["--config-file", "mypy.ini", *{paths!r}], opt_level={opt!r},
                            group_name="distillguard_core"))
 """
@@ -100,13 +104,13 @@ def main() -> int:
                                  "compiler and the Python headers (Debian: apt-get install gcc "
                                  "python3-dev)")
         # The digest of the sources as copied for the build, not as they may be by now.
-        digest = source_digest(work / "src" / "models")
+        digest = source_digest(work / "src" / CORE_DIR)
         shared, modules = built
         staged = work / "staged"
-        (staged / "models").mkdir(parents=True)
+        (staged / CORE_DIR).mkdir(parents=True)
         shutil.copy2(shared, staged / shared.name)
         for so in modules:
-            shutil.copy2(so, staged / "models" / so.name)
+            shutil.copy2(so, staged / CORE_DIR / so.name)
         (staged / MANIFEST).write_text(json.dumps(
             {"digest": digest, "recipe": recipe, "shared_library": shared.name.split(".")[0],
              "shared_file": shared.name}) + "\n")
@@ -121,11 +125,14 @@ def main() -> int:
 
 
 def _build(work: Path) -> tuple[Path, list[Path]] | None:
+    # Laid out as installed (distillguard/__init__.py), so the modules are named by their
+    # import names, `distillguard.models.*`.
     src = work / "src"
-    (src / "models").mkdir(parents=True)
+    (src / CORE_DIR).mkdir(parents=True)
+    (src / CORE_DIR.parent / "__init__.py").write_text("")
     for source in MODELS_DIR.glob("*.py"):
-        shutil.copy2(source, src / "models" / source.name)
-    paths = [f"models/{name}.py" for name in COMPILED_MODULES]
+        shutil.copy2(source, src / CORE_DIR / source.name)
+    paths = [f"{CORE_DIR.as_posix()}/{name}.py" for name in COMPILED_MODULES]
     (src / "setup.py").write_text(SETUP.format(paths=paths, opt=OPT_LEVEL))
     (src / "mypy.ini").write_text(MYPY_INI)
     log_path = work / "build.log"
@@ -139,7 +146,7 @@ def _build(work: Path) -> tuple[Path, list[Path]] | None:
         return None
     suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
     shared = sorted(src.glob(f"*__mypyc{suffix}"))
-    modules = [src / "models" / f"{name}{suffix}" for name in COMPILED_MODULES]
+    modules = [src / CORE_DIR / f"{name}{suffix}" for name in COMPILED_MODULES]
     missing = [m.name for m in modules if not m.exists()]
     if len(shared) != 1 or missing:
         print(f"compile_core: the build left no {missing or 'shared library'}", file=sys.stderr)

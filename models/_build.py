@@ -1,12 +1,15 @@
 """Which build of the core runs: compiled with mypyc, or these Python sources.
 
-The one module of models/ that reads files and the environment, and it decides nothing.
+The one module of models/ that reads files and the environment, and it decides nothing; it
+runs only when a program asks (`select_build`), never at `import models`. The programs ask
+first thing: the first import of `streams` (every command, worker and pool process of
+distillguard starts there), the bench scripts and the tests' conftest. A program that imports
+the core alone runs its sources unless it calls `select_build()` before anything else of it.
 `deploy/compile_core.py` compiles the core's modules (`COMPILED_MODULES`) into
 `.distillguard/compiled-core/` beside the sources, never among them (an edited source must
 not be shadowed by an older binary), with a manifest naming the digest of the sources it was
-built from. At import, `models/__init__.py` calls `activate`: the compiled modules come first
-on the package's path only when that digest matches the sources here; otherwise the sources
-run. Both builds make the same decisions, ids included (tests/scenario/test_compiled_core.py
+built from. `select_build` puts the compiled modules first on the package's path only when
+that digest matches the sources here; otherwise the sources run. Both builds make the same decisions, ids included (tests/scenario/test_compiled_core.py
 replays a scenario with each and compares), the compiled one ~1.5x faster (docs/performance.md).
 
     DISTILLGUARD_CORE=auto          the compiled core when it is built from these sources (default)
@@ -23,6 +26,7 @@ import json
 import os
 import sys
 import sysconfig
+from collections.abc import MutableSequence
 from pathlib import Path
 
 # Every module of the detection core. Not the evaluation (offline scoring, not per event) and
@@ -37,6 +41,8 @@ MODES = ("auto", "compiled", "interpreted")
 BUILD_VARIABLES = ("DISTILLGUARD_CORE", "DISTILLGUARD_COMPILED_CORE")
 MANIFEST = "manifest.json"
 MODELS_DIR = Path(__file__).resolve().parent
+# The core's import name (distillguard/__init__.py): its modules are `distillguard.models.*`.
+PACKAGE = "distillguard.models"
 
 
 class CompiledCoreError(ImportError):
@@ -80,7 +86,38 @@ def read_manifest(directory: Path) -> dict[str, str] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def activate(package_path: list[str]) -> str:
+# What `select_build` chose for this process; None until it runs.
+_selected: str | None = None
+
+
+def current_build() -> str:
+    """"compiled" or "interpreted": which build of the core this process runs (said in logs
+    and benchmark output)."""
+    return _selected or "interpreted"
+
+
+def select_build() -> str:
+    """Choose the build of the core for this process, once, before any module of it loads:
+    a matching compiled build first on the package's path, or the sources. Say which.
+
+    Called again, it says what was chosen. Called after a module of the core was imported
+    (from its sources, then), it cannot mix builds in one process: the sources run, and
+    `DISTILLGUARD_CORE=compiled` is an error naming the module."""
+    global _selected
+    if _selected is None:
+        loaded = sorted(name for name in COMPILED_MODULES if f"{PACKAGE}.{name}" in sys.modules)
+        if loaded:
+            if requested_mode() == "compiled":
+                raise CompiledCoreError(
+                    f"DISTILLGUARD_CORE=compiled: {PACKAGE}.{loaded[0]} was imported before the "
+                    "build was selected; call distillguard.models._build.select_build() first")
+            _selected = "interpreted"
+        else:
+            _selected = activate(sys.modules[PACKAGE].__path__)
+    return _selected
+
+
+def activate(package_path: MutableSequence[str]) -> str:
     """Put a matching compiled build first on the package's path; say which build runs."""
     mode = requested_mode()
     if mode == "interpreted":
@@ -94,7 +131,7 @@ def activate(package_path: list[str]) -> str:
                    f"{MODELS_DIR} (they changed since, or another Python)")
     else:
         _load_shared_library(directory, manifest)
-        package_path.insert(0, str(directory / "models"))
+        package_path.insert(0, str(directory.joinpath(*PACKAGE.split("."))))
         return "compiled"
     if mode == "compiled":
         raise CompiledCoreError(f"DISTILLGUARD_CORE=compiled: {problem}; build it with "

@@ -4,9 +4,9 @@ State is plain data with pure update functions (`add_event`, `close_window`), st
 edge in a changelogged table after every change. It stays small and bounded per account:
 a window holds counters and a capped map of template buckets, nothing per event.
 
->>> from models.config import DetectorConfig
->>> from models.events import RequestEvent
->>> from models.keys import template_keys
+>>> from distillguard.models.config import DetectorConfig
+>>> from distillguard.models.events import RequestEvent
+>>> from distillguard.models.keys import template_keys
 >>> cfg = DetectorConfig()
 >>> st = AccountState.new("a", 1000.0)
 >>> ev = RequestEvent("e", 1000.0, "a", "1.2.3.4", "m", 10, 20, 200, 0xff, True)
@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.behaviour import Behaviour
-from models.config import DetectorConfig
-from models.decision import ALLOW
-from models.events import RequestEvent
-from models.windows import window_start
+from distillguard.models.behaviour import Behaviour
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import ALLOW
+from distillguard.models.events import RequestEvent
+from distillguard.models.windows import window_start
 
 # Template buckets remembered per window before new ones are only counted: bounds state for an
 # account whose every prompt is new (ordinary users) at 4 bands x 8 prompts.

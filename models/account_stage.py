@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from models.account import (
+from distillguard.models.account import (
     MAX_IP_PREFIXES_PER_WINDOW,
     MAX_KEYS_PER_ACCOUNT,
     AccountState,
@@ -29,16 +29,16 @@ from models.account import (
     add_known_template,
     top_template_keys,
 )
-from models.allowlist import AllowList
-from models.behaviour import harvest, history, rotation
-from models.config import DetectorConfig
-from models.convicted import ConvictedClusters
-from models.decision import ALLOW, Decision
-from models.detectors import AccountModel
-from models.due import DueIndex
-from models.events import RequestEvent
-from models.features import account_features
-from models.keys import (
+from distillguard.models.allowlist import AllowList
+from distillguard.models.behaviour import harvest, history, rotation
+from distillguard.models.config import DetectorConfig
+from distillguard.models.convicted import ConvictedClusters
+from distillguard.models.decision import ALLOW, Decision
+from distillguard.models.detectors import AccountModel
+from distillguard.models.due import DueIndex
+from distillguard.models.events import RequestEvent
+from distillguard.models.features import account_features
+from distillguard.models.keys import (
     IP,
     client_id,
     infrastructure_keys,
@@ -49,10 +49,10 @@ from models.keys import (
     template_key,
     template_keys,
 )
-from models.messages import AccountVerdict, ClusterSummary
-from models.policy import decide
-from models.templates import KnownTemplates, TemplateRecurrence
-from models.windows import Watermark, window_start
+from distillguard.models.messages import AccountVerdict, ClusterSummary
+from distillguard.models.policy import decide
+from distillguard.models.templates import KnownTemplates, TemplateRecurrence
+from distillguard.models.windows import Watermark, window_start
 
 # Verdicts carried per account: infrastructure keys are few per account (see config); template
 # buckets can be many, so the oldest template verdicts go first.

@@ -15,15 +15,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from models.account import AccountWindow, add_event
-from models.config import DetectorConfig
-from models.decision import BLOCK, THROTTLE
-from models.detectors import AccountModel
-from models.evaluation import Evaluation, Report
-from models.events import RequestEvent
-from models.features import account_features
-from models.keys import template_keys
-from models.windows import window_start
+from distillguard.models.account import AccountWindow, add_event
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import BLOCK, THROTTLE
+from distillguard.models.detectors import AccountModel
+from distillguard.models.evaluation import Evaluation, Report
+from distillguard.models.events import RequestEvent
+from distillguard.models.features import account_features
+from distillguard.models.keys import template_keys
+from distillguard.models.windows import window_start
 
 # A generous per-account limit: well above what ordinary users send, below a scripted client.
 RATE_LIMIT_PER_MIN = 20

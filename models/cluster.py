@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from models.account import Verdict
-from models.behaviour import HARVESTING, ROTATING, SUSTAINED
-from models.config import DetectorConfig
-from models.keys import is_template_key
-from models.messages import ClusterSummary
-from models.templates import signature, uses_template
+from distillguard.models.account import Verdict
+from distillguard.models.behaviour import HARVESTING, ROTATING, SUSTAINED
+from distillguard.models.config import DetectorConfig
+from distillguard.models.keys import is_template_key
+from distillguard.models.messages import ClusterSummary
+from distillguard.models.templates import signature, uses_template
 
 
 @dataclass(slots=True)
@@ -71,13 +71,33 @@ Member = tuple[int, int, float, str, int, float, float, int, int]
 MEMBER_FIXED_BYTES: Final = 4 + 2 + 8 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1 + 10
 
 
-def member_wire_bytes(account_id: str) -> int:
-    """The most bytes this account's member record can take on the wire: a quote or a backslash
-    in the id is escaped in 2 bytes, a control character in 6 (`\u0001`)."""
-    size = len(account_id.encode()) + MEMBER_FIXED_BYTES
-    if not account_id.isprintable() or '"' in account_id or "\\" in account_id:
-        size += sum(5 if c < " " else 1 for c in account_id if c < " " or c in '"\\')
+def text_wire_bytes(text: str) -> int:
+    """The most bytes a string takes inside JSON quotes: a quote or a backslash is escaped in 2
+    bytes, a control character in 6 (`\u0001`)."""
+    size = len(text.encode())
+    if not text.isprintable() or '"' in text or "\\" in text:
+        size += sum(5 if c < " " else 1 for c in text if c < " " or c in '"\\')
     return size
+
+
+def member_wire_bytes(account_id: str) -> int:
+    """The most bytes this account's member record can take on the wire."""
+    return text_wire_bytes(account_id) + MEMBER_FIXED_BYTES
+
+
+# The most bytes a waiting summary takes in the state's wire form besides its cluster key and
+# account id (models/messages.py `ClusterSummary.to_wire`, 17 fields): 2 brackets, 16 commas,
+# the comma after it, 6 quotes (key, id, kind), the kind ("window", 6), then each field at its
+# longest: a window start and a tick (10 digits each), two event times and two behaviour
+# figures (24 each: a double's longest repr), four counters (20: a 64-bit integer), `false`
+# (5), a 64-bit SimHash (20), a history level (1) and an ASN (10: a 32-bit number).
+# tests/unit/test_state_bounds.py encodes summaries built at these lengths.
+SUMMARY_FIXED_BYTES: Final = 2 + 16 + 1 + 6 + 6 + 2 * 10 + 4 * 24 + 4 * 20 + 5 + 20 + 1 + 10
+
+
+def summary_wire_bytes(s: ClusterSummary) -> int:
+    """The most bytes this summary can take on the wire while it waits in a cluster's state."""
+    return text_wire_bytes(s.cluster_key) + text_wire_bytes(s.account_id) + SUMMARY_FIXED_BYTES
 
 
 def member_flags(young: int, harvest: float, rotation: float,
@@ -125,8 +145,12 @@ class ClusterState:
     verdict: Verdict | None = None
     last_ts: float = 0.0
     # Summaries received but not folded in yet: each waits until its tick is judged
-    # (models/cluster_stage.py), so the fold order never depends on arrival order.
+    # (models/cluster_stage.py), so the fold order never depends on arrival order. At most
+    # `cluster_pending_bytes` of them (`summary_wire_bytes`, summed in `pending_bytes`): past
+    # it the oldest are judged at once, without waiting for the slowest account partition
+    # (`ClusterStage.judge_early`), and every tick below `judged_early_before` is judged.
     pending: list[ClusterSummary] = field(default_factory=list)
+    judged_early_before: int = 0
     # For a template bucket: the template its crowd uses (`template_signature`), set once the
     # first members agree on one. A summary of a prompt far from it is a stray, left out of the
     # crowd, and a conviction names it: two templates can share a 16-bit band (measured: a CoT
@@ -149,6 +173,8 @@ class ClusterState:
     # The members' most bytes on the wire (`member_wire_bytes`, summed), kept as they come
     # and go; not on the wire, recounted by `from_wire`.
     member_bytes: int = field(default=0, compare=False, repr=False)
+    # The same for the waiting summaries (`summary_wire_bytes`, summed).
+    pending_bytes: int = field(default=0, compare=False, repr=False)
 
     def horizon_start(self, cfg: DetectorConfig) -> int:
         return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.cluster_window_s
@@ -160,19 +186,22 @@ class ClusterState:
                 self.active_new, self.verdict.to_wire() if self.verdict else None, self.last_ts,
                 [p.to_wire() for p in self.pending], self.template, self.strays,
                 [self.active_harvesting, self.active_suspicious, self.active_rotating,
-                 self.active_sustained, self.remembered_suspicious]]
+                 self.active_sustained, self.remembered_suspicious],
+                self.judged_early_before]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> ClusterState:
         windows = [ClusterWindow.from_wire(x) for x in w[2]]
         members = {a: _member_from_wire(m) for a, m in w[3].items()}
+        pending = [ClusterSummary.from_wire(p) for p in w[11]]
         return cls(cluster_key=w[0], current_window=w[1],
                    windows={x.start: x for x in windows},
                    members=members,
                    member_bytes=sum(member_wire_bytes(a) for a in members),
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
-                   last_ts=w[10], pending=[ClusterSummary.from_wire(p) for p in w[11]],
+                   last_ts=w[10], pending=pending,
+                   pending_bytes=sum(summary_wire_bytes(s) for s in pending),
                    template=w[12] if len(w) > 12 else 0,
                    strays=({a: _member_from_wire(m) for a, m in w[13].items()}
                            if len(w) > 13 and w[13] is not None else None),
@@ -180,7 +209,8 @@ class ClusterState:
                    active_suspicious=w[14][1] if len(w) > 14 else 0,
                    active_rotating=w[14][2] if len(w) > 14 else 0,
                    active_sustained=w[14][3] if len(w) > 14 and len(w[14]) > 3 else 0,
-                   remembered_suspicious=w[14][4] if len(w) > 14 and len(w[14]) > 4 else 0)
+                   remembered_suspicious=w[14][4] if len(w) > 14 and len(w[14]) > 4 else 0,
+                   judged_early_before=w[15] if len(w) > 15 else 0)
 
 
 def cluster_window(account_window_start: int, cfg: DetectorConfig) -> int:

@@ -70,9 +70,16 @@ class DetectorConfig:
     # ... and at most this many bytes of them on the wire (each at its most: models/cluster.py
     # `member_wire_bytes`), so that a cluster's state fits the worker's max_state_bytes
     # (streams/edge/settings.py checks the two together). 300,000: ~2,000 members with ids of
-    # ~15 characters, ~1,100 with the longest (128); the rest of a state (windows, summaries
-    # waiting for their tick, strays, verdict) keeps the remaining ~220 KB of the default limit.
+    # ~15 characters, ~1,100 with the longest (128).
     cluster_member_bytes: int = 300_000
+    # The summaries waiting in a cluster's state for their tick to be judged, at most this many
+    # bytes on the wire (each at its most: models/cluster.py `summary_wire_bytes`; ~1,250 with
+    # the longest ids, ~1,700 with ids of ~15 characters). They wait for the slowest account
+    # partition, up to `source_idle_s` when one lags; past this the oldest are judged without
+    # it (`ClusterStage.judge_early`, counted), so that the state still fits max_state_bytes.
+    # 500,000: the default simulation with ten times the accounts keeps at most 309,000 of
+    # them waiting (1,076 summaries, a popular system prompt's crowd), so it never judges early.
+    cluster_pending_bytes: int = 500_000
     young_account_age_s: int = 30 * 86400
     cluster_convict_score: float = 0.8
     # The same for a prompt template's crowd: lower, because a campaign spread thinly over many
@@ -139,6 +146,7 @@ class DetectorConfig:
                     "cluster_horizon_windows",
                     "cluster_window_s", "cluster_min_accounts", "template_min_accounts",
                     "cluster_member_cap", "cluster_member_bytes",
+                    "cluster_pending_bytes",
                     "account_model_trees", "account_model_height", "account_model_window",
                     "throttle_ttl_s", "block_ttl_s", "evidence_half_life_s", "verdict_ttl_s",
                     "verdict_refresh_s", "cluster_tick_s")

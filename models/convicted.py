@@ -10,7 +10,7 @@ the first request it is applied to is the same in the live fleet and in a replay
 its verdicts until a newer one applies (an upgrade arrives before its time, and until then the
 older one stands), and drops them when they expire.
 
->>> from models.account import Verdict
+>>> from distillguard.models.account import Verdict
 >>> known = ConvictedClusters()
 >>> known.add(100.0, Verdict("pay:p", 0.9, 40.0, 5000.0, "cv-1", "why"))
 >>> known.applicable("pay:p", 99.0) is None, known.applicable("pay:p", 100.0).verdict_id
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.account import Verdict
+from distillguard.models.account import Verdict
 
 
 @dataclass(slots=True)

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.config import DetectorConfig
-from models.decision import ALLOW, BLOCK
-from models.events import RequestEvent
-from models.pipeline import Pipeline
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import ALLOW, BLOCK
+from distillguard.models.events import RequestEvent
+from distillguard.models.pipeline import Pipeline
 
 
 @dataclass(slots=True)

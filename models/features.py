@@ -3,7 +3,7 @@
 Counts are heavy-tailed, so they go through log1p and a cap before scaling (HalfSpaceTrees
 assumes features in [0, 1]).
 
->>> from models.account import AccountWindow
+>>> from distillguard.models.account import AccountWindow
 >>> f = account_features(AccountWindow(start=0, requests=10, reasoning=9, high_value=10,
 ...                                    completion_tokens=20000), window_s=300, age_s=3600.0)
 >>> round(f["reasoning_share"], 2), round(f["young"], 2)
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from models.account import AccountWindow, template_reuse
+from distillguard.models.account import AccountWindow, template_reuse
 
 _LOG_REQUESTS_CAP = math.log1p(600)  # 2 requests/s for a 5-minute window
 _LOG_TOKENS_CAP = math.log1p(5_000)  # completion tokens per request

@@ -25,7 +25,7 @@ import ipaddress
 from functools import lru_cache
 from typing import Final
 
-from models.events import RequestEvent
+from distillguard.models.events import RequestEvent
 
 # The kinds, as `key_kind` returns them and keys begin: compare against these names (or use
 # `is_ip_key` / `is_template_key` on a hot path), never bare strings.

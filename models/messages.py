@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from models.account import Verdict
+from distillguard.models.account import Verdict
 
 
 class ClusterSummary(NamedTuple):

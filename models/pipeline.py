@@ -10,7 +10,8 @@ before the next event is read.
 The stages meet in event time, not in arrival order (models/cluster_stage.py,
 models/account_stage.py), so what this computes is what a live fleet computes whenever its
 verdict round trip stays under `verdict_delay_s` of event time; `counts["late_verdicts"]` and
-`counts["behind_summaries"]` say when a run strayed from that.
+`counts["behind_summaries"]` say when a run strayed from that (and `judged_early_summaries`,
+when a crowd's waiting summaries outgrew `cluster_pending_bytes`: models/cluster_stage.py).
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from models.account import AccountState
-from models.account_stage import AccountPartition, AccountStage, Outputs
-from models.allowlist import AllowList
-from models.cluster import ClusterState
-from models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
-from models.config import DetectorConfig
-from models.decision import Decision
-from models.events import RequestEvent
-from models.messages import AccountVerdict, ClusterSummary
-from models.partitioning import partition_for
+from distillguard.models.account import AccountState
+from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
+from distillguard.models.allowlist import AllowList
+from distillguard.models.cluster import ClusterState
+from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import Decision
+from distillguard.models.events import RequestEvent
+from distillguard.models.messages import AccountVerdict, ClusterSummary
+from distillguard.models.partitioning import partition_for
 
 
 class Pipeline:
@@ -81,18 +82,23 @@ class Pipeline:
             for q in range(self.partitions):
                 self._source_tick(q, source, out.tick, decisions)
         for summary in out.summaries:
-            self._to_cluster(summary)
+            self._to_cluster(summary, decisions)
 
-    def _to_cluster(self, s: ClusterSummary) -> None:
+    def _to_cluster(self, s: ClusterSummary, decisions: list[Decision]) -> None:
         # About twice per event: each attribute is read once, and the stage's `keep_until_judged` makes no
         # outputs object (`on_summary`'s only output is `behind`).
         counts, key, clusters = self.counts, s.cluster_key, self.clusters
         counts["summaries"] += 1
         if self.routed_summaries is not None:
             self.routed_summaries.append(s)
-        clusters[key], behind = self.cluster_stage.keep_until_judged(
-            clusters.get(key), s, self.cluster_parts[partition_for(key, self.partitions)])
+        stage, part = self.cluster_stage, self.cluster_parts[partition_for(key, self.partitions)]
+        cluster, behind = stage.keep_until_judged(clusters.get(key), s, part)
+        clusters[key] = cluster
         counts["behind_summaries"] += behind
+        if cluster.pending_bytes > stage.cfg.cluster_pending_bytes:
+            out = stage.judge_early(cluster, part)
+            counts["judged_early_summaries"] += out.judged_early
+            self._to_accounts(out, decisions)
 
     def _source_tick(self, q: int, source: int, tick: int, decisions: list[Decision]) -> None:
         stage, part = self.cluster_stage, self.cluster_parts[q]

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.account import AccountState
-from models.allowlist import Allowance, AllowList
-from models.behaviour import (
+from distillguard.models.account import AccountState
+from distillguard.models.allowlist import Allowance, AllowList
+from distillguard.models.behaviour import (
     CONFIDENT_REQUESTS,
     HARVESTING,
     ROTATING,
@@ -38,10 +38,18 @@ from models.behaviour import (
     harvest,
     rotation,
 )
-from models.config import DetectorConfig
-from models.decision import ALLOW, BLOCK, STRENGTH, THROTTLE, Decision, decision_id
-from models.keys import ASN_CLIENT, IP, PAYMENT, SYSTEM_PROMPT, TEMPLATE, is_template_key, key_kind
-from models.templates import uses_template
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import ALLOW, BLOCK, STRENGTH, THROTTLE, Decision, decision_id
+from distillguard.models.keys import (
+    ASN_CLIENT,
+    IP,
+    PAYMENT,
+    SYSTEM_PROMPT,
+    TEMPLATE,
+    is_template_key,
+    key_kind,
+)
+from distillguard.models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
 CORROBORATION_SCORE = 0.5

@@ -34,8 +34,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from models.behaviour import HARVESTING, ROTATING, SUSTAINED
-from models.cluster import (
+from distillguard.models.behaviour import HARVESTING, ROTATING, SUSTAINED
+from distillguard.models.cluster import (
     _HARVEST,
     _HISTORY,
     _LAST,
@@ -45,8 +45,8 @@ from models.cluster import (
     ClusterState,
     horizon_totals,
 )
-from models.config import DetectorConfig
-from models.keys import is_template_key
+from distillguard.models.config import DetectorConfig
+from distillguard.models.keys import is_template_key
 
 
 @dataclass(frozen=True, slots=True)

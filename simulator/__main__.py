@@ -1,11 +1,11 @@
-"""`python -m simulator`: per-group account and event counts of a scenario, and generation speed.
+"""`python -m distillguard.simulator`: per-group account and event counts, and generation speed.
 
-    python -m simulator                      # Scenario.default(), seed 7
-    python -m simulator --small --seed 3     # the test scenario
-    python -m simulator --multiplier 10 --jitter 0.5 --rotate-ip
-    python -m simulator --out /tmp/sim       # also write events.jsonl and labels.jsonl
-    python -m simulator --family launch --seed 3 [--scale 0.5]   # one scenario of a family
-    python -m simulator --list-families
+    python -m distillguard.simulator                      # Scenario.default(), seed 7
+    python -m distillguard.simulator --small --seed 3     # the test scenario
+    python -m distillguard.simulator --multiplier 10 --jitter 0.5 --rotate-ip
+    python -m distillguard.simulator --out /tmp/sim       # also write events.jsonl and labels.jsonl
+    python -m distillguard.simulator --family launch --seed 3 [--scale 0.5]   # one scenario of a family
+    python -m distillguard.simulator --list-families
 
 The project's CLI (`distillguard simulate`) is the supported way to write files; this entry point
 is for looking at a scenario quickly.
@@ -33,7 +33,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m distillguard.simulator", description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--small", action="store_true", help="start from Scenario.small()")
     p.add_argument("--scale", type=float)

@@ -4,7 +4,7 @@
 and draws each request's payload only when the account's next request is due in the
 time-ordered merge, so memory stays far below holding the events themselves.
 
->>> from simulator.scenario import Scenario
+>>> from distillguard.simulator.scenario import Scenario
 >>> events = list(generate_events(Scenario.small()))
 >>> all(a["ts"] <= b["ts"] for a, b in zip(events, events[1:]))
 True

@@ -11,4 +11,11 @@
 
 Who may import whom (held by tests/unit/test_layout.py): edge imports only the core; worker
 and offline import the core and edge, never each other; cli imports any of them.
+
+Importing it chooses the build of the core this process runs, before any module of the core
+loads (models/_build.py): every command, worker and pool process starts here.
 """
+
+from distillguard.models._build import select_build
+
+select_build()

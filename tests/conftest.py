@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from models.events import RequestEvent, event_from_mapping
+# First: importing streams chooses the build of the core the tests run (models/_build.py).
+import distillguard.streams  # noqa: F401
+from distillguard.models.events import RequestEvent, event_from_mapping
 
 CONTRACT_DIR = Path(__file__).resolve().parents[1] / "contract"
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from streams.cli.main import main
+from distillguard.streams.cli.main import main
 
 sys.exit(main())

@@ -24,8 +24,8 @@ from typing import IO, Any
 
 from aiokafka import AIOKafkaProducer
 
-from models.allowlist import Allowance
-from streams.edge.control import (
+from distillguard.models.allowlist import Allowance
+from distillguard.streams.edge.control import (
     ControlRecord,
     ControlState,
     allow_record,
@@ -33,8 +33,8 @@ from streams.edge.control import (
     read_control_state,
     revoke_record,
 )
-from streams.edge.settings import Settings, allow_id_problem, load_settings
-from streams.edge.topics import check_topics_exist, wait_for_broker
+from distillguard.streams.edge.settings import Settings, allow_id_problem, load_settings
+from distillguard.streams.edge.topics import check_topics_exist, wait_for_broker
 
 # The longest reason shown in full by --list (the record keeps all of it).
 LIST_REASON_CHARS = 60

@@ -31,16 +31,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from models._build import BUILD_VARIABLES
-from models.config import DetectorConfig
-from models.evaluation import Report, evaluate_core, evaluate_recorded, render
-from models.events import event_from_mapping
-from simulator import Scenario, account_labels, generate_events
-from streams.cli.produce import produce_events
-from streams.cli.watch import LiveView, Screen, watch_decisions
-from streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings
-from streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
-from streams.worker.health import STALL_EXIT_CODE
+from distillguard.models._build import BUILD_VARIABLES
+from distillguard.models.config import DetectorConfig
+from distillguard.models.evaluation import Report, evaluate_core, evaluate_recorded, render
+from distillguard.models.events import event_from_mapping
+from distillguard.simulator import Scenario, account_labels, generate_events
+from distillguard.streams.cli.produce import produce_events
+from distillguard.streams.cli.watch import LiveView, Screen, watch_decisions
+from distillguard.streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings
+from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
+from distillguard.streams.worker.health import STALL_EXIT_CODE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka-local.sh"
@@ -112,7 +112,7 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
 
 def start_worker(settings: Settings, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")  # a restarted worker appends to the log of the one it replaces
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT,
+    return subprocess.Popen([sys.executable, "-m", "distillguard", "worker"], cwd=REPO_ROOT,
                             env=worker_env(settings, port), stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -28,10 +28,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import models
-from models.config import DetectorConfig
-from streams.edge.settings import Settings, SettingsError, load_settings
-from streams.offline.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
+from distillguard.models._build import current_build
+from distillguard.models.config import CORE_VERSION, DetectorConfig
+from distillguard.streams.edge.settings import Settings, SettingsError, load_settings
+from distillguard.streams.offline.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _detector(settings: Settings, args: argparse.Namespace) -> DetectorConfig:
     """The detector settings of a replay-like command: the live ones, or the override file's."""
-    from streams.offline.replay import load_override
+    from distillguard.streams.offline.replay import load_override
 
     if args.override:
         return load_override(Path(args.override), settings.detector)
@@ -54,7 +54,7 @@ def _detector(settings: Settings, args: argparse.Namespace) -> DetectorConfig:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.worker.process import run_worker
+    from distillguard.streams.worker.process import run_worker
 
     run_worker(_settings(args), loglevel=args.loglevel)
     return 0
@@ -65,10 +65,10 @@ _NOT_WITH_FAMILY = ("small", "hours", "account_multiplier", "jitter", "rotate_ip
 
 
 def _scenario(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from simulator.scenario import scenario_for
+    from distillguard.simulator.scenario import scenario_for
 
     if args.family is not None:
-        from simulator.families import family_scenario
+        from distillguard.simulator.families import family_scenario
 
         given = [f"--{o.replace('_', '-')}" for o in _NOT_WITH_FAMILY
                  if getattr(args, o) not in (None, False)]
@@ -83,7 +83,7 @@ def _scenario(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _list_families() -> int:
-    from simulator.families import FAMILIES, describe
+    from distillguard.simulator.families import FAMILIES, describe
 
     for family in FAMILIES.values():
         print(describe(family))
@@ -93,7 +93,7 @@ def _list_families() -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import time
 
-    from simulator import generate_events, write_files
+    from distillguard.simulator import generate_events, write_files
 
     if args.list_families:
         return _list_families()
@@ -112,7 +112,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"  {group:<18} {c.get('label', ''):<7} accounts {c.get('accounts', 0):>6,}"
                   f"  events {c.get('events', 0):>9,}")
         return 0
-    from streams.cli.produce import produce_events
+    from distillguard.streams.cli.produce import produce_events
 
     settings = _settings(args)
     topic = args.topic if args.topic != "-" else settings.topic_requests or \
@@ -123,8 +123,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from models.evaluation import render
-    from streams.offline.replay import (
+    from distillguard.models.evaluation import render
+    from distillguard.streams.offline.replay import (
         DecisionSink,
         FileSink,
         Progress,
@@ -137,7 +137,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         replay_allow_list,
         shadow_config,
     )
-    from streams.offline.replay_source import FileSource, KafkaBridge, ReplayError, TopicSource
+    from distillguard.streams.offline.replay_source import (
+        FileSource,
+        KafkaBridge,
+        ReplayError,
+        TopicSource,
+    )
 
     settings = _settings(args)
     cfg = _detector(settings, args)
@@ -213,7 +218,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"({result.rate:,.0f} events/s): {result.decisions:,} decisions "
           f"{dict(sorted(result.actions.items()))}, {result.bad_lines} {bad_unit}; "
           f"model {cfg.model_version}, mode {'shadow' if cfg.shadow else 'enforce'}, "
-          f"core {models.CORE_BUILD}")
+          f"core {current_build()}")
     if target:
         print(f"published {result.decisions:,} decisions to {target}")
     if result.interrupted:
@@ -228,8 +233,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _check_output_topic(bridge: Any, settings: Settings, name: str, create: bool) -> None:
     """The topic decisions are published to exists (or is created on request)."""
-    from streams.edge.topics import TopicSpec, ensure_topics
-    from streams.offline.replay_source import ReplayError, describe_partitions
+    from distillguard.streams.edge.topics import TopicSpec, ensure_topics
+    from distillguard.streams.offline.replay_source import ReplayError, describe_partitions
 
     if bridge.run(describe_partitions(bridge, name))[0] is not None:
         return
@@ -244,7 +249,7 @@ def _check_output_topic(bridge: Any, settings: Settings, name: str, create: bool
 
 
 def _topic_spec(args: argparse.Namespace) -> Any:
-    from streams.offline.replay_source import RangeSpec, parse_offsets, parse_time
+    from distillguard.streams.offline.replay_source import RangeSpec, parse_offsets, parse_time
 
     return RangeSpec(
         since=parse_time(args.since) if args.since else None,
@@ -254,9 +259,14 @@ def _topic_spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from streams.offline.replay import labels_from_topic, load_labels
-    from streams.offline.replay_source import KafkaBridge, ReplayError, TopicSource
-    from streams.offline.sweep import parse_grid, render_table, run_sweep, write_outputs
+    from distillguard.streams.offline.replay import labels_from_topic, load_labels
+    from distillguard.streams.offline.replay_source import KafkaBridge, ReplayError, TopicSource
+    from distillguard.streams.offline.sweep import (
+        parse_grid,
+        render_table,
+        run_sweep,
+        write_outputs,
+    )
 
     settings = _settings(args)
     base = _detector(settings, args)
@@ -309,7 +319,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from streams.offline.evaluate import (
+    from distillguard.streams.offline.evaluate import (
         ScenarioOptions,
         plan_evaluation,
         render_runs,
@@ -321,7 +331,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         summarise_sets,
         write_outputs,
     )
-    from streams.offline.replay_source import ReplayError
+    from distillguard.streams.offline.replay_source import ReplayError
 
     settings = _settings(args)
     cfg = _detector(settings, args)
@@ -369,8 +379,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from streams.offline.diff import diff_runs, render_diff, write_diff_csv
-    from streams.offline.replay import load_labels
+    from distillguard.streams.offline.diff import diff_runs, render_diff, write_diff_csv
+    from distillguard.streams.offline.replay import load_labels
 
     labels = load_labels(Path(args.labels)) if args.labels else None
     diff = diff_runs(Path(args.run_a), Path(args.run_b), labels=labels)
@@ -387,7 +397,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from streams.edge.topics import ensure_topics, wait_for_broker
+    from distillguard.streams.edge.topics import ensure_topics, wait_for_broker
 
     settings = _settings(args)
     kwargs = settings.aiokafka_kwargs()
@@ -405,7 +415,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from streams.cli.watch import run_watch
+    from distillguard.streams.cli.watch import run_watch
 
     settings = _settings(args)
     run_watch(settings.kafka_bootstrap, settings.topics["enforcement"].name,
@@ -414,7 +424,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.cli.demo import DemoOptions, run_demo
+    from distillguard.streams.cli.demo import DemoOptions, run_demo
 
     opts = DemoOptions(workers=args.workers, seed=args.seed, scale=args.scale, hours=args.hours,
                        rate=args.rate, keep_broker=args.keep_broker,
@@ -430,8 +440,8 @@ def version_line() -> str:
         package = version("distillguard")
     except PackageNotFoundError:  # run from a source tree that was never installed
         package = "(not installed)"
-    return (f"distillguard {package}, detection core {models.config.CORE_VERSION} "
-            f"({models.CORE_BUILD})")
+    return (f"distillguard {package}, detection core {CORE_VERSION} "
+            f"({current_build()})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -605,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["create"])
     p.set_defaults(func=cmd_topics)
 
-    from streams.cli.allow import add_allow_parser
+    from distillguard.streams.cli.allow import add_allow_parser
     add_allow_parser(sub)
 
     p = with_settings(sub.add_parser("watch", help="live view of the enforcement topic"))
@@ -627,10 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.cli.demo import DemoError
-    from streams.edge.topics import BrokerUnavailableError, TopicError
-    from streams.offline.replay import ReplayError
-    from streams.worker.process import WorkerError
+    from distillguard.streams.cli.demo import DemoError
+    from distillguard.streams.edge.topics import BrokerUnavailableError, TopicError
+    from distillguard.streams.offline.replay import ReplayError
+    from distillguard.streams.worker.process import WorkerError
 
     args = build_parser().parse_args(argv)
     try:

@@ -17,11 +17,16 @@ from typing import Any
 
 import orjson
 
-from models.account import AccountState
-from models.cluster import ClusterState
-from models.decision import Decision
-from models.events import InvalidEvent, RequestEvent, event_from_mapping
-from models.messages import AccountVerdict, ClusterSummary, SourceTick, cluster_record_from_wire
+from distillguard.models.account import AccountState
+from distillguard.models.cluster import ClusterState
+from distillguard.models.decision import Decision
+from distillguard.models.events import InvalidEvent, RequestEvent, event_from_mapping
+from distillguard.models.messages import (
+    AccountVerdict,
+    ClusterSummary,
+    SourceTick,
+    cluster_record_from_wire,
+)
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
 DEFAULT_MAX_EVENT_AHEAD_S = 300.0  # the max_event_ahead_s setting's default

@@ -38,10 +38,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from models.allowlist import SCOPES, Allowance, AllowList
-from streams.edge.codec import DEFAULT_MAX_RECORD_BYTES
-from streams.edge.settings import Settings, allow_id_problem
-from streams.edge.topics import TopicError
+from distillguard.models.allowlist import SCOPES, Allowance, AllowList
+from distillguard.streams.edge.codec import DEFAULT_MAX_RECORD_BYTES
+from distillguard.streams.edge.settings import Settings, allow_id_problem
+from distillguard.streams.edge.topics import TopicError
 
 log = structlog.get_logger("distillguard")
 

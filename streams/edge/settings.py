@@ -27,7 +27,7 @@ Fields:
 | ssl_cafile             | DISTILLGUARD_SSL_CAFILE             | (none)                |
 | shadow                 | DISTILLGUARD_SHADOW                 | false                 |
 | stall_timeout_s        | DISTILLGUARD_STALL_TIMEOUT_S        | 120                   |
-| max_state_bytes        | DISTILLGUARD_MAX_STATE_BYTES        | 524288                |
+| max_state_bytes        | DISTILLGUARD_MAX_STATE_BYTES        | 900000                |
 | standby_replicas       | DISTILLGUARD_STANDBY_REPLICAS       | 0                     |
 | session_timeout_s      | DISTILLGUARD_SESSION_TIMEOUT_S      | 10                    |
 | allow_orgs             | DISTILLGUARD_ALLOW_ORGS             | (none)                |
@@ -38,8 +38,9 @@ stall_timeout_s: a worker holding source partitions with lag > 0 that has commit
 recovered nothing for this long exits with code 3 (streams/worker/health.py). max_state_bytes: the
 largest encoded table entry (account state, cluster state, model snapshot) a worker writes; a
 larger one is refused and dead-lettered, never sent to the changelog; the detector's
-`cluster_member_bytes` must be at most 60% of it (a cluster's members are capped by their
-bytes on the wire so that its state fits, models/cluster.py). standby_replicas: Faust
+`cluster_member_bytes` and `cluster_pending_bytes` together must be at most 90% of it (a
+cluster's members and waiting summaries are capped by their bytes on the wire so that its
+state fits, models/cluster.py). standby_replicas: Faust
 table standby replicas; they only help with a persistent store (rocksdb://), the memory store
 re-reads every changelog on each rebalance anyway (docs/operations.md). session_timeout_s: how
 long the group waits for a silent (killed, partitioned) worker before moving its partitions.
@@ -69,12 +70,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models._build import BUILD_VARIABLES
-from models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
-from models.config import DetectorConfig
-from streams.edge.codec import DEFAULT_MAX_EVENT_AHEAD_S
-from streams.edge.signing import MIN_KEY_BYTES, RecordSigner
-from streams.edge.topics import TopicSpec, load_topic_specs
+from distillguard.models._build import BUILD_VARIABLES
+from distillguard.models.allowlist import MAX_ALLOWANCES, Allowance, AllowList
+from distillguard.models.config import DetectorConfig
+from distillguard.streams.edge.codec import DEFAULT_MAX_EVENT_AHEAD_S
+from distillguard.streams.edge.signing import MIN_KEY_BYTES, RecordSigner
+from distillguard.streams.edge.topics import TopicSpec, load_topic_specs
 
 ENV_PREFIX = "DISTILLGUARD_"
 # Variables of the same prefix that are not settings: where to read settings from, and which
@@ -87,8 +88,12 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # An allow-listed id, as the request contract bounds `org_id` and `account_id`.
 MAX_ALLOW_ID_CHARS = 128
 SETTINGS_ALLOW_REASON = "listed in the settings"
-# The share of max_state_bytes the members of one cluster may take at most (cluster_member_bytes).
-MEMBER_SHARE_OF_STATE = 0.6
+# The share of max_state_bytes that the members and the waiting summaries of one cluster may
+# take together at most (cluster_member_bytes + cluster_pending_bytes); the rest is for its
+# windows, strays, verdict and counters (tests/unit/test_state_bounds.py fills all of them).
+CAPPED_SHARE_OF_STATE = 0.9
+# The least cluster_pending_bytes: a hundred summaries at their longest (models/cluster.py).
+MIN_PENDING_BYTES = 65_536
 # internal_record_keys: the current key and the ones being rotated out.
 MAX_SECRET_KEYS = 4
 
@@ -124,7 +129,7 @@ class Settings:
     ssl_cafile: str | None = None
     shadow: bool = False
     stall_timeout_s: float = 120.0
-    max_state_bytes: int = 524288
+    max_state_bytes: int = 900_000
     standby_replicas: int = 0
     session_timeout_s: float = 10.0
     allow_orgs: tuple[str, ...] = ()
@@ -363,13 +368,19 @@ def _validate(s: Settings) -> None:
     if not 1024 <= s.max_state_bytes <= 1_000_000:
         raise SettingsError("max_state_bytes must be between 1024 and 1000000 (the producer's "
                             "largest request)")
-    if s.detector.cluster_member_bytes > s.max_state_bytes * MEMBER_SHARE_OF_STATE:
-        # The core caps a cluster's members by their most bytes on the wire; the rest of the
-        # state (windows, summaries waiting for their tick, strays) needs the remainder.
+    if s.detector.cluster_pending_bytes < MIN_PENDING_BYTES:
+        # Under it a crowd would be judged early at nearly every summary (a helper's review).
         raise SettingsError(
-            f"cluster_member_bytes {s.detector.cluster_member_bytes:,} must be at most "
-            f"{MEMBER_SHARE_OF_STATE:.0%} of max_state_bytes ({s.max_state_bytes:,}): lower "
-            f"cluster_member_bytes or raise max_state_bytes")
+            f"cluster_pending_bytes must be at least {MIN_PENDING_BYTES:,} (a hundred of the "
+            f"longest summaries), got {s.detector.cluster_pending_bytes:,}")
+    capped = s.detector.cluster_member_bytes + s.detector.cluster_pending_bytes
+    if capped > s.max_state_bytes * CAPPED_SHARE_OF_STATE:
+        # The core caps a cluster's members and its waiting summaries by their most bytes on
+        # the wire; the rest of the state (windows, strays, verdict) needs the remainder.
+        raise SettingsError(
+            f"cluster_member_bytes + cluster_pending_bytes ({capped:,}) must be at most "
+            f"{CAPPED_SHARE_OF_STATE:.0%} of max_state_bytes ({s.max_state_bytes:,}): lower "
+            f"them or raise max_state_bytes")
     if not 0 <= s.standby_replicas <= 3:
         raise SettingsError("standby_replicas must be between 0 and 3")
     if not 6.0 <= s.session_timeout_s <= 300.0:

@@ -25,7 +25,9 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
-DEFAULT_TOPICS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "topics.toml"
+# deploy/topics.toml, as the package carries it (distillguard/topics.toml links to it in a clone
+# and is a copy of it in a wheel): an installed distillguard finds it without a source tree.
+DEFAULT_TOPICS_FILE = Path(__file__).parents[2] / "topics.toml"
 
 #: Logical names the project relies on; the definition must have all of them.
 REQUIRED_TOPICS: tuple[str, ...] = (

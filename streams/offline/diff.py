@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from models.decision import STRENGTH
-from streams.offline.replay_source import ReplayError
+from distillguard.models.decision import STRENGTH
+from distillguard.streams.offline.replay_source import ReplayError
 
 NONE = "-"  # no decision at all: allowed throughout
 

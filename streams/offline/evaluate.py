@@ -54,13 +54,19 @@ from typing import IO, Any
 
 import orjson
 
-from models.config import DetectorConfig
-from models.evaluation import GroupRow, Report, render
-from streams.offline.process_pool import WorkerDied, WorkerWatch
-from streams.offline.replay import Progress, load_labels, replay
-from streams.offline.replay_source import FileSource, ReplayError
-from streams.offline.scenario_sets import LEGACY, SETS, TUNING, family_run_key, family_runs
-from streams.offline.sweep import default_jobs
+from distillguard.models.config import DetectorConfig
+from distillguard.models.evaluation import GroupRow, Report, render
+from distillguard.streams.offline.process_pool import WorkerDied, WorkerWatch
+from distillguard.streams.offline.replay import Progress, load_labels, replay
+from distillguard.streams.offline.replay_source import FileSource, ReplayError
+from distillguard.streams.offline.scenario_sets import (
+    LEGACY,
+    SETS,
+    TUNING,
+    family_run_key,
+    family_runs,
+)
+from distillguard.streams.offline.sweep import default_jobs
 
 DETECTOR = "distillguard"
 
@@ -184,7 +190,7 @@ def plan_evaluation(sets: list[str], families: list[str] | None, seeds: list[int
     `families` filters the runs by family; the legacy runs go by the name `default` there, so
     `--families launch` runs launch alone and `--families default,launch` the legacy runs too.
     """
-    from simulator.families import FAMILIES
+    from distillguard.simulator.families import FAMILIES
 
     known_sets = (*SETS, LEGACY)
     if not sets:
@@ -265,9 +271,9 @@ def evaluate_run(run: EvalRun, opts: ScenarioOptions, cfg: DetectorConfig, parti
                  workdir: Path, max_record_bytes: int = 65536, progress: Any = None
                  ) -> RunOutcome:
     """Simulate one run's traffic into `workdir`, replay it with labels (and baselines)."""
-    from simulator import write_files
-    from simulator.families import FAMILIES
-    from simulator.scenario import scenario_for
+    from distillguard.simulator import write_files
+    from distillguard.simulator.families import FAMILIES
+    from distillguard.simulator.scenario import scenario_for
 
     if run.family is not None:
         scenario = FAMILIES[run.family].scenario(run.seed, opts.family_scale)

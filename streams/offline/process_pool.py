@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from streams.offline.replay_source import ReplayError
+from distillguard.streams.offline.replay_source import ReplayError
 
 
 class WorkerDied(ReplayError):

@@ -35,16 +35,21 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from models.allowlist import AllowList
-from models.baselines import Baselines
-from models.config import DetectorConfig
-from models.decision import Decision
-from models.evaluation import Evaluation, Report
-from models.pipeline import Pipeline
-from streams.edge.codec import encode_decision
-from streams.edge.gc_tuning import fewer_collections
-from streams.edge.settings import Settings
-from streams.offline.replay_source import FileSource, KafkaBridge, ReplayError, read_topic_values
+from distillguard.models.allowlist import AllowList
+from distillguard.models.baselines import Baselines
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import Decision
+from distillguard.models.evaluation import Evaluation, Report
+from distillguard.models.pipeline import Pipeline
+from distillguard.streams.edge.codec import encode_decision
+from distillguard.streams.edge.gc_tuning import fewer_collections
+from distillguard.streams.edge.settings import Settings
+from distillguard.streams.offline.replay_source import (
+    FileSource,
+    KafkaBridge,
+    ReplayError,
+    read_topic_values,
+)
 
 __all__ = ["FileSink", "Progress", "ReplayError", "ReplayResult", "TopicSink",
            "check_labels_match", "load_labels",
@@ -133,7 +138,9 @@ def load_override(path: Path, base: DetectorConfig) -> DetectorConfig:
 
     Unknown keys are an error naming the key, the file and the known names.
     """
-    from streams.edge.settings import _detector  # the settings loader's own conversion and checks
+    from distillguard.streams.edge.settings import (
+        _detector,  # the settings loader's own conversion and checks
+    )
 
     if not path.is_file():
         raise ReplayError(f"override file {path} does not exist")
@@ -351,7 +358,7 @@ def replay_allow_list(settings: Settings, from_control_topic: bool = False,
     worker). A line on `note` (default stderr) says what it holds."""
     import asyncio
 
-    from streams.edge.control import FULL, GRANTED, AllowListKeeper, read_control_state
+    from distillguard.streams.edge.control import FULL, GRANTED, AllowListKeeper, read_control_state
 
     allow = settings.allow_list()
     if not from_control_topic:

@@ -41,8 +41,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
-from models.events import InvalidEvent, RequestEvent
-from streams.edge.codec import (
+from distillguard.models.events import InvalidEvent, RequestEvent
+from distillguard.streams.edge.codec import (
     DEFAULT_MAX_EVENT_AHEAD_S,
     DEFAULT_MAX_RECORD_BYTES,
     dead_letter_record,

@@ -33,11 +33,11 @@ from typing import IO, Any
 
 import orjson
 
-from models.config import DetectorConfig
-from models.evaluation import GroupRow, Report
-from streams.offline.process_pool import WorkerDied, WorkerWatch
-from streams.offline.replay import Labels, check_labels_match, replay_file
-from streams.offline.replay_source import ReplayError
+from distillguard.models.config import DetectorConfig
+from distillguard.models.evaluation import GroupRow, Report
+from distillguard.streams.offline.process_pool import WorkerDied, WorkerWatch
+from distillguard.streams.offline.replay import Labels, check_labels_match, replay_file
+from distillguard.streams.offline.replay_source import ReplayError
 
 # Tunables that change how decisions are published, not which are made.
 NOT_SWEEPABLE = {"shadow": "shadow only marks decisions, it does not change them"}
@@ -119,7 +119,7 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
 def grid_runs(grid: dict[str, list[str]], base: DetectorConfig
               ) -> list[tuple[SweepRun, DetectorConfig]]:
     """Every point of the grid as a config over `base`, plus `base` itself if it is missed."""
-    from streams.edge.settings import SettingsError, checked_detector
+    from distillguard.streams.edge.settings import SettingsError, checked_detector
 
     names = list(grid)
     current_values = tuple(getattr(base, n) for n in names)

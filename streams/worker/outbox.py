@@ -24,8 +24,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from models.partitioning import partition_for
-from streams.edge.codec import encode_batch
+from distillguard.models.partitioning import partition_for
+from distillguard.streams.edge.codec import encode_batch
 
 # partition, key, value -> awaitable send (the destination topic's)
 Send = Callable[[int, bytes, bytes], Awaitable[Any]]

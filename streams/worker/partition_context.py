@@ -262,7 +262,7 @@ def restore(part: Any, snap: dict[str, Any]) -> list[str]:
 # ---- stored in pieces: a snapshot of any size under max_state_bytes per table entry ---------
 # A partition's snapshot grows with the convictions broadcast to it (each kept with its
 # evidence until it expires): 1.8 MB of JSON for one partition of the default simulation at full
-# scale, 3.5 MB with ten times the accounts, where a table entry may take 512 KiB. Stored whole
+# scale, 3.5 MB with ten times the accounts, where a table entry could take 512 KiB. Stored whole
 # it was refused at every write (`partition_context_snapshot_failed`), and a partition that moved
 # started cold. So it is stored compressed (zlib, ~4x) and cut into pieces under the bound: the
 # partition's key holds a manifest, `"<partition>/<generation>/<i>"` the pieces (base64: the

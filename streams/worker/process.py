@@ -24,13 +24,13 @@ from pathlib import Path
 import faust
 import structlog
 
-import models
-from streams.edge import gc_tuning
-from streams.edge.logs import configure_logging
-from streams.edge.settings import Settings
-from streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
-from streams.worker.health import install_health
-from streams.worker.topology import changelog_topic_specs, create_app
+from distillguard.models._build import current_build
+from distillguard.streams.edge import gc_tuning
+from distillguard.streams.edge.logs import configure_logging
+from distillguard.streams.edge.settings import Settings
+from distillguard.streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
+from distillguard.streams.worker.health import install_health
+from distillguard.streams.worker.topology import changelog_topic_specs, create_app
 
 log = structlog.get_logger("distillguard")
 
@@ -92,7 +92,7 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     asyncio.run(declare_changelogs(settings, app))
     install_health(app, source_topics(settings), settings.stall_timeout_s)
     log.info("worker_starting", app_id=settings.app_id, bootstrap=settings.kafka_bootstrap,
-             model_version=settings.detector.model_version, core=models.CORE_BUILD,
+             model_version=settings.detector.model_version, core=current_build(),
              web_port=settings.web_port,
              shadow=settings.detector.shadow, stall_timeout_s=settings.stall_timeout_s)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import faust
 
-from models.allowlist import AllowList
-from streams.edge.control import ControlReader
-from streams.worker.dead_letter_log import DeadLetterLog
+from distillguard.models.allowlist import AllowList
+from distillguard.streams.edge.control import ControlReader
+from distillguard.streams.worker.dead_letter_log import DeadLetterLog
 
 
 @dataclass(frozen=True)

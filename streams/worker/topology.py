@@ -35,13 +35,13 @@ import orjson
 import structlog
 from faust.transport.producer import ProducerBuffer
 
-from models.account_stage import AccountPartition, AccountStage, Outputs
-from models.cluster_stage import ClusterPartition, ClusterStage
-from models.decision import Decision
-from models.events import InvalidEvent
-from models.messages import BROADCAST, SourceTick
-from models.partitioning import partition_for
-from streams.edge.codec import (
+from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
+from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
+from distillguard.models.decision import Decision
+from distillguard.models.events import InvalidEvent
+from distillguard.models.messages import BROADCAST, SourceTick
+from distillguard.models.partitioning import partition_for
+from distillguard.streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
     SUMMARY_BATCH_TAG,
@@ -58,14 +58,14 @@ from streams.edge.codec import (
     event_time_limit,
     register_codecs,
 )
-from streams.edge.control import AllowListKeeper, ControlReader
-from streams.edge.settings import Settings
-from streams.edge.topics import TopicSpec
-from streams.worker import partition_context
-from streams.worker.dead_letter_log import DeadLetterLog
-from streams.worker.held_writes import HeldWrites
-from streams.worker.outbox import Outbox, install_before_commit
-from streams.worker.runtime import WorkerApp, WorkerRuntime
+from distillguard.streams.edge.control import AllowListKeeper, ControlReader
+from distillguard.streams.edge.settings import Settings
+from distillguard.streams.edge.topics import TopicSpec
+from distillguard.streams.worker import partition_context
+from distillguard.streams.worker.dead_letter_log import DeadLetterLog
+from distillguard.streams.worker.held_writes import HeldWrites
+from distillguard.streams.worker.outbox import Outbox, install_before_commit
+from distillguard.streams.worker.runtime import WorkerApp, WorkerRuntime
 
 log = structlog.get_logger("distillguard")
 
@@ -511,51 +511,62 @@ def create_app(settings: Settings) -> WorkerApp:
         control.start(app.add_future)
 
     # ---- account stage --------------------------------------------------------------------
+    async def on_request(event: Any) -> None:
+        """One request record: its account's state, decisions, summaries and due windows."""
+        try:
+            ev = decode_request(event.message.value, event.message.key,
+                                settings.max_record_bytes,
+                                event_time_limit(event.message.timestamp, time.time(),
+                                                 settings.max_event_ahead_s))
+        except InvalidEvent as exc:
+            await to_dead_letter(exc.reason, event)
+            return
+        try:
+            part = account_partition(event.message.partition)
+            state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
+            # outputs first, then the state that says they were made
+            await publish(out, event.message.partition)
+            hold(accounts_held, event.message.partition, ev.account_id, state,
+                 encode_account_state)
+            for account_id in account_stage_core.due_accounts(part):
+                due_state = accounts.get(account_id)
+                if due_state is None:
+                    continue
+                due_out = account_stage_core.on_due(due_state, part)
+                await publish(due_out, event.message.partition)
+                if due_out.expired:
+                    accounts_held.delete(event.message.partition, account_id)
+                else:
+                    hold(accounts_held, event.message.partition, account_id, due_state,
+                         encode_account_state)
+            mark = snapshot_marks[event.message.partition]
+            mark[1] += 1
+            if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
+                    or mark[1] >= partition_context.SNAPSHOT_EVERY_EVENTS):
+                mark[:] = [part.model.seen, 0]
+                snapshots_due.add(event.message.partition)  # at the next flush
+        except Exception as exc:  # a bug must not stop the fleet: record it and go on
+            log.exception("account_stage_error", account_id=ev.account_id)
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+
     @app.agent(requests, name="account_stage")
     async def account_stage(stream: faust.StreamT) -> None:
         """requests -> cluster_summaries + enforcement; bad records -> dead_letter."""
         async for event in stream.events():
             if control.waiting:
                 await control.ready()
-            try:
-                ev = decode_request(event.message.value, event.message.key,
-                                    settings.max_record_bytes,
-                                    event_time_limit(event.message.timestamp, time.time(),
-                                                     settings.max_event_ahead_s))
-            except InvalidEvent as exc:
-                await to_dead_letter(exc.reason, event)
-                continue
-            try:
-                part = account_partition(event.message.partition)
-                state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
-                # outputs first, then the state that says they were made
-                await publish(out, event.message.partition)
-                hold(accounts_held, event.message.partition, ev.account_id, state,
-                     encode_account_state)
-                for account_id in account_stage_core.due_accounts(part):
-                    due_state = accounts.get(account_id)
-                    if due_state is None:
-                        continue
-                    due_out = account_stage_core.on_due(due_state, part)
-                    await publish(due_out, event.message.partition)
-                    if due_out.expired:
-                        accounts_held.delete(event.message.partition, account_id)
-                    else:
-                        hold(accounts_held, event.message.partition, account_id, due_state,
-                             encode_account_state)
-                mark = snapshot_marks[event.message.partition]
-                mark[1] += 1
-                if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
-                        or mark[1] >= partition_context.SNAPSHOT_EVERY_EVENTS):
-                    mark[:] = [part.model.seen, 0]
-                    snapshots_due.add(event.message.partition)  # at the next flush
-            except Exception as exc:  # a bug must not stop the fleet: record it and go on
-                log.exception("account_stage_error", account_id=ev.account_id)
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            await on_request(event)
             if accounts_held.full:
                 await accounts_held.flush()
 
     # ---- cluster stage --------------------------------------------------------------------
+    def hold_cluster_verdicts(out: ClusterOutputs) -> None:
+        for av in out.verdicts:
+            verdicts_out.hold(av)
+        for av in out.convictions:  # to every account partition
+            for q in range(partitions):
+                verdicts_out.hold_for(q, av)
+
     async def fold_summaries(record: list[Any], part: ClusterPartition, event: Any) -> None:
         """A record's summaries, in order; each touched cluster's state (pending summaries
         included) is held once for the record. A summary the core fails on is dead-lettered
@@ -570,6 +581,9 @@ def create_app(settings: Settings) -> WorkerApp:
                     state if state is not None else clusters.get(key), summary, part)
                 touched[key] = state
                 core_counts["behind_summaries"] += out.behind
+                if out.judged_early:  # its waiting summaries outgrew cluster_pending_bytes
+                    core_counts["judged_early_summaries"] += out.judged_early
+                    hold_cluster_verdicts(out)
             except Exception as exc:
                 log.exception("cluster_stage_error", cluster_key=key)
                 await to_dead_letter(f"internal error on summary {i} of the record "
@@ -582,99 +596,107 @@ def create_app(settings: Settings) -> WorkerApp:
                 await to_dead_letter(f"internal error holding the state of {key}: "
                                      f"{type(exc).__name__}: {exc}", event)
 
+    async def settle_tick(record: SourceTick, part: ClusterPartition, event: Any) -> None:
+        """A source partition passed a tick: judge the clusters it made judgeable, then expire
+        the idle ones."""
+        for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
+            judged = clusters.get(key)
+            if judged is None:
+                continue
+            # One cluster at a time: a cluster that fails (its state over max_state_bytes) is
+            # dead-lettered alone, after its verdicts are held, and the tick goes on to the
+            # others and to expiry.
+            try:
+                hold_cluster_verdicts(cluster_stage_core.settle(judged, part))
+                hold(clusters_held, event.message.partition, key, judged, encode_cluster_state)
+            except Exception as exc:
+                log.exception("cluster_stage_error", cluster_key=key)
+                await to_dead_letter(f"internal error settling cluster {key[:80]} at tick "
+                                     f"{record.tick}: {type(exc).__name__}: {exc}", event)
+        for key in cluster_stage_core.expired_clusters(part):
+            cluster = clusters.get(key)
+            if cluster is not None and cluster_stage_core.is_expired(cluster, part):
+                clusters_held.delete(event.message.partition, key)
+
+    async def on_cluster_record(event: Any) -> None:
+        """One record of the cluster stage: a source partition's tick, or summaries."""
+        try:
+            record = decode_cluster_record(internal(event.message, "cluster_summaries"))
+        except InvalidEvent as exc:  # refused whole, before anything reads it
+            await to_dead_letter(str(exc), event)
+            return
+        except Exception as exc:
+            log.exception("cluster_stage_error")
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            return
+        try:
+            part = cluster_partition(event.message.partition)
+            if isinstance(record, SourceTick):
+                await settle_tick(record, part, event)
+            else:
+                await fold_summaries(record, part, event)
+        except Exception as exc:
+            log.exception("cluster_stage_error")
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+
     @app.agent(cluster_summaries, name="cluster_stage")
     async def cluster_stage(stream: faust.StreamT) -> None:
         """cluster_summaries -> account_verdicts (one per member account to tell)."""
         async for event in stream.events():
-            try:
-                record = decode_cluster_record(internal(event.message, "cluster_summaries"))
-            except InvalidEvent as exc:  # refused whole, before anything reads it
-                await to_dead_letter(str(exc), event)
-                continue
-            except Exception as exc:
-                log.exception("cluster_stage_error")
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-                continue
-            try:
-                part = cluster_partition(event.message.partition)
-                if not isinstance(record, SourceTick):
-                    await fold_summaries(record, part, event)
-                    continue
-                for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
-                    judged = clusters.get(key)
-                    if judged is None:
-                        continue
-                    # One cluster at a time: a cluster that fails (its state over
-                    # max_state_bytes) is dead-lettered alone, after its verdicts are held,
-                    # and the tick goes on to the others and to expiry.
-                    try:
-                        settled = cluster_stage_core.settle(judged, part)
-                        for av in settled.verdicts:
-                            verdicts_out.hold(av)
-                        for av in settled.convictions:  # to every account partition
-                            for q in range(partitions):
-                                verdicts_out.hold_for(q, av)
-                        hold(clusters_held, event.message.partition, key, judged,
-                             encode_cluster_state)
-                    except Exception as exc:
-                        log.exception("cluster_stage_error", cluster_key=key)
-                        await to_dead_letter(f"internal error settling cluster {key[:80]} at "
-                                             f"tick {record.tick}: {type(exc).__name__}: {exc}",
-                                             event)
-                for key in cluster_stage_core.expired_clusters(part):
-                    cluster = clusters.get(key)
-                    if cluster is not None and cluster_stage_core.is_expired(cluster, part):
-                        clusters_held.delete(event.message.partition, key)
-            except Exception as exc:
-                log.exception("cluster_stage_error")
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            await on_cluster_record(event)
+            # (summaries judged early hold verdicts too, not only ticks)
             if clusters_held.full:
                 await clusters_held.flush()
             if verdicts_out.full:
                 await verdicts_out.flush()
 
     # ---- verdicts back at the account stage -----------------------------------------------
+    async def on_verdict_record(event: Any) -> None:
+        """One record of verdicts for this account partition: each applied to its account, a
+        broadcast conviction to the partition's context."""
+        try:
+            verdicts = decode_verdict_record(internal(event.message, "account_verdicts"))
+            part = account_partition(event.message.partition)
+        except InvalidEvent as exc:  # refused whole, before anything reads it
+            await to_dead_letter(str(exc), event)
+            return
+        except Exception as exc:
+            log.exception("apply_verdicts_error")
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+            return
+        learnt = False
+        for av in verdicts:
+            try:
+                if av.account_id == BROADCAST:
+                    await publish(account_stage_core.on_conviction(av, part),
+                                  event.message.partition)
+                    learnt = (learnt or av.verdict.is_template_notice
+                              or av.verdict.is_withdrawal)
+                    continue
+                state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
+                                                           part)
+                await publish(out, event.message.partition)
+                hold(accounts_held, event.message.partition, av.account_id, state,
+                     encode_account_state)
+            except Exception as exc:
+                log.exception("apply_verdicts_error", account_id=av.account_id)
+                await to_dead_letter(f"internal error on the verdict for {av.account_id} "
+                                     f"({av.verdict.cluster_key}): {type(exc).__name__}: "
+                                     f"{exc}", event)
+        if learnt:
+            # A template notice and a withdrawal are sent once (a conviction is re-issued
+            # hourly): the partition's snapshot takes them in before their offset is
+            # committed (the flush before the commit writes it), or a move after the
+            # commit would forget the template, or hand a withdrawn conviction to joiners.
+            snapshots_due.add(event.message.partition)
+
     @app.agent(account_verdicts, name="apply_verdicts")
     async def apply_verdicts(stream: faust.StreamT) -> None:
         """account_verdicts -> enforcement."""
         async for event in stream.events():
             if control.waiting:
                 await control.ready()
-            try:
-                verdicts = decode_verdict_record(internal(event.message, "account_verdicts"))
-                part = account_partition(event.message.partition)
-            except InvalidEvent as exc:  # refused whole, before anything reads it
-                await to_dead_letter(str(exc), event)
-                continue
-            except Exception as exc:
-                log.exception("apply_verdicts_error")
-                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
-                continue
-            learnt = False
-            for av in verdicts:
-                try:
-                    if av.account_id == BROADCAST:
-                        await publish(account_stage_core.on_conviction(av, part),
-                                      event.message.partition)
-                        learnt = (learnt or av.verdict.is_template_notice
-                                  or av.verdict.is_withdrawal)
-                        continue
-                    state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
-                                                               part)
-                    await publish(out, event.message.partition)
-                    hold(accounts_held, event.message.partition, av.account_id, state,
-                         encode_account_state)
-                except Exception as exc:
-                    log.exception("apply_verdicts_error", account_id=av.account_id)
-                    await to_dead_letter(f"internal error on the verdict for {av.account_id} "
-                                         f"({av.verdict.cluster_key}): {type(exc).__name__}: "
-                                         f"{exc}", event)
-            if learnt:
-                # A template notice and a withdrawal are sent once (a conviction is re-issued
-                # hourly): the partition's snapshot takes them in before their offset is
-                # committed (the flush before the commit writes it), or a move after the
-                # commit would forget the template, or hand a withdrawn conviction to joiners.
-                snapshots_due.add(event.message.partition)
+            await on_verdict_record(event)
             if accounts_held.full:
                 await accounts_held.flush()
 

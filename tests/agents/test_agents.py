@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -27,14 +28,14 @@ from faust.topics import Topic
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 from faust.types import Message
 
-from models.account import AccountState, Verdict
-from models.cluster import ClusterState
-from models.cluster_stage import ClusterStage
-from models.config import DetectorConfig
-from models.keys import infrastructure_keys, template_keys
-from models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTick
-from models.partitioning import partition_for
-from streams.edge.codec import (
+from distillguard.models.account import AccountState, Verdict
+from distillguard.models.cluster import ClusterState
+from distillguard.models.cluster_stage import ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.keys import infrastructure_keys, template_keys
+from distillguard.models.messages import BROADCAST, AccountVerdict, ClusterSummary, SourceTick
+from distillguard.models.partitioning import partition_for
+from distillguard.streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
     CLUSTER_STATE_CODEC,
     decode_account_state,
@@ -45,8 +46,8 @@ from streams.edge.codec import (
     encode_summary,
     encode_verdict,
 )
-from streams.edge.settings import Settings, load_settings
-from streams.worker.topology import create_app
+from distillguard.streams.edge.settings import Settings, load_settings
+from distillguard.streams.worker.topology import create_app
 from tests.conftest import event_dict, make_event
 
 T0 = 1_700_000_000.0
@@ -346,6 +347,41 @@ def test_cluster_stage_convicts_and_tells_members(app: faust.App, settings: Sett
                                        for q in range(settings.partitions))
     dead = [orjson.loads(r.value) for r in outbox.to("dead_letter")]
     assert len(dead) == 1 and "internal error" in dead[0]["reason"]
+    assert decode_cluster_state(outbox.changelog("clusters")[-1].value) == state
+
+
+def test_a_crowd_too_big_to_wait_for_a_lagging_partition_is_judged_early(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No account partition announces a tick (all lag): the cluster's waiting summaries pass
+    `cluster_pending_bytes`, so the oldest are judged at once and the members told, and the
+    state the worker writes stays under the cap (issue 16: they grew without bound)."""
+    settings = load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
+                                  "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust")})
+    # Under the settings' least (MIN_PENDING_BYTES), so that a few dozen summaries reach it.
+    settings = dataclasses.replace(settings, detector=dataclasses.replace(
+        settings.detector, cluster_pending_bytes=6000))
+    app = create_app(settings)
+    app.finalize()
+    outbox = record_sends(settings, monkeypatch)
+    members = [f"bot-{i:03d}" for i in range(8 * settings.detector.cluster_min_accounts)]
+    p = partition_of("pay:shared", settings)
+
+    async def scenario() -> None:
+        async with app.agents["cluster_stage"].test_context() as agent:
+            for kind, dt in (("join", 0.0), ("window", 60.0), ("window", 120.0)):
+                for i, account in enumerate(members):
+                    await agent.put(encode_summary(_summary(account, T0 + dt + i, kind)),
+                                    key=b"pay:shared", partition=p)
+            await send_held(app)
+    run(scenario)
+
+    state = app.tables["clusters"]["pay:shared"]
+    assert isinstance(state, ClusterState) and state.verdict is not None
+    assert state.pending_bytes <= 6000 and state.judged_early_before > 0
+    assert app.runtime.core_counts["judged_early_summaries"] > 0
+    told = {v.account_id for r in outbox.to("account_verdicts")
+            for v in decode_verdict_record(r.value)}
+    assert set(members) <= told
     assert decode_cluster_state(outbox.changelog("clusters")[-1].value) == state
 
 

@@ -16,12 +16,12 @@ import pytest
 from faust.topics import Topic
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 
-from models.account import Verdict
-from models.messages import AccountVerdict
-from streams.edge.codec import encode_verdict
-from streams.edge.control import GRANTED, allow_record, decode_control
-from streams.edge.settings import Settings, load_settings
-from streams.worker.topology import create_app
+from distillguard.models.account import Verdict
+from distillguard.models.messages import AccountVerdict
+from distillguard.streams.edge.codec import encode_verdict
+from distillguard.streams.edge.control import GRANTED, allow_record, decode_control
+from distillguard.streams.edge.settings import Settings, load_settings
+from distillguard.streams.worker.topology import create_app
 from tests.agents.test_agents import (
     T0,
     Outbox,

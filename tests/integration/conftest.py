@@ -28,9 +28,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from models._build import BUILD_VARIABLES
-from streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
-from streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
+from distillguard.models._build import BUILD_VARIABLES
+from distillguard.streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
+from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP", "127.0.0.1:9092")
@@ -95,7 +95,7 @@ class Fleet:
             self.ports.append(base_port + n)
             log = (self.log_dir / f"worker-{n + 1}.log").open("wb")
             self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT, env=env,
+                [sys.executable, "-m", "distillguard", "worker"], cwd=REPO_ROOT, env=env,
                 stdout=log, stderr=subprocess.STDOUT))
 
     def health(self) -> list[dict[str, Any] | None]:

@@ -16,13 +16,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from models.account import Verdict
-from models.messages import AccountVerdict
-from streams.cli.allow import add_allow_parser
-from streams.edge.codec import encode_verdict
-from streams.edge.control import allow_record, read_control_state, revoke_record
-from streams.edge.settings import Settings
-from streams.offline.replay import replay_allow_list
+from distillguard.models.account import Verdict
+from distillguard.models.messages import AccountVerdict
+from distillguard.streams.cli.allow import add_allow_parser
+from distillguard.streams.edge.codec import encode_verdict
+from distillguard.streams.edge.control import allow_record, read_control_state, revoke_record
+from distillguard.streams.edge.settings import Settings
+from distillguard.streams.offline.replay import replay_allow_list
 from tests.conftest import event_dict
 from tests.integration.conftest import (
     Fleet,

@@ -37,15 +37,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 import tests.integration.conftest as integration
-from models.decision import STRENGTH
-from models.events import event_from_mapping
-from models.partitioning import partition_for
-from models.pipeline import Pipeline
-from simulator import Scenario, account_labels, generate_events
-from streams.cli.demo import group_lag
-from streams.edge.settings import Settings
-from streams.edge.topics import delete_topics
-from streams.worker.health import STALL_EXIT_CODE
+from distillguard.models.decision import STRENGTH
+from distillguard.models.events import event_from_mapping
+from distillguard.models.partitioning import partition_for
+from distillguard.models.pipeline import Pipeline
+from distillguard.simulator import Scenario, account_labels, generate_events
+from distillguard.streams.cli.demo import group_lag
+from distillguard.streams.edge.settings import Settings
+from distillguard.streams.edge.topics import delete_topics
+from distillguard.streams.worker.health import STALL_EXIT_CODE
 from tests.conftest import event_dict
 from tests.integration.conftest import Fleet, event_records, produce, wait_until
 

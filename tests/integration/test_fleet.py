@@ -14,8 +14,8 @@ import urllib.request
 import orjson
 import pytest
 
-from simulator import Scenario, account_labels, generate_events
-from streams.edge.settings import Settings
+from distillguard.simulator import Scenario, account_labels, generate_events
+from distillguard.streams.edge.settings import Settings
 from tests.conftest import contract_validator, event_dict
 from tests.integration.conftest import (
     Fleet,
@@ -171,9 +171,9 @@ def test_a_worker_creates_its_changelog_topics_before_faust_starts(run: Settings
     """Left to Faust, the workers of a new fleet declared the changelogs while joining the group,
     and on a fresh broker one kept a changelog at 0 partitions in its metadata: its table writes
     failed and nobody recovered that changelog. The worker now creates them up front."""
-    from streams.edge.topics import TopicMismatchError, delete_topics, ensure_topics
-    from streams.worker.process import declare_changelogs
-    from streams.worker.topology import changelog_topic_specs, create_app
+    from distillguard.streams.edge.topics import TopicMismatchError, delete_topics, ensure_topics
+    from distillguard.streams.worker.process import declare_changelogs
+    from distillguard.streams.worker.topology import changelog_topic_specs, create_app
 
     app = create_app(run)
     expected = {f"{run.app_id}-{table}-changelog": partitions for table, partitions in (

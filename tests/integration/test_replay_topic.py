@@ -31,19 +31,19 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from models.cluster_stage import ClusterPartition, ClusterStage
-from models.config import DetectorConfig
-from models.messages import AccountVerdict, ClusterSummary, SourceTick
-from models.partitioning import partition_for
-from models.pipeline import Pipeline
-from simulator import Scenario, account_labels, generate_events
-from streams.cli.main import main
-from streams.cli.produce import produce_events
-from streams.edge.codec import decode_cluster_record, decode_verdict_record
-from streams.edge.settings import Settings, load_settings
-from streams.edge.topics import TopicSpec, delete_topics, ensure_topics
-from streams.offline.replay import FileSink, replay
-from streams.offline.replay_source import KafkaBridge, RangeSpec, TopicSource
+from distillguard.models.cluster_stage import ClusterPartition, ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.messages import AccountVerdict, ClusterSummary, SourceTick
+from distillguard.models.partitioning import partition_for
+from distillguard.models.pipeline import Pipeline
+from distillguard.simulator import Scenario, account_labels, generate_events
+from distillguard.streams.cli.main import main
+from distillguard.streams.cli.produce import produce_events
+from distillguard.streams.edge.codec import decode_cluster_record, decode_verdict_record
+from distillguard.streams.edge.settings import Settings, load_settings
+from distillguard.streams.edge.topics import TopicSpec, delete_topics, ensure_topics
+from distillguard.streams.offline.replay import FileSink, replay
+from distillguard.streams.offline.replay_source import KafkaBridge, RangeSpec, TopicSource
 from tests.integration.conftest import (
     Fleet,
     consume_until,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models.config import DetectorConfig
-from models.evaluation import Report, evaluate_core
-from models.events import event_from_mapping
-from simulator import Scenario, account_labels, generate_events
+from distillguard.models.config import DetectorConfig
+from distillguard.models.evaluation import Report, evaluate_core
+from distillguard.models.events import event_from_mapping
+from distillguard.simulator import Scenario, account_labels, generate_events
 
 
 def core_report(scenario: Scenario) -> Report:

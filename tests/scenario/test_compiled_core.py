@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from models._build import build_dir, read_manifest, source_digest
-from simulator import Scenario, write_files
+from distillguard.models._build import build_dir, read_manifest, source_digest
+from distillguard.simulator import Scenario, write_files
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ PROCESSED_TS = re.compile(r',"ts":[-+.eE0-9]+')
 
 
 def _replay(events: Path, out: Path, build: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--input", str(events),
+    proc = subprocess.run([sys.executable, "-m", "distillguard", "replay", "--input", str(events),
                            "--output", str(out), "--quiet"],
                           cwd=REPO, env=_env(build), capture_output=True, text=True,
                           timeout=300, check=False)
@@ -76,12 +76,13 @@ def test_the_compiled_core_decides_as_the_sources_do(tmp_path: Path) -> None:
 _STATES = """
 import sys, orjson
 from pathlib import Path
-import models
-from models.config import DetectorConfig
-from models.pipeline import Pipeline
-from streams.edge.codec import (decode_account_state, decode_cluster_state, encode_account_state,
+import distillguard.streams
+from distillguard.models._build import current_build
+from distillguard.models.config import DetectorConfig
+from distillguard.models.pipeline import Pipeline
+from distillguard.streams.edge.codec import (decode_account_state, decode_cluster_state, encode_account_state,
                            encode_cluster_state)
-from streams.offline.replay_source import FileSource
+from distillguard.streams.offline.replay_source import FileSource
 action, events_path, states_path = sys.argv[1:]
 if action == "write":
     pipeline = Pipeline(DetectorConfig())
@@ -99,7 +100,7 @@ else:
     for s in clusters:
         encode_cluster_state(s)
     print(len(accounts), len(clusters))
-print(models.CORE_BUILD)
+print(current_build())
 """
 
 

@@ -14,8 +14,8 @@ import dataclasses
 
 import pytest
 
-from models.evaluation import Report
-from simulator import Scenario
+from distillguard.models.evaluation import Report
+from distillguard.simulator import Scenario
 from tests.scenario.reports import core_report
 
 pytestmark = pytest.mark.slow

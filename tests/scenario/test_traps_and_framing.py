@@ -18,9 +18,9 @@ from functools import cache
 
 import pytest
 
-from models.evaluation import Report
-from simulator.families import FAMILIES
-from streams.offline.scenario_sets import TUNING_FAMILIES, TUNING_SEEDS
+from distillguard.models.evaluation import Report
+from distillguard.simulator.families import FAMILIES
+from distillguard.streams.offline.scenario_sets import TUNING_FAMILIES, TUNING_SEEDS
 from tests.scenario.reports import core_report
 
 pytestmark = pytest.mark.slow

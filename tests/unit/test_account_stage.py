@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from models.account import (
+from distillguard.models.account import (
     MAX_IP_PREFIXES_PER_WINDOW,
     MAX_KEYS_PER_ACCOUNT,
     AccountState,
     Verdict,
 )
-from models.account_stage import (
+from distillguard.models.account_stage import (
     JOIN_AT_ONCE_REQUESTS,
     MAX_VERDICTS_PER_ACCOUNT,
     RECENT_PROMPTS,
@@ -29,14 +29,20 @@ from models.account_stage import (
     AccountStage,
     Outputs,
 )
-from models.behaviour import rotation
-from models.config import DetectorConfig
-from models.events import RequestEvent
-from models.keys import infrastructure_keys, ip_prefix, key_kind, template_key, template_keys
-from models.messages import BROADCAST, AccountVerdict, ClusterSummary
-from models.templates import RECURRING_AFTER, SIGNATURE_BITS
-from models.windows import window_start
-from streams.edge.codec import encode_account_state
+from distillguard.models.behaviour import rotation
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import RequestEvent
+from distillguard.models.keys import (
+    infrastructure_keys,
+    ip_prefix,
+    key_kind,
+    template_key,
+    template_keys,
+)
+from distillguard.models.messages import BROADCAST, AccountVerdict, ClusterSummary
+from distillguard.models.templates import RECURRING_AFTER, SIGNATURE_BITS
+from distillguard.models.windows import window_start
+from distillguard.streams.edge.codec import encode_account_state
 from tests.conftest import make_event
 
 CFG = DetectorConfig()
@@ -685,7 +691,7 @@ def test_one_account_s_flood_of_new_system_prompts_and_clients_joins_a_bounded_n
 
 RESCANS = """
 import sys
-from models.convicted import ConvictedClusters
+from distillguard.models.convicted import ConvictedClusters
 from tests.unit.test_account_stage import BROADCAST, DELAY, T0, Harness, Verdict, _verdict, ev, told
 scans = []
 prune = ConvictedClusters.prune

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from models.allowlist import Allowance
-from streams.cli.allow import add_allow_parser, cmd_allow, render_list
-from streams.edge.control import ControlRecord, ControlState
-from streams.edge.settings import load_settings
+from distillguard.models.allowlist import Allowance
+from distillguard.streams.cli.allow import add_allow_parser, cmd_allow, render_list
+from distillguard.streams.edge.control import ControlRecord, ControlState
+from distillguard.streams.edge.settings import load_settings
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models.allowlist import MAX_ALLOWANCES, Allowance
-from streams.edge.settings import SettingsError, load_settings
+from distillguard.models.allowlist import MAX_ALLOWANCES, Allowance
+from distillguard.streams.edge.settings import SettingsError, load_settings
 
 
 def write(tmp_path: Path, body: str) -> Path:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.baselines import Baselines
-from models.config import DetectorConfig
+from distillguard.models.baselines import Baselines
+from distillguard.models.config import DetectorConfig
 from tests.conftest import make_event
 
 T0 = 1_767_225_600.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from models.behaviour import (
+from distillguard.models.behaviour import (
     CONFIDENT_REQUESTS,
     HARVESTING,
     JUDGED,

@@ -15,15 +15,20 @@ import itertools
 from collections import Counter
 from typing import Any
 
-from models.account import Verdict
-from models.behaviour import JUDGED
-from models.cluster import ClusterState, cluster_window
-from models.cluster_stage import VERDICT_UPGRADE_STEP, ClusterPartition, ClusterStage, verdict_id
-from models.config import DetectorConfig
-from models.messages import BROADCAST, AccountVerdict, ClusterSummary
-from models.scoring import cluster_evidence
-from models.templates import uses_template
-from models.windows import window_start
+from distillguard.models.account import Verdict
+from distillguard.models.behaviour import JUDGED
+from distillguard.models.cluster import ClusterState, cluster_window
+from distillguard.models.cluster_stage import (
+    VERDICT_UPGRADE_STEP,
+    ClusterPartition,
+    ClusterStage,
+    verdict_id,
+)
+from distillguard.models.config import DetectorConfig
+from distillguard.models.messages import BROADCAST, AccountVerdict, ClusterSummary
+from distillguard.models.scoring import cluster_evidence
+from distillguard.models.templates import uses_template
+from distillguard.models.windows import window_start
 
 CFG = DetectorConfig()
 WS = CFG.window_s

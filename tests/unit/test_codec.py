@@ -13,16 +13,16 @@ from typing import Any
 import orjson
 import pytest
 
-from models.account import AccountState, Verdict
-from models.account_stage import AccountPartition, AccountStage
-from models.cluster import ClusterState
-from models.cluster_stage import ClusterPartition, ClusterStage
-from models.config import DetectorConfig
-from models.decision import Decision
-from models.events import InvalidEvent, RequestEvent
-from models.messages import AccountVerdict, ClusterSummary, SourceTick
-from models.policy import decide
-from streams.edge.codec import (
+from distillguard.models.account import AccountState, Verdict
+from distillguard.models.account_stage import AccountPartition, AccountStage
+from distillguard.models.cluster import ClusterState
+from distillguard.models.cluster_stage import ClusterPartition, ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import Decision
+from distillguard.models.events import InvalidEvent, RequestEvent
+from distillguard.models.messages import AccountVerdict, ClusterSummary, SourceTick
+from distillguard.models.policy import decide
+from distillguard.streams.edge.codec import (
     DEFAULT_MAX_RECORD_BYTES,
     dead_letter_record,
     decode_account_state,

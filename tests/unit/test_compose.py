@@ -26,9 +26,9 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from streams.cli.main import build_parser
-from streams.edge.settings import Settings, SettingsError, load_settings
-from streams.edge.topics import DEFAULT_TOPICS_FILE
+from distillguard.streams.cli.main import build_parser
+from distillguard.streams.edge.settings import Settings, SettingsError, load_settings
+from distillguard.streams.edge.topics import DEFAULT_TOPICS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -114,7 +114,7 @@ def environment(name: str) -> dict[str, str]:
 
 @cache
 def settings_of(name: str) -> Settings:
-    """streams.edge.settings.load_settings over exactly the service's environment."""
+    """distillguard.streams.edge.settings.load_settings over exactly the service's environment."""
     env = environment(name)
     try:
         return load_settings(env=env)
@@ -154,7 +154,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
-    raise AssertionError("streams.cli.main.build_parser() has no subcommands")
+    raise AssertionError("distillguard.streams.cli.main.build_parser() has no subcommands")
 
 
 # --------------------------------------------------------------------------- the compose tests
@@ -196,7 +196,7 @@ def test_command_is_a_cli_subcommand_that_parses(name: str, capsys: pytest.Captu
     known = subcommands()
     assert cmd[0] in known, (
         f"service {name!r}: `{CONSOLE_SCRIPT} {' '.join(cmd)}`: {cmd[0]!r} is not a subcommand; "
-        f"streams.cli.main has {sorted(known)}")
+        f"distillguard.streams.cli.main has {sorted(known)}")
     try:
         args = build_parser().parse_args(cmd)
     except SystemExit:

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from models.account import Verdict
-from models.account_stage import AccountPartition, AccountStage
-from models.allowlist import Allowance, AllowList
-from models.config import DetectorConfig
-from models.messages import AccountVerdict
-from streams.edge.control import (
+from distillguard.models.account import Verdict
+from distillguard.models.account_stage import AccountPartition, AccountStage
+from distillguard.models.allowlist import Allowance, AllowList
+from distillguard.models.config import DetectorConfig
+from distillguard.models.messages import AccountVerdict
+from distillguard.streams.edge.control import (
     ABSENT,
     FULL,
     GRANTED,
@@ -224,7 +224,7 @@ def test_the_settings_allowances_hold_whatever_the_topic_says() -> None:
 
 def test_a_full_allow_list_refuses_new_grants_but_not_replacements(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("models.allowlist.MAX_ALLOWANCES", 2)
+    monkeypatch.setattr("distillguard.models.allowlist.MAX_ALLOWANCES", 2)
     allow = AllowList()
     keeper = AllowListKeeper(allow)
     assert keeper.apply(grant("org", "o1")) == GRANTED

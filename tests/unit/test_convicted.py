@@ -3,8 +3,8 @@ from when, for how long (the hydra response at a replacement account's first req
 
 from __future__ import annotations
 
-from models.account import Verdict
-from models.convicted import ConvictedClusters
+from distillguard.models.account import Verdict
+from distillguard.models.convicted import ConvictedClusters
 
 T0 = 1_700_000_000.0
 

@@ -9,17 +9,44 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models._build import MANIFEST, source_digest
+from distillguard.models._build import MANIFEST, source_digest
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _import_models(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(code: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-c", "import models; print(models.CORE_BUILD)"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def _import_models(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What every program of distillguard does first: import streams (it selects the build)."""
+    return _run("import distillguard.streams, distillguard.models._build as b; print(b.current_build())",
+                env_extra)
+
+
+def test_importing_the_core_reads_nothing_and_loads_nothing() -> None:
+    # The issue: `import models` read the environment, hashed the sources, swapped the
+    # package's path and could print. Now the program chooses (models/_build.py).
+    proc = _run("import sys, distillguard.models; print(sorted(m for m in sys.modules if 'models' in m))",
+                {"DISTILLGUARD_CORE": "fast"})  # an unknown mode: an error only if read
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['distillguard.models']" and proc.stderr == ""
+
+
+def test_a_core_module_imported_before_the_selection_keeps_one_build_in_the_process(
+        tmp_path: Path) -> None:
+    code = ("import distillguard.models.policy, distillguard.models._build as b; "
+            "print(b.select_build()); import distillguard.models.policy as p; "
+            "print(p.__file__.endswith('.py'))")
+    proc = _run(code, {})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["interpreted", "True"]
+    proc = _run(code, {"DISTILLGUARD_CORE": "compiled"})
+    assert proc.returncode != 0
+    assert "was imported before the build was selected" in proc.stderr
 
 
 def _stale_build(directory: Path) -> Path:

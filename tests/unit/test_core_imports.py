@@ -17,18 +17,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
-MODULES = sorted(f"models.{p.stem}" for p in MODELS.glob("*.py") if p.stem != "__init__")
+MODULES = sorted(f"distillguard.models.{p.stem}" for p in MODELS.glob("*.py") if p.stem != "__init__")
 FORBIDDEN_PACKAGES = ("faust", "aiokafka", "asyncio", "mode", "kafka")
 
 
 def test_there_are_core_modules_to_check() -> None:
-    assert {"models.events", "models.pipeline", "models.policy"} <= set(MODULES)
+    assert {"distillguard.models.events", "distillguard.models.pipeline",
+            "distillguard.models.policy"} <= set(MODULES)
 
 
 def test_importing_the_core_loads_no_kafka_faust_or_asyncio() -> None:
     code = (
         "import importlib, json, sys\n"
-        f"for name in ['models', *{MODULES!r}]:\n"
+        f"for name in ['distillguard.models', *{MODULES!r}]:\n"
         "    importlib.import_module(name)\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_PACKAGES!r})\n"
         "print(json.dumps(bad))\n"

@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 import random
 
-from models.account import Verdict
-from models.account_stage import AccountPartition, AccountStage
-from models.cluster import _LAST, _TOLD, ClusterState, add_summary, members_to_tell
-from models.cluster_stage import ClusterPartition, ClusterStage
-from models.config import DetectorConfig
-from models.messages import BROADCAST, AccountVerdict, ClusterSummary
-from models.windows import window_start
+from distillguard.models.account import Verdict
+from distillguard.models.account_stage import AccountPartition, AccountStage
+from distillguard.models.cluster import _LAST, _TOLD, ClusterState, add_summary, members_to_tell
+from distillguard.models.cluster_stage import ClusterPartition, ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.messages import BROADCAST, AccountVerdict, ClusterSummary
+from distillguard.models.windows import window_start
 
 CFG = DetectorConfig(cluster_member_cap=24)
 T0 = 1_700_000_000.0

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 
-from models.behaviour import JUDGED, NEW, SUSTAINED
-from models.cluster import ClusterState, add_summary, advance, member_flags
-from models.config import DetectorConfig
-from models.messages import ClusterSummary
-from models.windows import window_start
+from distillguard.models.behaviour import JUDGED, NEW, SUSTAINED
+from distillguard.models.cluster import ClusterState, add_summary, advance, member_flags
+from distillguard.models.config import DetectorConfig
+from distillguard.models.messages import ClusterSummary
+from distillguard.models.windows import window_start
 
 CFG = DetectorConfig()
 T0 = 1_700_000_000.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.worker.dead_letter_log import DeadLetterLog, reason_kind
+from distillguard.streams.worker.dead_letter_log import DeadLetterLog, reason_kind
 
 
 class Clock:

@@ -9,12 +9,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from models.config import DetectorConfig
-from models.events import event_from_mapping
-from models.pipeline import Pipeline
-from simulator import Scenario, account_labels, generate_events
-from streams.cli.demo import late_verdicts, replayed_report, worker_env
-from streams.edge.settings import load_settings
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import event_from_mapping
+from distillguard.models.pipeline import Pipeline
+from distillguard.simulator import Scenario, account_labels, generate_events
+from distillguard.streams.cli.demo import late_verdicts, replayed_report, worker_env
+from distillguard.streams.edge.settings import load_settings
 
 
 def test_the_replayed_report_is_the_core_over_the_demo_traffic() -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import models
+from distillguard import models
 
 SOURCES = Path(__file__).resolve().parents[2] / "models"
-MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models."))
+MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "distillguard.models."))
 
 
 def _docstrings(source: str) -> list[tuple[str, str, int]]:
@@ -35,7 +35,7 @@ def _docstrings(source: str) -> list[tuple[str, str, int]]:
 
 def _run_examples(name: str) -> doctest.TestResults:
     module = importlib.import_module(name)
-    path = SOURCES / f"{name.split('.', 1)[1]}.py"
+    path = SOURCES / f"{name.rpartition('.')[2]}.py"
     parser = doctest.DocTestParser()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for part, text, line in dict.fromkeys(_docstrings(path.read_text())):
@@ -55,6 +55,6 @@ def test_the_examples_are_found_and_run() -> None:
     # Every module whose source holds an example has it run: a change that hides them (a new
     # build, a renamed package) fails here instead of passing on nothing.
     for name in MODULES:
-        source = (SOURCES / f"{name.split('.', 1)[1]}.py").read_text()
+        source = (SOURCES / f"{name.rpartition('.')[2]}.py").read_text()
         if ">>> " in source:
             assert _run_examples(name).attempted > 0, f"no example of {name} was run"

@@ -21,11 +21,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from models.evaluation import GroupRow, Report
-from simulator.families import FAMILIES
-from streams.cli.main import main
-from streams.offline import evaluate as evaluate_mod
-from streams.offline.evaluate import (
+from distillguard.models.evaluation import GroupRow, Report
+from distillguard.simulator.families import FAMILIES
+from distillguard.streams.cli.main import main
+from distillguard.streams.offline import evaluate as evaluate_mod
+from distillguard.streams.offline.evaluate import (
     DETECTOR,
     MAX_RECALL_DROP_POINTS,
     EvalRun,
@@ -42,7 +42,7 @@ from streams.offline.evaluate import (
     summarise_sets,
     write_outputs,
 )
-from streams.offline.scenario_sets import (
+from distillguard.streams.offline.scenario_sets import (
     HELD_OUT_FAMILIES,
     HELD_OUT_SEEDS,
     TUNING_FAMILIES,
@@ -728,7 +728,7 @@ def test_ctrl_c_stops_the_pool_cleanly_and_removes_the_traffic(tmp_path: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
     env["TMPDIR"] = str(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "evaluate", "--small", "--jobs", "1"],
+        [sys.executable, "-m", "distillguard", "evaluate", "--small", "--jobs", "1"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from models.events import InvalidEvent, RequestEvent, event_from_mapping
+from distillguard.models.events import InvalidEvent, RequestEvent, event_from_mapping
 from tests.conftest import contract_validator, event_dict
 
 MISSING = object()  # marks a field to delete from the base event

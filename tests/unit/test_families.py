@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from simulator import LABELS, account_labels, generate_events, scenario_groups
-from simulator.families import FAMILIES, Family, family_scenario
-from simulator.roster import build_accounts
+from distillguard.simulator import LABELS, account_labels, generate_events, scenario_groups
+from distillguard.simulator.families import FAMILIES, Family, family_scenario
+from distillguard.simulator.roster import build_accounts
 from tests.conftest import contract_validator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -324,7 +324,7 @@ def test_list_families_on_the_command_line() -> None:
 
 
 def test_distillguard_simulate_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.cli.main import main
+    from distillguard.streams.cli.main import main
 
     assert main(["simulate", "--family", "frame_card", "--seed", "3", "--scale", str(SCALE),
                  "--out", str(tmp_path / "run")]) == 0
@@ -407,8 +407,8 @@ def test_the_new_families_hold_their_populations() -> None:
 def test_framing_accounts_replay_the_first_courses_exercises(
     runs: dict[str, tuple[Events, list[dict[str, Any]]]]
 ) -> None:
-    from simulator.crowds import ClassroomAttendees
-    from simulator.seeding import IdMint
+    from distillguard.simulator.crowds import ClassroomAttendees
+    from distillguard.simulator.seeding import IdMint
 
     sc = FAMILIES["frame_class"].scenario(SEED, SCALE)
     framers, attendees = _framing(runs, "frame_class", "classroom")
@@ -441,8 +441,8 @@ def test_framing_accounts_send_the_fleets_system_prompt_and_user_agent(
 
 
 def test_hackathon_teams_share_the_venue_nat_for_the_day() -> None:
-    from simulator.crowds import HackathonTeams
-    from simulator.seeding import IdMint
+    from distillguard.simulator.crowds import HackathonTeams
+    from distillguard.simulator.seeding import IdMint
 
     team_cards = 0
     for seed in (1, 2):
@@ -551,8 +551,8 @@ def test_sleeper_accounts_switch_from_ordinary_use_to_harvesting() -> None:
 
 
 def test_exam_candidates_sit_the_same_questions_together() -> None:
-    from simulator.crowds import ExamCandidates
-    from simulator.seeding import IdMint
+    from distillguard.simulator.crowds import ExamCandidates
+    from distillguard.simulator.seeding import IdMint
 
     for seed in (1, 2):
         sc = FAMILIES["exam_day"].scenario(seed, 0.2)
@@ -595,8 +595,8 @@ def test_exam_candidates_sit_the_same_questions_together() -> None:
 
 
 def test_the_lab_sits_the_exam_and_harvests_its_questions_after() -> None:
-    from simulator.crowds import ExamCandidates
-    from simulator.seeding import IdMint
+    from distillguard.simulator.crowds import ExamCandidates
+    from distillguard.simulator.seeding import IdMint
 
     for seed in (1, 2):
         sc, rows = _alone("exam_day", seed, "campaign_exam")
@@ -628,9 +628,9 @@ def test_the_lab_sits_the_exam_and_harvests_its_questions_after() -> None:
 
 
 def test_a_viral_prompt_goes_round_in_a_decaying_spike() -> None:
-    from simulator import network as net
-    from simulator.crowds import ViralPromptSenders
-    from simulator.seeding import IdMint
+    from distillguard.simulator import network as net
+    from distillguard.simulator.crowds import ViralPromptSenders
+    from distillguard.simulator.seeding import IdMint
 
     mobile_asns = {n.asn for n in net.MOBILE}
     for seed in (1, 2):
@@ -691,8 +691,8 @@ def test_a_viral_prompt_goes_round_in_a_decaying_spike() -> None:
 
 
 def test_the_lab_rides_the_wave_then_harvests_reasoning() -> None:
-    from simulator.adversaries import ViralCampaign
-    from simulator.seeding import IdMint
+    from distillguard.simulator.adversaries import ViralCampaign
+    from distillguard.simulator.seeding import IdMint
 
     for seed in (1, 2):
         sc, rows = _alone("viral_prompt", seed, "campaign_viral")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.worker.health import Progress
+from distillguard.streams.worker.health import Progress
 
 
 def progress(timeout: float = 60.0) -> Progress:
@@ -99,7 +99,7 @@ def test_a_stall_report_says_where_each_task_waits() -> None:
     import asyncio
     import threading
 
-    from streams.worker.health import where_it_waits
+    from distillguard.streams.worker.health import where_it_waits
 
     report: dict = {}
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from streams.worker.held_writes import HeldWrites
+from distillguard.streams.worker.held_writes import HeldWrites
 
 
 class Table:

@@ -17,11 +17,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from models.config import DetectorConfig
-from models.events import MAX_EVENT_TS, InvalidEvent
-from simulator import Scenario, write_files
-from streams.edge.codec import decode_request, decode_request_line, event_time_limit
-from streams.offline.replay import dead_letter_path, replay_file
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import MAX_EVENT_TS, InvalidEvent
+from distillguard.simulator import Scenario, write_files
+from distillguard.streams.edge.codec import decode_request, decode_request_line, event_time_limit
+from distillguard.streams.offline.replay import dead_letter_path, replay_file
 
 
 @pytest.fixture(scope="module")

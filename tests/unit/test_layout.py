@@ -28,18 +28,28 @@ PROJECT_PACKAGES = ("models", "simulator", "streams")
 MAY_IMPORT: dict[str, set[str]] = {
     "models": set(),
     "simulator": set(),
+    # The package's own __init__ imports only models/_build.py: it chooses the core's build.
+    "streams": {"models"},
     "streams.edge": {"models"},
     "streams.worker": {"models", "streams.edge"},
     "streams.offline": {"models", "simulator", "streams.edge"},
     "streams.cli": {"models", "simulator", "streams.edge", "streams.worker", "streams.offline"},
 }
+# The one import package (distillguard/__init__.py): `distillguard.models.x` is in room models.
+PACKAGE = "distillguard"
+# The room of an import by a folder's own name (`import models`), which the project never
+# uses: from a clone's root it would load a second copy of the module, with other classes.
+BY_FOLDER_NAME = "a folder's own name"
 
 
 def room_of(module: str) -> str | None:
     """The room a dotted module name belongs to; None outside the project."""
     parts = module.split(".")
-    if parts[0] not in PROJECT_PACKAGES:
+    if parts[0] in PROJECT_PACKAGES:
+        return BY_FOLDER_NAME
+    if parts[0] != PACKAGE or len(parts) < 2 or parts[1] not in PROJECT_PACKAGES:
         return None
+    parts = parts[1:]
     if parts[0] == "streams":
         return ".".join(parts[:2]) if len(parts) > 1 else "streams"
     return parts[0]
@@ -47,7 +57,7 @@ def room_of(module: str) -> str | None:
 
 def module_name(path: Path) -> str:
     rel = path.relative_to(REPO).with_suffix("")
-    parts = list(rel.parts)
+    parts = [PACKAGE, *rel.parts]
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -97,8 +107,8 @@ def test_imports_follow_the_rooms(path: Path) -> None:
     wrong = []
     for line, name in imported_modules(path):
         target = room_of(name)
-        # `from streams.edge import codec` reads as streams.edge.codec; the bare package
-        # `streams` (its docstring) belongs to no room and may be named by anyone.
+        # `from distillguard.streams.edge import codec` reads as streams.edge.codec; the bare
+        # package `streams` (its docstring) belongs to no room and may be named by anyone.
         if target != "streams" and target not in allowed:
             wrong.append(f"line {line}: {name} ({target})")
     assert not wrong, (f"{path.relative_to(REPO)} in room {room} may import only "
@@ -107,16 +117,24 @@ def test_imports_follow_the_rooms(path: Path) -> None:
 
 def test_the_check_sees_a_forbidden_import_inside_a_function() -> None:
     # guard against a rule that can never fail: a worker module importing the offline replay
-    names = imports_in("def f():\n    from streams.offline.replay import replay\n",
-                       "streams.worker.probe", is_package=False)
-    assert names == [(2, "streams.offline.replay.replay")]
+    names = imports_in("def f():\n    from distillguard.streams.offline.replay import replay\n",
+                       "distillguard.streams.worker.probe", is_package=False)
+    assert names == [(2, "distillguard.streams.offline.replay.replay")]
     assert room_of(names[0][1]) not in MAY_IMPORT["streams.worker"] | {"streams.worker"}
+
+
+def test_an_import_by_a_folder_s_own_name_belongs_to_no_room() -> None:
+    # `from models.config import X` works from a clone's root and loads a second core.
+    names = imports_in("from models.config import DetectorConfig\nimport streams\n",
+                       "distillguard.streams.cli.probe", is_package=False)
+    assert [room_of(name) for _, name in names] == [BY_FOLDER_NAME, BY_FOLDER_NAME]
+    assert all(BY_FOLDER_NAME not in rooms for rooms in MAY_IMPORT.values())
 
 
 def test_relative_imports_are_resolved() -> None:
     names = imports_in("from .scenario import Scenario\nfrom . import network as net\n",
-                       "simulator.generate", is_package=False)
-    assert names == [(1, "simulator.scenario.Scenario"), (2, "simulator.network")]
+                       "distillguard.simulator.generate", is_package=False)
+    assert names == [(1, "distillguard.simulator.scenario.Scenario"), (2, "distillguard.simulator.network")]
 
 
 def test_the_architecture_doc_names_only_files_that_exist() -> None:

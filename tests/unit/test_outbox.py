@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from models.messages import ClusterSummary, SourceTick
-from models.partitioning import partition_for
-from streams.edge.codec import SUMMARY_BATCH_TAG, decode_cluster_record, encode_summary
-from streams.worker.outbox import Outbox, install_before_commit
+from distillguard.models.messages import ClusterSummary, SourceTick
+from distillguard.models.partitioning import partition_for
+from distillguard.streams.edge.codec import SUMMARY_BATCH_TAG, decode_cluster_record, encode_summary
+from distillguard.streams.worker.outbox import Outbox, install_before_commit
 
 PARTITIONS = 4
 T0 = 1_700_000_000.0

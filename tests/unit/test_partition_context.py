@@ -9,10 +9,10 @@ import random
 import orjson
 import pytest
 
-from models.account import Verdict
-from models.account_stage import AccountPartition
-from models.config import DetectorConfig
-from streams.worker import partition_context as pc
+from distillguard.models.account import Verdict
+from distillguard.models.account_stage import AccountPartition
+from distillguard.models.config import DetectorConfig
+from distillguard.streams.worker import partition_context as pc
 
 FEATURES = ["requests", "completion_per_request", "reasoning_share", "high_value_share",
             "tools_share", "error_share", "template_reuse", "regularity", "ip_prefixes", "young"]

@@ -12,13 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from models.config import DetectorConfig
-from models.decision import Decision
-from models.evaluation import Evaluation, evaluate_recorded, render
-from models.events import RequestEvent, event_from_mapping
-from models.pipeline import Pipeline
-from simulator import Scenario, account_labels, generate_events, write_files
-from streams.offline.replay import ReplayError, ReplayResult, load_labels, replay_file
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import Decision
+from distillguard.models.evaluation import Evaluation, evaluate_recorded, render
+from distillguard.models.events import RequestEvent, event_from_mapping
+from distillguard.models.pipeline import Pipeline
+from distillguard.simulator import Scenario, account_labels, generate_events, write_files
+from distillguard.streams.offline.replay import ReplayError, ReplayResult, load_labels, replay_file
 
 CFG = DetectorConfig()
 

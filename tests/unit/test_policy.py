@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from models.account import AccountState, Verdict
-from models.account_stage import RECENT_PROMPTS
-from models.allowlist import Allowance, AllowList
-from models.behaviour import (
+from distillguard.models.account import AccountState, Verdict
+from distillguard.models.account_stage import RECENT_PROMPTS
+from distillguard.models.allowlist import Allowance, AllowList
+from distillguard.models.behaviour import (
     CONFIDENT_REQUESTS,
     HIGH_VALUE,
     MAX_REMEMBERED,
@@ -26,10 +26,10 @@ from models.behaviour import (
     SUSTAINED_TEMPLATED_REQUESTS,
     Behaviour,
 )
-from models.config import DetectorConfig
-from models.decision import STRENGTH, Decision, decision_id
-from models.keys import KINDS, template_keys
-from models.policy import (
+from distillguard.models.config import DetectorConfig
+from distillguard.models.decision import STRENGTH, Decision, decision_id
+from distillguard.models.keys import KINDS, template_keys
+from distillguard.models.policy import (
     CONTENT_VOLUME_FLOOR,
     CORROBORATION_SCORE,
     ESTABLISHED_WEIGHT,
@@ -43,7 +43,7 @@ from models.policy import (
     template_use,
     templates_evidence,
 )
-from models.templates import SIGNATURE_BITS
+from distillguard.models.templates import SIGNATURE_BITS
 
 CFG = DetectorConfig()
 T0 = 1_700_000_000.0

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from models.config import DetectorConfig
-from simulator import Scenario, write_files
-from streams.edge.settings import load_settings
-from streams.offline.replay import replay_allow_list, replay_file
+from distillguard.models.config import DetectorConfig
+from distillguard.simulator import Scenario, write_files
+from distillguard.streams.edge.settings import load_settings
+from distillguard.streams.offline.replay import replay_allow_list, replay_file
 
 CFG = DetectorConfig()
 

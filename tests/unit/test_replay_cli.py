@@ -13,10 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from models.config import DetectorConfig
-from simulator import Scenario, write_files
-from streams.cli.main import main
-from streams.offline.replay import replay_file
+from distillguard.models.config import DetectorConfig
+from distillguard.simulator import Scenario, write_files
+from distillguard.streams.cli.main import main
+from distillguard.streams.offline.replay import replay_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,7 +105,7 @@ def test_ctrl_c_stops_cleanly_with_the_decisions_so_far(files: Path, tmp_path: P
     out = tmp_path / "d.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "replay", "--input", str(fifo), "--output",
+        [sys.executable, "-m", "distillguard", "replay", "--input", str(fifo), "--output",
          str(out)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from models.config import DetectorConfig
-from streams.edge.settings import SettingsError
-from streams.offline.replay import Progress, load_override
-from streams.offline.replay_source import (
+from distillguard.models.config import DetectorConfig
+from distillguard.streams.edge.settings import SettingsError
+from distillguard.streams.offline.replay import Progress, load_override
+from distillguard.streams.offline.replay_source import (
     RangeSpec,
     ReplayError,
     parse_offsets,

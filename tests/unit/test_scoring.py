@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
-from models.behaviour import JUDGED, SUSTAINED
-from models.cluster import ClusterState, Member, add_summary, cluster_window
-from models.config import DetectorConfig
-from models.messages import ClusterSummary
-from models.scoring import cluster_evidence, persistence
-from models.windows import window_start
+from distillguard.models.behaviour import JUDGED, SUSTAINED
+from distillguard.models.cluster import ClusterState, Member, add_summary, cluster_window
+from distillguard.models.config import DetectorConfig
+from distillguard.models.messages import ClusterSummary
+from distillguard.models.scoring import cluster_evidence, persistence
+from distillguard.models.windows import window_start
 
 CFG = DetectorConfig()
 H = CFG.cluster_horizon_windows

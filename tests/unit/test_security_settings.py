@@ -26,10 +26,14 @@ from faust.serializers import codecs
 from faust.topics import Topic
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 
-from models.partitioning import partition_for
-from streams.edge.settings import SettingsError, load_settings
-from streams.worker.process import PICKLE_CODECS, forbid_pickle
-from streams.worker.topology import DEAD_LETTER_KEEP_BYTES, broker_credentials, create_app
+from distillguard.models.partitioning import partition_for
+from distillguard.streams.edge.settings import SettingsError, load_settings
+from distillguard.streams.worker.process import PICKLE_CODECS, forbid_pickle
+from distillguard.streams.worker.topology import (
+    DEAD_LETTER_KEEP_BYTES,
+    broker_credentials,
+    create_app,
+)
 from tests.conftest import event_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models.config import DetectorConfig
-from streams.edge.settings import Settings, SettingsError, load_settings
+from distillguard.models.config import DetectorConfig
+from distillguard.streams.edge.settings import Settings, SettingsError, load_settings
 
 
 def write(tmp_path: Path, body: str) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.edge.settings import SettingsError, load_settings
-from streams.edge.signing import SIGNATURE_HEADER, RecordSigner
+from distillguard.streams.edge.settings import SettingsError, load_settings
+from distillguard.streams.edge.signing import SIGNATURE_HEADER, RecordSigner
 
 OLD, NEW = "o" * 32, "n" * 48
 VALUE = b'["verdicts",[["acct-1"]]]'

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from simulator import (
+from distillguard.simulator import (
     GROUPS,
     LABELS,
     Scenario,
@@ -31,8 +31,8 @@ from simulator import (
     scenario_groups,
     write_files,
 )
-from simulator import scenario as knobs
-from simulator.simhash import hamming, perturb, random_simhash, to_hex
+from distillguard.simulator import scenario as knobs
+from distillguard.simulator.simhash import hamming, perturb, random_simhash, to_hex
 from tests.conftest import contract_validator
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,13 +9,19 @@ from pathlib import Path
 import orjson
 import pytest
 
-from models.config import DetectorConfig
-from simulator import Scenario, write_files
-from streams.cli.main import main
-from streams.offline.diff import diff_runs, render_diff, summarise
-from streams.offline.replay import load_labels
-from streams.offline.replay_source import ReplayError
-from streams.offline.sweep import grid_runs, parse_grid, render_table, run_sweep, write_outputs
+from distillguard.models.config import DetectorConfig
+from distillguard.simulator import Scenario, write_files
+from distillguard.streams.cli.main import main
+from distillguard.streams.offline.diff import diff_runs, render_diff, summarise
+from distillguard.streams.offline.replay import load_labels
+from distillguard.streams.offline.replay_source import ReplayError
+from distillguard.streams.offline.sweep import (
+    grid_runs,
+    parse_grid,
+    render_table,
+    run_sweep,
+    write_outputs,
+)
 
 BASE = DetectorConfig()
 
@@ -125,7 +131,7 @@ def test_sweep_scores_every_run_and_writes_table_csv_plot(swept) -> None:  # typ
 def test_a_sweeps_runs_equal_single_replays(swept, files: Path) -> None:  # type: ignore[no-untyped-def]
     # the run with the current setting is the plain replay, decision for decision
     result, out = swept
-    from streams.offline.replay import replay_file
+    from distillguard.streams.offline.replay import replay_file
 
     plain = out / "plain.jsonl"
     replay_file(files / "events.jsonl", plain, BASE)

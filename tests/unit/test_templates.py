@@ -13,9 +13,9 @@ import random
 import orjson
 import pytest
 
-from models.account_stage import AccountPartition
-from models.config import DetectorConfig
-from models.templates import (
+from distillguard.models.account_stage import AccountPartition
+from distillguard.models.config import DetectorConfig
+from distillguard.models.templates import (
     MAX_KNOWN_TEMPLATES,
     RECURRING_AFTER,
     SIGNATURE_BITS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.edge.topics import (
+from distillguard.streams.edge.topics import (
     CO_PARTITIONED,
     DEFAULT_TOPICS_FILE,
     REQUIRED_TOPICS,
@@ -45,7 +45,9 @@ def valid_body(**overrides: str) -> str:
 def test_shipped_file_loads() -> None:
     specs = load_topic_specs()
     assert DEFAULT_TOPICS_FILE.name == "topics.toml"
-    assert DEFAULT_TOPICS_FILE.parent.name == "deploy"
+    # the package's copy of deploy/topics.toml (a link in a clone; tests/unit/test_packaging.py
+    # checks the wheel's)
+    assert DEFAULT_TOPICS_FILE.resolve() == DEFAULT_TOPICS_FILE.parents[1] / "deploy" / "topics.toml"
     assert set(specs) == set(SHIPPED)
     for logical, (name, partitions) in SHIPPED.items():
         spec = specs[logical]

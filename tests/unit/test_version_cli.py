@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import models
-from models.config import CORE_VERSION
-from streams.cli.main import main
+from distillguard.models._build import current_build
+from distillguard.models.config import CORE_VERSION
+from distillguard.streams.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def test_version_names_the_package_the_core_and_its_build(capsys: pytest.Capture
     line = capsys.readouterr().out.strip()
     package = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert re.fullmatch(rf"distillguard ({re.escape(package)}|\(not installed\)), "
-                        rf"detection core {re.escape(CORE_VERSION)} \({models.CORE_BUILD}\)", line)
+                        rf"detection core {re.escape(CORE_VERSION)} \({current_build()}\)", line)
 
 
 def test_the_package_version_follows_the_core() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.cli.watch import LiveView
+from distillguard.streams.cli.watch import LiveView
 
 HEADER_LINES = 5  # title, totals, accounts, blank, column heads
 

@@ -7,10 +7,10 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from models.config import DetectorConfig
-from models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
-from models.partitioning import partition_for
-from models.windows import Watermark, window_start
+from distillguard.models.config import DetectorConfig
+from distillguard.models.keys import infrastructure_keys, ip_prefix, key_kind, template_keys
+from distillguard.models.partitioning import partition_for
+from distillguard.models.windows import Watermark, window_start
 from tests.conftest import make_event
 
 # --- windows ----------------------------------------------------------------------------------

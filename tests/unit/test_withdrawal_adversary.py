@@ -34,16 +34,16 @@ from functools import cache
 
 import pytest
 
-import models
-from models.account import Verdict
-from models.cluster import members_to_tell
-from models.cluster_stage import ClusterStage
-from models.config import DetectorConfig
-from models.events import event_from_mapping
-from models.messages import AccountVerdict
-from models.partitioning import partition_for
-from models.pipeline import Pipeline
-from models.scoring import cluster_evidence
+from distillguard.models._build import current_build
+from distillguard.models.account import Verdict
+from distillguard.models.cluster import members_to_tell
+from distillguard.models.cluster_stage import ClusterStage
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import event_from_mapping
+from distillguard.models.messages import AccountVerdict
+from distillguard.models.partitioning import partition_for
+from distillguard.models.pipeline import Pipeline
+from distillguard.models.scoring import cluster_evidence
 
 CFG = DetectorConfig()
 T0 = 1_767_225_600  # 2026-01-01 00:00 UTC: aligned to every window and tick
@@ -58,7 +58,7 @@ DILUTE_AT = T0 + 3600  # the campaign is convicted by then
 HORIZON = CFG.cluster_horizon_windows * CFG.cluster_window_s
 TICK = CFG.cluster_tick_s
 DELAY = CFG.verdict_delay_s
-INTERPRETED = models.CORE_BUILD == "interpreted"
+INTERPRETED = current_build() == "interpreted"
 needs_interpreted = pytest.mark.skipif(
     not INTERPRETED, reason="compares with core 0.7 by replacing a method of the core")
 

@@ -10,7 +10,7 @@ from multiprocessing.pool import IMapIterator
 
 import pytest
 
-from streams.offline.process_pool import WorkerDied, WorkerWatch
+from distillguard.streams.offline.process_pool import WorkerDied, WorkerWatch
 
 
 def _killed(_: int) -> int:
