@@ -123,7 +123,8 @@ def test_every_capped_part_of_a_cluster_at_its_longest_fits_max_state_bytes() ->
         tell_member(state, account, LONGEST_VERDICT_ID)
     state.strays = {f"s{i:05d}" + LONGEST_ID[6:]: (int(MAX_EVENT_TS), 1, LONGEST_FLOAT,
                                                     LONGEST_VERDICT_ID, 2**64 - 1,
-                                                    LONGEST_FLOAT, LONGEST_FLOAT, 2)
+                                                    LONGEST_FLOAT, LONGEST_FLOAT, 2,
+                                                    LONGEST_ASN)
                     for i in range(SIGNATURE_MEMBERS)}
     for start in range(cfg.cluster_horizon_windows):
         state.windows[start] = ClusterWindow(int(MAX_EVENT_TS), 2**63, 2**63, 2**63, 2**63,
