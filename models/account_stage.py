@@ -405,8 +405,7 @@ class AccountStage:
                               tick=part.tick, simhash=simhash,
                               harvest=harvest(state.behaviour, state.requests),
                               rotation=rotation(state.behaviour, state.requests),
-                              history=history(state.behaviour, state.requests),
-                              network=ev.asn or 0)
+                              history=history(state.behaviour, state.requests))
 
     def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:
         cfg = self.cfg
@@ -431,7 +430,6 @@ class AccountStage:
         harvesting = harvest(behaviour, state.requests)
         rotating = rotation(behaviour, state.requests)
         level = history(behaviour, state.requests)
-        network = behaviour.asns[-1] if behaviour.asns else 0
         for key in win.infra_keys:
             out.summaries.append(ClusterSummary(
                 cluster_key=key, account_id=state.account_id, kind="window",
@@ -439,7 +437,7 @@ class AccountStage:
                 reasoning=win.reasoning, high_value=win.high_value,
                 completion_tokens=win.completion_tokens, young=young,
                 account_first_ts=state.first_ts, tick=part.tick, harvest=harvesting,
-                rotation=rotating, history=level, network=network))
+                rotation=rotating, history=level))
         per_request_tokens = win.completion_tokens // max(1, win.requests)
         for key in top_template_keys(win, cfg.max_template_keys_per_window):
             requests, reasoning, high_value, _, simhash = win.templates[key]
@@ -449,7 +447,7 @@ class AccountStage:
                 reasoning=reasoning, high_value=high_value,
                 completion_tokens=per_request_tokens * requests, young=young,
                 account_first_ts=state.first_ts, tick=part.tick, simhash=simhash,
-                harvest=harvesting, rotation=rotating, history=level, network=network))
+                harvest=harvesting, rotation=rotating, history=level))
         state.window = None
         state.windows_closed += 1
 

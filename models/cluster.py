@@ -45,8 +45,7 @@ class ClusterWindow:
 # (last window active, young (0/1), first request ts, id of the last verdict it was told,
 # for a template bucket the member's latest prompt there (SimHash; 0 for other keys),
 # the account's latest harvest and rotation figures and its history level (models/behaviour.py
-# `history`: too new to judge, judged, or harvesting known templates for a while), and the
-# network (ASN) it was last seen on, 0 if unknown).
+# `history`: too new to judge, judged, or harvesting known templates for a while)).
 # A tuple, replaced on update, rather than a list: the garbage collector stops tracking a
 # tuple of plain values, and a list per member of every cluster made much of its work.
 _LAST: Final = 0
@@ -57,18 +56,16 @@ _PROMPT: Final = 4
 _HARVEST: Final = 5
 _ROTATION: Final = 6
 _HISTORY: Final = 7
-_NETWORK: Final = 8
-Member = tuple[int, int, float, str, int, float, float, int, int]
+Member = tuple[int, int, float, str, int, float, float, int]
 
 # The most bytes a member takes in the state's wire form (orjson) besides its account id:
-# `"<id>":[last,young,first,"<told>",prompt,harvest,rotation,history,network],` is 4 for the
-# id's quotes, colon and comma, 2 brackets and 8 commas, then each field at its longest: a window
+# `"<id>":[last,young,first,"<told>",prompt,harvest,rotation,history],` is 4 for the id's
+# quotes, colon and comma, 2 brackets and 7 commas, then each field at its longest: a window
 # start (an event time, at most 10 digits: models/events.py MAX_EVENT_TS), 1, three floats (24:
 # a double's longest repr, "-2.2250738585072014e-308"), a verdict id in quotes (2 + 27, "cv-"
-# and 24 hex digits, models/cluster_stage.py), a 64-bit SimHash (20 digits), a history
-# level (1) and an ASN (a 32-bit number, 10 digits: models/events.py).
-# tests/unit/test_state_bounds.py encodes members built at these lengths.
-MEMBER_FIXED_BYTES: Final = 4 + 2 + 8 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1 + 10
+# and 24 hex digits, models/cluster_stage.py), a 64-bit SimHash (20 digits) and a history
+# level (1). tests/unit/test_state_bounds.py encodes members built at these lengths.
+MEMBER_FIXED_BYTES: Final = 4 + 2 + 7 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1
 
 
 def text_wire_bytes(text: str) -> int:
@@ -86,13 +83,13 @@ def member_wire_bytes(account_id: str) -> int:
 
 
 # The most bytes a waiting summary takes in the state's wire form besides its cluster key and
-# account id (models/messages.py `ClusterSummary.to_wire`, 17 fields): 2 brackets, 16 commas,
+# account id (models/messages.py `ClusterSummary.to_wire`, 16 fields): 2 brackets, 15 commas,
 # the comma after it, 6 quotes (key, id, kind), the kind ("window", 6), then each field at its
 # longest: a window start and a tick (10 digits each), two event times and two behaviour
 # figures (24 each: a double's longest repr), four counters (20: a 64-bit integer), `false`
-# (5), a 64-bit SimHash (20), a history level (1) and an ASN (10: a 32-bit number).
-# tests/unit/test_state_bounds.py encodes summaries built at these lengths.
-SUMMARY_FIXED_BYTES: Final = 2 + 16 + 1 + 6 + 6 + 2 * 10 + 4 * 24 + 4 * 20 + 5 + 20 + 1 + 10
+# (5), a 64-bit SimHash (20) and a history level (1). tests/unit/test_state_bounds.py encodes
+# summaries built at these lengths.
+SUMMARY_FIXED_BYTES: Final = 2 + 15 + 1 + 6 + 6 + 2 * 10 + 4 * 24 + 4 * 20 + 5 + 20 + 1
 
 
 def summary_wire_bytes(s: ClusterSummary) -> int:
@@ -115,11 +112,10 @@ def member_flags(young: int, harvest: float, rotation: float,
 
 def _member_from_wire(m: Sequence[Any]) -> Member:
     # A list when decoded from the changelog, the tuple itself when a state is copied in memory
-    # (a compiled core checks the type). 5, 7 or 8 fields: a member from a core before member
-    # behaviour, before its history, or before its network.
+    # (a compiled core checks the type). 5 or 7 fields: a member from a core before member
+    # behaviour, or before its history.
     return (m[0], m[1], m[2], m[3], m[4] if len(m) > 4 else 0,
-            m[5] if len(m) > 5 else 0.0, m[6] if len(m) > 6 else 0.0, m[7] if len(m) > 7 else 0,
-            m[8] if len(m) > 8 else 0)
+            m[5] if len(m) > 5 else 0.0, m[6] if len(m) > 6 else 0.0, m[7] if len(m) > 7 else 0)
 
 
 @dataclass(slots=True)
@@ -300,7 +296,7 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             state.members_overflow += 1
         else:
             members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash,
-                                   s.harvest, s.rotation, s.history, s.network)
+                                   s.harvest, s.rotation, s.history)
             state.member_bytes += size
             if state.joined is not None:  # else the next telling scans every member anyway
                 state.joined.append(account_id)  # (so at most the member cap of them)
@@ -314,11 +310,9 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         last = member[_LAST]
         changed = (s.harvest != member[_HARVEST] or s.rotation != member[_ROTATION]
                    or s.history != member[_HISTORY])
-        if (last < window or (s.simhash and s.simhash != member[_PROMPT]) or changed
-                or (s.network and s.network != member[_NETWORK])):
+        if last < window or (s.simhash and s.simhash != member[_PROMPT]) or changed:
             updated = (max(last, window), member[_YOUNG], member[_FIRST], member[_TOLD],
-                       s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history,
-                       s.network or member[_NETWORK])
+                       s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history)
             members[account_id] = updated
             if changed:
                 state.remembered_suspicious += (
@@ -392,13 +386,13 @@ def members_to_tell(state: ClusterState, verdict_id: str, cfg: DetectorConfig) -
             m = members[account]
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
                 members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
-                                    m[_HARVEST], m[_ROTATION], m[_HISTORY], m[_NETWORK])
+                                    m[_HARVEST], m[_ROTATION], m[_HISTORY])
                 told.append(account)
     else:
         for account, m in members.items():  # replacing values keeps the member order
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
                 members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
-                                    m[_HARVEST], m[_ROTATION], m[_HISTORY], m[_NETWORK])
+                                    m[_HARVEST], m[_ROTATION], m[_HISTORY])
                 told.append(account)
         state.told_all = verdict_id
     if state.joined is None:
@@ -414,7 +408,7 @@ def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
     if m is None or m[_TOLD] == verdict_id:
         return False
     state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
-                                  m[_HARVEST], m[_ROTATION], m[_HISTORY], m[_NETWORK])
+                                  m[_HARVEST], m[_ROTATION], m[_HISTORY])
     return True
 
 
@@ -425,12 +419,12 @@ def _remember_stray(state: ClusterState, s: ClusterSummary, window: int) -> None
     m = strays.get(s.account_id)
     if m is not None:
         strays[s.account_id] = (max(m[_LAST], window), m[_YOUNG], m[_FIRST], "", s.simhash,
-                                s.harvest, s.rotation, s.history, s.network or m[_NETWORK])
+                                s.harvest, s.rotation, s.history)
         return
     if len(strays) >= SIGNATURE_MEMBERS:
         del strays[next(iter(strays))]  # the stray remembered longest
     strays[s.account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash, s.harvest,
-                            s.rotation, s.history, s.network)
+                            s.rotation, s.history)
 
 
 def _reelect(state: ClusterState, horizon_start: int) -> None:

@@ -47,21 +47,17 @@ class ClusterSummary(NamedTuple):
     # How much history the account had (models/behaviour.py `history`): too new to judge (0),
     # judged (1), harvesting known templates for longer than a tutorial lasts (2).
     history: int = 0
-    # The network (ASN) the account was last seen on, 0 if unknown: a template crowd's members
-    # that harvest on established identities are a campus, a company or a lab when they share
-    # networks, strangers when each is on its own (models/scoring.py `strangers`).
-    network: int = 0
 
     def to_wire(self) -> list[Any]:
         return list(self)
 
     @classmethod
     def from_wire(cls, w: Any) -> ClusterSummary:
-        # (12, 13, 15 or 16 fields: a summary from a core before template signatures, before
-        # member behaviour, or before the member's network.) `w` is typed Any so the check
-        # below, not the compiled core's argument check, refuses a non-list.
-        if not isinstance(w, list) or len(w) not in (12, 13, 15, 16, 17):
-            raise ValueError("cluster summary must be a list of 12, 13, 15, 16 or 17 fields")
+        # (12, 13 or 15 fields: a summary from a core before template signatures or before
+        # member behaviour.) `w` is typed Any so the check below, not the compiled core's
+        # argument check, refuses a non-list.
+        if not isinstance(w, list) or len(w) not in (12, 13, 15, 16):
+            raise ValueError("cluster summary must be a list of 12, 13, 15 or 16 fields")
         return cls(*w)
 
 

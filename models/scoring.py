@@ -6,9 +6,7 @@ never by shares of requests (a few heavy accounts would set those for everyone):
 - *harvesting* members ask for high-value answers with a tell of harvesting on top (written-out
   reasoning, several known crowd templates, sustained templated volume, rotation);
 - *suspicious* members harvest on a cheap identity: a young account, or one that rotates its
-  network and client (bought and aged accounts rotate to look like many people); in a template
-  crowd active for longer than a session, also established members that have harvested its
-  templates for long, each on a network no other of them is on (`strangers`).
+  network and client (bought and aged accounts rotate to look like many people).
 
 The score is the share of the crowd that harvests on cheap identities (`campaign` below), a
 little more for a wave of new accounts, a crowd that keeps coming back or a large one. So a key shared honestly scores low however many campaign accounts
@@ -34,17 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from distillguard.models.behaviour import HARVESTING, ROTATING, SUSTAINED
-from distillguard.models.cluster import (
-    _HARVEST,
-    _HISTORY,
-    _LAST,
-    _NETWORK,
-    _ROTATION,
-    _YOUNG,
-    ClusterState,
-    horizon_totals,
-)
+from distillguard.models.cluster import ClusterState, horizon_totals
 from distillguard.models.config import DetectorConfig
 from distillguard.models.keys import is_template_key
 
@@ -134,11 +122,6 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
     new = state.active_new / n if n else 0.0
     template = is_template_key(state.cluster_key)
     persistent = persistence(state, cfg)
-    sustained = state.active_sustained
-    if template and persistent >= PROVEN_PERSISTENCE:
-        alone = strangers(state, cfg)
-        suspicious += alone
-        sustained += alone
     # A template's crowd: every account remembered using it, not only the horizon's.
     remembered = max(n, len(state.members)) if template else 0
     least = min_accounts(state.cluster_key, cfg)
@@ -162,7 +145,7 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
         # than a tutorial lasts, in a crowd active for longer than a lab or a class, are no luck
         # of the draw; a few heavy attackers in a class's crowd are not all of it.)
         undetermined = n - state.active_harvesting
-        unproven = (max(0.5, 1.0 - sustained / suspicious)
+        unproven = (max(0.5, 1.0 - state.active_sustained / suspicious)
                     if persistent >= PROVEN_PERSISTENCE else 1.0)
         campaign = suspicious / (state.active_harvesting + UNDETERMINED_WEIGHT * undetermined
                                  + HONEST_PSEUDO_MEMBERS * unproven)
@@ -181,30 +164,4 @@ def cluster_evidence(state: ClusterState, cfg: DetectorConfig) -> ClusterEvidenc
                            requests_per_account=totals.requests / n if n else 0.0,
                            persistence=persistent, remembered=remembered,
                            prior=newcomer_prior(state, cfg),
-                           proven=sustained / (suspicious + HONEST_PSEUDO_MEMBERS))
-
-
-def strangers(state: ClusterState, cfg: DetectorConfig) -> int:
-    """Active members of a template crowd that harvest on an established identity (neither
-    young nor rotating), have harvested known templates for longer than a tutorial or a course
-    lasts (models/behaviour.py `SUSTAINED`), and are each on a network (ASN) no other such
-    member is on.
-
-    Harvesting on an established identity is what a campus's students, a company's batch
-    accounts, a fleet and a lab do, and they do it from their campus, office or cloud network,
-    many to a network: those members share one and stay honest harvesters. A crowd of strangers,
-    each on a network of its own, harvesting the same templates for hours, is a campaign on
-    bought or aged accounts that neither rotate nor share anything but their prompts. Counted
-    only in a crowd active for longer than a session (`PROVEN_PERSISTENCE`, by the caller): a
-    course's or an exam's attendees, strangers too, send its exercises within a session. A
-    member of unknown network is no stranger. O(members), only where some active member
-    harvests without being suspicious."""
-    if state.active_harvesting <= state.active_suspicious:
-        return 0
-    start = state.horizon_start(cfg)
-    on: dict[int, int] = {}
-    for m in state.members.values():
-        if (m[_LAST] >= start and not m[_YOUNG] and m[_HARVEST] >= HARVESTING
-                and m[_ROTATION] < ROTATING and m[_HISTORY] >= SUSTAINED and m[_NETWORK]):
-            on[m[_NETWORK]] = on.get(m[_NETWORK], 0) + 1
-    return sum(1 for n in on.values() if n == 1)
+                           proven=state.active_sustained / (suspicious + HONEST_PSEUDO_MEMBERS))

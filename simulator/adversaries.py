@@ -137,9 +137,7 @@ class _TemplateFamily:
 class AgedAccounts(Campaign):
     """Bought or aged accounts: created months to years ago, each on its own card or none; most
     requests come from a fresh residential or mobile exit in the account's claimed country and
-    many from a fresh client, except on `static_share` of the accounts, kept on one exit and one
-    client as their former owners used them; a few template families, written-out reasoning,
-    long answers."""
+    many from a fresh client; a few template families, written-out reasoning, long answers."""
 
     group = "campaign_aged"
 
@@ -165,10 +163,7 @@ class AgedAccounts(Campaign):
             a.user_agent = net.random_user_agent(rng)
             country = _CLAIMED.pick(rng)
             a.ip, a.asn, a.country = residential_exit(country, rng)
-            # static: spread evenly over the accounts by their index, drawing nothing (the
-            # other accounts' requests stay as they were without the knob)
-            static = (idx * _GOLDEN) % 1.0 < k.static_share
-            a.state = [(a.ip, a.asn, a.country), country, static]
+            a.state = [(a.ip, a.asn, a.country), country]
             rate = k.requests_per_h / 3600.0 * rng.uniform(0.5, 1.5) / self.multiplier
             first = start + rng.uniform(0.0, 1800.0)
             finalize_times(a, at_least_one(poisson_times(rng, rate, first, self.t1, self.jittered),
@@ -180,10 +175,9 @@ class AgedAccounts(Campaign):
         rng = a.rng
         k = self.sc.campaign_aged
         st = a.state
-        static = st[2]
         if self.rotate:
             st[0] = net.rotating_exit(rng)
-        elif not static and rng.random() < k.ip_rotation_share:
+        elif rng.random() < k.ip_rotation_share:
             st[0] = residential_exit(st[1], rng)
         ip, asn, country = st[0]
         family: _TemplateFamily = pick(self.families, rng)
@@ -192,13 +186,9 @@ class AgedAccounts(Campaign):
             near(pick(family.variants, rng), k.max_bit_flips, rng), None,
             rng.random() < k.reasoning_share, 0, k.completion_scale, ERR_ORDINARY,
         )
-        if not static and rng.random() < k.ua_rotation_share:
+        if rng.random() < k.ua_rotation_share:
             ev["user_agent"] = net.random_user_agent(rng)
         return ev
-
-
-# The fractional parts of multiples of the golden ratio's inverse spread evenly over [0, 1).
-_GOLDEN = 0.6180339887498949
 
 
 # --- low and slow ---------------------------------------------------------------------------

@@ -367,9 +367,7 @@ def campaign_aged(d: Draw, accounts: Range) -> CampaignAged:
         ua_rotation_share=d.real(0.2, 0.8), template_families=d.integer(2, 6),
         family_variants=d.integer(10, 80), max_bit_flips=d.integer(2, 5),
         reasoning_share=d.real(0.6, 0.95), requests_per_h=d.log(3.0, 20.0),
-        completion_scale=d.real(1.8, 3.5),
-        # drawn last: the family's other draws stay as they were before the knob
-        static_share=d.real(0.2, 0.8))
+        completion_scale=d.real(1.8, 3.5))
 
 
 def campaign_slow(d: Draw, accounts: Range) -> CampaignSlow:

@@ -498,8 +498,7 @@ class CampaignStealth:
 @dataclass(frozen=True)
 class CampaignAged:
     """Bought or aged accounts, each on its own card (or none), rotating residential/mobile
-    exits and client user agents (or, `static_share` of them, kept on one home exit and one
-    client), sharing a few prompt-template families."""
+    exits and client user agents, sharing a few prompt-template families."""
 
     accounts: int = 0
     start_h: float = 0.5
@@ -514,9 +513,6 @@ class CampaignAged:
     reasoning_share: float = 0.85
     requests_per_h: float = 8.0  # per account, moderate
     completion_scale: float = 2.5  # long written-out answers
-    # Accounts kept as their former owners used them: one residential exit and one client, no
-    # rotation (the rotation shares apply to the others).
-    static_share: float = 0.0
 
     @property
     def size(self) -> int:

@@ -227,28 +227,19 @@ def test_framing_accounts_pay_with_the_resellers_card(
     assert len(orgs) == len({e["account_id"] for e in customers}), "every customer its own org"
 
 
-def test_aged_accounts_are_old_and_rotate_networks_or_keep_one() -> None:
+def test_aged_accounts_are_old_and_rotate_networks() -> None:
     sc = FAMILIES["aged"].scenario(SEED, 0.2)
     events, labels = list(generate_events(sc)), account_labels(sc)
     aged = _by_group(events, labels)["campaign_aged"]
     assert all(e["account_created_ts"] < sc.start_ts - 60 * DAY for e in aged)
     asns: dict[str, set[int]] = defaultdict(set)
-    exits: dict[str, set[tuple[str, str]]] = defaultdict(set)
     sent: dict[str, int] = defaultdict(int)
     for e in aged:
         asns[e["account_id"]].add(e["asn"])
-        exits[e["account_id"]].add((e["ip"], e["user_agent"]))
         sent[e["account_id"]] += 1
     busy = [a for a, n in sent.items() if n >= 5]
-    # `static_share` of them keep one exit and one client, the others rotate
-    static = [a for a in busy if len(exits[a]) == 1]
-    rotating = [a for a in busy if len(exits[a]) > 1]
-    assert 0.2 <= sc.campaign_aged.static_share <= 0.8
-    assert static and rotating
-    assert abs(len(static) / len(busy) - sc.campaign_aged.static_share) < 0.2
-    assert sum(len(asns[a]) >= 2 for a in rotating) >= 0.8 * len(rotating)
-    rotated = [e for e in aged if e["account_id"] not in static]
-    assert len({e["ip"] for e in rotated}) > 0.4 * len(rotated), "a fresh exit on most requests"
+    assert busy and sum(len(asns[a]) >= 2 for a in busy) >= 0.8 * len(busy)
+    assert len({e["ip"] for e in aged}) > 0.4 * len(aged), "a fresh exit on most requests"
     assert sum(e["reasoning_requested"] for e in aged) / len(aged) > 0.5
 
 
