@@ -423,6 +423,19 @@ def create_app(settings: Settings) -> WorkerApp:
         finally:
             EncodedOnce.obj, EncodedOnce.data = None, b""
 
+    async def read_internal(event: Any, topic: str, decode: Callable[[bytes], Any],
+                            error_event: str) -> Any:
+        """A record between the stages, checked and decoded; None when it was refused whole
+        (dead-lettered with the reason) before anything reads it."""
+        try:
+            return decode(internal(event.message, topic))
+        except InvalidEvent as exc:
+            await to_dead_letter(str(exc), event)
+        except Exception as exc:
+            log.exception(error_event)
+            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+        return None
+
     def internal(message: Any, topic: str) -> bytes:
         """An internal topic's record value, refused (InvalidEvent) when missing, over
         max_record_bytes, or not signed by this app while internal_record_keys is set."""
@@ -626,14 +639,9 @@ def create_app(settings: Settings) -> WorkerApp:
 
     async def on_cluster_record(event: Any) -> None:
         """One record of the cluster stage: a source partition's tick, or summaries."""
-        try:
-            record = decode_cluster_record(internal(event.message, "cluster_summaries"))
-        except InvalidEvent as exc:  # refused whole, before anything reads it
-            await to_dead_letter(str(exc), event)
-            return
-        except Exception as exc:
-            log.exception("cluster_stage_error")
-            await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+        record = await read_internal(event, "cluster_summaries", decode_cluster_record,
+                                     "cluster_stage_error")
+        if record is None:
             return
         try:
             part = cluster_partition(event.message.partition)
@@ -660,12 +668,12 @@ def create_app(settings: Settings) -> WorkerApp:
     async def on_verdict_record(event: Any) -> None:
         """One record of verdicts for this account partition: each applied to its account, a
         broadcast conviction to the partition's context."""
-        try:
-            verdicts = decode_verdict_record(internal(event.message, "account_verdicts"))
-            part = account_partition(event.message.partition)
-        except InvalidEvent as exc:  # refused whole, before anything reads it
-            await to_dead_letter(str(exc), event)
+        verdicts = await read_internal(event, "account_verdicts", decode_verdict_record,
+                                       "apply_verdicts_error")
+        if verdicts is None:
             return
+        try:
+            part = account_partition(event.message.partition)
         except Exception as exc:
             log.exception("apply_verdicts_error")
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
