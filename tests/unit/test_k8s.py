@@ -464,3 +464,12 @@ def test_production_connects_over_sasl_ssl() -> None:
     s = worker_settings("production")
     assert s.security_protocol == "SASL_SSL" and s.sasl_mechanism and s.sasl_username
     assert s.internal_record_keys, "production signs the records between the stages"
+
+
+def test_the_readme_names_overlays_that_exist() -> None:
+    readme = (REPO / "README.md").read_text()
+    named = set(re.findall(r"deploy/k8s/overlays/([\w-]+)", readme))
+    assert named >= set(OVERLAYS), f"README.md does not mention {set(OVERLAYS) - named}"
+    missing = [n for n in named if not (K8S / "overlays" / n / "kustomization.yaml").is_file()]
+    assert not missing, f"README.md names overlays that do not exist: {missing}"
+    assert "kubectl apply -k deploy/k8s/overlays/production" in readme
