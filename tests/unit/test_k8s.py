@@ -60,7 +60,7 @@ def makefile_variable(name: str) -> str:
 
 
 def missing_tool(what: str) -> None:
-    message = f"{what} is not installed: run `make k8s-tools`"
+    message = f"{what} not installed: run `make k8s-tools`"
     if os.environ.get("CI"):
         pytest.fail(f"{message} (.ci/run should have)")
     pytest.skip(message)
