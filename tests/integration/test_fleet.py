@@ -167,6 +167,19 @@ def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet
     assert lag == 0, f"the worker did not consume everything (lag {lag})\n{fleet.logs()}"
     assert all(fleet.alive())
 
+    # Caught up, it says it is ready: GET /ready, what a readiness probe asks (deploy/k8s/),
+    # 200 once its status is ok or idle.
+    def ready() -> tuple[int, dict] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=3) as r:
+                answer = (r.status, json.loads(r.read()))
+        except urllib.error.HTTPError as exc:
+            answer = (exc.code, json.loads(exc.read()))
+        return answer if answer[0] == 200 else None
+
+    status, body = wait_until(ready, 30, "GET /ready to answer 200", fleet)
+    assert body == {"status": body["status"], "ready": True} and body["status"] in ("ok", "idle")
+
 
 def test_a_worker_creates_its_changelog_topics_before_faust_starts(run: Settings) -> None:
     """Left to Faust, the workers of a new fleet declared the changelogs while joining the group,
