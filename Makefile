@@ -1,7 +1,7 @@
 # The two commands of a fresh machine (see README.md):
 #   make demo   set up .venv, start the local Kafka broker, run the worker fleet on simulated traffic
 #   make test   set up .venv, start the broker if needed, run the whole test suite, stop what it started
-.PHONY: demo test unit lint typecheck venv core clean constraints
+.PHONY: demo test unit lint typecheck venv core clean constraints k8s-tools
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -45,6 +45,32 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy distillguard/models
+
+# What tests/unit/test_k8s.py needs beside .venv to check deploy/k8s/ (no cluster runs here):
+# kustomize, built from the Go module proxy (needs go), to render the overlays as
+# `kubectl apply -k` would; and KEDA's CRDs, from KEDA's Go module, for the schema of the
+# ScaledObject and TriggerAuthentication kinds (Kubernetes' own kinds are checked against the
+# schemas of the kubernetes-validate package, in the dev extra). Into .tools/, once per version.
+KUSTOMIZE_VERSION := v5.8.2
+KEDA_VERSION := v2.16.1
+TOOLS := $(CURDIR)/.tools
+# The machine's own Go: kustomize $(KUSTOMIZE_VERSION) builds with Go 1.26 (its v5.8.3 would want
+# a newer toolchain, which the go command would otherwise try to fetch).
+K8S_GO := GOTOOLCHAIN=local GOFLAGS=-mod=mod
+
+k8s-tools: $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize $(TOOLS)/keda-$(KEDA_VERSION)/.crds
+
+$(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize:
+	@command -v go >/dev/null || { echo "make k8s-tools needs go (the Go toolchain)"; exit 1; }
+	$(K8S_GO) GOBIN=$(@D) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(TOOLS)/keda-$(KEDA_VERSION)/.crds:
+	@command -v go >/dev/null || { echo "make k8s-tools needs go (the Go toolchain)"; exit 1; }
+	mkdir -p $(@D)
+	cd $(@D) && dir=$$($(K8S_GO) go mod download -json github.com/kedacore/keda/v2@$(KEDA_VERSION) \
+	    | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
+	  && cp "$$dir"/config/crd/bases/keda.sh_*.yaml . && chmod u+w keda.sh_*.yaml
+	touch $@
 
 clean:
 	rm -rf $(VENV) .distillguard .pytest_cache

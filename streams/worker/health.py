@@ -11,6 +11,12 @@ holds its partitions, so nobody else processes them. This module makes that visi
   `recovering`, `ok`, `idle`, `stalling`, `stalled`), per-partition highwater/committed/lag,
   the time of the last commit, events processed, and the process RSS. HTTP 200 unless stalled
   (503).
+- `GET /ready` says whether the worker is doing its share: HTTP 200 when `ok` or `idle`, 503
+  otherwise (`starting`, `recovering`, `stalling`, `stalled`), with the same `status` in a small
+  JSON body. `/health` stays 200 through a recovery, which is right for a liveness check (a
+  recovering worker must not be restarted) and wrong for readiness: a rolling update or an
+  eviction that takes the next worker down while this one still reads its changelogs moves
+  partitions again before the group has settled (deploy/k8s/).
 - A watchdog exits the process with code 3 (`STALL_EXIT_CODE`) when it holds source
   partitions with lag > 0 and nothing has moved for `stall_timeout_s`: no offset committed,
   no table-recovery progress, no rebalance. Progress is a commit, not an event processed: a
@@ -42,6 +48,9 @@ from faust.sensors import Sensor
 log = structlog.get_logger("distillguard")
 
 STALL_EXIT_CODE = 3
+# The statuses in which a worker holds its partitions and moves them forward (or has nothing to
+# do): `GET /ready` answers 200 for these only.
+READY_STATUSES = frozenset({"ok", "idle"})
 
 
 def rss_bytes() -> int | None:
@@ -154,6 +163,11 @@ class Progress:
         if idle_for > min(30.0, self.stall_timeout_s / 2):
             return "stalling"
         return "ok"
+
+    def ready(self) -> bool:
+        """Whether the worker does its share now (`GET /ready`): not while it starts, recovers
+        its tables or makes no progress on its lag."""
+        return self.status in READY_STATUSES
 
     def report(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -286,9 +300,16 @@ def watchdog_thread(progress: Progress, interval_s: float,
     return t
 
 
+def readiness(progress: Progress) -> tuple[dict[str, Any], int]:
+    """`GET /ready`'s body and HTTP status for what `progress` last saw."""
+    ready = progress.ready()
+    return {"status": progress.status, "ready": ready}, 200 if ready else 503
+
+
 def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: float,
                    watchdog: bool = True) -> Progress:
-    """Register the /health view, the progress sensor, the refresher and the watchdog."""
+    """Register the /health and /ready views, the progress sensor, the refresher and the
+    watchdog."""
     progress = Progress(source_topics=frozenset(source_topics), stall_timeout_s=stall_timeout_s)
     app.sensors.add(ProgressSensor(progress, app))
     interval = max(0.5, min(5.0, stall_timeout_s / 6))
@@ -306,6 +327,12 @@ def install_health(app: faust.App, source_topics: list[str], stall_timeout_s: fl
             # Every record refused since start (the log shows only a sample: dead_letter_log.py)
             body["dead_letters_total"] = runtime.dead_letters.total
         return web.json(body, status=503 if body["status"] == "stalled" else 200)
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        progress.refresh(app)
+        body, status = readiness(progress)
+        return web.json(body, status=status)
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: Any, assigned: set[Any], **_: Any) -> None:

@@ -187,9 +187,9 @@ def create_app(settings: Settings) -> WorkerApp:
         table_standby_replicas=settings.standby_replicas,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
-        # /health is the only page the workers serve: Faust's own would list the cluster's
-        # workers (/router) and read any table key over HTTP (/table), the accounts' states
-        # with their evidence among them; graph, stats and metrics have no use here.
+        # /health and /ready are the only pages the workers serve: Faust's own would list the
+        # cluster's workers (/router) and read any table key over HTTP (/table), the accounts'
+        # states with their evidence among them; graph, stats and metrics have no use here.
         web_router_enabled=False,
         web_tables_enabled=False,
         web_graph_enabled=False,

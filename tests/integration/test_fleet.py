@@ -149,7 +149,8 @@ def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet
     assert "'ts' is 86" in by_value[bad_records[6][1]]  # ~86,400 s past the latest accepted
     assert "'completion_tokens' must be 0..10000000" in by_value[bad_records[7][1]]
 
-    # /health is the only page: Faust's own would list the workers and read table keys over HTTP
+    # /health and /ready are the only pages: Faust's own would list the workers and read table
+    # keys over HTTP
     port = fleet.ports[0]
     assert fleet.health()[0] is not None
     for path in ("/table/", "/router/", "/graph/", "/stats/"):
@@ -165,6 +166,19 @@ def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet
                                         alive=lambda: all(fleet.alive())))
     assert lag == 0, f"the worker did not consume everything (lag {lag})\n{fleet.logs()}"
     assert all(fleet.alive())
+
+    # Caught up, it says it is ready: GET /ready, what a readiness probe asks (deploy/k8s/),
+    # 200 once its status is ok or idle.
+    def ready() -> tuple[int, dict] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=3) as r:
+                answer = (r.status, json.loads(r.read()))
+        except urllib.error.HTTPError as exc:
+            answer = (exc.code, json.loads(exc.read()))
+        return answer if answer[0] == 200 else None
+
+    status, body = wait_until(ready, 30, "GET /ready to answer 200", fleet)
+    assert body == {"status": body["status"], "ready": True} and body["status"] in ("ok", "idle")
 
 
 def test_a_worker_creates_its_changelog_topics_before_faust_starts(run: Settings) -> None:

@@ -125,3 +125,52 @@ def test_a_stall_report_says_where_each_task_waits() -> None:
     stuck = next(t for t in report["tasks"] if t["task"] == "stuck-agent")
     assert [w.rsplit(" ", 1)[1] for w in stuck["waits"][:3]] == ["outer", "waits_for_ever", "wait"]
     assert "MainThread" in report["threads"]
+
+
+# ---- readiness (GET /ready): what a Kubernetes readiness probe asks (deploy/k8s/) -------------
+
+
+def test_ready_only_while_the_worker_moves_its_partitions_forward() -> None:
+    from distillguard.streams.worker.health import readiness
+
+    expected = {"starting": 503, "recovering": 503, "ok": 200, "idle": 200, "stalling": 503,
+                "stalled": 503}
+    for status, code in expected.items():
+        p = progress()
+        p.status = status
+        body, got = readiness(p)
+        assert (got, body) == (code, {"status": status, "ready": code == 200}), status
+
+
+def test_a_recovering_worker_is_alive_but_not_ready_over_http() -> None:
+    """/health answers 200 through a recovery (a liveness probe must not restart it), /ready 503
+    (a rolling update must not take the next worker down meanwhile); both once it caught up."""
+    import asyncio
+    from typing import Any
+
+    import faust
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from distillguard.streams.worker.health import install_health
+
+    async def main() -> list[tuple[str, int, str]]:
+        app = faust.App("readiness-test", broker="kafka://127.0.0.1:1")
+        p = install_health(app, ["requests"], stall_timeout_s=60.0, watchdog=False)
+        seen = []
+
+        def refresh(_: Any) -> None:  # what the sensors would have seen, on a fixed clock
+            p.heartbeat_mono = 10.0
+            p.status = p.evaluate(10.0)
+
+        p.refresh = refresh  # type: ignore[method-assign]
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            for recovering, lag in ((True, 10), (False, 0)):
+                p.recovering = recovering
+                lagging(p, lag)
+                for path in ("/health", "/ready"):
+                    response = await client.get(path)
+                    seen.append((path, response.status, (await response.json())["status"]))
+        return seen
+
+    assert asyncio.run(main()) == [("/health", 200, "recovering"), ("/ready", 503, "recovering"),
+                                   ("/health", 200, "idle"), ("/ready", 200, "idle")]
