@@ -54,20 +54,27 @@ typecheck: venv
 KUSTOMIZE_VERSION := v5.8.2
 KEDA_VERSION := v2.16.1
 TOOLS := $(CURDIR)/.tools
-# The machine's own Go: kustomize $(KUSTOMIZE_VERSION) builds with Go 1.26 (its v5.8.3 would want
-# a newer toolchain, which the go command would otherwise try to fetch).
+# Go: the machine's own when it is 1.22 or newer (kustomize $(KUSTOMIZE_VERSION) builds with it;
+# its v5.8.3 would want a newer toolchain, which the go command would otherwise try to fetch);
+# else Go $(GO_VERSION) as the Go module proxy serves it (golang.org/toolchain, what `go` itself
+# fetches when it switches toolchains), unpacked into .tools/: a fresh machine without Go, or
+# with Debian's 1.19, needs nothing but the proxy (deploy/fetch-go.py).
+GO_VERSION := 1.26.8
+GO := $(shell go version 2>/dev/null | grep -Eq ' go1[.](2[2-9]|[3-9][0-9])' && command -v go \
+        || echo $(TOOLS)/go$(GO_VERSION)/bin/go)
 K8S_GO := GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
 k8s-tools: $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize $(TOOLS)/keda-$(KEDA_VERSION)/.crds
 
-$(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize:
-	@command -v go >/dev/null || { echo "make k8s-tools needs go (the Go toolchain)"; exit 1; }
-	$(K8S_GO) GOBIN=$(@D) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+$(TOOLS)/go$(GO_VERSION)/bin/go:
+	python3 deploy/fetch-go.py $(GO_VERSION) $(TOOLS)/go$(GO_VERSION)
 
-$(TOOLS)/keda-$(KEDA_VERSION)/.crds:
-	@command -v go >/dev/null || { echo "make k8s-tools needs go (the Go toolchain)"; exit 1; }
+$(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize: | $(GO)
+	$(K8S_GO) GOBIN=$(@D) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(TOOLS)/keda-$(KEDA_VERSION)/.crds: | $(GO)
 	mkdir -p $(@D)
-	cd $(@D) && dir=$$($(K8S_GO) go mod download -json github.com/kedacore/keda/v2@$(KEDA_VERSION) \
+	cd $(@D) && dir=$$($(K8S_GO) $(GO) mod download -json github.com/kedacore/keda/v2@$(KEDA_VERSION) \
 	    | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
 	  && cp "$$dir"/config/crd/bases/keda.sh_*.yaml . && chmod u+w keda.sh_*.yaml
 	touch $@
