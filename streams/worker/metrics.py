@@ -34,7 +34,7 @@ from typing import Any
 
 import faust
 from faust.sensors import Sensor
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -42,6 +42,7 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from distillguard.models._build import current_build
@@ -336,6 +337,9 @@ def install_metrics(app: faust.App, progress: Progress, model_version: str = ""
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # The format the scraper asks for (Prometheus prefers OpenMetrics); without an Accept
+        # header, the classic text format 0.0.4 that every version reads.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.bytes(encode(registry), headers={"Content-Type": content_type})
 
     return registry
