@@ -26,7 +26,7 @@ import structlog
 
 from distillguard.models._build import current_build
 from distillguard.streams.edge import gc_tuning
-from distillguard.streams.edge.logs import configure_logging
+from distillguard.streams.edge.logs import configure_logging, stdlib_logging_config
 from distillguard.streams.edge.settings import Settings
 from distillguard.streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
 from distillguard.streams.worker.health import install_health
@@ -97,8 +97,10 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
              model_version=settings.detector.model_version, core=current_build(),
              web_port=settings.web_port,
              shadow=settings.detector.shadow, stall_timeout_s=settings.stall_timeout_s)
+    # Faust's worker configures the standard library's logging when it starts: with ours, so
+    # that Faust's and aiokafka's lines go through the structlog chain (streams/edge/logs.py).
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
-                          logging_config=None)
+                          logging_config=stdlib_logging_config(settings.log_format, loglevel))
     # Faust's terminal spinner, kept at our default WARNING level, sets the root logger to
     # DEBUG so that it spins on every record: each aiokafka debug call then built a LogRecord
     # that no handler wanted (~10% of a busy worker's time under py-spy).
