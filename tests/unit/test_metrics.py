@@ -84,9 +84,44 @@ def fake_worker() -> tuple[Progress, Any]:
     return progress, runtime
 
 
-def scrape(progress: Progress, runtime: Any) -> dict[str, Any]:
-    text = generate_latest(metrics_registry(progress, runtime, None, "mv-test")).decode()
+class MemoryStore:
+    """Stands for Faust's memory store (the collector counts only those: len of a dict)."""
+
+    __module__ = "faust.stores.memory"
+
+    def __init__(self, n: int) -> None:
+        self.data = {i: None for i in range(n)}
+
+
+class RocksStore:
+    __module__ = "faust.stores.rocksdb"
+
+
+class Tables(dict):
+    recovery = SimpleNamespace(in_recovery=False, active_remaining_total=lambda: 0,
+                               _recovery_started_at=10.0, _recovery_ended_at=12.5)
+
+
+def fake_app() -> Any:
+    """What the collector reads of a Faust app: its consumer (no assignment), tables, recovery."""
+    tables = Tables(accounts=SimpleNamespace(data=MemoryStore(5)),
+                    clusters=SimpleNamespace(data=MemoryStore(2)),
+                    on_disk=SimpleNamespace(data=RocksStore()))
+    return SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: set()), tables=tables,
+                           rebalancing=False)
+
+
+def scrape(progress: Progress, runtime: Any, app: Any = None) -> dict[str, Any]:
+    text = generate_latest(metrics_registry(progress, runtime, app, "mv-test")).decode()
     return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def exported_sample_names() -> set[str]:
+    """Every sample name /metrics exports (<counter>_total, <histogram>_bucket ...): what the
+    dashboard's expressions may name (tests/unit/test_compose.py)."""
+    # without the app (partitions with lag) and with it (table entries, the last recovery)
+    return {s.name for app in (None, fake_app())
+            for f in scrape(*fake_worker(), app=app).values() for s in f.samples}
 
 
 def samples(family: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -189,6 +224,22 @@ def test_a_worker_without_a_runtime_still_exports_what_health_knows() -> None:
     families = scrape(progress, None)
     assert "distillguard_events_processed" in families
     assert "distillguard_decisions" not in families
+
+
+def test_with_the_app_memory_tables_are_counted_and_the_last_recovery_timed() -> None:
+    progress, runtime = fake_worker()
+    families = scrape(progress, runtime, fake_app())
+    assert set(EXPECTED) | WITH_APP_ONLY <= set(families)
+    # a RocksDB table is left out: counting it would iterate every key on each scrape
+    assert samples(families["distillguard_table_entries"]) == {
+        ("distillguard_table_entries", (("table", "accounts"),)): 5.0,
+        ("distillguard_table_entries", (("table", "clusters"),)): 2.0}
+    assert samples(families["distillguard_table_recovery_last_duration_seconds"]) == {
+        ("distillguard_table_recovery_last_duration_seconds", ()): 2.5}
+    # refreshed from the app as /health does: no assignment, no lag, no recovery
+    assert not families["distillguard_consumer_lag"].samples
+    assert samples(families["distillguard_table_recovery_in_progress"]) == {
+        ("distillguard_table_recovery_in_progress", ()): 0.0}
 
 
 def test_buckets_count_a_value_equal_to_a_bound_in_that_bucket() -> None:
