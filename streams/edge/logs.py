@@ -62,6 +62,8 @@ def stdlib_logging_config(log_format: str, level: int | str,
     """A `logging.config.dictConfig` for the libraries' loggers: one root handler, to stdout
     (beside our lines) or to `file`, rendering through the chain; records under `level` are
     dropped by the root logger."""
+    if isinstance(level, str):
+        level = level.upper()  # dictConfig knows "WARNING", not "warning"
     handler: dict[str, Any] = {"formatter": "structlog"}
     if file is None:
         handler.update({"class": "logging.StreamHandler", "stream": "ext://sys.stdout"})

@@ -46,7 +46,7 @@ def test_a_library_warning_is_a_json_line_with_level_logger_and_time(capsys) -> 
 
 
 def test_console_format_renders_key_value_lines(capsys) -> None:
-    logging.config.dictConfig(stdlib_logging_config("console", "WARNING"))
+    logging.config.dictConfig(stdlib_logging_config("console", "warning"))  # --loglevel warning
     logging.getLogger("aiokafka").warning("Heartbeat failed")
     out = capsys.readouterr().out
     assert "Heartbeat failed" in out and "aiokafka" in out and "warning" in out
