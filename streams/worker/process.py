@@ -83,6 +83,7 @@ def source_topics(settings: Settings) -> list[str]:
 
 
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
+    loglevel = loglevel.upper()  # the standard library knows "INFO", not "info"
     configure_logging(settings.log_format)
     forbid_pickle()
     asyncio.run(preflight(settings))
