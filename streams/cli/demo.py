@@ -242,8 +242,9 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
     scenario = Scenario(seed=opts.seed, scale=opts.scale, duration_h=opts.hours)
     labels = {lab["account_id"]: (lab["label"], lab["group"])
               for lab in account_labels(scenario)}
-    print(f"run {run_id}: {opts.workers} workers (logs in {log_dir}), model "
-          f"{settings.detector.model_version}", flush=True)
+    print(f"run {run_id}: {opts.workers} workers (logs in {log_dir}: the workers' and, in "
+          f"demo.log, this process's Kafka client's), model {settings.detector.model_version}; "
+          f"metrics at http://127.0.0.1:{opts.base_web_port}/metrics", flush=True)
     procs = start_workers(settings, opts.workers, opts.base_web_port, log_dir)
     view, screen = LiveView(keep_records=True), Screen()
     state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting",
