@@ -424,7 +424,11 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
         (provisioning / "dashboards" / "distillguard.yml").read_text())["providers"]
     dashboards = mounted(GRAFANA_SERVICE, provider["options"]["path"])
     assert dashboards == DASHBOARD.parent
-    for panel in dashboard()["panels"]:
+    panels = dashboard()["panels"]
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids must be unique"
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, f"panel {panel['title']!r} is wider than the page"
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
 
