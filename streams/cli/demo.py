@@ -38,6 +38,7 @@ from distillguard.models.events import event_from_mapping
 from distillguard.simulator import Scenario, account_labels, generate_events
 from distillguard.streams.cli.produce import produce_events
 from distillguard.streams.cli.watch import LiveView, Screen, watch_decisions
+from distillguard.streams.edge.logs import send_library_logs_to
 from distillguard.streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings
 from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
 from distillguard.streams.worker.health import STALL_EXIT_CODE
@@ -229,15 +230,21 @@ async def group_lag(settings: Settings, topics: list[str]) -> int | None:
 async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
     run_id = time.strftime("demo-%Y%m%d-%H%M%S")
     settings = run_settings(base, run_id)
+    log_dir = REPO_ROOT / ".distillguard" / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # This process's aiokafka lines (its consumers and admin client; warnings such as "Failed
+    # fetch offsets ... NotLeaderForPartitionError" while the new topics elect their leaders)
+    # go to a file beside the workers' logs, not into the live view.
+    send_library_logs_to(log_dir / "demo.log")
     kwargs = settings.aiokafka_kwargs()
     await wait_for_broker(settings.kafka_bootstrap, timeout_s=30, client_kwargs=kwargs)
     await ensure_topics(settings.kafka_bootstrap, settings.topics.values(), client_kwargs=kwargs)
     scenario = Scenario(seed=opts.seed, scale=opts.scale, duration_h=opts.hours)
     labels = {lab["account_id"]: (lab["label"], lab["group"])
               for lab in account_labels(scenario)}
-    log_dir = REPO_ROOT / ".distillguard" / run_id
-    print(f"run {run_id}: {opts.workers} workers (logs in {log_dir}), model "
-          f"{settings.detector.model_version}", flush=True)
+    print(f"run {run_id}: {opts.workers} workers (logs in {log_dir}: the workers' and, in "
+          f"demo.log, this process's Kafka client's), model {settings.detector.model_version}; "
+          f"metrics at http://127.0.0.1:{opts.base_web_port}/metrics", flush=True)
     procs = start_workers(settings, opts.workers, opts.base_web_port, log_dir)
     view, screen = LiveView(keep_records=True), Screen()
     state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting",

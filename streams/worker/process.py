@@ -9,7 +9,7 @@ Then it hardens the process before the app exists: Faust's pickle codecs are rem
 codec registry (`forbid_pickle`), so no topic or table can be read with pickle even by mistake;
 and it installs `streams.worker.health`: `GET /health` on the worker's web port and a watchdog that
 exits with code 3 when the worker holds lagging partitions and makes no progress for
-`stall_timeout_s`.
+`stall_timeout_s`; and `streams.worker.metrics`: `GET /metrics` (Prometheus) on the same port.
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 on a startup error (no broker, missing
 topics), 3 when the watchdog finds the worker stalled; anything else is Faust crashing.
@@ -26,10 +26,11 @@ import structlog
 
 from distillguard.models._build import current_build
 from distillguard.streams.edge import gc_tuning
-from distillguard.streams.edge.logs import configure_logging
+from distillguard.streams.edge.logs import configure_logging, stdlib_logging_config
 from distillguard.streams.edge.settings import Settings
 from distillguard.streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
 from distillguard.streams.worker.health import install_health
+from distillguard.streams.worker.metrics import install_metrics
 from distillguard.streams.worker.topology import changelog_topic_specs, create_app
 
 log = structlog.get_logger("distillguard")
@@ -82,6 +83,7 @@ def source_topics(settings: Settings) -> list[str]:
 
 
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
+    loglevel = loglevel.upper()  # the standard library knows "INFO", not "info"
     configure_logging(settings.log_format)
     forbid_pickle()
     asyncio.run(preflight(settings))
@@ -90,13 +92,16 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     gc_tuning.for_the_whole_process()
     app = create_app(settings)
     asyncio.run(declare_changelogs(settings, app))
-    install_health(app, source_topics(settings), settings.stall_timeout_s)
+    progress = install_health(app, source_topics(settings), settings.stall_timeout_s)
+    install_metrics(app, progress, settings.detector.model_version)
     log.info("worker_starting", app_id=settings.app_id, bootstrap=settings.kafka_bootstrap,
              model_version=settings.detector.model_version, core=current_build(),
              web_port=settings.web_port,
              shadow=settings.detector.shadow, stall_timeout_s=settings.stall_timeout_s)
+    # Faust's worker configures the standard library's logging when it starts: with ours, so
+    # that Faust's and aiokafka's lines go through the structlog chain (streams/edge/logs.py).
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
-                          logging_config=None)
+                          logging_config=stdlib_logging_config(settings.log_format, loglevel))
     # Faust's terminal spinner, kept at our default WARNING level, sets the root logger to
     # DEBUG so that it spins on every record: each aiokafka debug call then built a LogRecord
     # that no handler wanted (~10% of a busy worker's time under py-spy).

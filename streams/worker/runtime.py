@@ -3,8 +3,8 @@
 `create_app` (topology.py) builds the agents and, with them, the things the rest of the worker
 must reach: what is held until the next commit, the counters of where live processing strays
 from a replay, the dead-letter log, the allow-list and its control-topic reader. They travel on
-the app as one `WorkerRuntime` (`app.runtime`), read by /health (health.py), by the commit hook
-and by tests, instead of as loose attributes of Faust's App.
+the app as one `WorkerRuntime` (`app.runtime`), read by /health (health.py), /metrics
+(metrics.py), by the commit hook and by tests, instead of as loose attributes of Faust's App.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import faust
 from distillguard.models.allowlist import AllowList
 from distillguard.streams.edge.control import ControlReader
 from distillguard.streams.worker.dead_letter_log import DeadLetterLog
+from distillguard.streams.worker.metrics import WorkerTallies
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class WorkerRuntime:
     dead_letters: DeadLetterLog
     allow: AllowList
     control: ControlReader
+    tallies: WorkerTallies
+    """What /metrics counts as it happens: decisions, their latency, processing times."""
 
 
 class WorkerApp(faust.App):

@@ -64,6 +64,7 @@ from distillguard.streams.edge.topics import TopicSpec
 from distillguard.streams.worker import partition_context
 from distillguard.streams.worker.dead_letter_log import DeadLetterLog
 from distillguard.streams.worker.held_writes import HeldWrites
+from distillguard.streams.worker.metrics import WorkerTallies
 from distillguard.streams.worker.outbox import Outbox, install_before_commit
 from distillguard.streams.worker.runtime import WorkerApp, WorkerRuntime
 
@@ -187,9 +188,10 @@ def create_app(settings: Settings) -> WorkerApp:
         table_standby_replicas=settings.standby_replicas,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
-        # /health and /ready are the only pages the workers serve: Faust's own would list the
-        # cluster's workers (/router) and read any table key over HTTP (/table), the accounts'
-        # states with their evidence among them; graph, stats and metrics have no use here.
+        # /health, /ready and /metrics (ours: health.py, metrics.py) are the only pages the
+        # workers serve: Faust's own would list the cluster's workers (/router) and read any
+        # table key over HTTP (/table), the accounts' states with their evidence among them;
+        # graph, stats and Faust's metrics have no use here.
         web_router_enabled=False,
         web_tables_enabled=False,
         web_graph_enabled=False,
@@ -327,6 +329,8 @@ def create_app(settings: Settings) -> WorkerApp:
     cluster_parts: dict[int, ClusterPartition] = {}
     # What strays from live = replay (models/pipeline.py): shown by GET /health.
     core_counts: Counter[str] = Counter()
+    # What /metrics counts as it happens (streams/worker/metrics.py).
+    tallies = WorkerTallies()
 
     def account_partition(p: int) -> AccountPartition:
         part = account_parts.get(p)
@@ -478,6 +482,7 @@ def create_app(settings: Settings) -> WorkerApp:
                  reason=d.reasons[0], evidence=d.reasons[1:3], mode=d.mode)
         if delivered is not None:  # the producer's delivery future (None from test doubles)
             await delivered
+        tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
 
     # A flood of bad records reaches the topic whole, and the log only a sample of it
     # (streams/worker/dead_letter_log.py).
@@ -515,7 +520,8 @@ def create_app(settings: Settings) -> WorkerApp:
     control = ControlReader(settings, AllowListKeeper(allow, settings.allowances()),
                             control_dead_letter)
     app.runtime = WorkerRuntime(send_held=send_held, held=held, core_counts=core_counts,
-                                dead_letters=dead_letter_log, allow=allow, control=control)
+                                dead_letters=dead_letter_log, allow=allow, control=control,
+                                tallies=tallies)
 
     @app.on_partitions_assigned.connect
     async def start_reading_control(sender: Any, assigned: set[Any], **_: Any) -> None:

@@ -149,7 +149,7 @@ def test_bad_records_go_to_dead_letter_and_the_worker_keeps_consuming(run, fleet
     assert "'ts' is 86" in by_value[bad_records[6][1]]  # ~86,400 s past the latest accepted
     assert "'completion_tokens' must be 0..10000000" in by_value[bad_records[7][1]]
 
-    # /health and /ready are the only pages: Faust's own would list the workers and read table
+    # /health, /ready and /metrics are the only pages: Faust's own would list the workers and read table
     # keys over HTTP
     port = fleet.ports[0]
     assert fleet.health()[0] is not None

@@ -5,7 +5,8 @@ consumer group, a broker that never becomes healthy) checked here in millisecond
 parses with the real CLI parser, every DISTILLGUARD_* variable loads with the real settings loader,
 the fleet shares one consumer group and one broker address, the broker is the Apache KRaft image
 with topic auto-creation off, and the image is built from paths that exist and keeps the layout the
-code relies on (deploy/ beside streams/).
+code relies on (deploy/ beside streams/). Prometheus scrapes every worker on its web port, Grafana
+is provisioned with it and the dashboard, and every panel names a metric the workers export.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ PYPROJECT = REPO / "pyproject.toml"
 
 KAFKA_SERVICE = "kafka"
 TOPICS_SERVICE = "topics"
-EXPECTED_SERVICES = {KAFKA_SERVICE, TOPICS_SERVICE, "worker-1", "worker-2", "simulator"}
+PROMETHEUS_SERVICE = "prometheus"
+GRAFANA_SERVICE = "grafana"
+# Services of other images than the one built from deploy/Dockerfile.
+THIRD_PARTY = {KAFKA_SERVICE, PROMETHEUS_SERVICE, GRAFANA_SERVICE}
+EXPECTED_SERVICES = {*THIRD_PARTY, TOPICS_SERVICE, "worker-1", "worker-2", "simulator"}
 CONSOLE_SCRIPT = "distillguard"
 
 
@@ -163,9 +168,10 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 def test_compose_has_the_expected_services() -> None:
     missing = EXPECTED_SERVICES - set(services())
     assert not missing, f"{COMPOSE_FILE.name} lacks service(s) {sorted(missing)}"
-    assert set(app_service_names()) == set(services()) - {KAFKA_SERVICE}, (
-        "every service but the broker should run the image built from deploy/Dockerfile; "
-        f"these do not: {sorted(set(services()) - {KAFKA_SERVICE} - set(app_service_names()))}")
+    assert set(app_service_names()) == set(services()) - THIRD_PARTY, (
+        f"every service but {sorted(THIRD_PARTY)} should run the image built from "
+        "deploy/Dockerfile; these do not: "
+        f"{sorted(set(services()) - THIRD_PARTY - set(app_service_names()))}")
 
 
 def test_the_image_is_built_from_deploy_dockerfile() -> None:
@@ -353,6 +359,122 @@ def test_service_starts_after_the_topics_exist(name: str) -> None:
         f"service {name!r} must depend on {TOPICS_SERVICE!r} with condition "
         f"service_completed_successfully (got {condition!r}): auto-creation is off, and a worker "
         "stops when its topics are missing")
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def mounted(name: str, container_path: str) -> Path:
+    """The host path (in the repository) a service mounts at `container_path`."""
+    for volume in services()[name].get("volumes") or []:
+        source, _, rest = str(volume).partition(":")
+        target = rest.split(":")[0]
+        if target == container_path:
+            path = (COMPOSE_FILE.parent / source).resolve()
+            assert path.exists(), f"service {name!r} mounts {source}, which does not exist"
+            return path
+    raise AssertionError(f"service {name!r} mounts nothing at {container_path}")
+
+
+def published(name: str) -> dict[int, int]:
+    """{container port: host port} of a service's published ports ("[ip:]host:container")."""
+    out = {}
+    for entry in services()[name].get("ports") or []:
+        *_, host, container = str(entry).split(":")
+        out[int(container)] = int(host)
+    return out
+
+
+def test_prometheus_scrapes_every_worker_on_its_web_port() -> None:
+    config = yaml.safe_load(mounted(PROMETHEUS_SERVICE, "/etc/prometheus/prometheus.yml")
+                            .read_text())
+    targets = {t for job in config["scrape_configs"]
+               if job.get("metrics_path", "/metrics") == "/metrics"
+               for sc in job.get("static_configs", []) for t in sc["targets"]}
+    expected = {f"{n}:{settings_of(n).web_port}" for n in worker_names()}
+    assert targets == expected, (
+        f"Prometheus scrapes {sorted(targets)}; the workers serve /metrics at {sorted(expected)}")
+    for name in worker_names():
+        assert settings_of(name).web_bind not in ("127.0.0.1", "localhost", "::1"), (
+            f"{name} serves /metrics on loopback only: Prometheus cannot reach it over the "
+            "compose network (DISTILLGUARD_WEB_BIND: 0.0.0.0)")
+
+
+def test_published_ports_are_the_documented_ones() -> None:
+    header = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines()
+                       if line.startswith("#"))
+    documented = {int(p) for p in re.findall(r"^#\s+(\d{2,5})\s", header, re.MULTILINE)}
+    ports = {host for name in services() for host in published(name).values()}
+    assert ports == documented, (
+        f"published ports {sorted(ports)}, documented in the header {sorted(documented)}")
+    for name in worker_names():
+        port = settings_of(name).web_port
+        assert published(name).get(port) == port, f"{name}'s web port {port} is not published"
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    provisioning = mounted(GRAFANA_SERVICE, "/etc/grafana/provisioning")
+    (datasource,) = yaml.safe_load(
+        (provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    prometheus_port = 9090  # the image's default; the published port must be it too
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == f"http://{PROMETHEUS_SERVICE}:{prometheus_port}"
+    assert prometheus_port in published(PROMETHEUS_SERVICE)
+    (provider,) = yaml.safe_load(
+        (provisioning / "dashboards" / "distillguard.yml").read_text())["providers"]
+    dashboards = mounted(GRAFANA_SERVICE, provider["options"]["path"])
+    assert dashboards == DASHBOARD.parent
+    panels = dashboard()["panels"]
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids must be unique"
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, f"panel {panel['title']!r} is wider than the page"
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
+
+
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "distillguard.json"
+
+
+@cache
+def dashboard() -> dict[str, Any]:
+    data = json.loads(DASHBOARD.read_text())
+    assert isinstance(data, dict) and data.get("panels"), f"{DASHBOARD.name}: no panels"
+    return data
+
+
+def test_every_dashboard_panel_names_metrics_the_workers_export() -> None:
+    from tests.unit.test_metrics import exported_sample_names
+
+    exported = exported_sample_names()
+    named: set[str] = set()
+    for panel in dashboard()["panels"]:
+        assert panel.get("targets"), f"panel {panel.get('title')!r} has no query"
+        for target in panel["targets"]:
+            names = set(re.findall(r"\bdistillguard_[a-zA-Z0-9_]*", target["expr"]))
+            assert names, f"panel {panel['title']!r}: {target['expr']!r} names no metric"
+            unknown = names - exported
+            assert not unknown, (
+                f"panel {panel['title']!r} queries {sorted(unknown)}, which /metrics does not "
+                "export (streams/worker/metrics.py)")
+            named |= names
+    # and the dashboard shows every family (a sample of each, counters by their _total)
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in exported}
+    shown = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in named}
+    assert families <= shown, f"no panel shows {sorted(families - shown)}"
+
+
+def test_the_image_healthcheck_asks_the_workers_health_page() -> None:
+    (check,) = instructions("HEALTHCHECK")
+    argv = exec_form(Instruction("CMD", check.args.split("CMD", 1)[1].strip(), check.workdir,
+                                 check.line))
+    assert argv[:2] == ["python", "-c"] and "/health" in argv[2], argv
+    assert "DISTILLGUARD_WEB_PORT" in argv[2] and f"'{Settings().web_port}'" in argv[2]
+    for name in app_service_names():
+        disabled = (services()[name].get("healthcheck") or {}).get("disable", False)
+        assert disabled == (name not in worker_names()), (
+            f"service {name!r}: the image's healthcheck asks /health, which only workers serve"
+            + ("; turn it off (healthcheck: disable: true)" if not disabled else ""))
 
 
 # --------------------------------------------------------------------------- Dockerfile
