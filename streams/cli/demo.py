@@ -2,7 +2,8 @@
 
 1. start the local Kafka broker (deploy/kafka-local.sh) unless one is already running;
 2. create this run's topics (fresh names, so runs never see each other's records);
-3. start a fleet of Faust workers (one consumer group) as separate processes;
+3. start a fleet of Faust workers (one consumer group) as separate processes, and the status
+   page beside them (`distillguard status`, a browser's view of the same run);
 4. stream simulated, labelled traffic onto the requests topic;
 5. show decisions from the enforcement topic as they happen;
 6. once the fleet has caught up (consumer lag 0 on every input topic), print the evaluation of
@@ -70,6 +71,7 @@ class DemoOptions:
     keep_topics: bool = False
     timeout_s: float = 900.0
     base_web_port: int = 6066
+    status_port: int = 8088  # the status page's; 0: none
 
 
 def broker_running() -> bool:
@@ -121,6 +123,17 @@ def start_workers(settings: Settings, count: int, base_port: int,
     log_dir.mkdir(parents=True, exist_ok=True)
     return [start_worker(settings, base_port + i, log_dir / f"worker-{i + 1}.log")
             for i in range(count)]
+
+
+def start_status_page(settings: Settings, port: int, worker_ports: list[int],
+                      log_path: Path) -> subprocess.Popen[bytes]:
+    """`distillguard status` for this run's topics and workers, as a process of its own: the
+    page keeps answering while the demo's loop is busy, and its log stays out of the view."""
+    workers = [arg for p in worker_ports for arg in ("--worker", f"127.0.0.1:{p}")]
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "distillguard", "status", "--port", str(port), *workers],
+        cwd=REPO_ROOT, env=worker_env(settings, 0), stdout=log, stderr=subprocess.STDOUT)
 
 
 def replayed_report(scenario: Scenario, cfg: DetectorConfig,
@@ -239,7 +252,17 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
     print(f"run {run_id}: {opts.workers} workers (logs in {log_dir}), model "
           f"{settings.detector.model_version}", flush=True)
     procs = start_workers(settings, opts.workers, opts.base_web_port, log_dir)
+    status_page = None
+    if opts.status_port:
+        status_page = start_status_page(
+            settings, opts.status_port,
+            [opts.base_web_port + i for i in range(opts.workers)], log_dir / "status.log")
+        print(f"status page: http://127.0.0.1:{opts.status_port}/ (while the demo runs; "
+              f"its log: {log_dir / 'status.log'})", flush=True)
     view, screen = LiveView(keep_records=True), Screen()
+    if status_page is not None:
+        # The view redraws the whole terminal: the page's address stays in its title.
+        view.title += f"   (status page: http://127.0.0.1:{opts.status_port}/)"
     state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting",
                              "restarts": 0}
     events: list[tuple[str, float]] = []
@@ -269,6 +292,11 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
                   settings.topic_account_verdicts]
         while True:
             await asyncio.sleep(2.0)
+            if status_page is not None and status_page.poll() is not None \
+                    and not state.get("note"):
+                # The demo goes on without its page (a port in use, say): said, not hidden.
+                state["note"] = (f"the status page exited (code {status_page.returncode}); "
+                                 f"see {log_dir / 'status.log'}")
             for i, p in enumerate(procs):
                 code = p.poll()
                 if code is None:
@@ -308,7 +336,7 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
         await watcher
         late = late_verdicts([opts.base_web_port + i for i in range(opts.workers)])
     finally:
-        stop_workers(procs)
+        stop_workers([*procs, *([status_page] if status_page is not None else [])])
         if not opts.keep_topics:
             await delete_topics(settings.kafka_bootstrap,
                                 [t.name for t in settings.topics.values()],
