@@ -9,6 +9,8 @@ trace, and the page shows those counts.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -91,7 +93,11 @@ class StatusBoard:
         self.modes: Counter[str] = Counter()  # enforce / shadow
         self.by_processing_time = TimeBins(PROCESSING_BIN_S, caps.bins)
         self.by_event_time = TimeBins(EVENT_BIN_S, caps.bins)
-        self.latest: deque[dict[str, Any]] = deque(maxlen=caps.latest)
+        # The latest decisions by their `ts`, not by when they were read: a backlog is read a
+        # partition at a time, so the last records read are not the newest. A min-heap of the
+        # newest `caps.latest` (the oldest of them on top, pushed out by a newer one).
+        self.latest: list[tuple[float, int, dict[str, Any]]] = []
+        self._seq = itertools.count()
         # account -> its latest action, least recently decided first (moved to the end on each
         # decision), so the cap pushes out the accounts nobody decided on for longest.
         self.accounts: OrderedDict[str, str] = OrderedDict()
@@ -130,14 +136,21 @@ class StatusBoard:
             self.by_event_time.add(event_ts, action)
         reasons = [str(r) for r in record.get("reasons") or []]
         clusters = [str(c) for c in record.get("cluster_ids") or []]
-        self.latest.append({
+        entry = {
             "ts": ts, "event_ts": event_ts, "account_id": _cap_text(account, 128),
             "action": action, "score": _number(record.get("score")),
             "mode": record.get("mode"), "ttl_s": record.get("ttl_s"),
             # the first reason is the summary ("score 0.93 -> block"); the next the evidence
             "reason": _cap_text(reasons[1] if len(reasons) > 1 else (reasons or [""])[0]),
             "cluster_ids": [_cap_text(c, 80) for c in clusters[:4]],
-        })
+        }
+        item = (ts if ts is not None else 0.0, next(self._seq), entry)
+        if len(self.latest) < self.caps.latest:
+            heapq.heappush(self.latest, item)
+        else:
+            heapq.heappushpop(self.latest, item)
+        # Each account's decisions are on one partition (the key is the account), so the order
+        # read is the order decided: the last one read is the account's action now.
         self.accounts.pop(account, None)
         self.accounts[account] = action
         while len(self.accounts) > self.caps.accounts:
@@ -278,7 +291,7 @@ class StatusBoard:
             },
             "by_processing_time": self.by_processing_time.series(),
             "by_event_time": self.by_event_time.series(),
-            "latest": list(reversed(self.latest)),  # newest first
+            "latest": [e for _, _, e in sorted(self.latest, key=lambda x: (-x[0], -x[1]))],
             "clusters": {"followed": len(self.clusters), "top": self.top_clusters()},
             "dead_letters": {
                 "total": self.dead_letters_total,

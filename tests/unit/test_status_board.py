@@ -176,3 +176,13 @@ def test_the_page_is_self_contained_and_escapes_what_the_topics_hold() -> None:
     for field in ("esc(d.account_id)", "esc(d.reason)", "esc(c.evidence)", "esc(e.kind)",
                   "esc(p.message)"):
         assert field in PAGE, field
+
+
+def test_the_latest_decisions_are_the_newest_by_time_not_the_last_read() -> None:
+    # A backlog is read a partition at a time: the newest decisions may be read first.
+    board = StatusBoard(caps=Caps(latest=3), clock=fixed())
+    for account, ts in [("p1-new", 50.0), ("p1-newer", 60.0), ("p2-old", 10.0),
+                        ("p2-older", 5.0), ("p3-mid", 40.0), ("p3-newest", 70.0)]:
+        board.add_decision(decision(account, "block", ts=ts))
+    assert [d["account_id"] for d in board.snapshot()["latest"]] == \
+        ["p3-newest", "p1-newer", "p1-new"]
