@@ -58,6 +58,7 @@ PAGE = r"""<!doctype html>
   .s-ok, .s-idle { background:var(--allow); } .s-starting, .s-recovering { background:#5c6bc0; }
   .s-stalling { background:var(--throttle); } .s-stalled, .s-unreachable { background:var(--block); }
   .evidence { color:var(--muted); font-size:12px; }
+  #latest td.mono { white-space:nowrap; }
   .mono { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12px; }
   .legend { display:flex; gap:12px; font-size:12px; color:var(--muted); }
   .legend i { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:4px; }
@@ -143,6 +144,13 @@ function ago(ts, now) {
   return s < 90 ? s.toFixed(0) + " s ago" : s < 5400 ? (s / 60).toFixed(0) + " min ago"
     : (s / 3600).toFixed(1) + " h ago";
 }
+// 1, 2 or 5 times a power of ten, at least x (and at least 1: counts are whole)
+function niceStep(x) {
+  if (x <= 1) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(x)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= x) return m * p;
+  return 10 * p;
+}
 function pill(cls, text) { return '<span class="pill ' + cls + '">' + esc(text) + "</span>"; }
 function set(id, html) { document.getElementById(id).innerHTML = html; }
 
@@ -197,14 +205,15 @@ function drawTimeline(s) {
     bins.set(k, c);
   });
   const count = Math.max(1, Math.ceil(span / width));
-  let max = 1;
-  for (const c of bins.values()) max = Math.max(max, c.block + c.throttle + c.allow);
+  let top = 1;
+  for (const c of bins.values()) top = Math.max(top, c.block + c.throttle + c.allow);
+  const step = niceStep(top / 4), max = step * Math.ceil(top / step);
   const bw = (W - L - 4) / count;
   let svg = '<svg viewBox="0 0 ' + W + " " + H + '" role="img" aria-label="decisions over time">';
-  for (let g = 0; g <= 4; g++) {
-    const y = T + (H - T - B) * (1 - g / 4);
+  for (let v = 0; v <= max; v += step) {
+    const y = T + (H - T - B) * (1 - v / max);
     svg += '<line x1="' + L + '" x2="' + W + '" y1="' + y + '" y2="' + y + '" stroke="#e3e6ec"/>';
-    svg += '<text x="' + (L - 6) + '" y="' + (y + 4) + '" text-anchor="end">' + n(Math.round(max * g / 4)) + "</text>";
+    svg += '<text x="' + (L - 6) + '" y="' + (y + 4) + '" text-anchor="end">' + n(v) + "</text>";
   }
   for (const [k, c] of bins) {
     let y = H - B;
@@ -221,7 +230,8 @@ function drawTimeline(s) {
   const ticks = Math.min(8, count);
   for (let i = 0; i <= ticks; i++) {
     const x = L + 2 + (count * i / ticks) * bw;
-    svg += '<text x="' + x.toFixed(1) + '" y="' + (H - 6) + '" text-anchor="middle">' + hhmmss(first + width * count * i / ticks) + "</text>";
+    const anchor = i === 0 ? "start" : i === ticks ? "end" : "middle";
+    svg += '<text x="' + x.toFixed(1) + '" y="' + (H - 6) + '" text-anchor="' + anchor + '">' + hhmmss(first + width * count * i / ticks) + "</text>";
   }
   svg += "</svg>";
   set("timeline", svg);
@@ -259,12 +269,14 @@ function drawFleet(s) {
     t0 = Math.min(t0, t); t1 = Math.max(t1, t); if (lag != null) max = Math.max(max, lag);
   }
   if (!(t1 > t0)) { set("lag", '<div class="empty">collecting…</div>'); return; }
+  const step = niceStep(max / 2);
+  max = step * Math.ceil(max / step);
   const palette = ["#3949ab", "#00897b", "#8e24aa", "#6d4c41", "#546e7a", "#d81b60"];
   let svg = '<svg viewBox="0 0 ' + W + " " + H + '" role="img" aria-label="lag per worker">';
-  for (let g = 0; g <= 2; g++) {
-    const y = T + (H - T - B) * (1 - g / 2);
+  for (let v = 0; v <= max; v += step) {
+    const y = T + (H - T - B) * (1 - v / max);
     svg += '<line x1="' + L + '" x2="' + W + '" y1="' + y + '" y2="' + y + '" stroke="#e3e6ec"/>' +
-      '<text x="' + (L - 6) + '" y="' + (y + 4) + '" text-anchor="end">' + n(Math.round(max * g / 2)) + "</text>";
+      '<text x="' + (L - 6) + '" y="' + (y + 4) + '" text-anchor="end">' + n(v) + "</text>";
   }
   urls.forEach((u, i) => {
     const pts = hist[u].filter(p => p[1] != null).map(([t, lag]) =>
@@ -291,8 +303,8 @@ function drawClusters(s) {
       '</div></td><td><svg viewBox="0 0 100 10" preserveAspectRatio="none" style="height:12px">' +
       '<rect x="0" y="0" width="' + wb.toFixed(2) + '" height="10" fill="' + COLORS.block + '"/>' +
       '<rect x="' + wb.toFixed(2) + '" y="0" width="' + wt.toFixed(2) + '" height="10" fill="' + COLORS.throttle + '"/></svg>' +
-      '<div class="evidence">' + n(c.accounts) + (c.accounts_beyond_cap ? "+" : "") + " accounts · " + n(c.block) +
-      " block, " + n(c.throttle) + " throttle decisions · last " + esc(c.last_account) + "</div></td></tr>";
+      '<div class="evidence">' + n(c.accounts) + (c.accounts_beyond_cap ? "+" : "") + (c.accounts === 1 ? " account · " : " accounts · ") + n(c.block) +
+      " block, " + n(c.throttle) + " throttle " + (c.block + c.throttle === 1 ? "decision" : "decisions") + " · last " + esc(c.last_account) + "</div></td></tr>";
   }
   set("clusters", h + "</table>");
 }
