@@ -72,6 +72,7 @@ class DemoOptions:
     timeout_s: float = 900.0
     base_web_port: int = 6066
     status_port: int = 8088  # the status page's; 0: none
+    hold: bool = False  # keep the fleet and the status page up after the run, until Ctrl-C
 
 
 def broker_running() -> bool:
@@ -323,6 +324,29 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
             if time.monotonic() > deadline:
                 raise DemoError(f"the fleet did not catch up within {opts.timeout_s:.0f} s")
 
+    def print_reports() -> None:
+        report = evaluate_recorded(events, view.records, labels)
+        print()
+        print(f"Evaluation of the live decisions ({len(events):,} events, "
+              f"{len(view.records):,} decisions, {opts.workers} workers):")
+        print(render(report))
+        print()
+        print("The same traffic replayed through the core (what a fleet that keeps up with event "
+              "time decides):")
+        print(render(replayed_report(scenario, settings.detector, labels)))
+        if state["restarts"]:
+            print(f"\n{state['restarts']} worker restart(s) after a stall (exit code 3), as a "
+                  f"supervisor would; the stall reports are in the workers' logs in {log_dir}.")
+        if late:
+            print(f"\nThe live fleet applied {late:,} verdicts late in event time: this demo plays "
+                  f"{opts.hours:g} simulated hours in {state['streamed_s']:.0f} s, so each second a "
+                  "verdict spends on its round trip is minutes of event time, and the workers fell "
+                  "behind the stream. While the round trip stays under "
+                  f"verdict_delay_s ({settings.detector.verdict_delay_s:g} s of event time), as at "
+                  "real speed, the live decisions are the replay's (docs/tuning.md, \"Can a replay "
+                  "be trusted?\").")
+
+    held = False
     try:
         watcher = asyncio.create_task(watch_decisions(
             settings.kafka_bootstrap, settings.topic_enforcement, view=view, screen=screen,
@@ -335,32 +359,30 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
         await follow_lag()
         await watcher
         late = late_verdicts([opts.base_web_port + i for i in range(opts.workers)])
+        if opts.hold and status_page is not None:
+            # The run is over in about a minute: the fleet and its page stay up (idle) for a
+            # person to read, with the evaluation already printed, until Ctrl-C.
+            held = True
+            print_reports()
+            print(f"\nthe fleet and the status page (http://127.0.0.1:{opts.status_port}/) stay "
+                  "up: Ctrl-C to stop them", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)  # `kill`: a clean stop too
+            try:
+                await stop.wait()
+            except asyncio.CancelledError:  # Ctrl-C: stop as the demo always does
+                pass
+            finally:
+                loop.remove_signal_handler(signal.SIGTERM)
     finally:
         stop_workers([*procs, *([status_page] if status_page is not None else [])])
         if not opts.keep_topics:
             await delete_topics(settings.kafka_bootstrap,
                                 [t.name for t in settings.topics.values()],
                                 client_kwargs=kwargs)
-    report = evaluate_recorded(events, view.records, labels)
-    print()
-    print(f"Evaluation of the live decisions ({len(events):,} events, "
-          f"{len(view.records):,} decisions, {opts.workers} workers):")
-    print(render(report))
-    print()
-    print("The same traffic replayed through the core (what a fleet that keeps up with event "
-          "time decides):")
-    print(render(replayed_report(scenario, settings.detector, labels)))
-    if state["restarts"]:
-        print(f"\n{state['restarts']} worker restart(s) after a stall (exit code 3), as a "
-              f"supervisor would; the stall reports are in the workers' logs in {log_dir}.")
-    if late:
-        print(f"\nThe live fleet applied {late:,} verdicts late in event time: this demo plays "
-              f"{opts.hours:g} simulated hours in {state['streamed_s']:.0f} s, so each second a "
-              "verdict spends on its round trip is minutes of event time, and the workers fell "
-              "behind the stream. While the round trip stays under "
-              f"verdict_delay_s ({settings.detector.verdict_delay_s:g} s of event time), as at "
-              "real speed, the live decisions are the replay's (docs/tuning.md, \"Can a replay "
-              "be trusted?\").")
+    if not held:
+        print_reports()
     return 0
 
 

@@ -58,6 +58,9 @@ PAGE = r"""<!doctype html>
   .s-ok, .s-idle { background:var(--allow); } .s-starting, .s-recovering { background:#5c6bc0; }
   .s-stalling { background:var(--throttle); } .s-stalled, .s-unreachable { background:var(--block); }
   .evidence { color:var(--muted); font-size:12px; }
+  /* evidence lines run long (a cluster verdict's numbers): two lines, the whole on hover */
+  .clamp { display:-webkit-box; -webkit-line-clamp:2; -webkit-box-orient:vertical;
+           overflow:hidden; }
   #latest td.mono { white-space:nowrap; }
   .mono { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12px; }
   .legend { display:flex; gap:12px; font-size:12px; color:var(--muted); }
@@ -155,12 +158,17 @@ function pill(cls, text) { return '<span class="pill ' + cls + '">' + esc(text) 
 function set(id, html) { document.getElementById(id).innerHTML = html; }
 
 let timeKey = "by_processing_time";
+let timeChosen = false;  // until a click, the page shows the series that has more to show
 let last = null;
+function showTime(key) {
+  timeKey = key;
+  for (const x of document.querySelectorAll("#time-toggle button")) x.classList.toggle("on", x.dataset.k === key);
+}
 document.getElementById("time-toggle").addEventListener("click", e => {
   const b = e.target.closest("button");
   if (!b) return;
-  timeKey = b.dataset.k;
-  for (const x of document.querySelectorAll("#time-toggle button")) x.classList.toggle("on", x === b);
+  timeChosen = true;
+  showTime(b.dataset.k);
   if (last) drawTimeline(last);
 });
 
@@ -185,6 +193,12 @@ function tiles(s) {
 
 // A stacked bar chart of decisions per bin; at most ~90 bars, merging neighbouring bins.
 function drawTimeline(s) {
+  if (!timeChosen) {
+    // A fast run (the demo plays hours of traffic in a minute) is a few bins of processing
+    // time but many of event time: show the one with more bins.
+    const p = s.by_processing_time.start.length, ev = s.by_event_time.start.length;
+    showTime(ev > p ? "by_event_time" : "by_processing_time");
+  }
   const series = s[timeKey];
   const W = 1100, H = 200, L = 48, B = 22, T = 8;
   if (!series.start.length) {
@@ -299,7 +313,7 @@ function drawClusters(s) {
     const total = c.block + c.throttle;
     const wb = 100 * (c.accounts / max) * (total ? c.block / total : 0);
     const wt = 100 * (c.accounts / max) * (total ? c.throttle / total : 0);
-    h += '<tr><td><div class="mono">' + esc(c.cluster_id) + '</div><div class="evidence">' + esc(c.evidence) +
+    h += '<tr><td><div class="mono">' + esc(c.cluster_id) + '</div><div class="evidence clamp" title="' + esc(c.evidence) + '">' + esc(c.evidence) +
       '</div></td><td><svg viewBox="0 0 100 10" preserveAspectRatio="none" style="height:12px">' +
       '<rect x="0" y="0" width="' + wb.toFixed(2) + '" height="10" fill="' + COLORS.block + '"/>' +
       '<rect x="' + wb.toFixed(2) + '" y="0" width="' + wt.toFixed(2) + '" height="10" fill="' + COLORS.throttle + '"/></svg>' +
@@ -312,11 +326,12 @@ function drawClusters(s) {
 function drawLatest(s) {
   if (!s.latest.length) { set("latest", '<div class="empty">no decisions yet</div>'); return; }
   let h = '<table><tr><th>time</th><th>action</th><th>account</th><th class="num">score</th><th>evidence</th></tr>';
-  for (const d of s.latest.slice(0, 15)) {
+  for (const d of s.latest.slice(0, 12)) {
     h += "<tr><td class=\"mono\">" + hhmmss(d.ts) + "</td><td>" + pill("a-" + esc(d.action), d.action) +
       (d.mode === "shadow" ? " <span class=\"evidence\">shadow</span>" : "") +
       '</td><td class="mono">' + esc(d.account_id) + '</td><td class="num">' +
-      (d.score == null ? "–" : d.score.toFixed(2)) + '</td><td class="evidence">' + esc(d.reason) + "</td></tr>";
+      (d.score == null ? "–" : d.score.toFixed(2)) + '</td><td><div class="evidence clamp" title="' + esc(d.reason) + '">' +
+      esc(d.reason) + "</div></td></tr>";
   }
   set("latest", h + "</table>");
 }
