@@ -35,6 +35,7 @@ class Caps:
     dead_letter_kinds: int = 200  # kinds of dead-letter reasons followed
     fleet_history: int = 360  # lag samples per worker (one per poll: ~12 min at 2 s)
     errors: int = 20  # recent problems listed
+    seen_ids: int = 100_000  # recent decision ids and dead-lettered sources, to drop repeats
 
 
 # Decisions per bin of processing time (the `ts` the worker stamped) and of event time
@@ -113,6 +114,14 @@ class StatusBoard:
         self.problems: dict[str, str] = {}  # what is wrong now, by source (the page's banner)
         self.errors: deque[dict[str, Any]] = deque(maxlen=caps.errors)  # recent, resolved too
         self.topics: dict[str, dict[str, Any]] = {}  # role -> name, records read, end offsets
+        # Delivery is at least once: a worker that processed records and lost its partitions
+        # before it committed (a rebalance) processes them again, and writes the same decision
+        # (the same decision_id, the contract says) or the same dead letter (the same source
+        # offset) twice. Counted once, the repeats shown apart. Bounded: a repeat of an id
+        # older than the last `caps.seen_ids` counts as new.
+        self.seen: dict[str, OrderedDict[str, None]] = {"decisions": OrderedDict(),
+                                                         "dead_letters": OrderedDict()}
+        self.duplicates: Counter[str] = Counter()
 
     # ---- the enforcement topic -------------------------------------------------------------
     def add_decision(self, record: Any) -> None:
@@ -124,6 +133,8 @@ class StatusBoard:
             self.totals["not_a_decision"] += 1
             return
         assert isinstance(record, dict)
+        if self._repeat("decisions", record.get("decision_id")):
+            return
         self.totals[action] += 1
         self.modes[str(record.get("mode", "?"))] += 1
         ts = _number(record.get("ts"))
@@ -161,6 +172,19 @@ class StatusBoard:
                 self._add_cluster(cluster, account, action, ts or 0.0,
                                   _evidence(cluster, i, reasons))
 
+    def _repeat(self, kind: str, key: Any) -> bool:
+        """True when `key` was seen (among the recent ones); remembers it otherwise."""
+        if not isinstance(key, str) or not key:
+            return False  # nothing to recognise it by: counted
+        seen = self.seen[kind]
+        if key in seen:
+            self.duplicates[kind] += 1
+            return True
+        seen[key] = None
+        if len(seen) > self.caps.seen_ids:
+            seen.popitem(last=False)
+        return False
+
     def _add_cluster(self, cluster: str, account: str, action: str, ts: float,
                      evidence: str) -> None:
         stat = self.clusters.get(cluster)
@@ -187,6 +211,11 @@ class StatusBoard:
     # ---- the dead-letter topic -------------------------------------------------------------
     def add_dead_letter(self, record: Any) -> None:
         """One record of the dead-letter topic (streams/edge/codec.py `dead_letter_record`)."""
+        if isinstance(record, dict) and isinstance(record.get("source_offset"), int) \
+                and record["source_offset"] >= 0 and self._repeat(
+                    "dead_letters", f"{record.get('source_topic')}|"
+                                    f"{record.get('source_partition')}|{record['source_offset']}"):
+            return
         self.dead_letters_total += 1
         reason = record.get("reason") if isinstance(record, dict) else None
         if not isinstance(reason, str) or not reason:
@@ -299,6 +328,7 @@ class StatusBoard:
                 "by_reason": sorted(self.dead_letters.values(), key=lambda e: -e["count"]),
             },
             "unreadable": dict(self.unreadable),
+            "duplicates": {k: self.duplicates[k] for k in self.seen},
             "evicted": {**self.evicted,
                         "processing_bins_decisions": self.by_processing_time.evicted_decisions,
                         "event_bins_decisions": self.by_event_time.evicted_decisions},

@@ -357,6 +357,9 @@ function drawFooter(s) {
   }
   const dropped = Object.entries(s.evicted).filter(([, v]) => v).map(([k, v]) => esc(k) + " " + n(v));
   const unread = Object.entries(s.unreadable).map(([k, v]) => n(v) + " unreadable on " + esc(k));
+  const dup = s.duplicates;
+  if (dup.decisions || dup.dead_letters) unread.push(n(dup.decisions) + " decisions and " + n(dup.dead_letters) +
+    " dead letters written twice (at-least-once delivery), counted once");
   if (s.decisions.not_a_decision) unread.push(n(s.decisions.not_a_decision) + " records on the enforcement topic that are not decisions");
   set("footer", parts.join(" · ") + (unread.length ? " · " + unread.join(", ") : "") +
     (dropped.length ? " · left the page's bounded memory: " + dropped.join(", ") : "") +

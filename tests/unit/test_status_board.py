@@ -98,10 +98,11 @@ def test_every_cap_holds_and_says_what_it_pushed_out() -> None:
     assert len(snap["by_processing_time"]["start"]) == 2
     assert snap["evicted"]["processing_bins_decisions"] == 8
     assert sum(sum(v) for v in snap["by_processing_time"]["counts"].values()) == 2
-    for reason in ("record value is not JSON: 7", "schema: 'ts' missing", "too large: 70000",
-                   "another kind", "record value is not JSON: 8"):
+    for offset, reason in enumerate(("record value is not JSON: 7", "schema: 'ts' missing",
+                                     "too large: 70000", "another kind",
+                                     "record value is not JSON: 8")):
         board.add_dead_letter({"reason": reason, "source_topic": "t", "source_partition": 0,
-                               "source_offset": 1, "ts": 5.0})
+                               "source_offset": offset, "ts": 5.0})
     kinds = {e["kind"]: e["count"] for e in board.snapshot()["dead_letters"]["by_reason"]}
     # two kinds followed, the rest under one line: every dead letter is in a count
     assert kinds == {"record value is not JSON: N": 2, "schema: 'ts' missing": 1,
@@ -186,3 +187,27 @@ def test_the_latest_decisions_are_the_newest_by_time_not_the_last_read() -> None
         board.add_decision(decision(account, "block", ts=ts))
     assert [d["account_id"] for d in board.snapshot()["latest"]] == \
         ["p3-newest", "p1-newer", "p1-new"]
+
+
+def test_records_written_twice_are_counted_once_and_the_repeats_shown() -> None:
+    # At-least-once: a worker that loses its partitions before it commits (a rebalance)
+    # processes its records again: the same decision_id, the same dead-lettered source offset.
+    board = StatusBoard(caps=Caps(seen_ids=3), clock=fixed())
+    twice = decision("a", "block", clusters=("ip:1",))
+    board.add_decision(twice)
+    board.add_decision(dict(twice))
+    dead = {"reason": "record value is not JSON: 1", "source_topic": "r", "source_partition": 2,
+            "source_offset": 0, "ts": 1.0}
+    board.add_dead_letter(dead)
+    board.add_dead_letter(dict(dead))
+    board.add_dead_letter({**dead, "source_offset": 1})  # another record: counted
+    board.add_dead_letter({**dead, "source_offset": -1})  # no source record: never a repeat
+    board.add_dead_letter({**dead, "source_offset": -1})
+    snap = board.snapshot()
+    assert snap["decisions"]["total"] == 1 and snap["clusters"]["top"][0]["block"] == 1
+    assert snap["dead_letters"]["total"] == 4
+    assert snap["duplicates"] == {"decisions": 1, "dead_letters": 1}
+    for i in range(4):  # the remembered ids are bounded: the oldest is forgotten
+        board.add_decision(decision(f"other-{i}", "block"))
+    board.add_decision(dict(twice))
+    assert board.snapshot()["decisions"]["total"] == 6
