@@ -130,11 +130,15 @@ def start_status_page(settings: Settings, port: int, worker_ports: list[int],
                       log_path: Path) -> subprocess.Popen[bytes]:
     """`distillguard status` for this run's topics and workers, as a process of its own: the
     page keeps answering while the demo's loop is busy, and its log stays out of the view."""
-    workers = [arg for p in worker_ports for arg in ("--worker", f"127.0.0.1:{p}")]
     log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "distillguard", "status", "--port", str(port), *workers],
-        cwd=REPO_ROOT, env=worker_env(settings, 0), stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(status_command(port, worker_ports), cwd=REPO_ROOT,
+                            env=worker_env(settings, 0), stdout=log, stderr=subprocess.STDOUT)
+
+
+def status_command(port: int, worker_ports: list[int]) -> list[str]:
+    """The status page of the demo's workers (their web ports), on `port`."""
+    workers = [arg for p in worker_ports for arg in ("--worker", f"127.0.0.1:{p}")]
+    return [sys.executable, "-m", "distillguard", "status", "--port", str(port), *workers]
 
 
 def replayed_report(scenario: Scenario, cfg: DetectorConfig,

@@ -211,3 +211,18 @@ def test_records_written_twice_are_counted_once_and_the_repeats_shown() -> None:
         board.add_decision(decision(f"other-{i}", "block"))
     board.add_decision(dict(twice))
     assert board.snapshot()["decisions"]["total"] == 6
+
+
+def test_a_port_in_use_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from distillguard.streams.cli.main import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["status", "--port", str(port), "--workers", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve the status page on 127.0.0.1:{port}" in err and "--port" in err
