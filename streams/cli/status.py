@@ -137,6 +137,8 @@ class StatusService:
         page read. aiokafka's reader retries a lost broker silently, so this is what notices."""
         bootstrap = self.settings.kafka_bootstrap
         while True:
+            # Only the broker's calls in the try: a failure elsewhere (the log's) is not the
+            # broker's, and must not be shown as if it were.
             try:
                 missing = [n for n in self.roles if not consumer.partitions_for_topic(n)]
                 tps = [TopicPartition(n, p) for n in self.roles if n not in missing
@@ -144,6 +146,11 @@ class StatusService:
                 ends = await asyncio.wait_for(consumer.end_offsets(tps), 10) if tps else {}
                 starts = await asyncio.wait_for(consumer.beginning_offsets(tps), 10) \
                     if tps else {}
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a timeout, a lost connection: the banner
+                self.report("broker", f"Kafka at {bootstrap} does not answer: {describe(exc)}")
+            else:
                 self.report("broker", None)
                 self.report("topics", None if not missing else
                             f"topic{'s' * (len(missing) > 1)} {', '.join(missing)} not found on "
@@ -152,11 +159,6 @@ class StatusService:
                     held = sum(ends[tp] - starts.get(tp, 0) for tp in ends if tp.topic == name)
                     self.board.topics[role] = {"name": name, "read": self.read.get(role, 0),
                                                "on_topic": None if name in missing else held}
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a timeout, a lost connection: the banner
-                self.report("broker", f"Kafka at {bootstrap} does not answer: "
-                                      f"{describe(exc)}")
             await asyncio.sleep(self.opts.poll_s)
 
     # ---- polling the workers ---------------------------------------------------------------
@@ -174,12 +176,13 @@ class StatusService:
                 body = orjson.loads(await resp.read())
             if not isinstance(body, dict):
                 raise TypeError("its /health is not a JSON object")
-            self.board.set_worker(url, body)
-            self.report(f"worker {url}", None)
         except Exception as exc:  # noqa: BLE001 - a worker down is a row of the table
             message = describe(exc)
             self.board.set_worker(url, None, message)
             self.report(f"worker {url}", f"does not answer ({message})")
+        else:
+            self.board.set_worker(url, body)
+            self.report(f"worker {url}", None)
 
     # ---- the page --------------------------------------------------------------------------
     def app(self) -> web.Application:

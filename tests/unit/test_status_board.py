@@ -222,7 +222,58 @@ def test_a_port_in_use_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixture
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["status", "--port", str(port), "--workers", "0"])
+        try:
+            code = main(["status", "--port", str(port), "--workers", "0"])
+        finally:
+            import structlog
+
+            structlog.reset_defaults()  # its logger wrote to pytest's capture, now closed
     assert code == 2
     err = capsys.readouterr().err
     assert f"cannot serve the status page on 127.0.0.1:{port}" in err and "--port" in err
+
+
+class FakeReader:
+    """The part of aiokafka's consumer the service's probe uses; `down` makes it time out."""
+
+    def __init__(self, partitions: dict[str, set[int]], down: bool = False) -> None:
+        self.partitions = partitions
+        self.down = down
+
+    def partitions_for_topic(self, name: str) -> set[int] | None:
+        return self.partitions.get(name)
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        if self.down:
+            raise TimeoutError("no answer")  # what a lost broker looks like to the probe
+        return dict.fromkeys(tps, 10)
+
+    async def beginning_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return dict.fromkeys(tps, 4)
+
+
+def test_the_probe_shows_a_lost_broker_and_missing_topics_then_clears_them() -> None:
+    import asyncio
+
+    from distillguard.streams.cli.status import StatusOptions, StatusService
+    from distillguard.streams.edge.settings import load_settings
+
+    settings = load_settings(env={})
+    service = StatusService(settings, StatusOptions(poll_s=0.01))
+    enforcement, dead = settings.topics["enforcement"].name, settings.topics["dead_letter"].name
+
+    async def probe_once(reader: FakeReader) -> None:
+        task = asyncio.create_task(service.probe(reader))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(probe_once(FakeReader({enforcement: {0, 1}}, down=True)))
+    problems = {p["source"]: p["message"] for p in service.board.snapshot()["problems"]}
+    assert "does not answer" in problems["broker"]
+    asyncio.run(probe_once(FakeReader({enforcement: {0, 1}})))
+    problems = {p["source"]: p["message"] for p in service.board.snapshot()["problems"]}
+    assert "broker" not in problems and dead in problems["topics"]
+    assert service.board.topics["enforcement"]["on_topic"] == 12  # (10 - 4) x 2 partitions
+    asyncio.run(probe_once(FakeReader({enforcement: {0}, dead: {0}})))
+    assert service.board.snapshot()["problems"] == []
