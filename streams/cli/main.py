@@ -440,7 +440,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise ValueError("--poll must be more than 0 seconds")
     return run_status(settings, StatusOptions(port=args.port, bind=args.bind, workers=workers,
                                               poll_s=args.poll,
-                                              from_beginning=not args.from_now))
+                                              from_beginning=not args.from_now,
+                                              startup_grace_s=args.startup_grace))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -660,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without --worker: poll this many consecutive ports from web_port")
     p.add_argument("--poll", type=float, default=2.0,
                    help="seconds between polls of the workers and the topics' ends")
+    p.add_argument("--startup-grace", type=float, default=30.0,
+                   help="seconds after the start in which a worker that never answered is "
+                        "'waiting', not a problem on the banner (default 30)")
     p.add_argument("--from-now", action="store_true",
                    help="only the records written from now on (default: the topics' start)")
     p.set_defaults(func=cmd_status)

@@ -46,6 +46,7 @@ class StatusOptions:
     poll_s: float = 2.0
     from_beginning: bool = True
     retry_s: float = 5.0  # wait before reconnecting to a broker that did not answer
+    startup_grace_s: float = 30.0  # a worker not answering yet is "waiting", not a problem
 
 
 def health_url(worker: str) -> str:
@@ -68,6 +69,8 @@ class StatusService:
                              for name, role in self.roles.items()}
         self.stopping = False
         self.url = ""
+        self.started_mono = time.monotonic()
+        self.answered: set[str] = set()  # workers that answered once
 
     # ---- reading the topics ----------------------------------------------------------------
     def on_record(self, rec: Any) -> None:
@@ -178,9 +181,16 @@ class StatusService:
                 raise TypeError("its /health is not a JSON object")
         except Exception as exc:  # noqa: BLE001 - a worker down is a row of the table
             message = describe(exc)
+            if url not in self.answered and \
+                    time.monotonic() - self.started_mono < self.opts.startup_grace_s:
+                # Started beside its workers (the demo), the page asks before they listen:
+                # not yet a problem for the banner.
+                self.board.set_worker(url, None, message, status="waiting")
+                return
             self.board.set_worker(url, None, message)
             self.report(f"worker {url}", f"does not answer ({message})")
         else:
+            self.answered.add(url)
             self.board.set_worker(url, body)
             self.report(f"worker {url}", None)
 

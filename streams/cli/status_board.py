@@ -246,12 +246,13 @@ class StatusBoard:
         self.unreadable[role] += 1
 
     # ---- the fleet -------------------------------------------------------------------------
-    def set_worker(self, url: str, health: dict[str, Any] | None, error: str | None = None
-                   ) -> None:
-        """A worker's /health answer (also a 503's body), or the error when it did not answer."""
+    def set_worker(self, url: str, health: dict[str, Any] | None, error: str | None = None,
+                   status: str = "unreachable") -> None:
+        """A worker's /health answer (also a 503's body), or the error when it did not answer
+        (`status`: `unreachable`, or `waiting` for one that may still be starting)."""
         now = self.clock()
         if health is None:
-            self.fleet[url] = {"url": url, "status": "unreachable", "error": error,
+            self.fleet[url] = {"url": url, "status": status, "error": error,
                                "checked_ts": now}
             lag = None
         else:

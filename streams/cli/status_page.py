@@ -55,7 +55,7 @@ PAGE = r"""<!doctype html>
   .pill { display:inline-block; padding:0 7px; border-radius:10px; font-size:12px; color:#fff; }
   .a-block { background:var(--block); } .a-throttle { background:var(--throttle); }
   .a-allow { background:var(--allow); }
-  .s-ok, .s-idle { background:var(--allow); } .s-starting, .s-recovering { background:#5c6bc0; }
+  .s-ok, .s-idle { background:var(--allow); } .s-starting, .s-recovering, .s-waiting { background:#5c6bc0; }
   .s-stalling { background:var(--throttle); } .s-stalled, .s-unreachable { background:var(--block); }
   .evidence { color:var(--muted); font-size:12px; }
   /* evidence lines run long (a cluster verdict's numbers): two lines, the whole on hover */

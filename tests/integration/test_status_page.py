@@ -130,7 +130,7 @@ def status_service(settings: Settings, workers: list[str], log_path: Path,
     args = [a for w in workers for a in ("--worker", w)] or ["--workers", "0"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "distillguard", "status", "--port", "0",
-                                 "--poll", "0.5", *args], cwd=REPO_ROOT, env=env, stdout=log,
+                                 "--poll", "0.5", "--startup-grace", "0", *args], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
         def url() -> str | None:

@@ -277,3 +277,28 @@ def test_the_probe_shows_a_lost_broker_and_missing_topics_then_clears_them() -> 
     assert service.board.topics["enforcement"]["on_topic"] == 12  # (10 - 4) x 2 partitions
     asyncio.run(probe_once(FakeReader({enforcement: {0}, dead: {0}})))
     assert service.board.snapshot()["problems"] == []
+
+
+def test_a_worker_not_up_yet_is_waiting_then_a_problem() -> None:
+    import asyncio
+
+    import aiohttp
+
+    from distillguard.streams.cli.status import StatusOptions, StatusService
+    from distillguard.streams.edge.settings import load_settings
+
+    url = "http://127.0.0.1:1/health"  # nothing listens on port 1
+
+    async def poll(grace: float) -> StatusService:
+        service = StatusService(load_settings(env={}),
+                                StatusOptions(workers=[url], startup_grace_s=grace))
+        async with aiohttp.ClientSession() as session:
+            await service.poll_worker(session, url)
+        return service
+
+    starting = asyncio.run(poll(30.0)).board.snapshot()
+    assert starting["fleet"]["workers"][0]["status"] == "waiting"
+    assert starting["problems"] == []  # the demo's page asks before its workers listen
+    late = asyncio.run(poll(0.0)).board.snapshot()
+    assert late["fleet"]["workers"][0]["status"] == "unreachable"
+    assert late["problems"][0]["source"] == f"worker {url}"
