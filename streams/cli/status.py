@@ -142,6 +142,7 @@ class StatusService:
         while True:
             # Only the broker's calls in the try: a failure elsewhere (the log's) is not the
             # broker's, and must not be shown as if it were.
+            read = dict(self.read)  # before the ends are asked for: read <= on the topic
             try:
                 missing = [n for n in self.roles if not consumer.partitions_for_topic(n)]
                 tps = [TopicPartition(n, p) for n in self.roles if n not in missing
@@ -160,7 +161,7 @@ class StatusService:
                             f"{bootstrap} (not created yet, or another run's names?)")
                 for name, role in self.roles.items():
                     held = sum(ends[tp] - starts.get(tp, 0) for tp in ends if tp.topic == name)
-                    self.board.topics[role] = {"name": name, "read": self.read.get(role, 0),
+                    self.board.topics[role] = {"name": name, "read": read.get(role, 0),
                                                "on_topic": None if name in missing else held}
             await asyncio.sleep(self.opts.poll_s)
 

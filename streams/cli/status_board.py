@@ -101,7 +101,9 @@ class StatusBoard:
         self._seq = itertools.count()
         # account -> its latest action, least recently decided first (moved to the end on each
         # decision), so the cap pushes out the accounts nobody decided on for longest.
-        self.accounts: OrderedDict[str, str] = OrderedDict()
+        # The action with the time it runs out (ts + ttl_s; None: no end, as for allow): the
+        # gateway applies a decision until its TTL, so an expired block is no longer "now".
+        self.accounts: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
         self.clusters: dict[str, ClusterStat] = {}
         self.dead_letters: dict[str, dict[str, Any]] = {}
         self.dead_letters_total = 0
@@ -163,7 +165,8 @@ class StatusBoard:
         # Each account's decisions are on one partition (the key is the account), so the order
         # read is the order decided: the last one read is the account's action now.
         self.accounts.pop(account, None)
-        self.accounts[account] = action
+        ttl = _number(record.get("ttl_s"))
+        self.accounts[account] = (action, ts + ttl if ts is not None and ttl else None)
         while len(self.accounts) > self.caps.accounts:
             self.accounts.popitem(last=False)
             self.evicted["accounts"] += 1
@@ -302,10 +305,12 @@ class StatusBoard:
                 for k, s in ranked[:self.caps.top_clusters]]
 
     def snapshot(self) -> dict[str, Any]:
-        now_actions = Counter(self.accounts.values())
+        now = self.clock()
+        now_actions = Counter(action for action, until in self.accounts.values()
+                              if until is None or until > now)
         decisions = sum(self.totals[a] for a in ACTIONS)
         return {
-            "now": self.clock(),
+            "now": now,
             "started": self.started,
             "problems": [{"source": k, "message": v} for k, v in sorted(self.problems.items())],
             "errors": list(self.errors),

@@ -61,7 +61,7 @@ PAGE = r"""<!doctype html>
   /* evidence lines run long (a cluster verdict's numbers): two lines, the whole on hover */
   .clamp { display:-webkit-box; -webkit-line-clamp:2; -webkit-box-orient:vertical;
            overflow:hidden; }
-  #latest td.mono { white-space:nowrap; }
+  #latest td.mono, #fleet th, #fleet td { white-space:nowrap; }
   .mono { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12px; }
   .legend { display:flex; gap:12px; font-size:12px; color:var(--muted); }
   .legend i { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:4px; }
@@ -261,7 +261,7 @@ function drawFleet(s) {
     set("lag", "");
     return;
   }
-  let h = '<table><tr><th>worker</th><th>status</th><th>partitions (requests)</th><th class="num">lag</th>' +
+  let h = '<table><tr><th>worker</th><th>status</th><th>requests partitions</th><th class="num">lag</th>' +
     '<th class="num">events</th><th class="num">dead letters</th><th class="num">RSS</th><th>last commit</th></tr>';
   for (const x of w) {
     const parts = x.partitions || {};

@@ -31,7 +31,7 @@ def fixed(now: float = 2_000_000.0) -> Callable[[], float]:
 
 
 def test_totals_time_bins_and_the_accounts_acted_on_now() -> None:
-    board = StatusBoard(clock=fixed())
+    board = StatusBoard(clock=fixed(1100.0))  # within the decisions' TTLs
     board.add_decision(decision("a", "throttle", ts=1005.0))
     board.add_decision(decision("a", "block", ts=1012.0))  # a escalated: blocked, not throttled
     board.add_decision(decision("b", "block", ts=1019.0))
@@ -302,3 +302,15 @@ def test_a_worker_not_up_yet_is_waiting_then_a_problem() -> None:
     late = asyncio.run(poll(0.0)).board.snapshot()
     assert late["fleet"]["workers"][0]["status"] == "unreachable"
     assert late["problems"][0]["source"] == f"worker {url}"
+
+
+def test_an_action_whose_ttl_ran_out_is_not_counted_as_now() -> None:
+    now = [10_000.0]
+    board = StatusBoard(clock=lambda: now[0])
+    board.add_decision(decision("short", "block", ts=9_000.0, ttl_s=600))  # ran out at 9,600
+    board.add_decision(decision("long", "block", ts=9_000.0, ttl_s=3600))  # until 12,600
+    board.add_decision(decision("slow", "throttle", ts=9_500.0, ttl_s=900))  # until 10,400
+    assert board.snapshot()["decisions"]["accounts_now"] == {"block": 1, "throttle": 1,
+                                                             "allow": 0}
+    now[0] = 11_000.0
+    assert board.snapshot()["decisions"]["accounts_now"]["throttle"] == 0
