@@ -71,6 +71,7 @@ READ = """(() => {
 })()"""
 
 
+@pytest.mark.broker
 def test_the_page_loads_and_shows_a_small_run_without_errors(
         run: Settings, validate: Callable[[str, Any], None], tmp_path: Path,
         chromium: str) -> None:
