@@ -2,7 +2,8 @@
 
 1. start the local Kafka broker (deploy/kafka-local.sh) unless one is already running;
 2. create this run's topics (fresh names, so runs never see each other's records);
-3. start a fleet of Faust workers (one consumer group) as separate processes;
+3. start a fleet of Faust workers (one consumer group) as separate processes, and the status
+   page beside them (`distillguard status`, a browser's view of the same run);
 4. stream simulated, labelled traffic onto the requests topic;
 5. show decisions from the enforcement topic as they happen;
 6. once the fleet has caught up (consumer lag 0 on every input topic), print the evaluation of
@@ -71,6 +72,8 @@ class DemoOptions:
     keep_topics: bool = False
     timeout_s: float = 900.0
     base_web_port: int = 6066
+    status_port: int = 8088  # the status page's; 0: none
+    hold: bool = False  # keep the fleet and the status page up after the run, until Ctrl-C
 
 
 def broker_running() -> bool:
@@ -122,6 +125,21 @@ def start_workers(settings: Settings, count: int, base_port: int,
     log_dir.mkdir(parents=True, exist_ok=True)
     return [start_worker(settings, base_port + i, log_dir / f"worker-{i + 1}.log")
             for i in range(count)]
+
+
+def start_status_page(settings: Settings, port: int, worker_ports: list[int],
+                      log_path: Path) -> subprocess.Popen[bytes]:
+    """`distillguard status` for this run's topics and workers, as a process of its own: the
+    page keeps answering while the demo's loop is busy, and its log stays out of the view."""
+    log = log_path.open("ab")
+    return subprocess.Popen(status_command(port, worker_ports), cwd=REPO_ROOT,
+                            env=worker_env(settings, 0), stdout=log, stderr=subprocess.STDOUT)
+
+
+def status_command(port: int, worker_ports: list[int]) -> list[str]:
+    """The status page of the demo's workers (their web ports), on `port`."""
+    workers = [arg for p in worker_ports for arg in ("--worker", f"127.0.0.1:{p}")]
+    return [sys.executable, "-m", "distillguard", "status", "--port", str(port), *workers]
 
 
 def replayed_report(scenario: Scenario, cfg: DetectorConfig,
@@ -246,7 +264,17 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
           f"demo.log, this process's Kafka client's), model {settings.detector.model_version}; "
           f"metrics at http://127.0.0.1:{opts.base_web_port}/metrics", flush=True)
     procs = start_workers(settings, opts.workers, opts.base_web_port, log_dir)
+    status_page = None
+    if opts.status_port:
+        status_page = start_status_page(
+            settings, opts.status_port,
+            [opts.base_web_port + i for i in range(opts.workers)], log_dir / "status.log")
+        print(f"status page: http://127.0.0.1:{opts.status_port}/ (while the demo runs; "
+              f"its log: {log_dir / 'status.log'})", flush=True)
     view, screen = LiveView(keep_records=True), Screen()
+    if status_page is not None:
+        # The view redraws the whole terminal: the page's address stays in its title.
+        view.title += f"   (status page: http://127.0.0.1:{opts.status_port}/)"
     state: dict[str, Any] = {"produced": 0, "done": False, "lag": None, "phase": "starting",
                              "restarts": 0}
     events: list[tuple[str, float]] = []
@@ -276,6 +304,11 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
                   settings.topic_account_verdicts]
         while True:
             await asyncio.sleep(2.0)
+            if status_page is not None and status_page.poll() is not None \
+                    and not state.get("note"):
+                # The demo goes on without its page (a port in use, say): said, not hidden.
+                state["note"] = (f"the status page exited (code {status_page.returncode}); "
+                                 f"see {log_dir / 'status.log'}")
             for i, p in enumerate(procs):
                 code = p.poll()
                 if code is None:
@@ -302,6 +335,29 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
             if time.monotonic() > deadline:
                 raise DemoError(f"the fleet did not catch up within {opts.timeout_s:.0f} s")
 
+    def print_reports() -> None:
+        report = evaluate_recorded(events, view.records, labels)
+        print()
+        print(f"Evaluation of the live decisions ({len(events):,} events, "
+              f"{len(view.records):,} decisions, {opts.workers} workers):")
+        print(render(report))
+        print()
+        print("The same traffic replayed through the core (what a fleet that keeps up with event "
+              "time decides):")
+        print(render(replayed_report(scenario, settings.detector, labels)))
+        if state["restarts"]:
+            print(f"\n{state['restarts']} worker restart(s) after a stall (exit code 3), as a "
+                  f"supervisor would; the stall reports are in the workers' logs in {log_dir}.")
+        if late:
+            print(f"\nThe live fleet applied {late:,} verdicts late in event time: this demo plays "
+                  f"{opts.hours:g} simulated hours in {state['streamed_s']:.0f} s, so each second a "
+                  "verdict spends on its round trip is minutes of event time, and the workers fell "
+                  "behind the stream. While the round trip stays under "
+                  f"verdict_delay_s ({settings.detector.verdict_delay_s:g} s of event time), as at "
+                  "real speed, the live decisions are the replay's (docs/tuning.md, \"Can a replay "
+                  "be trusted?\").")
+
+    held = False
     try:
         watcher = asyncio.create_task(watch_decisions(
             settings.kafka_bootstrap, settings.topic_enforcement, view=view, screen=screen,
@@ -314,32 +370,30 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
         await follow_lag()
         await watcher
         late = late_verdicts([opts.base_web_port + i for i in range(opts.workers)])
+        if opts.hold and status_page is not None:
+            # The run is over in about a minute: the fleet and its page stay up (idle) for a
+            # person to read, with the evaluation already printed, until Ctrl-C.
+            held = True
+            print_reports()
+            print(f"\nthe fleet and the status page (http://127.0.0.1:{opts.status_port}/) stay "
+                  "up: Ctrl-C to stop them", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)  # `kill`: a clean stop too
+            try:
+                await stop.wait()
+            except asyncio.CancelledError:  # Ctrl-C: stop as the demo always does
+                pass
+            finally:
+                loop.remove_signal_handler(signal.SIGTERM)
     finally:
-        stop_workers(procs)
+        stop_workers([*procs, *([status_page] if status_page is not None else [])])
         if not opts.keep_topics:
             await delete_topics(settings.kafka_bootstrap,
                                 [t.name for t in settings.topics.values()],
                                 client_kwargs=kwargs)
-    report = evaluate_recorded(events, view.records, labels)
-    print()
-    print(f"Evaluation of the live decisions ({len(events):,} events, "
-          f"{len(view.records):,} decisions, {opts.workers} workers):")
-    print(render(report))
-    print()
-    print("The same traffic replayed through the core (what a fleet that keeps up with event "
-          "time decides):")
-    print(render(replayed_report(scenario, settings.detector, labels)))
-    if state["restarts"]:
-        print(f"\n{state['restarts']} worker restart(s) after a stall (exit code 3), as a "
-              f"supervisor would; the stall reports are in the workers' logs in {log_dir}.")
-    if late:
-        print(f"\nThe live fleet applied {late:,} verdicts late in event time: this demo plays "
-              f"{opts.hours:g} simulated hours in {state['streamed_s']:.0f} s, so each second a "
-              "verdict spends on its round trip is minutes of event time, and the workers fell "
-              "behind the stream. While the round trip stays under "
-              f"verdict_delay_s ({settings.detector.verdict_delay_s:g} s of event time), as at "
-              "real speed, the live decisions are the replay's (docs/tuning.md, \"Can a replay "
-              "be trusted?\").")
+    if not held:
+        print_reports()
     return 0
 
 

@@ -14,6 +14,7 @@
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
+    distillguard status [--port P] [--worker URL ...]       the status page (a browser's)
 
 Settings come from the environment and `--settings FILE` (see streams/edge/settings.py). Errors a
 user can fix print one line and exit 2; nothing prints a traceback for them.
@@ -423,12 +424,33 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from distillguard.streams.cli.status import StatusOptions, health_url, run_status
+    from distillguard.streams.edge.logs import configure_logging
+
+    settings = _settings(args)
+    configure_logging(settings.log_format)
+    if args.worker:
+        workers = [health_url(w) for w in args.worker]
+    else:
+        # The fleet of one machine as the demo starts it: consecutive web ports from web_port.
+        host = settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else "127.0.0.1"
+        workers = [f"http://{host}:{settings.web_port + i}/health" for i in range(args.workers)]
+    if args.poll <= 0:
+        raise ValueError("--poll must be more than 0 seconds")
+    return run_status(settings, StatusOptions(port=args.port, bind=args.bind, workers=workers,
+                                              poll_s=args.poll,
+                                              from_beginning=not args.from_now,
+                                              startup_grace_s=args.startup_grace))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from distillguard.streams.cli.demo import DemoOptions, run_demo
 
     opts = DemoOptions(workers=args.workers, seed=args.seed, scale=args.scale, hours=args.hours,
                        rate=args.rate, keep_broker=args.keep_broker,
-                       keep_topics=args.keep_topics, timeout_s=args.timeout)
+                       keep_topics=args.keep_topics, timeout_s=args.timeout,
+                       status_port=args.status_port, hold=args.hold)
     return run_demo(_settings(args), opts)
 
 
@@ -622,6 +644,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true")
     p.set_defaults(func=cmd_watch)
 
+    p = with_settings(sub.add_parser(
+        "status", help="the status page: fleet, decisions, clusters, dead letters",
+        description="Serve a status page for a browser: the fleet (each worker's /health), "
+                    "decisions over time by action, the top clusters under action with their "
+                    "evidence, the latest decisions and the dead letters by reason, read from "
+                    "the enforcement and dead-letter topics (from their start). JSON at "
+                    "/api/status."))
+    p.add_argument("--port", type=int, default=8088, help="the page's port (default 8088)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="the address to serve on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--worker", action="append", default=[], metavar="URL",
+                   help="a worker's web address (host:port or its /health URL); repeat per "
+                        "worker (default: --workers ports from the settings' web_port)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="without --worker: poll this many consecutive ports from web_port")
+    p.add_argument("--poll", type=float, default=2.0,
+                   help="seconds between polls of the workers and the topics' ends")
+    p.add_argument("--startup-grace", type=float, default=30.0,
+                   help="seconds after the start in which a worker that never answered is "
+                        "'waiting', not a problem on the banner (default 30)")
+    p.add_argument("--from-now", action="store_true",
+                   help="only the records written from now on (default: the topics' start)")
+    p.set_defaults(func=cmd_status)
+
     p = with_settings(sub.add_parser("demo", help="broker + fleet + traffic + live view"))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
@@ -632,12 +678,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
     p.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     p.add_argument("--keep-topics", action="store_true", help="keep this run's topics")
+    p.add_argument("--status-port", type=int, default=8088,
+                   help="the status page's port while the demo runs (0: no status page)")
+    p.add_argument("--hold", action="store_true",
+                   help="after the run, keep the fleet and the status page up until Ctrl-C")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from distillguard.streams.cli.demo import DemoError
+    from distillguard.streams.cli.status import StatusError
     from distillguard.streams.edge.topics import BrokerUnavailableError, TopicError
     from distillguard.streams.offline.replay import ReplayError
     from distillguard.streams.worker.process import WorkerError
@@ -645,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, ReplayError, DemoError, WorkerError, TopicError,
+    except (SettingsError, ReplayError, DemoError, StatusError, WorkerError, TopicError,
             BrokerUnavailableError, FileNotFoundError, ValueError) as exc:
         print(f"distillguard {args.command}: {exc}", file=sys.stderr)
         return 2

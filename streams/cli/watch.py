@@ -24,6 +24,7 @@ class LiveView:
                  keep_records: bool = False) -> None:
         """`keep_records`: keep every decision (the demo evaluates them); off for `watch`."""
         self.keep_records = keep_records
+        self.title = "distillguard: decisions as they happen"
         self.counts: Counter[str] = Counter()
         self.accounts: dict[str, str] = {}
         self.latest: deque[dict[str, Any]] = deque(maxlen=latest)
@@ -40,13 +41,12 @@ class LiveView:
             self.records.append(record)
         self.last_decision_at = self.clock()
 
-    def render(self, title: str = "distillguard: decisions as they happen",
-               status: str = "") -> str:
+    def render(self, title: str | None = None, status: str = "") -> str:
         elapsed = max(1e-9, self.clock() - self.started)
         total = sum(self.counts.values())
         acting = Counter(self.accounts.values())
         lines = [
-            title,
+            title or self.title,
             (f"decisions {total:,} ({total / elapsed:,.1f}/s)   "
              f"block {self.counts['block']:,}   throttle {self.counts['throttle']:,}   "
              f"allow {self.counts['allow']:,}"),
@@ -98,26 +98,51 @@ async def end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicParti
     return await consumer.end_offsets(tps) if tps else {}
 
 
+def topic_reader(bootstrap: str, topics: list[str], from_beginning: bool,
+                 client_kwargs: dict[str, Any] | None = None, **extra: Any) -> AIOKafkaConsumer:
+    """A reader of whole topics: no consumer group and no commits, so it never moves anyone's
+    offsets and every reader (watch, demo, status page) sees every partition."""
+    return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
+                            enable_auto_commit=False,
+                            auto_offset_reset="earliest" if from_beginning else "latest",
+                            **(client_kwargs or {}), **extra)
+
+
+async def read_records(consumer: AIOKafkaConsumer, on_record: Callable[[Any], None],
+                       stop: Callable[[], bool],
+                       after_batch: Callable[[], None] = lambda: None) -> None:
+    """Hand every record of a started reader to `on_record` until `stop()` says so."""
+    while not stop():
+        batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+        for records in batches.values():
+            for rec in records:
+                on_record(rec)
+        after_batch()
+
+
+def decode_json(value: bytes | None) -> Any:
+    """A record's JSON value; ValueError for one that is not JSON (a tombstone included)."""
+    if value is None:
+        raise ValueError("a record without a value")
+    return orjson.loads(value)  # orjson.JSONDecodeError is a ValueError
+
+
 async def watch_decisions(bootstrap: str, topic: str, *, view: LiveView, screen: Screen,
                           stop: Callable[[], bool], status: Callable[[], str] = lambda: "",
                           from_beginning: bool = False,
                           client_kwargs: dict[str, Any] | None = None) -> None:
     """Consume decisions into `view` until `stop()` says so (no consumer group, no commits)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False,
-                                auto_offset_reset="earliest" if from_beginning else "latest",
-                                **(client_kwargs or {}))
+    consumer = topic_reader(bootstrap, [topic], from_beginning, client_kwargs)
+
+    def add(rec: Any) -> None:
+        try:
+            view.add(decode_json(rec.value))
+        except ValueError:
+            view.counts["unreadable"] += 1
+
     await consumer.start()
     try:
-        while not stop():
-            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-            for records in batches.values():
-                for rec in records:
-                    try:
-                        view.add(orjson.loads(rec.value))
-                    except orjson.JSONDecodeError:
-                        view.counts["unreadable"] += 1
-            screen.draw(view, status())
+        await read_records(consumer, add, stop, lambda: screen.draw(view, status()))
         screen.draw(view, status(), force=True)
     finally:
         await consumer.stop()

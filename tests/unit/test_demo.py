@@ -69,3 +69,20 @@ def test_workers_run_the_build_of_the_core_their_parent_was_told_to(
     env = worker_env(load_settings(env={}), 7001)
     assert env["DISTILLGUARD_CORE"] == "interpreted"
     assert env["DISTILLGUARD_APP_ID"] == "distillguard"  # its own settings, not the parent's
+
+
+def test_the_demo_starts_the_status_page_on_its_workers_and_the_run_s_topics() -> None:
+    from distillguard.streams.cli.demo import run_settings, status_command
+    from distillguard.streams.cli.main import build_parser
+
+    cmd = status_command(8088, [6066, 6067])
+    assert cmd[1:] == ["-m", "distillguard", "status", "--port", "8088",
+                       "--worker", "127.0.0.1:6066", "--worker", "127.0.0.1:6067"]
+    args = build_parser().parse_args(cmd[3:])  # the command line the console script parses
+    assert args.worker == ["127.0.0.1:6066", "127.0.0.1:6067"] and args.port == 8088
+    # the page reads the run's own topics: the environment the workers get
+    env = worker_env(run_settings(load_settings(env={}), "demo-x"), 0)
+    assert env["DISTILLGUARD_TOPIC_ENFORCEMENT"] == "distillguard.demo-x.enforcement"
+    assert env["DISTILLGUARD_TOPIC_DEAD_LETTER"] == "distillguard.demo-x.dead-letter"
+    demo = build_parser().parse_args(["demo", "--status-port", "0", "--hold"])
+    assert demo.status_port == 0 and demo.hold is True
