@@ -154,7 +154,7 @@ class AccountStage:
         simhash = ev.simhash
         template = part.known.match(simhash, part.watermark.max_ts)
         state.behaviour.observe(ev.asn, client_id(ev.user_agent), ev.is_high_value,
-                                ev.reasoning_requested, template, ip_prefix(ev.ip))
+                                ev.reasoning_requested, template, ip_prefix(ev.ip), ts)
         state.requests += 1
         infra_keys = win.infra_keys
         young = self._young(state, ts)

@@ -17,7 +17,8 @@ bounded counters per account, the two figures that both sides use:
 
 >>> b = Behaviour()
 >>> for asn in (1, 2, 3, 4, 5):
-...     b.observe(asn=asn, client="c", high_value=True, reasoning=True, template=0)
+...     b.observe(asn=asn, client="c", high_value=True, reasoning=True, template=0,
+...               prefix=None, ts=0.0)
 >>> rotation(b, 5), harvest(b, 5)
 (1.0, 1.0)
 """
@@ -69,6 +70,14 @@ SAME_TEMPLATE_BITS = 16
 # high-value requests: tutorials and homework are a handful).
 NEW, JUDGED, SUSTAINED = 0, 1, 2
 SUSTAINED_TEMPLATED_REQUESTS = 6
+# A harvest of known templates (`Behaviour.harvesting_since`) ends after a pause this long: the
+# exam, the class or the tutorial is over, and a question of it hours later starts another.
+# Two hours: a slow campaign's accounts send a templated prompt every 20-30 minutes or more
+# often, so a pause this long by chance is rare (e^-4 at a 30-minute mean).
+HARVEST_PAUSE_S = 2 * 3600
+# Harvest time adds up over a day from the account's first harvest of it: a campaign that
+# pauses longer than HARVEST_PAUSE_S between stretches still reaches a session's worth.
+HARVEST_DAY_S = 24 * 3600
 # What a request asked, as bits of `Behaviour.recent_asks`.
 HIGH_VALUE = 1
 REASONING = 2
@@ -94,11 +103,22 @@ class Behaviour:
     # on to ordinary use.
     recent_asks: list[int] = field(default_factory=list)
     recent_templates: list[int] = field(default_factory=list)
+    # How long the account has harvested known templates (templated high-value requests) in
+    # its current day (`harvest_span`): the current harvest, from `harvesting_since` to
+    # `harvesting_last` (0: none yet), plus the earlier ones of the day that began at
+    # `harvest_day_start`. A pause longer than HARVEST_PAUSE_S ends a harvest; the next such
+    # request starts another, and a new day once HARVEST_DAY_S have passed. An exam, a class
+    # or a tutorial is a harvest of an hour or two, two classes a day two; a campaign's
+    # accounts go on, pausing or not (models/policy.py `_may_block`).
+    harvesting_since: float = 0.0
+    harvesting_last: float = 0.0
+    harvested_earlier_s: float = 0.0
+    harvest_day_start: float = 0.0
 
     def observe(self, asn: int | None, client: str | None, high_value: bool, reasoning: bool,
-                template: int, prefix: str | None = None) -> None:
-        """Fold one request in: O(MAX_REMEMBERED) at most. `template`: the signature of the
-        known template the prompt is of, 0 if none."""
+                template: int, prefix: str | None, ts: float) -> None:
+        """Fold one request (of event time `ts`) in: O(MAX_REMEMBERED) at most. `template`:
+        the signature of the known template the prompt is of, 0 if none."""
         if asn is not None and asn not in self.asns:
             if self.asns:
                 self.asn_switches += 1
@@ -113,22 +133,42 @@ class Behaviour:
             _remember(self.clients, client)
         self.high_value += high_value
         self.reasoning += reasoning
-        self.templated_high_value += high_value and template != 0
+        if high_value and template != 0:
+            self.templated_high_value += 1
+            if not self.harvesting_last or ts - self.harvesting_last > HARVEST_PAUSE_S:
+                self._start_harvest(ts)
+            # (a late request, older than the latest, continues the harvest without moving it)
+            self.harvesting_last = max(self.harvesting_last, ts)
         _remember(self.recent_asks, (HIGH_VALUE if high_value else 0)
                   | (REASONING if reasoning else 0))
         _remember(self.recent_templates, template)
 
+    def _start_harvest(self, ts: float) -> None:
+        if self.harvesting_last and ts - self.harvest_day_start < HARVEST_DAY_S:
+            self.harvested_earlier_s += self.harvesting_last - self.harvesting_since
+        else:
+            self.harvested_earlier_s, self.harvest_day_start = 0.0, ts
+        self.harvesting_since = ts
+
     def to_wire(self) -> list[Any]:
         return [self.asns, self.asn_switches, self.clients, self.client_switches,
                 self.high_value, self.reasoning, self.templated_high_value, self.recent_asks,
-                self.recent_templates, self.prefixes, self.prefix_switches]
+                self.recent_templates, self.prefixes, self.prefix_switches,
+                self.harvesting_since, self.harvesting_last, self.harvested_earlier_s,
+                self.harvest_day_start]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Behaviour:
         return cls(asns=list(w[0]), asn_switches=w[1], clients=list(w[2]),
                    client_switches=w[3], high_value=w[4], reasoning=w[5],
                    templated_high_value=w[6], recent_asks=list(w[7]),
-                   recent_templates=list(w[8]), prefixes=list(w[9]), prefix_switches=w[10])
+                   recent_templates=list(w[8]), prefixes=list(w[9]), prefix_switches=w[10],
+                   # (11 fields: a state from core 0.8 or before; its next templated
+                   # high-value request starts a harvest)
+                   harvesting_since=w[11] if len(w) > 14 else 0.0,
+                   harvesting_last=w[12] if len(w) > 14 else 0.0,
+                   harvested_earlier_s=w[13] if len(w) > 14 else 0.0,
+                   harvest_day_start=w[14] if len(w) > 14 else 0.0)
 
 
 def breadth(b: Behaviour) -> int:
@@ -188,3 +228,11 @@ def harvest(b: Behaviour, requests: int) -> float:
     # or a class's new users never do, so there is nothing to wait for.
     sure = max(confidence(requests), rotation(b, requests))
     return round(high_value * (1.0 - none) * focus * sure, 4)
+
+
+def harvest_span(b: Behaviour) -> float:
+    """Event seconds the account has harvested known templates in its current day: its earlier
+    harvests of the day and the current one (0: none)."""
+    if not b.harvesting_last:
+        return 0.0
+    return b.harvested_earlier_s + b.harvesting_last - b.harvesting_since

@@ -17,7 +17,10 @@
 - Throttle before block: a block needs the block score AND corroboration by two kinds of
   shared key (say, a payment instrument and a prompt template), AND the account's own behaviour
   must bear the crowds out once it has history (never a block on a crowd alone); an account
-  blocked before (`strikes`) needs one kind.
+  blocked before (`strikes`) needs one kind. Without a card's crowd, a churned account,
+  rotation or a strike, a block waits until the account has harvested for longer than a
+  session in a day (`_may_block`): prompt content and networks are what honest crowds share;
+  until then it throttles.
 - Hysteresis: an action is lifted (`allow`) only when the score falls below `release_score`.
 - Every action has a TTL; one still warranted is renewed once half its TTL has run.
 - Monotone: more evidence never gives a weaker action (a property test holds it to that).
@@ -36,6 +39,7 @@ from distillguard.models.behaviour import (
     SAME_TEMPLATE_BITS,
     SUSTAINED_TEMPLATED_REQUESTS,
     harvest,
+    harvest_span,
     rotation,
 )
 from distillguard.models.config import DetectorConfig
@@ -227,6 +231,35 @@ def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: f
                  or now_ts - state.created_ts <= cfg.young_account_age_s))
 
 
+def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: AccountState,
+               rotating: float, cfg: DetectorConfig) -> bool:
+    """Whether evidence that would block may block, or holds at a throttle for now.
+
+    It may when the account shows what honest crowds do not: a payment instrument's crowd
+    corroborates it (`PRIOR_KINDS`: strangers do not share a card), it is a campaign's fresh
+    account (`churned`: a replacement on a convicted card, or a newcomer judged by the prior of
+    a content crowd strongly convicted and proven to harvest for long, as a hydra's churned
+    accounts are), it rotates its network or client, it was blocked before, or it has harvested
+    known templates for longer than a session in a day (`harvest_session_s`;
+    `models.behaviour.harvest_span`: the exam, the class or the tutorial and any other that
+    day; the time between them does not count).
+
+    Otherwise what corroborates is prompt content (convicted templates, a system prompt) and
+    perhaps a network: an exam's candidates, a course's students, a workshop's or a viral
+    prompt's crowd send the same prompts with reasoning, many on accounts opened for it, at home
+    on a big ISP with a common browser or behind a campus NAT, and each looks like a campaign's
+    account by its own requests; they stop when the session ends, a campaign goes on. So they
+    are throttled, not blocked, for a session (a helper's review: an exam at home on five ISPs,
+    195 of 200 candidates blocked when a network crowd beside the content still blocked; a
+    class behind its NAT, 40 of 40).
+    """
+    if not cfg.harvest_session_s or churned or any(
+            kind in PRIOR_KINDS and s >= CORROBORATION_SCORE for kind, (s, _) in by_kind.items()):
+        return True  # (0: the rule off, content and networks block at once as before core 0.9)
+    return bool(state.strikes or rotating >= ROTATING
+                or harvest_span(state.behaviour) >= cfg.harvest_session_s)
+
+
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
     by_kind: dict[str, tuple[float, str]] = {}
     in_force = [(k, v) for k, v in state.verdicts.items() if v.expires_ts > now_ts]
@@ -239,6 +272,8 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     rotating = rotation(state.behaviour, state.requests)
     newcomer = state.requests < CONFIDENT_REQUESTS and rotating < ROTATING
     replaced: str | None = None
+    # judged as a newcomer by a strongly convicted content crowd proven to harvest for long
+    proven_newcomer = False
     tpl_evidence: dict[str, float] = {}
     for key, v in in_force:
         kind = key_kind(key)
@@ -251,7 +286,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
                 kind in PRIOR_KINDS or (kind in CONTENT_KINDS and v.proven >= PROVEN_CROWD)):
             # (a crowd convicted only weakly, a small template crowd, judges no newcomer: a few
             # heavy attackers in a class's template crowd would have its new students judged)
-            fit = max(fit, behaviour_fit(0.0, v.prior))
+            prior_fit = behaviour_fit(0.0, v.prior)
+            if kind in CONTENT_KINDS and prior_fit > fit:
+                proven_newcomer = True
+            fit = max(fit, prior_fit)
         decayed = weight * fit * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
         if kind == TEMPLATE:
             if key not in used:
@@ -299,9 +337,12 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     # history to judge (a newcomer rests on the crowds' priors); a repeat offender needs one
     # kind of crowd, not two.
     borne_out = newcomer or own >= HARVESTING
+    held = False
     if (score >= cfg.block_score and borne_out
             and corroborating >= (1 if state.strikes else 2)):
-        action = BLOCK
+        held = not _may_block(by_kind, replaced is not None or proven_newcomer, state,
+                              rotating, cfg)
+        action = THROTTLE if held else BLOCK
     elif score >= cfg.throttle_score:
         action = THROTTLE
     else:
@@ -318,6 +359,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     if cluster_ids:
         reasons.append(f"the account's own requests: harvest {own:.2f} over {state.requests}"
                        + (f", blocked {state.strikes} time(s) before" if state.strikes else ""))
+    if held:
+        reasons.append("held at throttle: no card, rotation or earlier block beside the "
+                       f"crowds, and harvested for {harvest_span(state.behaviour) / 60:.0f} min "
+                       f"today (a block from {cfg.harvest_session_s / 60:.0f} min)")
     if account > 0:
         reasons.extend(state.account_reasons)
         basis.append(f"account-window:{state.account_score_window}")

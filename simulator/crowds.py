@@ -45,7 +45,7 @@ from .populations import (
     pick,
     session_times,
 )
-from .scenario import Scenario
+from .scenario import Classroom, Scenario
 from .seeding import IdMint
 from .simhash import perturb, random_simhash
 
@@ -101,10 +101,16 @@ class ClassroomAttendees(Ordinary):
 
     def __init__(self, sc: Scenario, mint: IdMint) -> None:
         super().__init__(sc, mint)
-        self.courses = [self._course(c) for c in range(max(1, sc.classroom.classes))]
+        self.courses = [self._course(c) for c in range(max(1, self.course_knobs.classes))]
+
+    @property
+    def course_knobs(self) -> Classroom:
+        """The scenario's knobs of this population (a bootcamp is a classroom of its own)."""
+        knobs: Classroom = getattr(self.sc, self.group)
+        return knobs
 
     def _course(self, c: int) -> _Course:
-        k = self.sc.classroom
+        k = self.course_knobs
         prng = self.rng
         run_h = self.sc.duration_h
         first = k.first_session_h + (prng.uniform(0.0, max(0.0, run_h * 0.5)) if c else 0.0)
@@ -122,7 +128,7 @@ class ClassroomAttendees(Ordinary):
         return _Course(sessions, hash_id(prng), net.sdk_user_agent(prng))
 
     def build(self) -> list[Account]:
-        k = self.sc.classroom
+        k = self.course_knobs
         out = []
         for idx in range(self.sc.accounts(k.accounts)):
             a = self.new_account(idx)
@@ -149,7 +155,7 @@ class ClassroomAttendees(Ordinary):
     def _exercises(self, rng: random.Random, course: _Course) -> list[tuple[float, int]]:
         """An attendee's exercise requests: spread over each session attended, each on the
         exercise the class is working on at that moment; mark = session * 1000 + exercise."""
-        k = self.sc.classroom
+        k = self.course_knobs
         timed: list[tuple[float, int]] = []
         for s, sess in enumerate(course.sessions):
             if rng.random() >= k.attendance:
@@ -167,7 +173,7 @@ class ClassroomAttendees(Ordinary):
         if mark == _OTHER:
             return self.personal_request(a, ts, a.state)
         rng = a.rng
-        k = self.sc.classroom
+        k = self.course_knobs
         course: _Course = a.state.extra
         template, cat = course.sessions[mark // 1000].exercises[mark % 1000]
         return make_event(
@@ -176,6 +182,16 @@ class ClassroomAttendees(Ordinary):
             course.system_prompt if rng.random() < k.course_system_prompt_share else None,
             rng.random() < k.exercise_reasoning_share, 0, 1.0, ERR_ORDINARY,
         )
+
+
+class BootcampCohort(ClassroomAttendees):
+    """A coding bootcamp's day: a cohort, most of it on accounts opened for the bootcamp, works
+    through the day's exercises with reasoning asked for in session after session from morning
+    to evening, from home (no shared address), and uses the API ordinarily in between. By its
+    own requests each member harvests known templates on a young account for longer than any
+    one class lasts."""
+
+    group = "bootcamp"
 
 
 # --- campus lab -----------------------------------------------------------------------------

@@ -187,6 +187,26 @@ def classroom(d: Draw, accounts: Range, hours: float) -> Classroom:
         max_bit_flips=d.integer(1, 6), mean_other_requests_per_6h=d.real(3.0, 15.0))
 
 
+def bootcamp(d: Draw, accounts: Range, hours: float) -> Classroom:
+    """A bootcamp's day: three or four sessions of an hour or more, from morning to evening,
+    most of the cohort on accounts opened for it, reasoning asked for on many exercises."""
+    lo_min, lo_ex = d.real(55.0, 80.0), d.integer(3, 6)
+    sessions = d.integer(3, 4)
+    first_h = d.real(0.2, 0.8)
+    return Classroom(
+        accounts=d.count(*accounts), classes=d.integer(1, 2), sessions=sessions,
+        first_session_h=first_h,
+        session_gap_h=d.real(1.5, max(1.5, (hours - first_h - 1.6) / (sessions - 1))),
+        min_session_min=lo_min, max_session_min=lo_min + d.real(10.0, 40.0),
+        attendance=d.real(0.75, 0.97), max_join_delay_min=d.real(2.0, 10.0),
+        new_account_share=d.real(0.5, 0.9), exercises=d.integer(3, 8),
+        exercise_categories=d.choice((("coding",), ("coding", "tool_use"),
+                                      ("coding", "math", "reasoning"))),
+        min_exercise_requests=lo_ex, max_exercise_requests=lo_ex + d.integer(2, 8),
+        exercise_reasoning_share=d.real(0.3, 0.8), course_system_prompt_share=d.real(0.3, 0.95),
+        max_bit_flips=d.integer(1, 6), mean_other_requests_per_6h=d.real(3.0, 12.0))
+
+
 def campus_lab(d: Draw, students: Range, hours: float) -> CampusLab:
     lo_lab = d.integer(3, 10)
     return CampusLab(
@@ -601,6 +621,10 @@ def _viral(d: Draw, h: float) -> dict[str, Any]:
             "campaign_viral": campaign_viral(d, (15, 60))}
 
 
+def _bootcamp(d: Draw, h: float) -> dict[str, Any]:
+    return {"bootcamp": bootcamp(d, (150, 700), h), "campaign_stealth": stealth(d, (30, 100))}
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     _family("mixed", "the default scenario's nine populations (ordinary, enterprise, nat, "
             "launch wave, researchers; burst, hydra, cot, stealth), every knob drawn",
@@ -654,6 +678,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "accounts, many opened that day, on phones and home ISPs, send it within hours; a "
             "lab's accounts riding the wave, then harvesting reasoning for hours", (6.0, 9.0),
             (1000, 2000), _viral),
+    _family("bootcamp", "a coding bootcamp's day: a cohort mostly on accounts opened for it "
+            "works through exercises with reasoning, session after session from morning to "
+            "evening; a stealth campaign on prompt templates", (9.0, 10.5), (1000, 2000),
+            _bootcamp),
 )}
 
 

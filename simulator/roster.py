@@ -23,6 +23,7 @@ from .adversaries import (
 )
 from .crowds import (
     AgentFleetRunners,
+    BootcampCohort,
     CampusLabStudents,
     CgnatUsers,
     ClassroomAttendees,
@@ -60,6 +61,7 @@ POPULATIONS: tuple[type[Population], ...] = (
     # the held-out families' populations (appended: the ids of the ones above stay)
     HackathonTeams, SupportAgents, MimicCampaign, SleeperCampaign,
     ExamCandidates, ExamCampaign, ViralPromptSenders, ViralCampaign,
+    BootcampCohort,
 )
 GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
 LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}

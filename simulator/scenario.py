@@ -764,6 +764,7 @@ class Scenario:
     campaign_exam: CampaignExam = CampaignExam()
     viral_prompt: ViralPrompt = ViralPrompt()
     campaign_viral: CampaignViral = CampaignViral()
+    bootcamp: Classroom = Classroom()  # a classroom whose sessions fill a day
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts

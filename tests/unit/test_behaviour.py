@@ -12,6 +12,8 @@ import random
 
 from distillguard.models.behaviour import (
     CONFIDENT_REQUESTS,
+    HARVEST_DAY_S,
+    HARVEST_PAUSE_S,
     HARVESTING,
     JUDGED,
     MAX_REMEMBERED,
@@ -22,6 +24,7 @@ from distillguard.models.behaviour import (
     Behaviour,
     breadth,
     harvest,
+    harvest_span,
     history,
     rotation,
 )
@@ -33,8 +36,8 @@ TEMPLATES = [0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210, 0x5A5A_A5A5_3C3C_C3C3
 def sent(requests: list[tuple[int | None, str | None, bool, bool, int]]) -> Behaviour:
     """A behaviour after these requests: (asn, client, high-value, reasoning, template)."""
     b = Behaviour()
-    for asn, client, high_value, reasoning, template in requests:
-        b.observe(asn, client, high_value, reasoning, template)
+    for i, (asn, client, high_value, reasoning, template) in enumerate(requests):
+        b.observe(asn, client, high_value, reasoning, template, None, ts=60.0 * i)
     return b
 
 
@@ -101,7 +104,7 @@ def test_the_figures_are_of_what_the_account_asks_now() -> None:
     b = sent([(1, "c", True, True, TEMPLATES[i]) for i in range(4)])
     assert harvest(b, 4) >= HARVESTING * 0.8 * 4 / CONFIDENT_REQUESTS
     for _ in range(MAX_REMEMBERED):
-        b.observe(1, "c", False, False, 0)
+        b.observe(1, "c", False, False, 0, None, ts=0.0)
     assert breadth(b) == 0 and harvest(b, 4 + MAX_REMEMBERED) == 0.0
 
 
@@ -128,7 +131,7 @@ def test_the_state_is_bounded_whatever_the_account_sends() -> None:
     b = Behaviour()
     for _ in range(10_000):
         b.observe(rng.getrandbits(32), f"ua-{rng.getrandbits(64)}", True, True,
-                  rng.getrandbits(64))
+                  rng.getrandbits(64), None, ts=0.0)
     assert len(b.asns) == len(b.clients) == MAX_REMEMBERED
     assert len(b.recent_asks) == len(b.recent_templates) == MAX_REMEMBERED
 
@@ -143,11 +146,41 @@ def test_new_prefixes_count_as_rotation_only_beside_several_networks() -> None:
     # a phone on its carrier's address pool: a new prefix often, one network
     phone = Behaviour()
     for i in range(20):
-        phone.observe(21928, "app", False, False, 0, f"172.{32 + i}.1.0/24")
+        phone.observe(21928, "app", False, False, 0, f"172.{32 + i}.1.0/24", 60.0 * i)
     assert rotation(phone, 20) == 0.0
     # a proxy's fresh exits: new prefixes, on a few ISPs seen again and again
     proxy = Behaviour()
     isps = (7922, 7018, 701)
     for i in range(8):
-        proxy.observe(isps[i % 3], "sdk", True, True, 0, f"73.{i}.1.0/24")
+        proxy.observe(isps[i % 3], "sdk", True, True, 0, f"73.{i}.1.0/24", 60.0 * i)
     assert rotation(proxy, 8) == 1.0
+
+
+def test_harvest_time_adds_up_over_a_day_between_long_pauses() -> None:
+    # An exam or a class is one harvest of an hour or two; a question of it hours later starts
+    # another, and the day's harvests add up (what a block waits for, models/policy.py).
+    b = Behaviour()
+    tpl = TEMPLATES[0]
+    b.observe(1, "c", False, False, tpl, None, ts=100.0)  # not high-value: no harvest
+    assert harvest_span(b) == 0.0 and not b.harvesting_since
+    for minute in range(0, 91, 10):
+        b.observe(1, "c", True, True, tpl, None, ts=1000.0 + 60 * minute)
+    assert (b.harvesting_since, harvest_span(b)) == (1000.0, 90 * 60)
+    b.observe(1, "c", True, True, tpl, None, ts=1000.0 + 60 * 85)  # late: changes nothing
+    assert (b.harvesting_since, harvest_span(b)) == (1000.0, 90 * 60)
+    b.observe(1, "c", True, False, 0, None, ts=1000.0 + 60 * 200)  # its own prompt: no harvest
+    assert harvest_span(b) == 90 * 60
+    last = b.harvesting_last
+    # after the pause, another harvest: the time between does not count, the earlier one does
+    b.observe(1, "c", True, True, tpl, None, ts=last + HARVEST_PAUSE_S + 1)
+    assert (b.harvesting_since, harvest_span(b)) == (last + HARVEST_PAUSE_S + 1, 90 * 60)
+    b.observe(1, "c", True, True, tpl, None, ts=last + 2 * HARVEST_PAUSE_S)  # within one
+    assert harvest_span(b) == 90 * 60 + HARVEST_PAUSE_S - 1
+    # the next day starts afresh
+    day_after = b.harvest_day_start + HARVEST_DAY_S + 1
+    b.observe(1, "c", True, True, tpl, None, ts=day_after)
+    assert (b.harvesting_since, harvest_span(b)) == (day_after, 0.0)
+    # a state from core 0.8 (11 fields) has no harvest yet; the fields round-trip
+    assert Behaviour.from_wire(b.to_wire()) == b
+    old = Behaviour.from_wire(b.to_wire()[:11])
+    assert harvest_span(old) == 0.0 and not old.harvesting_since

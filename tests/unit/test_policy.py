@@ -7,6 +7,7 @@ the tuned thresholds are; where a threshold matters it is read from the config.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import random
@@ -73,12 +74,13 @@ def template_verdicts(simhash: int, score: float = 1.0, issued: float = T0,
 
 def harvesting_behaviour() -> Behaviour:
     """What an account harvesting plainly has sent: high-value requests asking for reasoning,
-    of several known templates, for longer than a tutorial lasts."""
+    of several known templates, for longer than a tutorial, a class or an exam lasts."""
     return Behaviour(high_value=2 * SUSTAINED_TEMPLATED_REQUESTS,
                      reasoning=2 * SUSTAINED_TEMPLATED_REQUESTS,
                      templated_high_value=2 * SUSTAINED_TEMPLATED_REQUESTS,
                      recent_asks=[HIGH_VALUE | REASONING] * MAX_REMEMBERED,
-                     recent_templates=[TPL_A, TPL_B, OTHER, 0x5A5A_A5A5_3C3C_C3C3] * 2)
+                     recent_templates=[TPL_A, TPL_B, OTHER, 0x5A5A_A5A5_3C3C_C3C3] * 2,
+                     harvesting_since=T0 - 2 * CFG.harvest_session_s, harvesting_last=T0)
 
 
 def ordinary_behaviour() -> Behaviour:
@@ -347,6 +349,62 @@ def test_one_template_gives_half_weight_two_give_full_weight_and_corroborate() -
     assert young.score == pytest.approx(1 - (1 - score) ** 2, abs=1e-4)
     assert young.score >= CFG.block_score and young.action == "block"
     assert len(young.cluster_ids) == 1  # still one kind in the explanation
+
+
+def _candidate(harvested_s: float, verdicts: tuple[Verdict, ...]) -> AccountState:
+    """A young account that has harvested a crowd's templates for `harvested_s` (an exam's
+    candidate, a course's student sending the exercises with reasoning)."""
+    st = account(*verdicts, prompts=(TPL_A, OTHER, TPL_B))
+    st.behaviour.harvesting_since = T0 - harvested_s
+    st.behaviour.harvesting_last = T0
+    return st
+
+
+def test_prompt_content_alone_throttles_for_a_session_and_blocks_past_it() -> None:
+    # Two convicted templates are two crowds, enough to block a campaign's account; but an
+    # exam's candidates (the held-out family exam_day, core 0.8: 83% of them blocked), a
+    # course's students and a viral prompt's senders share the same prompts honestly, many on
+    # new accounts, and each harvests by its own requests. They stop when the session ends.
+    verdicts = (*template_verdicts(TPL_A, 0.9), *template_verdicts(TPL_B, 0.9))
+    in_session = assess(_candidate(30 * 60, verdicts), T0, CFG)
+    assert in_session.score >= CFG.block_score and in_session.action == "throttle"
+    assert any(r.startswith("held at throttle: no card, rotation or earlier block") and
+               "harvested for 30 min today (a block from 180 min)" in r
+               for r in in_session.reasons)
+    just_before = _candidate(CFG.harvest_session_s - 1, verdicts)
+    assert assess(just_before, T0, CFG).action == "throttle"
+    past = assess(_candidate(CFG.harvest_session_s, verdicts), T0, CFG)
+    assert past.action == "block" and past.score == in_session.score
+    assert not any(r.startswith("held at throttle") for r in past.reasons)
+    # no templated high-value request of a known template yet (0): no session to outlast
+    never = _candidate(0, verdicts)
+    never.behaviour.harvesting_since = never.behaviour.harvesting_last = 0.0
+    assert assess(never, T0, CFG).action == "throttle"
+    # the exam is over: its harvest lasted 70 minutes; hours later the verdicts still hold and
+    # the throttle is reviewed, or the candidate asks another question: still no block
+    done = _candidate(70 * 60, verdicts)
+    done.behaviour.harvesting_last = T0 - 4 * 3600
+    done.behaviour.harvesting_since = done.behaviour.harvesting_last - 70 * 60
+    assert assess(done, T0, CFG).action == "throttle"
+
+
+def test_content_blocks_at_once_beside_a_tell_honest_crowds_do_not_show() -> None:
+    verdicts = (*template_verdicts(TPL_A, 0.9), *template_verdicts(TPL_B, 0.9))
+    # blocked before: one kind is enough, content included
+    struck = _candidate(60, verdicts)
+    struck.strikes = 1
+    assert assess(struck, T0, CFG).action == "block"
+    # a new network and client on every request: no candidate at home does that
+    rotating = _candidate(60, verdicts)
+    rotating.behaviour.asns = [1, 2, 3, 4, 5, 6, 7, 8]
+    rotating.behaviour.asn_switches = rotating.requests - 1
+    assert assess(rotating, T0, CFG).action == "block"
+    # a payment instrument's crowd beside the template: not content alone
+    carded = _candidate(60, (*verdicts, verdict("pay:card-1", 0.9)))
+    assert assess(carded, T0, CFG).action == "block"
+    # the rule off (0): content blocks at once, as before core 0.9
+    off = dataclasses.replace(CFG, harvest_session_s=0)
+    assert assess(_candidate(60, verdicts), T0, off).action == "block"
 
 
 def test_one_template_gives_full_weight_against_a_young_account() -> None:
