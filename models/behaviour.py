@@ -78,6 +78,12 @@ HARVEST_PAUSE_S = 2 * 3600
 # Harvest time adds up over a day from the account's first harvest of it: a campaign that
 # pauses longer than HARVEST_PAUSE_S between stretches still reaches a session's worth.
 HARVEST_DAY_S = 24 * 3600
+# A person sends a templated high-value request every few minutes (an exam's question, a class's
+# exercise: read the answer, think, send the next); a harvesting script one or more a minute,
+# and a short, intense campaign takes what it wants in less than a session. This many in one
+# harvest at this pace or faster is a machine's (`machine_paced`).
+MACHINE_PACE_REQUESTS = 20
+MACHINE_PACE_PER_MIN = 1.0
 # What a request asked, as bits of `Behaviour.recent_asks`.
 HIGH_VALUE = 1
 REASONING = 2
@@ -114,6 +120,8 @@ class Behaviour:
     harvesting_last: float = 0.0
     harvested_earlier_s: float = 0.0
     harvest_day_start: float = 0.0
+    # Templated high-value requests of the current harvest: its pace (`machine_paced`).
+    harvest_requests: int = 0
 
     def observe(self, asn: int | None, client: str | None, high_value: bool, reasoning: bool,
                 template: int, prefix: str | None, ts: float) -> None:
@@ -139,6 +147,7 @@ class Behaviour:
                 self._start_harvest(ts)
             # (a late request, older than the latest, continues the harvest without moving it)
             self.harvesting_last = max(self.harvesting_last, ts)
+            self.harvest_requests += 1
         _remember(self.recent_asks, (HIGH_VALUE if high_value else 0)
                   | (REASONING if reasoning else 0))
         _remember(self.recent_templates, template)
@@ -149,13 +158,14 @@ class Behaviour:
         else:
             self.harvested_earlier_s, self.harvest_day_start = 0.0, ts
         self.harvesting_since = ts
+        self.harvest_requests = 0
 
     def to_wire(self) -> list[Any]:
         return [self.asns, self.asn_switches, self.clients, self.client_switches,
                 self.high_value, self.reasoning, self.templated_high_value, self.recent_asks,
                 self.recent_templates, self.prefixes, self.prefix_switches,
                 self.harvesting_since, self.harvesting_last, self.harvested_earlier_s,
-                self.harvest_day_start]
+                self.harvest_day_start, self.harvest_requests]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Behaviour:
@@ -165,10 +175,11 @@ class Behaviour:
                    recent_templates=list(w[8]), prefixes=list(w[9]), prefix_switches=w[10],
                    # (11 fields: a state from core 0.8 or before; its next templated
                    # high-value request starts a harvest)
-                   harvesting_since=w[11] if len(w) > 14 else 0.0,
-                   harvesting_last=w[12] if len(w) > 14 else 0.0,
-                   harvested_earlier_s=w[13] if len(w) > 14 else 0.0,
-                   harvest_day_start=w[14] if len(w) > 14 else 0.0)
+                   harvesting_since=w[11] if len(w) > 15 else 0.0,
+                   harvesting_last=w[12] if len(w) > 15 else 0.0,
+                   harvested_earlier_s=w[13] if len(w) > 15 else 0.0,
+                   harvest_day_start=w[14] if len(w) > 15 else 0.0,
+                   harvest_requests=w[15] if len(w) > 15 else 0)
 
 
 def breadth(b: Behaviour) -> int:
@@ -236,3 +247,12 @@ def harvest_span(b: Behaviour) -> float:
     if not b.harvesting_last:
         return 0.0
     return b.harvested_earlier_s + b.harvesting_last - b.harvesting_since
+
+
+def machine_paced(b: Behaviour) -> bool:
+    """Whether the current harvest holds MACHINE_PACE_REQUESTS templated high-value requests or
+    more at MACHINE_PACE_PER_MIN or faster, on average over it."""
+    if b.harvest_requests < MACHINE_PACE_REQUESTS:
+        return False
+    span_min = (b.harvesting_last - b.harvesting_since) / 60.0
+    return b.harvest_requests - 1 >= span_min * MACHINE_PACE_PER_MIN

@@ -18,7 +18,7 @@
   shared key (say, a payment instrument and a prompt template), AND the account's own behaviour
   must bear the crowds out once it has history (never a block on a crowd alone); an account
   blocked before (`strikes`) needs one kind. Without a card's crowd, a churned account,
-  rotation or a strike, a block waits until the account has harvested for longer than a
+  rotation, a strike or a machine's pace, a block waits until the account has harvested for longer than a
   session in a day (`_may_block`): prompt content and networks are what honest crowds share;
   until then it throttles.
 - Hysteresis: an action is lifted (`allow`) only when the score falls below `release_score`.
@@ -40,6 +40,7 @@ from distillguard.models.behaviour import (
     SUSTAINED_TEMPLATED_REQUESTS,
     harvest,
     harvest_span,
+    machine_paced,
     rotation,
 )
 from distillguard.models.config import DetectorConfig
@@ -239,8 +240,10 @@ def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: Acco
     corroborates it (`PRIOR_KINDS`: strangers do not share a card), it is a campaign's fresh
     account (`churned`: a replacement on a convicted card, or a newcomer judged by the prior of
     a content crowd strongly convicted and proven to harvest for long, as a hydra's churned
-    accounts are), it rotates its network or client, it was blocked before, or it has harvested
-    known templates for longer than a session in a day (`harvest_session_s`;
+    accounts are), it rotates its network or client, it was blocked before, it harvests at a
+    machine's pace (`models.behaviour.machine_paced`: 20 templated high-value requests or more
+    at one a minute or faster; a person reads the answer first), or it has harvested known
+    templates for longer than a session in a day (`harvest_session_s`;
     `models.behaviour.harvest_span`: the exam, the class or the tutorial and any other that
     day; the time between them does not count).
 
@@ -256,7 +259,7 @@ def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: Acco
     if not cfg.harvest_session_s or churned or any(
             kind in PRIOR_KINDS and s >= CORROBORATION_SCORE for kind, (s, _) in by_kind.items()):
         return True  # (0: the rule off, content and networks block at once as before core 0.9)
-    return bool(state.strikes or rotating >= ROTATING
+    return bool(state.strikes or rotating >= ROTATING or machine_paced(state.behaviour)
                 or harvest_span(state.behaviour) >= cfg.harvest_session_s)
 
 
@@ -360,9 +363,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         reasons.append(f"the account's own requests: harvest {own:.2f} over {state.requests}"
                        + (f", blocked {state.strikes} time(s) before" if state.strikes else ""))
     if held:
-        reasons.append("held at throttle: no card, rotation or earlier block beside the "
-                       f"crowds, and harvested for {harvest_span(state.behaviour) / 60:.0f} min "
-                       f"today (a block from {cfg.harvest_session_s / 60:.0f} min)")
+        reasons.append("held at throttle: no card, rotation, earlier block or machine pace "
+                       f"beside the crowds, and harvested for "
+                       f"{harvest_span(state.behaviour) / 60:.0f} min today (a block from "
+                       f"{cfg.harvest_session_s / 60:.0f} min)")
     if account > 0:
         reasons.extend(state.account_reasons)
         basis.append(f"account-window:{state.account_score_window}")

@@ -16,6 +16,7 @@ from distillguard.models.behaviour import (
     HARVEST_PAUSE_S,
     HARVESTING,
     JUDGED,
+    MACHINE_PACE_REQUESTS,
     MAX_REMEMBERED,
     NEW,
     ROTATING,
@@ -26,6 +27,7 @@ from distillguard.models.behaviour import (
     harvest,
     harvest_span,
     history,
+    machine_paced,
     rotation,
 )
 
@@ -184,3 +186,17 @@ def test_harvest_time_adds_up_over_a_day_between_long_pauses() -> None:
     assert Behaviour.from_wire(b.to_wire()) == b
     old = Behaviour.from_wire(b.to_wire()[:11])
     assert harvest_span(old) == 0.0 and not old.harvesting_since
+
+
+def test_a_harvest_at_a_machines_pace_is_told_from_a_persons() -> None:
+    tpl = TEMPLATES[0]
+    person, script = Behaviour(), Behaviour()
+    for i in range(40):  # an exam's candidate: a question every four minutes
+        person.observe(1, "c", True, True, tpl, None, ts=1000.0 + 240 * i)
+    for i in range(MACHINE_PACE_REQUESTS):  # a script: one every 40 s
+        script.observe(1, "c", True, True, tpl, None, ts=1000.0 + 40 * i)
+        assert machine_paced(script) == (i + 1 >= MACHINE_PACE_REQUESTS)
+    assert not machine_paced(person)
+    # a pause ends the harvest and its count: pace is of one harvest
+    script.observe(1, "c", True, True, tpl, None, ts=script.harvesting_last + HARVEST_PAUSE_S + 1)
+    assert script.harvest_requests == 1 and not machine_paced(script)

@@ -163,23 +163,41 @@ def test_two_classes_of_a_course_the_same_day_are_two_harvests() -> None:
     assert blocked == 0 and acted >= 0.9 * n
 
 
-def test_a_content_only_campaign_is_blocked_once_it_harvests_past_the_session() -> None:
-    def run(cfg: DetectorConfig) -> list[Actor]:
-        w = _world(cfg)
-        for i in range(15):
-            _sender(w, f"camp-{i:02d}", "campaign", start=T0 + 60 + i * 7, gap=60.0,
-                    requests=10**6, ua="sdk/2.0")
-        w.run(T0 + 3.5 * 3600)
-        return w.of("campaign")
+def _content_campaign(cfg: DetectorConfig, gap: float) -> list[Actor]:
+    w = _world(cfg)
+    for i in range(15):
+        _sender(w, f"camp-{i:02d}", "campaign", start=T0 + 60 + i * 7, gap=gap,
+                requests=10**6, ua="sdk/2.0")
+    w.run(T0 + 3.5 * 3600)
+    return w.of("campaign")
 
-    on = run(ON)
+
+def test_a_content_only_campaign_at_a_persons_pace_is_blocked_once_past_the_session() -> None:
+    # a templated request every 4 minutes: as slow as an exam's candidate, so only the session
+    # tells them apart
+    on = _content_campaign(ON, gap=240.0)
     assert all(a.blocked_at is not None for a in on)
-    for a in on:  # blocked at its first request past the session (~5 min to learn the template)
+    for a in on:  # blocked past the session (timed from its first request of a known template)
         assert a.first_ts is not None
         blocked_ts = next(ts for ts, x in a.decisions if x == "block")
-        assert SESSION <= blocked_ts - a.first_ts <= SESSION + 15 * 60
-    # the cost of the session, per account: ~183 requests at 1 rpm; core 0.8: ~8
-    assert all(a.blocked_at is not None and a.blocked_at <= 12 for a in run(OFF))
+        assert SESSION <= blocked_ts - a.first_ts <= SESSION + 30 * 60
+    # the cost of the session, per account: ~45 requests; core 0.8 blocked after a few
+    assert all(a.blocked_at is not None and a.blocked_at <= 12
+               for a in _content_campaign(OFF, gap=240.0))
+
+
+def test_a_content_only_campaign_at_a_machines_pace_is_blocked_within_its_first_half_hour() -> None:
+    # Two requests a minute (the first cut of core 0.9 served such an account all it asked for
+    # 3 h, at the throttle's 2 rpm; the independent validation world's chain-of-thought
+    # campaign, ~110 requests an hour per account, went from 100% blocked to none): 20
+    # templated high-value requests at one a minute or faster is no person's exam or class
+    # (`machine_paced`). (At one a minute on average the pace is on the line.)
+    on = _content_campaign(ON, gap=30.0)
+    for a in on:
+        assert a.blocked_at is not None and a.first_ts is not None
+        blocked_ts = next(ts for ts, x in a.decisions if x == "block")
+        assert blocked_ts - a.first_ts <= 30 * 60
+        assert a.blocked_at <= 30
 
 
 def test_content_shared_beside_a_card_still_blocks_at_once() -> None:
@@ -361,11 +379,10 @@ def _churn(cfg: DetectorConfig) -> tuple[int, int]:
     return len(used), sum(a.sent for a in used)
 
 
-@pytest.mark.xfail(strict=True, reason="trade-off: each throwaway account of a campaign sharing "
-                   "only content gets a throttled session (2 rpm x 3 h); measured 318 requests "
-                   "per account vs 5.2 before. A held throttle nearer what candidates send "
-                   "(~0.3 rpm), or a cap on templated requests while held, would bound it")
 def test_a_churning_content_campaign_gets_no_more_per_account_than_three_times_before() -> None:
+    # Each throwaway account of a campaign sharing only content, retired before the session,
+    # got a throttled session with the first cut of core 0.9 (2 rpm x 3 h: 318 requests per
+    # account against 5.2); at a machine's pace it is blocked within its first twenty.
     used_on, served_on = _churn(ON)
     used_off, served_off = _churn(OFF)
     assert served_on / used_on <= 3 * served_off / used_off

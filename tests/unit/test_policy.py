@@ -368,7 +368,7 @@ def test_prompt_content_alone_throttles_for_a_session_and_blocks_past_it() -> No
     verdicts = (*template_verdicts(TPL_A, 0.9), *template_verdicts(TPL_B, 0.9))
     in_session = assess(_candidate(30 * 60, verdicts), T0, CFG)
     assert in_session.score >= CFG.block_score and in_session.action == "throttle"
-    assert any(r.startswith("held at throttle: no card, rotation or earlier block") and
+    assert any(r.startswith("held at throttle: no card, rotation, earlier block or machine") and
                "harvested for 30 min today (a block from 180 min)" in r
                for r in in_session.reasons)
     just_before = _candidate(CFG.harvest_session_s - 1, verdicts)
