@@ -5,7 +5,14 @@ the same populations, fast enough for every test run, with a floor a little unde
 detector achieves on it, so a regression fails CI. Measured on it (core 0.7): burst, cot and
 hydra 100/100/97.5% acted on, served 10.6/30/39% (at a quarter of their size and two hours,
 their crowds form slowly, and core 0.7 waits for an account's own harvest where core 0.6 took
-a young account's first templated prompt for enough), no benign account acted on.
+a young account's first templated prompt for enough), no benign account acted on. Core 0.9:
+burst served 17.7% (its accounts share a template and a datacenter network but most no card,
+and a block on those waits for a session or a machine's pace of twenty requests: a few minutes
+at the throttle's 2 a minute first; docs/tuning.md "A block waits for a session"), so its floor
+is 0.20 where it was 0.15; hydra served 57.9% (acted on 97.5%, served before action 33.6%):
+its accounts without a card, each with a few requests in a crowd not yet proven to harvest
+for long in two hours, are held at the throttle until their block, so its floor is 0.60 where
+it was 0.50. The price of not blocking honest crowds that share content, measured.
 """
 
 from __future__ import annotations
@@ -35,9 +42,9 @@ def test_campaign_accounts_are_acted_on(report: Report, campaign: str) -> None:
     assert row.median_minutes_to_action is not None and row.median_minutes_to_action <= 15, row
 
 
-@pytest.mark.parametrize("campaign, most_served", [("campaign_burst", 0.15),
+@pytest.mark.parametrize("campaign, most_served", [("campaign_burst", 0.20),
                                                    ("campaign_cot", 0.40),
-                                                   ("campaign_hydra", 0.50)])
+                                                   ("campaign_hydra", 0.60)])
 def test_campaigns_harvest_little(report: Report, campaign: str, most_served: float) -> None:
     assert report.row(campaign).served_share <= most_served, report.row(campaign)
 
