@@ -21,9 +21,10 @@ SHIPPED = {
     "cluster_summaries": ("distillguard.cluster-summaries", 12),
     "account_verdicts": ("distillguard.account-verdicts", 12),
     "control": ("distillguard.control", 1),
+    "decisions": ("distillguard.decisions", 12),
 }
 # Compacted: their newest record per key is the state (the allow-list), kept while it holds.
-COMPACTED = {"control"}
+COMPACTED = {"control", "decisions"}
 
 
 def write(tmp_path: Path, body: str) -> Path:
