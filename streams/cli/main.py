@@ -15,6 +15,8 @@
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
     distillguard status [--port P] [--worker URL ...]       the status page (a browser's)
+    distillguard gate [--port P] [--fail-mode open|closed]  the decision service a gateway
+                                          asks per request (nginx auth_request, Envoy ext_authz)
 
 Settings come from the environment and `--settings FILE` (see streams/edge/settings.py). Errors a
 user can fix print one line and exit 2; nothing prints a traceback for them.
@@ -444,6 +446,20 @@ def cmd_status(args: argparse.Namespace) -> int:
                                               startup_grace_s=args.startup_grace))
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from distillguard.streams.edge.logs import configure_logging
+    from distillguard.streams.gate.server import GateOptions, run_gate
+
+    settings = _settings(args)
+    configure_logging(settings.log_format)
+    topic = args.topic or settings.topics["decisions"].name
+    opts = GateOptions(port=args.port, bind=args.bind, fail_mode=args.fail_mode,
+                       account_header=args.account_header.lower(),
+                       org_header=(args.org_header or "").lower(), burst_s=args.burst_s,
+                       topic=topic, lost_after_s=args.broker_lost_after)
+    return run_gate(settings.kafka_bootstrap, topic, opts, settings.aiokafka_kwargs())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from distillguard.streams.cli.demo import DemoOptions, run_demo
 
@@ -668,6 +684,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the records written from now on (default: the topics' start)")
     p.set_defaults(func=cmd_status)
 
+    from distillguard.streams.gate.server import DEFAULT_ACCOUNT_HEADER
+    from distillguard.streams.gate.server import DEFAULT_PORT as GATE_PORT
+    from distillguard.streams.gate.table import DEFAULT_BURST_S
+    p = with_settings(sub.add_parser(
+        "gate", help="the decision service a gateway asks per request",
+        description="Serve the decisions in force to a gateway, one check per request: read "
+                    "the decisions topic whole (no consumer group), follow it, and answer in "
+                    "the shape of nginx auth_request (/nginx/check) and Envoy's ext_authz HTTP "
+                    "service (/check): 200 serve, 403 blocked, 429 throttled over its rate "
+                    "(Retry-After). GET /ready is 200 once the topic is read up to its end at "
+                    "the start; GET /health says what the gate holds and has answered."))
+    p.add_argument("--port", type=int, default=GATE_PORT,
+                   help=f"the checks' port (default {GATE_PORT}; 0: any free one)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="the address to serve on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--fail-mode", choices=["open", "closed"], default="open",
+                   help="while the gate has not caught up or has lost the broker: open answers "
+                        "from what it holds (the rest is served), closed answers 503 to every "
+                        "check (default open)")
+    p.add_argument("--account-header", default=DEFAULT_ACCOUNT_HEADER,
+                   help=f"the request header naming the account (default "
+                        f"{DEFAULT_ACCOUNT_HEADER})")
+    p.add_argument("--org-header", default="",
+                   help="an optional request header naming the organisation: records keyed "
+                        "org:<org_id> then apply too")
+    p.add_argument("--burst-s", type=float, default=DEFAULT_BURST_S,
+                   help="a throttled account may spend this many seconds of its rate at once "
+                        f"(default {DEFAULT_BURST_S:g}; at least one request)")
+    p.add_argument("--topic", help="the decisions topic (default: the settings')")
+    p.add_argument("--broker-lost-after", type=float, default=10.0,
+                   help="seconds without an answer from the broker before the fail mode "
+                        "answers (default 10)")
+    p.set_defaults(func=cmd_gate)
+
     p = with_settings(sub.add_parser("demo", help="broker + fleet + traffic + live view"))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
@@ -690,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     from distillguard.streams.cli.demo import DemoError
     from distillguard.streams.cli.status import StatusError
     from distillguard.streams.edge.topics import BrokerUnavailableError, TopicError
+    from distillguard.streams.gate.server import GateError
     from distillguard.streams.offline.replay import ReplayError
     from distillguard.streams.worker.process import WorkerError
 
@@ -697,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (SettingsError, ReplayError, DemoError, StatusError, WorkerError, TopicError,
-            BrokerUnavailableError, FileNotFoundError, ValueError) as exc:
+            BrokerUnavailableError, GateError, FileNotFoundError, ValueError) as exc:
         print(f"distillguard {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@
     streams/edge/      shared by the rooms below: imports the core only
     streams/worker/    the Faust worker: the core and streams.edge
     streams/offline/   replay, evaluate, sweep, diff: the core, the simulator, streams.edge
+    streams/gate/      the gateway's decision service: streams.edge
     streams/cli/       the command: any of them
 
 A rule is checked on the imports written in the code (`import x`, `from x import y`, at any
@@ -33,7 +34,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "streams.edge": {"models"},
     "streams.worker": {"models", "streams.edge"},
     "streams.offline": {"models", "simulator", "streams.edge"},
-    "streams.cli": {"models", "simulator", "streams.edge", "streams.worker", "streams.offline"},
+    "streams.gate": {"streams.edge"},
+    "streams.cli": {"models", "simulator", "streams.edge", "streams.worker", "streams.offline",
+                    "streams.gate"},
 }
 # The one import package (distillguard/__init__.py): `distillguard.models.x` is in room models.
 PACKAGE = "distillguard"
@@ -96,7 +99,7 @@ def test_every_module_of_streams_lives_in_a_room() -> None:
              if p.name != "__init__.py"]
     assert not loose, f"modules outside the rooms of streams/: {loose}"
     rooms = {p.parent.name for p in (REPO / "streams").glob("*/__init__.py")}
-    assert rooms == {"edge", "worker", "offline", "cli"}, rooms
+    assert rooms == {"edge", "worker", "offline", "cli", "gate"}, rooms
 
 
 @pytest.mark.parametrize("path", project_files(), ids=lambda p: p.relative_to(REPO).as_posix())
