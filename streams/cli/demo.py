@@ -3,14 +3,15 @@
 1. start the local Kafka broker (deploy/kafka-local.sh) unless one is already running;
 2. create this run's topics (fresh names, so runs never see each other's records);
 3. start a fleet of Faust workers (one consumer group) as separate processes, and the status
-   page beside them (`distillguard status`, a browser's view of the same run);
+   page beside them (`distillguard status`, a browser's view of the same run), and the gate
+   (`distillguard gate`, what a gateway asks per request; streams/cli/demo_gate.py);
 4. stream simulated, labelled traffic onto the requests topic;
 5. show decisions from the enforcement topic as they happen;
 6. once the fleet has caught up (consumer lag 0 on every input topic), print the evaluation of
    the live decisions against the labels, then that of the same traffic replayed through the
    core (what a fleet that keeps up with event time decides), with the count of verdicts that
-   reached their accounts late in event time, stop the workers, and stop the broker if it
-   started it.
+   reached their accounts late in event time, and what the gate answers for a blocked and an
+   ordinary account; stop the workers, and stop the broker if it started it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class DemoOptions:
     timeout_s: float = 900.0
     base_web_port: int = 6066
     status_port: int = 8088  # the status page's; 0: none
+    gate_port: int = 8089  # `distillguard gate` on the run's decisions topic; 0: none
     hold: bool = False  # keep the fleet and the status page up after the run, until Ctrl-C
 
 
@@ -271,6 +273,12 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
             [opts.base_web_port + i for i in range(opts.workers)], log_dir / "status.log")
         print(f"status page: http://127.0.0.1:{opts.status_port}/ (while the demo runs; "
               f"its log: {log_dir / 'status.log'})", flush=True)
+    gate = None
+    if opts.gate_port:
+        from distillguard.streams.cli.demo_gate import start_gate
+        gate = start_gate(worker_env(settings, 0), opts.gate_port, log_dir / "gate.log")
+        print(f"gate: http://127.0.0.1:{opts.gate_port}/ (a gateway's checks at /check and "
+              f"/nginx/check; its log: {log_dir / 'gate.log'})", flush=True)
     view, screen = LiveView(keep_records=True), Screen()
     if status_page is not None:
         # The view redraws the whole terminal: the page's address stays in its title.
@@ -348,6 +356,10 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
         if state["restarts"]:
             print(f"\n{state['restarts']} worker restart(s) after a stall (exit code 3), as a "
                   f"supervisor would; the stall reports are in the workers' logs in {log_dir}.")
+        if state.get("gate_lines"):
+            print(f"\nWhat the gate (http://127.0.0.1:{opts.gate_port}/) answered a gateway at "
+                  "the end of the run:")
+            print("\n".join(state["gate_lines"]))
         if late:
             print(f"\nThe live fleet applied {late:,} verdicts late in event time: this demo plays "
                   f"{opts.hours:g} simulated hours in {state['streamed_s']:.0f} s, so each second a "
@@ -370,6 +382,10 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
         await follow_lag()
         await watcher
         late = late_verdicts([opts.base_web_port + i for i in range(opts.workers)])
+        if gate is not None:
+            from distillguard.streams.cli.demo_gate import gate_lines
+            state["gate_lines"] = gate_lines(f"http://127.0.0.1:{opts.gate_port}/",
+                                             view.records, labels)
         if opts.hold and status_page is not None:
             # The run is over in about a minute: the fleet and its page stay up (idle) for a
             # person to read, with the evaluation already printed, until Ctrl-C.
@@ -387,7 +403,7 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
             finally:
                 loop.remove_signal_handler(signal.SIGTERM)
     finally:
-        stop_workers([*procs, *([status_page] if status_page is not None else [])])
+        stop_workers([*procs, *(p for p in (status_page, gate) if p is not None)])
         if not opts.keep_topics:
             await delete_topics(settings.kafka_bootstrap,
                                 [t.name for t in settings.topics.values()],

@@ -466,7 +466,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     opts = DemoOptions(workers=args.workers, seed=args.seed, scale=args.scale, hours=args.hours,
                        rate=args.rate, keep_broker=args.keep_broker,
                        keep_topics=args.keep_topics, timeout_s=args.timeout,
-                       status_port=args.status_port, hold=args.hold)
+                       status_port=args.status_port, hold=args.hold,
+                       gate_port=args.gate_port)
     return run_demo(_settings(args), opts)
 
 
@@ -730,6 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-topics", action="store_true", help="keep this run's topics")
     p.add_argument("--status-port", type=int, default=8088,
                    help="the status page's port while the demo runs (0: no status page)")
+    p.add_argument("--gate-port", type=int, default=GATE_PORT,
+                   help=f"`distillguard gate` on the run's decisions topic while the demo runs "
+                        f"(default {GATE_PORT}; 0: no gate)")
     p.add_argument("--hold", action="store_true",
                    help="after the run, keep the fleet and the status page up until Ctrl-C")
     p.set_defaults(func=cmd_demo)

@@ -86,3 +86,55 @@ def test_the_demo_starts_the_status_page_on_its_workers_and_the_run_s_topics() -
     assert env["DISTILLGUARD_TOPIC_DEAD_LETTER"] == "distillguard.demo-x.dead-letter"
     demo = build_parser().parse_args(["demo", "--status-port", "0", "--hold"])
     assert demo.status_port == 0 and demo.hold is True
+
+
+def test_the_demo_shows_what_the_gate_answers_for_a_blocked_and_an_ordinary_account() -> None:
+    from distillguard.streams.cli.demo_gate import accounts_to_show, gate_lines
+    from distillguard.streams.gate.server import GateOptions, build_service, response_for
+
+    decisions = [{"account_id": "a-1", "action": "block", "mode": "enforce"},
+                 {"account_id": "a-2", "action": "block", "mode": "enforce"},
+                 {"account_id": "a-2", "action": "allow", "mode": "enforce"},
+                 {"account_id": "a-3", "action": "throttle", "mode": "enforce"}]
+    labels = {"a-1": ("attack", "campaign_burst"), "a-4": ("benign", "ordinary"),
+              "a-5": ("benign", "ordinary")}
+    assert accounts_to_show(decisions, labels) == [("blocked account", "a-1"),
+                                                   ("ordinary account", "a-4")]
+    # A gate that blocks a-1 (its real answers, served by a stand-in for its HTTP server).
+    svc = build_service("127.0.0.1:1", "demo.decisions", GateOptions())
+    svc.gate.caught_up = True
+    svc.gate.table.apply("a-1", {"decision_id": "d-1", "ts": 4e9, "account_id": "a-1",
+                                 "action": "block", "ttl_s": 60, "mode": "enforce",
+                                 "reason_codes": ["cluster_payment"]}, 4e9)
+
+    class Gate(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the http.server interface
+            if self.path == "/health":
+                data = json.dumps({"records_read": 1, "topic": "demo.decisions",
+                                   "in_force": {"block": 1}}).encode()
+                status, headers = 200, {}
+            else:
+                answer = svc.gate.check(self.headers.get("x-distillguard-account", ""), 4e9)
+                resp = response_for(answer, nginx=False)
+                data, status, headers = resp.body or b"", resp.status, resp.headers
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Gate)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lines = gate_lines(f"http://127.0.0.1:{server.server_address[1]}/", decisions, labels)
+    finally:
+        server.shutdown()
+    assert lines == [
+        "  blocked account a-1: 403 block (reason cluster_payment, decision d-1)",
+        "  ordinary account a-4: 200 allow",
+        "  (the gate read 1 records of demo.decisions; in force: {'block': 1})"]
