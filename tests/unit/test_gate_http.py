@@ -188,3 +188,51 @@ def test_the_envoy_example_asks_the_gate_s_path_with_its_headers() -> None:
         "typed_config"]["http_filters"]
     assert [f["name"] for f in filters][-2:] == ["envoy.filters.http.ext_authz",
                                                  "envoy.filters.http.router"]
+
+
+class SilentBroker:
+    """A reader's consumer whose broker stops answering when told to."""
+
+    def __init__(self) -> None:
+        self.answering = True
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        if not self.answering:
+            raise ConnectionError("the broker does not answer")
+        return {tp: 0 for tp in tps}
+
+
+def test_a_broker_silent_for_lost_after_s_is_lost_until_it_answers_again() -> None:
+    svc = service(fail_mode="closed", lost_after_s=0.2, probe_s=0.01)
+    svc.gate.caught_up = True
+    reader, broker = svc.reader, SilentBroker()
+
+    async def run() -> list[tuple[bool, int]]:
+        probe = asyncio.create_task(reader._probe(broker, []))  # type: ignore[arg-type]
+        seen = []
+        try:
+            async def until(condition: Callable[[], bool]) -> None:
+                deadline = asyncio.get_running_loop().time() + 5
+                while not condition():
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.01)
+            await until(lambda: reader.last_answer_mono > 0)
+            seen.append((svc.gate.broker_lost, svc.gate.check("acct-1", T0).status))
+            broker.answering = False
+            silent_from = asyncio.get_running_loop().time()
+            await until(lambda: svc.gate.broker_lost)
+            # not before lost_after_s of silence
+            assert asyncio.get_running_loop().time() - silent_from >= 0.15
+            seen.append((svc.gate.broker_lost, svc.gate.check("acct-1", T0).status))
+            broker.answering = True
+            await until(lambda: not svc.gate.broker_lost)
+            seen.append((svc.gate.broker_lost, svc.gate.check("acct-1", T0).status))
+        finally:
+            probe.cancel()
+        return seen
+
+    with capture_logs() as logs:
+        seen = asyncio.run(run())
+    assert seen == [(False, 200), (True, 503), (False, 200)]
+    events = [e["event"] for e in logs]
+    assert events.count("gate_broker_lost") == 1 and events.count("gate_broker_back") == 1
