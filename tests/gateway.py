@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -68,20 +69,22 @@ def render_template(text: str, values: dict[str, str]) -> str:
 
 
 class Nginx:
-    """nginx with the gate's configuration, on a free port, in `prefix`."""
+    """nginx with the gate's configuration, on a free port, in a prefix directory of its own;
+    its logs are copied to `log_dir` when it stops."""
 
-    def __init__(self, binary: str, prefix: Path, gate: str, upstream: str,
+    def __init__(self, binary: str, log_dir: Path, gate: str, upstream: str,
                  api_keys: dict[str, str]) -> None:
         self.binary = binary
-        self.prefix = prefix
+        # Run as root, nginx's workers drop to `nobody`: they must reach the temporary files'
+        # directories, which pytest's own (mode 700 above the test's) would not let them.
+        self.prefix = prefix = Path(tempfile.mkdtemp(prefix="distillguard-nginx-"))
+        self.log_dir = log_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         keys = prefix / "api-keys.map"
-        prefix.mkdir(parents=True, exist_ok=True)
         keys.write_text("".join(f'"{key}" {account};\n' for key, account in api_keys.items()))
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-        # Run as root, nginx's workers drop to `nobody`: they must be able to use the tmp dirs.
         for path in [prefix, *prefix.rglob("*")]:
             path.chmod(0o777 if path.is_dir() else 0o644)
         self.conf = prefix / "nginx.conf"
@@ -90,17 +93,27 @@ class Nginx:
             "UPSTREAM": upstream, "API_KEYS": str(keys)}))
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def args(self) -> list[str]:
+        # -e: the error log from the start, before the configuration names it (else nginx
+        # first tries the one it was built with, /var/log/nginx, and says so)
+        return ["-p", str(self.prefix), "-c", str(self.conf), "-e",
+                str(self.prefix / "error.log")]
+
     def check_config(self) -> None:
-        res = subprocess.run([self.binary, "-t", "-p", str(self.prefix), "-c", str(self.conf)],
+        res = subprocess.run([self.binary, "-t", *self.args()],
                              capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise RuntimeError(f"nginx -t refused {self.conf}:\n{res.stderr}")
 
     def start(self) -> Self:
-        self.check_config()
-        log = (self.prefix / "nginx.out").open("wb")
-        self.proc = subprocess.Popen([self.binary, "-p", str(self.prefix), "-c", str(self.conf)],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self.check_config()
+        except RuntimeError:
+            self.stop()
+            raise
+        with (self.prefix / "nginx.out").open("wb") as log:
+            self.proc = subprocess.Popen([self.binary, *self.args()], stdout=log,
+                                         stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, 15, lambda: self.proc is not None and
                           self.proc.poll() is None)
@@ -111,18 +124,23 @@ class Nginx:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:]
-                         for p in (self.prefix / "nginx.out", self.prefix / "error.log")
-                         if p.exists())
+                         for d in (self.prefix, self.log_dir)
+                         for p in (d / "nginx.out", d / "error.log") if p.exists())
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGQUIT)  # graceful: the master waits for its workers
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: the master waits for its workers
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.prefix.exists():
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("nginx.conf", "nginx.out", "error.log", "access.log"):
+                if (self.prefix / name).exists():
+                    shutil.copy(self.prefix / name, self.log_dir / name)
+            shutil.rmtree(self.prefix, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -155,6 +155,10 @@ def test_the_sdk_through_nginx_gets_429_when_throttled_403_when_blocked_and_200_
             assert status == 200 and message.content[0].text.startswith("Hello"), message
             assert outcome(ordinary)[0] == 200
             assert curl(nginx.url, CAMPAIGN_KEY)[0] == 200
+            # A long prompt: nginx buffers its body to a file before the API gets it.
+            long = ordinary.messages.create(**{**MESSAGE, "messages": [
+                {"role": "user", "content": "Explain step by step. " * 20_000}]})
+            assert long.content[0].text.startswith("Hello")
 
             # Throttled at 6 requests a minute: the first request fits (the bucket holds at
             # least one), the next is over the rate: 429 with Retry-After and the reason.
