@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import re
@@ -141,6 +142,14 @@ async def load(url: str, accounts: list[str], connections: int, seconds: float
     return len(latencies), latencies, statuses
 
 
+def load_in_process(job: tuple[str, list[str], int, float, int]
+                    ) -> tuple[int, list[float], dict[int, int]]:
+    """One client process's share of the load (for --processes)."""
+    url, accounts, connections, seconds, seed = job
+    random.seed(seed)
+    return asyncio.run(load(url, accounts, connections, seconds))
+
+
 def in_process_cost(recs: list[tuple[str, dict[str, object] | None]], calls: int
                     ) -> tuple[float, float, int]:
     table = DecisionTable()
@@ -169,6 +178,9 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="client processes sharing --connections (the client's own CPU "
+                             "caps the rate of one)")
     parser.add_argument("--calls", type=int, default=1_000_000,
                         help="checks timed in process")
     args = parser.parse_args()
@@ -196,14 +208,27 @@ def main() -> None:
             print(f"gate ready {ready_s:.1f} s after its start (process start included): "
                   f"{health['records_read']:,} records read, in force "
                   f"{health['in_force']}; log {log}")
-        count, latencies, statuses = asyncio.run(
-            load(url, accounts, args.connections, args.seconds))
+        if args.processes > 1:
+            per = max(1, args.connections // args.processes)
+            jobs = [(url, accounts, per, args.seconds, i) for i in range(args.processes)]
+            with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+                parts = pool.map(load_in_process, jobs)
+            count = sum(p[0] for p in parts)
+            latencies = [x for p in parts for x in p[1]]
+            statuses = {}
+            for _, _, st in parts:
+                for code, n in st.items():
+                    statuses[code] = statuses.get(code, 0) + n
+        else:
+            count, latencies, statuses = asyncio.run(
+                load(url, accounts, args.connections, args.seconds))
         latencies.sort()
 
         def p(q: float) -> float:
             return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
         print(f"HTTP: {count / args.seconds:,.0f} checks/s over {args.connections} keep-alive "
-              f"connections for {args.seconds:g} s; latency p50 {p(0.50):.2f} ms, p99 "
+              f"connections ({args.processes} client process"
+              f"{'es' if args.processes > 1 else ''}) for {args.seconds:g} s; latency p50 {p(0.50):.2f} ms, p99 "
               f"{p(0.99):.2f} ms, max {latencies[-1] * 1000:.2f} ms (median "
               f"{statistics.median(latencies) * 1000:.2f} ms); statuses "
               f"{dict(sorted(statuses.items()))}")
