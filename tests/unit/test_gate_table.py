@@ -254,3 +254,19 @@ def test_the_module_s_example_holds() -> None:
 
     result = doctest.testmod(table)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_the_table_does_no_io_and_reads_no_clock() -> None:
+    # The pure part of the gate: what it may import (the reader and the server do the I/O).
+    import ast
+    from pathlib import Path
+
+    from distillguard.streams.gate import table
+
+    tree = ast.parse(Path(table.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "heapq", "math", "collections", "dataclasses", "typing"}, \
+        imported
