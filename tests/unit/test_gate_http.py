@@ -236,3 +236,17 @@ def test_a_broker_silent_for_lost_after_s_is_lost_until_it_answers_again() -> No
     assert seen == [(False, 200), (True, 503), (False, 200)]
     events = [e["event"] for e in logs]
     assert events.count("gate_broker_lost") == 1 and events.count("gate_broker_back") == 1
+
+
+def test_the_nginx_template_asks_the_gate_s_nginx_path_with_its_headers() -> None:
+    from tests.gateway import NGINX_TEMPLATE, render_template
+
+    conf = render_template(NGINX_TEMPLATE.read_text(), {
+        "PREFIX": "/p", "LISTEN": "127.0.0.1:1", "GATE": "127.0.0.1:2", "UPSTREAM": "127.0.0.1:3",
+        "API_KEYS": "/p/keys"})
+    assert f"proxy_pass http://distillguard_gate{NGINX_CHECK_PATH};" in conf
+    assert f"proxy_set_header {DEFAULT_ACCOUNT_HEADER} $distillguard_account;" in conf
+    for header in (STATUS_HEADER, REASON_HEADER, DECISION_HEADER, "retry-after"):
+        assert f"$upstream_http_{header.replace('-', '_')};" in conf, header
+    with pytest.raises(ValueError, match="@GATE@"):
+        render_template(NGINX_TEMPLATE.read_text(), {"PREFIX": "/p"})
