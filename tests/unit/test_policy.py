@@ -28,7 +28,7 @@ from distillguard.models.behaviour import (
     Behaviour,
 )
 from distillguard.models.config import DetectorConfig
-from distillguard.models.decision import STRENGTH, Decision, decision_id
+from distillguard.models.decision import REASON_CODES, STRENGTH, Decision, decision_id
 from distillguard.models.keys import KINDS, template_keys
 from distillguard.models.policy import (
     CONTENT_VOLUME_FLOOR,
@@ -45,6 +45,7 @@ from distillguard.models.policy import (
     templates_evidence,
 )
 from distillguard.models.templates import SIGNATURE_BITS
+from tests.conftest import contract_validator
 
 CFG = DetectorConfig()
 T0 = 1_700_000_000.0
@@ -1072,3 +1073,59 @@ def test_an_allowance_lifts_an_action_in_force_with_its_reason(
     decide(again, T0, CFG, AllowList())
     assert decide(again, T0 + 60, CFG, allow).decision_id == lifted.decision_id
     assert decide(st, T0 + 120, CFG, allow) is None  # nothing more to lift
+
+
+# --- reason codes: the machine-readable reasons beside the prose ------------------------------
+
+
+def test_reason_codes_name_the_crowds_strongest_first_then_the_accounts_own_evidence(
+        validate: Callable[[str, Any], None]) -> None:
+    st = account(verdict("pay:p"), verdict("ip:10.0.0.0/24", score=0.8), account_score=0.5)
+    d = decide(st, T0, CFG)
+    assert d is not None and d.action == "block"
+    assert d.reason_codes == ["cluster_payment", "cluster_network", "account_harvest",
+                              "account_anomaly"]
+    assert d.source == "detector" and d.by is None
+    record = d.to_record(T0 + 1)
+    validate("enforcement-decision", record)
+    assert (record["reason_codes"], record["source"], record["by"]) == (
+        d.reason_codes, "detector", None)
+
+
+def test_every_kind_of_crowd_has_its_code_and_a_code_is_never_repeated() -> None:
+    # four template buckets convicted are one kind, one code
+    st = _fresh(verdict("pay:p", issued=T0 - 900), verdict("sys:s"), verdict("asnua:64500|ua"),
+                *template_verdicts(TPL_A), prompts=(TPL_A,))
+    a = assess(st, T0, CFG)
+    assert set(a.reason_codes) >= {"cluster_payment", "cluster_system_prompt",
+                                   "cluster_asn_client", "cluster_template",
+                                   "replacement_account"}
+    assert len(a.reason_codes) == len(set(a.reason_codes))
+
+
+def test_a_throttle_held_back_from_a_block_says_so_in_its_codes() -> None:
+    verdicts = (*template_verdicts(TPL_A, 0.9), *template_verdicts(TPL_B, 0.9))
+    held = assess(_candidate(30 * 60, verdicts), T0, CFG)
+    assert held.action == "throttle" and held.reason_codes[0] == "cluster_template"
+    assert held.reason_codes[-1] == "held_at_throttle"
+    past = assess(_candidate(CFG.harvest_session_s, verdicts), T0, CFG)
+    assert past.action == "block" and "held_at_throttle" not in past.reason_codes
+
+
+def test_a_lift_is_coded_released_or_allow_listed() -> None:
+    cfg = DetectorConfig(evidence_half_life_s=600)
+    st = account(verdict("pay:p", score=0.9))
+    assert decide(st, T0, cfg) is not None
+    lifted = [d for _, _, d in _walk(st, cfg, T0 + cfg.throttle_ttl_s)]
+    assert [d.action for d in lifted] == ["allow"] and lifted[0].reason_codes[0] == "released"
+    allow = AllowList()
+    st = blockable()
+    assert decide(st, T0, CFG, allow) is not None
+    allow.grant(Allowance("account", "acct-1", "a paying customer", "control", "analyst-1"))
+    d = decide(st, T0 + 60, CFG, allow)
+    assert d is not None and d.reason_codes == ["allow_listed"] and d.source == "detector"
+
+
+def test_the_cores_reason_codes_are_the_contracts() -> None:
+    schema = contract_validator("enforcement-decision").schema
+    assert sorted(REASON_CODES) == sorted(schema["properties"]["reason_codes"]["items"]["enum"])
