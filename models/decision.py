@@ -23,6 +23,10 @@ BLOCK: Final = "block"
 ACTIONS = (ALLOW, THROTTLE, BLOCK)
 STRENGTH = {ALLOW: 0, THROTTLE: 1, BLOCK: 2}
 
+# A decision's mode (the contract's `mode`).
+ENFORCE: Final = "enforce"
+SHADOW: Final = "shadow"
+
 # Who made a decision (the contract's `source`).
 DETECTOR: Final = "detector"
 OPERATOR: Final = "operator"

@@ -82,7 +82,7 @@ ENV_PREFIX = "DISTILLGUARD_"
 # build of the core to load (models/_build.py).
 NOT_SETTINGS = frozenset({f"{ENV_PREFIX}SETTINGS_FILE", *BUILD_VARIABLES})
 TOPIC_LOGICAL_NAMES = ("requests", "enforcement", "dead_letter", "cluster_summaries",
-                       "account_verdicts", "control")
+                       "account_verdicts", "control", "decisions")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # An allow-listed id, as the request contract bounds `org_id` and `account_id`.
@@ -112,6 +112,7 @@ class Settings:
     topic_cluster_summaries: str = ""
     topic_account_verdicts: str = ""
     topic_control: str = ""
+    topic_decisions: str = ""
     store: str = "memory://"
     web_port: int = 6066
     # The worker's web server (Faust's, for health and stats). Loopback unless told otherwise:

@@ -13,6 +13,7 @@
       │                  partition's event time reaches issued_ts + verdict_delay_s)
       ▼
     enforcement (key: account_id, contract JSON)      + one structlog line per decision
+    decisions (key: account_id, compacted): the same record while in force, a tombstone on allow
 
     control (allow-list, compacted) ─▶ every worker's ControlReader (no group, whole topic)
                                        ─▶ the AllowList the core's policy consults
@@ -37,7 +38,7 @@ from faust.transport.producer import ProducerBuffer
 
 from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
 from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
-from distillguard.models.decision import Decision
+from distillguard.models.decision import ENFORCE, Decision
 from distillguard.models.events import InvalidEvent
 from distillguard.models.messages import BROADCAST, SourceTick
 from distillguard.models.partitioning import partition_for
@@ -48,6 +49,7 @@ from distillguard.streams.edge.codec import (
     VERDICT_BATCH_TAG,
     EncodedOnce,
     dead_letter_record,
+    decision_in_force,
     decode_cluster_record,
     decode_request,
     decode_verdict_record,
@@ -215,6 +217,8 @@ def create_app(settings: Settings) -> WorkerApp:
                                   partitions=topics["cluster_summaries"].partitions)
     account_verdicts = app.topic(topics["account_verdicts"].name, partitions=partitions)
     enforcement = app.topic(topics["enforcement"].name)
+    # The decision in force per account (compacted): what a gateway rebuilds its state from.
+    decisions_topic = topics["decisions"]
     dead_letter = app.topic(topics["dead_letter"].name)
 
     # ---- state: the core's values, changelogged as orjson (never pickle) -------------------
@@ -475,13 +479,23 @@ def create_app(settings: Settings) -> WorkerApp:
     async def publish_decision(d: Decision) -> None:
         # Wait for the broker's ack: the caller writes the state that records this decision
         # only afterwards, so a crash in between re-decides it (same id) instead of losing it.
-        delivered = await enforcement.send(key=d.account_id.encode(),
-                                           value=encode_decision(d, time.time()))
+        key = d.account_id.encode()
+        value = encode_decision(d, time.time())
+        delivered = await enforcement.send(key=key, value=value)
+        in_force = None
+        if d.mode == ENFORCE:
+            # The decision now in force, or a tombstone when an allow lifts it (a shadow
+            # decision is in force nowhere). Partitioned as Kafka's default partitioner does,
+            # like `distillguard decide`'s records, so an account's records keep their order.
+            in_force = await app.producer.send(
+                decisions_topic.name, key, decision_in_force(d, value),
+                partition_for(d.account_id, decisions_topic.partitions), None, None)
         log.info("decision", account_id=d.account_id, action=d.action, score=d.score,
                  ttl_s=d.ttl_s, decision_id=d.decision_id, clusters=d.cluster_ids[:3],
                  reason=d.reasons[0], evidence=d.reasons[1:3], mode=d.mode)
-        if delivered is not None:  # the producer's delivery future (None from test doubles)
-            await delivered
+        for future in (delivered, in_force):
+            if future is not None:  # the producer's delivery future (None from test doubles)
+                await future
         tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
 
     # A flood of bad records reaches the topic whole, and the log only a sample of it
