@@ -68,6 +68,7 @@ from distillguard.models.keys import (
     is_template_key,
     key_kind,
 )
+from distillguard.models.operator import OPERATOR_ID_PREFIX, OperatorDecisions
 from distillguard.models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
@@ -397,13 +398,27 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
 
 
 def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
-           allow: AllowList | None = None) -> Decision | None:
+           allow: AllowList | None = None,
+           operator: OperatorDecisions | None = None) -> Decision | None:
     """The decision to publish now, if any; updates the account's current action.
 
     An action in force is reviewed (renewed, or lifted if the evidence has decayed below the
     release score) once half its TTL has run; until then only an escalation can change it. An
-    allow-listed account is never acted on, and one under an action is lifted at once.
+    allow-listed account is never acted on, and one under an action is lifted at once. While an
+    operator's decision about the account is in force (models/operator.py) the detector decides
+    nothing: the operator's command published it; once it runs out or is revoked, the account
+    is decided afresh.
     """
+    manual = operator.in_force(state.account_id, now_ts) if operator is not None else None
+    if manual is not None:
+        # Recorded as the action in force, so that when it ends the detector starts from
+        # nothing in force (the gateway's view) rather than from its own earlier action.
+        state.action, state.action_until = manual.action, manual.until
+        state.action_decision_id = manual.decision_id
+        return None
+    if (state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
+            and now_ts < state.action_until):
+        state.action, state.action_until = ALLOW, 0.0  # revoked early: the command lifted it
     active = state.action if now_ts < state.action_until else ALLOW
     allowance = allow.lookup(state.account_id, state.org_id) if allow is not None else None
     if allowance is not None:

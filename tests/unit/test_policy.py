@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from distillguard.models import operator as operator_module
 from distillguard.models.account import AccountState, Verdict
 from distillguard.models.account_stage import RECENT_PROMPTS
 from distillguard.models.allowlist import Allowance, AllowList
@@ -30,6 +31,7 @@ from distillguard.models.behaviour import (
 from distillguard.models.config import DetectorConfig
 from distillguard.models.decision import REASON_CODES, STRENGTH, Decision, decision_id
 from distillguard.models.keys import KINDS, template_keys
+from distillguard.models.operator import OperatorDecision, OperatorDecisions, revoked_decision
 from distillguard.models.policy import (
     CONTENT_VOLUME_FLOOR,
     CORROBORATION_SCORE,
@@ -1129,3 +1131,85 @@ def test_a_lift_is_coded_released_or_allow_listed() -> None:
 def test_the_cores_reason_codes_are_the_contracts() -> None:
     schema = contract_validator("enforcement-decision").schema
     assert sorted(REASON_CODES) == sorted(schema["properties"]["reason_codes"]["items"]["enum"])
+
+
+# --- operators' manual decisions (models/operator.py) -----------------------------------------
+
+
+def test_while_an_operators_allow_holds_the_detector_decides_nothing_then_afresh() -> None:
+    held = OperatorDecisions()
+    st = blockable()
+    blocked = decide(st, T0, CFG, None, held)
+    assert blocked is not None and blocked.action == "block"
+    manual = OperatorDecision("acct-1", "allow", 3600, None, "customer on the phone", "alice",
+                              T0 + 60)
+    assert held.put(manual)
+    st.verdicts["sys:s2"] = verdict("sys:s2", issued=T0 + 120)  # more evidence: still nothing
+    assert all(decide(st, t, CFG, None, held) is None for t in (T0 + 61, T0 + 1800, T0 + 3659))
+    again = decide(st, manual.until, CFG, None, held)
+    assert again is not None and again.action == "block" and again.source == "detector"
+
+
+def test_an_operators_block_is_not_lifted_by_decaying_evidence_and_ends_with_its_ttl() -> None:
+    held = OperatorDecisions()
+    st = account(verdict("pay:p", ttl=600))  # evidence gone after ten minutes
+    held.put(OperatorDecision("acct-1", "block", 7200, None, "ticket T-1", "bob", T0))
+    assert [decide(st, T0 + t, CFG, None, held) for t in (1, 900, 7199)] == [None] * 3
+    assert st.action == "block" and st.action_until == T0 + 7200
+    # ended: nothing in force (the gateway's TTL ran out too), and no evidence to act on
+    assert decide(st, T0 + 7200, CFG, None, held) is None
+
+
+def test_an_operators_decision_revoked_early_leaves_the_account_to_the_detector() -> None:
+    held = OperatorDecisions()
+    st = blockable()
+    held.put(OperatorDecision("acct-1", "throttle", 86400, 1, "ticket T-2", "carol", T0))
+    assert decide(st, T0 + 1, CFG, None, held) is None and st.action == "throttle"
+    held.remove("acct-1")
+    d = decide(st, T0 + 2, CFG, None, held)
+    assert d is not None and d.action == "block" and d.source == "detector"
+    quiet = account()
+    held.put(OperatorDecision("acct-1", "block", 86400, None, "ticket T-3", "carol", T0))
+    assert decide(quiet, T0 + 1, CFG, None, held) is None and quiet.action == "block"
+    held.remove("acct-1")
+    assert decide(quiet, T0 + 2, CFG, None, held) is None and quiet.action == "allow"
+
+
+def test_an_operators_decision_beats_an_allowance_of_its_organisation() -> None:
+    allow = AllowList()
+    allow.grant(Allowance("org", "org-7", "enterprise contract", "settings"))
+    held = OperatorDecisions()
+    held.put(OperatorDecision("acct-1", "block", 3600, None, "stolen key", "dave", T0))
+    st = blockable()
+    st.org_id = "org-7"
+    assert decide(st, T0 + 1, CFG, allow, held) is None and st.action == "block"
+
+
+@pytest.mark.parametrize("action", ["allow", "throttle", "block"])
+def test_an_operators_decision_record_validates_and_names_who(
+        validate: Callable[[str, Any], None], action: str) -> None:
+    manual = OperatorDecision("acct-1", action, 5400, 1 if action == "throttle" else None,
+                              "ticket T-4", "erin", T0)
+    d = manual.to_decision("mv-1")
+    record = d.to_record(T0 + 1)
+    validate("enforcement-decision", record)
+    assert (record["source"], record["by"], record["reason_codes"]) == (
+        "operator", "erin", [f"operator_{action}"])
+    assert record["ttl_s"] == (None if action == "allow" else 5400)
+    assert record["mode"] == "enforce" and d.decision_id == manual.decision_id
+    assert d.decision_id.startswith("dg-op-") and len(d.decision_id) <= 128
+    assert record["reasons"][0].endswith("by operator erin for 1.5 h: ticket T-4")
+    lift = revoked_decision("acct-1", "erin", "resolved", T0 + 2, "mv-1")
+    validate("enforcement-decision", lift.to_record(T0 + 2))
+    assert lift.action == "allow" and lift.reason_codes == ["operator_allow"]
+
+
+def test_the_operator_table_is_bounded_and_forgets_what_ran_out_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operator_module, "MAX_OPERATOR_DECISIONS", 2)
+    held = OperatorDecisions()
+    assert held.put(OperatorDecision("a", "block", 60, None, "r", "x", T0))
+    assert held.put(OperatorDecision("b", "block", 3600, None, "r", "x", T0))
+    assert not held.put(OperatorDecision("c", "block", 60, None, "r", "x", T0 + 30))
+    assert held.put(OperatorDecision("c", "block", 60, None, "r", "x", T0 + 60))  # a ran out
+    assert set(held.by_account) == {"b", "c"}
