@@ -15,8 +15,9 @@
     enforcement (key: account_id, contract JSON)      + one structlog line per decision
     decisions (key: account_id, compacted): the same record while in force, a tombstone on allow
 
-    control (allow-list, compacted) ─▶ every worker's ControlReader (no group, whole topic)
-                                       ─▶ the AllowList the core's policy consults
+    control (allow-list, operators' decisions; compacted) ─▶ every worker's ControlReader (no
+                                       group, whole topic) ─▶ the AllowList and the
+                                       OperatorDecisions the core's policy consults
 
 The agents decode, load state, call the pure core (`models/`), store state and send. What they
 send in volume is held and sent in batches (streams/worker/outbox.py, streams/worker/held_writes.py), never
@@ -41,6 +42,7 @@ from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, 
 from distillguard.models.decision import ENFORCE, Decision
 from distillguard.models.events import InvalidEvent
 from distillguard.models.messages import BROADCAST, SourceTick
+from distillguard.models.operator import OperatorDecisions
 from distillguard.models.partitioning import partition_for
 from distillguard.streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
@@ -327,7 +329,8 @@ def create_app(settings: Settings) -> WorkerApp:
             log.exception("send_held_failed", hint="retried in 0.1 s and before every commit")
 
     allow = settings.allow_list()
-    account_stage_core = AccountStage(cfg, allow)
+    operator = OperatorDecisions()  # filled and changed by the control reader (below)
+    account_stage_core = AccountStage(cfg, allow, operator)
     cluster_stage_core = ClusterStage(cfg)
     account_parts: dict[int, AccountPartition] = {}
     cluster_parts: dict[int, ClusterPartition] = {}
@@ -526,16 +529,16 @@ def create_app(settings: Settings) -> WorkerApp:
         dead_letter_log.record(reason, topic, partition, offset)
 
     # ---- the allow-list: the settings' allowances, then the control topic's ---------------
-    # One AllowList for the worker, shared with the core (the policy consults it at every
-    # decision) and changed in place by the control reader.
+    # One AllowList and one OperatorDecisions for the worker, shared with the core (the policy
+    # consults them at every decision) and changed in place by the control reader.
     async def control_dead_letter(reason: str, rec: Any) -> None:
         await dead_letter_raw(reason, rec.key, rec.value, rec.topic, rec.partition, rec.offset)
 
-    control = ControlReader(settings, AllowListKeeper(allow, settings.allowances()),
+    control = ControlReader(settings, AllowListKeeper(allow, settings.allowances(), operator),
                             control_dead_letter)
     app.runtime = WorkerRuntime(send_held=send_held, held=held, core_counts=core_counts,
                                 dead_letters=dead_letter_log, allow=allow, control=control,
-                                tallies=tallies)
+                                tallies=tallies, operator=operator)
 
     @app.on_partitions_assigned.connect
     async def start_reading_control(sender: Any, assigned: set[Any], **_: Any) -> None:
