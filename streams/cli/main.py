@@ -11,6 +11,8 @@
     distillguard evaluate [--out DIR]     the detection-quality report: a tuning set and a
                                           held-out set of scenarios, targets checked
     distillguard allow --org ID | --account ID --reason TEXT     the allow-list (control topic)
+    distillguard decide --account ID --block|--throttle|--allow --for 2h --reason TEXT
+                                          an operator's own decision about an account
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
     distillguard watch                    live view of the enforcement topic
@@ -639,6 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from distillguard.streams.cli.allow import add_allow_parser
     add_allow_parser(sub)
+    from distillguard.streams.cli.decide import add_decide_parser
+    add_decide_parser(sub)
 
     p = with_settings(sub.add_parser("watch", help="live view of the enforcement topic"))
     p.add_argument("--from-beginning", action="store_true")
