@@ -52,19 +52,20 @@ from distillguard.streams.edge.settings import Settings, allow_id_problem, load_
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> int:
-    """Seconds of `90`, `90s`, `30m`, `2h` or `7d`; ValueError otherwise.
+def parse_duration(text: str, option: str = "--for") -> int:
+    """Seconds of `90`, `90s`, `30m`, `2h` or `7d`, from 1 s to 30 days; ValueError otherwise.
 
     >>> parse_duration("2h"), parse_duration("90")
     (7200, 90)
     """
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
     if not match:
-        raise ValueError(f"--for {text!r} is not a duration (90s, 30m, 2h, 7d)")
+        raise ValueError(f"{option} {text!r} is not a duration (90s, 30m, 2h, 7d)")
     seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
     if not 1 <= seconds <= MAX_OPERATOR_TTL_S:
-        raise ValueError(f"--for {text!r}: from 1 s to 30 days (an action for good belongs to "
-                         "the gateway's own account controls)")
+        why = (" (an action for good belongs to the gateway's own account controls)"
+               if option == "--for" else "")
+        raise ValueError(f"{option} {text!r}: from 1 s to 30 days{why}")
     return seconds
 
 

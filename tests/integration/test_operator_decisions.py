@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 from typing import Any
 
 import orjson
 import pytest
 
 from distillguard.streams.cli.decide import add_decide_parser
+from distillguard.streams.cli.explain import add_explain_parser
 from distillguard.streams.edge.settings import Settings
 from tests.conftest import contract_validator, event_dict
 from tests.integration.conftest import (
@@ -42,7 +44,8 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
-    """The `decide` command as the console script registers it, on this test's topics."""
+    """The `decide` and `explain` commands as the console script registers them, on this
+    test's topics."""
     for name in list(os.environ):
         if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
             monkeypatch.delenv(name)
@@ -50,7 +53,9 @@ def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentPars
                                run.kafka_bootstrap).items():
         monkeypatch.setenv(name, value)
     parser = argparse.ArgumentParser(prog="distillguard")
-    add_decide_parser(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_decide_parser(sub)
+    add_explain_parser(sub)
     return parser
 
 
@@ -172,3 +177,53 @@ def test_a_throttle_by_hand_carries_its_rate(run: Settings, cli: argparse.Argume
     record = orjson.loads(asyncio.run(read_all(run, "decisions"))[0].value)
     assert (record["action"], record["rate_limit_rpm"], record["ttl_s"]) == ("throttle", 3, 2700)
     assert record["reasons"] == ["throttled to 3/min by operator dana for 45 min: noisy"]
+
+
+def test_explain_shows_the_decision_in_force_the_history_and_what_is_held(
+        run: Settings, cli: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
+    now = time.time()
+
+    def record(account: str, action: str, ts: float, **fields: Any) -> dict[str, Any]:
+        return {"decision_id": f"dg-{account}-{action}-{ts:.0f}", "ts": ts, "event_ts": ts - 5,
+                "account_id": account, "action": action,
+                "ttl_s": None if action == "allow" else 3600,
+                "rate_limit_rpm": 2 if action == "throttle" else None, "score": 0.9,
+                "reasons": [f"score 0.90 -> {action}", "cluster pay:p convicted"],
+                "reason_codes": ["cluster_payment", "account_harvest"], "source": "detector",
+                "by": None, "cluster_ids": ["pay:p"], "model_version": "mv", "mode": "enforce",
+                **fields}
+    throttled = record("acct-x", "throttle", now - 600)
+    blocked = record("acct-x", "block", now - 300)
+    others = [record(f"acct-{i}", "block", now - 100) for i in range(20)]
+    asyncio.run(produce(run, [(b"acct-x", orjson.dumps(throttled)),
+                              *[(d["account_id"].encode(), orjson.dumps(d)) for d in others],
+                              (b"acct-x", orjson.dumps(blocked))], topic=run.topic_enforcement))
+    asyncio.run(produce(run, [(b"acct-x", orjson.dumps(throttled)),
+                              (b"acct-x", orjson.dumps(blocked)), (b"acct-y", b"{}"),
+                              (b"acct-y", None)], topic=run.topic_decisions))
+    assert decide(cli, "--account", "acct-x", "--throttle", "--rpm", "1", "--for", "2h",
+                  "--reason", "watching it", "--by", "erin") == 0
+    capsys.readouterr()
+
+    args = cli.parse_args(["explain", "acct-x", "--json"])
+    assert args.func(args) == 0
+    found = orjson.loads(capsys.readouterr().out)
+    # the operator's throttle is the newest record on both topics now
+    assert found["in_force"]["source"] == "operator" and found["in_force"]["by"] == "erin"
+    assert [h["action"] for h in found["history"]] == ["throttle", "block", "throttle"]
+    assert found["operator_decision"]["action"] == "throttle"
+    assert found["operator_decision"]["in_force"] is True
+
+    args = cli.parse_args(["explain", "acct-x", "--history", "2"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "in force: throttle to 1/min until" in text and "by the operator erin" in text
+    assert "codes: operator_throttle" in text
+    assert "operator's decision held: throttled to 1/min by operator erin for 2 h" in text
+    assert "decisions on the enforcement topic since 24h ago: 3, the newest 2:" in text
+    assert "cluster_payment,account_harvest  score 0.90 -> block" in text
+
+    args = cli.parse_args(["explain", "acct-y"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "in force: nothing" in text and "since 24h ago: 0" in text
