@@ -176,7 +176,8 @@ def render(found: AccountRecord, now: float, history: int, since: str) -> str:
     until = _until(d) if d is not None else None
     if d is None or until is None or until <= now:
         lines.append("in force: nothing" + (
-            f" (its last {d.get('action')} ran out at {_when(until)})" if d and until else ""))
+            f" (its last {d.get('action')} ran out at {_when(until)})" if d and until
+            else " (lifted)" if found.decisions_seen else ""))
     else:
         rpm = f" to {d.get('rate_limit_rpm')}/min" if d.get("action") == "throttle" else ""
         lines.append(f"in force: {d.get('action')}{rpm} until {_when(until)} "

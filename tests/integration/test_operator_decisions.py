@@ -110,8 +110,14 @@ def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_dete
 
     # 2. The worker holds both and decides nothing about either: more evidence against the
     #    suspect, ordinary requests from the blocked account.
-    wait_until(lambda: len(logged(fleet, "operator_decision_held")) == 2, APPLY_DEADLINE_S,
-               "the worker to hold both decisions", fleet)
+    def both_held() -> list[dict[str, Any]] | None:
+        lines = logged(fleet, "operator_decision_held")
+        return lines if len(lines) == 2 else None
+    held = wait_until(both_held, APPLY_DEADLINE_S, "the worker to hold both decisions", fleet)
+    with capsys.disabled():
+        for line in held:
+            print(f"\n{line['account_id']}: held by the worker {line['lag_s'] * 1000:.0f} ms "
+                  "after `decide` sent its control record (its lag_s)", end="")
     asyncio.run(produce(run, [verdict_record(suspect, later + 10, cfg)],
                         topic=run.topic_account_verdicts))
     for i in range(3):
@@ -226,4 +232,4 @@ def test_explain_shows_the_decision_in_force_the_history_and_what_is_held(
     args = cli.parse_args(["explain", "acct-y"])
     assert args.func(args) == 0
     text = capsys.readouterr().out
-    assert "in force: nothing" in text and "since 24h ago: 0" in text
+    assert "in force: nothing (lifted)" in text and "since 24h ago: 0" in text
