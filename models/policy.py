@@ -51,9 +51,11 @@ from distillguard.models.decision import (
     ALLOW_LISTED,
     BLOCK,
     CLUSTER_CODES,
+    ENFORCE,
     HELD_AT_THROTTLE,
     RELEASED,
     REPLACEMENT_ACCOUNT,
+    SHADOW,
     STRENGTH,
     THROTTLE,
     Decision,
@@ -466,7 +468,7 @@ def _decision(state: AccountState, now_ts: float, cfg: DetectorConfig, action: s
               score: float, reasons: list[str], basis: list[str],
               cluster_ids: list[str], reason_codes: list[str]) -> Decision:
     ttl_s = _ttl(action, cfg) if action != ALLOW else None
-    mode = "shadow" if cfg.shadow else "enforce"
+    mode = SHADOW if cfg.shadow else ENFORCE
     decision = Decision(
         decision_id=decision_id(state.account_id, action, basis, cfg.model_version, mode),
         account_id=state.account_id,
