@@ -1,6 +1,6 @@
 """`distillguard decide`: an operator's own decision about one account, from the command line.
 
-    distillguard decide --account ID --block | --throttle [--rpm N] | --allow
+    distillguard decide --account ID [--account ID ...] --block | --throttle [--rpm N] | --allow
                         --for DURATION --reason TEXT [--by NAME]       decide (for a time)
     distillguard decide --revoke --account ID --reason TEXT [--by NAME]  end it early
     distillguard decide --list                              the operators' decisions held now
@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -50,6 +51,9 @@ from distillguard.streams.edge.control import (
 from distillguard.streams.edge.settings import Settings, allow_id_problem, load_settings
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Accounts one command decides about: a campaign's handful to a few hundred, one record each
+# (three writes); more belongs in a script over the control topic's contract.
+MAX_ACCOUNTS_AT_ONCE = 1000
 
 
 def parse_duration(text: str, option: str = "--for") -> int:
@@ -78,7 +82,9 @@ def add_decide_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "topic), which makes no decision of its own about the account until it runs "
                     "out or is revoked.")
     p.add_argument("--settings", help="TOML settings file (else $DISTILLGUARD_SETTINGS_FILE)")
-    p.add_argument("--account", metavar="ID", help="the account (the events' account_id)")
+    p.add_argument("--account", metavar="ID", action="append",
+                   help="the account (the events' account_id); repeat it for several (at most "
+                        f"{MAX_ACCOUNTS_AT_ONCE}), each gets its own decision")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--block", dest="action", action="store_const", const=BLOCK,
                         help="block the account: the gateway refuses its requests")
@@ -111,11 +117,15 @@ def cmd_decide(args: argparse.Namespace) -> int:
             raise ValueError(f"--list takes no --{extra[0].replace('duration', 'for')}")
         print(render_decisions(settings, asyncio.run(_read(settings)), time.time()))
         return 0
-    if args.account is None:
+    if not args.account:
         raise ValueError("--account is required")
-    problem = allow_id_problem(args.account)
-    if problem:
-        raise ValueError(f"--account {args.account!r} {problem}")
+    accounts = list(dict.fromkeys(args.account))  # each once, in the order given
+    if len(accounts) > MAX_ACCOUNTS_AT_ONCE:
+        raise ValueError(f"{len(accounts)} accounts: at most {MAX_ACCOUNTS_AT_ONCE} at once")
+    for account in accounts:
+        problem = allow_id_problem(account)
+        if problem:
+            raise ValueError(f"--account {account!r} {problem}")
     if not args.reason or not args.reason.strip():
         raise ValueError("--reason is required: say why (it is named in the decision)")
     by = args.by if args.by is not None else _login()
@@ -124,7 +134,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if args.action == "revoke":
         if args.duration is not None or args.rpm is not None:
             raise ValueError("--revoke takes no --for or --rpm")
-        return _revoke(settings, args.account, args.reason, by)
+        return _revoke(settings, accounts, args.reason, by)
     if args.duration is None:
         raise ValueError("--for is required: how long the decision holds (90s, 30m, 2h, 7d)")
     if args.rpm is not None and args.action != THROTTLE:
@@ -132,62 +142,71 @@ def cmd_decide(args: argparse.Namespace) -> int:
     rpm = None
     if args.action == THROTTLE:
         rpm = settings.detector.throttle_rpm if args.rpm is None else args.rpm
-    manual = OperatorDecision(args.account, args.action, parse_duration(args.duration), rpm,
-                              args.reason, by, time.time())
-    key, value = decide_record(manual)  # ValueError as a worker would refuse it
-    decision = manual.to_decision(settings.detector.model_version)
-    offsets = asyncio.run(_write(settings, (key, value), decision))
-    print(f"{manual.describe()}; until {_when(manual.until)}. Published to the gateway "
-          f"({offsets}); every worker holds it within about a second and decides nothing "
-          "about the account until then.")
+    ttl_s, now = parse_duration(args.duration), time.time()
+    manual = [OperatorDecision(a, args.action, ttl_s, rpm, args.reason, by, now)
+              for a in accounts]
+    # every record checked before any is written: ValueError as a worker would refuse it
+    writes = [(decide_record(m), m.to_decision(settings.detector.model_version)) for m in manual]
+    offsets = asyncio.run(_write(settings, writes))
+    for m, where in zip(manual, offsets, strict=True):
+        print(f"account {m.account_id}: {m.describe()}; until {_when(m.until)}. Published to "
+              f"the gateway ({where}).")
+    print("Every worker holds it within about a second and decides nothing about the account "
+          "until then.")
     return 0
 
 
-def _revoke(settings: Settings, account_id: str, reason: str, by: str) -> int:
+def _revoke(settings: Settings, accounts: list[str], reason: str, by: str) -> int:
     state = asyncio.run(_read(settings))
     now = time.time()
-    held = state.records.get(control_key("account", account_id, DECIDE_KIND))
-    in_force = held is not None and held.decision is not None and now < held.decision.until
-    lift = (revoked_decision(account_id, by, reason, now, settings.detector.model_version)
-            if in_force else None)
-    offsets = asyncio.run(_write(settings, revoke_record("account", account_id, DECIDE_KIND),
-                                 lift))
-    if lift is None:
-        print(f"no operator decision in force for account {account_id}: tombstone written "
-              f"({offsets}); nothing published to the gateway.")
-    else:
-        print(f"revoked the operator decision for account {account_id} ({offsets}): the "
-              "gateway lifts it now; the detector decides the account afresh from its next "
-              "event.")
+    writes: list[tuple[tuple[bytes, bytes | None], Decision | None]] = []
+    for account_id in accounts:
+        held = state.records.get(control_key("account", account_id, DECIDE_KIND))
+        in_force = held is not None and held.decision is not None and now < held.decision.until
+        lift = (revoked_decision(account_id, by, reason, now, settings.detector.model_version)
+                if in_force else None)
+        writes.append((revoke_record("account", account_id, DECIDE_KIND), lift))
+    offsets = asyncio.run(_write(settings, writes))
+    for (_, lift), account_id, where in zip(writes, accounts, offsets, strict=True):
+        if lift is None:
+            print(f"no operator decision in force for account {account_id}: tombstone written "
+                  f"({where}); nothing published to the gateway.")
+        else:
+            print(f"revoked the operator decision for account {account_id} ({where}): the "
+                  "gateway lifts it now; the detector decides the account afresh from its "
+                  "next event.")
     return 0
 
 
-async def _write(settings: Settings, control: tuple[bytes, bytes | None],
-                 decision: Decision | None) -> str:
-    """The control record, then (if any) the decision on the enforcement and decisions topics,
-    each acknowledged by every in-sync replica; where they went."""
+async def _write(settings: Settings,
+                 writes: Sequence[tuple[tuple[bytes, bytes | None], Decision | None]]
+                 ) -> list[str]:
+    """For each account: its control record, then (if any) its decision on the enforcement and
+    decisions topics, each acknowledged by every in-sync replica; where each account's went."""
     control_topic = await _ready(settings)
     topics = settings.topics
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                 enable_idempotence=True, **settings.aiokafka_kwargs())
     await producer.start()
+    written = []
     try:
-        # The control record first: a worker that decides about the account after the gateway
-        # has the decision then already holds it, or does within a second.
-        key, value = control
-        meta = await producer.send_and_wait(control_topic, value, key=key)
-        where = [f"{control_topic}@{meta.offset}"]
-        if decision is not None:
-            key = decision.account_id.encode()
-            record = encode_decision(decision, time.time())
-            for name, payload in ((topics["enforcement"].name, record),
-                                  (topics["decisions"].name,
-                                   decision_in_force(decision, record))):
-                meta = await producer.send_and_wait(name, payload, key=key)
-                where.append(f"{name}@{meta.partition}:{meta.offset}")
+        for (key, value), decision in writes:
+            # The control record first: a worker that decides about the account after the
+            # gateway has the decision then already holds it, or does within a second.
+            meta = await producer.send_and_wait(control_topic, value, key=key)
+            where = [f"{control_topic}@{meta.offset}"]
+            if decision is not None:
+                record = encode_decision(decision, time.time())
+                for name, payload in ((topics["enforcement"].name, record),
+                                      (topics["decisions"].name,
+                                       decision_in_force(decision, record))):
+                    meta = await producer.send_and_wait(name, payload,
+                                                        key=decision.account_id.encode())
+                    where.append(f"{name}@{meta.partition}:{meta.offset}")
+            written.append(", ".join(where))
     finally:
         await producer.stop()
-    return ", ".join(where)
+    return written
 
 
 def render_decisions(settings: Settings, state: ControlState, now: float) -> str:

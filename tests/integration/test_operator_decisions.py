@@ -177,12 +177,23 @@ def test_decide_refuses_what_a_worker_would_refuse(cli: argparse.ArgumentParser)
             decide(cli, *argv)
 
 
-def test_a_throttle_by_hand_carries_its_rate(run: Settings, cli: argparse.ArgumentParser) -> None:
-    assert decide(cli, "--account", "acct-t", "--throttle", "--rpm", "3", "--for", "45m",
-                  "--reason", "noisy", "--by", "dana") == 0
-    record = orjson.loads(asyncio.run(read_all(run, "decisions"))[0].value)
-    assert (record["action"], record["rate_limit_rpm"], record["ttl_s"]) == ("throttle", 3, 2700)
-    assert record["reasons"] == ["throttled to 3/min by operator dana for 45 min: noisy"]
+def test_a_throttle_by_hand_carries_its_rate_and_several_accounts_take_one_command(
+        run: Settings, cli: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
+    assert decide(cli, "--account", "acct-t", "--account", "acct-u", "--account", "acct-t",
+                  "--throttle", "--rpm", "3", "--for", "45m", "--reason", "noisy",
+                  "--by", "dana") == 0
+    records = {r.key.decode(): orjson.loads(r.value)
+               for r in asyncio.run(read_all(run, "decisions"))}
+    assert sorted(records) == ["acct-t", "acct-u"]  # each once
+    for account, record in records.items():
+        assert (record["account_id"], record["action"], record["rate_limit_rpm"],
+                record["ttl_s"]) == (account, "throttle", 3, 2700)
+        assert record["reasons"] == ["throttled to 3/min by operator dana for 45 min: noisy"]
+    assert decide(cli, "--revoke", "--account", "acct-t", "--account", "acct-u",
+                  "--reason", "quiet now", "--by", "dana") == 0
+    out = capsys.readouterr().out
+    assert out.count("revoked the operator decision for account acct-") == 2
+    assert in_force(asyncio.run(read_all(run, "decisions"))) == {"acct-t": None, "acct-u": None}
 
 
 def test_explain_shows_the_decision_in_force_the_history_and_what_is_held(
