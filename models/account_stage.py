@@ -50,6 +50,7 @@ from distillguard.models.keys import (
     template_keys,
 )
 from distillguard.models.messages import AccountVerdict, ClusterSummary
+from distillguard.models.operator import OperatorDecisions
 from distillguard.models.policy import decide
 from distillguard.models.templates import KnownTemplates, TemplateRecurrence
 from distillguard.models.windows import Watermark, window_start
@@ -119,11 +120,14 @@ class AccountPartition:
 
 
 class AccountStage:
-    def __init__(self, cfg: DetectorConfig, allow: AllowList | None = None) -> None:
+    def __init__(self, cfg: DetectorConfig, allow: AllowList | None = None,
+                 operator: OperatorDecisions | None = None) -> None:
         self.cfg = cfg
-        # Verified organisations and accounts (models/allowlist.py): shared with the edge, which
-        # may grant and revoke while the stage runs.
+        # Verified organisations and accounts (models/allowlist.py) and operators' manual
+        # decisions (models/operator.py): shared with the edge, which changes them while the
+        # stage runs.
         self.allow = allow if allow is not None else AllowList()
+        self.operator = operator if operator is not None else OperatorDecisions()
 
     # --- per event -------------------------------------------------------------------------
     def on_event(self, state: AccountState | None, ev: RequestEvent,
@@ -215,7 +219,7 @@ class AccountStage:
             # (for infrastructure keys it is `_hold_convicted`, above).
             self._hold_convicted_template(state, template, part)
         state.last_ts = max(state.last_ts, ts)
-        decision = decide(state, state.last_ts, cfg, self.allow)
+        decision = decide(state, state.last_ts, cfg, self.allow, self.operator)
         if decision is not None:
             out.decisions.append(decision)
         return state, out
@@ -452,6 +456,6 @@ class AccountStage:
         state.windows_closed += 1
 
     def _decide(self, state: AccountState, now_ts: float, out: Outputs) -> None:
-        decision = decide(state, now_ts, self.cfg, self.allow)
+        decision = decide(state, now_ts, self.cfg, self.allow, self.operator)
         if decision is not None:
             out.decisions.append(decision)

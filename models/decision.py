@@ -14,12 +14,39 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from distillguard.models.keys import ASN_CLIENT, IP, PAYMENT, SYSTEM_PROMPT, TEMPLATE
+
 # The actions, as the contract spells them; compare against these names, never bare strings.
 ALLOW: Final = "allow"
 THROTTLE: Final = "throttle"
 BLOCK: Final = "block"
 ACTIONS = (ALLOW, THROTTLE, BLOCK)
 STRENGTH = {ALLOW: 0, THROTTLE: 1, BLOCK: 2}
+
+# A decision's mode (the contract's `mode`).
+ENFORCE: Final = "enforce"
+SHADOW: Final = "shadow"
+
+# Who made a decision (the contract's `source`).
+DETECTOR: Final = "detector"
+OPERATOR: Final = "operator"
+
+# Machine-readable reasons (the contract's `reason_codes`), beside the prose of `reasons`; a
+# gateway or a dashboard groups and filters on these, never on the prose.
+CLUSTER_CODES: dict[str, str] = {PAYMENT: "cluster_payment", IP: "cluster_network",
+                                 SYSTEM_PROMPT: "cluster_system_prompt",
+                                 ASN_CLIENT: "cluster_asn_client",
+                                 TEMPLATE: "cluster_template"}  # by kind of key
+REPLACEMENT_ACCOUNT: Final = "replacement_account"
+ACCOUNT_HARVEST: Final = "account_harvest"
+ACCOUNT_ANOMALY: Final = "account_anomaly"
+HELD_AT_THROTTLE: Final = "held_at_throttle"
+RELEASED: Final = "released"
+ALLOW_LISTED: Final = "allow_listed"
+OPERATOR_CODES: dict[str, str] = {ALLOW: "operator_allow", THROTTLE: "operator_throttle",
+                                  BLOCK: "operator_block"}  # by action
+REASON_CODES = (*CLUSTER_CODES.values(), REPLACEMENT_ACCOUNT, ACCOUNT_HARVEST, ACCOUNT_ANOMALY,
+                HELD_AT_THROTTLE, RELEASED, ALLOW_LISTED, *OPERATOR_CODES.values())
 
 
 def decision_id(account_id: str, action: str, basis: list[str], model_version: str,
@@ -46,6 +73,9 @@ class Decision:
     model_version: str
     mode: str
     cluster_ids: list[str] = field(default_factory=list)
+    reason_codes: list[str] = field(default_factory=list)  # strongest first, each once
+    source: str = DETECTOR
+    by: str | None = None  # the operator, for a decision whose source is OPERATOR
 
     def to_record(self, processed_ts: float) -> dict[str, Any]:
         """The contract's JSON object; `processed_ts` is the edge's wall clock."""
@@ -59,6 +89,9 @@ class Decision:
             "rate_limit_rpm": self.rate_limit_rpm,
             "score": self.score,
             "reasons": self.reasons,
+            "reason_codes": self.reason_codes,
+            "source": self.source,
+            "by": self.by,
             "cluster_ids": self.cluster_ids,
             "model_version": self.model_version,
             "mode": self.mode,

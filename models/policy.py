@@ -44,7 +44,23 @@ from distillguard.models.behaviour import (
     rotation,
 )
 from distillguard.models.config import DetectorConfig
-from distillguard.models.decision import ALLOW, BLOCK, STRENGTH, THROTTLE, Decision, decision_id
+from distillguard.models.decision import (
+    ACCOUNT_ANOMALY,
+    ACCOUNT_HARVEST,
+    ALLOW,
+    ALLOW_LISTED,
+    BLOCK,
+    CLUSTER_CODES,
+    ENFORCE,
+    HELD_AT_THROTTLE,
+    RELEASED,
+    REPLACEMENT_ACCOUNT,
+    SHADOW,
+    STRENGTH,
+    THROTTLE,
+    Decision,
+    decision_id,
+)
 from distillguard.models.keys import (
     ASN_CLIENT,
     IP,
@@ -54,6 +70,7 @@ from distillguard.models.keys import (
     is_template_key,
     key_kind,
 )
+from distillguard.models.operator import OPERATOR_ID_PREFIX, OperatorDecisions
 from distillguard.models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
@@ -98,6 +115,7 @@ class Assessment:
     reasons: list[str]
     cluster_ids: list[str]
     basis: list[str]
+    reason_codes: list[str]
 
 
 def template_use(prompts: list[int], signatures: dict[str, int]) -> tuple[int, set[str]]:
@@ -352,6 +370,7 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         action = ALLOW
     strongest = sorted(by_kind.values(), key=lambda sk: (-sk[0], sk[1]))
     cluster_ids = [k for _, k in strongest]
+    codes = [CLUSTER_CODES[key_kind(k)] for k in cluster_ids]  # one kind each: no repeats
     reasons = [state.verdicts[k].reason for k in cluster_ids]
     basis = [state.verdicts[k].verdict_id for k in cluster_ids]
     if replaced is not None:
@@ -359,6 +378,9 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         reasons.append(f"replacement account: first seen {(state.first_ts - v.issued_ts) / 60:.0f}"
                        f" min after cluster {replaced} was convicted")
         basis.append(f"replacement:{v.verdict_id}")
+        codes.append(REPLACEMENT_ACCOUNT)
+    if cluster_ids and own >= HARVESTING:
+        codes.append(ACCOUNT_HARVEST)  # the account's own requests bear the crowds out
     if cluster_ids:
         reasons.append(f"the account's own requests: harvest {own:.2f} over {state.requests}"
                        + (f", blocked {state.strikes} time(s) before" if state.strikes else ""))
@@ -370,18 +392,35 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     if account > 0:
         reasons.extend(state.account_reasons)
         basis.append(f"account-window:{state.account_score_window}")
+        codes.append(ACCOUNT_ANOMALY)
+    if held:
+        codes.append(HELD_AT_THROTTLE)
     return Assessment(score=round(score, 4), action=action, reasons=reasons,
-                      cluster_ids=cluster_ids, basis=basis)
+                      cluster_ids=cluster_ids, basis=basis, reason_codes=codes)
 
 
 def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
-           allow: AllowList | None = None) -> Decision | None:
+           allow: AllowList | None = None,
+           operator: OperatorDecisions | None = None) -> Decision | None:
     """The decision to publish now, if any; updates the account's current action.
 
     An action in force is reviewed (renewed, or lifted if the evidence has decayed below the
     release score) once half its TTL has run; until then only an escalation can change it. An
-    allow-listed account is never acted on, and one under an action is lifted at once.
+    allow-listed account is never acted on, and one under an action is lifted at once. While an
+    operator's decision about the account is in force (models/operator.py) the detector decides
+    nothing: the operator's command published it; once it runs out or is revoked, the account
+    is decided afresh.
     """
+    manual = operator.in_force(state.account_id, now_ts) if operator is not None else None
+    if manual is not None:
+        # Recorded as the action in force, so that when it ends the detector starts from
+        # nothing in force (the gateway's view) rather than from its own earlier action.
+        state.action, state.action_until = manual.action, manual.until
+        state.action_decision_id = manual.decision_id
+        return None
+    if (state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
+            and now_ts < state.action_until):
+        state.action, state.action_until = ALLOW, 0.0  # revoked early: the command lifted it
     active = state.action if now_ts < state.action_until else ALLOW
     allowance = allow.lookup(state.account_id, state.org_id) if allow is not None else None
     if allowance is not None:
@@ -409,25 +448,27 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     else:
         return None
     summary = f"score {a.score:.2f} -> {wanted}"
+    codes = a.reason_codes
     if wanted == ALLOW:
         summary += f" (below release score {cfg.release_score})"
+        codes = [RELEASED, *(c for c in codes if c != HELD_AT_THROTTLE)]
     if wanted == BLOCK and active != BLOCK:
         state.strikes += 1
     return _decision(state, now_ts, cfg, wanted, a.score, [summary, *a.reasons], basis,
-                     a.cluster_ids)
+                     a.cluster_ids, codes)
 
 
 def _lift_allowed(state: AccountState, now_ts: float, cfg: DetectorConfig,
                   allowance: Allowance) -> Decision:
     return _decision(state, now_ts, cfg, ALLOW, 0.0, [allowance.describe()],
-                     [allowance.basis, f"lift:{state.action_decision_id}"], [])
+                     [allowance.basis, f"lift:{state.action_decision_id}"], [], [ALLOW_LISTED])
 
 
 def _decision(state: AccountState, now_ts: float, cfg: DetectorConfig, action: str,
               score: float, reasons: list[str], basis: list[str],
-              cluster_ids: list[str]) -> Decision:
+              cluster_ids: list[str], reason_codes: list[str]) -> Decision:
     ttl_s = _ttl(action, cfg) if action != ALLOW else None
-    mode = "shadow" if cfg.shadow else "enforce"
+    mode = SHADOW if cfg.shadow else ENFORCE
     decision = Decision(
         decision_id=decision_id(state.account_id, action, basis, cfg.model_version, mode),
         account_id=state.account_id,
@@ -441,6 +482,7 @@ def _decision(state: AccountState, now_ts: float, cfg: DetectorConfig, action: s
         model_version=cfg.model_version,
         mode=mode,
         cluster_ids=cluster_ids,
+        reason_codes=reason_codes,
     )
     state.action = action
     state.action_until = now_ts + ttl_s if ttl_s else 0.0

@@ -164,7 +164,8 @@ def render_list(settings: Settings, state: ControlState) -> str:
     for a in settings.allowances():
         rows.append((a, None, "settings"))
     for granted in state.records.values():
-        assert granted.allowance is not None  # ControlState keeps grants only
+        if granted.allowance is None:
+            continue  # an operator's decision (`distillguard decide --list`)
         shadowed = (granted.scope, granted.id) in fixed
         rows.append((granted.allowance, granted, "control (settings hold)" if shadowed
                      else "control"))
@@ -180,7 +181,7 @@ def render_list(settings: Settings, state: ControlState) -> str:
     held = {(a.scope, a.id) for a, _, _ in rows}
     orgs = sum(1 for scope, _ in held if scope == "org")
     lines.append(f"in force: {orgs} organisations, {len(held) - orgs} accounts; "
-                 f"{len(fixed)} from the settings, {len(state.records)} from {topic} "
+                 f"{len(fixed)} from the settings, {len(state.allowances())} from {topic} "
                  f"({state.read} records read, {len(state.bad)} bad) as of "
                  f"{_when(time.time())}")
     for partition, offset, reason in state.bad[:10]:

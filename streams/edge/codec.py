@@ -19,7 +19,7 @@ import orjson
 
 from distillguard.models.account import AccountState
 from distillguard.models.cluster import ClusterState
-from distillguard.models.decision import Decision
+from distillguard.models.decision import ALLOW, Decision
 from distillguard.models.events import InvalidEvent, RequestEvent, event_from_mapping
 from distillguard.models.messages import (
     AccountVerdict,
@@ -107,6 +107,12 @@ def _not_ahead(event: RequestEvent, not_after: float | None) -> RequestEvent:
 
 def encode_decision(decision: Decision, processed_ts: float) -> bytes:
     return orjson.dumps(decision.to_record(processed_ts))
+
+
+def decision_in_force(decision: Decision, encoded: bytes) -> bytes | None:
+    """The decisions topic's value for a decision (its `encode_decision` bytes): the record
+    itself while it throttles or blocks, None (a tombstone: nothing in force) when it allows."""
+    return None if decision.action == ALLOW else encoded
 
 
 def dead_letter_record(reason: str, value: bytes | None, key: bytes | None, topic: str,

@@ -1,13 +1,15 @@
-"""The control topic: operators' allow-list while the fleet runs.
+"""The control topic: operators' allow-list and manual decisions while the fleet runs.
 
     distillguard allow ...  ─▶  control topic (compacted, one partition)
-                                  key    allow:<org|account>:<id>
+    distillguard decide ...        key    allow:<org|account>:<id>, decide:account:<id>
                                   value  contract/control-record.schema.json, or null
                                          (a tombstone) to revoke
                                      │  every worker reads all of it, from the beginning,
                                      ▼  without a consumer group
                                 ControlReader ─▶ AllowListKeeper ─▶ the worker's AllowList
-                                     └─▶ a bad record ─▶ dead_letter     (models/allowlist.py)
+                                     │                  │            (models/allowlist.py)
+                                     │                  └─▶ its OperatorDecisions
+                                     └─▶ a bad record ─▶ dead_letter     (models/operator.py)
 
 Every worker needs every allowance, whatever partitions it owns: a consumer group would give
 each record to one worker, so the reader is a plain aiokafka consumer of its own (no group, no
@@ -31,7 +33,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 import structlog
@@ -39,18 +41,25 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from distillguard.models.allowlist import SCOPES, Allowance, AllowList
+from distillguard.models.decision import ACTIONS, THROTTLE
+from distillguard.models.operator import MAX_OPERATOR_TTL_S, OperatorDecision, OperatorDecisions
 from distillguard.streams.edge.codec import DEFAULT_MAX_RECORD_BYTES
 from distillguard.streams.edge.settings import Settings, allow_id_problem
 from distillguard.streams.edge.topics import TopicError
 
 log = structlog.get_logger("distillguard")
 
-KINDS = ("allow",)
-FIELDS = ("kind", "scope", "id", "reason", "by", "ts")
-REQUIRED = ("kind", "scope", "id", "reason", "ts")
+ALLOW_KIND = "allow"  # an allowance (models/allowlist.py)
+DECIDE_KIND = "decide"  # an operator's manual decision about an account (models/operator.py)
+KINDS = (ALLOW_KIND, DECIDE_KIND)
+FIELDS = {ALLOW_KIND: ("kind", "scope", "id", "reason", "by", "ts"),
+          DECIDE_KIND: ("kind", "scope", "id", "action", "ttl_s", "rate_limit_rpm", "reason",
+                        "by", "ts")}
+REQUIRED = {ALLOW_KIND: ("kind", "scope", "id", "reason", "ts"),
+            DECIDE_KIND: ("kind", "scope", "id", "action", "ttl_s", "reason", "by", "ts")}
 MAX_REASON_CHARS = 512
 MAX_BY_CHARS = 128
-KEY_FORM = "allow:<org|account>:<id>"
+KEY_FORM = "allow:<org|account>:<id> or decide:account:<id>"
 
 # What applying a record did (`AllowListKeeper.apply`).
 GRANTED = "granted"
@@ -78,24 +87,30 @@ class ControlTopicError(TopicError):
 class ControlRecord:
     scope: str
     id: str
-    allowance: Allowance | None  # None: a tombstone, which revokes
+    allowance: Allowance | None  # None: a tombstone, which revokes (or a decide record)
     ts: float | None = None  # when it was written, by the writer's clock (the value's `ts`)
+    kind: str = ALLOW_KIND
+    decision: OperatorDecision | None = None  # a decide record's; None: its tombstone
 
     @property
     def key(self) -> str:
-        return control_key(self.scope, self.id)
+        return control_key(self.scope, self.id, self.kind)
+
+    @property
+    def tombstone(self) -> bool:
+        return self.allowance is None and self.decision is None
 
 
-def control_key(scope: str, id_: str) -> str:
-    return f"allow:{scope}:{id_}"
+def control_key(scope: str, id_: str, kind: str = ALLOW_KIND) -> str:
+    return f"{kind}:{scope}:{id_}"
 
 
 def _shown(text: str, limit: int = 80) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
-def parse_key(key: bytes | None) -> tuple[str, str]:
-    """(scope, id) of a control record's key, or `InvalidControlRecord`."""
+def parse_key(key: bytes | None) -> tuple[str, str, str]:
+    """(kind, scope, id) of a control record's key, or `InvalidControlRecord`."""
     if not key:
         raise InvalidControlRecord(f"record has no key (the key must be {KEY_FORM})")
     try:
@@ -112,10 +127,13 @@ def parse_key(key: bytes | None) -> tuple[str, str]:
     if scope not in SCOPES:
         raise InvalidControlRecord(f"record key {_shown(text)}: scope {scope!r} is not org or "
                                    "account")
+    if kind == DECIDE_KIND and scope != "account":
+        raise InvalidControlRecord(f"record key {_shown(text)}: an operator decides about an "
+                                   "account, not an org (decide:account:<id>)")
     problem = allow_id_problem(id_)
     if problem:
         raise InvalidControlRecord(f"record key {_shown(text)}: the id {problem}")
-    return scope, id_
+    return kind, scope, id_
 
 
 def decode_control(key: bytes | None, value: bytes | None,
@@ -123,9 +141,9 @@ def decode_control(key: bytes | None, value: bytes | None,
     """Bytes of a control-topic record -> a grant or a revocation, or `InvalidControlRecord`
     with the reason (contract/control-record.schema.json, and the key must name the value's
     scope and id)."""
-    scope, id_ = parse_key(key)
+    kind, scope, id_ = parse_key(key)
     if value is None:
-        return ControlRecord(scope, id_, None)
+        return ControlRecord(scope, id_, None, kind=kind)
     if len(value) > max_bytes:
         raise InvalidControlRecord(f"record is {len(value)} bytes, over the limit of {max_bytes}")
     try:
@@ -140,15 +158,17 @@ def decode_control(key: bytes | None, value: bytes | None,
         raise InvalidControlRecord("record value is not a JSON object")
     # Unknown fields are refused, not ignored: a field a newer writer relies on (an expiry, a
     # narrower scope) must not be dropped silently by an older worker.
-    unknown = sorted(set(obj) - set(FIELDS))
+    unknown = sorted(set(obj) - set(FIELDS[kind]))
     if unknown:
         raise InvalidControlRecord(f"unknown field(s) {', '.join(map(repr, unknown))}; known: "
-                                   f"{', '.join(FIELDS)}")
-    missing = [f for f in REQUIRED if f not in obj]
+                                   f"{', '.join(FIELDS[kind])}")
+    missing = [f for f in REQUIRED[kind] if f not in obj]
     if missing:
         raise InvalidControlRecord(f"field(s) {', '.join(map(repr, missing))} missing")
     if obj["kind"] not in KINDS:
         raise InvalidControlRecord(f"kind {obj['kind']!r} is not one of: {', '.join(KINDS)}")
+    if obj["kind"] != kind:
+        raise InvalidControlRecord(f"kind {obj['kind']!r} is not the key's {kind!r}")
     if obj["scope"] not in SCOPES:
         raise InvalidControlRecord(f"scope {obj['scope']!r} is not org or account")
     problem = allow_id_problem(obj["id"])
@@ -171,10 +191,37 @@ def decode_control(key: bytes | None, value: bytes | None,
         raise InvalidControlRecord(f"ts {ts!r} is not a time (seconds since the epoch, >= 0)")
     if (obj["scope"], obj["id"]) != (scope, id_):
         raise InvalidControlRecord(
-            f"record key {_shown(control_key(scope, id_))} does not name the value's "
+            f"record key {_shown(control_key(scope, id_, kind))} does not name the value's "
             f"{obj['scope']} {_shown(obj['id'], 40)}")
+    if kind == DECIDE_KIND:
+        return ControlRecord(scope, id_, None, float(ts), kind,
+                             _operator_decision(obj, id_, reason, by, float(ts)))
     return ControlRecord(scope, id_, Allowance(scope, id_, reason, "control", by or ""),
                          float(ts))
+
+
+def _whole(x: Any) -> TypeGuard[int]:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _operator_decision(obj: dict[str, Any], id_: str, reason: str, by: str | None,
+                       ts: float) -> OperatorDecision:
+    """The rest of a decide record, checked (its key, scope, id, reason and ts already are)."""
+    action, ttl_s, rpm = obj["action"], obj["ttl_s"], obj.get("rate_limit_rpm")
+    if action not in ACTIONS:
+        raise InvalidControlRecord(f"action {action!r} is not one of: {', '.join(ACTIONS)}")
+    if not by or not by.strip():
+        raise InvalidControlRecord("by must name the operator who decides (a person or a tool)")
+    if not _whole(ttl_s) or not 1 <= ttl_s <= MAX_OPERATOR_TTL_S:
+        raise InvalidControlRecord(f"ttl_s {ttl_s!r} is not a whole number of seconds from 1 "
+                                   f"to {MAX_OPERATOR_TTL_S} (30 days)")
+    if action == THROTTLE:
+        if not _whole(rpm) or rpm < 0:
+            raise InvalidControlRecord(f"rate_limit_rpm {rpm!r}: a throttle needs a whole "
+                                       "number of requests per minute, >= 0")
+    elif rpm is not None:
+        raise InvalidControlRecord(f"rate_limit_rpm {rpm!r}: only a throttle has one")
+    return OperatorDecision(id_, action, ttl_s, rpm, reason, by, ts)
 
 
 def allow_record(scope: str, id_: str, reason: str, by: str = "",
@@ -187,11 +234,23 @@ def allow_record(scope: str, id_: str, reason: str, by: str = "",
     return key, value
 
 
-def revoke_record(scope: str, id_: str) -> tuple[bytes, None]:
-    """(key, None): the tombstone that revokes the key's allowance."""
-    key = control_key(scope, id_).encode()
+def revoke_record(scope: str, id_: str, kind: str = ALLOW_KIND) -> tuple[bytes, None]:
+    """(key, None): the tombstone that revokes the key's allowance (or operator decision)."""
+    key = control_key(scope, id_, kind).encode()
     parse_key(key)
     return key, None
+
+
+def decide_record(decision: OperatorDecision) -> tuple[bytes, bytes]:
+    """(key, value) of an operator's decision, refused (`InvalidControlRecord`) as a worker
+    would refuse it."""
+    key = control_key("account", decision.account_id, DECIDE_KIND).encode()
+    value = orjson.dumps({"kind": DECIDE_KIND, "scope": "account", "id": decision.account_id,
+                          "action": decision.action, "ttl_s": decision.ttl_s,
+                          "rate_limit_rpm": decision.rate_limit_rpm, "reason": decision.reason,
+                          "by": decision.by, "ts": decision.ts})
+    decode_control(key, value)
+    return key, value
 
 
 # --------------------------------------------------------------------------- applying
@@ -205,11 +264,16 @@ class AllowListKeeper:
     (`AllowList.grant`); a replacement never is.
     """
 
-    def __init__(self, allow: AllowList, fixed: Iterable[Allowance] = ()) -> None:
+    def __init__(self, allow: AllowList, fixed: Iterable[Allowance] = (),
+                 operator: OperatorDecisions | None = None) -> None:
         self.allow = allow
         self.fixed = {(a.scope, a.id) for a in fixed}
+        # Operators' manual decisions (decide records), which the core's policy also reads.
+        self.operator = operator if operator is not None else OperatorDecisions()
 
     def apply(self, record: ControlRecord) -> str:
+        if record.kind == DECIDE_KIND:
+            return self._apply_decision(record)
         if (record.scope, record.id) in self.fixed:
             return IN_SETTINGS
         if record.allowance is None:
@@ -222,10 +286,33 @@ class AllowListKeeper:
             return FULL
         return GRANTED if before is None else REPLACED
 
+    def _apply_decision(self, record: ControlRecord) -> str:
+        if record.decision is None:
+            return REVOKED if self.operator.remove(record.id) else ABSENT
+        before = self.operator.by_account.get(record.id)
+        if before == record.decision:
+            return UNCHANGED
+        if not self.operator.put(record.decision):
+            return FULL
+        return GRANTED if before is None else REPLACED
+
 
 def log_change(outcome: str, record: ControlRecord, **where: Any) -> None:
     """One line per change of the allow-list (and per record that changed nothing, saying why)."""
     scope, id_ = record.scope, record.id
+    if record.kind == DECIDE_KIND:
+        d = record.decision
+        if outcome in (GRANTED, REPLACED) and d is not None:
+            log.info("operator_decision_held", account_id=id_, action=d.action, ttl_s=d.ttl_s,
+                     until=d.until, by=d.by, reason=d.reason, replaced=outcome == REPLACED,
+                     **where)
+        elif outcome == REVOKED:
+            log.info("operator_decision_revoked", account_id=id_, **where)
+        elif outcome == FULL:
+            log.error("operator_decision_refused", account_id=id_, **where,
+                      hint="too many operator decisions in force "
+                           "(models.operator.MAX_OPERATOR_DECISIONS)")
+        return
     if outcome in (GRANTED, REPLACED):
         a = record.allowance
         assert a is not None
@@ -284,6 +371,9 @@ class ControlState:
     def allowances(self) -> list[Allowance]:
         return [r.allowance for r in self.records.values() if r.allowance is not None]
 
+    def operator_decisions(self) -> list[OperatorDecision]:
+        return [r.decision for r in self.records.values() if r.decision is not None]
+
 
 async def read_control_state(settings: Settings, timeout_s: float = 30.0) -> ControlState:
     """The control topic's current state: every record up to its end offsets as of now."""
@@ -305,7 +395,7 @@ async def read_control_state(settings: Settings, timeout_s: float = 30.0) -> Con
                         except InvalidControlRecord as exc:
                             state.bad.append((tp.partition, rec.offset, exc.reason))
                             continue
-                        if record.allowance is None:
+                        if record.tombstone:
                             state.records.pop(record.key, None)
                         else:
                             state.records[record.key] = record
@@ -422,6 +512,9 @@ class ControlReader:
             await self.on_bad(f"internal error: {type(exc).__name__}: {exc}", rec)
             return
         log_change(outcome, record, **where)
-        if outcome == FULL:
+        if outcome == FULL and record.kind == DECIDE_KIND:
+            await self.on_bad("too many operator decisions in force "
+                              "(models.operator.MAX_OPERATOR_DECISIONS): decision refused", rec)
+        elif outcome == FULL:
             await self.on_bad("the allow-list is full (models.allowlist.MAX_ALLOWANCES): "
                               "allowance refused", rec)

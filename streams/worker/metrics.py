@@ -274,6 +274,13 @@ class WorkerCollector(Collector):
             held.add_metric([kind], n)
         yield held
 
+        control = GaugeMetricFamily(_name("control_entries"), "What the worker holds from the "
+                                    "settings and the control topic: allowances and operators' "
+                                    "decisions (run out or not).", labels=["kind"])
+        control.add_metric(["allowance"], len(runtime.allow))
+        control.add_metric(["operator_decision"], len(runtime.operator))
+        yield control
+
         tallies: WorkerTallies = runtime.tallies
         decisions = CounterMetricFamily(_name("decisions"), "Decisions the broker acknowledged "
                                         "on the enforcement topic, by action and reason code.",

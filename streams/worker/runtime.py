@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import faust
 
 from distillguard.models.allowlist import AllowList
+from distillguard.models.operator import OperatorDecisions
 from distillguard.streams.edge.control import ControlReader
 from distillguard.streams.worker.dead_letter_log import DeadLetterLog
 from distillguard.streams.worker.metrics import WorkerTallies
@@ -34,6 +35,8 @@ class WorkerRuntime:
     control: ControlReader
     tallies: WorkerTallies
     """What /metrics counts as it happens: decisions, their latency, processing times."""
+    operator: OperatorDecisions
+    """Operators' manual decisions from the control topic (models/operator.py)."""
 
 
 class WorkerApp(faust.App):

@@ -13,9 +13,11 @@
       │                  partition's event time reaches issued_ts + verdict_delay_s)
       ▼
     enforcement (key: account_id, contract JSON)      + one structlog line per decision
+    decisions (key: account_id, compacted): the same record while in force, a tombstone on allow
 
-    control (allow-list, compacted) ─▶ every worker's ControlReader (no group, whole topic)
-                                       ─▶ the AllowList the core's policy consults
+    control (allow-list, operators' decisions; compacted) ─▶ every worker's ControlReader (no
+                                       group, whole topic) ─▶ the AllowList and the
+                                       OperatorDecisions the core's policy consults
 
 The agents decode, load state, call the pure core (`models/`), store state and send. What they
 send in volume is held and sent in batches (streams/worker/outbox.py, streams/worker/held_writes.py), never
@@ -37,9 +39,10 @@ from faust.transport.producer import ProducerBuffer
 
 from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
 from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
-from distillguard.models.decision import Decision
+from distillguard.models.decision import ENFORCE, Decision
 from distillguard.models.events import InvalidEvent
 from distillguard.models.messages import BROADCAST, SourceTick
+from distillguard.models.operator import OperatorDecisions
 from distillguard.models.partitioning import partition_for
 from distillguard.streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
@@ -48,6 +51,7 @@ from distillguard.streams.edge.codec import (
     VERDICT_BATCH_TAG,
     EncodedOnce,
     dead_letter_record,
+    decision_in_force,
     decode_cluster_record,
     decode_request,
     decode_verdict_record,
@@ -215,6 +219,8 @@ def create_app(settings: Settings) -> WorkerApp:
                                   partitions=topics["cluster_summaries"].partitions)
     account_verdicts = app.topic(topics["account_verdicts"].name, partitions=partitions)
     enforcement = app.topic(topics["enforcement"].name)
+    # The decision in force per account (compacted): what a gateway rebuilds its state from.
+    decisions_topic = topics["decisions"]
     dead_letter = app.topic(topics["dead_letter"].name)
 
     # ---- state: the core's values, changelogged as orjson (never pickle) -------------------
@@ -323,7 +329,8 @@ def create_app(settings: Settings) -> WorkerApp:
             log.exception("send_held_failed", hint="retried in 0.1 s and before every commit")
 
     allow = settings.allow_list()
-    account_stage_core = AccountStage(cfg, allow)
+    operator = OperatorDecisions()  # filled and changed by the control reader (below)
+    account_stage_core = AccountStage(cfg, allow, operator)
     cluster_stage_core = ClusterStage(cfg)
     account_parts: dict[int, AccountPartition] = {}
     cluster_parts: dict[int, ClusterPartition] = {}
@@ -475,13 +482,23 @@ def create_app(settings: Settings) -> WorkerApp:
     async def publish_decision(d: Decision) -> None:
         # Wait for the broker's ack: the caller writes the state that records this decision
         # only afterwards, so a crash in between re-decides it (same id) instead of losing it.
-        delivered = await enforcement.send(key=d.account_id.encode(),
-                                           value=encode_decision(d, time.time()))
+        key = d.account_id.encode()
+        value = encode_decision(d, time.time())
+        delivered = await enforcement.send(key=key, value=value)
+        in_force = None
+        if d.mode == ENFORCE:
+            # The decision now in force, or a tombstone when an allow lifts it (a shadow
+            # decision is in force nowhere). Partitioned as Kafka's default partitioner does,
+            # like `distillguard decide`'s records, so an account's records keep their order.
+            in_force = await app.producer.send(
+                decisions_topic.name, key, decision_in_force(d, value),
+                partition_for(d.account_id, decisions_topic.partitions), None, None)
         log.info("decision", account_id=d.account_id, action=d.action, score=d.score,
                  ttl_s=d.ttl_s, decision_id=d.decision_id, clusters=d.cluster_ids[:3],
                  reason=d.reasons[0], evidence=d.reasons[1:3], mode=d.mode)
-        if delivered is not None:  # the producer's delivery future (None from test doubles)
-            await delivered
+        for future in (delivered, in_force):
+            if future is not None:  # the producer's delivery future (None from test doubles)
+                await future
         tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
 
     # A flood of bad records reaches the topic whole, and the log only a sample of it
@@ -512,16 +529,16 @@ def create_app(settings: Settings) -> WorkerApp:
         dead_letter_log.record(reason, topic, partition, offset)
 
     # ---- the allow-list: the settings' allowances, then the control topic's ---------------
-    # One AllowList for the worker, shared with the core (the policy consults it at every
-    # decision) and changed in place by the control reader.
+    # One AllowList and one OperatorDecisions for the worker, shared with the core (the policy
+    # consults them at every decision) and changed in place by the control reader.
     async def control_dead_letter(reason: str, rec: Any) -> None:
         await dead_letter_raw(reason, rec.key, rec.value, rec.topic, rec.partition, rec.offset)
 
-    control = ControlReader(settings, AllowListKeeper(allow, settings.allowances()),
+    control = ControlReader(settings, AllowListKeeper(allow, settings.allowances(), operator),
                             control_dead_letter)
     app.runtime = WorkerRuntime(send_held=send_held, held=held, core_counts=core_counts,
                                 dead_letters=dead_letter_log, allow=allow, control=control,
-                                tallies=tallies)
+                                tallies=tallies, operator=operator)
 
     @app.on_partitions_assigned.connect
     async def start_reading_control(sender: Any, assigned: set[Any], **_: Any) -> None:

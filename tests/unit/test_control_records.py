@@ -15,6 +15,7 @@ from distillguard.models.account_stage import AccountPartition, AccountStage
 from distillguard.models.allowlist import Allowance, AllowList
 from distillguard.models.config import DetectorConfig
 from distillguard.models.messages import AccountVerdict
+from distillguard.models.operator import OperatorDecision, OperatorDecisions
 from distillguard.streams.edge.control import (
     ABSENT,
     FULL,
@@ -27,6 +28,7 @@ from distillguard.streams.edge.control import (
     ControlRecord,
     InvalidControlRecord,
     allow_record,
+    decide_record,
     decode_control,
     revoke_record,
 )
@@ -269,3 +271,85 @@ def test_an_account_allowed_by_a_record_is_lifted_at_its_next_event_and_acted_on
     assert keeper.apply(revoke("org", "org-1")) == REVOKED
     state, out = stage.on_event(state, make_event("acct-1", ts + 3, 4, **harvest), part)
     assert [d.action for d in out.decisions] in (["throttle"], ["block"])
+
+
+# --- operators' decisions: decide records -----------------------------------------------------
+
+
+def decide_value(**fields: Any) -> dict[str, Any]:
+    """A valid decide record's value; override fields by keyword."""
+    return {"kind": "decide", "scope": "account", "id": "acct-1", "action": "block",
+            "ttl_s": 3600, "rate_limit_rpm": None, "reason": "ticket T-9", "by": "alice",
+            "ts": T0, **fields}
+
+
+def test_a_decide_record_decodes_to_an_operator_decision_and_back() -> None:
+    manual = OperatorDecision("acct-1", "throttle", 600, 1, "incident I-3", "bob", T0)
+    key, raw = decide_record(manual)
+    assert key == b"decide:account:acct-1" and schema_errors(orjson.loads(raw)) == []
+    record = decode_control(key, raw)
+    assert record.decision == manual and record.allowance is None and not record.tombstone
+    assert record.key == "decide:account:acct-1"
+    gone = decode_control(*revoke_record("account", "acct-1", "decide"))
+    assert gone.tombstone and gone.kind == "decide" and gone.key == "decide:account:acct-1"
+    for fields in ({}, {"action": "allow"}, {"rate_limit_rpm": None, "action": "block"}):
+        assert schema_errors(decide_value(**fields)) == []
+        assert decode_control(b"decide:account:acct-1", encoded(decide_value(**fields)))
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"action": "ban"}, "action 'ban' is not one of: allow, throttle, block"),
+    ({"ttl_s": 0}, "ttl_s 0 is not a whole number of seconds from 1"),
+    ({"ttl_s": 31 * 86400}, "ttl_s 2678400 is not a whole number"),
+    ({"ttl_s": 60.5}, "ttl_s 60.5 is not a whole number"),
+    ({"ttl_s": True}, "ttl_s True is not a whole number"),
+    ({"action": "throttle"}, "a throttle needs a whole number of requests per minute"),
+    ({"action": "throttle", "rate_limit_rpm": -1}, "a throttle needs a whole number"),
+    ({"rate_limit_rpm": 5}, "rate_limit_rpm 5: only a throttle has one"),
+    ({"by": ""}, "by must name the operator"),
+    ({"by": None}, "by must name the operator"),
+    ({"kind": "allow"}, "kind 'allow' is not the key's 'decide'"),
+    ({"scope": "org"}, "does not name the value's org"),
+    ({"note": "x"}, "unknown field(s) 'note'"),
+])
+def test_bad_decide_records_are_refused_with_the_reason(fields: dict[str, Any],
+                                                        reason: str) -> None:
+    obj = decide_value(**fields)
+    with pytest.raises(InvalidControlRecord) as err:
+        decode_control(b"decide:account:acct-1", encoded(obj))
+    assert reason in err.value.reason
+    assert schema_errors(obj), "the contract refuses it too"
+
+
+def test_a_decide_record_is_about_an_account() -> None:
+    with pytest.raises(InvalidControlRecord, match="an operator decides about an account"):
+        decode_control(b"decide:org:org-1", encoded(decide_value(scope="org", id="org-1")))
+
+
+def test_decide_records_hold_and_revoke_operator_decisions_beside_the_allow_list() -> None:
+    allow, held = AllowList(), OperatorDecisions()
+    keeper = AllowListKeeper(allow, [Allowance("account", "acct-1", "settings", "settings")],
+                             held)
+    manual = OperatorDecision("acct-1", "block", 3600, None, "ticket", "alice", T0)
+    record = decode_control(*decide_record(manual))
+    assert keeper.apply(record) == GRANTED  # the settings' allowance does not shadow it
+    assert keeper.apply(record) == UNCHANGED
+    assert held.in_force("acct-1", T0 + 1) == manual and len(allow) == 0
+    assert keeper.apply(decode_control(*revoke_record("account", "acct-1", "decide"))) == REVOKED
+    assert held.in_force("acct-1", T0 + 1) is None
+    assert keeper.apply(decode_control(*revoke_record("account", "acct-1", "decide"))) == ABSENT
+
+
+def test_an_operators_block_through_the_stage_holds_then_the_detector_decides_afresh() -> None:
+    held = OperatorDecisions()
+    keeper = AllowListKeeper(AllowList(), operator=held)
+    stage = AccountStage(CFG, operator=held)
+    part = AccountPartition.create(CFG, 0)
+    state, _ = stage.on_event(None, make_event("acct-1", T0, 0), part)
+    manual = OperatorDecision("acct-1", "block", 600, None, "ticket", "alice", T0 + 1)
+    keeper.apply(decode_control(*decide_record(manual)))
+    for i, t in enumerate((T0 + 2, T0 + 300, T0 + 599), start=1):
+        state, out = stage.on_event(state, make_event("acct-1", t, i), part)
+        assert out.decisions == [] and state.action == "block"
+    state, out = stage.on_event(state, make_event("acct-1", T0 + 700, 9), part)
+    assert out.decisions == [], "ran out: an ordinary account, nothing to decide"

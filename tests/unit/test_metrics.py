@@ -14,6 +14,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from distillguard.models._build import current_build
+from distillguard.models.allowlist import Allowance, AllowList
+from distillguard.models.operator import OperatorDecision, OperatorDecisions
 from distillguard.streams.worker import dead_letter_log, metrics
 from distillguard.streams.worker.dead_letter_log import DeadLetterLog
 from distillguard.streams.worker.health import Progress
@@ -42,6 +44,7 @@ EXPECTED = {
     "distillguard_judged_early_summaries": "counter",
     "distillguard_dead_letters": "counter",
     "distillguard_held_records": "gauge",
+    "distillguard_control_entries": "gauge",
     "distillguard_decisions": "counter",
     "distillguard_decision_latency_seconds": "histogram",
     "distillguard_record_processing_seconds": "histogram",
@@ -80,7 +83,10 @@ def fake_worker() -> tuple[Progress, Any]:
     runtime = SimpleNamespace(
         core_counts=Counter({"late_verdicts": 3, "behind_summaries": 2}),
         held=lambda: {"summaries": 4, "verdicts": 0, "account_states": 11},
-        dead_letters=dead, tallies=tallies)
+        dead_letters=dead, tallies=tallies, allow=AllowList(), operator=OperatorDecisions())
+    runtime.allow.grant(Allowance("org", "org-1", "verified", "settings"))
+    runtime.operator.put(OperatorDecision("a-1", "block", 60, None, "ticket", "alice", 0.0))
+    runtime.operator.put(OperatorDecision("a-2", "allow", 60, None, "ticket", "alice", 0.0))
     return progress, runtime
 
 
@@ -255,3 +261,10 @@ def test_buckets_count_a_value_equal_to_a_bound_in_that_bucket() -> None:
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_what_the_worker_holds_from_the_control_topic_is_counted() -> None:
+    family = scrape(*fake_worker())["distillguard_control_entries"]
+    assert samples(family) == {
+        ("distillguard_control_entries", (("kind", "allowance"),)): 1.0,
+        ("distillguard_control_entries", (("kind", "operator_decision"),)): 2.0}

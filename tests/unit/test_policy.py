@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from distillguard.models import operator as operator_module
 from distillguard.models.account import AccountState, Verdict
 from distillguard.models.account_stage import RECENT_PROMPTS
 from distillguard.models.allowlist import Allowance, AllowList
@@ -28,8 +29,9 @@ from distillguard.models.behaviour import (
     Behaviour,
 )
 from distillguard.models.config import DetectorConfig
-from distillguard.models.decision import STRENGTH, Decision, decision_id
+from distillguard.models.decision import REASON_CODES, STRENGTH, Decision, decision_id
 from distillguard.models.keys import KINDS, template_keys
+from distillguard.models.operator import OperatorDecision, OperatorDecisions, revoked_decision
 from distillguard.models.policy import (
     CONTENT_VOLUME_FLOOR,
     CORROBORATION_SCORE,
@@ -45,6 +47,7 @@ from distillguard.models.policy import (
     templates_evidence,
 )
 from distillguard.models.templates import SIGNATURE_BITS
+from tests.conftest import contract_validator
 
 CFG = DetectorConfig()
 T0 = 1_700_000_000.0
@@ -1072,3 +1075,141 @@ def test_an_allowance_lifts_an_action_in_force_with_its_reason(
     decide(again, T0, CFG, AllowList())
     assert decide(again, T0 + 60, CFG, allow).decision_id == lifted.decision_id
     assert decide(st, T0 + 120, CFG, allow) is None  # nothing more to lift
+
+
+# --- reason codes: the machine-readable reasons beside the prose ------------------------------
+
+
+def test_reason_codes_name_the_crowds_strongest_first_then_the_accounts_own_evidence(
+        validate: Callable[[str, Any], None]) -> None:
+    st = account(verdict("pay:p"), verdict("ip:10.0.0.0/24", score=0.8), account_score=0.5)
+    d = decide(st, T0, CFG)
+    assert d is not None and d.action == "block"
+    assert d.reason_codes == ["cluster_payment", "cluster_network", "account_harvest",
+                              "account_anomaly"]
+    assert d.source == "detector" and d.by is None
+    record = d.to_record(T0 + 1)
+    validate("enforcement-decision", record)
+    assert (record["reason_codes"], record["source"], record["by"]) == (
+        d.reason_codes, "detector", None)
+
+
+def test_every_kind_of_crowd_has_its_code_and_a_code_is_never_repeated() -> None:
+    # four template buckets convicted are one kind, one code
+    st = _fresh(verdict("pay:p", issued=T0 - 900), verdict("sys:s"), verdict("asnua:64500|ua"),
+                *template_verdicts(TPL_A), prompts=(TPL_A,))
+    a = assess(st, T0, CFG)
+    assert set(a.reason_codes) >= {"cluster_payment", "cluster_system_prompt",
+                                   "cluster_asn_client", "cluster_template",
+                                   "replacement_account"}
+    assert len(a.reason_codes) == len(set(a.reason_codes))
+
+
+def test_a_throttle_held_back_from_a_block_says_so_in_its_codes() -> None:
+    verdicts = (*template_verdicts(TPL_A, 0.9), *template_verdicts(TPL_B, 0.9))
+    held = assess(_candidate(30 * 60, verdicts), T0, CFG)
+    assert held.action == "throttle" and held.reason_codes[0] == "cluster_template"
+    assert held.reason_codes[-1] == "held_at_throttle"
+    past = assess(_candidate(CFG.harvest_session_s, verdicts), T0, CFG)
+    assert past.action == "block" and "held_at_throttle" not in past.reason_codes
+
+
+def test_a_lift_is_coded_released_or_allow_listed() -> None:
+    cfg = DetectorConfig(evidence_half_life_s=600)
+    st = account(verdict("pay:p", score=0.9))
+    assert decide(st, T0, cfg) is not None
+    lifted = [d for _, _, d in _walk(st, cfg, T0 + cfg.throttle_ttl_s)]
+    assert [d.action for d in lifted] == ["allow"] and lifted[0].reason_codes[0] == "released"
+    allow = AllowList()
+    st = blockable()
+    assert decide(st, T0, CFG, allow) is not None
+    allow.grant(Allowance("account", "acct-1", "a paying customer", "control", "analyst-1"))
+    d = decide(st, T0 + 60, CFG, allow)
+    assert d is not None and d.reason_codes == ["allow_listed"] and d.source == "detector"
+
+
+def test_the_cores_reason_codes_are_the_contracts() -> None:
+    schema = contract_validator("enforcement-decision").schema
+    assert sorted(REASON_CODES) == sorted(schema["properties"]["reason_codes"]["items"]["enum"])
+
+
+# --- operators' manual decisions (models/operator.py) -----------------------------------------
+
+
+def test_while_an_operators_allow_holds_the_detector_decides_nothing_then_afresh() -> None:
+    held = OperatorDecisions()
+    st = blockable()
+    blocked = decide(st, T0, CFG, None, held)
+    assert blocked is not None and blocked.action == "block"
+    manual = OperatorDecision("acct-1", "allow", 3600, None, "customer on the phone", "alice",
+                              T0 + 60)
+    assert held.put(manual)
+    st.verdicts["sys:s2"] = verdict("sys:s2", issued=T0 + 120)  # more evidence: still nothing
+    assert all(decide(st, t, CFG, None, held) is None for t in (T0 + 61, T0 + 1800, T0 + 3659))
+    again = decide(st, manual.until, CFG, None, held)
+    assert again is not None and again.action == "block" and again.source == "detector"
+
+
+def test_an_operators_block_is_not_lifted_by_decaying_evidence_and_ends_with_its_ttl() -> None:
+    held = OperatorDecisions()
+    st = account(verdict("pay:p", ttl=600))  # evidence gone after ten minutes
+    held.put(OperatorDecision("acct-1", "block", 7200, None, "ticket T-1", "bob", T0))
+    assert [decide(st, T0 + t, CFG, None, held) for t in (1, 900, 7199)] == [None] * 3
+    assert st.action == "block" and st.action_until == T0 + 7200
+    # ended: nothing in force (the gateway's TTL ran out too), and no evidence to act on
+    assert decide(st, T0 + 7200, CFG, None, held) is None
+
+
+def test_an_operators_decision_revoked_early_leaves_the_account_to_the_detector() -> None:
+    held = OperatorDecisions()
+    st = blockable()
+    held.put(OperatorDecision("acct-1", "throttle", 86400, 1, "ticket T-2", "carol", T0))
+    assert decide(st, T0 + 1, CFG, None, held) is None and st.action == "throttle"
+    held.remove("acct-1")
+    d = decide(st, T0 + 2, CFG, None, held)
+    assert d is not None and d.action == "block" and d.source == "detector"
+    quiet = account()
+    held.put(OperatorDecision("acct-1", "block", 86400, None, "ticket T-3", "carol", T0))
+    assert decide(quiet, T0 + 1, CFG, None, held) is None and quiet.action == "block"
+    held.remove("acct-1")
+    assert decide(quiet, T0 + 2, CFG, None, held) is None and quiet.action == "allow"
+
+
+def test_an_operators_decision_beats_an_allowance_of_its_organisation() -> None:
+    allow = AllowList()
+    allow.grant(Allowance("org", "org-7", "enterprise contract", "settings"))
+    held = OperatorDecisions()
+    held.put(OperatorDecision("acct-1", "block", 3600, None, "stolen key", "dave", T0))
+    st = blockable()
+    st.org_id = "org-7"
+    assert decide(st, T0 + 1, CFG, allow, held) is None and st.action == "block"
+
+
+@pytest.mark.parametrize("action", ["allow", "throttle", "block"])
+def test_an_operators_decision_record_validates_and_names_who(
+        validate: Callable[[str, Any], None], action: str) -> None:
+    manual = OperatorDecision("acct-1", action, 5400, 1 if action == "throttle" else None,
+                              "ticket T-4", "erin", T0)
+    d = manual.to_decision("mv-1")
+    record = d.to_record(T0 + 1)
+    validate("enforcement-decision", record)
+    assert (record["source"], record["by"], record["reason_codes"]) == (
+        "operator", "erin", [f"operator_{action}"])
+    assert record["ttl_s"] == (None if action == "allow" else 5400)
+    assert record["mode"] == "enforce" and d.decision_id == manual.decision_id
+    assert d.decision_id.startswith("dg-op-") and len(d.decision_id) <= 128
+    assert record["reasons"][0].endswith("by operator erin for 1.5 h: ticket T-4")
+    lift = revoked_decision("acct-1", "erin", "resolved", T0 + 2, "mv-1")
+    validate("enforcement-decision", lift.to_record(T0 + 2))
+    assert lift.action == "allow" and lift.reason_codes == ["operator_allow"]
+
+
+def test_the_operator_table_is_bounded_and_forgets_what_ran_out_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operator_module, "MAX_OPERATOR_DECISIONS", 2)
+    held = OperatorDecisions()
+    assert held.put(OperatorDecision("a", "block", 60, None, "r", "x", T0))
+    assert held.put(OperatorDecision("b", "block", 3600, None, "r", "x", T0))
+    assert not held.put(OperatorDecision("c", "block", 60, None, "r", "x", T0 + 30))
+    assert held.put(OperatorDecision("c", "block", 60, None, "r", "x", T0 + 60))  # a ran out
+    assert set(held.by_account) == {"b", "c"}

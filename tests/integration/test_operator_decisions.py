@@ -1,0 +1,246 @@
+"""Operators' decisions on the real broker: `distillguard decide` publishes a manual decision to
+the gateway at once (enforcement and decisions topics) and to the control topic, from which a
+running worker holds it and decides nothing of its own about the account; `--revoke` lifts it
+and hands the account back to the detector; `--list` shows what is held."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from distillguard.streams.cli.decide import add_decide_parser
+from distillguard.streams.cli.explain import add_explain_parser
+from distillguard.streams.edge.settings import Settings
+from tests.conftest import contract_validator, event_dict
+from tests.integration.conftest import (
+    Fleet,
+    consume_until,
+    event_records,
+    produce,
+    run_env,
+    wait_for_lag_zero,
+    wait_until,
+)
+from tests.integration.test_allow_list import (
+    APPLY_DEADLINE_S,
+    HARVEST,
+    T0,
+    by_every_worker,
+    decisions_of,
+    logged,
+    read_all,
+    verdict_record,
+)
+from tests.integration.test_decisions_topic import in_force
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """The `decide` and `explain` commands as the console script registers them, on this
+    test's topics."""
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
+            monkeypatch.delenv(name)
+    for name, value in run_env(run.app_id.removeprefix("dg-test-"),
+                               run.kafka_bootstrap).items():
+        monkeypatch.setenv(name, value)
+    parser = argparse.ArgumentParser(prog="distillguard")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_decide_parser(sub)
+    add_explain_parser(sub)
+    return parser
+
+
+def decide(cli: argparse.ArgumentParser, *argv: str) -> int:
+    args = cli.parse_args(["decide", *argv])
+    return int(args.func(args))
+
+
+def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_detector(
+        run: Settings, fleet: Fleet, cli: argparse.ArgumentParser,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = run.detector
+    suspect, quiet = "acct-suspect", "acct-quiet"
+    later = T0 + cfg.verdict_delay_s
+    fleet.start(count=1)
+    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
+               "the worker to read the control topic", fleet)
+
+    def events(account: str, ts: float, n: int, **fields: Any) -> None:
+        asyncio.run(produce(run, event_records([event_dict(account, ts, n, **fields)])))
+        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
+                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+
+    # The detector acts on the suspect.
+    events(suspect, T0, 0, **HARVEST)
+    asyncio.run(produce(run, [verdict_record(suspect, T0, cfg)],
+                        topic=run.topic_account_verdicts))
+    events(suspect, later, 1, **HARVEST)
+    acted = asyncio.run(consume_until(run, run.topic_enforcement, lambda rs: len(rs) >= 1,
+                                      timeout_s=60, alive=lambda: all(fleet.alive())))
+    assert decisions_of(acted)[suspect][0]["action"] in ("throttle", "block")
+
+    # 1. An operator allows the suspect for an hour and blocks a quiet account for two.
+    assert decide(cli, "--account", suspect, "--allow", "--for", "1h", "--reason",
+                  "customer verified on the phone, T-11", "--by", "alice") == 0
+    assert decide(cli, "--account", quiet, "--block", "--for", "2h", "--reason",
+                  "stolen key, I-4", "--by", "bob") == 0
+    out = capsys.readouterr().out
+    assert "allowed by operator alice for 1 h: customer verified on the phone, T-11" in out
+    assert "blocked by operator bob for 2 h: stolen key, I-4" in out
+    everything = decisions_of(asyncio.run(read_all(run, "enforcement")))
+    allowed, blocked = everything[suspect][-1], everything[quiet][-1]
+    for record in (allowed, blocked):
+        contract_validator("enforcement-decision").validate(record)
+        assert record["source"] == "operator" and record["mode"] == "enforce"
+    assert (allowed["action"], allowed["by"], allowed["reason_codes"]) == (
+        "allow", "alice", ["operator_allow"])
+    assert (blocked["action"], blocked["ttl_s"], blocked["reason_codes"]) == (
+        "block", 7200, ["operator_block"])
+    state = in_force(asyncio.run(read_all(run, "decisions")))
+    assert state[suspect] is None and state[quiet] == blocked  # the gateway's view
+
+    # 2. The worker holds both and decides nothing about either: more evidence against the
+    #    suspect, ordinary requests from the blocked account.
+    def both_held() -> list[dict[str, Any]] | None:
+        lines = logged(fleet, "operator_decision_held")
+        return lines if len(lines) == 2 else None
+    held = wait_until(both_held, APPLY_DEADLINE_S, "the worker to hold both decisions", fleet)
+    with capsys.disabled():
+        for line in held:
+            print(f"\n{line['account_id']}: held by the worker {line['lag_s'] * 1000:.0f} ms "
+                  "after `decide` sent its control record (its lag_s)", end="")
+    asyncio.run(produce(run, [verdict_record(suspect, later + 10, cfg)],
+                        topic=run.topic_account_verdicts))
+    for i in range(3):
+        events(suspect, later + cfg.verdict_delay_s + 20 + i, 2 + i, **HARVEST)
+        events(quiet, later + 20 + i, i)
+    assert asyncio.run(wait_for_lag_zero(run, run.topic_account_verdicts, run.partitions, 60,
+                                         lambda: all(fleet.alive()))) == 0, fleet.logs()
+    after = decisions_of(asyncio.run(read_all(run, "enforcement")))
+    assert after[suspect][-1] == allowed and after[quiet] == [blocked], after
+
+    # 3. Revoked: the gateway lifts the block at once; the suspect is the detector's again.
+    assert decide(cli, "--list") == 0
+    table = capsys.readouterr().out
+    assert "in force: 2 operator decisions (0 ran out)" in table
+    assert quiet in table and "stolen key, I-4" in table and "alice" in table
+    assert decide(cli, "--revoke", "--account", quiet, "--reason", "key rotated",
+                  "--by", "bob") == 0
+    assert decide(cli, "--revoke", "--account", suspect, "--reason", "second look",
+                  "--by", "carol") == 0
+    assert decide(cli, "--revoke", "--account", "acct-never", "--reason", "typo",
+                  "--by", "carol") == 0
+    out = capsys.readouterr().out
+    assert "no operator decision in force for account acct-never" in out
+    lifted = decisions_of(asyncio.run(read_all(run, "enforcement")))[quiet][-1]
+    assert (lifted["action"], lifted["by"], lifted["reasons"]) == (
+        "allow", "bob", ["operator decision revoked by bob: key rotated"])
+    assert in_force(asyncio.run(read_all(run, "decisions")))[quiet] is None
+    wait_until(lambda: len(logged(fleet, "operator_decision_revoked")) == 2, APPLY_DEADLINE_S,
+               "the worker to drop both decisions", fleet)
+    events(suspect, later + cfg.verdict_delay_s + 60, 9, **HARVEST)
+
+    def detector_again(records: list[Any]) -> bool:
+        last = decisions_of(records).get(suspect, [{}])[-1]
+        return last.get("source") == "detector" and last.get("action") != "allow"
+    again = asyncio.run(consume_until(run, run.topic_enforcement, detector_again, timeout_s=60,
+                                      alive=lambda: all(fleet.alive())))
+    assert decisions_of(again)[suspect][-1]["reason_codes"][0] == "cluster_payment"
+    assert all(fleet.alive()), fleet.logs()
+
+
+def test_decide_refuses_what_a_worker_would_refuse(cli: argparse.ArgumentParser) -> None:
+    for argv, message in [
+        (["--account", "a", "--block", "--reason", "r", "--by", "x"], "--for is required"),
+        (["--account", "a", "--block", "--for", "31d", "--reason", "r", "--by", "x"],
+         "from 1 s to 30 days"),
+        (["--account", "a", "--block", "--for", "soon", "--reason", "r", "--by", "x"],
+         "is not a duration"),
+        (["--account", "a", "--block", "--for", "1h", "--by", "x"], "--reason is required"),
+        (["--account", "a", "--block", "--for", "1h", "--rpm", "3", "--reason", "r"],
+         "--rpm is for --throttle"),
+        (["--account", " a", "--block", "--for", "1h", "--reason", "r"], "surrounding spaces"),
+        (["--block", "--for", "1h", "--reason", "r"], "--account is required"),
+        (["--account", "a", "--for", "1h", "--reason", "r"], "say what"),
+        (["--list", "--account", "a"], "--list takes no --account"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            decide(cli, *argv)
+
+
+def test_a_throttle_by_hand_carries_its_rate_and_several_accounts_take_one_command(
+        run: Settings, cli: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
+    assert decide(cli, "--account", "acct-t", "--account", "acct-u", "--account", "acct-t",
+                  "--throttle", "--rpm", "3", "--for", "45m", "--reason", "noisy",
+                  "--by", "dana") == 0
+    records = {r.key.decode(): orjson.loads(r.value)
+               for r in asyncio.run(read_all(run, "decisions"))}
+    assert sorted(records) == ["acct-t", "acct-u"]  # each once
+    for account, record in records.items():
+        assert (record["account_id"], record["action"], record["rate_limit_rpm"],
+                record["ttl_s"]) == (account, "throttle", 3, 2700)
+        assert record["reasons"] == ["throttled to 3/min by operator dana for 45 min: noisy"]
+    assert decide(cli, "--revoke", "--account", "acct-t", "--account", "acct-u",
+                  "--reason", "quiet now", "--by", "dana") == 0
+    out = capsys.readouterr().out
+    assert out.count("revoked the operator decision for account acct-") == 2
+    assert in_force(asyncio.run(read_all(run, "decisions"))) == {"acct-t": None, "acct-u": None}
+
+
+def test_explain_shows_the_decision_in_force_the_history_and_what_is_held(
+        run: Settings, cli: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
+    now = time.time()
+
+    def record(account: str, action: str, ts: float, **fields: Any) -> dict[str, Any]:
+        return {"decision_id": f"dg-{account}-{action}-{ts:.0f}", "ts": ts, "event_ts": ts - 5,
+                "account_id": account, "action": action,
+                "ttl_s": None if action == "allow" else 3600,
+                "rate_limit_rpm": 2 if action == "throttle" else None, "score": 0.9,
+                "reasons": [f"score 0.90 -> {action}", "cluster pay:p convicted"],
+                "reason_codes": ["cluster_payment", "account_harvest"], "source": "detector",
+                "by": None, "cluster_ids": ["pay:p"], "model_version": "mv", "mode": "enforce",
+                **fields}
+    throttled = record("acct-x", "throttle", now - 600)
+    blocked = record("acct-x", "block", now - 300)
+    others = [record(f"acct-{i}", "block", now - 100) for i in range(20)]
+    asyncio.run(produce(run, [(b"acct-x", orjson.dumps(throttled)),
+                              *[(d["account_id"].encode(), orjson.dumps(d)) for d in others],
+                              (b"acct-x", orjson.dumps(blocked))], topic=run.topic_enforcement))
+    asyncio.run(produce(run, [(b"acct-x", orjson.dumps(throttled)),
+                              (b"acct-x", orjson.dumps(blocked)), (b"acct-y", b"{}"),
+                              (b"acct-y", None)], topic=run.topic_decisions))
+    assert decide(cli, "--account", "acct-x", "--throttle", "--rpm", "1", "--for", "2h",
+                  "--reason", "watching it", "--by", "erin") == 0
+    capsys.readouterr()
+
+    args = cli.parse_args(["explain", "acct-x", "--json"])
+    assert args.func(args) == 0
+    found = orjson.loads(capsys.readouterr().out)
+    # the operator's throttle is the newest record on both topics now
+    assert found["in_force"]["source"] == "operator" and found["in_force"]["by"] == "erin"
+    assert [h["action"] for h in found["history"]] == ["throttle", "block", "throttle"]
+    assert found["operator_decision"]["action"] == "throttle"
+    assert found["operator_decision"]["in_force"] is True
+
+    args = cli.parse_args(["explain", "acct-x", "--history", "2"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "in force: throttle to 1/min until" in text and "by the operator erin" in text
+    assert "codes: operator_throttle" in text
+    assert "operator's decision held: throttled to 1/min by operator erin for 2 h" in text
+    assert "decisions on the enforcement topic since 24h ago: 3, the newest 2:" in text
+    assert "cluster_payment,account_harvest  score 0.90 -> block" in text
+
+    args = cli.parse_args(["explain", "acct-y"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "in force: nothing (lifted)" in text and "since 24h ago: 0" in text
