@@ -30,6 +30,12 @@ from distillguard.streams.gate.table import MAX_KEY_CHARS, DecisionError, Gate
 
 log = structlog.get_logger("distillguard")
 
+# Unreadable records: the first ones are logged one line each, then one line per interval
+# with how many more came and the last of them (a topic of a million bad records must not
+# write a million lines, nor slow the catch-up by as much); /health counts them all.
+UNREADABLE_LOGGED_WHOLE = 20
+UNREADABLE_LOG_INTERVAL_S = 10.0
+
 
 @dataclass
 class ReaderState:
@@ -66,6 +72,9 @@ class DecisionsReader:
         self.stopping = False
         self.started_mono = time.monotonic()
         self.last_answer_mono = time.monotonic()
+        self._suppressed = 0  # unreadable records not logged since the last line
+        self._suppressed_last: dict[str, Any] = {}
+        self._logged_mono = 0.0
 
     # ---- one record ------------------------------------------------------------------------
     def on_record(self, rec: Any) -> None:
@@ -83,17 +92,48 @@ class DecisionsReader:
         if not key or len(key) > MAX_KEY_CHARS:
             self._unreadable(where, f"its key has {len(key)} characters (1 to {MAX_KEY_CHARS})")
             return
+        table = self.gate.table
+        ahead = table.ts_ahead
         try:
             value = None if rec.value is None else orjson.loads(rec.value)
-            self.gate.table.apply(key, value, self.clock())
-        except (DecisionError, orjson.JSONDecodeError) as exc:
-            kind = "not JSON" if isinstance(exc, orjson.JSONDecodeError) else "not a decision"
-            self.gate.table.forget(key)
-            self._unreadable({**where, "key": key[:140]}, f"{kind}: {exc}")
+            if value is None and rec.value is not None:
+                raise DecisionError("JSON null, not a decision (a tombstone has no value)")
+            now = self.clock()
+            table.apply(key, value, now)
+        except Exception as exc:  # noqa: BLE001 - no record may stop the gate
+            if isinstance(exc, orjson.JSONDecodeError):
+                why = f"not JSON: {exc}"
+            elif isinstance(exc, DecisionError):
+                why = f"not a decision: {exc}"
+            else:
+                why = f"internal error: {_describe(exc)}"
+            table.forget(key)
+            self._unreadable({**where, "key": key[:140]}, why)
+            return
+        if table.ts_ahead != ahead:
+            log.warning("gate_record_ts_ahead", topic=self.topic, key=key[:140],
+                        ahead_s=round(value["ts"] - now), **where,
+                        hint="the producer's clock is ahead: the action ends ttl_s from now")
 
     def _unreadable(self, where: dict[str, Any], why: str) -> None:
         self.state.unreadable += 1
-        log.warning("gate_record_unreadable", topic=self.topic, reason=why, **where)
+        if self.state.unreadable <= UNREADABLE_LOGGED_WHOLE:
+            log.warning("gate_record_unreadable", topic=self.topic, reason=why, **where)
+            return
+        self._suppressed += 1
+        self._suppressed_last = {"last_reason": why, **{f"last_{k}": v for k, v in where.items()}}
+        self.flush_log()
+
+    def flush_log(self, force: bool = False) -> None:
+        """The line for the unreadable records not logged yet, once an interval has passed
+        since the last (or now, `force`)."""
+        now = time.monotonic()
+        if self._suppressed and (force or now - self._logged_mono >= UNREADABLE_LOG_INTERVAL_S):
+            log.warning("gate_records_unreadable_suppressed", topic=self.topic,
+                        suppressed=self._suppressed, unreadable_total=self.state.unreadable,
+                        **self._suppressed_last)
+            self._suppressed = 0
+            self._logged_mono = now
 
     # ---- the reader ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -170,6 +210,7 @@ class DecisionsReader:
             for records in batches.values():
                 for rec in records:
                     self.on_record(rec)
+            self.flush_log(force=not batches)
             if not self.gate.caught_up:
                 await self._check_caught_up(consumer, tps)
 
