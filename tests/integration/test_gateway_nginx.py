@@ -262,3 +262,70 @@ def test_nginx_answers_503_when_the_gate_does_not_answer(tmp_path: Path,
         assert status == 503 and isinstance(err, anthropic.InternalServerError), err
         assert err.response.headers["x-distillguard-reason"] == "gate_unreachable"
         assert api.requests[ORDINARY_KEY] == 0
+
+
+# ---- a lab trying to get through nginx with header tricks ----------------------------------
+def curl_headers(url: str, *headers: str) -> int:
+    """The status of one POST /v1/messages by curl with exactly these request headers."""
+    args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+            f"{url}/v1/messages", "-H", "content-type: application/json",
+            "--data", json.dumps(MESSAGE)]
+    for header in headers:
+        args += ["-H", header]
+    res = subprocess.run(args, capture_output=True, text=True, check=True, timeout=15)
+    return int(res.stdout)
+
+
+def test_a_client_is_served_only_with_the_credential_the_gate_checked(
+        tmp_path: Path, nginx_binary: str) -> None:
+    from distillguard.streams.gate.server import GateOptions, build_service
+    from tests.gateway import GateInThread
+
+    svc = build_service("127.0.0.1:1", "unused", GateOptions())
+    svc.gate.caught_up = True
+    now = time.time()
+    for account in ("acct-campaign", "acct-é"):
+        svc.gate.table.apply(account, decision_record(account, "block", ts=now), now)
+    keys = {**KEYS, "sk-test-unicode": "acct-é"}
+    with StandInApi() as api, GateInThread(svc) as gate, \
+            Nginx(nginx_binary, tmp_path / "nginx", gate.address, api.address, keys) as nginx:
+        blocked = CAMPAIGN_KEY
+        tricks = {
+            # what nginx checks is what a client may not talk around
+            "x-api-key": [f"x-api-key: {blocked}"],
+            "bearer": [f"Authorization: Bearer {blocked}"],
+            "bearer in lower case": [f"Authorization: bearer {blocked}"],
+            "bearer in upper case": [f"Authorization: BEARER {blocked}"],
+            "its own account header": ["x-distillguard-account: acct-ordinary",
+                                       f"x-api-key: {blocked}"],
+            "a key of another case": [f"x-api-key: {blocked.upper()}"],
+            "padded": [f"x-api-key:    {blocked}   "],
+            "a unicode account": ["x-api-key: sk-test-unicode"],
+        }
+        for name, headers in tricks.items():
+            assert curl_headers(nginx.url, *headers) == 403, name
+        assert api.credentials == [], "a blocked request reached the API"
+
+        # Served, but the API sees only the credential checked: the ordinary account's.
+        served = {
+            "an ordinary key beside a blocked bearer": [f"x-api-key: {ORDINARY_KEY}",
+                                                        f"Authorization: Bearer {blocked}"],
+            "an unknown key beside a blocked bearer": ["x-api-key: sk-nobody",
+                                                       f"Authorization: Bearer {blocked}"],
+            "an ordinary key, then the blocked one": [f"x-api-key: {ORDINARY_KEY}",
+                                                      f"x-api-key: {blocked}"],
+        }
+        for name, headers in served.items():
+            api.credentials.clear()
+            status = curl_headers(nginx.url, *headers)
+            assert status == 200, name
+            ((api_keys, authorizations),) = api.credentials
+            assert blocked not in " ".join(api_keys + authorizations), (name, api.credentials)
+            assert len(api_keys) == 1 and authorizations == [], (name, api.credentials)
+        # nginx refuses a second Authorization header outright
+        assert curl_headers(nginx.url, f"Authorization: Bearer {ORDINARY_KEY}",
+                            f"Authorization: Bearer {blocked}") == 400
+        # the SDK's own bearer form goes through as it came
+        api.credentials.clear()
+        assert curl_headers(nginx.url, f"Authorization: Bearer {ORDINARY_KEY}") == 200
+        assert api.credentials == [([], [f"Bearer {ORDINARY_KEY}"])]
