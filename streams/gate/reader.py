@@ -246,6 +246,7 @@ class DecisionsReader:
         now = time.monotonic()
         if answered:
             self.last_answer_mono = now
+            self.state.last_problem = ""  # what it was is over: /health must not show it
             if self.gate.broker_lost:
                 self.gate.broker_lost = False
                 log.info("gate_broker_back", bootstrap=self.bootstrap)

@@ -345,3 +345,28 @@ def test_a_decision_delivered_again_later_holds_to_its_new_end_through_the_sweep
     assert table.sweep(T0 + 600) == 0
     assert table.check("acct-1", T0 + 899).status == 403
     assert table.sweep(T0 + 900) == 1 and len(table) == 0
+
+
+def test_health_shows_no_problem_once_the_broker_answers_again() -> None:
+    # Seen with the broker stopped and started under a running gate: /health went on saying
+    # "does not answer" (and before that "topic not found") with status ok.
+    import asyncio
+
+    class Broker:
+        async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+            return {}
+
+    svc = service(probe_s=0.01)
+    svc.reader.state.last_problem = "127.0.0.1:1 does not answer: TimeoutError"
+
+    async def run() -> None:
+        probe = asyncio.create_task(svc.reader._probe(Broker(), []))  # type: ignore[arg-type]
+        try:
+            deadline = asyncio.get_running_loop().time() + 5
+            while svc.reader.state.last_problem:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+        finally:
+            probe.cancel()
+    asyncio.run(run())
+    assert svc.health()["problem"] is None and svc.health()["status"] == "ok"
