@@ -63,7 +63,9 @@ MAX_RETRY_AFTER_S = 86_400
 TS_AHEAD_REPORTED_S = 60.0
 MAX_KEY_CHARS = 256  # an account id is at most 128 (the contract); org: and slack
 
+MAX_SHARED_REASONS = 1024
 ACTIONS_IN_FORCE = ("throttle", "block")
+ACTION_NAMES = {a: a for a in ("allow", *ACTIONS_IN_FORCE)}  # the one copy of each name
 FAIL_MODES = ("open", "closed")
 
 # What apply() did with a record.
@@ -101,23 +103,24 @@ class Entry:
 
     __slots__ = (
         "action",
-        "blocked",
         "capacity",
         "decision_id",
         "rate_per_s",
         "reason",
         "refilled_at",
+        "standing",
         "tokens",
         "until",
-        "within",
     )
 
     def __init__(self, decision_id: str, action: str, until: float, reason: str,
                  rpm: int, burst_s: float, now: float) -> None:
         # Both go into response headers: printable ASCII only (a header cannot carry more).
+        # The action is one of three strings: shared, not one copy per entry (the table shares
+        # the reason codes likewise).
         decision_id, reason = header_safe(decision_id), header_safe(reason)
         self.decision_id = decision_id
-        self.action = action
+        self.action = action = ACTION_NAMES.get(action, action)
         self.until = until
         self.reason = reason
         self.rate_per_s = rpm / 60.0
@@ -125,9 +128,10 @@ class Entry:
         self.capacity = max(1.0, self.rate_per_s * burst_s) if rpm > 0 else 0.0
         self.tokens = self.capacity
         self.refilled_at = now
-        # The answers that do not change from check to check, built once.
-        self.blocked = Answer(403, "block", reason, decision_id)
-        self.within = Answer(200, "within_budget", reason, decision_id)
+        # The answer that does not change from check to check, built once: a block's, or a
+        # throttle's within its budget.
+        self.standing = Answer(403, "block", reason, decision_id) if action == "block" else \
+            Answer(200, "within_budget", reason, decision_id)
 
     def take(self, now: float) -> Answer:
         """A throttled account's request: within its budget (a token taken) or over it."""
@@ -137,7 +141,7 @@ class Entry:
             self.refilled_at = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
-            return self.within
+            return self.standing
         if self.rate_per_s > 0:
             wait = (1.0 - self.tokens) / self.rate_per_s
         else:
@@ -148,7 +152,7 @@ class Entry:
         return Answer(429, "over_budget", self.reason, self.decision_id, retry)
 
     def answer(self, now: float) -> Answer:
-        return self.blocked if self.action == "block" else self.take(now)
+        return self.standing if self.action == "block" else self.take(now)
 
     def same_decision(self, other: Entry) -> bool:
         """The same decision delivered again: id, action and rate alike (a producer that reused
@@ -260,6 +264,8 @@ class DecisionTable:
         self.applied: Counter[str] = Counter()  # records by what apply() did with them
         self.shadow_checks: Counter[str] = Counter()  # checks a shadow decision would have hit
         self.ts_ahead = 0  # records whose ts was ahead of the gate's clock (ends from now)
+        # One copy of each reason code (a few dozen; capped, as a producer could send any)
+        self._reasons: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.entries) + len(self.orgs)
@@ -295,7 +301,10 @@ class DecisionTable:
             return EXPIRED
         if by_org:
             self.has_orgs = True
-        entry = Entry(decision.decision_id, decision.action, until, decision.reason,
+        reason = self._reasons.get(decision.reason, decision.reason)
+        if len(self._reasons) < MAX_SHARED_REASONS:
+            self._reasons.setdefault(reason, reason)
+        entry = Entry(decision.decision_id, decision.action, until, reason,
                       decision.rate_limit_rpm or 0, self.burst_s, now)
         if decision.mode == "shadow":
             shadow[slot] = entry

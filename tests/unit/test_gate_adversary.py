@@ -331,7 +331,7 @@ def test_memory_per_decision_in_force_is_bounded() -> None:
     per = (tracemalloc.get_traced_memory()[0] - before) / n
     tracemalloc.stop()
     assert len(table) == n
-    assert per < 600, f"{per:.0f} bytes per decision"
+    assert per < 520, f"{per:.0f} bytes per decision"  # 667 before the shared strings
     assert math.isfinite(per)
 
 
