@@ -61,6 +61,8 @@ RETRY_AFTER_WITHOUT_END_S = 60
 MAX_RETRY_AFTER_S = 86_400
 # A decision's ts this far ahead of the gate's clock is reported (its end counts from now).
 TS_AHEAD_REPORTED_S = 60.0
+# The longest decision id or reason code put in a response header (the contract's ids: 128).
+MAX_HEADER_CHARS = 128
 MAX_KEY_CHARS = 256  # an account id is at most 128 (the contract); org: and slack
 
 MAX_SHARED_REASONS = 1024
@@ -179,7 +181,10 @@ class Decision:
 
 
 def header_safe(text: str) -> str:
-    """`text` with anything but printable ASCII replaced by `?`, for a response header."""
+    """`text` with anything but printable ASCII replaced by `?`, for a response header, and cut
+    at MAX_HEADER_CHARS (a longer one would overflow the gateway's buffer for the check's
+    response headers: nginx then answers 502, and the account gets 503 instead of its answer)."""
+    text = text[:MAX_HEADER_CHARS]
     if text.isascii() and text.isprintable():
         return text
     return "".join(c if " " <= c <= "~" else "?" for c in text)

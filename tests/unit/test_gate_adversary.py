@@ -370,3 +370,18 @@ def test_health_shows_no_problem_once_the_broker_answers_again() -> None:
             probe.cancel()
     asyncio.run(run())
     assert svc.health()["problem"] is None and svc.health()["status"] == "ok"
+
+
+def test_a_huge_decision_id_or_reason_does_not_overflow_the_gateway_s_header_buffer() -> None:
+    # A 100,000-character id (the contract allows 128) in x-distillguard-decision overflowed
+    # nginx's proxy buffer (4-8 KB): 'upstream sent too big header', 502, and the throttled
+    # account got 503 even within its budget. The headers are cut at 128 characters.
+    huge = {**decision_record("acct-1", "throttle", ts=T0, rpm=60), "decision_id": "d" * 100_000,
+            "reason_codes": ["r" * 100_000]}
+    table = table_of(("acct-1", huge), burst_s=10)
+    response = response_for(table.check("acct-1", T0), nginx=True)
+    assert response.status == 200
+    assert sum(len(k) + len(v) for k, v in response.headers.items()) < 1000
+    assert response.headers["x-distillguard-decision"] == "d" * 128
+    table.apply("acct-1", huge, T0)  # delivered again: still the same decision
+    assert table.applied == {"in_force": 2} and table.check("acct-1", T0).status == 200
