@@ -110,7 +110,7 @@ class DecisionsReader:
             table.forget(key)
             self._unreadable({**where, "key": key[:140]}, why)
             return
-        if table.ts_ahead != ahead:
+        if table.ts_ahead != ahead and isinstance(value, dict):
             log.warning("gate_record_ts_ahead", topic=self.topic, key=key[:140],
                         ahead_s=round(value["ts"] - now), **where,
                         hint="the producer's clock is ahead: the action ends ttl_s from now")
