@@ -329,3 +329,46 @@ def test_a_client_is_served_only_with_the_credential_the_gate_checked(
         api.credentials.clear()
         assert curl_headers(nginx.url, f"Authorization: Bearer {ORDINARY_KEY}") == 200
         assert api.credentials == [([], [f"Bearer {ORDINARY_KEY}"])]
+
+
+@pytest.mark.broker
+def test_a_gate_on_a_topic_of_hostile_records_is_ready_and_holds_the_real_decisions(
+        run: Settings, tmp_path: Path) -> None:
+    # A buggy or hostile producer: 5,000 records the gate cannot read (not JSON, JSON null, a
+    # key not UTF-8, a key of 300 characters, an account_id that is not the key, ...) around the real
+    # decisions, on the real broker. The gate catches up, is ready, holds the real blocks and
+    # throttles, counts every bad record, and logs a sample of them, not 5,000 lines.
+    now = time.time()
+    bad: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(5000):
+        key = f"acct-bad-{i}".encode()
+        # (no record without a key: the broker refuses those on a compacted topic)
+        bad.append([(key, b"{not json"), (key, b"null"), (b"\xff" + key, b"{}"),
+                    (b"k" * 300, b"{}"),
+                    (key, orjson.dumps(decision_record("acct-victim", "allow", ts=now))),
+                    ][i % 5])
+    real = [(b"acct-victim", orjson.dumps(decision_record("acct-victim", "block", ts=now))),
+            (b"acct-slow", orjson.dumps({**decision_record("acct-slow", "throttle", ts=now,
+                                                           rpm=0), "ttl_s": 600.0})),
+            (b"org:acme", orjson.dumps(decision_record("org:acme", "block", ts=now)))]
+    asyncio.run(produce(run, bad[:2500] + real + bad[2500:], topic=run.topic_decisions))
+    log_path = tmp_path / "gate.log"
+    with gate_service(run, log_path, "--org-header", "x-distillguard-org") as gate_url:
+        wait_ready(gate_url)
+        health = get_json(gate_url + "health")[1]
+
+        def status(account: str, org: str = "") -> int:
+            headers = {"x-distillguard-account": account, "x-distillguard-org": org}
+            request = urllib.request.Request(gate_url + "check", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+        statuses = [status("acct-victim"), status("acct-slow"), status("org:acme"),
+                    status("acct-of-acme", "acme"), status("acct-bad-1")]
+    assert statuses == [403, 429, 403, 200, 200]
+    assert health["unreadable_records"] == 5000 and health["records_read"] == 5003, health
+    assert health["in_force"] == {"block": 2, "throttle": 1}, health
+    lines = [line for line in log_path.read_text().splitlines() if "gate_record" in line]
+    assert 20 <= len(lines) <= 40, len(lines)
