@@ -22,6 +22,7 @@ A denial's body is an error in the shape of the Messages API's (what Envoy hands
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -204,10 +205,12 @@ class GateService:
 
 def build_service(bootstrap: str, topic: str, opts: GateOptions,
                   client_kwargs: dict[str, Any] | None = None) -> GateService:
-    if opts.burst_s < 0:
-        raise GateError("--burst-s must be 0 or more")
-    if opts.lost_after_s <= 0:
-        raise GateError("--broker-lost-after must be more than 0 seconds")
+    # not `x < 0` alone: nan and inf pass it (inf: no throttle holds; nan or inf lost-after:
+    # a lost broker is never noticed, so the fail mode never answers)
+    if not (math.isfinite(opts.burst_s) and opts.burst_s >= 0):
+        raise GateError("--burst-s must be a number of seconds, 0 or more")
+    if not (math.isfinite(opts.lost_after_s) and opts.lost_after_s > 0):
+        raise GateError("--broker-lost-after must be a number of seconds more than 0")
     for name in (opts.account_header, opts.org_header):
         if name and not all(c.isalnum() or c in "-_" for c in name):
             raise GateError(f"header name {name!r}: letters, digits, - and _ only")

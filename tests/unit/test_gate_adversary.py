@@ -385,3 +385,38 @@ def test_a_huge_decision_id_or_reason_does_not_overflow_the_gateway_s_header_buf
     assert response.headers["x-distillguard-decision"] == "d" * 128
     table.apply("acct-1", huge, T0)  # delivered again: still the same decision
     assert table.applied == {"in_force": 2} and table.check("acct-1", T0).status == 200
+
+
+@pytest.mark.parametrize(("opts", "message"), [
+    ({"burst_s": math.inf}, "--burst-s"), ({"burst_s": math.nan}, "--burst-s"),
+    ({"lost_after_s": math.inf}, "--broker-lost-after"),
+    ({"lost_after_s": math.nan}, "--broker-lost-after"),
+])
+def test_options_that_would_disable_a_throttle_or_the_broker_watch_are_refused(
+        opts: dict[str, Any], message: str) -> None:
+    # argparse's float() takes "inf" and "nan": --burst-s inf let every throttled request
+    # through, --broker-lost-after nan never noticed a lost broker.
+    from distillguard.streams.gate.server import GateError
+
+    with pytest.raises(GateError, match=message):
+        build_service("127.0.0.1:1", "decisions", GateOptions(**opts))
+
+
+@pytest.mark.parametrize("path", ["/check/../ready", "/check/%2e%2e/health", "/check//../ready",
+                                  "/check/v1/../../ready", "/check/..%2fready"])
+def test_a_client_path_cannot_climb_out_of_the_check(path: str) -> None:
+    # Envoy asks /check + the client's own path (path_prefix), and does not normalise paths by
+    # default: /check/../ready must not be answered by /ready's 200.
+    import socket
+
+    from tests.gateway import GateInThread
+
+    svc = service()
+    with GateInThread(svc) as gate, socket.create_connection(("127.0.0.1", gate.port)) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: gate\r\n{DEFAULT_ACCOUNT_HEADER}: acct-victim"
+                  f"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        s.settimeout(5)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.split(b"\r\n", 1)[0] == b"HTTP/1.1 403 Forbidden", data[:200]
