@@ -33,7 +33,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from distillguard.streams.gate.reader import DecisionsReader
+from distillguard.streams.gate.reader import DecisionsReader, quiet_repeats
 from distillguard.streams.gate.table import DEFAULT_BURST_S, Answer, DecisionTable, Gate
 
 log = structlog.get_logger("distillguard")
@@ -223,6 +223,7 @@ def build_service(bootstrap: str, topic: str, opts: GateOptions,
 def run_gate(bootstrap: str, topic: str, opts: GateOptions,
              client_kwargs: dict[str, Any] | None = None) -> int:
     service = build_service(bootstrap, topic, opts, client_kwargs)
+    quiet_repeats()  # aiokafka's repeated lines (a deleted topic: a thousand a second)
 
     def ready(url: str) -> None:
         # The line the demo, the tests and a person look for.

@@ -420,3 +420,24 @@ def test_a_client_path_cannot_climb_out_of_the_check(path: str) -> None:
         while chunk := s.recv(65536):
             data += chunk
     assert data.split(b"\r\n", 1)[0] == b"HTTP/1.1 403 Forbidden", data[:200]
+
+
+def test_aiokafka_s_repeated_lines_are_let_through_once_per_interval() -> None:
+    # Measured with the decisions topic deleted under a running gate: aiokafka logged "Topic
+    # ... not found in cluster metadata" 11,580 times in 12 s.
+    import logging
+
+    from distillguard.streams.gate.reader import RepeatFilter
+
+    now = [0.0]
+    repeat = RepeatFilter(interval_s=10, clock=lambda: now[0])
+
+    def line(text: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka.cluster", logging.ERROR, __file__, 1, text, (), None)
+
+    passed = []
+    for i in range(12_000):
+        now[0] = i / 1000
+        passed.append(repeat.filter(line("Topic t not found in cluster metadata")))
+    assert sum(passed) == 2 and repeat.suppressed == 11_998
+    assert repeat.filter(line("another message"))  # other messages are not held back
