@@ -156,6 +156,9 @@ class StandInApi:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.requests: Counter[str] = Counter()  # by API key
+        # every request's credential headers as they arrived: (x-api-key values, Authorization
+        # values)
+        self.credentials: list[tuple[list[str], list[str]]] = []
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -164,6 +167,8 @@ class StandInApi:
     async def messages(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests[request.headers.get("x-api-key", "")] += 1
+        self.credentials.append((request.headers.getall("x-api-key", []),
+                                 request.headers.getall("authorization", [])))
         text = "Hello from the stand-in API."
         return web.json_response({
             "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
@@ -192,6 +197,44 @@ class StandInApi:
         self._thread.start()
         if not self._started.wait(10):
             raise RuntimeError("the stand-in API did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+class GateInThread:
+    """A gate's HTTP face (`GateService.app()`, its table filled by the test) on a thread of
+    its own, without a reader: for nginx's tests that need no broker."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="gate", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        runner = web.AppRunner(self.service.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self._stop = asyncio.Event()
+        self._started.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the gate did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:

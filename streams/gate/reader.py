@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,47 @@ from aiokafka.admin import AIOKafkaAdminClient
 from distillguard.streams.gate.table import MAX_KEY_CHARS, DecisionError, Gate
 
 log = structlog.get_logger("distillguard")
+
+# Unreadable records: the first ones are logged one line each, then one line per interval
+# with how many more came and the last of them (a topic of a million bad records must not
+# write a million lines, nor slow the catch-up by as much); /health counts them all.
+UNREADABLE_LOGGED_WHOLE = 20
+UNREADABLE_LOG_INTERVAL_S = 10.0
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the same message of a logger through once per `interval_s`. aiokafka logs `Topic
+    ... not found in cluster metadata` about a thousand times a second while the topic a gate
+    follows is deleted (measured: 11,580 lines in 12 s)."""
+
+    def __init__(self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 max_messages: int = 1024) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.clock = clock
+        self.max_messages = max_messages
+        self.last: dict[str, float] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now, text = self.clock(), record.getMessage()
+        seen = self.last.get(text)
+        if seen is not None and now - seen < self.interval_s:
+            self.suppressed += 1
+            return False
+        if len(self.last) >= self.max_messages:
+            self.last.clear()
+        self.last[text] = now
+        return True
+
+
+def quiet_repeats(logger_names: tuple[str, ...] = ("aiokafka", "aiokafka.cluster",
+                                                   "aiokafka.consumer.fetcher")) -> None:
+    """The same message of these loggers once per 10 s (idempotent)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(RepeatFilter())
 
 
 @dataclass
@@ -66,6 +108,9 @@ class DecisionsReader:
         self.stopping = False
         self.started_mono = time.monotonic()
         self.last_answer_mono = time.monotonic()
+        self._suppressed = 0  # unreadable records not logged since the last line
+        self._suppressed_last: dict[str, Any] = {}
+        self._logged_mono = 0.0
 
     # ---- one record ------------------------------------------------------------------------
     def on_record(self, rec: Any) -> None:
@@ -83,17 +128,48 @@ class DecisionsReader:
         if not key or len(key) > MAX_KEY_CHARS:
             self._unreadable(where, f"its key has {len(key)} characters (1 to {MAX_KEY_CHARS})")
             return
+        table = self.gate.table
+        ahead = table.ts_ahead
         try:
             value = None if rec.value is None else orjson.loads(rec.value)
-            self.gate.table.apply(key, value, self.clock())
-        except (DecisionError, orjson.JSONDecodeError) as exc:
-            kind = "not JSON" if isinstance(exc, orjson.JSONDecodeError) else "not a decision"
-            self.gate.table.forget(key)
-            self._unreadable({**where, "key": key[:140]}, f"{kind}: {exc}")
+            if value is None and rec.value is not None:
+                raise DecisionError("JSON null, not a decision (a tombstone has no value)")
+            now = self.clock()
+            table.apply(key, value, now)
+        except Exception as exc:  # noqa: BLE001 - no record may stop the gate
+            if isinstance(exc, orjson.JSONDecodeError):
+                why = f"not JSON: {exc}"
+            elif isinstance(exc, DecisionError):
+                why = f"not a decision: {exc}"
+            else:
+                why = f"internal error: {_describe(exc)}"
+            table.forget(key)
+            self._unreadable({**where, "key": key[:140]}, why)
+            return
+        if table.ts_ahead != ahead and isinstance(value, dict):
+            log.warning("gate_record_ts_ahead", topic=self.topic, key=key[:140],
+                        ahead_s=round(value["ts"] - now), **where,
+                        hint="the producer's clock is ahead: the action ends ttl_s from now")
 
     def _unreadable(self, where: dict[str, Any], why: str) -> None:
         self.state.unreadable += 1
-        log.warning("gate_record_unreadable", topic=self.topic, reason=why, **where)
+        if self.state.unreadable <= UNREADABLE_LOGGED_WHOLE:
+            log.warning("gate_record_unreadable", topic=self.topic, reason=why, **where)
+            return
+        self._suppressed += 1
+        self._suppressed_last = {"last_reason": why, **{f"last_{k}": v for k, v in where.items()}}
+        self.flush_log()
+
+    def flush_log(self, force: bool = False) -> None:
+        """The line for the unreadable records not logged yet, once an interval has passed
+        since the last (or now, `force`)."""
+        now = time.monotonic()
+        if self._suppressed and (force or now - self._logged_mono >= UNREADABLE_LOG_INTERVAL_S):
+            log.warning("gate_records_unreadable_suppressed", topic=self.topic,
+                        suppressed=self._suppressed, unreadable_total=self.state.unreadable,
+                        **self._suppressed_last)
+            self._suppressed = 0
+            self._logged_mono = now
 
     # ---- the reader ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -170,6 +246,7 @@ class DecisionsReader:
             for records in batches.values():
                 for rec in records:
                     self.on_record(rec)
+            self.flush_log(force=not batches)
             if not self.gate.caught_up:
                 await self._check_caught_up(consumer, tps)
 
@@ -194,7 +271,9 @@ class DecisionsReader:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a timeout, a lost connection
-                self.state.last_problem = f"{self.bootstrap} does not answer: {_describe(exc)}"
+                self.state.last_problem = (f"no answer for the ends of {self.topic} from "
+                                           f"{self.bootstrap} (the broker lost, or the topic "
+                                           f"deleted): {_describe(exc)}")
                 self._note_broker(answered=False)
             else:
                 self.state.ends = {tp.partition: end for tp, end in ends.items()}
@@ -205,6 +284,7 @@ class DecisionsReader:
         now = time.monotonic()
         if answered:
             self.last_answer_mono = now
+            self.state.last_problem = ""  # what it was is over: /health must not show it
             if self.gate.broker_lost:
                 self.gate.broker_lost = False
                 log.info("gate_broker_back", bootstrap=self.bootstrap)

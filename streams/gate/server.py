@@ -22,6 +22,7 @@ A denial's body is an error in the shape of the Messages API's (what Envoy hands
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from distillguard.streams.gate.reader import DecisionsReader
+from distillguard.streams.gate.reader import DecisionsReader, quiet_repeats
 from distillguard.streams.gate.table import DEFAULT_BURST_S, Answer, DecisionTable, Gate
 
 log = structlog.get_logger("distillguard")
@@ -126,7 +127,8 @@ class GateService:
             "records_read": state.read, "unreadable_records": state.unreadable,
             "lag": state.lag(), "caught_up_after_s": state.caught_up_after_s,
             "problem": state.last_problem or None,
-            "in_force": dict(gate.table.in_force()), "shadow_in_force": len(gate.table.shadow),
+            "in_force": dict(gate.table.in_force()),
+            "shadow_in_force": gate.table.shadow_in_force(),
             "records_by_effect": dict(gate.table.applied),
             "checks": dict(gate.checks), "checks_without_account": gate.no_account,
             "shadow_would_have_hit": dict(gate.table.shadow_checks),
@@ -203,10 +205,12 @@ class GateService:
 
 def build_service(bootstrap: str, topic: str, opts: GateOptions,
                   client_kwargs: dict[str, Any] | None = None) -> GateService:
-    if opts.burst_s < 0:
-        raise GateError("--burst-s must be 0 or more")
-    if opts.lost_after_s <= 0:
-        raise GateError("--broker-lost-after must be more than 0 seconds")
+    # not `x < 0` alone: nan and inf pass it (inf: no throttle holds; nan or inf lost-after:
+    # a lost broker is never noticed, so the fail mode never answers)
+    if not (math.isfinite(opts.burst_s) and opts.burst_s >= 0):
+        raise GateError("--burst-s must be a number of seconds, 0 or more")
+    if not (math.isfinite(opts.lost_after_s) and opts.lost_after_s > 0):
+        raise GateError("--broker-lost-after must be a number of seconds more than 0")
     for name in (opts.account_header, opts.org_header):
         if name and not all(c.isalnum() or c in "-_" for c in name):
             raise GateError(f"header name {name!r}: letters, digits, - and _ only")
@@ -219,6 +223,7 @@ def build_service(bootstrap: str, topic: str, opts: GateOptions,
 def run_gate(bootstrap: str, topic: str, opts: GateOptions,
              client_kwargs: dict[str, Any] | None = None) -> int:
     service = build_service(bootstrap, topic, opts, client_kwargs)
+    quiet_repeats()  # aiokafka's repeated lines (a deleted topic: a thousand a second)
 
     def ready(url: str) -> None:
         # The line the demo, the tests and a person look for.

@@ -262,3 +262,113 @@ def test_nginx_answers_503_when_the_gate_does_not_answer(tmp_path: Path,
         assert status == 503 and isinstance(err, anthropic.InternalServerError), err
         assert err.response.headers["x-distillguard-reason"] == "gate_unreachable"
         assert api.requests[ORDINARY_KEY] == 0
+
+
+# ---- a lab trying to get through nginx with header tricks ----------------------------------
+def curl_headers(url: str, *headers: str) -> int:
+    """The status of one POST /v1/messages by curl with exactly these request headers."""
+    args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+            f"{url}/v1/messages", "-H", "content-type: application/json",
+            "--data", json.dumps(MESSAGE)]
+    for header in headers:
+        args += ["-H", header]
+    res = subprocess.run(args, capture_output=True, text=True, check=True, timeout=15)
+    return int(res.stdout)
+
+
+def test_a_client_is_served_only_with_the_credential_the_gate_checked(
+        tmp_path: Path, nginx_binary: str) -> None:
+    from distillguard.streams.gate.server import GateOptions, build_service
+    from tests.gateway import GateInThread
+
+    svc = build_service("127.0.0.1:1", "unused", GateOptions())
+    svc.gate.caught_up = True
+    now = time.time()
+    for account in ("acct-campaign", "acct-é"):
+        svc.gate.table.apply(account, decision_record(account, "block", ts=now), now)
+    keys = {**KEYS, "sk-test-unicode": "acct-é"}
+    with StandInApi() as api, GateInThread(svc) as gate, \
+            Nginx(nginx_binary, tmp_path / "nginx", gate.address, api.address, keys) as nginx:
+        blocked = CAMPAIGN_KEY
+        tricks = {
+            # what nginx checks is what a client may not talk around
+            "x-api-key": [f"x-api-key: {blocked}"],
+            "bearer": [f"Authorization: Bearer {blocked}"],
+            "bearer in lower case": [f"Authorization: bearer {blocked}"],
+            "bearer in upper case": [f"Authorization: BEARER {blocked}"],
+            "its own account header": ["x-distillguard-account: acct-ordinary",
+                                       f"x-api-key: {blocked}"],
+            "a key of another case": [f"x-api-key: {blocked.upper()}"],
+            "padded": [f"x-api-key:    {blocked}   "],
+            "a unicode account": ["x-api-key: sk-test-unicode"],
+        }
+        for name, headers in tricks.items():
+            assert curl_headers(nginx.url, *headers) == 403, name
+        assert api.credentials == [], "a blocked request reached the API"
+
+        # Served, but the API sees only the credential checked: the ordinary account's.
+        served = {
+            "an ordinary key beside a blocked bearer": [f"x-api-key: {ORDINARY_KEY}",
+                                                        f"Authorization: Bearer {blocked}"],
+            "an unknown key beside a blocked bearer": ["x-api-key: sk-nobody",
+                                                       f"Authorization: Bearer {blocked}"],
+            "an ordinary key, then the blocked one": [f"x-api-key: {ORDINARY_KEY}",
+                                                      f"x-api-key: {blocked}"],
+        }
+        for name, headers in served.items():
+            api.credentials.clear()
+            status = curl_headers(nginx.url, *headers)
+            assert status == 200, name
+            ((api_keys, authorizations),) = api.credentials
+            assert blocked not in " ".join(api_keys + authorizations), (name, api.credentials)
+            assert len(api_keys) == 1 and authorizations == [], (name, api.credentials)
+        # nginx refuses a second Authorization header outright
+        assert curl_headers(nginx.url, f"Authorization: Bearer {ORDINARY_KEY}",
+                            f"Authorization: Bearer {blocked}") == 400
+        # the SDK's own bearer form goes through as it came
+        api.credentials.clear()
+        assert curl_headers(nginx.url, f"Authorization: Bearer {ORDINARY_KEY}") == 200
+        assert api.credentials == [([], [f"Bearer {ORDINARY_KEY}"])]
+
+
+@pytest.mark.broker
+def test_a_gate_on_a_topic_of_hostile_records_is_ready_and_holds_the_real_decisions(
+        run: Settings, tmp_path: Path) -> None:
+    # A buggy or hostile producer: 5,000 records the gate cannot read (not JSON, JSON null, a
+    # key not UTF-8, a key of 300 characters, an account_id that is not the key, ...) around the real
+    # decisions, on the real broker. The gate catches up, is ready, holds the real blocks and
+    # throttles, counts every bad record, and logs a sample of them, not 5,000 lines.
+    now = time.time()
+    bad: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(5000):
+        key = f"acct-bad-{i}".encode()
+        # (no record without a key: the broker refuses those on a compacted topic)
+        bad.append([(key, b"{not json"), (key, b"null"), (b"\xff" + key, b"{}"),
+                    (b"k" * 300, b"{}"),
+                    (key, orjson.dumps(decision_record("acct-victim", "allow", ts=now))),
+                    ][i % 5])
+    real = [(b"acct-victim", orjson.dumps(decision_record("acct-victim", "block", ts=now))),
+            (b"acct-slow", orjson.dumps({**decision_record("acct-slow", "throttle", ts=now,
+                                                           rpm=0), "ttl_s": 600.0})),
+            (b"org:acme", orjson.dumps(decision_record("org:acme", "block", ts=now)))]
+    asyncio.run(produce(run, bad[:2500] + real + bad[2500:], topic=run.topic_decisions))
+    log_path = tmp_path / "gate.log"
+    with gate_service(run, log_path, "--org-header", "x-distillguard-org") as gate_url:
+        wait_ready(gate_url)
+        health = get_json(gate_url + "health")[1]
+
+        def status(account: str, org: str = "") -> int:
+            headers = {"x-distillguard-account": account, "x-distillguard-org": org}
+            request = urllib.request.Request(gate_url + "check", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+        statuses = [status("acct-victim"), status("acct-slow"), status("org:acme"),
+                    status("acct-of-acme", "acme"), status("acct-bad-1")]
+    assert statuses == [403, 429, 403, 200, 200]
+    assert health["unreadable_records"] == 5000 and health["records_read"] == 5003, health
+    assert health["in_force"] == {"block": 2, "throttle": 1}, health
+    lines = [line for line in log_path.read_text().splitlines() if "gate_record" in line]
+    assert 20 <= len(lines) <= 40, len(lines)
