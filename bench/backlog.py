@@ -45,9 +45,9 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import orjson
+import perf  # bench/perf.py: Run, health, rss_mb
 
 import distillguard.streams  # noqa: F401  (first: it chooses the core's build, models/_build.py)
-import perf  # bench/perf.py: Run, health, rss_mb
 from distillguard.models.config import DetectorConfig
 from distillguard.simulator import Scenario, write_files
 from distillguard.streams.offline.replay import replay_file

@@ -25,8 +25,9 @@ watermarks and expiry are computed by the core in event time.
 
 from __future__ import annotations
 
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,12 +35,13 @@ import faust
 import orjson
 import structlog
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 
 from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
 from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from distillguard.models.decision import Decision
-from distillguard.models.events import InvalidEvent
-from distillguard.models.messages import BROADCAST, SourceTick
+from distillguard.models.events import InvalidEvent, RequestEvent
+from distillguard.models.messages import BROADCAST, JudgedTick, SourceIdle, SourceTick
 from distillguard.models.partitioning import partition_for
 from distillguard.streams.edge.codec import (
     ACCOUNT_STATE_CODEC,
@@ -50,7 +52,7 @@ from distillguard.streams.edge.codec import (
     dead_letter_record,
     decode_cluster_record,
     decode_request,
-    decode_verdict_record,
+    decode_verdict_input,
     encode_account_state,
     encode_cluster_state,
     encode_decision,
@@ -397,6 +399,18 @@ def create_app(settings: Settings) -> WorkerApp:
             for p in set(parts) - kept:
                 del parts[p]
         mine = sorted(tp.partition for tp in assigned if tp.topic == requests.get_topic_name())
+        # Records held back by alignment were never acked: Faust fetches them again from the
+        # committed offsets (for a partition that stays here too), so they are dropped.
+        waiting.clear()
+        now = time.monotonic()
+        for p in set(mine) - requests_mine:
+            last_read[p] = now
+        requests_mine.clear()
+        requests_mine.update(mine)
+        told_idle.intersection_update(mine)
+        for p in set(judged_marks) - set(mine):
+            del judged_marks[p]
+            horizons.pop(p, None)
         log.info("partitions_assigned", topic=requests.get_topic_name(), partitions=mine)
 
     def encoded(table: faust.Table, key: Any, value: Any,
@@ -530,16 +544,24 @@ def create_app(settings: Settings) -> WorkerApp:
         control.start(app.add_future)
 
     # ---- account stage --------------------------------------------------------------------
-    async def on_request(event: Any) -> None:
-        """One request record: its account's state, decisions, summaries and due windows."""
+    async def decode_event(event: Any) -> RequestEvent | None:
+        """A request record's event, None when it was dead-lettered."""
         try:
-            ev = decode_request(event.message.value, event.message.key,
-                                settings.max_record_bytes,
-                                event_time_limit(event.message.timestamp, time.time(),
-                                                 settings.max_event_ahead_s))
+            return decode_request(event.message.value, event.message.key,
+                                  settings.max_record_bytes,
+                                  event_time_limit(event.message.timestamp, time.time(),
+                                                   settings.max_event_ahead_s))
         except InvalidEvent as exc:
             await to_dead_letter(exc.reason, event)
-            return
+            return None
+
+    async def on_request(event: Any) -> None:
+        """One request record: its account's state, decisions, summaries and due windows."""
+        ev = await decode_event(event)
+        if ev is not None:
+            await process_request(event, ev)
+
+    async def process_request(event: Any, ev: RequestEvent) -> None:
         try:
             part = account_partition(event.message.partition)
             state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
@@ -568,13 +590,140 @@ def create_app(settings: Settings) -> WorkerApp:
             log.exception("account_stage_error", account_id=ev.account_id)
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
 
+    # ---- event-time alignment --------------------------------------------------------------
+    # A partition of the account stage does not run ahead of the verdicts that concern it: an
+    # event that would carry its event time past the horizon (the lowest judged mark of the
+    # cluster partitions, as they told this partition after their verdicts, times
+    # cluster_tick_s, plus verdict_delay_s) waits, its partition paused, until the marks move
+    # on; the cluster stage judges a tick once every account partition has passed it. So a
+    # verdict always arrives before its time to apply, in a backlog as at real speed, and the
+    # fleet decides as the replay does (models/pipeline.py): Flink's watermark alignment, Kafka
+    # Streams' max.task.idle.ms. A waiting partition announces the tick of its next event at
+    # once (its summaries of earlier ticks are all sent), so the slowest partition is never the
+    # one waiting and the fleet always moves on (needs verdict_delay_s >= cluster_tick_s; a
+    # smaller delay waits as if it were cluster_tick_s). A partition with nothing to read for
+    # source_idle_wall_s is reported idle and no longer waited for (the stated failure).
+    cluster_partitions = topics["cluster_summaries"].partitions
+    horizon_after = max(cfg.verdict_delay_s, cfg.cluster_tick_s)
+    judged_marks: dict[int, dict[int, int]] = {}  # account p -> cluster q -> judged_before
+    horizons: dict[int, float] = {}  # account p -> the event time p may reach
+    waiting: dict[int, deque[tuple[Any, RequestEvent]]] = {}  # records held back, in order
+    draining: set[int] = set()
+    last_read: dict[int, float] = {}  # account p -> monotonic time of its last record
+    told_idle: set[int] = set()
+    requests_mine: set[int] = set()
+
+    def on_judged(p: int, mark: JudgedTick) -> None:
+        marks = judged_marks.setdefault(p, {})
+        if mark.judged_before > marks.get(mark.partition, -1):
+            marks[mark.partition] = mark.judged_before
+            if len(marks) >= cluster_partitions:
+                horizons[p] = min(marks.values()) * cfg.cluster_tick_s + horizon_after
+
+    aligned = settings.event_time_alignment
+
+    def may_process(p: int, part: AccountPartition, ts: float) -> bool:
+        return (not aligned or ts <= part.watermark.max_ts
+                or ts <= horizons.get(p, -math.inf))
+
+    async def announce(p: int, part: AccountPartition, ts: float) -> None:
+        """The tick of the partition's next event, before it is processed."""
+        tick = int(max(ts, part.watermark.max_ts) // cfg.cluster_tick_s)
+        if tick > part.tick:
+            part.tick = tick
+            await summaries_out.send_after_held(b"tick", encode_summary(SourceTick(p, tick)))
+
+    async def hold_back(event: Any, ev: RequestEvent, part: AccountPartition) -> None:
+        """Keep the record until the partition's horizon covers it: not acked (so its offset
+        is not committed) and left out of the records Faust waits for at a rebalance (a held
+        record is fetched again by the partition's next owner, from the committed offset)."""
+        p = event.message.partition
+        queue = waiting.setdefault(p, deque())
+        event.message.incref()
+        app.consumer._unacked_messages.discard(event.message)
+        queue.append((event, ev))
+        if len(queue) == 1:
+            core_counts["aligned_waits"] += 1
+            await announce(p, part, ev.ts)
+            await drain(p)  # the marks may have moved meanwhile
+
+    async def drain(p: int) -> None:
+        """Process the partition's held records its horizon now covers, in order; resume the
+        partition once none is left."""
+        queue = waiting.get(p)
+        if not queue or p in draining:
+            return
+        draining.add(p)
+        try:
+            while queue and not app.rebalancing:
+                event, ev = queue[0]
+                part = account_parts.get(p)
+                if part is None:
+                    return
+                if not may_process(p, part, ev.ts):
+                    await announce(p, part, ev.ts)
+                    if not may_process(p, part, ev.ts):
+                        return
+                await process_request(event, ev)
+                queue.popleft()
+                event.ack()
+                if accounts_held.full:
+                    await accounts_held.flush()
+            if not queue and waiting.get(p) is queue:
+                del waiting[p]
+        finally:
+            draining.discard(p)
+
+    def requests_tp(p: int) -> Any:
+        return TP(requests.get_topic_name(), p)
+
+    @app.timer(interval=1.0)
+    async def report_idle_sources() -> None:
+        """A partition of ours with nothing to read for source_idle_wall_s: the cluster stage
+        stops waiting for it (until its next record)."""
+        if app.rebalancing or not aligned:
+            return
+        now = time.monotonic()
+        for p in sorted(requests_mine - told_idle - set(waiting)):
+            if now - last_read.get(p, now) >= settings.source_idle_wall_s:
+                told_idle.add(p)
+                core_counts["idle_sources"] += 1
+                log.warning("source_idle", partition=p, idle_s=settings.source_idle_wall_s,
+                            hint="the cluster stage no longer waits for this partition: "
+                                 "its next summaries may come behind (live may differ from "
+                                 "a replay)")
+                try:
+                    await summaries_out.send_after_held(b"idle", encode_summary(SourceIdle(p)))
+                except Exception:  # a Faust timer that raises is never run again
+                    told_idle.discard(p)
+                    log.exception("source_idle_failed")
+
     @app.agent(requests, name="account_stage")
     async def account_stage(stream: faust.StreamT) -> None:
         """requests -> cluster_summaries + enforcement; bad records -> dead_letter."""
         async for event in stream.events():
             if control.waiting:
                 await control.ready()
-            await on_request(event)
+            p = event.message.partition
+            last_read[p] = time.monotonic()
+            ev = await decode_event(event)
+            if ev is None:
+                continue
+            try:
+                part = account_partition(p)
+            except Exception as exc:  # a bug must not stop the fleet: record it and go on
+                log.exception("account_stage_error", account_id=ev.account_id)
+                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+                continue
+            if p in told_idle:  # back: the cluster stage waits for it again
+                told_idle.discard(p)
+                if part.tick >= 0:
+                    await summaries_out.send_after_held(
+                        b"tick", encode_summary(SourceTick(p, part.tick)))
+            if waiting.get(p) or not may_process(p, part, ev.ts):
+                await hold_back(event, ev, part)
+                continue
+            await process_request(event, ev)
             if accounts_held.full:
                 await accounts_held.flush()
 
@@ -621,10 +770,29 @@ def create_app(settings: Settings) -> WorkerApp:
                 await to_dead_letter(f"internal error holding the state of {key}: "
                                      f"{type(exc).__name__}: {exc}", event)
 
-    async def settle_tick(record: SourceTick, part: ClusterPartition, event: Any) -> None:
-        """A source partition passed a tick: judge the clusters it made judgeable, then expire
-        the idle ones."""
-        for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
+    async def settle_tick(record: SourceTick | SourceIdle, part: ClusterPartition,
+                          event: Any) -> None:
+        """A source partition passed a tick (or went idle): judge the clusters it made
+        judgeable, expire the idle ones, then tell the account partitions the judged mark
+        after the verdicts (every one of them when it moved, else the source)."""
+        before = part.judged_before
+        if isinstance(record, SourceTick):
+            keys = cluster_stage_core.on_source_tick(part, record.source, record.tick)
+        else:
+            keys = cluster_stage_core.on_source_idle(part, record.source)
+        await settle_keys(keys, part, event, record)
+        if not aligned:
+            return
+        mark = JudgedTick(event.message.partition, part.judged_before)
+        if part.judged_before > before:
+            await verdicts_out.send_after_held(b"judged", encode_summary(mark))
+        else:
+            verdicts_out.hold_for(record.source, mark)
+
+    async def settle_keys(keys: list[str], part: ClusterPartition, event: Any,
+                          record: SourceTick | SourceIdle) -> None:
+        tick = record.tick if isinstance(record, SourceTick) else "idle"
+        for key in keys:
             judged = clusters.get(key)
             if judged is None:
                 continue
@@ -637,7 +805,7 @@ def create_app(settings: Settings) -> WorkerApp:
             except Exception as exc:
                 log.exception("cluster_stage_error", cluster_key=key)
                 await to_dead_letter(f"internal error settling cluster {key[:80]} at tick "
-                                     f"{record.tick}: {type(exc).__name__}: {exc}", event)
+                                     f"{tick}: {type(exc).__name__}: {exc}", event)
         for key in cluster_stage_core.expired_clusters(part):
             cluster = clusters.get(key)
             if cluster is not None and cluster_stage_core.is_expired(cluster, part):
@@ -651,7 +819,7 @@ def create_app(settings: Settings) -> WorkerApp:
             return
         try:
             part = cluster_partition(event.message.partition)
-            if isinstance(record, SourceTick):
+            if isinstance(record, SourceTick | SourceIdle):
                 await settle_tick(record, part, event)
             else:
                 await fold_summaries(record, part, event)
@@ -674,7 +842,7 @@ def create_app(settings: Settings) -> WorkerApp:
     async def on_verdict_record(event: Any) -> None:
         """One record of verdicts for this account partition: each applied to its account, a
         broadcast conviction to the partition's context."""
-        verdicts = await read_internal(event, "account_verdicts", decode_verdict_record,
+        verdicts = await read_internal(event, "account_verdicts", decode_verdict_input,
                                        "apply_verdicts_error")
         if verdicts is None:
             return
@@ -684,8 +852,12 @@ def create_app(settings: Settings) -> WorkerApp:
             log.exception("apply_verdicts_error")
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
             return
-        learnt = False
+        learnt = judged = False
         for av in verdicts:
+            if isinstance(av, JudgedTick):
+                on_judged(event.message.partition, av)
+                judged = True
+                continue
             try:
                 if av.account_id == BROADCAST:
                     await publish(account_stage_core.on_conviction(av, part),
@@ -709,6 +881,8 @@ def create_app(settings: Settings) -> WorkerApp:
             # committed (the flush before the commit writes it), or a move after the
             # commit would forget the template, or hand a withdrawn conviction to joiners.
             snapshots_due.add(event.message.partition)
+        if judged:
+            await drain(event.message.partition)
 
     @app.agent(account_verdicts, name="apply_verdicts")
     async def apply_verdicts(stream: faust.StreamT) -> None:
