@@ -591,20 +591,21 @@ def create_app(settings: Settings) -> WorkerApp:
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
 
     # ---- event-time alignment --------------------------------------------------------------
-    # A partition of the account stage does not run ahead of the verdicts that concern it: an
-    # event that would carry its event time past the horizon (the lowest judged mark of the
-    # cluster partitions, as they told this partition after their verdicts, times
-    # cluster_tick_s, plus verdict_delay_s) waits, its partition paused, until the marks move
-    # on; the cluster stage judges a tick once every account partition has passed it. So a
-    # verdict always arrives before its time to apply, in a backlog as at real speed, and the
-    # fleet decides as the replay does (models/pipeline.py): Flink's watermark alignment, Kafka
-    # Streams' max.task.idle.ms. A waiting partition announces the tick of its next event at
-    # once (its summaries of earlier ticks are all sent), so the slowest partition is never the
-    # one waiting and the fleet always moves on (needs verdict_delay_s >= cluster_tick_s; a
-    # smaller delay waits as if it were cluster_tick_s). A partition with nothing to read for
+    # A partition of the account stage does not run ahead of the verdicts that concern it. A
+    # cluster partition whose judged mark is J (every tick below J judged, its verdicts sent
+    # before it told the mark) tells every later verdict at the end of tick J or later, which
+    # applies at (J + 1) * cluster_tick_s + verdict_delay_s at the earliest: the horizon. An
+    # event at or past the lowest horizon of the cluster partitions (as they told this
+    # partition) waits, its partition paused, until the marks move on; the cluster stage judges
+    # a tick once every account partition has passed it. So no verdict arrives after its time
+    # to apply, in a backlog as at real speed, and the fleet decides as the replay does
+    # (models/pipeline.py): Flink's watermark alignment, Kafka Streams' max.task.idle.ms. A
+    # waiting partition announces the tick of its next event at once (its summaries of
+    # earlier ticks are all sent), so the slowest partition is never the one waiting and the
+    # fleet always moves on; partitions run up to a tick and verdict_delay_s apart, so the
+    # round trip between the stages overlaps the work. A partition with nothing to read for
     # source_idle_wall_s is reported idle and no longer waited for (the stated failure).
     cluster_partitions = topics["cluster_summaries"].partitions
-    horizon_after = max(cfg.verdict_delay_s, cfg.cluster_tick_s)
     judged_marks: dict[int, dict[int, int]] = {}  # account p -> cluster q -> judged_before
     horizons: dict[int, float] = {}  # account p -> the event time p may reach
     waiting: dict[int, deque[tuple[Any, RequestEvent]]] = {}  # records held back, in order
@@ -618,13 +619,13 @@ def create_app(settings: Settings) -> WorkerApp:
         if mark.judged_before > marks.get(mark.partition, -1):
             marks[mark.partition] = mark.judged_before
             if len(marks) >= cluster_partitions:
-                horizons[p] = min(marks.values()) * cfg.cluster_tick_s + horizon_after
+                horizons[p] = (min(marks.values()) + 1) * cfg.cluster_tick_s + cfg.verdict_delay_s
 
     aligned = settings.event_time_alignment
 
     def may_process(p: int, part: AccountPartition, ts: float) -> bool:
         return (not aligned or ts <= part.watermark.max_ts
-                or ts <= horizons.get(p, -math.inf))
+                or ts < horizons.get(p, -math.inf))
 
     async def announce(p: int, part: AccountPartition, ts: float) -> None:
         """The tick of the partition's next event, before it is processed."""
@@ -643,6 +644,7 @@ def create_app(settings: Settings) -> WorkerApp:
         app.consumer._unacked_messages.discard(event.message)
         queue.append((event, ev))
         if len(queue) == 1:
+            app.consumer.pause_partitions({event.message.tp})
             core_counts["aligned_waits"] += 1
             await announce(p, part, ev.ts)
             await drain(p)  # the marks may have moved meanwhile
@@ -671,11 +673,22 @@ def create_app(settings: Settings) -> WorkerApp:
                     await accounts_held.flush()
             if not queue and waiting.get(p) is queue:
                 del waiting[p]
+                await resume(p)
         finally:
             draining.discard(p)
 
-    def requests_tp(p: int) -> Any:
-        return TP(requests.get_topic_name(), p)
+    async def resume(p: int) -> None:
+        """Fetch the partition again, from the record after the last one Faust delivered.
+
+        Faust drops the records of a paused partition that a fetch already brought (they never
+        reach the agent, and the fetcher's position has moved past them), and counts the
+        offsets it then skips as a gap, acked: without the seek, they would be lost."""
+        tp = TP(requests.get_topic_name(), p)
+        read = app.consumer._read_offset.get(tp)
+        if read is not None:
+            await app.consumer.seek(tp, read + 1)
+        if p not in waiting:  # (not held back again meanwhile)
+            app.consumer.resume_partitions({tp})
 
     @app.timer(interval=1.0)
     async def report_idle_sources() -> None:
