@@ -711,6 +711,20 @@ def create_app(settings: Settings) -> WorkerApp:
                     told_idle.discard(p)
                     log.exception("source_idle_failed")
 
+    def note_mispartitioned(p: int, account_id: str) -> None:
+        """A request on another partition than Kafka's default partitioner gives its account
+        (a producer with another partitioner: librdkafka's default, consistent_random, as kcat
+        and confluent-kafka use it): processed, but the verdicts about the account go to the
+        partition murmur2 gives it, away from its state, so live and replay part."""
+        core_counts["mispartitioned_requests"] += 1
+        n = core_counts["mispartitioned_requests"]
+        if n in (1, 10, 100) or n % 10_000 == 0:
+            log.warning("mispartitioned_requests", count=n, partition=p, account_id=account_id,
+                        expected=partition_for(account_id, partitions),
+                        hint="the producer must key requests by account_id with Kafka's "
+                             "default (murmur2) partitioner; librdkafka: "
+                             "partitioner=murmur2_random (docs/operations.md)")
+
     @app.agent(requests, name="account_stage")
     async def account_stage(stream: faust.StreamT) -> None:
         """requests -> cluster_summaries + enforcement; bad records -> dead_letter."""
@@ -722,6 +736,8 @@ def create_app(settings: Settings) -> WorkerApp:
             ev = await decode_event(event)
             if ev is None:
                 continue
+            if partition_for(ev.account_id, partitions) != p:
+                note_mispartitioned(p, ev.account_id)
             try:
                 part = account_partition(p)
             except Exception as exc:  # a bug must not stop the fleet: record it and go on
