@@ -146,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=None, help="scenario scale (default its own)")
     p.add_argument("--workers", default="1,2", help="worker counts to run, e.g. 1,2")
     p.add_argument("--timeout", type=float, default=1800.0, help="drain timeout per run, s")
+    p.add_argument("--idle", type=float, default=5.0,
+                   help="the workers' source_idle_wall_s (default 5: at the end of the backlog "
+                        "the last records wait that long for the partitions that ended first)")
+    p.add_argument("--no-align", action="store_true",
+                   help="DISTILLGUARD_EVENT_TIME_ALIGNMENT=false (the workers before issue 17)")
     args = p.parse_args(argv)
     perf.BOOTSTRAP = BOOTSTRAP
     os.environ.setdefault("DGTEST_BOOTSTRAP", BOOTSTRAP)
@@ -167,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
 
     rates: dict[int, float] = {}
     for workers in [int(w) for w in args.workers.split(",")]:
-        print(f"{workers} worker(s), 12 partitions", flush=True)
+        print(f"{workers} worker(s), 12 partitions, source_idle_wall_s {args.idle:g}"
+              + (", alignment off" if args.no_align else ""), flush=True)
         with perf.Run() as run:
+            run.fleet.env["DISTILLGUARD_SOURCE_IDLE_WALL_S"] = str(args.idle)
+            if args.no_align:
+                run.fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = "false"
             how, secs = write_backlog(events_file, run.settings.topic_requests, workdir)
             say("backlog written by", f"{how}, {secs:.1f} s")
             rate, ports = drain(run, workers, n, args.timeout)

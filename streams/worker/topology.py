@@ -34,8 +34,8 @@ from typing import Any
 import faust
 import orjson
 import structlog
+from aiokafka import TopicPartition
 from faust.transport.producer import ProducerBuffer
-from faust.types import TP
 
 from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
 from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
@@ -644,7 +644,7 @@ def create_app(settings: Settings) -> WorkerApp:
         app.consumer._unacked_messages.discard(event.message)
         queue.append((event, ev))
         if len(queue) == 1:
-            app.consumer.pause_partitions({event.message.tp})
+            await fetching(p, False)
             core_counts["aligned_waits"] += 1
             await announce(p, part, ev.ts)
             await drain(p)  # the marks may have moved meanwhile
@@ -673,22 +673,34 @@ def create_app(settings: Settings) -> WorkerApp:
                     await accounts_held.flush()
             if not queue and waiting.get(p) is queue:
                 del waiting[p]
-                await resume(p)
+                await fetching(p, True)
         finally:
             draining.discard(p)
 
-    async def resume(p: int) -> None:
-        """Fetch the partition again, from the record after the last one Faust delivered.
+    async def fetching(p: int, on: bool) -> None:
+        """Pause or resume fetching a partition of the requests topic, in aiokafka's consumer
+        (in its own thread and loop, as Faust runs it).
 
-        Faust drops the records of a paused partition that a fetch already brought (they never
-        reach the agent, and the fetcher's position has moved past them), and counts the
-        offsets it then skips as a gap, acked: without the seek, they would be lost."""
-        tp = TP(requests.get_topic_name(), p)
-        read = app.consumer._read_offset.get(tp)
-        if read is not None:
-            await app.consumer.seek(tp, read + 1)
-        if p not in waiting:  # (not held back again meanwhile)
-            app.consumer.resume_partitions({tp})
+        Not Faust's pause_partitions: Faust drops the records of a paused partition that a
+        fetch already brought, past the fetcher's position, and then acks the offsets it skips
+        as a gap, so they were lost (seen here: 93 requests of a backlog never processed, lag
+        0). aiokafka drops a paused partition's buffered records without moving its position,
+        so they are fetched again after the resume; the records Faust already delivered reach
+        the agent and are held back with the others."""
+        thread = app.consumer._thread
+        consumer = thread._ensure_consumer()
+        tp = TopicPartition(requests.get_topic_name(), p)
+
+        async def switch() -> None:
+            try:
+                if on:
+                    consumer.resume(tp)
+                else:
+                    consumer.pause(tp)
+            except Exception:  # noqa: BLE001 - unassigned (a rebalance): its next owner starts fresh
+                log.info("fetching_switch_skipped", partition=p, resume=on)
+
+        await thread.call_thread(switch)
 
     @app.timer(interval=1.0)
     async def report_idle_sources() -> None:
