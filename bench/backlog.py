@@ -8,12 +8,12 @@ offline replay of the same events in the same run (issue 17's figures).
 For each worker count, on the local broker (`bash deploy/kafka-local.sh start`), with its own
 topics and consumer group (deleted afterwards):
 
-1. the default simulation is written to the requests topic as one backlog, before any worker
-   runs, by kcat (librdkafka; `apt-get install kcat`) when it is installed, keyed by account id
+1. the workers start and are assigned their partitions, then the default simulation is written
+   to the requests topic at once (seconds, against minutes to drain it: a backlog) by kcat (librdkafka; `apt-get install kcat`) when it is installed, keyed by account id
    with `-X partitioner=murmur2_random` (Kafka's default partitioner: what docs/operations.md
    asks of a gateway; librdkafka's own default, consistent_random, maps keys elsewhere) -- or by
    an aiokafka producer when kcat is missing (said so in the output);
-2. the workers start and drain it; the rate is events over the time from the first event the
+2. the workers drain it; the rate is events over the time from the first event the
    account stage processed to the last move of any stage's count (account stage, cluster stage,
    verdicts) once every event is through;
 3. the enforcement topic is read whole and compared with `distillguard replay` of the same file
@@ -107,8 +107,7 @@ def compare(live: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> dict[
             "only_replay": sorted(set(replay_actions) - set(live_actions))[:5]}
 
 
-def drain(run: perf.Run, workers: int, n: int, timeout_s: float) -> tuple[float, list[int]]:
-    ports = run.start_workers(workers)
+def drain(run: perf.Run, ports: list[int], n: int, timeout_s: float) -> float:
     t0 = d0 = None
     deadline = time.monotonic() + timeout_s
     counts, last_move = None, time.monotonic()
@@ -127,8 +126,7 @@ def drain(run: perf.Run, workers: int, n: int, timeout_s: float) -> tuple[float,
         time.sleep(0.1)
     else:
         say("drain timed out", f"after {timeout_s:.0f} s at {counts}")
-    rate = (n - (d0 or 0)) / (last_move - t0) if t0 and last_move > t0 else 0.0
-    return rate, ports
+    return (n - (d0 or 0)) / (last_move - t0) if t0 and last_move > t0 else 0.0
 
 
 def alignment(ports: list[int]) -> dict[str, int]:
@@ -146,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=None, help="scenario scale (default its own)")
     p.add_argument("--workers", default="1,2", help="worker counts to run, e.g. 1,2")
     p.add_argument("--timeout", type=float, default=1800.0, help="drain timeout per run, s")
-    p.add_argument("--idle", type=float, default=5.0,
-                   help="the workers' source_idle_wall_s (default 5: at the end of the backlog "
-                        "the last records wait that long for the partitions that ended first)")
+    p.add_argument("--idle", type=float, default=10.0,
+                   help="the workers' source_idle_wall_s (default 10: at the end of the "
+                        "backlog the last records wait that long for the partitions that "
+                        "ended first; longer than the workers wait for the backlog)")
     p.add_argument("--no-align", action="store_true",
                    help="DISTILLGUARD_EVENT_TIME_ALIGNMENT=false (the workers before issue 17)")
     args = p.parse_args(argv)
@@ -178,9 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             run.fleet.env["DISTILLGUARD_SOURCE_IDLE_WALL_S"] = str(args.idle)
             if args.no_align:
                 run.fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = "false"
+            # The workers first, assigned, then the backlog at once: a partition that moved
+            # mid-drain (the second worker joining) would be re-read by its next owner from the
+            # last commit, and the summaries sent again would count as behind.
+            ports = run.start_workers(workers)
             how, secs = write_backlog(events_file, run.settings.topic_requests, workdir)
             say("backlog written by", f"{how}, {secs:.1f} s")
-            rate, ports = drain(run, workers, n, args.timeout)
+            rate = drain(run, ports, n, args.timeout)
             rates[workers] = rate
             peak = max(perf.rss_mb(proc.pid) for proc in run.fleet.procs)
             run.wait_until_nothing_held(ports, timeout_s=60)
