@@ -702,6 +702,21 @@ def create_app(settings: Settings) -> WorkerApp:
 
         await thread.call_thread(switch)
 
+    def caught_up(p: int) -> bool:
+        """Nothing left to read on the partition: Faust delivered the record before its end
+        offset as the last fetch saw it. (Not merely no record for a while: a busy worker
+        with a backlog can leave a partition undelivered for seconds, and reporting it idle
+        then made its summaries come behind.)"""
+        tp = TopicPartition(requests.get_topic_name(), p)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not assigned or not fetched yet: not known idle
+            return False
+        if end is None:
+            return False
+        read = app.consumer._read_offset.get(tp)
+        return end == 0 if read is None else read + 1 >= end
+
     @app.timer(interval=1.0)
     async def report_idle_sources() -> None:
         """A partition of ours with nothing to read for source_idle_wall_s: the cluster stage
@@ -710,7 +725,8 @@ def create_app(settings: Settings) -> WorkerApp:
             return
         now = time.monotonic()
         for p in sorted(requests_mine - told_idle - set(waiting)):
-            if now - last_read.get(p, now) >= settings.source_idle_wall_s:
+            if (now - last_read.get(p, now) >= settings.source_idle_wall_s
+                    and caught_up(p)):
                 told_idle.add(p)
                 core_counts["idle_sources"] += 1
                 log.warning("source_idle", partition=p, idle_s=settings.source_idle_wall_s,
@@ -894,6 +910,7 @@ def create_app(settings: Settings) -> WorkerApp:
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
             return
         learnt = judged = False
+        touched: dict[str, Any] = {}
         for av in verdicts:
             if isinstance(av, JudgedTick):
                 on_judged(event.message.partition, av)
@@ -908,14 +925,26 @@ def create_app(settings: Settings) -> WorkerApp:
                     continue
                 state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
                                                            part)
+                accounts.data[av.account_id] = state  # read by the next verdict or event
+                touched[av.account_id] = state
                 await publish(out, event.message.partition)
-                hold(accounts_held, event.message.partition, av.account_id, state,
-                     encode_account_state)
             except Exception as exc:
                 log.exception("apply_verdicts_error", account_id=av.account_id)
                 await to_dead_letter(f"internal error on the verdict for {av.account_id} "
                                      f"({av.verdict.cluster_key}): {type(exc).__name__}: "
                                      f"{exc}", event)
+        # Each account's state once for the record, after every output it made (a campaign
+        # account gets a verdict per cluster key in one record: encoding its state after each
+        # of them was a fifth of a worker's time draining a backlog, py-spy). The record is
+        # acked only after this, so no commit passes it before its states are held.
+        for account_id, state in touched.items():
+            try:
+                hold(accounts_held, event.message.partition, account_id, state,
+                     encode_account_state)
+            except Exception as exc:
+                log.exception("apply_verdicts_error", account_id=account_id)
+                await to_dead_letter(f"internal error holding the state of {account_id}: "
+                                     f"{type(exc).__name__}: {exc}", event)
         if learnt:
             # A template notice and a withdrawal are sent once (a conviction is re-issued
             # hourly): the partition's snapshot takes them in before their offset is
