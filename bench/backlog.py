@@ -60,16 +60,23 @@ def say(what: str, value: str) -> None:
     print(f"  {what:<56} {value}", flush=True)
 
 
+def keyed_file(events_file: Path, workdir: Path) -> Path:
+    """`account_id<TAB>line` per event, for kcat -K; made once, before the workers start."""
+    keyed = workdir / "keyed.txt"
+    if not keyed.exists():
+        with events_file.open("rb") as src, keyed.open("wb") as dst:
+            for line in src:
+                if line.strip():
+                    dst.write(orjson.loads(line)["account_id"].encode() + b"\t" + line)
+    return keyed
+
+
 def write_backlog(events_file: Path, topic: str, workdir: Path) -> tuple[str, float]:
     """The file into `topic`, keyed by account id; (how, seconds)."""
     started = time.monotonic()
     kcat = shutil.which("kcat")
     if kcat:
-        keyed = workdir / "keyed.txt"
-        with events_file.open("rb") as src, keyed.open("wb") as dst:
-            for line in src:
-                if line.strip():
-                    dst.write(orjson.loads(line)["account_id"].encode() + b"\t" + line)
+        keyed = keyed_file(events_file, workdir)
         subprocess.run([kcat, "-P", "-b", BOOTSTRAP, "-t", topic, "-K", "\t", "-l",
                         "-X", "partitioner=murmur2_random", "-X", "linger.ms=20",
                         str(keyed)], check=True)
@@ -169,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     say("offline replay (distillguard replay, one process)",
         f"{result.rate:,.0f} events/s, {len(replayed):,} decisions")
 
+    if shutil.which("kcat"):
+        keyed_file(events_file, workdir)
     rates: dict[int, float] = {}
     for workers in [int(w) for w in args.workers.split(",")]:
         print(f"{workers} worker(s), 12 partitions, source_idle_wall_s {args.idle:g}"
