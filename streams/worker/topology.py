@@ -673,6 +673,9 @@ def create_app(settings: Settings) -> WorkerApp:
                     await accounts_held.flush()
             if not queue and waiting.get(p) is queue:
                 del waiting[p]
+                # quiet counts from now: it fetched nothing while paused, and its end offset
+                # is as stale as its last fetch
+                last_read[p] = time.monotonic()
                 await fetching(p, True)
         finally:
             draining.discard(p)
