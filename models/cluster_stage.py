@@ -72,6 +72,9 @@ class ClusterPartition:
     # would only cost a push and a pop; it was one push per summary).
     pending_at: dict[str, int] = field(default_factory=dict)
     expiry: DueIndex = field(default_factory=DueIndex)  # key -> event time it may go idle
+    # Sources the edge reported idle (nothing to read for a while, `SourceIdle`): left out of
+    # the aligned watermark until their next tick.
+    idle_sources: set[int] = field(default_factory=set)
 
     def register_pending(self, key: str, tick: int) -> None:
         at = self.pending_at.get(key)
@@ -204,13 +207,32 @@ class ClusterStage:
     def on_source_tick(self, part: ClusterPartition, source: int, tick: int) -> list[str]:
         """Record that `source` reached `tick`; return the keys with summaries now judgeable
         (call `settle` on each), in a fixed order."""
-        if tick <= part.source_ticks.get(source, -1):
+        if source in part.idle_sources:  # back: waited for again from this tick on
+            part.idle_sources.discard(source)
+        elif tick <= part.source_ticks.get(source, -1):
             return []
-        part.source_ticks[source] = tick
-        newest = max(part.source_ticks.values())
+        if tick > part.source_ticks.get(source, -1):
+            part.source_ticks[source] = tick
+        return self._advance(part)
+
+    def on_source_idle(self, part: ClusterPartition, source: int) -> list[str]:
+        """Record that `source` has had nothing to read for a while (the edge's wall clock):
+        the aligned watermark stops waiting for it until its next tick. Returns the keys now
+        judgeable, as `on_source_tick`."""
+        if source in part.idle_sources:
+            return []
+        part.idle_sources.add(source)
+        return self._advance(part)
+
+    def _advance(self, part: ClusterPartition) -> list[str]:
+        ticks = part.source_ticks
+        if not ticks:
+            return []
+        newest = max(ticks.values())
         aligned = newest - self.idle_ticks
-        if len(part.source_ticks) >= part.sources:
-            aligned = max(aligned, min(part.source_ticks.values()))
+        if len(ticks) + len([s for s in part.idle_sources if s not in ticks]) >= part.sources:
+            waited = [t for s, t in ticks.items() if s not in part.idle_sources]
+            aligned = max(aligned, min(waited) if waited else newest)
         if aligned <= part.judged_before:
             return []
         part.judged_before = aligned

@@ -77,10 +77,59 @@ class SourceTick:
         return cls(w[1], w[2])
 
 
-def cluster_record_from_wire(w: Any) -> ClusterSummary | SourceTick:
-    """A record of the cluster stage's input topic: a summary or a source tick."""
+@dataclass(frozen=True, slots=True)
+class SourceIdle:
+    """An account partition with nothing to read for a while (the edge's wall clock): the
+    cluster stage stops waiting for it until its next tick (the stated failure of event-time
+    alignment: its summaries may then come behind)."""
+
+    source: int
+
+    def to_wire(self) -> list[Any]:
+        return ["idle", self.source]
+
+    @classmethod
+    def from_wire(cls, w: Any) -> SourceIdle:
+        if (not isinstance(w, list) or len(w) != 2 or w[0] != "idle"
+                or not isinstance(w[1], int) or isinstance(w[1], bool)):
+            raise ValueError('source idle must be ["idle", partition]')
+        return cls(w[1])
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedTick:
+    """A cluster partition's judged mark (`ClusterPartition.judged_before`), told to the account
+    partitions after the verdicts it produced: every verdict it sends later is told at or after
+    the end of tick `judged_before`, so an account partition whose event time stays at or below
+    judged_before * cluster_tick_s + verdict_delay_s (the lowest over the cluster partitions)
+    cannot have a verdict arrive late (event-time alignment, streams/worker/topology.py)."""
+
+    partition: int  # the cluster partition
+    judged_before: int
+
+    def to_wire(self) -> list[Any]:
+        return ["judged", self.partition, self.judged_before]
+
+    @classmethod
+    def from_wire(cls, w: Any) -> JudgedTick:
+        if (not isinstance(w, list) or len(w) != 3 or w[0] != "judged"
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in w[1:])):
+            raise ValueError('judged tick must be ["judged", partition, judged_before]')
+        return cls(w[1], w[2])
+
+
+def is_judged_tick_wire(w: Any) -> bool:
+    """A verdicts-topic item that is a `JudgedTick` (an `AccountVerdict`'s second field is a
+    list, a judged tick's an int)."""
+    return isinstance(w, list) and len(w) == 3 and w[0] == "judged" and isinstance(w[1], int)
+
+
+def cluster_record_from_wire(w: Any) -> ClusterSummary | SourceTick | SourceIdle:
+    """A record of the cluster stage's input topic: a summary, a source tick or a source idle."""
     if isinstance(w, list) and w[:1] == ["tick"]:
         return SourceTick.from_wire(w)
+    if isinstance(w, list) and w[:1] == ["idle"]:
+        return SourceIdle.from_wire(w)
     return ClusterSummary.from_wire(w)
 
 

@@ -24,8 +24,11 @@ from distillguard.models.events import InvalidEvent, RequestEvent, event_from_ma
 from distillguard.models.messages import (
     AccountVerdict,
     ClusterSummary,
+    JudgedTick,
+    SourceIdle,
     SourceTick,
     cluster_record_from_wire,
+    is_judged_tick_wire,
 )
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
@@ -152,9 +155,10 @@ def _batch(w: Any, tag: str) -> list[Any] | None:
     return None
 
 
-def decode_cluster_record(value: bytes) -> list[ClusterSummary] | SourceTick:
+def decode_cluster_record(value: bytes) -> list[ClusterSummary] | SourceTick | SourceIdle:
     """A record of the cluster stage's input: its summaries (one for a record of a single
-    summary, as workers before the outbox sent them), or an account partition's tick."""
+    summary, as workers before the outbox sent them), an account partition's tick, or its
+    report that it has had nothing to read for a while."""
     w = orjson.loads(value)
     try:
         items = _batch(w, SUMMARY_BATCH_TAG)
@@ -163,20 +167,29 @@ def decode_cluster_record(value: bytes) -> list[ClusterSummary] | SourceTick:
         record = cluster_record_from_wire(w)
     except TypeError as exc:  # a field of the wrong type (the compiled core checks them)
         raise ValueError(f"malformed cluster summary: {exc}") from None
-    return record if isinstance(record, SourceTick) else [record]
+    return record if isinstance(record, SourceTick | SourceIdle) else [record]
 
 
-def decode_verdict_record(value: bytes) -> list[AccountVerdict]:
-    """A record of the verdicts topic: its verdicts (one for a record of a single verdict, as
-    workers before the outbox sent them)."""
+def decode_verdict_input(value: bytes) -> list[AccountVerdict | JudgedTick]:
+    """A record of the verdicts topic, in order: its verdicts (one for a record of a single
+    verdict, as workers before the outbox sent them) and the cluster partitions' judged marks
+    among them (event-time alignment, streams/worker/topology.py)."""
     w = orjson.loads(value)
     try:
         items = _batch(w, VERDICT_BATCH_TAG)
         if items is not None:
-            return [AccountVerdict.from_wire(x) for x in items]
+            return [JudgedTick.from_wire(x) if is_judged_tick_wire(x)
+                    else AccountVerdict.from_wire(x) for x in items]
+        if is_judged_tick_wire(w):
+            return [JudgedTick.from_wire(w)]
         return [AccountVerdict.from_wire(w)]
     except TypeError as exc:  # a field of the wrong type (the compiled core checks them)
         raise ValueError(f"malformed account verdict: {exc}") from None
+
+
+def decode_verdict_record(value: bytes) -> list[AccountVerdict]:
+    """A record of the verdicts topic: its verdicts only (the judged marks left out)."""
+    return [v for v in decode_verdict_input(value) if isinstance(v, AccountVerdict)]
 
 
 def encode_verdict(v: AccountVerdict) -> bytes:

@@ -30,6 +30,8 @@ Fields:
 | max_state_bytes        | DISTILLGUARD_MAX_STATE_BYTES        | 900000                |
 | standby_replicas       | DISTILLGUARD_STANDBY_REPLICAS       | 0                     |
 | session_timeout_s      | DISTILLGUARD_SESSION_TIMEOUT_S      | 10                    |
+| source_idle_wall_s     | DISTILLGUARD_SOURCE_IDLE_WALL_S     | 30                    |
+| event_time_alignment   | DISTILLGUARD_EVENT_TIME_ALIGNMENT   | true                  |
 | allow_orgs             | DISTILLGUARD_ALLOW_ORGS             | (none)                |
 | allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
 | internal_record_keys   | DISTILLGUARD_INTERNAL_RECORD_KEYS   | (none: not signed)    |
@@ -44,6 +46,13 @@ state fits, models/cluster.py). standby_replicas: Faust
 table standby replicas; they only help with a persistent store (rocksdb://), the memory store
 re-reads every changelog on each rebalance anyway (docs/operations.md). session_timeout_s: how
 long the group waits for a silent (killed, partitioned) worker before moving its partitions.
+source_idle_wall_s: event-time alignment (streams/worker/topology.py) makes the cluster stage wait
+for every partition of the requests topic, and the account stage wait for the cluster stage; a
+partition that has had nothing to read for this many seconds (wall clock) is reported idle and
+no longer waited for until its next record (the stated failure: its summaries may then come
+behind, /health `alignment`). event_time_alignment: false turns that waiting off (the account
+stage then runs as fast as it reads and counts the verdicts that come late); every worker of
+an app needs the same value.
 max_event_ahead_s: how far a request's `ts` may be ahead of the time its record was written to
 Kafka (a file's line: of the replay's start); a later one is dead-lettered, since it would carry
 its partition's event time ahead of every honest event after it (streams/edge/codec.py).
@@ -133,6 +142,8 @@ class Settings:
     max_state_bytes: int = 900_000
     standby_replicas: int = 0
     session_timeout_s: float = 10.0
+    source_idle_wall_s: float = 30.0
+    event_time_alignment: bool = True
     allow_orgs: tuple[str, ...] = ()
     allow_accounts: tuple[str, ...] = ()
     internal_record_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -384,6 +395,8 @@ def _validate(s: Settings) -> None:
             f"them or raise max_state_bytes")
     if not 0 <= s.standby_replicas <= 3:
         raise SettingsError("standby_replicas must be between 0 and 3")
+    if not 1.0 <= s.source_idle_wall_s <= 3600.0:
+        raise SettingsError("source_idle_wall_s must be between 1 and 3600")
     if not 6.0 <= s.session_timeout_s <= 300.0:
         raise SettingsError("session_timeout_s must be between 6 (the broker's minimum) and 300")
     if not s.kafka_bootstrap.strip():

@@ -27,21 +27,23 @@ watermarks and expiry are computed by the core in event time.
 
 from __future__ import annotations
 
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import orjson
 import structlog
+from aiokafka import TopicPartition
 from faust.transport.producer import ProducerBuffer
 
 from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
 from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from distillguard.models.decision import ENFORCE, Decision
-from distillguard.models.events import InvalidEvent
-from distillguard.models.messages import BROADCAST, SourceTick
+from distillguard.models.events import InvalidEvent, RequestEvent
+from distillguard.models.messages import BROADCAST, JudgedTick, SourceIdle, SourceTick
 from distillguard.models.operator import OperatorDecisions
 from distillguard.models.partitioning import partition_for
 from distillguard.streams.edge.codec import (
@@ -54,7 +56,7 @@ from distillguard.streams.edge.codec import (
     decision_in_force,
     decode_cluster_record,
     decode_request,
-    decode_verdict_record,
+    decode_verdict_input,
     encode_account_state,
     encode_cluster_state,
     encode_decision,
@@ -404,6 +406,18 @@ def create_app(settings: Settings) -> WorkerApp:
             for p in set(parts) - kept:
                 del parts[p]
         mine = sorted(tp.partition for tp in assigned if tp.topic == requests.get_topic_name())
+        # Records held back by alignment were never acked: Faust fetches them again from the
+        # committed offsets (for a partition that stays here too), so they are dropped.
+        waiting.clear()
+        now = time.monotonic()
+        for p in set(mine) - requests_mine:
+            last_read[p] = now
+        requests_mine.clear()
+        requests_mine.update(mine)
+        told_idle.intersection_update(mine)
+        for p in set(judged_marks) - set(mine):
+            del judged_marks[p]
+            horizons.pop(p, None)
         log.info("partitions_assigned", topic=requests.get_topic_name(), partitions=mine)
 
     def encoded(table: faust.Table, key: Any, value: Any,
@@ -547,16 +561,24 @@ def create_app(settings: Settings) -> WorkerApp:
         control.start(app.add_future)
 
     # ---- account stage --------------------------------------------------------------------
-    async def on_request(event: Any) -> None:
-        """One request record: its account's state, decisions, summaries and due windows."""
+    async def decode_event(event: Any) -> RequestEvent | None:
+        """A request record's event, None when it was dead-lettered."""
         try:
-            ev = decode_request(event.message.value, event.message.key,
-                                settings.max_record_bytes,
-                                event_time_limit(event.message.timestamp, time.time(),
-                                                 settings.max_event_ahead_s))
+            return decode_request(event.message.value, event.message.key,
+                                  settings.max_record_bytes,
+                                  event_time_limit(event.message.timestamp, time.time(),
+                                                   settings.max_event_ahead_s))
         except InvalidEvent as exc:
             await to_dead_letter(exc.reason, event)
-            return
+            return None
+
+    async def on_request(event: Any) -> None:
+        """One request record: its account's state, decisions, summaries and due windows."""
+        ev = await decode_event(event)
+        if ev is not None:
+            await process_request(event, ev)
+
+    async def process_request(event: Any, ev: RequestEvent) -> None:
         try:
             part = account_partition(event.message.partition)
             state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
@@ -585,13 +607,200 @@ def create_app(settings: Settings) -> WorkerApp:
             log.exception("account_stage_error", account_id=ev.account_id)
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
 
+    # ---- event-time alignment --------------------------------------------------------------
+    # A partition of the account stage does not run ahead of the verdicts that concern it. A
+    # cluster partition whose judged mark is J (every tick below J judged, its verdicts sent
+    # before it told the mark) tells every later verdict at the end of tick J or later, which
+    # applies at (J + 1) * cluster_tick_s + verdict_delay_s at the earliest: the horizon. An
+    # event at or past the lowest horizon of the cluster partitions (as they told this
+    # partition) waits, its partition paused, until the marks move on; the cluster stage judges
+    # a tick once every account partition has passed it. So no verdict arrives after its time
+    # to apply, in a backlog as at real speed, and the fleet decides as the replay does
+    # (models/pipeline.py): Flink's watermark alignment, Kafka Streams' max.task.idle.ms. A
+    # waiting partition announces the tick of its next event at once (its summaries of
+    # earlier ticks are all sent), so the slowest partition is never the one waiting and the
+    # fleet always moves on; partitions run up to a tick and verdict_delay_s apart, so the
+    # round trip between the stages overlaps the work. A partition with nothing to read for
+    # source_idle_wall_s is reported idle and no longer waited for (the stated failure).
+    cluster_partitions = topics["cluster_summaries"].partitions
+    judged_marks: dict[int, dict[int, int]] = {}  # account p -> cluster q -> judged_before
+    horizons: dict[int, float] = {}  # account p -> the event time p may reach
+    waiting: dict[int, deque[tuple[Any, RequestEvent]]] = {}  # records held back, in order
+    draining: set[int] = set()
+    last_read: dict[int, float] = {}  # account p -> monotonic time of its last record
+    told_idle: set[int] = set()
+    requests_mine: set[int] = set()
+
+    def on_judged(p: int, mark: JudgedTick) -> None:
+        marks = judged_marks.setdefault(p, {})
+        if mark.judged_before > marks.get(mark.partition, -1):
+            marks[mark.partition] = mark.judged_before
+            if len(marks) >= cluster_partitions:
+                horizons[p] = (min(marks.values()) + 1) * cfg.cluster_tick_s + cfg.verdict_delay_s
+
+    aligned = settings.event_time_alignment
+
+    def may_process(p: int, part: AccountPartition, ts: float) -> bool:
+        return (not aligned or ts <= part.watermark.max_ts
+                or ts < horizons.get(p, -math.inf))
+
+    async def announce(p: int, part: AccountPartition, ts: float) -> None:
+        """The tick of the partition's next event, before it is processed."""
+        tick = int(max(ts, part.watermark.max_ts) // cfg.cluster_tick_s)
+        if tick > part.tick:
+            part.tick = tick
+            await summaries_out.send_after_held(b"tick", encode_summary(SourceTick(p, tick)))
+
+    async def hold_back(event: Any, ev: RequestEvent, part: AccountPartition) -> None:
+        """Keep the record until the partition's horizon covers it: not acked (so its offset
+        is not committed) and left out of the records Faust waits for at a rebalance (a held
+        record is fetched again by the partition's next owner, from the committed offset)."""
+        p = event.message.partition
+        queue = waiting.setdefault(p, deque())
+        event.message.incref()
+        app.consumer._unacked_messages.discard(event.message)
+        queue.append((event, ev))
+        if len(queue) == 1:
+            await fetching(p, False)
+            core_counts["aligned_waits"] += 1
+            await announce(p, part, ev.ts)
+            await drain(p)  # the marks may have moved meanwhile
+
+    async def drain(p: int) -> None:
+        """Process the partition's held records its horizon now covers, in order; resume the
+        partition once none is left."""
+        queue = waiting.get(p)
+        if not queue or p in draining:
+            return
+        draining.add(p)
+        try:
+            while queue and not app.rebalancing:
+                event, ev = queue[0]
+                part = account_parts.get(p)
+                if part is None:
+                    return
+                if not may_process(p, part, ev.ts):
+                    await announce(p, part, ev.ts)
+                    if not may_process(p, part, ev.ts):
+                        return
+                await process_request(event, ev)
+                queue.popleft()
+                event.ack()
+                if accounts_held.full:
+                    await accounts_held.flush()
+            if not queue and waiting.get(p) is queue:
+                del waiting[p]
+                # quiet counts from now: it fetched nothing while paused, and its end offset
+                # is as stale as its last fetch
+                last_read[p] = time.monotonic()
+                await fetching(p, True)
+        finally:
+            draining.discard(p)
+
+    async def fetching(p: int, on: bool) -> None:
+        """Pause or resume fetching a partition of the requests topic, in aiokafka's consumer
+        (in its own thread and loop, as Faust runs it).
+
+        Not Faust's pause_partitions: Faust drops the records of a paused partition that a
+        fetch already brought, past the fetcher's position, and then acks the offsets it skips
+        as a gap, so they were lost (seen here: 93 requests of a backlog never processed, lag
+        0). aiokafka drops a paused partition's buffered records without moving its position,
+        so they are fetched again after the resume; the records Faust already delivered reach
+        the agent and are held back with the others."""
+        thread = app.consumer._thread
+        consumer = thread._ensure_consumer()
+        tp = TopicPartition(requests.get_topic_name(), p)
+
+        async def switch() -> None:
+            try:
+                if on:
+                    consumer.resume(tp)
+                else:
+                    consumer.pause(tp)
+            except Exception:  # noqa: BLE001 - unassigned (a rebalance): its next owner starts fresh
+                log.info("fetching_switch_skipped", partition=p, resume=on)
+
+        await thread.call_thread(switch)
+
+    def caught_up(p: int) -> bool:
+        """Nothing left to read on the partition: Faust delivered the record before its end
+        offset as the last fetch saw it. (Not merely no record for a while: a busy worker
+        with a backlog can leave a partition undelivered for seconds, and reporting it idle
+        then made its summaries come behind.)"""
+        tp = TopicPartition(requests.get_topic_name(), p)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not assigned or not fetched yet: not known idle
+            return False
+        if end is None:
+            return False
+        read = app.consumer._read_offset.get(tp)
+        return end == 0 if read is None else read + 1 >= end
+
+    @app.timer(interval=1.0)
+    async def report_idle_sources() -> None:
+        """A partition of ours with nothing to read for source_idle_wall_s: the cluster stage
+        stops waiting for it (until its next record)."""
+        if app.rebalancing or not aligned:
+            return
+        now = time.monotonic()
+        for p in sorted(requests_mine - told_idle - set(waiting)):
+            if (now - last_read.get(p, now) >= settings.source_idle_wall_s
+                    and caught_up(p)):
+                told_idle.add(p)
+                core_counts["idle_sources"] += 1
+                log.warning("source_idle", partition=p, idle_s=settings.source_idle_wall_s,
+                            hint="the cluster stage no longer waits for this partition: "
+                                 "its next summaries may come behind (live may differ from "
+                                 "a replay)")
+                try:
+                    await summaries_out.send_after_held(b"idle", encode_summary(SourceIdle(p)))
+                except Exception:  # a Faust timer that raises is never run again
+                    told_idle.discard(p)
+                    log.exception("source_idle_failed")
+
+    def note_mispartitioned(p: int, account_id: str) -> None:
+        """A request on another partition than Kafka's default partitioner gives its account
+        (a producer with another partitioner: librdkafka's default, consistent_random, as kcat
+        and confluent-kafka use it): processed, but the verdicts about the account go to the
+        partition murmur2 gives it, away from its state, so live and replay part."""
+        core_counts["mispartitioned_requests"] += 1
+        n = core_counts["mispartitioned_requests"]
+        if n in (1, 10, 100) or n % 10_000 == 0:
+            log.warning("mispartitioned_requests", count=n, partition=p, account_id=account_id,
+                        expected=partition_for(account_id, partitions),
+                        hint="the producer must key requests by account_id with Kafka's "
+                             "default (murmur2) partitioner; librdkafka: "
+                             "partitioner=murmur2_random (docs/operations.md)")
+
     @app.agent(requests, name="account_stage")
     async def account_stage(stream: faust.StreamT) -> None:
         """requests -> cluster_summaries + enforcement; bad records -> dead_letter."""
         async for event in stream.events():
             if control.waiting:
                 await control.ready()
-            await on_request(event)
+            p = event.message.partition
+            last_read[p] = time.monotonic()
+            ev = await decode_event(event)
+            if ev is None:
+                continue
+            if partition_for(ev.account_id, partitions) != p:
+                note_mispartitioned(p, ev.account_id)
+            try:
+                part = account_partition(p)
+            except Exception as exc:  # a bug must not stop the fleet: record it and go on
+                log.exception("account_stage_error", account_id=ev.account_id)
+                await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
+                continue
+            if p in told_idle:  # back: the cluster stage waits for it again
+                told_idle.discard(p)
+                if part.tick >= 0:
+                    await summaries_out.send_after_held(
+                        b"tick", encode_summary(SourceTick(p, part.tick)))
+            if waiting.get(p) or not may_process(p, part, ev.ts):
+                await hold_back(event, ev, part)
+                continue
+            await process_request(event, ev)
             if accounts_held.full:
                 await accounts_held.flush()
 
@@ -638,10 +847,29 @@ def create_app(settings: Settings) -> WorkerApp:
                 await to_dead_letter(f"internal error holding the state of {key}: "
                                      f"{type(exc).__name__}: {exc}", event)
 
-    async def settle_tick(record: SourceTick, part: ClusterPartition, event: Any) -> None:
-        """A source partition passed a tick: judge the clusters it made judgeable, then expire
-        the idle ones."""
-        for key in cluster_stage_core.on_source_tick(part, record.source, record.tick):
+    async def settle_tick(record: SourceTick | SourceIdle, part: ClusterPartition,
+                          event: Any) -> None:
+        """A source partition passed a tick (or went idle): judge the clusters it made
+        judgeable, expire the idle ones, then tell the account partitions the judged mark
+        after the verdicts (every one of them when it moved, else the source)."""
+        before = part.judged_before
+        if isinstance(record, SourceTick):
+            keys = cluster_stage_core.on_source_tick(part, record.source, record.tick)
+        else:
+            keys = cluster_stage_core.on_source_idle(part, record.source)
+        await settle_keys(keys, part, event, record)
+        if not aligned:
+            return
+        mark = JudgedTick(event.message.partition, part.judged_before)
+        if part.judged_before > before:
+            await verdicts_out.send_after_held(b"judged", encode_summary(mark))
+        else:
+            verdicts_out.hold_for(record.source, mark)
+
+    async def settle_keys(keys: list[str], part: ClusterPartition, event: Any,
+                          record: SourceTick | SourceIdle) -> None:
+        tick = record.tick if isinstance(record, SourceTick) else "idle"
+        for key in keys:
             judged = clusters.get(key)
             if judged is None:
                 continue
@@ -654,7 +882,7 @@ def create_app(settings: Settings) -> WorkerApp:
             except Exception as exc:
                 log.exception("cluster_stage_error", cluster_key=key)
                 await to_dead_letter(f"internal error settling cluster {key[:80]} at tick "
-                                     f"{record.tick}: {type(exc).__name__}: {exc}", event)
+                                     f"{tick}: {type(exc).__name__}: {exc}", event)
         for key in cluster_stage_core.expired_clusters(part):
             cluster = clusters.get(key)
             if cluster is not None and cluster_stage_core.is_expired(cluster, part):
@@ -668,7 +896,7 @@ def create_app(settings: Settings) -> WorkerApp:
             return
         try:
             part = cluster_partition(event.message.partition)
-            if isinstance(record, SourceTick):
+            if isinstance(record, SourceTick | SourceIdle):
                 await settle_tick(record, part, event)
             else:
                 await fold_summaries(record, part, event)
@@ -691,7 +919,7 @@ def create_app(settings: Settings) -> WorkerApp:
     async def on_verdict_record(event: Any) -> None:
         """One record of verdicts for this account partition: each applied to its account, a
         broadcast conviction to the partition's context."""
-        verdicts = await read_internal(event, "account_verdicts", decode_verdict_record,
+        verdicts = await read_internal(event, "account_verdicts", decode_verdict_input,
                                        "apply_verdicts_error")
         if verdicts is None:
             return
@@ -701,8 +929,13 @@ def create_app(settings: Settings) -> WorkerApp:
             log.exception("apply_verdicts_error")
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
             return
-        learnt = False
+        learnt = judged = False
+        touched: dict[str, Any] = {}
         for av in verdicts:
+            if isinstance(av, JudgedTick):
+                on_judged(event.message.partition, av)
+                judged = True
+                continue
             try:
                 if av.account_id == BROADCAST:
                     await publish(account_stage_core.on_conviction(av, part),
@@ -712,20 +945,34 @@ def create_app(settings: Settings) -> WorkerApp:
                     continue
                 state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
                                                            part)
+                accounts.data[av.account_id] = state  # read by the next verdict or event
+                touched[av.account_id] = state
                 await publish(out, event.message.partition)
-                hold(accounts_held, event.message.partition, av.account_id, state,
-                     encode_account_state)
             except Exception as exc:
                 log.exception("apply_verdicts_error", account_id=av.account_id)
                 await to_dead_letter(f"internal error on the verdict for {av.account_id} "
                                      f"({av.verdict.cluster_key}): {type(exc).__name__}: "
                                      f"{exc}", event)
+        # Each account's state once for the record, after every output it made (a campaign
+        # account gets a verdict per cluster key in one record: encoding its state after each
+        # of them was a fifth of a worker's time draining a backlog, py-spy). The record is
+        # acked only after this, so no commit passes it before its states are held.
+        for account_id, state in touched.items():
+            try:
+                hold(accounts_held, event.message.partition, account_id, state,
+                     encode_account_state)
+            except Exception as exc:
+                log.exception("apply_verdicts_error", account_id=account_id)
+                await to_dead_letter(f"internal error holding the state of {account_id}: "
+                                     f"{type(exc).__name__}: {exc}", event)
         if learnt:
             # A template notice and a withdrawal are sent once (a conviction is re-issued
             # hourly): the partition's snapshot takes them in before their offset is
             # committed (the flush before the commit writes it), or a move after the
             # commit would forget the template, or hand a withdrawn conviction to joiners.
             snapshots_due.add(event.message.partition)
+        if judged:
+            await drain(event.message.partition)
 
     @app.agent(account_verdicts, name="apply_verdicts")
     async def apply_verdicts(stream: faust.StreamT) -> None:

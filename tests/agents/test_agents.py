@@ -80,8 +80,11 @@ class Outbox:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    # Event-time alignment waits for the cluster stage's judged marks, which these tests of one
+    # stage at a time never send: it is tested on the broker (tests/integration).
     return load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
-                              "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust")})
+                              "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
+                              "DISTILLGUARD_EVENT_TIME_ALIGNMENT": "false"})
 
 
 @pytest.fixture
@@ -356,7 +359,8 @@ def test_a_crowd_too_big_to_wait_for_a_lagging_partition_is_judged_early(
     `cluster_pending_bytes`, so the oldest are judged at once and the members told, and the
     state the worker writes stays under the cap (issue 16: they grew without bound)."""
     settings = load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
-                                  "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust")})
+                                  "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
+                                  "DISTILLGUARD_EVENT_TIME_ALIGNMENT": "false"})
     # Under the settings' least (MIN_PENDING_BYTES), so that a few dozen summaries reach it.
     settings = dataclasses.replace(settings, detector=dataclasses.replace(
         settings.detector, cluster_pending_bytes=6000))
@@ -643,7 +647,8 @@ SIGNING_KEY = "k" * 40
 def signed(tmp_path: Path) -> Settings:
     return load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
                               "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
-                              "DISTILLGUARD_INTERNAL_RECORD_KEYS": SIGNING_KEY})
+                              "DISTILLGUARD_INTERNAL_RECORD_KEYS": SIGNING_KEY,
+                              "DISTILLGUARD_EVENT_TIME_ALIGNMENT": "false"})
 
 
 def test_with_signing_keys_a_forged_verdict_is_refused_and_a_signed_one_applies(

@@ -38,7 +38,8 @@ HARVEST = {"reasoning_requested": True, "task_category": "coding"}
 def settings(tmp_path: Path) -> Settings:
     return load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
                               "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
-                              "DISTILLGUARD_ALLOW_ACCOUNTS": "acct-settings"})
+                              "DISTILLGUARD_ALLOW_ACCOUNTS": "acct-settings",
+                              "DISTILLGUARD_EVENT_TIME_ALIGNMENT": "false"})
 
 
 @pytest.fixture

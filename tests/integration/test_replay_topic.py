@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from distillguard.models.cluster_stage import ClusterPartition, ClusterStage
 from distillguard.models.config import DetectorConfig
-from distillguard.models.messages import AccountVerdict, ClusterSummary, SourceTick
+from distillguard.models.messages import AccountVerdict, ClusterSummary, SourceIdle, SourceTick
 from distillguard.models.partitioning import partition_for
 from distillguard.models.pipeline import Pipeline
 from distillguard.simulator import Scenario, account_labels, generate_events
@@ -401,7 +401,7 @@ def test_each_stage_of_the_fleet_is_reproduced_from_what_it_consumed(live: LiveR
     recorded: dict[int, Counter[str]] = defaultdict(Counter)
     for r in live.summaries:
         record = decode_cluster_record(r.value)
-        if not isinstance(record, SourceTick):
+        if not isinstance(record, SourceTick | SourceIdle):
             for s in record:
                 recorded[r.partition][orjson.dumps(s.to_wire())] += 1
     replayed: dict[int, Counter[str]] = defaultdict(Counter)
@@ -422,11 +422,15 @@ def test_each_stage_of_the_fleet_is_reproduced_from_what_it_consumed(live: LiveR
     for r in sorted(live.summaries, key=lambda r: (r.partition, r.offset)):
         record = decode_cluster_record(r.value)
         part = parts[r.partition]
-        if not isinstance(record, SourceTick):
+        if isinstance(record, SourceIdle):  # a partition reported idle (event-time alignment)
+            keys = stage.on_source_idle(part, record.source)
+        elif isinstance(record, SourceTick):
+            keys = stage.on_source_tick(part, record.source, record.tick)
+        else:
             for s in record:
                 states[s.cluster_key], _ = stage.on_summary(states.get(s.cluster_key), s, part)
             continue
-        for key in stage.on_source_tick(part, record.source, record.tick):
+        for key in keys:
             out = stage.settle(states[key], part)
             for av in out.verdicts:
                 reproduced[(av.account_id, av.verdict.cluster_key)].append(

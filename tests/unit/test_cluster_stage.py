@@ -761,3 +761,25 @@ def test_each_conviction_is_broadcast_once_to_every_account_partition() -> None:
     stage.on_source_tick(part, 0, K0 + 2)
     out = stage.settle(state, part)
     assert [av.account_id for av in out.verdicts] == ["joiner"] and out.convictions == []
+
+
+def test_a_source_reported_idle_is_not_waited_for_until_its_next_tick() -> None:
+    """The edge reports a partition with nothing to read (`SourceIdle`, event-time alignment):
+    the ticks the others passed are judged without it; its next tick makes it count again,
+    and its summaries of ticks judged meanwhile come behind (the stated failure)."""
+    stage, part = ClusterStage(CFG), ClusterPartition.create(CFG, sources=3)
+    state = None
+    for i in range(CAMPAIGN_SIZE):
+        state, _ = stage.on_summary(state, _stamped(summary(f"bot-{i:03d}", K0 * TICK_S + i * 0.5,
+                                                            "join"), K0), part)
+    assert stage.on_source_tick(part, 0, K0 + 1) == []
+    assert stage.on_source_tick(part, 1, K0 + 2) == []
+    assert stage.on_source_idle(part, 2) == [KEY]  # source 2 never announced: not waited for
+    assert part.judged_before == K0 + 1
+    assert stage.on_source_idle(part, 2) == []  # once
+    assert stage.on_source_tick(part, 2, K0 + 1) == []  # back, behind the others
+    assert stage.on_source_tick(part, 0, K0 + 3) == []  # waited for again: min is source 2's
+    assert part.judged_before == K0 + 1
+    assert stage.on_summary(state, _stamped(summary("late", K0 * TICK_S), K0), part)[1].behind
+    stage.on_source_tick(part, 2, K0 + 3)
+    assert part.judged_before == K0 + 2

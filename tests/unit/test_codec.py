@@ -312,3 +312,18 @@ def test_encoded_decision_is_contract_valid(validate: Callable[[str, Any], None]
     assert record["ts"] == 1_700_000_123.25
     assert record["decision_id"] == d.decision_id and record["action"] == d.action
     assert record["mode"] == ("shadow" if shadow else "enforce")
+
+
+def test_the_alignment_records_between_the_stages_round_trip() -> None:
+    from distillguard.models.messages import JudgedTick, SourceIdle
+    from distillguard.streams.edge.codec import decode_verdict_input
+
+    assert decode_cluster_record(encode_summary(SourceIdle(4))) == SourceIdle(4)  # type: ignore[arg-type]
+    mark = JudgedTick(3, 29_453_760)
+    v = AccountVerdict("judged", Verdict("pay:p", 0.9, 1.0, 2.0, "cv-1", "r", 0, 1.0, 1.0), 60.0)
+    batch = encode_batch("verdicts", [v.to_wire(), mark.to_wire()])
+    assert decode_verdict_input(batch) == [v, mark]  # an account named "judged" stays a verdict
+    assert decode_verdict_record(batch) == [v]  # the marks left out
+    assert decode_verdict_input(orjson.dumps(mark.to_wire())) == [mark]
+    with pytest.raises(ValueError):
+        decode_cluster_record(b'["idle", "x"]')
