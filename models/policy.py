@@ -70,7 +70,12 @@ from distillguard.models.keys import (
     is_template_key,
     key_kind,
 )
-from distillguard.models.operator import OPERATOR_ID_PREFIX, OperatorDecisions
+from distillguard.models.operator import (
+    OPERATOR_ID_PREFIX,
+    ORG,
+    OperatorDecisions,
+    org_handover,
+)
 from distillguard.models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
@@ -407,17 +412,27 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     An action in force is reviewed (renewed, or lifted if the evidence has decayed below the
     release score) once half its TTL has run; until then only an escalation can change it. An
     allow-listed account is never acted on, and one under an action is lifted at once. While an
-    operator's decision about the account is in force (models/operator.py) the detector decides
-    nothing: the operator's command published it; once it runs out or is revoked, the account
-    is decided afresh.
+    operator's decision about the account or its organisation is in force (models/operator.py;
+    the account's own first) the detector decides nothing: the operator's command published it
+    (an organisation's under the key `org:<org_id>`; an action of the detector's own about one
+    of its accounts is lifted, once, so that the organisation's applies); once it runs out or is
+    lifted, the account is decided afresh.
     """
-    manual = operator.in_force(state.account_id, now_ts) if operator is not None else None
+    manual = operator.in_force(state.account_id, now_ts, state.org_id or "") \
+        if operator is not None else None
     if manual is not None:
+        handover = None
+        if (manual.scope == ORG and state.action != ALLOW and now_ts < state.action_until
+                and not state.action_decision_id.startswith(OPERATOR_ID_PREFIX)):
+            # The detector's own action about the account is in force at the gateway, where
+            # the stronger of the account's and the organisation's answers wins: lifted, so
+            # that the operator's decision about the organisation is the one that applies.
+            handover = org_handover(state.account_id, manual, now_ts, cfg.model_version)
         # Recorded as the action in force, so that when it ends the detector starts from
         # nothing in force (the gateway's view) rather than from its own earlier action.
         state.action, state.action_until = manual.action, manual.until
         state.action_decision_id = manual.decision_id
-        return None
+        return handover
     if (state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
             and now_ts < state.action_until):
         state.action, state.action_until = ALLOW, 0.0  # revoked early: the command lifted it

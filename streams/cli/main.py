@@ -11,8 +11,10 @@
     distillguard evaluate [--out DIR]     the detection-quality report: a tuning set and a
                                           held-out set of scenarios, targets checked
     distillguard allow --org ID | --account ID --reason TEXT     the allow-list (control topic)
-    distillguard decide --account ID --block|--throttle|--allow --for 2h --reason TEXT
-                                          an operator's own decision about an account
+    distillguard override block|throttle|allow|lift --account ID | --org ID --for 2h --reason R
+                                          an operator's own decision, or lifting an action
+    distillguard overrides                the operators' decisions and allowances in force
+    distillguard review                   the accounts under action now, newest first
     distillguard explain ACCOUNT          why an account is acted on: in force, history, holds
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
@@ -659,8 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from distillguard.streams.cli.allow import add_allow_parser
     add_allow_parser(sub)
-    from distillguard.streams.cli.decide import add_decide_parser
-    add_decide_parser(sub)
+    from distillguard.streams.cli.override import add_override_parsers
+    add_override_parsers(sub)
+    from distillguard.streams.cli.review import add_review_parser
+    add_review_parser(sub)
     from distillguard.streams.cli.explain import add_explain_parser
     add_explain_parser(sub)
 
