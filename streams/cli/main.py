@@ -751,7 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a user can fix: one line and exit 2. Imported only when one is raised: the
+    modules that define them pull in the detector's libraries (seconds of a short command's
+    start, such as `distillguard override lift`)."""
     from distillguard.streams.cli.demo import DemoError
     from distillguard.streams.cli.status import StatusError
     from distillguard.streams.edge.topics import BrokerUnavailableError, TopicError
@@ -759,15 +762,21 @@ def main(argv: list[str] | None = None) -> int:
     from distillguard.streams.offline.replay import ReplayError
     from distillguard.streams.worker.process import WorkerError
 
+    return (SettingsError, ReplayError, DemoError, StatusError, WorkerError, TopicError,
+            BrokerUnavailableError, GateError, FileNotFoundError, ValueError)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, ReplayError, DemoError, StatusError, WorkerError, TopicError,
-            BrokerUnavailableError, GateError, FileNotFoundError, ValueError) as exc:
-        print(f"distillguard {args.command}: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"distillguard {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
