@@ -36,9 +36,14 @@ EVIDENCE_CHARS = 70
 FETCH_BYTES = 8 * 1024 * 1024
 
 
-@dataclass
+@dataclass(repr=False)
 class Review:
     """The decisions topic read whole: the records in force, newest first."""
+
+    def __repr__(self) -> str:
+        # Short: asyncio reprs the task that returns it, and 100,000 records took seconds.
+        return (f"Review(in_force={len(self.in_force)}, read={self.read}, keys={self.keys}, "
+                f"seconds={self.seconds:.2f})")
 
     in_force: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (key, record)
     read: int = 0  # records read, tombstones included
