@@ -154,6 +154,23 @@ def org_handover(account_id: str, manual: OperatorDecision, ts: float,
 class OperatorDecisions:
     by_account: dict[str, OperatorDecision] = field(default_factory=dict)
     by_org: dict[str, OperatorDecision] = field(default_factory=dict)
+    # When an operator lifted each account's action (`distillguard override lift`: the control
+    # tombstone's record time): the gateway got an allow then, so an action the detector had
+    # decided before it is no longer in force (models/policy.py `decide`). Newest last; bounded.
+    lifted: dict[str, float] = field(default_factory=dict)
+
+    def note_lift(self, account_id: str, ts: float) -> None:
+        """An operator lifted the account's action at `ts` (the newest lift counts)."""
+        self.lifted.pop(account_id, None)
+        if len(self.lifted) >= MAX_OPERATOR_DECISIONS:
+            del self.lifted[next(iter(self.lifted))]  # the oldest lift: long acted upon
+        self.lifted[account_id] = ts
+
+    def take_lift(self, account_id: str) -> float:
+        """When an operator lifted the account's action (0.0: not since last asked), forgotten
+        once asked: the account's next decision has acted on it (with traffic from the past a
+        remembered lift would undo every later action whose event time is before it)."""
+        return self.lifted.pop(account_id, 0.0) if self.lifted else 0.0
 
     def _table(self, scope: str) -> dict[str, OperatorDecision]:
         return self.by_org if scope == ORG else self.by_account

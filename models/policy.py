@@ -404,6 +404,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
                       cluster_ids=cluster_ids, basis=basis, reason_codes=codes)
 
 
+# Marks the id of the action in force when an operator lifted it (models/operator.py).
+LIFTED_BY_HAND = "lifted:"
+
+
 def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
            allow: AllowList | None = None,
            operator: OperatorDecisions | None = None) -> Decision | None:
@@ -433,9 +437,14 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
         state.action, state.action_until = manual.action, manual.until
         state.action_decision_id = manual.decision_id
         return handover
-    if (state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
-            and now_ts < state.action_until):
-        state.action, state.action_until = ALLOW, 0.0  # revoked early: the command lifted it
+    lifted_at = operator.take_lift(state.account_id) if operator is not None else 0.0
+    if state.action != ALLOW and now_ts < state.action_until and (
+            state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
+            or state.action_until - _ttl(state.action, cfg) < lifted_at):
+        # Lifted early (`override lift`, which gave the gateway an allow): an operator's
+        # decision, or the detector's own decided before the lift. Nothing is in force.
+        state.action, state.action_until = ALLOW, 0.0
+        state.action_decision_id = LIFTED_BY_HAND + state.action_decision_id
     active = state.action if now_ts < state.action_until else ALLOW
     allowance = allow.lookup(state.account_id, state.org_id) if allow is not None else None
     if allowance is not None:
@@ -452,7 +461,10 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     wanted = a.action
     basis = a.basis
     if STRENGTH[wanted] > STRENGTH[active]:
-        pass  # escalate
+        if state.action_decision_id.startswith(LIFTED_BY_HAND):
+            # the same evidence as the action lifted by hand: a new decision, a new id (a
+            # consumer dropping duplicate ids must not drop it)
+            basis = [*basis, f"after:{state.action_decision_id}"]
     elif not review_due:
         return None
     elif wanted == active:

@@ -509,6 +509,13 @@ class ControlReader:
             log.exception("control_apply_error", **where)
             await self.on_bad(f"internal error: {type(exc).__name__}: {exc}", rec)
             return
+        if (record.kind == DECIDE_KIND and record.tombstone and record.scope == "account"
+                and rec.timestamp and rec.timestamp > 0):
+            # `override lift` gave the gateway an allow when it wrote this tombstone: the
+            # detector's own action about the account, if decided before, is over too.
+            self.keeper.operator.note_lift(record.id, rec.timestamp / 1000)
+            log.info("operator_lift_noted", account_id=record.id, lifted_at=rec.timestamp / 1000,
+                     **where)
         log_change(outcome, record, **where)
         if outcome == FULL and record.kind == DECIDE_KIND:
             await self.on_bad("too many operator decisions in force "

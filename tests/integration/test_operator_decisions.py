@@ -168,6 +168,50 @@ def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_dete
     assert all(fleet.alive()), fleet.logs()
 
 
+def test_a_lift_by_hand_hands_the_detectors_own_action_back_to_the_detector(
+        run: Settings, fleet: Fleet, cli: argparse.ArgumentParser) -> None:
+    cfg = run.detector
+    acct = "acct-lifted"
+    later = T0 + cfg.verdict_delay_s
+    fleet.start(count=1)
+    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
+               "the worker to read the control topic", fleet)
+
+    def events(ts: float, n: int) -> None:
+        asyncio.run(produce(run, event_records([event_dict(acct, ts, n, **HARVEST)])))
+        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
+                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+
+    events(T0, 0)
+    asyncio.run(produce(run, [verdict_record(acct, T0, cfg)], topic=run.topic_account_verdicts))
+    events(later, 1)
+    acted = asyncio.run(consume_until(run, run.topic_enforcement, lambda rs: len(rs) >= 1,
+                                      timeout_s=60, alive=lambda: all(fleet.alive())))
+    first = decisions_of(acted)[acct][0]
+    assert first["action"] in ("throttle", "block") and first["source"] == "detector"
+
+    # Lifted by hand: the gateway gets an allow at once (and the decisions topic a tombstone).
+    assert override(cli, "lift", "--account", acct, "--reason", "a customer", "--by", "ana") == 0
+    lifted = decisions_of(asyncio.run(read_all(run, "enforcement")))[acct][-1]
+    assert (lifted["action"], lifted["source"], lifted["by"]) == ("allow", "operator", "ana")
+    assert in_force(asyncio.run(read_all(run, "decisions")))[acct] is None
+    wait_until(lambda: logged(fleet, "operator_lift_noted", account_id=acct), APPLY_DEADLINE_S,
+               "the worker to note the lift", fleet)
+
+    # Handed back to the detector: its next event is decided afresh from the evidence (the
+    # campaign's verdict still holds), not left to the action the worker had counted in force.
+    events(later + 30, 2)
+
+    def decided_again(records: list[Any]) -> bool:
+        return len(decisions_of(records).get(acct, [])) >= 3
+    again = decisions_of(asyncio.run(consume_until(
+        run, run.topic_enforcement, decided_again, timeout_s=60,
+        alive=lambda: all(fleet.alive()))))[acct]
+    assert again[-1]["source"] == "detector" and again[-1]["action"] == first["action"]
+    assert again[-1]["decision_id"] != first["decision_id"]
+    assert all(fleet.alive()), fleet.logs()
+
+
 def test_a_throttle_by_hand_carries_its_rate_and_several_accounts_take_one_command(
         run: Settings, cli: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
     assert override(cli, "throttle", "--account", "acct-t", "--account", "acct-u",

@@ -1287,3 +1287,23 @@ def test_an_organisations_decision_record_is_keyed_for_the_gate(
     validate("enforcement-decision", record)
     assert manual.key == "org:org-7" and record["account_id"] == "org-7"
     assert record["reasons"][0].startswith("throttled (organisation org-7) to 2/min")
+
+
+def test_a_lift_by_hand_ends_the_detectors_action_decided_before_it() -> None:
+    held = OperatorDecisions()
+    st = blockable()
+    blocked = decide(st, T0, CFG, None, held)
+    assert blocked is not None and blocked.action == "block"
+    assert decide(st, T0 + 5, CFG, None, held) is None  # in force: nothing stronger
+    held.note_lift("acct-1", T0 + 10)  # `override lift`: the gateway got an allow
+    again = decide(st, T0 + 11, CFG, None, held)
+    assert again is not None and again.action == "block" and again.source == "detector", \
+        "handed back to the detector: it decides afresh from the evidence"
+    assert again.decision_id != blocked.decision_id, "a new decision: not a duplicate's id"
+    # a later action of the detector's is not undone by that earlier lift
+    assert decide(st, T0 + 12, CFG, None, held) is None and st.action == "block"
+    # traffic from the past (event times before the lift): the lift is acted on once
+    held.note_lift("acct-1", T0 + 3600)
+    assert decide(st, T0 + 13, CFG, None, held) is not None
+    assert decide(st, T0 + 14, CFG, None, held) is None and st.action == "block"
+    assert held.take_lift("acct-1") == 0.0 and held.take_lift("nobody") == 0.0
