@@ -212,6 +212,51 @@ def test_a_lift_by_hand_hands_the_detectors_own_action_back_to_the_detector(
     assert all(fleet.alive()), fleet.logs()
 
 
+def test_an_organisations_override_reaches_the_worker_which_hands_its_accounts_over(
+        run: Settings, fleet: Fleet, cli: argparse.ArgumentParser) -> None:
+    cfg = run.detector
+    member = "acct-member"
+    later = T0 + cfg.verdict_delay_s
+    fleet.start(count=1)
+    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
+               "the worker to read the control topic", fleet)
+
+    def events(ts: float, n: int) -> None:
+        asyncio.run(produce(run, event_records([event_dict(member, ts, n, org_id="org-z",
+                                                           **HARVEST)])))
+        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
+                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+
+    events(T0, 0)
+    asyncio.run(produce(run, [verdict_record(member, T0, cfg)],
+                        topic=run.topic_account_verdicts))
+    events(later, 1)
+    acted = asyncio.run(consume_until(run, run.topic_enforcement, lambda rs: len(rs) >= 1,
+                                      timeout_s=60, alive=lambda: all(fleet.alive())))
+    assert decisions_of(acted)[member][0]["source"] == "detector"
+
+    # The operator allows the whole organisation: the decisions topic's org:org-z holds
+    # nothing (an allow), and at the member's next event the worker lifts its own block.
+    assert override(cli, "allow", "--org", "org-z", "--for", "1h", "--reason",
+                    "enterprise pilot, T-30", "--by", "olga") == 0
+    wait_until(lambda: logged(fleet, "operator_decision_held", org_id="org-z"),
+               APPLY_DEADLINE_S, "the worker to hold the organisation's decision", fleet)
+    events(later + 30, 2)
+
+    def handed_over(records: list[Any]) -> bool:
+        return decisions_of(records).get(member, [{}])[-1].get("source") == "operator"
+    last = decisions_of(asyncio.run(consume_until(
+        run, run.topic_enforcement, handed_over, timeout_s=60,
+        alive=lambda: all(fleet.alive()))))[member][-1]
+    contract_validator("enforcement-decision").validate(last)
+    assert (last["action"], last["by"], last["reason_codes"]) == ("allow", "olga",
+                                                                  ["operator_allow"])
+    assert "organisation org-z" in last["reasons"][0]
+    state = in_force(asyncio.run(read_all(run, "decisions")))
+    assert state[member] is None and state.get("org:org-z") is None  # an allow: a tombstone
+    assert all(fleet.alive()), fleet.logs()
+
+
 def test_a_throttle_by_hand_carries_its_rate_and_several_accounts_take_one_command(
         run: Settings, cli: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
     assert override(cli, "throttle", "--account", "acct-t", "--account", "acct-u",
