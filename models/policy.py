@@ -418,19 +418,22 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     allow-listed account is never acted on, and one under an action is lifted at once. While an
     operator's decision about the account or its organisation is in force (models/operator.py;
     the account's own first) the detector decides nothing: the operator's command published it
-    (an organisation's under the key `org:<org_id>`; an action of the detector's own about one
-    of its accounts is lifted, once, so that the organisation's applies); once it runs out or is
-    lifted, the account is decided afresh.
+    (an organisation's under the key `org:<org_id>`; an organisation's allow lifts, once, an
+    action of the detector's own about one of its accounts); once it runs out or is lifted, the
+    account is decided afresh.
     """
     manual = operator.in_force(state.account_id, now_ts, state.org_id or "") \
         if operator is not None else None
     if manual is not None:
         handover = None
-        if (manual.scope == ORG and state.action != ALLOW and now_ts < state.action_until
+        if (manual.scope == ORG and manual.action == ALLOW and state.action != ALLOW
+                and now_ts < state.action_until
                 and not state.action_decision_id.startswith(OPERATOR_ID_PREFIX)):
             # The detector's own action about the account is in force at the gateway, where
             # the stronger of the account's and the organisation's answers wins: lifted, so
-            # that the operator's decision about the organisation is the one that applies.
+            # that the operator's allow of the organisation applies. (An organisation's
+            # throttle or block lifts nothing: a gateway that does not send the organisation
+            # would then serve the account freely; the detector's action runs out instead.)
             handover = org_handover(state.account_id, manual, now_ts, cfg.model_version)
         # Recorded as the action in force, so that when it ends the detector starts from
         # nothing in force (the gateway's view) rather than from its own earlier action.

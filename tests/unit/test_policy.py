@@ -1262,7 +1262,7 @@ def test_an_organisations_operator_decision_beats_an_allowance() -> None:
     assert decide(st, T0 + 2, CFG, allow, held) is None
 
 
-def test_the_detectors_action_is_lifted_once_when_its_organisation_is_decided() -> None:
+def test_the_detectors_action_is_lifted_once_when_its_organisation_is_allowed() -> None:
     # At the gate the stronger of the account's and the organisation's answers wins: a block of
     # the detector's own would outlast an operator's allow of the organisation.
     held = OperatorDecisions()
@@ -1278,6 +1278,13 @@ def test_the_detectors_action_is_lifted_once_when_its_organisation_is_decided() 
     assert lift.account_id == "acct-1" and lift.reason_codes == ["operator_allow"]
     assert "organisation org-7" in lift.reasons[0]
     assert decide(st, T0 + 12, CFG, None, held) is None  # once
+    # An organisation's throttle lifts nothing of the detector's: a gateway that does not send
+    # the organisation would serve the account freely.
+    other, held2 = blockable(), OperatorDecisions()
+    other.org_id = "org-7"
+    assert decide(other, T0, CFG, None, held2) is not None
+    held2.put(org_decision("throttle", at=T0 + 10))
+    assert decide(other, T0 + 11, CFG, None, held2) is None and other.action == "throttle"
 
 
 def test_an_organisations_decision_record_is_keyed_for_the_gate(
