@@ -70,7 +70,12 @@ from distillguard.models.keys import (
     is_template_key,
     key_kind,
 )
-from distillguard.models.operator import OPERATOR_ID_PREFIX, OperatorDecisions
+from distillguard.models.operator import (
+    OPERATOR_ID_PREFIX,
+    ORG,
+    OperatorDecisions,
+    org_handover,
+)
 from distillguard.models.templates import uses_template
 
 # A kind of key corroborates a block only when its evidence is at least this strong.
@@ -399,6 +404,10 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
                       cluster_ids=cluster_ids, basis=basis, reason_codes=codes)
 
 
+# Marks the id of the action in force when an operator lifted it (models/operator.py).
+LIFTED_BY_HAND = "lifted:"
+
+
 def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
            allow: AllowList | None = None,
            operator: OperatorDecisions | None = None) -> Decision | None:
@@ -407,20 +416,38 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     An action in force is reviewed (renewed, or lifted if the evidence has decayed below the
     release score) once half its TTL has run; until then only an escalation can change it. An
     allow-listed account is never acted on, and one under an action is lifted at once. While an
-    operator's decision about the account is in force (models/operator.py) the detector decides
-    nothing: the operator's command published it; once it runs out or is revoked, the account
-    is decided afresh.
+    operator's decision about the account or its organisation is in force (models/operator.py;
+    the account's own first) the detector decides nothing: the operator's command published it
+    (an organisation's under the key `org:<org_id>`; an organisation's allow lifts, once, an
+    action of the detector's own about one of its accounts); once it runs out or is lifted, the
+    account is decided afresh.
     """
-    manual = operator.in_force(state.account_id, now_ts) if operator is not None else None
+    manual = operator.in_force(state.account_id, now_ts, state.org_id or "") \
+        if operator is not None else None
     if manual is not None:
+        handover = None
+        if (manual.scope == ORG and manual.action == ALLOW and state.action != ALLOW
+                and now_ts < state.action_until
+                and not state.action_decision_id.startswith(OPERATOR_ID_PREFIX)):
+            # The detector's own action about the account is in force at the gateway, where
+            # the stronger of the account's and the organisation's answers wins: lifted, so
+            # that the operator's allow of the organisation applies. (An organisation's
+            # throttle or block lifts nothing: a gateway that does not send the organisation
+            # would then serve the account freely; the detector's action runs out instead.)
+            handover = org_handover(state.account_id, manual, now_ts, cfg.model_version)
         # Recorded as the action in force, so that when it ends the detector starts from
         # nothing in force (the gateway's view) rather than from its own earlier action.
         state.action, state.action_until = manual.action, manual.until
         state.action_decision_id = manual.decision_id
-        return None
-    if (state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
-            and now_ts < state.action_until):
-        state.action, state.action_until = ALLOW, 0.0  # revoked early: the command lifted it
+        return handover
+    lifted_at = operator.take_lift(state.account_id) if operator is not None else 0.0
+    if state.action != ALLOW and now_ts < state.action_until and (
+            state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
+            or state.action_until - _ttl(state.action, cfg) < lifted_at):
+        # Lifted early (`override lift`, which gave the gateway an allow): an operator's
+        # decision, or the detector's own decided before the lift. Nothing is in force.
+        state.action, state.action_until = ALLOW, 0.0
+        state.action_decision_id = LIFTED_BY_HAND + state.action_decision_id
     active = state.action if now_ts < state.action_until else ALLOW
     allowance = allow.lookup(state.account_id, state.org_id) if allow is not None else None
     if allowance is not None:
@@ -437,7 +464,10 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     wanted = a.action
     basis = a.basis
     if STRENGTH[wanted] > STRENGTH[active]:
-        pass  # escalate
+        if state.action_decision_id.startswith(LIFTED_BY_HAND):
+            # the same evidence as the action lifted by hand: a new decision, a new id (a
+            # consumer dropping duplicate ids must not drop it)
+            basis = [*basis, f"after:{state.action_decision_id}"]
     elif not review_due:
         return None
     elif wanted == active:

@@ -165,7 +165,7 @@ def render_list(settings: Settings, state: ControlState) -> str:
         rows.append((a, None, "settings"))
     for granted in state.records.values():
         if granted.allowance is None:
-            continue  # an operator's decision (`distillguard decide --list`)
+            continue  # an operator's decision (`distillguard overrides`)
         shadowed = (granted.scope, granted.id) in fixed
         rows.append((granted.allowance, granted, "control (settings hold)" if shadowed
                      else "control"))

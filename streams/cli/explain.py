@@ -4,7 +4,7 @@
 
 What it reads, with no consumer group (it moves nobody's offsets):
 - the decisions topic, the account's partition only (Kafka's default partitioner, as the workers
-  and `distillguard decide` write it): the decision in force, or none;
+  and `distillguard override` write it): the decision in force, or none;
 - the enforcement topic, the account's partition from `--since` ago (the broker's time index):
   the account's decisions, newest last, with their reason codes, source and evidence;
 - the control topic (small, read whole): an allowance of the account, and an operator's
@@ -30,7 +30,7 @@ from distillguard.models.allowlist import Allowance
 from distillguard.models.operator import OperatorDecision
 from distillguard.models.partitioning import partition_for
 from distillguard.streams.cli.allow import _read, _when
-from distillguard.streams.cli.decide import parse_duration
+from distillguard.streams.cli.override import parse_duration
 from distillguard.streams.edge.control import DECIDE_KIND, control_key
 from distillguard.streams.edge.settings import Settings, allow_id_problem, load_settings
 from distillguard.streams.edge.topics import TopicError

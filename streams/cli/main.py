@@ -11,8 +11,10 @@
     distillguard evaluate [--out DIR]     the detection-quality report: a tuning set and a
                                           held-out set of scenarios, targets checked
     distillguard allow --org ID | --account ID --reason TEXT     the allow-list (control topic)
-    distillguard decide --account ID --block|--throttle|--allow --for 2h --reason TEXT
-                                          an operator's own decision about an account
+    distillguard override block|throttle|allow|lift --account ID | --org ID --for 2h --reason R
+                                          an operator's own decision, or lifting an action
+    distillguard overrides                the operators' decisions and allowances in force
+    distillguard review                   the accounts under action now, newest first
     distillguard explain ACCOUNT          why an account is acted on: in force, history, holds
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
@@ -659,8 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from distillguard.streams.cli.allow import add_allow_parser
     add_allow_parser(sub)
-    from distillguard.streams.cli.decide import add_decide_parser
-    add_decide_parser(sub)
+    from distillguard.streams.cli.override import add_override_parsers
+    add_override_parsers(sub)
+    from distillguard.streams.cli.review import add_review_parser
+    add_review_parser(sub)
     from distillguard.streams.cli.explain import add_explain_parser
     add_explain_parser(sub)
 
@@ -747,7 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a user can fix: one line and exit 2. Imported only when one is raised: the
+    modules that define them pull in the detector's libraries (seconds of a short command's
+    start, such as `distillguard override lift`)."""
     from distillguard.streams.cli.demo import DemoError
     from distillguard.streams.cli.status import StatusError
     from distillguard.streams.edge.topics import BrokerUnavailableError, TopicError
@@ -755,15 +762,21 @@ def main(argv: list[str] | None = None) -> int:
     from distillguard.streams.offline.replay import ReplayError
     from distillguard.streams.worker.process import WorkerError
 
+    return (SettingsError, ReplayError, DemoError, StatusError, WorkerError, TopicError,
+            BrokerUnavailableError, GateError, FileNotFoundError, ValueError)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, ReplayError, DemoError, StatusError, WorkerError, TopicError,
-            BrokerUnavailableError, GateError, FileNotFoundError, ValueError) as exc:
-        print(f"distillguard {args.command}: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"distillguard {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The control topic: operators' allow-list and manual decisions while the fleet runs.
 
     distillguard allow ...  ─▶  control topic (compacted, one partition)
-    distillguard decide ...        key    allow:<org|account>:<id>, decide:account:<id>
+    distillguard override ...      key    allow:<org|account>:<id>, decide:<account|org>:<id>
                                   value  contract/control-record.schema.json, or null
                                          (a tombstone) to revoke
                                      │  every worker reads all of it, from the beginning,
@@ -50,7 +50,7 @@ from distillguard.streams.edge.topics import TopicError
 log = structlog.get_logger("distillguard")
 
 ALLOW_KIND = "allow"  # an allowance (models/allowlist.py)
-DECIDE_KIND = "decide"  # an operator's manual decision about an account (models/operator.py)
+DECIDE_KIND = "decide"  # an operator's decision about an account or org (models/operator.py)
 KINDS = (ALLOW_KIND, DECIDE_KIND)
 FIELDS = {ALLOW_KIND: ("kind", "scope", "id", "reason", "by", "ts"),
           DECIDE_KIND: ("kind", "scope", "id", "action", "ttl_s", "rate_limit_rpm", "reason",
@@ -59,7 +59,7 @@ REQUIRED = {ALLOW_KIND: ("kind", "scope", "id", "reason", "ts"),
             DECIDE_KIND: ("kind", "scope", "id", "action", "ttl_s", "reason", "by", "ts")}
 MAX_REASON_CHARS = 512
 MAX_BY_CHARS = 128
-KEY_FORM = "allow:<org|account>:<id> or decide:account:<id>"
+KEY_FORM = "allow:<org|account>:<id> or decide:<account|org>:<id>"
 
 # What applying a record did (`AllowListKeeper.apply`).
 GRANTED = "granted"
@@ -127,9 +127,6 @@ def parse_key(key: bytes | None) -> tuple[str, str, str]:
     if scope not in SCOPES:
         raise InvalidControlRecord(f"record key {_shown(text)}: scope {scope!r} is not org or "
                                    "account")
-    if kind == DECIDE_KIND and scope != "account":
-        raise InvalidControlRecord(f"record key {_shown(text)}: an operator decides about an "
-                                   "account, not an org (decide:account:<id>)")
     problem = allow_id_problem(id_)
     if problem:
         raise InvalidControlRecord(f"record key {_shown(text)}: the id {problem}")
@@ -195,7 +192,7 @@ def decode_control(key: bytes | None, value: bytes | None,
             f"{obj['scope']} {_shown(obj['id'], 40)}")
     if kind == DECIDE_KIND:
         return ControlRecord(scope, id_, None, float(ts), kind,
-                             _operator_decision(obj, id_, reason, by, float(ts)))
+                             _operator_decision(obj, scope, id_, reason, by, float(ts)))
     return ControlRecord(scope, id_, Allowance(scope, id_, reason, "control", by or ""),
                          float(ts))
 
@@ -204,8 +201,8 @@ def _whole(x: Any) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _operator_decision(obj: dict[str, Any], id_: str, reason: str, by: str | None,
-                       ts: float) -> OperatorDecision:
+def _operator_decision(obj: dict[str, Any], scope: str, id_: str, reason: str,
+                       by: str | None, ts: float) -> OperatorDecision:
     """The rest of a decide record, checked (its key, scope, id, reason and ts already are)."""
     action, ttl_s, rpm = obj["action"], obj["ttl_s"], obj.get("rate_limit_rpm")
     if action not in ACTIONS:
@@ -221,7 +218,7 @@ def _operator_decision(obj: dict[str, Any], id_: str, reason: str, by: str | Non
                                        "number of requests per minute, >= 0")
     elif rpm is not None:
         raise InvalidControlRecord(f"rate_limit_rpm {rpm!r}: only a throttle has one")
-    return OperatorDecision(id_, action, ttl_s, rpm, reason, by, ts)
+    return OperatorDecision(id_, action, ttl_s, rpm, reason, by, ts, scope)
 
 
 def allow_record(scope: str, id_: str, reason: str, by: str = "",
@@ -244,8 +241,8 @@ def revoke_record(scope: str, id_: str, kind: str = ALLOW_KIND) -> tuple[bytes, 
 def decide_record(decision: OperatorDecision) -> tuple[bytes, bytes]:
     """(key, value) of an operator's decision, refused (`InvalidControlRecord`) as a worker
     would refuse it."""
-    key = control_key("account", decision.account_id, DECIDE_KIND).encode()
-    value = orjson.dumps({"kind": DECIDE_KIND, "scope": "account", "id": decision.account_id,
+    key = control_key(decision.scope, decision.account_id, DECIDE_KIND).encode()
+    value = orjson.dumps({"kind": DECIDE_KIND, "scope": decision.scope, "id": decision.account_id,
                           "action": decision.action, "ttl_s": decision.ttl_s,
                           "rate_limit_rpm": decision.rate_limit_rpm, "reason": decision.reason,
                           "by": decision.by, "ts": decision.ts})
@@ -288,8 +285,8 @@ class AllowListKeeper:
 
     def _apply_decision(self, record: ControlRecord) -> str:
         if record.decision is None:
-            return REVOKED if self.operator.remove(record.id) else ABSENT
-        before = self.operator.by_account.get(record.id)
+            return REVOKED if self.operator.remove(record.id, record.scope) else ABSENT
+        before = self.operator.held(record.id, record.scope)
         if before == record.decision:
             return UNCHANGED
         if not self.operator.put(record.decision):
@@ -303,13 +300,14 @@ def log_change(outcome: str, record: ControlRecord, **where: Any) -> None:
     if record.kind == DECIDE_KIND:
         d = record.decision
         if outcome in (GRANTED, REPLACED) and d is not None:
-            log.info("operator_decision_held", account_id=id_, action=d.action, ttl_s=d.ttl_s,
+            log.info("operator_decision_held", scope=scope, **{f"{scope}_id": id_},
+                     action=d.action, ttl_s=d.ttl_s,
                      until=d.until, by=d.by, reason=d.reason, replaced=outcome == REPLACED,
                      **where)
         elif outcome == REVOKED:
-            log.info("operator_decision_revoked", account_id=id_, **where)
+            log.info("operator_decision_revoked", scope=scope, **{f"{scope}_id": id_}, **where)
         elif outcome == FULL:
-            log.error("operator_decision_refused", account_id=id_, **where,
+            log.error("operator_decision_refused", scope=scope, **{f"{scope}_id": id_}, **where,
                       hint="too many operator decisions in force "
                            "(models.operator.MAX_OPERATOR_DECISIONS)")
         return
@@ -511,6 +509,13 @@ class ControlReader:
             log.exception("control_apply_error", **where)
             await self.on_bad(f"internal error: {type(exc).__name__}: {exc}", rec)
             return
+        if (record.kind == DECIDE_KIND and record.tombstone and record.scope == "account"
+                and rec.timestamp and rec.timestamp > 0):
+            # `override lift` gave the gateway an allow when it wrote this tombstone: the
+            # detector's own action about the account, if decided before, is over too.
+            self.keeper.operator.note_lift(record.id, rec.timestamp / 1000)
+            log.info("operator_lift_noted", account_id=record.id, lifted_at=rec.timestamp / 1000,
+                     **where)
         log_change(outcome, record, **where)
         if outcome == FULL and record.kind == DECIDE_KIND:
             await self.on_bad("too many operator decisions in force "

@@ -503,7 +503,7 @@ def create_app(settings: Settings) -> WorkerApp:
         if d.mode == ENFORCE:
             # The decision now in force, or a tombstone when an allow lifts it (a shadow
             # decision is in force nowhere). Partitioned as Kafka's default partitioner does,
-            # like `distillguard decide`'s records, so an account's records keep their order.
+            # like `distillguard override`'s records, so an account's records keep their order.
             in_force = await app.producer.send(
                 decisions_topic.name, key, decision_in_force(d, value),
                 partition_for(d.account_id, decisions_topic.partitions), None, None)

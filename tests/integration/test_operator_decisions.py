@@ -1,7 +1,7 @@
-"""Operators' decisions on the real broker: `distillguard decide` publishes a manual decision to
-the gateway at once (enforcement and decisions topics) and to the control topic, from which a
-running worker holds it and decides nothing of its own about the account; `--revoke` lifts it
-and hands the account back to the detector; `--list` shows what is held."""
+"""Operators' decisions on the real broker: `distillguard override` publishes a manual decision
+to the gateway at once (enforcement and decisions topics) and to the control topic, from which a
+running worker holds it and decides nothing of its own about the account; `override lift` lifts
+it and hands the account back to the detector; `overrides` shows what is held."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from distillguard.streams.cli.decide import add_decide_parser
 from distillguard.streams.cli.explain import add_explain_parser
+from distillguard.streams.cli.override import add_override_parsers
 from distillguard.streams.edge.settings import Settings
 from tests.conftest import contract_validator, event_dict
 from tests.integration.conftest import (
@@ -44,8 +44,8 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
-    """The `decide` and `explain` commands as the console script registers them, on this
-    test's topics."""
+    """The `override`, `overrides` and `explain` commands as the console script registers
+    them, on this test's topics."""
     for name in list(os.environ):
         if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
             monkeypatch.delenv(name)
@@ -54,13 +54,18 @@ def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentPars
         monkeypatch.setenv(name, value)
     parser = argparse.ArgumentParser(prog="distillguard")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_decide_parser(sub)
+    add_override_parsers(sub)
     add_explain_parser(sub)
     return parser
 
 
-def decide(cli: argparse.ArgumentParser, *argv: str) -> int:
-    args = cli.parse_args(["decide", *argv])
+def override(cli: argparse.ArgumentParser, *argv: str) -> int:
+    args = cli.parse_args(["override", *argv])
+    return int(args.func(args))
+
+
+def overrides(cli: argparse.ArgumentParser, *argv: str) -> int:
+    args = cli.parse_args(["overrides", *argv])
     return int(args.func(args))
 
 
@@ -89,10 +94,10 @@ def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_dete
     assert decisions_of(acted)[suspect][0]["action"] in ("throttle", "block")
 
     # 1. An operator allows the suspect for an hour and blocks a quiet account for two.
-    assert decide(cli, "--account", suspect, "--allow", "--for", "1h", "--reason",
-                  "customer verified on the phone, T-11", "--by", "alice") == 0
-    assert decide(cli, "--account", quiet, "--block", "--for", "2h", "--reason",
-                  "stolen key, I-4", "--by", "bob") == 0
+    assert override(cli, "allow", "--account", suspect, "--for", "1h", "--reason",
+                    "customer verified on the phone, T-11", "--by", "alice") == 0
+    assert override(cli, "block", "--account", quiet, "--for", "2h", "--reason",
+                    "stolen key, I-4", "--by", "bob") == 0
     out = capsys.readouterr().out
     assert "allowed by operator alice for 1 h: customer verified on the phone, T-11" in out
     assert "blocked by operator bob for 2 h: stolen key, I-4" in out
@@ -117,7 +122,7 @@ def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_dete
     with capsys.disabled():
         for line in held:
             print(f"\n{line['account_id']}: held by the worker {line['lag_s'] * 1000:.0f} ms "
-                  "after `decide` sent its control record (its lag_s)", end="")
+                  "after `override` sent its control record (its lag_s)", end="")
     asyncio.run(produce(run, [verdict_record(suspect, later + 10, cfg)],
                         topic=run.topic_account_verdicts))
     for i in range(3):
@@ -129,21 +134,26 @@ def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_dete
     assert after[suspect][-1] == allowed and after[quiet] == [blocked], after
 
     # 3. Revoked: the gateway lifts the block at once; the suspect is the detector's again.
-    assert decide(cli, "--list") == 0
+    assert overrides(cli) == 0
     table = capsys.readouterr().out
-    assert "in force: 2 operator decisions (0 ran out)" in table
+    assert "in force: 2 operator decisions (0 ran out, not shown), 0 allowances" in table
     assert quiet in table and "stolen key, I-4" in table and "alice" in table
-    assert decide(cli, "--revoke", "--account", quiet, "--reason", "key rotated",
-                  "--by", "bob") == 0
-    assert decide(cli, "--revoke", "--account", suspect, "--reason", "second look",
-                  "--by", "carol") == 0
-    assert decide(cli, "--revoke", "--account", "acct-never", "--reason", "typo",
-                  "--by", "carol") == 0
+    assert overrides(cli, "--json") == 0
+    rows = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(r["kind"], r["scope"], r["id"], r["action"], r["by"]) for r in rows} == {
+        ("decision", "account", suspect, "allow", "alice"),
+        ("decision", "account", quiet, "block", "bob")}
+    assert override(cli, "lift", "--account", quiet, "--reason", "key rotated",
+                    "--by", "bob") == 0
+    assert override(cli, "lift", "--account", suspect, "--reason", "second look",
+                    "--by", "carol") == 0
+    assert override(cli, "lift", "--account", "acct-never", "--by", "carol") == 0
     out = capsys.readouterr().out
-    assert "no operator decision in force for account acct-never" in out
+    assert "account acct-never: lifted (no operator's decision held" in out
+    assert f"account {quiet}: lifted (the operator's decision ended" in out
     lifted = decisions_of(asyncio.run(read_all(run, "enforcement")))[quiet][-1]
     assert (lifted["action"], lifted["by"], lifted["reasons"]) == (
-        "allow", "bob", ["operator decision revoked by bob: key rotated"])
+        "allow", "bob", ["lifted by operator bob: key rotated"])
     assert in_force(asyncio.run(read_all(run, "decisions")))[quiet] is None
     wait_until(lambda: len(logged(fleet, "operator_decision_revoked")) == 2, APPLY_DEADLINE_S,
                "the worker to drop both decisions", fleet)
@@ -158,30 +168,100 @@ def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_dete
     assert all(fleet.alive()), fleet.logs()
 
 
-def test_decide_refuses_what_a_worker_would_refuse(cli: argparse.ArgumentParser) -> None:
-    for argv, message in [
-        (["--account", "a", "--block", "--reason", "r", "--by", "x"], "--for is required"),
-        (["--account", "a", "--block", "--for", "31d", "--reason", "r", "--by", "x"],
-         "from 1 s to 30 days"),
-        (["--account", "a", "--block", "--for", "soon", "--reason", "r", "--by", "x"],
-         "is not a duration"),
-        (["--account", "a", "--block", "--for", "1h", "--by", "x"], "--reason is required"),
-        (["--account", "a", "--block", "--for", "1h", "--rpm", "3", "--reason", "r"],
-         "--rpm is for --throttle"),
-        (["--account", " a", "--block", "--for", "1h", "--reason", "r"], "surrounding spaces"),
-        (["--block", "--for", "1h", "--reason", "r"], "--account is required"),
-        (["--account", "a", "--for", "1h", "--reason", "r"], "say what"),
-        (["--list", "--account", "a"], "--list takes no --account"),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            decide(cli, *argv)
+def test_a_lift_by_hand_hands_the_detectors_own_action_back_to_the_detector(
+        run: Settings, fleet: Fleet, cli: argparse.ArgumentParser) -> None:
+    cfg = run.detector
+    acct = "acct-lifted"
+    later = T0 + cfg.verdict_delay_s
+    fleet.start(count=1)
+    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
+               "the worker to read the control topic", fleet)
+
+    def events(ts: float, n: int) -> None:
+        asyncio.run(produce(run, event_records([event_dict(acct, ts, n, **HARVEST)])))
+        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
+                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+
+    events(T0, 0)
+    asyncio.run(produce(run, [verdict_record(acct, T0, cfg)], topic=run.topic_account_verdicts))
+    events(later, 1)
+    acted = asyncio.run(consume_until(run, run.topic_enforcement, lambda rs: len(rs) >= 1,
+                                      timeout_s=60, alive=lambda: all(fleet.alive())))
+    first = decisions_of(acted)[acct][0]
+    assert first["action"] in ("throttle", "block") and first["source"] == "detector"
+
+    # Lifted by hand: the gateway gets an allow at once (and the decisions topic a tombstone).
+    assert override(cli, "lift", "--account", acct, "--reason", "a customer", "--by", "ana") == 0
+    lifted = decisions_of(asyncio.run(read_all(run, "enforcement")))[acct][-1]
+    assert (lifted["action"], lifted["source"], lifted["by"]) == ("allow", "operator", "ana")
+    assert in_force(asyncio.run(read_all(run, "decisions")))[acct] is None
+    wait_until(lambda: logged(fleet, "operator_lift_noted", account_id=acct), APPLY_DEADLINE_S,
+               "the worker to note the lift", fleet)
+
+    # Handed back to the detector: its next event is decided afresh from the evidence (the
+    # campaign's verdict still holds), not left to the action the worker had counted in force.
+    events(later + 30, 2)
+
+    def decided_again(records: list[Any]) -> bool:
+        return len(decisions_of(records).get(acct, [])) >= 3
+    again = decisions_of(asyncio.run(consume_until(
+        run, run.topic_enforcement, decided_again, timeout_s=60,
+        alive=lambda: all(fleet.alive()))))[acct]
+    assert again[-1]["source"] == "detector" and again[-1]["action"] == first["action"]
+    assert again[-1]["decision_id"] != first["decision_id"]
+    assert all(fleet.alive()), fleet.logs()
+
+
+def test_an_organisations_override_reaches_the_worker_which_hands_its_accounts_over(
+        run: Settings, fleet: Fleet, cli: argparse.ArgumentParser) -> None:
+    cfg = run.detector
+    member = "acct-member"
+    later = T0 + cfg.verdict_delay_s
+    fleet.start(count=1)
+    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
+               "the worker to read the control topic", fleet)
+
+    def events(ts: float, n: int) -> None:
+        asyncio.run(produce(run, event_records([event_dict(member, ts, n, org_id="org-z",
+                                                           **HARVEST)])))
+        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
+                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+
+    events(T0, 0)
+    asyncio.run(produce(run, [verdict_record(member, T0, cfg)],
+                        topic=run.topic_account_verdicts))
+    events(later, 1)
+    acted = asyncio.run(consume_until(run, run.topic_enforcement, lambda rs: len(rs) >= 1,
+                                      timeout_s=60, alive=lambda: all(fleet.alive())))
+    assert decisions_of(acted)[member][0]["source"] == "detector"
+
+    # The operator allows the whole organisation: the decisions topic's org:org-z holds
+    # nothing (an allow), and at the member's next event the worker lifts its own block.
+    assert override(cli, "allow", "--org", "org-z", "--for", "1h", "--reason",
+                    "enterprise pilot, T-30", "--by", "olga") == 0
+    wait_until(lambda: logged(fleet, "operator_decision_held", org_id="org-z"),
+               APPLY_DEADLINE_S, "the worker to hold the organisation's decision", fleet)
+    events(later + 30, 2)
+
+    def handed_over(records: list[Any]) -> bool:
+        return decisions_of(records).get(member, [{}])[-1].get("source") == "operator"
+    last = decisions_of(asyncio.run(consume_until(
+        run, run.topic_enforcement, handed_over, timeout_s=60,
+        alive=lambda: all(fleet.alive()))))[member][-1]
+    contract_validator("enforcement-decision").validate(last)
+    assert (last["action"], last["by"], last["reason_codes"]) == ("allow", "olga",
+                                                                  ["operator_allow"])
+    assert "organisation org-z" in last["reasons"][0]
+    state = in_force(asyncio.run(read_all(run, "decisions")))
+    assert state[member] is None and state.get("org:org-z") is None  # an allow: a tombstone
+    assert all(fleet.alive()), fleet.logs()
 
 
 def test_a_throttle_by_hand_carries_its_rate_and_several_accounts_take_one_command(
         run: Settings, cli: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
-    assert decide(cli, "--account", "acct-t", "--account", "acct-u", "--account", "acct-t",
-                  "--throttle", "--rpm", "3", "--for", "45m", "--reason", "noisy",
-                  "--by", "dana") == 0
+    assert override(cli, "throttle", "--account", "acct-t", "--account", "acct-u",
+                    "--account", "acct-t", "--rpm", "3", "--for", "45m", "--reason", "noisy",
+                    "--by", "dana") == 0
     records = {r.key.decode(): orjson.loads(r.value)
                for r in asyncio.run(read_all(run, "decisions"))}
     assert sorted(records) == ["acct-t", "acct-u"]  # each once
@@ -189,10 +269,10 @@ def test_a_throttle_by_hand_carries_its_rate_and_several_accounts_take_one_comma
         assert (record["account_id"], record["action"], record["rate_limit_rpm"],
                 record["ttl_s"]) == (account, "throttle", 3, 2700)
         assert record["reasons"] == ["throttled to 3/min by operator dana for 45 min: noisy"]
-    assert decide(cli, "--revoke", "--account", "acct-t", "--account", "acct-u",
-                  "--reason", "quiet now", "--by", "dana") == 0
+    assert override(cli, "lift", "--account", "acct-t", "--account", "acct-u",
+                    "--reason", "quiet now", "--by", "dana") == 0
     out = capsys.readouterr().out
-    assert out.count("revoked the operator decision for account acct-") == 2
+    assert out.count(": lifted (the operator's decision ended") == 2
     assert in_force(asyncio.run(read_all(run, "decisions"))) == {"acct-t": None, "acct-u": None}
 
 
@@ -218,8 +298,8 @@ def test_explain_shows_the_decision_in_force_the_history_and_what_is_held(
     asyncio.run(produce(run, [(b"acct-x", orjson.dumps(throttled)),
                               (b"acct-x", orjson.dumps(blocked)), (b"acct-y", b"{}"),
                               (b"acct-y", None)], topic=run.topic_decisions))
-    assert decide(cli, "--account", "acct-x", "--throttle", "--rpm", "1", "--for", "2h",
-                  "--reason", "watching it", "--by", "erin") == 0
+    assert override(cli, "throttle", "--account", "acct-x", "--rpm", "1", "--for", "2h",
+                    "--reason", "watching it", "--by", "erin") == 0
     capsys.readouterr()
 
     args = cli.parse_args(["explain", "acct-x", "--json"])

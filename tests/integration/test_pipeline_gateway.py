@@ -139,7 +139,7 @@ def test_a_workers_decisions_reach_sdk_clients_through_nginx_and_an_operator_lif
             assert blocked, "no campaign account blocked in this scenario"
             assert outcome(sdks[blocked])[0] == 403
             started = time.monotonic()
-            operator(run, "decide", "--account", blocked, "--allow", "--for", "1h",
+            operator(run, "override", "allow", "--account", blocked, "--for", "1h",
                      "--reason", "pytest: a verified customer", "--by", "pytest")
             _, lifted = until(f"the operator's allow of {blocked} at the gate",
                               lambda: outcome(sdks[blocked])[0] == 200, sdks[ordinary[0]],

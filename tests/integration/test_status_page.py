@@ -50,17 +50,20 @@ def small_run(now: float) -> list[dict[str, Any]]:
             "reasons": ["score 0.93 -> block",
                         "ip /24 198.51.100: 31 accounts, 27 young, harvest share 0.91",
                         "the account's own requests: harvest 0.95 over 140"],
+            "reason_codes": ["cluster_network", "account_harvest"], "source": "detector",
             "cluster_ids": ["ip:198.51.100"], "model_version": "test-model", "mode": "enforce"})
     out.append({
         "decision_id": "dg-test-h", "ts": now - 60, "event_ts": now - 200,
         "account_id": ACCOUNTS[3], "action": "block", "ttl_s": 3600, "rate_limit_rpm": None,
         "score": 0.97, "reasons": ["score 0.97 -> block", "payment fp-77: convicted campaign",
                                    "replacement account: first seen 3 min after"],
+        "reason_codes": ["replacement_account", "cluster_payment"], "source": "detector",
         "cluster_ids": ["pay:fp-77"], "model_version": "test-model", "mode": "enforce"})
     out.append({
         "decision_id": "dg-test-lift", "ts": now - 30, "event_ts": now - 100,
         "account_id": ACCOUNTS[0], "action": "allow", "ttl_s": None, "rate_limit_rpm": None,
         "score": 0.1, "reasons": ["score 0.10 -> allow: evidence expired"], "cluster_ids": [],
+        "reason_codes": ["released"], "source": "detector",
         "model_version": "test-model", "mode": "enforce"})
     return out
 

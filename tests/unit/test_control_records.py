@@ -309,7 +309,7 @@ def test_a_decide_record_decodes_to_an_operator_decision_and_back() -> None:
     ({"by": ""}, "by must name the operator"),
     ({"by": None}, "by must name the operator"),
     ({"kind": "allow"}, "kind 'allow' is not the key's 'decide'"),
-    ({"scope": "org"}, "does not name the value's org"),
+    ({"scope": "team"}, "scope 'team' is not org or account"),
     ({"note": "x"}, "unknown field(s) 'note'"),
 ])
 def test_bad_decide_records_are_refused_with_the_reason(fields: dict[str, Any],
@@ -321,9 +321,34 @@ def test_bad_decide_records_are_refused_with_the_reason(fields: dict[str, Any],
     assert schema_errors(obj), "the contract refuses it too"
 
 
-def test_a_decide_record_is_about_an_account() -> None:
-    with pytest.raises(InvalidControlRecord, match="an operator decides about an account"):
-        decode_control(b"decide:org:org-1", encoded(decide_value(scope="org", id="org-1")))
+def test_a_decide_record_is_about_an_account_or_an_organisation() -> None:
+    manual = OperatorDecision("org-1", "throttle", 600, 2, "abuse I-5", "bob", T0, "org")
+    key, raw = decide_record(manual)
+    assert key == b"decide:org:org-1" and schema_errors(orjson.loads(raw)) == []
+    assert decode_control(key, raw).decision == manual
+    assert manual.key == "org:org-1" and manual.decision_id != OperatorDecision(
+        "org-1", "throttle", 600, 2, "abuse I-5", "bob", T0).decision_id
+    # the key names the value's scope and id
+    with pytest.raises(InvalidControlRecord, match="does not name the value's account"):
+        decode_control(b"decide:org:acct-1", encoded(decide_value()))
+    with pytest.raises(InvalidControlRecord, match="does not name the value's org"):
+        decode_control(b"decide:account:acct-1", encoded(decide_value(scope="org")))
+    with pytest.raises(InvalidControlRecord, match="scope 'team' is not org or account"):
+        decode_control(b"decide:team:t-1", encoded(decide_value(scope="team", id="t-1")))
+
+
+def test_an_organisations_decision_is_held_and_lifted_apart_from_an_accounts() -> None:
+    held = OperatorDecisions()
+    keeper = AllowListKeeper(AllowList(), operator=held)
+    by_org = OperatorDecision("same-id", "block", 600, None, "r", "bob", T0, "org")
+    by_account = OperatorDecision("same-id", "allow", 600, None, "r", "bob", T0)
+    assert keeper.apply(decode_control(*decide_record(by_org))) == GRANTED
+    assert keeper.apply(decode_control(*decide_record(by_account))) == GRANTED
+    assert len(held) == 2
+    assert held.in_force("acct-9", T0 + 1, org_id="same-id") == by_org
+    assert keeper.apply(decode_control(*revoke_record("org", "same-id", "decide"))) == REVOKED
+    assert held.in_force("acct-9", T0 + 1, org_id="same-id") is None
+    assert held.in_force("same-id", T0 + 1) == by_account
 
 
 def test_decide_records_hold_and_revoke_operator_decisions_beside_the_allow_list() -> None:

@@ -1213,3 +1213,104 @@ def test_the_operator_table_is_bounded_and_forgets_what_ran_out_first(
     assert not held.put(OperatorDecision("c", "block", 60, None, "r", "x", T0 + 30))
     assert held.put(OperatorDecision("c", "block", 60, None, "r", "x", T0 + 60))  # a ran out
     assert set(held.by_account) == {"b", "c"}
+
+
+# --- an organisation's operator decision: precedence ------------------------------------------
+# account-scope operator decision > org-scope operator decision > allow-list > detector
+
+
+def org_decision(action: str, ttl: int = 3600, at: float = T0) -> OperatorDecision:
+    return OperatorDecision("org-7", action, ttl, 2 if action == "throttle" else None,
+                            "abuse from the whole org, I-8", "frank", at, "org")
+
+
+def test_an_organisations_decision_silences_the_detector_for_its_accounts() -> None:
+    held = OperatorDecisions()
+    held.put(org_decision("allow"))
+    member, stranger = blockable(), blockable()
+    member.org_id, stranger.org_id = "org-7", "org-8"
+    assert decide(member, T0 + 1, CFG, None, held) is None and member.action == "allow"
+    d = decide(stranger, T0 + 1, CFG, None, held)
+    assert d is not None and d.action == "block", "another organisation's account: detector"
+    # ended: the member is the detector's again
+    again = decide(member, T0 + 3600, CFG, None, held)
+    assert again is not None and again.action == "block" and again.source == "detector"
+
+
+def test_an_accounts_own_operator_decision_beats_its_organisations() -> None:
+    held = OperatorDecisions()
+    held.put(org_decision("block"))
+    held.put(OperatorDecision("acct-1", "allow", 3600, None, "verified, T-12", "gina", T0))
+    st = blockable()
+    st.org_id = "org-7"
+    assert held.in_force("acct-1", T0 + 1, "org-7").scope == "account"
+    assert decide(st, T0 + 1, CFG, None, held) is None and st.action == "allow"
+    held.remove("acct-1")
+    assert decide(st, T0 + 2, CFG, None, held) is None and st.action == "block"
+    assert held.in_force("acct-1", T0 + 2, "org-7").scope == "org"
+
+
+def test_an_organisations_operator_decision_beats_an_allowance() -> None:
+    allow = AllowList()
+    allow.grant(Allowance("account", "acct-1", "enterprise contract", "settings"))
+    held = OperatorDecisions()
+    held.put(org_decision("block"))
+    st = blockable()
+    st.org_id = "org-7"
+    assert decide(st, T0 + 1, CFG, allow, held) is None and st.action == "block"
+    held.remove("org-7", "org")  # lifted: the allowance holds, the detector stays silent
+    assert decide(st, T0 + 2, CFG, allow, held) is None
+
+
+def test_the_detectors_action_is_lifted_once_when_its_organisation_is_allowed() -> None:
+    # At the gate the stronger of the account's and the organisation's answers wins: a block of
+    # the detector's own would outlast an operator's allow of the organisation.
+    held = OperatorDecisions()
+    st = blockable()
+    st.org_id = "org-7"
+    blocked = decide(st, T0, CFG, None, held)
+    assert blocked is not None and blocked.action == "block"
+    manual = org_decision("allow", at=T0 + 10)
+    held.put(manual)
+    lift = decide(st, T0 + 11, CFG, None, held)
+    assert lift is not None and (lift.action, lift.source, lift.by) == ("allow", "operator",
+                                                                       "frank")
+    assert lift.account_id == "acct-1" and lift.reason_codes == ["operator_allow"]
+    assert "organisation org-7" in lift.reasons[0]
+    assert decide(st, T0 + 12, CFG, None, held) is None  # once
+    # An organisation's throttle lifts nothing of the detector's: a gateway that does not send
+    # the organisation would serve the account freely.
+    other, held2 = blockable(), OperatorDecisions()
+    other.org_id = "org-7"
+    assert decide(other, T0, CFG, None, held2) is not None
+    held2.put(org_decision("throttle", at=T0 + 10))
+    assert decide(other, T0 + 11, CFG, None, held2) is None and other.action == "throttle"
+
+
+def test_an_organisations_decision_record_is_keyed_for_the_gate(
+        validate: Callable[[str, Any], None]) -> None:
+    manual = org_decision("throttle")
+    record = manual.to_decision("mv-1").to_record(T0 + 1)
+    validate("enforcement-decision", record)
+    assert manual.key == "org:org-7" and record["account_id"] == "org-7"
+    assert record["reasons"][0].startswith("throttled (organisation org-7) to 2/min")
+
+
+def test_a_lift_by_hand_ends_the_detectors_action_decided_before_it() -> None:
+    held = OperatorDecisions()
+    st = blockable()
+    blocked = decide(st, T0, CFG, None, held)
+    assert blocked is not None and blocked.action == "block"
+    assert decide(st, T0 + 5, CFG, None, held) is None  # in force: nothing stronger
+    held.note_lift("acct-1", T0 + 10)  # `override lift`: the gateway got an allow
+    again = decide(st, T0 + 11, CFG, None, held)
+    assert again is not None and again.action == "block" and again.source == "detector", \
+        "handed back to the detector: it decides afresh from the evidence"
+    assert again.decision_id != blocked.decision_id, "a new decision: not a duplicate's id"
+    # a later action of the detector's is not undone by that earlier lift
+    assert decide(st, T0 + 12, CFG, None, held) is None and st.action == "block"
+    # traffic from the past (event times before the lift): the lift is acted on once
+    held.note_lift("acct-1", T0 + 3600)
+    assert decide(st, T0 + 13, CFG, None, held) is not None
+    assert decide(st, T0 + 14, CFG, None, held) is None and st.action == "block"
+    assert held.take_lift("acct-1") == 0.0 and held.take_lift("nobody") == 0.0
