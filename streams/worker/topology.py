@@ -153,6 +153,9 @@ PRODUCER_BUFFER_MAX_MESSAGES = 10_000
 # offset commit or revocation (or STATES_HELD_MAX changed keys): a state changed many times
 # between two commits is written once. Nothing held ever outlives a commit of its event.
 RECORDS_HELD_AT_MOST_S = 0.1
+# A partition waiting for the judged marks tells its tick again after this long (wall clock):
+# what a rebalance lost between the stages is told again (`reannounce_waiting`).
+REANNOUNCE_S = 5.0
 HELD_MAX = 2_000
 STATES_HELD_MAX = 10_000
 
@@ -630,6 +633,7 @@ def create_app(settings: Settings) -> WorkerApp:
     last_read: dict[int, float] = {}  # account p -> monotonic time of its last record
     told_idle: set[int] = set()
     requests_mine: set[int] = set()
+    announced: dict[int, float] = {}  # account p -> monotonic time it last told its tick
 
     def on_judged(p: int, mark: JudgedTick) -> None:
         marks = judged_marks.setdefault(p, {})
@@ -649,6 +653,7 @@ def create_app(settings: Settings) -> WorkerApp:
         tick = int(max(ts, part.watermark.max_ts) // cfg.cluster_tick_s)
         if tick > part.tick:
             part.tick = tick
+            announced[p] = time.monotonic()
             await summaries_out.send_after_held(b"tick", encode_summary(SourceTick(p, tick)))
 
     async def hold_back(event: Any, ev: RequestEvent, part: AccountPartition) -> None:
@@ -661,6 +666,7 @@ def create_app(settings: Settings) -> WorkerApp:
         app.consumer._unacked_messages.discard(event.message)
         queue.append((event, ev))
         if len(queue) == 1:
+            announced.setdefault(p, time.monotonic())
             await fetching(p, False)
             core_counts["aligned_waits"] += 1
             await announce(p, part, ev.ts)
@@ -758,6 +764,31 @@ def create_app(settings: Settings) -> WorkerApp:
                 except Exception:  # a Faust timer that raises is never run again
                     told_idle.discard(p)
                     log.exception("source_idle_failed")
+
+    @app.timer(interval=1.0)
+    async def reannounce_waiting() -> None:
+        """Tell a waiting partition's tick again when it has waited REANNOUNCE_S since it last
+        told it. A rebalance can lose what the stages told each other: a new owner of an
+        account partition starts with no judged marks (they are kept in memory), a new owner
+        of a cluster partition with the source ticks of its last snapshot, and a tick is
+        announced once, so neither side spoke again and the whole fleet waited (seen: kill -9
+        of a worker mid-stream, every worker stalled with lag until the watchdog stopped it).
+        A cluster partition answers a tick it already knows with its judged mark
+        (`settle_tick`), so the waiting partition learns every mark again."""
+        if app.rebalancing or not aligned:
+            return
+        now = time.monotonic()
+        for p, queue in sorted(waiting.items()):
+            part = account_parts.get(p)
+            if not queue or part is None or now - announced.get(p, now) < REANNOUNCE_S:
+                continue
+            announced[p] = now
+            core_counts["reannounced_ticks"] += 1
+            try:
+                await summaries_out.send_after_held(b"tick",
+                                                    encode_summary(SourceTick(p, part.tick)))
+            except Exception:  # a Faust timer that raises is never run again
+                log.exception("reannounce_failed", partition=p)
 
     def note_mispartitioned(p: int, account_id: str) -> None:
         """A request on another partition than Kafka's default partitioner gives its account
