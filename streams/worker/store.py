@@ -1,0 +1,185 @@
+"""The worker's RocksDB table store (`store = "rocksdb://"`): state on disk, encoded.
+
+With Faust's memory store every account's and cluster's state lives as Python objects in a
+dict, about 10x its encoded size, and every rebalance re-reads every changelog from its start.
+With this store a table partition is a RocksDB database (rocksdict, Faust's own
+`faust.stores.rocksdb` underneath) in the worker's data directory: an idle state is its
+codec's bytes on disk, decoded when it is read again.
+
+What it changes from Faust's RocksDB store, and why:
+
+- **Written at the flush, never before the changelog.** The agents change a state at once and
+  hold its changelog record until the next commit (streams/worker/held_writes.py). Written to
+  RocksDB at once, as Faust's store would, a worker killed with kill -9 would leave states on
+  disk newer than the changelog and than the committed offsets: after a restart the events
+  since the last commit would be applied to them a second time. Here a change goes to an
+  overlay (the objects, as the agents made them) and reaches RocksDB when `HeldWrites.flush`
+  has sent its changelog record (`written`): the database holds the changelog's states,
+  never more. Reads look at the overlay first. The overlay holds what changed since the last
+  flush: at most `STATES_HELD_MAX` keys per table.
+- **Persisted offsets kept.** Faust's recovery reads a partition's changelog from the offset
+  its database says it holds (`persisted_offset`). Faust sets it only for its own changelog
+  writes, which the agents no longer use; `written` records the offsets the broker
+  acknowledged and stores them with the next flush (after the states they cover are written),
+  so a restarted worker reads only the changelog written since, not the whole of it.
+- **Sized for many small databases.** Faust's defaults (a 2 GiB block cache and three 64 MiB
+  memtables per database, and a database per partition per table: 36 of them with 12
+  partitions) would let RocksDB's own buffers hold the whole state in memory; `OPTIONS` keeps
+  each database's memtables and block cache small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterator, Mapping
+from typing import Any
+
+from faust.stores import STORES
+from faust.stores import rocksdb as faust_rocksdb
+from faust.types import TP
+
+# Per database (a partition of a table): memtables of 4 MiB, at most 2 of them, and an 8 MiB
+# block cache. At 12 partitions x 3 tables that bounds RocksDB's buffers at ~650 MiB in the
+# worst case, and in practice (the memtables flushed to files as they fill) at a few MiB each.
+OPTIONS: Mapping[str, int] = {
+    "write_buffer_size": 4 * 2**20,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 16 * 2**20,
+    "block_cache_size": 8 * 2**20,
+}
+
+_DELETED = object()
+_MISSING = object()
+
+
+def available() -> bool:
+    """Whether the RocksDB bindings (rocksdict) are installed."""
+    return faust_rocksdb.rocksdict is not None
+
+
+class RocksStore(faust_rocksdb.Store):
+    """Faust's RocksDB store with a write-behind overlay (see the module's docstring)."""
+
+    def __init__(self, url: Any, app: Any, table: Any, *, options: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(url, app, table, options={**OPTIONS, **(options or {})}, **kwargs)
+        self._overlay: dict[Any, Any] = {}  # key -> the value object, or _DELETED
+        self._acked: dict[int, int] = {}  # changelog partition -> newest acknowledged offset
+
+    # ---- the overlay in front of RocksDB ------------------------------------------------------
+    def __getitem__(self, key: Any) -> Any:
+        value = self._overlay.get(key, _MISSING)
+        if value is _DELETED:
+            raise KeyError(key)
+        if value is not _MISSING:
+            return value
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._overlay[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._overlay[key] = _DELETED
+
+    def __contains__(self, key: object) -> bool:
+        value = self._overlay.get(key, _MISSING)
+        if value is not _MISSING:
+            return value is not _DELETED
+        return super().__contains__(key)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._keys_decoded())
+
+    def _items_decoded(self) -> Iterator[tuple[Any, Any]]:
+        overlay = self._overlay
+        for key, value in overlay.items():
+            if value is not _DELETED:
+                yield key, value
+        for raw_key, raw_value in self._iteritems():
+            key = self._decode_key(raw_key)
+            if key not in overlay:
+                yield key, self._decode_value(raw_value)
+
+    def _keys_decoded(self) -> Iterator[Any]:
+        overlay = self._overlay
+        for key, value in overlay.items():
+            if value is not _DELETED:
+                yield key
+        for raw_key in self._iterkeys():
+            key = self._decode_key(raw_key)
+            if key not in overlay:
+                yield key
+
+    def _values_decoded(self) -> Iterator[Any]:
+        for _, value in self._items_decoded():
+            yield value
+
+    @property
+    def overlay_size(self) -> int:
+        """Keys changed since the last flush (held as objects)."""
+        return len(self._overlay)
+
+    # ---- the flush: what reached the changelog reaches RocksDB -----------------------------
+    def written(self, sent: Mapping[Any, tuple[int, bytes | None]], still_held: Container[Any],
+                deliveries: list[Any]) -> None:
+        """`sent`: the changelog records just sent (key -> partition, encoded state or None
+        for a deletion); `still_held`: keys changed again meanwhile (their newer value stays
+        in the overlay); `deliveries`: the producer's futures of those records."""
+        # First the offsets acknowledged before this flush: their states are in the database
+        # since the last `written`.
+        self._persist_acked_offsets()
+        batches: dict[int, Any] = {}
+        for key, (partition, data) in sent.items():
+            db = self._dbs.get(partition)
+            if db is not None:  # else revoked meanwhile: its next owner reads the changelog
+                batch = batches.get(partition)
+                if batch is None:
+                    batch = batches[partition] = faust_rocksdb.rocksdict.WriteBatch(
+                        raw_mode=True)
+                raw_key = self._encode_key(key)
+                if data is None:
+                    batch.delete(raw_key)
+                else:
+                    batch.put(raw_key, data)
+        for partition, batch in batches.items():
+            self._dbs[partition].write(batch)
+        for key in sent:  # now read from the database, unless changed again meanwhile
+            if key not in still_held:
+                self._overlay.pop(key, None)
+        for future in deliveries:
+            if future is not None and hasattr(future, "add_done_callback"):
+                future.add_done_callback(self._on_delivered)
+
+    def _on_delivered(self, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        meta = future.result()
+        partition, offset = meta.partition, meta.offset
+        if offset > self._acked.get(partition, -1):
+            self._acked[partition] = offset
+
+    def _persist_acked_offsets(self) -> None:
+        acked, self._acked = self._acked, {}
+        topic = self.table.changelog_topic.get_topic_name()
+        for partition, offset in acked.items():
+            if partition in self._dbs:
+                current = self.persisted_offset(TP(topic, partition))
+                if current is None or offset > current:
+                    self.set_persisted_offset(TP(topic, partition), offset)
+
+    def revoke_partitions(self, table: Any, tps: Any) -> None:
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                self._acked.pop(tp.partition, None)
+        super().revoke_partitions(table, tps)
+
+    def reset_state(self) -> None:
+        self._overlay.clear()
+        self._acked.clear()
+        super().reset_state()
+
+
+def install() -> None:
+    """`rocksdb://` in the settings means this store (in this process)."""
+    STORES.aliases["rocksdb"] = f"{__name__}:RocksStore"
