@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,7 +139,7 @@ def wait_for(condition: Any, timeout_s: float, what: str, fleet: Fleet) -> Any:
     raise SystemExit(f"timed out after {timeout_s:.0f} s: {what}\n{fleet.logs()}")
 
 
-def measure(bootstrap: str, store: str, accounts: int) -> dict[str, Any]:
+def measure(bootstrap: str, store: str, accounts: int, restart: bool) -> dict[str, Any]:
     run_id = "mem-" + uuid.uuid4().hex[:8]
     data_dir = Path(tempfile.mkdtemp(prefix=f"dg-{run_id}-data-"))
     settings = load_settings(env=run_env(run_id, bootstrap))
@@ -168,13 +169,45 @@ def measure(bootstrap: str, store: str, accounts: int) -> dict[str, Any]:
         drained_s = time.monotonic() - started
         time.sleep(3.0)  # what the last commit freed, freed
         after = rss_bytes(pid)
-        return {"store": store, "accounts": accounts, "events": total, "baseline": base,
-                "after": after, "per_account": (after - base) / accounts,
-                "disk": dir_bytes(data_dir), "drained_s": drained_s}
+        out = {"store": store, "accounts": accounts, "events": total, "baseline": base,
+               "after": after, "per_account": (after - base) / accounts,
+               "disk": dir_bytes(data_dir), "drained_s": drained_s}
+        if restart:
+            out.update(kill_and_restart(fleet, settings.partitions))
+        return out
     finally:
         fleet.stop()
         asyncio.run(delete_run_topics(bootstrap, settings))
         subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+
+
+def recovery_seconds(port: int) -> float | None:
+    """The worker's last table recovery, from its /metrics."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("distillguard_table_recovery_last_duration_seconds "):
+                return float(line.split()[1])
+    return None
+
+
+def kill_and_restart(fleet: Fleet, partitions: int) -> dict[str, Any]:
+    """kill -9 of the worker, a new one on the same data directory: the time until it is
+    ready (its tables recovered), the recovery alone, and its RSS then."""
+    fleet.procs[0].send_signal(signal.SIGKILL)
+    fleet.procs[0].wait(timeout=30)
+    started = time.monotonic()
+    fleet.start(count=1, base_port=fleet.ports[0])
+    fleet.procs.pop(0)
+    fleet.ports.pop(0)
+
+    def ready() -> bool:
+        h = fleet.health()[0]
+        return bool(h and h["status"] in ("ok", "idle") and len(h["partitions"]) >= partitions)
+    wait_for(ready, 1_800, "recovering after kill -9", fleet)
+    return {"ready_s": time.monotonic() - started,
+            "recovery_s": recovery_seconds(fleet.ports[0]),
+            "rss_recovered": rss_bytes(fleet.procs[0].pid)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the table store (repeat for both; default: both)")
     ap.add_argument("--accounts", type=int, action="append",
                     help="idle accounts (repeat; default: 20000 and 100000)")
+    ap.add_argument("--restart", action="store_true",
+                    help="then kill -9 the worker and start another on its data directory: "
+                         "the time until it is ready and its RSS then")
     args = ap.parse_args(argv)
     asyncio.run(wait_for_broker(args.bootstrap, timeout_s=20))
     stores = args.store or ["memory://", "rocksdb://"]
@@ -192,12 +228,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{'RSS MB':>8} {'B/account':>10} {'1M: GB':>7} {'disk MB':>8}", flush=True)
     for store in stores:
         for n in sizes:
-            r = measure(args.bootstrap, store, n)
+            r = measure(args.bootstrap, store, n, args.restart)
             at_1m = (r["baseline"] + r["per_account"] * 1_000_000) / 2**30
             print(f"{store:<12} {n:>9,} {r['events']:>9,} {r['drained_s']:>8.0f} "
                   f"{r['baseline'] / 2**20:>9.0f} {r['after'] / 2**20:>8.0f} "
                   f"{r['per_account']:>10,.0f} {at_1m:>7.2f} {r['disk'] / 2**20:>8.1f}",
                   flush=True)
+            if args.restart:
+                rec = r["recovery_s"]
+                print(f"{'':<12} after kill -9: ready in {r['ready_s']:.1f} s (the group's "
+                      f"session timeout included; table recovery "
+                      f"{'?' if rec is None else f'{rec:.1f} s'}), RSS then "
+                      f"{r['rss_recovered'] / 2**20:.0f} MB", flush=True)
     print("B/account: (RSS after the accounts went idle - RSS before any) / accounts; "
           "1M: baseline + 1M x B/account; disk: the data directory (rocksdb://)")
     return 0

@@ -22,10 +22,11 @@ What it changes from Faust's RocksDB store, and why:
   writes, which the agents no longer use; `written` records the offsets the broker
   acknowledged and stores them with the next flush (after the states they cover are written),
   so a restarted worker reads only the changelog written since, not the whole of it.
-- **Sized for many small databases.** Faust's defaults (a 2 GiB block cache and three 64 MiB
-  memtables per database, and a database per partition per table: 36 of them with 12
-  partitions) would let RocksDB's own buffers hold the whole state in memory; `OPTIONS` keeps
-  each database's memtables and block cache small.
+- **One memory budget for every database.** Faust gives each database (one per partition per
+  table: 36 with 12 partitions) its own 2 GiB block cache and three 64 MiB memtables, so
+  RocksDB's own buffers could hold the whole state in memory. Here every database of the
+  process shares one block cache (`BLOCK_CACHE_BYTES`, index and filter blocks charged to it)
+  and one write buffer manager (`MEMTABLE_BYTES` of memtables in all).
 """
 
 from __future__ import annotations
@@ -37,15 +38,51 @@ from faust.stores import STORES
 from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
-# Per database (a partition of a table): memtables of 4 MiB, at most 2 of them, and an 8 MiB
-# block cache. At 12 partitions x 3 tables that bounds RocksDB's buffers at ~650 MiB in the
-# worst case, and in practice (the memtables flushed to files as they fill) at a few MiB each.
+# RocksDB's memory in a worker, for all its databases together: the block cache (recently read
+# blocks of state, their indexes and filters) and the memtables (recent writes, flushed to
+# files when they fill). A database's own memtable is at most MEMTABLE_DB_BYTES.
+BLOCK_CACHE_BYTES = 64 * 2**20
+MEMTABLE_BYTES = 64 * 2**20
+MEMTABLE_DB_BYTES = 4 * 2**20
 OPTIONS: Mapping[str, int] = {
-    "write_buffer_size": 4 * 2**20,
+    "write_buffer_size": MEMTABLE_DB_BYTES,
     "max_write_buffer_number": 2,
     "target_file_size_base": 16 * 2**20,
-    "block_cache_size": 8 * 2**20,
 }
+
+_shared: dict[str, Any] = {}
+
+
+def _shared_budget() -> tuple[Any, Any]:
+    """The process's one block cache and write buffer manager (made at the first open)."""
+    if not _shared:
+        rd = faust_rocksdb.rocksdict
+        _shared["cache"] = rd.Cache(BLOCK_CACHE_BYTES)
+        _shared["memtables"] = rd.WriteBufferManager(MEMTABLE_BYTES, False)
+    return _shared["cache"], _shared["memtables"]
+
+
+class SharedBudgetOptions(faust_rocksdb.RocksDBOptions):
+    """Faust's options for a rocksdict database, its caches replaced by the shared ones."""
+
+    def as_options(self) -> Any:
+        rd = faust_rocksdb.rocksdict
+        cache, memtables = _shared_budget()
+        options = rd.Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(memtables)
+        table = rd.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_index_type(rd.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options
 
 _DELETED = object()
 _MISSING = object()
@@ -62,6 +99,9 @@ class RocksStore(faust_rocksdb.Store):
     def __init__(self, url: Any, app: Any, table: Any, *, options: Mapping[str, Any] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(url, app, table, options={**OPTIONS, **(options or {})}, **kwargs)
+        if self.use_rocksdict:
+            self.rocksdb_options = SharedBudgetOptions(**self.options,
+                                                       use_rocksdict=True)
         self._overlay: dict[Any, Any] = {}  # key -> the value object, or _DELETED
         self._acked: dict[int, int] = {}  # changelog partition -> newest acknowledged offset
 
