@@ -31,6 +31,7 @@ What it changes from Faust's RocksDB store, and why:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Container, Iterator, Mapping
 from typing import Any
 
@@ -49,6 +50,9 @@ OPTIONS: Mapping[str, int] = {
     "max_write_buffer_number": 2,
     "target_file_size_base": 16 * 2**20,
 }
+
+# Decoded states kept per table besides the overlay, the most recently used (see `_cache`).
+CACHED_STATES = 10_000
 
 _shared: dict[str, Any] = {}
 
@@ -103,6 +107,10 @@ class RocksStore(faust_rocksdb.Store):
             self.rocksdb_options = SharedBudgetOptions(**self.options,
                                                        use_rocksdict=True)
         self._overlay: dict[Any, Any] = {}  # key -> the value object, or _DELETED
+        # The states read or written last, decoded (key -> object; oldest first): an account
+        # sends several requests and a cluster gets summaries in batch after batch, and each
+        # read from RocksDB decodes the whole state again.
+        self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._acked: dict[int, int] = {}  # changelog partition -> newest acknowledged offset
 
     # ---- the overlay in front of RocksDB ------------------------------------------------------
@@ -112,15 +120,31 @@ class RocksStore(faust_rocksdb.Store):
             raise KeyError(key)
         if value is not _MISSING:
             return value
-        return super().__getitem__(key)
+        cache = self._cache
+        value = cache.get(key, _MISSING)
+        if value is not _MISSING:
+            cache.move_to_end(key)
+            return value
+        value = super().__getitem__(key)
+        self._remember(key, value)
+        return value
+
+    def _remember(self, key: Any, value: Any) -> None:
+        cache = self._cache
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > CACHED_STATES:
+            cache.popitem(last=False)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._overlay[key] = value
+        self._cache.pop(key, None)
 
     def __delitem__(self, key: Any) -> None:
         if key not in self:
             raise KeyError(key)
         self._overlay[key] = _DELETED
+        self._cache.pop(key, None)
 
     def __contains__(self, key: object) -> bool:
         value = self._overlay.get(key, _MISSING)
@@ -184,12 +208,23 @@ class RocksStore(faust_rocksdb.Store):
                     batch.put(raw_key, data)
         for partition, batch in batches.items():
             self._dbs[partition].write(batch)
+        overlay = self._overlay
         for key in sent:  # now read from the database, unless changed again meanwhile
             if key not in still_held:
-                self._overlay.pop(key, None)
+                value = overlay.pop(key, _DELETED)
+                if value is not _DELETED:
+                    self._remember(key, value)
         for future in deliveries:
             if future is not None and hasattr(future, "add_done_callback"):
                 future.add_done_callback(self._on_delivered)
+
+    def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
+        """A recovery's or a standby's changelog records: their keys' cached states are stale."""
+        events = list(batch)
+        for event in events:
+            if event.message.key is not None:
+                self._cache.pop(self._decode_key(event.message.key), None)
+        super().apply_changelog_batch(events, to_key, to_value)
 
     def _on_delivered(self, future: Any) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -209,6 +244,7 @@ class RocksStore(faust_rocksdb.Store):
                     self.set_persisted_offset(TP(topic, partition), offset)
 
     def revoke_partitions(self, table: Any, tps: Any) -> None:
+        self._cache.clear()  # (revoked keys could come back stale with a later assignment)
         for tp in tps:
             if tp.topic in table.changelog_topic.topics:
                 self._acked.pop(tp.partition, None)
@@ -216,6 +252,7 @@ class RocksStore(faust_rocksdb.Store):
 
     def reset_state(self) -> None:
         self._overlay.clear()
+        self._cache.clear()
         self._acked.clear()
         super().reset_state()
 
