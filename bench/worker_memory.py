@@ -3,6 +3,7 @@
     .venv/bin/python bench/worker_memory.py                      # 20k and 100k, memory:// and rocksdb://
     .venv/bin/python bench/worker_memory.py --accounts 1000000   # the 1M figure (long: ~10 min/store)
     .venv/bin/python bench/worker_memory.py --store memory:// --accounts 20000
+    .venv/bin/python bench/worker_memory.py --accounts 100000 --restart   # + recovery after kill -9
 
 For each store and each size: its own topics and group on the local broker
 (`bash deploy/kafka-local.sh start`; `DGTEST_BOOTSTRAP` or `--bootstrap` for another address),
@@ -19,6 +20,13 @@ one worker process (`python -m distillguard worker`, the full detector), nothing
    RSS again. Bytes per idle account = (RSS after - baseline) / N, and 1M accounts
    extrapolated as baseline + 1M x that. With rocksdb:// the data directory's size on disk
    is printed too.
+
+With `--restart`, then: 5. kill -9 of the worker and a new one on the same data directory; the
+time until it is ready (its tables recovered: the whole changelog with memory://, the tail
+since the last flush with rocksdb://) and its RSS; 6. one more event per partition, so that
+every partition registers its accounts and clusters with its indexes as a worker in service
+does, and the RSS again: the accounts' cost without the backlog's peak (a process seldom gives
+back to the system what a backlog made it allocate).
 
 The accounts' states are all the worker keeps per account: the accounts table, the clusters
 their keys make, the partition's due index. Figures depend on the machine; nothing asserts them.
@@ -205,9 +213,21 @@ def kill_and_restart(fleet: Fleet, partitions: int) -> dict[str, Any]:
         h = fleet.health()[0]
         return bool(h and h["status"] in ("ok", "idle") and len(h["partitions"]) >= partitions)
     wait_for(ready, 1_800, "recovering after kill -9", fleet)
-    return {"ready_s": time.monotonic() - started,
-            "recovery_s": recovery_seconds(fleet.ports[0]),
-            "rss_recovered": rss_bytes(fleet.procs[0].pid)}
+    out = {"ready_s": time.monotonic() - started, "recovery_s": recovery_seconds(fleet.ports[0]),
+           "rss_recovered": rss_bytes(fleet.procs[0].pid)}
+    # One more event per partition: each partition of the new worker then registers its
+    # accounts and clusters with its indexes (done at a partition's first event), as a worker
+    # in service holds them; its RSS then is the accounts' cost without the backlog's peak.
+    settings = fleet.settings
+    before = fleet.health()[0]["events_processed"].get(settings.topic_requests, 0)
+    wake = [{**e, "ts": e["ts"] + 1.0, "event_id": e["event_id"] + "-wake"}
+            for e in closing_events(partitions, settings.detector)]
+    asyncio.run(produce(settings.kafka_bootstrap, settings.topic_requests, wake))
+    wait_for(lambda: settled(fleet, settings.topic_requests, before + len(wake)), 1_800,
+             "the events after the restart", fleet)
+    time.sleep(3.0)
+    out["rss_in_service"] = rss_bytes(fleet.procs[0].pid)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,8 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                 rec = r["recovery_s"]
                 print(f"{'':<12} after kill -9: ready in {r['ready_s']:.1f} s (the group's "
                       f"session timeout included; table recovery "
-                      f"{'?' if rec is None else f'{rec:.1f} s'}), RSS then "
-                      f"{r['rss_recovered'] / 2**20:.0f} MB", flush=True)
+                      f"{'-' if rec is None else f'{rec:.1f} s'}), RSS then "
+                      f"{r['rss_recovered'] / 2**20:.0f} MB; after one more event per "
+                      f"partition {r['rss_in_service'] / 2**20:.0f} MB: "
+                      f"{(r['rss_in_service'] - r['baseline']) / n:,.0f} B/account, 1M: "
+                      f"{(r['baseline'] + (r['rss_in_service'] - r['baseline']) / n * 1e6) / 2**30:.2f}"
+                      " GB", flush=True)
     print("B/account: (RSS after the accounts went idle - RSS before any) / accounts; "
           "1M: baseline + 1M x B/account; disk: the data directory (rocksdb://)")
     return 0
