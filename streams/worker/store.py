@@ -37,6 +37,7 @@ from typing import Any
 
 from faust.stores import STORES
 from faust.stores import rocksdb as faust_rocksdb
+from faust.streams import current_event
 from faust.types import TP
 
 # RocksDB's memory in a worker, for all its databases together: the block cache (recently read
@@ -160,7 +161,7 @@ class RocksStore(faust_rocksdb.Store):
         for key, value in overlay.items():
             if value is not _DELETED:
                 yield key, value
-        for raw_key, raw_value in self._iteritems():
+        for raw_key, raw_value in self._raw_items():
             key = self._decode_key(raw_key)
             if key not in overlay:
                 yield key, self._decode_value(raw_value)
@@ -170,10 +171,25 @@ class RocksStore(faust_rocksdb.Store):
         for key, value in overlay.items():
             if value is not _DELETED:
                 yield key
-        for raw_key in self._iterkeys():
+        for raw_key, _ in self._raw_items():
             key = self._decode_key(raw_key)
             if key not in overlay:
                 yield key
+
+    def _raw_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """The database's entries: during an event, of the event's partition only (as Faust
+        reads a key: a table is partitioned as the stream that writes it), else of every
+        active partition. A worker registers a partition's states when it first gets an
+        event of it (streams/worker/topology.py): read from every database, that decoded
+        every state of the worker once per partition, and a worker restarted with 100,000
+        accounts stalled."""
+        event = current_event()
+        if event is not None and not self.table.is_global and not self.table.use_partitioner:
+            db = self._dbs.get(event.message.partition)
+            if db is not None:
+                yield from self._visible_items(db)
+            return
+        yield from self._iteritems()
 
     def _values_decoded(self) -> Iterator[Any]:
         for _, value in self._items_decoded():
