@@ -410,8 +410,15 @@ def create_app(settings: Settings) -> WorkerApp:
                 del parts[p]
         mine = sorted(tp.partition for tp in assigned if tp.topic == requests.get_topic_name())
         # Records held back by alignment were never acked: Faust fetches them again from the
-        # committed offsets (for a partition that stays here too), so they are dropped.
+        # committed offsets (for a partition that stays here too), so they are dropped, and a
+        # partition paused for them that stays here is resumed (else it stayed paused with
+        # nothing held to resume it: seen once in CI, the kill -9 fault test, one partition
+        # with lag and no progress until the watchdog stopped its worker).
+        paused = set(waiting) & {tp.partition for tp in assigned
+                                 if tp.topic == requests.get_topic_name()}
         waiting.clear()
+        for p in sorted(paused):
+            await fetching(p, True)
         now = time.monotonic()
         for p in set(mine) - requests_mine:
             last_read[p] = now
@@ -728,6 +735,24 @@ def create_app(settings: Settings) -> WorkerApp:
 
         await thread.call_thread(switch)
 
+    async def resume_strays() -> None:
+        """Resume a requests partition paused in aiokafka with no record held back for it: a
+        pause is only ever for held records, so one without them is left from a rebalance."""
+        thread = app.consumer._thread
+        consumer = thread._ensure_consumer()
+        topic = requests.get_topic_name()
+
+        async def strays() -> list[int]:
+            return sorted(tp.partition for tp in consumer.paused()
+                          if tp.topic == topic and tp.partition not in waiting)
+
+        for p in await thread.call_thread(strays):
+            if p in waiting or app.rebalancing:
+                continue
+            core_counts["resumed_strays"] += 1
+            log.warning("fetching_resumed_stray", partition=p)
+            await fetching(p, True)
+
     def caught_up(p: int) -> bool:
         """Nothing left to read on the partition: Faust delivered the record before its end
         offset as the last fetch saw it. (Not merely no record for a while: a busy worker
@@ -777,6 +802,7 @@ def create_app(settings: Settings) -> WorkerApp:
         (`settle_tick`), so the waiting partition learns every mark again."""
         if app.rebalancing or not aligned:
             return
+        await resume_strays()
         now = time.monotonic()
         for p, queue in sorted(waiting.items()):
             part = account_parts.get(p)
