@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
               + (", alignment off" if args.no_align else ""), flush=True)
         with perf.Run() as run:
             run.fleet.env["DISTILLGUARD_SOURCE_IDLE_WALL_S"] = str(args.idle)
-            if args.no_align:
-                run.fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = "false"
+            # opt-in in this release (streams/edge/settings.py)
+            run.fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = ("false" if args.no_align
+                                                                  else "true")
             # The workers first, assigned, then the backlog at once: a partition that moved
             # mid-drain (the second worker joining) would be re-read by its next owner from the
             # last commit, and the summaries sent again would count as behind.

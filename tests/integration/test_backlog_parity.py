@@ -53,6 +53,7 @@ def test_a_backlog_drained_by_two_workers_decides_as_the_replay(run: Settings,
     # idle (nothing left to read): a short idle time ends the drain sooner, but it must be
     # longer than the workers wait between their assignment and the backlog (a partition
     # reported idle before its first record would come back behind the others).
+    fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = "true"  # opt-in in this release
     fleet.env["DISTILLGUARD_SOURCE_IDLE_WALL_S"] = "15"
     fleet.start(count=2, base_port=faults.base_port())
     ports = [faults.base_port() + i for i in range(2)]
