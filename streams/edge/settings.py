@@ -88,9 +88,6 @@ from distillguard.streams.edge.signing import MIN_KEY_BYTES, RecordSigner
 from distillguard.streams.edge.topics import TopicSpec, load_topic_specs
 
 ENV_PREFIX = "DISTILLGUARD_"
-# Faust's table stores the worker runs on: every state in memory, or in RocksDB on disk in
-# data_dir (streams/worker/store.py; docs/operations.md, "Choosing a store").
-STORES = ("memory://", "rocksdb://")
 # Variables of the same prefix that are not settings: where to read settings from, and which
 # build of the core to load (models/_build.py).
 NOT_SETTINGS = frozenset({f"{ENV_PREFIX}SETTINGS_FILE", *BUILD_VARIABLES})
@@ -397,8 +394,6 @@ def _validate(s: Settings) -> None:
             f"cluster_member_bytes + cluster_pending_bytes ({capped:,}) must be at most "
             f"{CAPPED_SHARE_OF_STATE:.0%} of max_state_bytes ({s.max_state_bytes:,}): lower "
             f"them or raise max_state_bytes")
-    if s.store not in STORES:
-        raise SettingsError(f"store must be one of {', '.join(STORES)}, got {s.store!r}")
     if not 0 <= s.standby_replicas <= 3:
         raise SettingsError("standby_replicas must be between 0 and 3")
     if not 1.0 <= s.source_idle_wall_s <= 3600.0:

@@ -84,16 +84,9 @@ class HeldWrites:
                 if self._outputs_first is not None:
                     await self._outputs_first()
                 topic = self.table.changelog_topic.get_topic_name()
-                deliveries = []
                 for key, (partition, data) in held.items():
-                    deliveries.append(
-                        await self._produce(topic, orjson.dumps(key), data, partition))
+                    await self._produce(topic, orjson.dumps(key), data, partition)
                     sent += 1
-                # A RocksDB store (streams/worker/store.py) writes them to disk now, after
-                # their changelog records: its database never holds more than the changelog.
-                written = getattr(self.table.data, "written", None)
-                if written is not None:
-                    written(held, self._held, deliveries)
             except BaseException:
                 rest = dict(itertools.islice(held.items(), sent, None))
                 rest.update(self._held)

@@ -29,7 +29,6 @@ from distillguard.streams.edge import gc_tuning
 from distillguard.streams.edge.logs import configure_logging, stdlib_logging_config
 from distillguard.streams.edge.settings import Settings
 from distillguard.streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
-from distillguard.streams.worker import store
 from distillguard.streams.worker.health import install_health
 from distillguard.streams.worker.metrics import install_metrics
 from distillguard.streams.worker.topology import changelog_topic_specs, create_app
@@ -77,16 +76,6 @@ def forbid_pickle() -> None:
         codecs.codecs.pop(name, None)
 
 
-def use_store(settings: Settings) -> None:
-    """`rocksdb://` is the worker's RocksDB store (streams/worker/store.py), which needs the
-    rocksdict package: without it, a one-line error rather than Faust's at the first table."""
-    if settings.store == "rocksdb://":
-        if not store.available():
-            raise WorkerError("store rocksdb:// needs the rocksdict package "
-                              "(pip install -c constraints.txt rocksdict)")
-        store.install()
-
-
 def source_topics(settings: Settings) -> list[str]:
     """The topics the fleet consumes as a group (their lag is the fleet's lag)."""
     topics = settings.topics
@@ -97,7 +86,6 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     loglevel = loglevel.upper()  # the standard library knows "INFO", not "info"
     configure_logging(settings.log_format)
     forbid_pickle()
-    use_store(settings)
     asyncio.run(preflight(settings))
     # Faust creates only the last level of its data directory; a fresh checkout has none.
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
