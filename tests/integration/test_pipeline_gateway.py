@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     event_records,
     produce,
     run_env,
+    wait_for_lag_zero,
 )
 from tests.integration.test_gateway_nginx import (
     client,
@@ -110,6 +111,15 @@ def test_a_workers_decisions_reach_sdk_clients_through_nginx_and_an_operator_lif
                 "before any decision every account is served"
 
             asyncio.run(produce(run, event_records(events)))
+            # The fleet settled first (every stage's input read), so the folded topic is the
+            # state in force while the clients ask: a decision still changing under the test
+            # (a throttle released a moment later) would be a race, not the gate's fault.
+            for _ in range(2):
+                for topic in (run.topic_requests, run.topic_cluster_summaries,
+                              run.topic_account_verdicts):
+                    lag = asyncio.run(wait_for_lag_zero(run, topic, run.partitions, 240,
+                                                        alive=lambda: all(fleet.alive())))
+                    assert lag == 0, f"{topic}: lag {lag}\n{fleet.logs()}"
 
             def enough(records: list[Any]) -> bool:
                 return len(set(in_force(records)) & set(attack)) >= CAMPAIGN_ACCOUNTS_CHECKED
