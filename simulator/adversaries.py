@@ -893,3 +893,135 @@ class ViralCampaign(Campaign):
             near(pick(family.variants, rng), k.max_bit_flips, rng), None,
             rng.random() < k.reasoning_share, 0, k.completion_scale, ERR_ORDINARY,
         )
+
+
+# --- seats bought inside a legitimate-looking org -------------------------------------------
+
+# Countries a shell company on a team plan claims (where the provider sells team plans).
+_SHELL_COUNTRIES = Picker([("US", 6.0), ("GB", 2.0), ("SG", 2.0), ("DE", 1.5), ("CA", 1.5),
+                           ("NL", 1.0), ("JP", 1.0), ("AU", 1.0)])
+
+
+@dataclass
+class _ShellOrg:
+    """One shell company: its org_id and card, its claimed country and office egress, the
+    lab's script client and tool prompt, and the shift its operators work."""
+
+    org_id: str
+    card: str
+    country: str
+    office: Exit  # the office egress /24's network (ip is a placeholder)
+    office_ips: list[str]
+    user_agent: str
+    system_prompt: str
+    founded: float
+    shift: tuple[float, float]
+
+
+class SeatCampaign(Campaign):
+    """A lab that buys seats inside a legitimate-looking org (a team plan under a shell
+    company): many young seats on the org's one org_id and card, each worked at a person's pace
+    through the operators' shift (sessions of requests a minute or two apart, breaks between),
+    reasoning on most requests, a few template families with heavy noise and unique follow-ups
+    between. A seat leaves by the org's office egress, or by its own home-like exit in the
+    org's country (another exit there now and then); the lab's SDK script or a client of the
+    seat's own."""
+
+    group = "campaign_seats"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_seats
+        prng = self.rng
+        self.families = [
+            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
+                             for _ in range(max(1, k.family_variants))], cat)
+            for base, cat in templates_for(prng, k.template_families, _AGED_FAMILIES)]
+        self.cats = category_picker(_HARVEST)
+        self.models = ModelChooser(self.sc, 0.85, cap=0.3, ramp_h=2.0)
+        n_seats = self.sc.campaign_accounts(k.accounts)
+        orgs = [self._org(prng) for _ in range(max(1, min(k.orgs, n_seats)))]
+        out = []
+        for idx in range(n_seats):
+            a = self.new_account(idx)
+            rng = a.rng
+            org = orgs[idx % len(orgs)]
+            a.org_id, a.payment_fingerprint = org.org_id, org.card
+            a.keys = [self.mint.new("key-", rng)]
+            a.user_agent = (org.user_agent if rng.random() < k.sdk_share
+                            else net.random_user_agent(rng))
+            oldest = max(org.founded, self.t0 - max(1.0, k.max_seat_age_days) * DAY)
+            a.created_ts = float(round(rng.uniform(oldest, self.t0 - 3600.0)))
+            office = rng.random() < k.office_share
+            exit_: Exit = ((pick(org.office_ips, rng), org.office[1], org.country) if office
+                           else residential_exit(org.country, rng))
+            a.ip, a.asn, a.country = exit_
+            # [its exit, office addresses or None, claimed country, system prompt or None]
+            a.state = [exit_, org.office_ips if office else None, org.country,
+                       org.system_prompt if rng.random() < k.system_prompt_share else None]
+            lo, hi = org.shift
+            begin = lo + rng.uniform(0.0, 2700.0)
+            end = max(begin + 600.0, hi - rng.uniform(0.0, 2700.0))
+            rate = k.requests_per_h * rng.uniform(0.6, 1.4) / self.multiplier
+            finalize_times(a, at_least_one(self._paced(rng, rate, begin, min(end, self.t1)),
+                                           rng, begin, min(end, self.t1)), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _org(self, prng: random.Random) -> _ShellOrg:
+        k = self.sc.campaign_seats
+        country = _SHELL_COUNTRIES.pick(prng)
+        isp = net.isp_in(country, prng)  # a business line at a local ISP, or a coworking space
+        prefix = net.v4_prefix24(isp, prng)
+        start = self.campaign_start(k.shift_start_h) + prng.uniform(0.0, 1800.0)
+        return _ShellOrg(
+            org_id=self.mint.new("org-", prng), card=self.mint.new("pf-", prng), country=country,
+            office=("", isp.asn, country),
+            office_ips=sorted({net.v4_host(prefix, prng) for _ in range(prng.randint(1, 4))}),
+            user_agent=net.sdk_user_agent(prng), system_prompt=hash_id(prng),
+            founded=old_created(prng, self.t0, k.min_org_age_days, k.max_org_age_days),
+            shift=(start, min(self.t1, start + max(1.0, k.shift_h) * 3600.0)))
+
+    def _paced(self, rng: random.Random, rate_per_h: float, t0: float, t1: float
+               ) -> list[float]:
+        """A person's pace at `rate_per_h` on average: sessions of about
+        `mean_session_requests` requests a lognormal think time apart (median `median_gap_s`),
+        breaks between them long enough for the rate."""
+        k = self.sc.campaign_seats
+        gap = max(5.0, k.median_gap_s)
+        mu = math.log(gap)
+        p_more = 1.0 - 1.0 / max(1.0, k.mean_session_requests)
+        busy = min(0.95, max(1e-6, rate_per_h) * gap / 3600.0)  # share of the time in sessions
+        times: list[float] = []
+        t = t0 + rng.uniform(0.0, 600.0)
+        while t < t1:
+            s0 = t
+            while t < t1:
+                times.append(t)
+                t += self.jittered(min(math.exp(mu + 0.6 * rng.gauss()), 1800.0), rng)
+                if rng.random() > p_more:
+                    break
+            t += self.jittered((t - s0 + gap) * (1.0 / busy - 1.0) * rng.uniform(0.5, 1.5), rng)
+        return times
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_seats
+        st = a.state
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        elif st[1] is not None:
+            ip, asn, country = pick(st[1], rng), a.asn, a.country
+        elif rng.random() < k.ip_rotation_share:
+            ip, asn, country = residential_exit(st[2], rng)
+        else:
+            ip, asn, country = st[0]
+        if rng.random() < k.template_share:
+            family: _TemplateFamily = pick(self.families, rng)
+            cat, simhash = family.category, near(pick(family.variants, rng), k.max_bit_flips, rng)
+        else:  # a follow-up of its own on the answer
+            cat, simhash = self.cats.pick(rng), random_simhash(rng)
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat, simhash, st[3],
+            rng.random() < k.reasoning_share, 2 + int(rng.random() * 8) if cat == "tool_use"
+            else 0, k.completion_scale, ERR_ORDINARY,
+        )

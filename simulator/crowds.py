@@ -44,6 +44,7 @@ from .populations import (
     old_created,
     pick,
     session_times,
+    tools_for,
 )
 from .scenario import Classroom, Scenario
 from .seeding import IdMint
@@ -1240,4 +1241,150 @@ class ViralPromptSenders(Ordinary):
         ev["reasoning_requested"] = rng.random() < k.reasoning_share
         if client is not None:
             ev["user_agent"] = client
+        return ev
+
+
+# --- a MOOC's homework deadline -------------------------------------------------------------
+
+# Marks of a learner's requests (>= 0: course * 1000 + the problem it is on).
+_MOOC_OTHER = -1
+
+
+@dataclass
+class Assignment:
+    """One course's assignment as the platform runs it: its deadline, its problems in order,
+    and the course's hosted notebook (cloud egress /24s, pinned SDK, tutor system prompt)."""
+
+    deadline: float
+    problems: list[tuple[int, str]]  # (template, category), the same for every learner
+    notebook: net.Network
+    notebook_prefixes: list[tuple[int, int, int]]
+    notebook_user_agent: str
+    notebook_system_prompt: str
+
+
+class MoocLearners(Ordinary):
+    """A MOOC's homework deadline: learners worldwide (none behind a shared address but the
+    carriers' CGNAT pools and the course notebook's egress), many on accounts opened that week,
+    work through the same problems in order (near-duplicates carrying their own code and
+    wording, retries), reasoning often asked for; each starts an exponential lead before the
+    deadline, so arrivals rise towards it; a few run into the grace period. Established
+    learners keep their ordinary use; new ones go on with a few requests or stop."""
+
+    group = "mooc"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        k = sc.mooc
+        prng = self.rng
+        run_h = sc.duration_h
+        pools = max(1, k.cgnat_prefixes)
+        self.carriers = Picker([((c, [net.v4_prefix24(c, prng) for _ in range(pools)]),
+                                 c.weight * net.COUNTRY_WEIGHTS[c.country]) for c in net.MOBILE])
+        self.assignments = []
+        for c in range(max(1, k.courses)):
+            # every deadline an hour or more before the run ends, so the rush is seen whole
+            at_h = min(max(0.5, k.deadline_h + c * k.deadline_spacing_h), max(0.5, run_h - 1.0))
+            main = prng.choice(k.problem_categories)  # the course's subject
+            problems = [(random_simhash(prng),
+                         main if prng.random() < 0.7 else prng.choice(k.problem_categories))
+                        for _ in range(max(1, k.problems))]
+            host = pick(list(net.NOTEBOOK_EGRESS), prng)
+            self.assignments.append(Assignment(
+                self.t0 + at_h * 3600.0, problems, host,
+                [net.v4_prefix24(host, prng) for _ in range(prng.randint(1, 3))],
+                net.sdk_user_agent(prng), hash_id(prng)))
+        self.course_models = ModelChooser(sc, 0.5, cap=0.0, ramp_h=1.0)  # the course's model
+
+    def build(self) -> list[Account]:
+        k = self.sc.mooc
+        out = []
+        for idx in range(self.sc.accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            course = idx % len(self.assignments)
+            asg = self.assignments[course]
+            mobile = rng.random() < k.mobile_share
+            pool: list[tuple[int, int, int]] | None = None
+            if mobile:
+                carrier, pool = self.carriers.pick(rng)
+                country = carrier.country
+            else:
+                country = net.COUNTRIES.pick(rng)
+            tz = net.TZ_OFFSET_H[country]
+            self.personal(a, country, self.k.ipv6_share)
+            if pool is not None:
+                a.ip, a.asn = net.v4_host(pick(pool, rng), rng), carrier.asn
+            notebook = rng.random() < k.notebook_share
+            begin = asg.deadline - rng.expovariate(1.0 / max(0.05, k.rush_h) / 3600.0)
+            work = max(600.0, k.mean_work_min * 60.0 * rng.lognormvariate(-0.125, 0.5))
+            finish = begin + work
+            if finish > asg.deadline:  # still at it: a few use the grace period, most submit
+                finish = (asg.deadline + rng.uniform(0.0, k.grace_min * 60.0)
+                          if rng.random() < k.late_share else asg.deadline)
+            new = rng.random() < k.new_account_share
+            if new:  # opened that week for the course: a minute to 7 days before starting
+                a.payment_fingerprint = (None if rng.random() < k.null_payment_share
+                                         else self.mint.new("pf-", rng))
+                a.created_ts = created_before(rng, begin, 60.0, 7 * DAY)
+            else:
+                a.payment_fingerprint = None if rng.random() < 0.15 else self.mint.new("pf-", rng)
+                a.created_ts = old_created(rng, self.t0, 7, 1500)
+            # [course, its notebook's client and prompt or None, carrier pool or None]
+            a.state.extra = (asg, notebook, pool)
+            timed = self._work(rng, course, asg, begin, max(begin + 60.0, finish))
+            end = timed[-1][0]
+            if not new:
+                n = self.volume(rng, k.mean_other_requests_per_6h, 1.1, tz)
+                timed += [(t, _MOOC_OTHER) for t in session_times(
+                    rng, n, self.t0, self.t1, tz, 5.0, 40.0) if not begin <= t < end]
+            elif rng.random() < k.stay_share and end + 600.0 < self.t1:
+                timed += [(t, _MOOC_OTHER) for t in session_times(
+                    rng, rng.randint(1, 6), end + 600.0, self.t1, tz, 3.0, 40.0)]
+            finalize_marked(a, keep_after(timed, a.created_ts), self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def _work(self, rng: random.Random, course: int, asg: Assignment, begin: float,
+              finish: float) -> list[tuple[float, int]]:
+        """A learner's assignment requests: the problems in order, each its own share of the
+        time, 1..n requests on each attempted (a retry is a near-duplicate), 10% of the
+        problems after the first skipped; mark = course * 1000 + problem."""
+        k = self.sc.mooc
+        n_p = len(asg.problems)
+        weights = [rng.uniform(0.5, 1.5) for _ in range(n_p)]
+        unit = (finish - begin) / sum(weights)
+        lo = max(1, k.min_problem_requests)
+        timed: list[tuple[float, int]] = []
+        t = begin
+        for p, w in enumerate(weights):
+            span = w * unit
+            if p == 0 or rng.random() >= 0.1:
+                for _ in range(rng.randint(lo, max(lo, k.max_problem_requests))):
+                    timed.append((t + rng.uniform(0.0, span), course * 1000 + p))
+            t += span
+        return sorted(timed)
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        st = a.state
+        asg, notebook, pool = st.extra
+        if pool is not None and rng.random() < 0.3:
+            a.ip = net.v4_host(pick(pool, rng), rng)  # a new CGNAT mapping
+        mark = a.marks[i]  # type: ignore[index]
+        if mark == _MOOC_OTHER:
+            return self.personal_request(a, ts, st)
+        k = self.sc.mooc
+        template, cat = asg.problems[mark % 1000]
+        simhash = near(template, k.max_bit_flips, rng)
+        if notebook:  # the course's hosted notebook: its egress, pinned SDK, tutor prompt
+            ev = make_event(
+                a, ts, net.v4_host(pick(asg.notebook_prefixes, rng), rng), asg.notebook.asn,
+                asg.notebook.country, self.course_models.choose(rng, ts), MESSAGES, cat,
+                simhash, asg.notebook_system_prompt, rng.random() < k.reasoning_share,
+                tools_for(cat, rng), 1.0, ERR_ORDINARY)
+            ev["user_agent"] = asg.notebook_user_agent
+            return ev
+        ev = self.personal_request(a, ts, st, cat, simhash)
+        ev["reasoning_requested"] = rng.random() < k.reasoning_share
         return ev

@@ -38,6 +38,7 @@ from .scenario import (
     CampaignHydra,
     CampaignMimic,
     CampaignReturning,
+    CampaignSeats,
     CampaignSleeper,
     CampaignSlow,
     CampaignStealth,
@@ -49,6 +50,7 @@ from .scenario import (
     EnterpriseOrgs,
     Hackathon,
     LaunchWave,
+    MoocDeadline,
     NatCampus,
     OrdinaryUsers,
     OssTool,
@@ -331,6 +333,41 @@ def viral_prompt(d: Draw, accounts: Range, hours: float) -> ViralPrompt:
         mean_other_requests_per_6h=d.real(10.0, 35.0))
 
 
+_MOOC_CATEGORIES: tuple[tuple[str, ...], ...] = (
+    ("coding",), ("coding", "math"), ("math", "reasoning"), ("coding", "math", "reasoning"),
+    ("reasoning", "writing"),
+)
+
+
+def mooc(d: Draw, accounts: Range, hours: float) -> MoocDeadline:
+    courses, lo_p = d.integer(1, 2), d.integer(1, 2)
+    return MoocDeadline(
+        accounts=d.count(*accounts), courses=courses,
+        # the last deadline an hour or more before the run ends, the first after 40% of it
+        deadline_h=d.real(0.4 * hours, max(0.41 * hours, hours - 1.0 - (courses - 1) * 1.5)),
+        deadline_spacing_h=d.real(0.25, 1.5), rush_h=d.log(1.0, 8.0),
+        mean_work_min=d.real(30.0, 120.0), late_share=d.real(0.02, 0.2),
+        grace_min=d.real(10.0, 60.0), new_account_share=d.real(0.3, 0.8),
+        null_payment_share=d.real(0.3, 0.9), mobile_share=d.real(0.05, 0.4),
+        cgnat_prefixes=d.integer(1, 4), notebook_share=d.real(0.0, 0.5),
+        problems=d.integer(3, 10), problem_categories=d.choice(_MOOC_CATEGORIES),
+        min_problem_requests=lo_p, max_problem_requests=lo_p + d.integer(1, 5),
+        reasoning_share=d.real(0.3, 0.85), max_bit_flips=d.integer(3, 7),
+        stay_share=d.real(0.2, 0.6), mean_other_requests_per_6h=d.real(5.0, 25.0))
+
+
+def department_rollout(d: Draw, orgs: Range) -> TeamCard:
+    """Team cards drawn as a company rolling an internal assistant out to departments: dozens
+    to hundreds of seats per org, most added in the last month, one internal tool's system
+    prompt, mostly from the office."""
+    lo = d.integer(15, 40)
+    return TeamCard(
+        orgs=d.integer(*orgs), min_accounts_per_org=lo, max_accounts_per_org=lo + d.integer(40, 200),
+        recent_share=d.real(0.5, 0.95), office_share=d.real(0.4, 0.9),
+        internal_tool_share=d.real(0.7, 1.0), mean_requests_per_6h=d.real(10.0, 40.0),
+        volume_sigma=d.real(0.9, 1.3))
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -479,6 +516,21 @@ def campaign_viral(d: Draw, accounts: Range) -> CampaignViral:
         payment_fingerprints=d.integer(1, 4))
 
 
+def campaign_seats(d: Draw, accounts: Range, hours: float) -> CampaignSeats:
+    start = d.real(0.0, 1.5)
+    return CampaignSeats(
+        accounts=d.count(*accounts), orgs=d.integer(1, 3),
+        min_org_age_days=d.real(10.0, 60.0), max_org_age_days=d.real(90.0, 400.0),
+        max_seat_age_days=d.real(3.0, 40.0), shift_start_h=start,
+        shift_h=d.real(6.0, max(6.1, hours - start)), requests_per_h=d.log(6.0, 30.0),
+        median_gap_s=d.log(40.0, 240.0), mean_session_requests=d.real(6.0, 30.0),
+        template_families=d.integer(2, 6), family_variants=d.integer(20, 100),
+        max_bit_flips=d.integer(4, 8), template_share=d.real(0.5, 0.9),
+        reasoning_share=d.real(0.6, 0.95), completion_scale=d.real(1.6, 3.0),
+        office_share=d.real(0.0, 0.9), ip_rotation_share=d.real(0.0, 0.3),
+        sdk_share=d.real(0.2, 0.9), system_prompt_share=d.real(0.0, 0.9))
+
+
 # --- families -------------------------------------------------------------------------------
 
 Knobs = Callable[[Draw, float], dict[str, Any]]
@@ -625,6 +677,15 @@ def _bootcamp(d: Draw, h: float) -> dict[str, Any]:
     return {"bootcamp": bootcamp(d, (150, 700), h), "campaign_stealth": stealth(d, (30, 100))}
 
 
+def _mooc_deadline(d: Draw, h: float) -> dict[str, Any]:
+    return {"mooc": mooc(d, (1000, 4000), h), "campaign_hydra": hydra(d, (50, 180))}
+
+
+def _seat_farm(d: Draw, h: float) -> dict[str, Any]:
+    return {"team_card": department_rollout(d, (2, 5)), "support_desk": support_desk(d, (20, 80)),
+            "reseller": reseller(d, (60, 250)), "campaign_seats": campaign_seats(d, (20, 150), h)}
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     _family("mixed", "the default scenario's nine populations (ordinary, enterprise, nat, "
             "launch wave, researchers; burst, hydra, cot, stealth), every knob drawn",
@@ -682,6 +743,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "works through exercises with reasoning, session after session from morning to "
             "evening; a stealth campaign on prompt templates", (9.0, 10.5), (1000, 2000),
             _bootcamp),
+    _family("mooc_deadline", "a MOOC's homework deadline: thousands of learners worldwide, "
+            "many on accounts opened that week, send the same assignment's problems with "
+            "reasoning from home ISPs, mobile carriers and the course notebook, rising to the "
+            "deadline; hydra on residential proxies", (6.0, 9.0), (700, 1400), _mooc_deadline),
+    _family("seat_farm", "a lab's seats bought in shell orgs (one org and card each, young "
+            "seats at a person's pace, template families with heavy noise, reasoning); "
+            "departments rolling out an internal assistant, a support desk, a reseller's "
+            "customers", (7.0, 10.0), (800, 1600), _seat_farm),
 )}
 
 

@@ -17,6 +17,7 @@ from .adversaries import (
     FramingCampaign,
     MimicCampaign,
     ReturningCampaign,
+    SeatCampaign,
     SleeperCampaign,
     SlowCampaign,
     ViralCampaign,
@@ -29,6 +30,7 @@ from .crowds import (
     ClassroomAttendees,
     ExamCandidates,
     HackathonTeams,
+    MoocLearners,
     OssToolUsers,
     ResellerCustomers,
     SupportAgents,
@@ -62,6 +64,8 @@ POPULATIONS: tuple[type[Population], ...] = (
     HackathonTeams, SupportAgents, MimicCampaign, SleeperCampaign,
     ExamCandidates, ExamCampaign, ViralPromptSenders, ViralCampaign,
     BootcampCohort,
+    # the families that replaced bootcamp and frame_fleet in the held-out set (2026-12-06)
+    MoocLearners, SeatCampaign,
 )
 GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
 LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}

@@ -395,6 +395,41 @@ class ViralPrompt:
         return self.accounts
 
 
+@dataclass(frozen=True)
+class MoocDeadline:
+    """A MOOC's homework deadline: thousands of learners worldwide (many on accounts opened that
+    week for the course's free credits) work through the same assignment's problems, reasoning
+    asked for, from home on big ISPs and mobile carriers or from the course's hosted notebook;
+    most start in the last hours before the deadline (arrivals rise towards it), a few run past
+    it into the grace period; then ordinary use, or nothing."""
+
+    accounts: int = 0
+    courses: int = 1  # each its own assignment and deadline (later courses: later deadlines)
+    deadline_h: float = 5.0  # the first course's deadline (kept an hour or more inside the run)
+    deadline_spacing_h: float = 1.0  # between the courses' deadlines
+    rush_h: float = 3.0  # mean lead: a learner starts Exp(rush_h) hours before the deadline
+    mean_work_min: float = 60.0  # how long a learner works on it (lognormal, sigma 0.5)
+    late_share: float = 0.08  # learners still at it at the deadline: they run into the grace
+    grace_min: float = 30.0  # ... period, then stop
+    new_account_share: float = 0.5  # opened that week for the course (a minute to 7 days before)
+    null_payment_share: float = 0.6  # of the new accounts: the course's credits, no card
+    mobile_share: float = 0.2  # learners on a mobile carrier's CGNAT (else their home ISP)
+    cgnat_prefixes: int = 3  # /24s of each carrier's pool
+    notebook_share: float = 0.25  # learners working in the course's hosted notebook
+    problems: int = 6  # the assignment's problems, the same for every learner, in order
+    problem_categories: tuple[str, ...] = ("coding", "math", "reasoning")
+    min_problem_requests: int = 1  # per problem attempted (retries are near-duplicates)
+    max_problem_requests: int = 4
+    reasoning_share: float = 0.5  # of assignment requests
+    max_bit_flips: int = 5  # each learner's own code and wording in the prompt
+    stay_share: float = 0.4  # new accounts sending 1-6 ordinary requests after their work
+    mean_other_requests_per_6h: float = 12.0  # established accounts' ordinary use
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -724,6 +759,40 @@ class CampaignViral:
 
 
 @dataclass(frozen=True)
+class CampaignSeats:
+    """A lab that buys seats inside a legitimate-looking org (a team plan under a shell
+    company): many young seats on the org's one org_id and card, each worked at a person's pace
+    through the operators' shift (sessions, think times, a lunch break), reasoning on most
+    requests, a few prompt-template families with heavy noise and unique follow-ups between;
+    seats leave by the org's office egress or their own home-like exits in its country."""
+
+    accounts: int = 0  # seats, split over the orgs
+    orgs: int = 1  # shell orgs, each its own org_id, card, country and office
+    min_org_age_days: float = 20.0  # the org was set up this long ago ...
+    max_org_age_days: float = 120.0
+    max_seat_age_days: float = 21.0  # ... and its seats added over the last this-many days
+    shift_start_h: float = 0.5  # the operators' shift (hours from the start, cut at the end)
+    shift_h: float = 8.0
+    requests_per_h: float = 15.0  # per seat while working (+-40% per seat)
+    median_gap_s: float = 120.0  # think time between a seat's requests in a session
+    mean_session_requests: float = 15.0
+    template_families: int = 3  # each a base prompt with many variants 3-7 bits away
+    family_variants: int = 40
+    max_bit_flips: int = 6  # heavy noise on top of the variant
+    template_share: float = 0.75  # of requests; the rest unique follow-ups
+    reasoning_share: float = 0.8
+    completion_scale: float = 2.2
+    office_share: float = 0.5  # seats on the org's office egress (else own residential exit)
+    ip_rotation_share: float = 0.1  # requests of a home seat from another exit in its country
+    sdk_share: float = 0.6  # seats on the lab's SDK script (else a browser or client of its own)
+    system_prompt_share: float = 0.5  # seats sending the org's tool system prompt
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A complete, deterministic description of a simulated run."""
 
@@ -765,6 +834,8 @@ class Scenario:
     viral_prompt: ViralPrompt = ViralPrompt()
     campaign_viral: CampaignViral = CampaignViral()
     bootcamp: Classroom = Classroom()  # a classroom whose sessions fill a day
+    mooc: MoocDeadline = MoocDeadline()
+    campaign_seats: CampaignSeats = CampaignSeats()
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts

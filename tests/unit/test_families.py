@@ -3,7 +3,8 @@ family exists for (framing accounts share the copied key, aged accounts are old 
 networks, the returning campaign pauses longer than a block, hackathon teams share the venue's
 NAT, mimic prompts are all unique, sleepers switch from ordinary use to harvesting, exam
 candidates sit the same questions together and the lab sitting with them stays on after, a
-viral prompt's senders arrive in a decaying spike and the lab riding the wave harvests after).
+viral prompt's senders arrive in a decaying spike and the lab riding the wave harvests after,
+a MOOC's learners rush to its deadline, a lab's seats in a shell org work at a person's pace).
 
 Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
 request schedules alone (no payloads), so the file runs in seconds.
@@ -66,7 +67,7 @@ def test_the_families_and_what_they_hold() -> None:
     expected = {"mixed", "launch", "campus", "classroom", "teams", "oss", "egress", "aged",
                 "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card",
                 "hackathon", "support", "sleeper", "frame_class", "frame_fleet", "exam_day",
-                "viral_prompt"}
+                "viral_prompt", "bootcamp", "mooc_deadline", "seat_farm"}
     assert expected <= set(FAMILIES)
     for name, family in FAMILIES.items():
         assert isinstance(family, Family) and family.name == name
@@ -349,6 +350,8 @@ NEW_FAMILIES = {
     "frame_fleet": {"ordinary", "agent_fleet", "campaign_framing"},
     "exam_day": {"ordinary", "certification_exam", "campaign_exam"},
     "viral_prompt": {"ordinary", "viral_prompt", "campaign_viral"},
+    "mooc_deadline": {"ordinary", "mooc", "campaign_hydra"},
+    "seat_farm": {"ordinary", "team_card", "support_desk", "reseller", "campaign_seats"},
 }
 
 
@@ -746,7 +749,8 @@ def test_new_campaigns_honour_the_robustness_knobs() -> None:
         return benign, attack
 
     for name, group in (("support", "campaign_mimic"), ("sleeper", "campaign_sleeper"),
-                        ("exam_day", "campaign_exam"), ("viral_prompt", "campaign_viral")):
+                        ("exam_day", "campaign_exam"), ("viral_prompt", "campaign_viral"),
+                        ("seat_farm", "campaign_seats")):
         base = FAMILIES[name].scenario(SEED, 0.2)
         benign, attack = split(base)
         for changes in ({"rotate_ip_per_request": True}, {"timing_jitter": 0.5},
@@ -760,3 +764,131 @@ def test_new_campaigns_honour_the_robustness_knobs() -> None:
                 n = len({e["account_id"] for e in rows})
                 assert 3.5 <= n / len({e["account_id"] for e in attack[group]}) <= 6.5, group
                 assert 0.6 <= len(rows) / len(attack[group]) <= 1.6, group
+
+
+def _nearest(e: dict[str, Any], templates: list[int], flips: int) -> int | None:
+    """The index of the template `e`'s prompt is a near-duplicate of, or None."""
+    h = int(e["prompt_simhash"], 16)
+    return next((i for i, t in enumerate(templates) if (h ^ t).bit_count() <= flips), None)
+
+
+def test_mooc_learners_rush_to_the_deadline() -> None:
+    from distillguard.simulator import network as net
+    from distillguard.simulator.crowds import MoocLearners
+    from distillguard.simulator.seeding import IdMint
+
+    mobile_asns = {n.asn for n in net.MOBILE}
+    notebook_asns = {n.asn for n in net.NOTEBOOK_EGRESS}
+    for seed in (1, 2, 3):
+        sc, rows = _alone("mooc_deadline", seed, "mooc")
+        k = sc.mooc
+        assignments = MoocLearners(sc, IdMint()).assignments
+        assert len(assignments) == k.courses
+        assert all(sc.start_ts + 1800 <= asg.deadline <= sc.end_ts - 3600 for asg in assignments)
+        learners = {e["account_id"] for e in rows}
+        assert len(learners) >= 500, "hundreds to thousands of learners"
+        work: dict[str, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
+        for e in rows:
+            for c, asg in enumerate(assignments):
+                p = _nearest(e, [t for t, _ in asg.problems], k.max_bit_flips)
+                if p is not None:
+                    work[e["account_id"]].append((e, c, p))
+                    break
+        # the others did it before the run began (a long lead) and only use the API otherwise
+        assert len(work) >= 0.6 * len(learners), "most learners work on it in the run"
+        for sends in work.values():
+            assert len({c for _, c, _ in sends}) == 1, "one course each"
+            problems = [p for _, _, p in sends]
+            assert problems == sorted(problems), "the problems in order"
+            c = sends[0][1]
+            assert sends[-1][0]["ts"] <= assignments[c].deadline + k.grace_min * 60 + 1
+        late = [a for a, v in work.items() if v[-1][0]["ts"] > assignments[v[0][1]].deadline]
+        assert len(late) <= (k.late_share + 0.05) * len(work), "a few run into the grace"
+        # the rush: arrivals (a learner's first problem request) rise towards the deadline
+        lead = [assignments[v[0][1]].deadline - v[0][0]["ts"] for v in work.values()]
+        last2 = sum(0 <= x < 2 * 3600 for x in lead)
+        before = sum(2 * 3600 <= x < 4 * 3600 for x in lead)
+        assert last2 > 1.15 * before, (seed, last2, before)
+        first = {a: v[0][0] for a, v in work.items()}
+        week = [a for a, e in first.items() if e["ts"] - e["account_created_ts"] < 7 * DAY + 60]
+        assert abs(len(week) / len(first) - k.new_account_share) < 0.12, "opened that week"
+        homes = [e for v in work.values() for e, _, _ in v if e["asn"] not in notebook_asns]
+        on_mobile = {e["account_id"] for e in homes if e["asn"] in mobile_asns}
+        assert len(on_mobile) >= 0.5 * k.mobile_share * len(work), "on mobile carriers"
+        in_notebook = [e for v in work.values() for e, _, _ in v if e["asn"] in notebook_asns]
+        if k.notebook_share > 0.05:
+            assert in_notebook, "some from the course's notebook"
+        for e in in_notebook:
+            c = next(c for c, asg in enumerate(assignments) if e["system_prompt_hash"] ==
+                     asg.notebook_system_prompt)
+            assert e["user_agent"] == assignments[c].notebook_user_agent
+        asked = [e["reasoning_requested"] for v in work.values() for e, _, _ in v]
+        assert abs(sum(asked) / len(asked) - k.reasoning_share) < 0.1
+        cards: dict[str, set[str]] = defaultdict(set)
+        for e in rows:
+            if e["payment_fingerprint"] is not None:
+                cards[e["payment_fingerprint"]].add(e["account_id"])
+        assert all(len(a) == 1 for a in cards.values()), "no card shared"
+        every_problem = [t for asg in assignments for t, _ in asg.problems]
+        other = Counter(e["account_id"] for e in rows
+                        if _nearest(e, every_problem, k.max_bit_flips) is None)
+        assert sum(other[a] for a in work if a not in week) > len(work) - len(week), \
+            "established learners keep their ordinary use"
+
+
+def test_a_labs_seats_in_a_shell_org_work_at_a_persons_pace() -> None:
+    from distillguard.simulator.adversaries import SeatCampaign
+    from distillguard.simulator.seeding import IdMint
+
+    for seed in (1, 2, 3):
+        sc, rows = _alone("seat_farm", seed, "campaign_seats")
+        k = sc.campaign_seats
+        assert all(row["label"] == "attack" and row["group"] == "campaign_seats"
+                   for row in account_labels(sc)), "every seat labelled a campaign account"
+        seats = {e["account_id"] for e in rows}
+        assert 20 <= len(seats) <= 150
+        orgs: dict[str, set[str]] = defaultdict(set)
+        cards: dict[str, set[str]] = defaultdict(set)
+        for e in rows:
+            orgs[e["org_id"]].add(e["account_id"])
+            cards[e["org_id"]].add(e["payment_fingerprint"])
+        assert len(orgs) == min(k.orgs, len(seats)), "the shell orgs"
+        assert all(len(c) == 1 and None not in c for c in cards.values()), "one card per org"
+        assert len({c for v in cards.values() for c in v}) == len(orgs)
+        assert min(len(v) for v in orgs.values()) >= 5, "many seats on one org"
+        by_seat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for e in rows:
+            by_seat[e["account_id"]].append(e)
+        ages = [v[0]["ts"] - v[0]["account_created_ts"] for v in by_seat.values()]
+        assert max(ages) <= k.max_seat_age_days * DAY + 12 * 3600, "young seats"
+        gaps = sorted(b["ts"] - a["ts"] for v in by_seat.values()
+                      for a, b in itertools.pairwise(v))
+        assert gaps[len(gaps) // 2] >= 20.0, "a person's think time"
+        for v in by_seat.values():
+            per_hour = Counter(int((e["ts"] - sc.start_ts) // 3600) for e in v)
+            assert max(per_hour.values()) <= 90, "no faster than a person"
+        lab = SeatCampaign(sc, IdMint())
+        lab.build()
+        variants = [x for f in lab.families for x in f.variants]
+        templated = [e for e in rows if _nearest(e, variants, k.max_bit_flips) is not None]
+        assert abs(len(templated) / len(rows) - k.template_share) < 0.1, "template families"
+        assert len({e["prompt_simhash"] for e in templated}) > 0.8 * len(templated), \
+            "heavy noise: hardly two prompts alike"
+        assert abs(sum(e["reasoning_requested"] for e in rows) / len(rows)
+                   - k.reasoning_share) < 0.08
+        start = sc.start_ts + sc.campaign_start_h(k.shift_start_h) * 3600
+        assert min(e["ts"] for e in rows) >= start, "the operators' shift"
+        assert max(e["ts"] for e in rows) <= start + 1800 + k.shift_h * 3600
+
+
+def test_departments_roll_out_an_assistant_on_one_card() -> None:
+    for seed in (1, 2):
+        sc, rows = _alone("seat_farm", seed, "team_card")
+        by_card: dict[str, set[str]] = defaultdict(set)
+        created: dict[str, float] = {}
+        for e in rows:
+            by_card[e["payment_fingerprint"]].add(e["account_id"])
+            created[e["account_id"]] = e["account_created_ts"]
+        assert max(len(v) for v in by_card.values()) >= 15, "dozens of seats on one card"
+        young = sum(sc.start_ts - c < 31 * DAY for c in created.values())
+        assert young >= 0.4 * len(created), "most seats added in the last month"
