@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -20,10 +19,10 @@ from distillguard.streams.edge.settings import Settings
 from tests.conftest import contract_validator, event_dict
 from tests.integration.conftest import (
     Fleet,
+    command_line,
     consume_until,
     event_records,
     produce,
-    run_env,
     wait_for_lag_zero,
     wait_until,
 )
@@ -46,17 +45,7 @@ pytestmark = pytest.mark.broker
 def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
     """The `override`, `overrides` and `explain` commands as the console script registers
     them, on this test's topics."""
-    for name in list(os.environ):
-        if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
-            monkeypatch.delenv(name)
-    for name, value in run_env(run.app_id.removeprefix("dg-test-"),
-                               run.kafka_bootstrap).items():
-        monkeypatch.setenv(name, value)
-    parser = argparse.ArgumentParser(prog="distillguard")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_override_parsers(sub)
-    add_explain_parser(sub)
-    return parser
+    return command_line(run, monkeypatch, add_override_parsers, add_explain_parser)
 
 
 def override(cli: argparse.ArgumentParser, *argv: str) -> int:
