@@ -7,6 +7,7 @@ owned here); tests validate what the project reads and writes against those file
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -49,6 +50,14 @@ _EVENT_DEFAULTS: dict[str, Any] = {
     "reasoning_requested": False, "asn": 64500, "user_agent": "sdk/1.0",
     "payment_fingerprint": None, "account_created_ts": None, "task_category": "chat",
 }
+
+
+def clear_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DISTILLGUARD_ setting of the shell reaches the test, but the core's build choice
+    (DISTILLGUARD_CORE)."""
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
+            monkeypatch.delenv(name)
 
 
 def event_dict(account_id: str, ts: float, n: int = 0, **fields: Any) -> dict[str, Any]:

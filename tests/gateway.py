@@ -149,20 +149,66 @@ class Nginx:
         self.stop()
 
 
-class StandInApi:
-    """POST /v1/messages answered as the Messages API would, on a thread of its own."""
+class AppInThread:
+    """An aiohttp app (`make_app()`) served on 127.0.0.1 at a free port, on a thread and event
+    loop of its own, from `with` to the end of the block."""
+
+    name = "app"  # the thread's
+    what = "the app"
 
     def __init__(self) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def make_app(self) -> web.Application:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        runner = web.AppRunner(self.make_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self._stop = asyncio.Event()
+        self._started.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError(f"{self.what} did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+class StandInApi(AppInThread):
+    """POST /v1/messages answered as the Messages API would, on a thread of its own."""
+
+    name = "stand-in-api"
+    what = "the stand-in API"
+
+    def __init__(self) -> None:
+        super().__init__()
         self.requests: Counter[str] = Counter()  # by API key
         # every request's credential headers as they arrived: (x-api-key values, Authorization
         # values)
         self.credentials: list[tuple[list[str], list[str]]] = []
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="stand-in-api", daemon=True)
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self.messages)
+        return app
 
     async def messages(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -178,69 +224,20 @@ class StandInApi:
             "usage": {"input_tokens": 12, "output_tokens": len(text.split())},
         }, headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
 
-    async def _serve(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/messages", self.messages)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._stop = asyncio.Event()
-        self._started.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("the stand-in API did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-
-class GateInThread:
+class GateInThread(AppInThread):
     """A gate's HTTP face (`GateService.app()`, its table filled by the test) on a thread of
     its own, without a reader: for nginx's tests that need no broker."""
 
+    name = "gate"
+    what = "the gate"
+
     def __init__(self, service: Any) -> None:
+        super().__init__()
         self.service = service
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="gate", daemon=True)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        runner = web.AppRunner(self.service.app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._stop = asyncio.Event()
-        self._started.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("the gate did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+    def make_app(self) -> web.Application:
+        return self.service.app()  # type: ignore[no-any-return]
 
 
 def nginx_or_skip() -> str:

@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from distillguard.models.allowlist import Allowance
 from distillguard.models.operator import OperatorDecision
@@ -33,7 +32,7 @@ from distillguard.streams.cli.allow import _read, _when
 from distillguard.streams.cli.override import parse_duration
 from distillguard.streams.edge.control import DECIDE_KIND, control_key
 from distillguard.streams.edge.settings import Settings, allow_id_problem, load_settings
-from distillguard.streams.edge.topics import TopicError
+from distillguard.streams.edge.topics import reading
 
 # The most decisions of the account kept from the enforcement topic (the newest).
 MAX_HISTORY = 1000
@@ -104,32 +103,23 @@ async def read_account(settings: Settings, account_id: str, since_ts: float,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 client_id=f"{settings.app_id}-explain",
                                 **settings.aiokafka_kwargs())
-    try:
-        async with asyncio.timeout(timeout_s):
-            await consumer.start()
-            # One partition at a time, each from where it starts to its end offset now.
-            for tp in (decisions, enforcement):
-                consumer.assign([tp])
-                end = (await consumer.end_offsets([tp]))[tp]
-                if tp == decisions:
-                    # (an explicit offset: seek_to_beginning right after end_offsets was seen to
-                    # leave the position at the end, one time in three)
-                    consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
-                else:
-                    start = (await consumer.offsets_for_times({tp: int(since_ts * 1000)}))[tp]
-                    consumer.seek(tp, start.offset if start is not None else end)
-                while await consumer.position(tp) < end:
-                    for rec in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                        if rec.key == key and rec.offset < end:
-                            _take(found, tp == decisions, rec.value)
-    except TimeoutError:
-        raise TopicError(f"reading account {account_id}'s records at "
-                         f"{settings.kafka_bootstrap} took over {timeout_s:g} s") from None
-    except KafkaError as exc:
-        raise TopicError(f"reading account {account_id}'s records at "
-                         f"{settings.kafka_bootstrap} failed: {exc}") from None
-    finally:
-        await consumer.stop()
+    async with reading(consumer, f"account {account_id}'s records", settings.kafka_bootstrap,
+                       timeout_s):
+        # One partition at a time, each from where it starts to its end offset now.
+        for tp in (decisions, enforcement):
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            if tp == decisions:
+                # (an explicit offset: seek_to_beginning right after end_offsets was seen to
+                # leave the position at the end, one time in three)
+                consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
+            else:
+                start = (await consumer.offsets_for_times({tp: int(since_ts * 1000)}))[tp]
+                consumer.seek(tp, start.offset if start is not None else end)
+            while await consumer.position(tp) < end:
+                for rec in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    if rec.key == key and rec.offset < end:
+                        _take(found, tp == decisions, rec.value)
     return found
 
 

@@ -23,12 +23,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from distillguard.models.decision import BLOCK, DETECTOR, OPERATOR, THROTTLE
 from distillguard.streams.cli.allow import _when
 from distillguard.streams.edge.settings import Settings, load_settings
-from distillguard.streams.edge.topics import TopicError, check_topics_exist
+from distillguard.streams.edge.topics import TopicError, check_topics_exist, reading
 
 # Characters of the first line of evidence shown in the table (--json has all of it).
 EVIDENCE_CHARS = 70
@@ -124,48 +123,39 @@ async def read_in_force(settings: Settings, now: float, timeout_s: float = 120.0
     latest: dict[bytes, bytes] = {}
     keys: set[bytes] = set()
     review = Review()
-    try:
-        async with asyncio.timeout(timeout_s):
-            await consumer.start()
-            if await check_topics_exist(settings.kafka_bootstrap, [topic],
-                                        client_kwargs=settings.aiokafka_kwargs()):
-                raise TopicError(f"the decisions topic {topic} does not exist on "
-                                 f"{settings.kafka_bootstrap}; create it with `distillguard "
-                                 "topics create`")
-            tps = [TopicPartition(topic, p)
-                   for p in range(settings.topics["decisions"].partitions)]
-            consumer.assign(tps)
-            ends = await consumer.end_offsets(tps)
-            begins = await consumer.beginning_offsets(tps)
-            left = {tp for tp in tps if begins[tp] < ends[tp]}
-            for tp in left:
-                consumer.seek(tp, begins[tp])
-            while left:
-                batches = await consumer.getmany(*left, timeout_ms=500, max_records=50_000)
-                for tp, records in batches.items():
-                    end = ends[tp]
-                    for rec in records:
-                        if rec.offset >= end:
-                            break  # written after we looked: not "now"
-                        review.read += 1
-                        if rec.key is None:
-                            continue
-                        keys.add(rec.key)
-                        if rec.value is None:
-                            latest.pop(rec.key, None)
-                        else:
-                            latest[rec.key] = rec.value
-                for tp in list(left):
-                    if await consumer.position(tp) >= ends[tp]:
-                        left.discard(tp)
-    except TimeoutError:
-        raise TopicError(f"reading the decisions topic {topic} at {settings.kafka_bootstrap} "
-                         f"took over {timeout_s:g} s (is the broker up?)") from None
-    except KafkaError as exc:
-        raise TopicError(f"reading the decisions topic {topic} at {settings.kafka_bootstrap} "
-                         f"failed: {exc}") from None
-    finally:
-        await consumer.stop()
+    async with reading(consumer, f"the decisions topic {topic}", settings.kafka_bootstrap,
+                       timeout_s, "(is the broker up?)"):
+        if await check_topics_exist(settings.kafka_bootstrap, [topic],
+                                    client_kwargs=settings.aiokafka_kwargs()):
+            raise TopicError(f"the decisions topic {topic} does not exist on "
+                             f"{settings.kafka_bootstrap}; create it with `distillguard "
+                             "topics create`")
+        tps = [TopicPartition(topic, p)
+               for p in range(settings.topics["decisions"].partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        begins = await consumer.beginning_offsets(tps)
+        left = {tp for tp in tps if begins[tp] < ends[tp]}
+        for tp in left:
+            consumer.seek(tp, begins[tp])
+        while left:
+            batches = await consumer.getmany(*left, timeout_ms=500, max_records=50_000)
+            for tp, records in batches.items():
+                end = ends[tp]
+                for rec in records:
+                    if rec.offset >= end:
+                        break  # written after we looked: not "now"
+                    review.read += 1
+                    if rec.key is None:
+                        continue
+                    keys.add(rec.key)
+                    if rec.value is None:
+                        latest.pop(rec.key, None)
+                    else:
+                        latest[rec.key] = rec.value
+            for tp in list(left):
+                if await consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
     review.in_force, review.unreadable = in_force_now(latest, now)
     review.keys = len(keys)
     review.seconds = time.monotonic() - started

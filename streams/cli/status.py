@@ -16,7 +16,6 @@ page and one log line when it starts and when it ends, and the service retries.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from distillguard.streams.cli.status_board import StatusBoard
 from distillguard.streams.cli.status_page import PAGE
 from distillguard.streams.cli.watch import decode_json, read_records, topic_reader
+from distillguard.streams.edge.http_service import start_site, stop_on_signals
 from distillguard.streams.edge.settings import Settings
 
 log = structlog.get_logger("distillguard")
@@ -216,26 +216,13 @@ class StatusService:
 
     async def serve(self, ready: Callable[[str], None] = lambda url: None) -> None:
         """Run until cancelled or SIGTERM/SIGINT; `ready(url)` once the page is served."""
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.opts.bind, self.opts.port)
         try:
-            await site.start()
+            runner, self.url = await start_site(self.app(), self.opts.bind, self.opts.port)
         except OSError as exc:
-            await runner.cleanup()
             raise StatusError(f"cannot serve the status page on {self.opts.bind}:"
                               f"{self.opts.port}: {exc.strerror or exc} (--port to choose "
                               "another)") from exc
-        port = runner.addresses[0][1]  # the port given, or the one chosen for port 0
-        host = self.opts.bind if self.opts.bind not in ("0.0.0.0", "::") else "127.0.0.1"
-        self.url = f"http://{host}:{port}/"
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # not the main thread (a test)
-                pass
+        stop = stop_on_signals()
         tasks = [asyncio.create_task(self.follow_topics()),
                  asyncio.create_task(self.poll_workers())]
         ready(self.url)

@@ -38,14 +38,13 @@ from typing import Any, TypeGuard
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from distillguard.models.allowlist import SCOPES, Allowance, AllowList
 from distillguard.models.decision import ACTIONS, THROTTLE
 from distillguard.models.operator import MAX_OPERATOR_TTL_S, OperatorDecision, OperatorDecisions
 from distillguard.streams.edge.codec import DEFAULT_MAX_RECORD_BYTES
 from distillguard.streams.edge.settings import Settings, allow_id_problem
-from distillguard.streams.edge.topics import TopicError
+from distillguard.streams.edge.topics import TopicError, reading
 
 log = structlog.get_logger("distillguard")
 
@@ -377,35 +376,26 @@ async def read_control_state(settings: Settings, timeout_s: float = 30.0) -> Con
     """The control topic's current state: every record up to its end offsets as of now."""
     state = ControlState()
     consumer = _consumer(settings, f"{settings.app_id}-control-read")
-    try:
-        async with asyncio.timeout(timeout_s):
-            await consumer.start()
-            _, ends = await _assign(consumer, settings)
-            await consumer.seek_to_beginning()
-            while not await _caught_up(consumer, ends):
-                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                    for rec in records:
-                        if rec.offset >= ends[tp]:
-                            continue  # written after we looked: not "now"
-                        state.read += 1
-                        try:
-                            record = decode_control(rec.key, rec.value, settings.max_record_bytes)
-                        except InvalidControlRecord as exc:
-                            state.bad.append((tp.partition, rec.offset, exc.reason))
-                            continue
-                        if record.tombstone:
-                            state.records.pop(record.key, None)
-                        else:
-                            state.records[record.key] = record
-    except TimeoutError:
-        raise ControlTopicError(f"reading the control topic {settings.topics['control'].name} at "
-                                f"{settings.kafka_bootstrap} took over {timeout_s:g} s (is the "
-                                "broker up? `distillguard broker status`)") from None
-    except KafkaError as exc:
-        raise ControlTopicError(f"reading the control topic {settings.topics['control'].name} at "
-                                f"{settings.kafka_bootstrap} failed: {exc}") from None
-    finally:
-        await consumer.stop()
+    async with reading(consumer, f"the control topic {settings.topics['control'].name}",
+                       settings.kafka_bootstrap, timeout_s,
+                       "(is the broker up? `distillguard broker status`)", ControlTopicError):
+        _, ends = await _assign(consumer, settings)
+        await consumer.seek_to_beginning()
+        while not await _caught_up(consumer, ends):
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for rec in records:
+                    if rec.offset >= ends[tp]:
+                        continue  # written after we looked: not "now"
+                    state.read += 1
+                    try:
+                        record = decode_control(rec.key, rec.value, settings.max_record_bytes)
+                    except InvalidControlRecord as exc:
+                        state.bad.append((tp.partition, rec.offset, exc.reason))
+                        continue
+                    if record.tombstone:
+                        state.records.pop(record.key, None)
+                    else:
+                        state.records[record.key] = record
     return state
 
 

@@ -17,13 +17,14 @@ import contextlib
 import re
 import time
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 # deploy/topics.toml, as the package carries it (distillguard/topics.toml links to it in a clone
 # and is a copy of it in a wheel): an installed distillguard finds it without a source tree.
@@ -393,3 +394,23 @@ async def delete_topics(
     if errors:
         raise TopicError("deleting topics failed: " + "; ".join(errors))
     return deleted
+
+
+@contextlib.asynccontextmanager
+async def reading(consumer: AIOKafkaConsumer, what: str, bootstrap: str, timeout_s: float,
+                  slow_hint: str = "", error: type[TopicError] = TopicError
+                  ) -> AsyncIterator[None]:
+    """`consumer` started for the block, within `timeout_s` in all, and stopped after it; a
+    timeout or a Kafka error becomes an `error` that says what was read (`what`) from where:
+    "reading WHAT at BOOTSTRAP took over N s SLOW_HINT" or "... failed: KAFKA ERROR"."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.start()
+            yield
+    except TimeoutError:
+        raise error(f"reading {what} at {bootstrap} took over {timeout_s:g} s"
+                    + (f" {slow_hint}" if slow_hint else "")) from None
+    except KafkaError as exc:
+        raise error(f"reading {what} at {bootstrap} failed: {exc}") from None
+    finally:
+        await consumer.stop()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from distillguard.streams.edge.http_service import start_site, stop_on_signals
 from distillguard.streams.gate.reader import DecisionsReader, quiet_repeats
 from distillguard.streams.gate.table import DEFAULT_BURST_S, Answer, DecisionTable, Gate
 
@@ -169,25 +169,12 @@ class GateService:
 
     async def serve(self, ready: Callable[[str], None] = lambda url: None) -> None:
         """Run until cancelled or SIGTERM/SIGINT; `ready(url)` once the checks are served."""
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.opts.bind, self.opts.port)
         try:
-            await site.start()
+            runner, self.url = await start_site(self.app(), self.opts.bind, self.opts.port)
         except OSError as exc:
-            await runner.cleanup()
             raise GateError(f"cannot serve on {self.opts.bind}:{self.opts.port}: "
                             f"{exc.strerror or exc} (--port to choose another)") from exc
-        port = runner.addresses[0][1]
-        host = self.opts.bind if self.opts.bind not in ("0.0.0.0", "::") else "127.0.0.1"
-        self.url = f"http://{host}:{port}/"
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # not the main thread (a test)
-                pass
+        stop = stop_on_signals()
         tasks = [asyncio.create_task(self.reader.run()), asyncio.create_task(self.sweep())]
         ready(self.url)
         log.info("gate_serving", url=self.url, topic=self.reader.topic,

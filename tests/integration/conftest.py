@@ -8,6 +8,7 @@ DGTEST_SKIP_BROKER=1.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -31,6 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from distillguard.models._build import BUILD_VARIABLES
 from distillguard.streams.edge.settings import TOPIC_LOGICAL_NAMES, Settings, load_settings
 from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
+from tests.conftest import clear_settings_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP", "127.0.0.1:9092")
@@ -60,6 +62,22 @@ def run_env(run_id: str, bootstrap: str, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def command_line(run: Settings, monkeypatch: pytest.MonkeyPatch,
+                 *add_parsers: Callable[[Any], Any], **extra_env: str) -> argparse.ArgumentParser:
+    """The `distillguard` command with the subcommands that `add_parsers` register, as the
+    console script registers them, in an environment of this test's settings alone (its
+    topics; `extra_env` besides)."""
+    clear_settings_env(monkeypatch)
+    for name, value in run_env(run.app_id.removeprefix("dg-test-"), run.kafka_bootstrap,
+                               **extra_env).items():
+        monkeypatch.setenv(name, value)
+    parser = argparse.ArgumentParser(prog="distillguard")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in add_parsers:
+        add(sub)
+    return parser
 
 
 @pytest.fixture

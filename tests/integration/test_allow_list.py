@@ -26,10 +26,10 @@ from distillguard.streams.offline.replay import replay_allow_list
 from tests.conftest import event_dict
 from tests.integration.conftest import (
     Fleet,
+    command_line,
     consume_until,
     event_records,
     produce,
-    run_env,
     wait_for_lag_zero,
     wait_until,
 )
@@ -195,18 +195,8 @@ def test_every_worker_applies_control_records_within_seconds_and_never_acts_on_t
 @pytest.fixture
 def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
     """The `allow` command as the console script registers it, on this test's topics."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
-            monkeypatch.delenv(name)
-    env = run_env(run.app_id.removeprefix("dg-test-"), run.kafka_bootstrap,
-                  DISTILLGUARD_ALLOW_ACCOUNTS="acct-settings")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    parser = argparse.ArgumentParser(prog="distillguard")
-    add_allow_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
+    return command_line(run, monkeypatch, add_allow_parser,
+                        DISTILLGUARD_ALLOW_ACCOUNTS="acct-settings")
 
 
 def allow(cli: argparse.ArgumentParser, *argv: str) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from distillguard.streams.cli.review import add_review_parser
 from distillguard.streams.edge.settings import Settings
 from distillguard.streams.gate.server import CHECK_PATH, DEFAULT_ACCOUNT_HEADER
 from tests.gateway import decision_record
-from tests.integration.conftest import produce, run_env, wait_until
+from tests.integration.conftest import command_line, produce, wait_until
 from tests.integration.test_gateway_nginx import REACH_S, gate_service, wait_ready
 from tests.integration.test_operator_decisions import override, overrides
 
@@ -34,17 +33,7 @@ ORG_HEADER = "x-distillguard-org"
 def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
     """`override`, `overrides` and `review` as the console script registers them, on this
     test's topics."""
-    for name in list(os.environ):
-        if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
-            monkeypatch.delenv(name)
-    for name, value in run_env(run.app_id.removeprefix("dg-test-"),
-                               run.kafka_bootstrap).items():
-        monkeypatch.setenv(name, value)
-    parser = argparse.ArgumentParser(prog="distillguard")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_override_parsers(sub)
-    add_review_parser(sub)
-    return parser
+    return command_line(run, monkeypatch, add_override_parsers, add_review_parser)
 
 
 def check(gate_url: str, account: str, org: str = "") -> int:

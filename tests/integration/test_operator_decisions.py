@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
+from functools import partial
 from typing import Any
 
 import orjson
@@ -20,10 +20,10 @@ from distillguard.streams.edge.settings import Settings
 from tests.conftest import contract_validator, event_dict
 from tests.integration.conftest import (
     Fleet,
+    command_line,
     consume_until,
     event_records,
     produce,
-    run_env,
     wait_for_lag_zero,
     wait_until,
 )
@@ -46,17 +46,7 @@ pytestmark = pytest.mark.broker
 def cli(run: Settings, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
     """The `override`, `overrides` and `explain` commands as the console script registers
     them, on this test's topics."""
-    for name in list(os.environ):
-        if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
-            monkeypatch.delenv(name)
-    for name, value in run_env(run.app_id.removeprefix("dg-test-"),
-                               run.kafka_bootstrap).items():
-        monkeypatch.setenv(name, value)
-    parser = argparse.ArgumentParser(prog="distillguard")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_override_parsers(sub)
-    add_explain_parser(sub)
-    return parser
+    return command_line(run, monkeypatch, add_override_parsers, add_explain_parser)
 
 
 def override(cli: argparse.ArgumentParser, *argv: str) -> int:
@@ -69,20 +59,29 @@ def overrides(cli: argparse.ArgumentParser, *argv: str) -> int:
     return int(args.func(args))
 
 
+def one_worker_ready(fleet: Fleet) -> None:
+    """One worker, started and through the control topic (an override from now on reaches it)."""
+    fleet.start(count=1)
+    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
+               "the worker to read the control topic", fleet)
+
+
+def send_event(run: Settings, fleet: Fleet, account: str, ts: float, n: int,
+               **fields: Any) -> None:
+    """One request event of the account, produced and read by the fleet (no lag) on return."""
+    asyncio.run(produce(run, event_records([event_dict(account, ts, n, **fields)])))
+    assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
+                                         lambda: all(fleet.alive()))) == 0, fleet.logs()
+
+
 def test_an_operators_decision_reaches_the_gateway_at_once_and_silences_the_detector(
         run: Settings, fleet: Fleet, cli: argparse.ArgumentParser,
         capsys: pytest.CaptureFixture[str]) -> None:
     cfg = run.detector
     suspect, quiet = "acct-suspect", "acct-quiet"
     later = T0 + cfg.verdict_delay_s
-    fleet.start(count=1)
-    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
-               "the worker to read the control topic", fleet)
-
-    def events(account: str, ts: float, n: int, **fields: Any) -> None:
-        asyncio.run(produce(run, event_records([event_dict(account, ts, n, **fields)])))
-        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
-                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+    one_worker_ready(fleet)
+    events = partial(send_event, run, fleet)
 
     # The detector acts on the suspect.
     events(suspect, T0, 0, **HARVEST)
@@ -173,14 +172,8 @@ def test_a_lift_by_hand_hands_the_detectors_own_action_back_to_the_detector(
     cfg = run.detector
     acct = "acct-lifted"
     later = T0 + cfg.verdict_delay_s
-    fleet.start(count=1)
-    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
-               "the worker to read the control topic", fleet)
-
-    def events(ts: float, n: int) -> None:
-        asyncio.run(produce(run, event_records([event_dict(acct, ts, n, **HARVEST)])))
-        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
-                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+    one_worker_ready(fleet)
+    events = partial(send_event, run, fleet, acct, **HARVEST)
 
     events(T0, 0)
     asyncio.run(produce(run, [verdict_record(acct, T0, cfg)], topic=run.topic_account_verdicts))
@@ -217,15 +210,8 @@ def test_an_organisations_override_reaches_the_worker_which_hands_its_accounts_o
     cfg = run.detector
     member = "acct-member"
     later = T0 + cfg.verdict_delay_s
-    fleet.start(count=1)
-    wait_until(lambda: by_every_worker(fleet, "allow_list_ready"), 90,
-               "the worker to read the control topic", fleet)
-
-    def events(ts: float, n: int) -> None:
-        asyncio.run(produce(run, event_records([event_dict(member, ts, n, org_id="org-z",
-                                                           **HARVEST)])))
-        assert asyncio.run(wait_for_lag_zero(run, run.topic_requests, run.partitions, 60,
-                                             lambda: all(fleet.alive()))) == 0, fleet.logs()
+    one_worker_ready(fleet)
+    events = partial(send_event, run, fleet, member, org_id="org-z", **HARVEST)
 
     events(T0, 0)
     asyncio.run(produce(run, [verdict_record(member, T0, cfg)],

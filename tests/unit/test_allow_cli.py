@@ -4,7 +4,6 @@ anything, and the --list table (the broker side: tests/integration/test_allow_li
 from __future__ import annotations
 
 import argparse
-import os
 
 import pytest
 
@@ -12,13 +11,12 @@ from distillguard.models.allowlist import Allowance
 from distillguard.streams.cli.allow import add_allow_parser, cmd_allow, render_list
 from distillguard.streams.edge.control import ControlRecord, ControlState
 from distillguard.streams.edge.settings import load_settings
+from tests.conftest import clear_settings_env
 
 
 @pytest.fixture
 def parser(monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
-    for name in list(os.environ):
-        if name.startswith("DISTILLGUARD_") and name != "DISTILLGUARD_CORE":
-            monkeypatch.delenv(name)
+    clear_settings_env(monkeypatch)
     # nothing listens there: a test that reached the broker would fail, not hang
     monkeypatch.setenv("DISTILLGUARD_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     p = argparse.ArgumentParser(prog="distillguard")
