@@ -23,7 +23,7 @@ from typing import Any
 # model version (and so every decision id) must tell two such cores apart. What each version
 # changed: docs/tuning.md, "Versions of the core". The package version (pyproject.toml)
 # follows it: 0.8.x is core 0.8 (a test holds it).
-CORE_VERSION = "0.9"
+CORE_VERSION = "0.10"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +125,13 @@ class DetectorConfig:
     block_ttl_s: int = 6 * 3600
     throttle_rpm: int = 2
     # Prompt content shared with a convicted crowd (templates, a system prompt) and nothing else
-    # blocks an account only once it has harvested known templates for this long (event time
-    # since its first templated high-value request); before, it throttles. An exam, a class, a
-    # workshop or a tutorial puts the same prompts in many honest hands for a session of an hour
-    # or two; a campaign goes on (docs/tuning.md, core 0.9). 0: content blocks as before 0.9.
-    harvest_session_s: int = 3 * 3600
+    # blocks an account only once it has harvested known templates for this long in a day
+    # (`models.behaviour.harvest_span`); before, it throttles. An exam, a class, a workshop, a
+    # tutorial or a day-long bootcamp puts the same prompts in many honest hands for an hour to
+    # a working day; a campaign goes on. A day (core 0.10): only a harvest with no two-hour
+    # pause for a whole day blocks on content alone; 3 h was core 0.9's (it blocked a
+    # bootcamp's cohort), 0 blocks at once as before 0.9 (docs/tuning.md).
+    harvest_session_s: int = 24 * 3600
     # Evidence half-life: cluster evidence against an account decays with event time.
     evidence_half_life_s: int = 2 * 3600
     # An account that has been blocked is remembered this long after its last request, so that

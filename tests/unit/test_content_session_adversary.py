@@ -54,9 +54,12 @@ from tests.unit.test_policy import (
 from tests.unit.test_policy import T0 as PT0  # (the policy helpers' verdicts are issued at it)
 from tests.unit.test_withdrawal_adversary import DAY, PARTITIONS, T0, Actor, World
 
-ON = DetectorConfig()
+# Core 0.9's session of 3 h, still a setting: these tests hold what that setting does. The
+# default since core 0.10 is a day (DAY_SESSION; the last tests).
+ON = DetectorConfig(harvest_session_s=3 * 3600)
 OFF = dataclasses.replace(ON, harvest_session_s=0)  # core 0.8's rule
 SESSION = ON.harvest_session_s
+DEFAULT = DetectorConfig()
 _R = random.Random(7)
 TEMPLATES = tuple(_R.getrandbits(64) for _ in range(6))  # a course's exercises, an exam's questions
 ISPS = (7922, 7018, 701, 20115, 22773)
@@ -340,17 +343,55 @@ def test_w2_a_pause_just_over_the_harvest_pause_does_not_reset_a_campaigns_sessi
 # --- trade-offs and edge cases of the design (strict xfails) --------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="trade-off: a course longer than the session (a "
-                   "day-long bootcamp sending exercises with reasoning) harvests like a campaign "
-                   "by every figure this rule sees (measured: 60 of 60 blocked past 3 h)")
-def test_a_day_long_bootcamp_is_not_blocked() -> None:
-    w = _world(ON)
+def _bootcamp(cfg: DetectorConfig, hours: float) -> World:
+    """30 students sending exercises with reasoning every ~4 minutes for `hours`."""
+    w = _world(cfg)
     rng = random.Random(3)
     for i in range(30):
         _sender(w, f"stud-{i:02d}", "student", start=T0 + 3600 + rng.uniform(0, 600),
-                gap=rng.uniform(200, 280), requests=6 * 3600 // 240)
-    w.run(T0 + 7.2 * 3600)
-    assert _counts(w)[2] == 0
+                gap=rng.uniform(200, 280), requests=int(hours * 3600) // 240)
+    w.run(T0 + (hours + 1.2) * 3600)
+    return w
+
+
+@pytest.mark.xfail(strict=True, reason="trade-off of a 3-hour session: a course longer than "
+                   "the session (a day-long bootcamp sending exercises with reasoning) harvests "
+                   "like a campaign by every figure this rule sees (measured: 60 of 60 blocked "
+                   "past 3 h); the default since core 0.10 is a day (next test)")
+def test_a_day_long_bootcamp_is_not_blocked() -> None:
+    assert _counts(_bootcamp(ON, 6.0))[2] == 0
+
+
+# --- the default since core 0.10: content alone blocks only a harvest that lasts a day ---------
+
+
+def test_by_default_a_bootcamps_working_day_is_throttled_never_blocked() -> None:
+    # the held-out bootcamp family at core 0.9: 85% of its cohort blocked past 3 h
+    n, acted, blocked = _counts(_bootcamp(DEFAULT, 11.0))
+    assert blocked == 0 and acted == n  # throttled: it harvests like a campaign by its requests
+
+
+def test_by_default_a_content_only_campaign_at_a_persons_pace_is_throttled_from_the_start() -> None:
+    # The price of the day: a campaign that shares nothing with its crowd but prompts, at a
+    # person's pace, is held at the throttle (as an exam's candidate is), not blocked, within
+    # its first day; it is acted on as soon as under the 3-hour session, and a machine's pace
+    # still blocks it at once (the next test of the same world at ON: within half an hour).
+    default, session = _content_campaign(DEFAULT, gap=240.0), _content_campaign(ON, gap=240.0)
+    assert all(a.acted_at is not None for a in default)
+    assert [a.acted_at for a in default] == [a.acted_at for a in session]
+    assert all(a.blocked_at is None for a in default)
+    assert all(a.blocked_at is not None for a in _content_campaign(DEFAULT, gap=30.0))
+
+
+def test_by_default_a_content_harvest_without_a_pause_for_a_day_is_blocked() -> None:
+    # what no exam, class or bootcamp does: known templates with reasoning, no two-hour pause,
+    # for a whole day (a campaign that goes on); a tell beside it still blocks at once
+    st = _content_only(harvested_s=DEFAULT.harvest_session_s - 60)
+    assert assess(st, PT0, DEFAULT).action == "throttle"
+    assert assess(_content_only(harvested_s=DEFAULT.harvest_session_s), PT0,
+                  DEFAULT).action == "block"
+    st.strikes = 1
+    assert assess(st, PT0, DEFAULT).action == "block"
 
 
 class _Churn(World):

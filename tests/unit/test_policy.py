@@ -50,6 +50,8 @@ from distillguard.models.templates import SIGNATURE_BITS
 from tests.conftest import contract_validator
 
 CFG = DetectorConfig()
+# Core 0.9's session (3 h): the session tests use it, for a block to be reached in hours
+SESSION_CFG = DetectorConfig(harvest_session_s=3 * 3600)
 T0 = 1_700_000_000.0
 # Two prompt templates that share no band, and an unrelated prompt.
 TPL_A = 0x0123_4567_89AB_CDEF
@@ -369,26 +371,26 @@ def test_prompt_content_alone_throttles_for_a_session_and_blocks_past_it() -> No
     # course's students and a viral prompt's senders share the same prompts honestly, many on
     # new accounts, and each harvests by its own requests. They stop when the session ends.
     verdicts = (*template_verdicts(TPL_A, 0.9), *template_verdicts(TPL_B, 0.9))
-    in_session = assess(_candidate(30 * 60, verdicts), T0, CFG)
-    assert in_session.score >= CFG.block_score and in_session.action == "throttle"
+    in_session = assess(_candidate(30 * 60, verdicts), T0, SESSION_CFG)
+    assert in_session.score >= SESSION_CFG.block_score and in_session.action == "throttle"
     assert any(r.startswith("held at throttle: no card, rotation, earlier block or machine") and
                "harvested for 30 min today (a block from 180 min)" in r
                for r in in_session.reasons)
-    just_before = _candidate(CFG.harvest_session_s - 1, verdicts)
-    assert assess(just_before, T0, CFG).action == "throttle"
-    past = assess(_candidate(CFG.harvest_session_s, verdicts), T0, CFG)
+    just_before = _candidate(SESSION_CFG.harvest_session_s - 1, verdicts)
+    assert assess(just_before, T0, SESSION_CFG).action == "throttle"
+    past = assess(_candidate(SESSION_CFG.harvest_session_s, verdicts), T0, SESSION_CFG)
     assert past.action == "block" and past.score == in_session.score
     assert not any(r.startswith("held at throttle") for r in past.reasons)
     # no templated high-value request of a known template yet (0): no session to outlast
     never = _candidate(0, verdicts)
     never.behaviour.harvesting_since = never.behaviour.harvesting_last = 0.0
-    assert assess(never, T0, CFG).action == "throttle"
+    assert assess(never, T0, SESSION_CFG).action == "throttle"
     # the exam is over: its harvest lasted 70 minutes; hours later the verdicts still hold and
     # the throttle is reviewed, or the candidate asks another question: still no block
     done = _candidate(70 * 60, verdicts)
     done.behaviour.harvesting_last = T0 - 4 * 3600
     done.behaviour.harvesting_since = done.behaviour.harvesting_last - 70 * 60
-    assert assess(done, T0, CFG).action == "throttle"
+    assert assess(done, T0, SESSION_CFG).action == "throttle"
 
 
 def test_content_blocks_at_once_beside_a_tell_honest_crowds_do_not_show() -> None:
