@@ -18,6 +18,8 @@
     distillguard explain ACCOUNT          why an account is acted on: in force, history, holds
     distillguard broker start|stop|status|reset|logs        the local Kafka broker
     distillguard topics create            the topics of deploy/topics.toml
+    distillguard copy-topic --from OLD --to NEW   a topic's records into another one, keys
+                                          kept (re-partitioning: docs/operations.md)
     distillguard watch                    live view of the enforcement topic
     distillguard status [--port P] [--worker URL ...]       the status page (a browser's)
     distillguard gate [--port P] [--fail-mode open|closed]  the decision service a gateway
@@ -658,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_settings(sub.add_parser("topics", help="create the topics of deploy/topics.toml"))
     p.add_argument("action", choices=["create"])
     p.set_defaults(func=cmd_topics)
+
+    from distillguard.streams.cli.copy_topic import add_copy_topic_parser
+    add_copy_topic_parser(sub)
 
     from distillguard.streams.cli.allow import add_allow_parser
     add_allow_parser(sub)

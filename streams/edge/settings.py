@@ -13,6 +13,7 @@ Fields:
 | kafka_bootstrap        | DISTILLGUARD_KAFKA_BOOTSTRAP        | 127.0.0.1:9092        |
 | app_id                 | DISTILLGUARD_APP_ID                 | distillguard          |
 | topic_requests …       | DISTILLGUARD_TOPIC_REQUESTS …       | deploy/topics.toml    |
+| partitions             | DISTILLGUARD_PARTITIONS             | 12 (topics.toml)      |
 | store                  | DISTILLGUARD_STORE                  | memory://             |
 | web_port               | DISTILLGUARD_WEB_PORT               | 6066                  |
 | web_bind               | DISTILLGUARD_WEB_BIND               | 127.0.0.1             |
@@ -36,6 +37,13 @@ Fields:
 | allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
 | internal_record_keys   | DISTILLGUARD_INTERNAL_RECORD_KEYS   | (none: not signed)    |
 
+partitions: the partition count of every keyed topic of the fleet (requests, account_verdicts,
+cluster_summaries, enforcement, decisions; not control nor dead_letter), 1 to 1024: at most that
+many workers share the work. Workers, `topics create`, replay, sweep and evaluate all use it
+(replay gives every account the partition-local context it has live), so they must agree; a
+worker refuses topics or table changelogs of another count. Changing it re-maps every key:
+re-partition into new topics under a new app id, never in place (docs/operations.md,
+"Re-partitioning").
 stall_timeout_s: a worker holding source partitions with lag > 0 that has committed and
 recovered nothing for this long exits with code 3 (streams/worker/health.py). max_state_bytes: the
 largest encoded table entry (account state, cluster state, model snapshot) a worker writes; a
@@ -104,6 +112,9 @@ SETTINGS_ALLOW_REASON = "listed in the settings"
 CAPPED_SHARE_OF_STATE = 0.9
 # The least cluster_pending_bytes: a hundred summaries at their longest (models/cluster.py).
 MIN_PENDING_BYTES = 65_536
+# The most partitions of a keyed topic: a cluster partition waits for every requests partition
+# (event-time alignment), and each partition costs every worker a context and a fetch.
+MAX_PARTITIONS = 1024
 # internal_record_keys: the current key and the ones being rotated out.
 MAX_SECRET_KEYS = 4
 
@@ -123,6 +134,7 @@ class Settings:
     topic_account_verdicts: str = ""
     topic_control: str = ""
     topic_decisions: str = ""
+    partitions: int = field(default_factory=lambda: load_topic_specs()["requests"].partitions)
     store: str = "memory://"
     web_port: int = 6066
     # The worker's web server (Faust's, for health and stats). Loopback unless told otherwise:
@@ -154,11 +166,8 @@ class Settings:
     def topics(self) -> dict[str, TopicSpec]:
         """The topic definitions of deploy/topics.toml under this run's topic names."""
         names = {n: getattr(self, f"topic_{n}") for n in TOPIC_LOGICAL_NAMES}
-        return load_topic_specs(names={k: v for k, v in names.items() if v})
-
-    @property
-    def partitions(self) -> int:
-        return self.topics["requests"].partitions
+        return load_topic_specs(names={k: v for k, v in names.items() if v},
+                                partitions=self.partitions)
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Connection settings for aiokafka clients (admin, producer, consumer)."""
@@ -394,6 +403,9 @@ def _validate(s: Settings) -> None:
             f"cluster_member_bytes + cluster_pending_bytes ({capped:,}) must be at most "
             f"{CAPPED_SHARE_OF_STATE:.0%} of max_state_bytes ({s.max_state_bytes:,}): lower "
             f"them or raise max_state_bytes")
+    if not 1 <= s.partitions <= MAX_PARTITIONS:
+        raise SettingsError(f"partitions must be between 1 and {MAX_PARTITIONS}, got "
+                            f"{s.partitions}")
     if not 0 <= s.standby_replicas <= 3:
         raise SettingsError("standby_replicas must be between 0 and 3")
     if not 1.0 <= s.source_idle_wall_s <= 3600.0:

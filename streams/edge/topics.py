@@ -43,6 +43,21 @@ REQUIRED_TOPICS: tuple[str, ...] = (
 #: number), because one task joins them by key.
 CO_PARTITIONED: tuple[tuple[str, ...], ...] = (("requests", "account_verdicts"),)
 
+#: The topics keyed by account or cluster whose partition count is the fleet's `partitions`
+#: setting: one count for all of them, so that the setting changes them together and keeps
+#: requests and account_verdicts co-partitioned. Not control (one partition, read whole by
+#: every worker) nor dead_letter (read by people and tools).
+KEYED_TOPICS: tuple[str, ...] = ("requests", "account_verdicts", "cluster_summaries",
+                                 "enforcement", "decisions")
+
+#: What to do when existing topics have another partition count than the settings say.
+REPARTITION_HINT = (
+    "The partition count is the `partitions` setting (DISTILLGUARD_PARTITIONS; default: "
+    "deploy/topics.toml): set it to the existing topics' count to use them, or re-partition "
+    "into new topics under a new app id (new DISTILLGUARD_TOPIC_* names and "
+    "DISTILLGUARD_APP_ID, then `distillguard copy-topic`: docs/operations.md, "
+    "\"Re-partitioning\"); a local broker can start over with deploy/kafka-local.sh reset")
+
 _FIELDS = frozenset({"name", "partitions", "config"})
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _CONFIG_KEY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
@@ -77,12 +92,16 @@ class BrokerUnavailableError(ConnectionError):
 
 
 def load_topic_specs(
-    path: Path | None = None, names: Mapping[str, str] | None = None
+    path: Path | None = None,
+    names: Mapping[str, str] | None = None,
+    partitions: int | None = None,
 ) -> dict[str, TopicSpec]:
     """Read the topic definition (default: deploy/topics.toml) into ``{logical: TopicSpec}``.
 
-    ``names`` overrides the Kafka topic name per logical name (e.g. unique names for a test).
-    Raises ValueError, naming the file and the key, for a malformed definition.
+    ``names`` overrides the Kafka topic name per logical name (e.g. unique names for a test);
+    ``partitions`` the partition count of every topic of KEYED_TOPICS (the fleet's
+    `partitions` setting). Raises ValueError, naming the file and the key, for a malformed
+    definition.
     """
     path = Path(path) if path is not None else DEFAULT_TOPICS_FILE
     try:
@@ -116,13 +135,13 @@ def load_topic_specs(
                 f"'name' = {name!r} is not a valid Kafka topic name "
                 "(1-249 characters of A-Z a-z 0-9 . _ -)",
             )
-        partitions = table["partitions"]
-        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
-            raise bad(logical, f"'partitions' = {partitions!r} must be a positive integer")
+        count = table["partitions"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise bad(logical, f"'partitions' = {count!r} must be a positive integer")
         specs[logical] = TopicSpec(
             logical=logical,
             name=name,
-            partitions=partitions,
+            partitions=count,
             config=_config(table.get("config", {}), lambda p, k=logical: bad(k, p)),
         )
 
@@ -143,6 +162,28 @@ def load_topic_specs(
             old = specs[logical]
             specs[logical] = TopicSpec(old.logical, new_name, old.partitions, old.config)
 
+    for group in CO_PARTITIONED:
+        counts = {t: specs[t].partitions for t in group}
+        if len(set(counts.values())) > 1:
+            detail = ", ".join(f"{t}={n}" for t, n in counts.items())
+            raise ValueError(
+                f"{path}: topics {', '.join(group)} must be co-partitioned (same partition "
+                f"count, they are joined by account_id) but have {detail}"
+            )
+    keyed = {t: specs[t].partitions for t in KEYED_TOPICS if t in specs}
+    if len(set(keyed.values())) > 1:
+        detail = ", ".join(f"{t}={n}" for t, n in keyed.items())
+        raise ValueError(
+            f"{path}: topics {', '.join(KEYED_TOPICS)} must have one partition count (the "
+            f"`partitions` setting changes them together) but have {detail}"
+        )
+    if partitions is not None:
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(f"partitions = {partitions!r} must be a positive integer")
+        for logical in keyed:
+            old = specs[logical]
+            specs[logical] = TopicSpec(old.logical, old.name, partitions, old.config)
+
     seen: dict[str, str] = {}
     for spec in specs.values():
         if spec.name in seen:
@@ -152,14 +193,6 @@ def load_topic_specs(
             )
         seen[spec.name] = spec.logical
 
-    for group in CO_PARTITIONED:
-        counts = {t: specs[t].partitions for t in group}
-        if len(set(counts.values())) > 1:
-            detail = ", ".join(f"{t}={n}" for t, n in counts.items())
-            raise ValueError(
-                f"{path}: topics {', '.join(group)} must be co-partitioned (same partition "
-                f"count, they are joined by account_id) but have {detail}"
-            )
     return specs
 
 
@@ -261,10 +294,38 @@ def _mismatches(specs: list[TopicSpec], found: Mapping[str, tuple[int, bool] | N
         got = found.get(s.name)
         if got is not None and got[0] != s.partitions:
             out.append(
-                f"{s.name} ([{s.logical}]) has {got[0]} partitions, the definition says "
+                f"{s.name} ([{s.logical}]) has {got[0]} partitions, the settings want "
                 f"{s.partitions}"
             )
     return out
+
+
+def mismatch_error(problems: list[str]) -> TopicMismatchError:
+    """The error for existing topics whose partition counts are not the definition's."""
+    return TopicMismatchError(
+        "existing topic(s) do not match their definition: " + "; ".join(problems)
+        + ". " + REPARTITION_HINT
+    )
+
+
+async def check_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], *, client_kwargs: dict[str, Any] | None = None
+) -> list[str]:
+    """The names of the topics of ``specs`` that do not exist on the broker (empty when all
+    do); an existing one with another partition count raises TopicMismatchError."""
+    wanted = list(specs)
+    admin = _admin(bootstrap, 10_000, client_kwargs)
+    try:
+        await admin.start()
+        found = await _describe(admin, [s.name for s in wanted])
+    except KafkaConnectionError as exc:
+        raise _no_broker(bootstrap, exc) from exc
+    finally:
+        await _close(admin)
+    problems = _mismatches(wanted, found)
+    if problems:
+        raise mismatch_error(problems)
+    return [s.name for s in wanted if found.get(s.name) is None]
 
 
 async def check_topics_exist(
@@ -294,9 +355,9 @@ async def ensure_topics(
     """Create the topics of ``specs`` that do not exist yet; return the names created.
 
     An existing topic with a different partition count than its definition raises
-    TopicMismatchError (nothing is created then); it is never silently accepted. Topic configs of
-    existing topics are left as they are. Returns once the new topics have leaders for all
-    partitions, so producers can use them right away.
+    TopicMismatchError saying what to do (nothing is created then); it is never silently
+    accepted. Topic configs of existing topics are left as they are. Returns once the new topics
+    have leaders for all partitions, so producers can use them right away.
     """
     wanted = list(specs)
     if not wanted:
@@ -310,11 +371,7 @@ async def ensure_topics(
             found = await _describe(admin, list(by_name))
             problems = _mismatches(wanted, found)
             if problems:
-                raise TopicMismatchError(
-                    "existing topic(s) do not match their definition (deploy/topics.toml): "
-                    + "; ".join(problems)
-                    + ". Delete and recreate them (local broker: deploy/kafka-local.sh reset)"
-                )
+                raise mismatch_error(problems)
             missing = [s for s in wanted if found.get(s.name) is None]
             created: list[str] = []
             if missing:
@@ -342,10 +399,7 @@ async def ensure_topics(
                 found = await _describe(admin, list(by_name))
                 problems = _mismatches(wanted, found)
                 if problems:
-                    raise TopicMismatchError(
-                        "topic(s) do not match their definition (deploy/topics.toml): "
-                        + "; ".join(problems)
-                    )
+                    raise mismatch_error(problems)
                 if all(found.get(n) == (s.partitions, True) for n, s in by_name.items()):
                     return created
                 await asyncio.sleep(0.1)

@@ -28,7 +28,7 @@ from distillguard.models._build import current_build
 from distillguard.streams.edge import gc_tuning
 from distillguard.streams.edge.logs import configure_logging, stdlib_logging_config
 from distillguard.streams.edge.settings import Settings
-from distillguard.streams.edge.topics import check_topics_exist, ensure_topics, wait_for_broker
+from distillguard.streams.edge.topics import check_topics, ensure_topics, wait_for_broker
 from distillguard.streams.worker.health import install_health
 from distillguard.streams.worker.metrics import install_metrics
 from distillguard.streams.worker.topology import changelog_topic_specs, create_app
@@ -43,9 +43,10 @@ class WorkerError(Exception):
 async def preflight(settings: Settings, timeout_s: float = 30.0) -> None:
     kwargs = settings.aiokafka_kwargs()
     await wait_for_broker(settings.kafka_bootstrap, timeout_s=timeout_s, client_kwargs=kwargs)
-    missing = await check_topics_exist(settings.kafka_bootstrap,
-                                       [t.name for t in settings.topics.values()],
-                                       client_kwargs=kwargs)
+    # A topic with another partition count than the settings' is TopicMismatchError: a worker
+    # would place verdicts and summaries by the wrong count (streams/edge/topics.py).
+    missing = await check_topics(settings.kafka_bootstrap, settings.topics.values(),
+                                 client_kwargs=kwargs)
     if missing:
         raise WorkerError(f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)}; "
                           "create them with `distillguard topics create`")
@@ -54,7 +55,8 @@ async def preflight(settings: Settings, timeout_s: float = 30.0) -> None:
 async def declare_changelogs(settings: Settings, app: faust.App) -> list[str]:
     """Create the tables' changelog topics that do not exist yet, before Faust starts, so every
     worker's first metadata already holds them (why: `changelog_topic_specs`). An existing
-    changelog with another partition count stops the worker with TopicMismatchError."""
+    changelog with another partition count (an app id first run with another `partitions`
+    setting: changelogs are named after the app id) stops the worker with TopicMismatchError."""
     return await ensure_topics(settings.kafka_bootstrap, changelog_topic_specs(app),
                                replication_factor=app.conf.topic_replication_factor,
                                client_kwargs=settings.aiokafka_kwargs())

@@ -39,33 +39,38 @@ def per_account(decisions: list[tuple[str, str]]) -> dict[str, list[str]]:
     return dict(out)
 
 
-def test_a_backlog_drained_by_two_workers_decides_as_the_replay(run: Settings,
-                                                               fleet: Fleet) -> None:
-    events = list(faults.scenario_events())
-
+def replayed(run: Settings, events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The offline replay's decision ids per account, at the run's partition count."""
     replay = Pipeline(run.detector, partitions=run.partitions)
     expected = per_account([(d.account_id, d.decision_id) for ev in events
                             for d in replay.process(event_from_mapping(ev))])
     assert replay.counts["late_verdicts"] == replay.counts["behind_summaries"] == 0
     assert sum(map(len, expected.values())) > 100  # a scenario that decides something
+    return expected
 
-    # The last records of a partition wait for the others' ticks until those are reported
-    # idle (nothing left to read): a short idle time ends the drain sooner, but it must be
-    # longer than the workers wait between their assignment and the backlog (a partition
-    # reported idle before its first record would come back behind the others).
+
+def start_aligned(fleet: Fleet, count: int) -> list[int]:
+    """`count` workers with event-time alignment, once they share the partitions; their ports.
+
+    The last records of a partition wait for the others' ticks until those are reported idle
+    (nothing left to read): a short idle time ends the drain sooner, but it must be longer than
+    the workers wait between their assignment and the backlog (a partition reported idle
+    before its first record would come back behind the others). The partitions split first: a
+    partition that moves mid-drain is re-read by its next owner from the last commit, and the
+    summaries it sends again come behind (a stated failure, not this test's subject)."""
     fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = "true"  # opt-in in this release
     fleet.env["DISTILLGUARD_SOURCE_IDLE_WALL_S"] = "15"
-    fleet.start(count=2, base_port=faults.base_port())
-    ports = [faults.base_port() + i for i in range(2)]
-    # The partitions split first: a partition that moves mid-drain is re-read by its next owner
-    # from the last commit, and the summaries it sends again come behind (a stated failure,
-    # not this test's subject). The whole backlog is then written at once, far faster than
-    # the workers read it.
-    wait_for_split(fleet, run.partitions, timeout_s=120)
-    asyncio.run(produce(run, event_records(events)))
+    fleet.start(count=count, base_port=faults.base_port())
+    wait_for_split(fleet, fleet.settings.partitions, timeout_s=120)
+    return [faults.base_port() + i for i in range(count)]
+
+
+def assert_decided_as_replayed(run: Settings, fleet: Fleet, ports: list[int],
+                               expected: dict[str, list[str]]) -> None:
+    """Once the fleet has drained its input: the enforcement topic holds the replay's decision
+    ids, in the same order per account, and no verdict came late nor any summary behind."""
     asyncio.run(faults.wait_settled(run, timeout_s=600, alive=lambda: all(fleet.alive()),
                                     ports=ports))
-
     live: dict[str, list[str]] = {}
 
     def all_published() -> bool:
@@ -85,3 +90,13 @@ def test_a_backlog_drained_by_two_workers_decides_as_the_replay(run: Settings,
     assert counts["late_verdicts"] == 0
     assert counts["behind_summaries"] == 0
     assert counts["judged_early_summaries"] == 0
+
+
+def test_a_backlog_drained_by_two_workers_decides_as_the_replay(run: Settings,
+                                                               fleet: Fleet) -> None:
+    events = list(faults.scenario_events())
+    expected = replayed(run, events)
+    ports = start_aligned(fleet, count=2)
+    # The whole backlog is written at once, far faster than the workers read it.
+    asyncio.run(produce(run, event_records(events)))
+    assert_decided_as_replayed(run, fleet, ports, expected)

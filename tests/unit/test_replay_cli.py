@@ -128,3 +128,24 @@ def test_ctrl_c_stops_cleanly_with_the_decisions_so_far(files: Path, tmp_path: P
     replay_file(files / "events.jsonl", full, DetectorConfig())
     got, expected = ids(out), ids(full)
     assert got == expected[:len(got)], "what was written is the start of the full replay"
+
+
+def test_a_file_replay_takes_the_partition_count_of_the_settings(
+        files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fleet's DISTILLGUARD_PARTITIONS, as --partitions would give it.
+    monkeypatch.setenv("DISTILLGUARD_PARTITIONS", "48")
+    assert main(["replay", "--input", str(files / "events.jsonl"), "--quiet",
+                 "--output", str(tmp_path / "set.jsonl")]) == 0
+    monkeypatch.delenv("DISTILLGUARD_PARTITIONS")
+    assert main(["replay", "--input", str(files / "events.jsonl"), "--quiet", "--partitions",
+                 "48", "--output", str(tmp_path / "given.jsonl")]) == 0
+    assert ids(tmp_path / "set.jsonl") == ids(tmp_path / "given.jsonl")
+    assert main(["replay", "--input", str(files / "events.jsonl"), "--quiet",
+                 "--output", str(tmp_path / "default.jsonl")]) == 0
+    assert ids(tmp_path / "default.jsonl") != ids(tmp_path / "set.jsonl")  # 12: others
+
+
+def test_copy_topic_refuses_to_copy_a_topic_into_itself(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["copy-topic", "--from", "t.requests", "--to", "t.requests"]) == 2
+    assert "--from and --to are both t.requests" in capsys.readouterr().err

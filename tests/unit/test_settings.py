@@ -162,6 +162,9 @@ def test_missing_or_invalid_file(tmp_path: Path) -> None:
     ({"DISTILLGUARD_SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
     ({"DISTILLGUARD_KAFKA_BOOTSTRAP": "  "}, "kafka_bootstrap"),
     ({"DISTILLGUARD_SSL_CAFILE": "/nonexistent/ca.pem"}, "ssl_cafile"),
+    ({"DISTILLGUARD_PARTITIONS": "0"}, "partitions"),
+    ({"DISTILLGUARD_PARTITIONS": "1025"}, "partitions"),
+    ({"DISTILLGUARD_PARTITIONS": "many"}, "partitions"),
 ])
 def test_bad_values_are_refused_naming_the_setting(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
@@ -282,3 +285,16 @@ def test_with_overrides_returns_a_new_settings() -> None:
     s = load_settings(env={})
     t = s.with_overrides(app_id="x")
     assert isinstance(t, Settings) and t.app_id == "x" and s.app_id == "distillguard"
+
+
+def test_the_partition_count_is_a_setting(tmp_path: Path) -> None:
+    assert load_settings(env={}).partitions == 12  # deploy/topics.toml's
+    settings = load_settings(env={"DISTILLGUARD_PARTITIONS": "48"})
+    assert settings.partitions == 48
+    counts = {n: t.partitions for n, t in settings.topics.items()}
+    assert counts == {"requests": 48, "account_verdicts": 48, "cluster_summaries": 48,
+                      "enforcement": 48, "decisions": 48, "control": 1, "dead_letter": 3}
+    path = tmp_path / "s.toml"
+    path.write_text("partitions = 24\n")
+    assert load_settings(env={}, file=path).topics["account_verdicts"].partitions == 24
+    assert load_settings(env={"DISTILLGUARD_PARTITIONS": "6"}, file=path).partitions == 6

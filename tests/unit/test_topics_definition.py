@@ -9,9 +9,11 @@ import pytest
 from distillguard.streams.edge.topics import (
     CO_PARTITIONED,
     DEFAULT_TOPICS_FILE,
+    KEYED_TOPICS,
     REQUIRED_TOPICS,
     TopicSpec,
     load_topic_specs,
+    mismatch_error,
 )
 
 SHIPPED = {
@@ -106,9 +108,9 @@ def test_override_clashing_with_another_topic() -> None:
 
 def test_minimal_valid_file_and_config_normalisation(tmp_path: Path) -> None:
     body = valid_body(
-        requests='name = "r"\npartitions = 4\n[requests.config]\n'
+        requests='name = "r"\npartitions = 12\n[requests.config]\n'
         '"retention.ms" = 1000\n"cleanup.policy" = "compact"\n"preallocate" = false\n',
-        account_verdicts='name = "v"\npartitions = 4\n',
+        account_verdicts='name = "v"\npartitions = 12\n',
     )
     specs = load_topic_specs(write(tmp_path, body))
     assert specs["requests"].config == {
@@ -211,11 +213,42 @@ def test_co_partitioning_is_enforced(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-def test_co_partitioning_other_counts_are_fine(tmp_path: Path) -> None:
+def test_other_counts_are_fine(tmp_path: Path) -> None:
     body = valid_body(
         requests='name = "r"\npartitions = 6\n',
         account_verdicts='name = "v"\npartitions = 6\n',
-        cluster_summaries='name = "c"\npartitions = 2\n',
+        cluster_summaries='name = "c"\npartitions = 6\n',
+        enforcement='name = "e"\npartitions = 6\n',
+        decisions='name = "d"\npartitions = 6\n',
+        dead_letter='name = "x"\npartitions = 2\n',
     )
     specs = load_topic_specs(write(tmp_path, body))
     assert specs["requests"].partitions == specs["account_verdicts"].partitions == 6
+    assert specs["dead_letter"].partitions == 2
+
+
+def test_the_keyed_topics_have_one_count(tmp_path: Path) -> None:
+    # The `partitions` setting changes them together: the file cannot give them two.
+    body = valid_body(cluster_summaries='name = "c"\npartitions = 24\n')
+    with pytest.raises(ValueError, match="must have one partition count") as info:
+        load_topic_specs(write(tmp_path, body))
+    assert "cluster_summaries=24" in str(info.value) and "requests=12" in str(info.value)
+
+
+def test_the_partitions_setting_sets_every_keyed_topic_and_no_other() -> None:
+    specs = load_topic_specs(names={"requests": "t.requests"}, partitions=48)
+    assert {t: specs[t].partitions for t in KEYED_TOPICS} == dict.fromkeys(KEYED_TOPICS, 48)
+    assert specs["requests"].name == "t.requests"
+    assert specs["control"].partitions == 1 and specs["dead_letter"].partitions == 3
+    assert all(len({specs[t].partitions for t in group}) == 1 for group in CO_PARTITIONED)
+    with pytest.raises(ValueError, match="positive integer"):
+        load_topic_specs(partitions=0)
+
+
+def test_a_topic_of_another_count_is_refused_saying_what_to_do() -> None:
+    problem = "x.requests ([requests]) has 12 partitions, the settings want 48"
+    message = str(mismatch_error([problem]))
+    assert "has 12 partitions" in message
+    for what in ("DISTILLGUARD_PARTITIONS", "DISTILLGUARD_APP_ID", "copy-topic",
+                 "Re-partitioning"):
+        assert what in message
