@@ -120,6 +120,13 @@ class Behaviour:
     harvesting_last: float = 0.0
     harvested_earlier_s: float = 0.0
     harvest_day_start: float = 0.0
+    # The harvest time of the days before the current one, while they follow each other (a
+    # day's first harvest within HARVEST_DAY_S of the previous day's end); a day without any
+    # harvest clears it. A campaign that pauses for two hours once a day would otherwise start
+    # every day afresh and never reach a day's worth (an adversary's probe: ~1,180 requests a
+    # day per account, never blocked); a bootcamp's day, an exam or a class does not go on for
+    # days.
+    harvested_before_s: float = 0.0
     # Templated high-value requests of the current harvest: its pace (`machine_paced`).
     harvest_requests: int = 0
 
@@ -156,6 +163,12 @@ class Behaviour:
         if self.harvesting_last and ts - self.harvest_day_start < HARVEST_DAY_S:
             self.harvested_earlier_s += self.harvesting_last - self.harvesting_since
         else:
+            if self.harvesting_last and ts - self.harvest_day_start < 2 * HARVEST_DAY_S:
+                # the next day: the day that ended is carried
+                self.harvested_before_s += (self.harvested_earlier_s + self.harvesting_last
+                                            - self.harvesting_since)
+            else:
+                self.harvested_before_s = 0.0
             self.harvested_earlier_s, self.harvest_day_start = 0.0, ts
         self.harvesting_since = ts
         self.harvest_requests = 0
@@ -165,7 +178,7 @@ class Behaviour:
                 self.high_value, self.reasoning, self.templated_high_value, self.recent_asks,
                 self.recent_templates, self.prefixes, self.prefix_switches,
                 self.harvesting_since, self.harvesting_last, self.harvested_earlier_s,
-                self.harvest_day_start, self.harvest_requests]
+                self.harvest_day_start, self.harvest_requests, self.harvested_before_s]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Behaviour:
@@ -179,7 +192,9 @@ class Behaviour:
                    harvesting_last=w[12] if len(w) > 15 else 0.0,
                    harvested_earlier_s=w[13] if len(w) > 15 else 0.0,
                    harvest_day_start=w[14] if len(w) > 15 else 0.0,
-                   harvest_requests=w[15] if len(w) > 15 else 0)
+                   harvest_requests=w[15] if len(w) > 15 else 0,
+                   # (16 fields: a state from core 0.10; its days before start now)
+                   harvested_before_s=w[16] if len(w) > 16 else 0.0)
 
 
 def breadth(b: Behaviour) -> int:
@@ -242,11 +257,12 @@ def harvest(b: Behaviour, requests: int) -> float:
 
 
 def harvest_span(b: Behaviour) -> float:
-    """Event seconds the account has harvested known templates in its current day: its earlier
-    harvests of the day and the current one (0: none)."""
+    """Event seconds the account has harvested known templates in its current day and the days
+    before it that followed each other: its earlier harvests and the current one (0: none)."""
     if not b.harvesting_last:
         return 0.0
-    return b.harvested_earlier_s + b.harvesting_last - b.harvesting_since
+    return (b.harvested_before_s + b.harvested_earlier_s + b.harvesting_last
+            - b.harvesting_since)
 
 
 def machine_paced(b: Behaviour) -> bool:

@@ -128,8 +128,8 @@ class DetectorConfig:
     # blocks an account only once it has harvested known templates for this long in a day
     # (`models.behaviour.harvest_span`); before, it throttles. An exam, a class, a workshop, a
     # tutorial or a day-long bootcamp puts the same prompts in many honest hands for an hour to
-    # a working day; a campaign goes on. A day (core 0.10): only a harvest with no two-hour
-    # pause for a whole day blocks on content alone; 3 h was core 0.9's (it blocked a
+    # a working day; a campaign goes on. A day (core 0.10): a harvest adding up to a day, over
+    # days that follow each other, blocks on content alone; 3 h was core 0.9's (it blocked a
     # bootcamp's cohort), 0 blocks at once as before 0.9 (docs/tuning.md).
     harvest_session_s: int = 24 * 3600
     # Evidence half-life: cluster evidence against an account decays with event time.

@@ -18,9 +18,9 @@
   shared key (say, a payment instrument and a prompt template), AND the account's own behaviour
   must bear the crowds out once it has history (never a block on a crowd alone); an account
   blocked before (`strikes`) needs one kind. Without a card's crowd, a churned account,
-  rotation, a strike or a machine's pace, a block waits until the account has harvested for longer than a
-  session in a day (`_may_block`): prompt content and networks are what honest crowds share;
-  until then it throttles.
+  rotation, a strike or a machine's pace, a block waits until the account's harvest adds up
+  to a day (`_may_block`): prompt content and networks are what honest crowds share; until
+  then it throttles.
 - Hysteresis: an action is lifted (`allow`) only when the score falls below `release_score`.
 - Every action has a TTL; one still warranted is renewed once half its TTL has run.
 - Monotone: more evidence never gives a weaker action (a property test holds it to that).
@@ -266,9 +266,9 @@ def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: Acco
     accounts are), it rotates its network or client, it was blocked before, it harvests at a
     machine's pace (`models.behaviour.machine_paced`: 20 templated high-value requests or more
     at one a minute or faster; a person reads the answer first), or it has harvested known
-    templates for longer than a session in a day (`harvest_session_s`;
-    `models.behaviour.harvest_span`: the exam, the class or the tutorial and any other that
-    day; the time between them does not count).
+    templates for `harvest_session_s` (a day since core 0.10; `models.behaviour.harvest_span`:
+    the exam, the class or the tutorial and any other that day, and the days before while they
+    follow each other; the time between harvests does not count).
 
     Otherwise what corroborates is prompt content (convicted templates, a system prompt) and
     perhaps a network: an exam's candidates, a course's students, a workshop's or a viral
@@ -392,7 +392,9 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     if held:
         reasons.append("held at throttle: no card, rotation, earlier block or machine pace "
                        f"beside the crowds, and harvested for "
-                       f"{harvest_span(state.behaviour) / 60:.0f} min today (a block from "
+                       f"{harvest_span(state.behaviour) / 60:.0f} min "
+                       f"{'over days in a row' if state.behaviour.harvested_before_s else 'today'}"
+                       f" (a block from "
                        f"{cfg.harvest_session_s / 60:.0f} min)")
     if account > 0:
         reasons.extend(state.account_reasons)

@@ -178,14 +178,26 @@ def test_harvest_time_adds_up_over_a_day_between_long_pauses() -> None:
     assert (b.harvesting_since, harvest_span(b)) == (last + HARVEST_PAUSE_S + 1, 90 * 60)
     b.observe(1, "c", True, True, tpl, None, ts=last + 2 * HARVEST_PAUSE_S)  # within one
     assert harvest_span(b) == 90 * 60 + HARVEST_PAUSE_S - 1
-    # the next day starts afresh
+    # the next day starts another day, the day before carried: a campaign pausing once a day
+    # goes on adding up (tests/unit/test_core10_adversary.py W1)
+    yesterday = harvest_span(b)
     day_after = b.harvest_day_start + HARVEST_DAY_S + 1
     b.observe(1, "c", True, True, tpl, None, ts=day_after)
-    assert (b.harvesting_since, harvest_span(b)) == (day_after, 0.0)
-    # a state from core 0.8 (11 fields) has no harvest yet; the fields round-trip
+    assert (b.harvesting_since, harvest_span(b)) == (day_after, yesterday)
+    b.observe(1, "c", True, True, tpl, None, ts=day_after + 600)
+    assert harvest_span(b) == yesterday + 600
+    # a whole day with no harvest clears it
+    fresh = b.harvest_day_start + 2 * HARVEST_DAY_S + 1
+    b.observe(1, "c", True, True, tpl, None, ts=fresh)
+    assert (b.harvesting_since, harvest_span(b)) == (fresh, 0.0)
+    # a state from core 0.8 (11 fields) has no harvest yet; one from core 0.10 (16) no days
+    # before; the fields round-trip
     assert Behaviour.from_wire(b.to_wire()) == b
     old = Behaviour.from_wire(b.to_wire()[:11])
     assert harvest_span(old) == 0.0 and not old.harvesting_since
+    b.observe(1, "c", True, True, tpl, None, ts=fresh + 600)
+    b.observe(1, "c", True, True, tpl, None, ts=fresh + HARVEST_DAY_S + 1)
+    assert b.harvested_before_s and not Behaviour.from_wire(b.to_wire()[:16]).harvested_before_s
 
 
 def test_a_harvest_at_a_machines_pace_is_told_from_a_persons() -> None:

@@ -55,7 +55,10 @@ templates with reasoning):
 
 Guarantees pass; weaknesses are strict xfails asserting what should hold, their reasons the
 measured figures (the 72-hour figures are of probes; the tests run 26-30 h worlds of the same
-campaign). No change to models/ came of this review.
+campaign). What came of it in models/: the daily pause (W1, W2) no longer starts a day's count
+afresh; a day's harvest carries into the next while the days follow each other
+(`Behaviour.harvested_before_s`): both campaigns blocked 26.5-27.1 h in (1,300 and 2,900
+requests per account, once), a day without harvest clears it.
 """
 
 from __future__ import annotations
@@ -189,29 +192,28 @@ def test_retiring_accounts_before_the_day_burns_most_replacements_at_once() -> N
 # --- the lab's side: weaknesses (strict xfails) ---------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a content-only campaign at 0.9/min pausing 2 h 30 min "
-                   "once a day is never blocked: 3,540 requests per account in 72 h (~1,180 a "
-                   "day, unbounded) and 35,400 in all for 10 accounts; at 3 h: 165 each, all "
-                   "blocked (1,651 in all): 21x")
+# W1 and W2 were strict xfails of this review: never blocked, ~1,180 and ~2,620 requests a day
+# per account, unbounded. Fixed: a day's harvest is carried into the next while the days follow
+# each other (models/behaviour.py `harvested_before_s`), so the pause that starts a new day
+# no longer starts the count afresh; a day without any harvest clears it.
+
+
 def test_w1_a_campaign_pausing_once_a_day_is_blocked() -> None:
     session = _campaign(THREE_HOURS, 4, daily_pause=True)
-    assert all(a.blocked_at is not None for a in session)  # (holds: blocked at 3 h)
+    assert all(a.blocked_at is not None for a in session)  # (blocked at 3 h)
     day = _campaign(DEFAULT, 30, daily_pause=True)
-    assert all(a.sent > 1300 for a in day)  # (past a day of harvest, served)
-    assert all(a.blocked_at is not None for a in day)
+    # measured: blocked 26.7-27.1 h after its first request, 1,300-1,303 requests each
+    assert all(a.blocked_at is not None and 26 <= _blocked_after_h(a) <= 28 for a in day)
+    assert all(_served(a) < 1400 for a in day)
 
 
-@pytest.mark.xfail(strict=True, reason="interleaving fresh high-value prompts with the "
-                   "templated ones (0.91/min templated, 2 rpm in all: the throttle's) and "
-                   "sending only fresh ones through the daily pause: never blocked, 7,854 "
-                   "requests per account in 72 h (~2,620 a day); at 3 h: 335 each, all blocked: "
-                   "23x")
 def test_w2_a_campaign_interleaving_fresh_prompts_is_blocked() -> None:
     session = _campaign(THREE_HOURS, 4, daily_pause=True, interleave=True, gap=33.0)
-    assert all(a.blocked_at is not None for a in session)  # (holds: blocked at 3 h)
+    assert all(a.blocked_at is not None for a in session)  # (blocked at 3 h)
     day = _campaign(DEFAULT, 30, daily_pause=True, interleave=True, gap=33.0)
-    assert all(a.sent > 3000 for a in day)
-    assert all(a.blocked_at is not None for a in day)
+    # measured: blocked 26.5-26.6 h in, 2,891-2,907 requests each (half of them fresh prompts)
+    assert all(a.blocked_at is not None and 26 <= _blocked_after_h(a) <= 28 for a in day)
+    assert all(_served(a) < 3000 for a in day)
 
 
 # --- the benign crowd's side ----------------------------------------------------------------
