@@ -1090,6 +1090,29 @@ _FOLLOWUP_CATEGORIES = ("reasoning", "math", "chat", "writing")
 _FOLLOWUP = -2
 
 
+def carrier_pools(prng: random.Random, pools: int) -> Picker:
+    """Mobile carriers with `pools` CGNAT /24s each, weighted by subscribers."""
+    return Picker([((c, [net.v4_prefix24(c, prng) for _ in range(max(1, pools))]),
+                    c.weight * net.COUNTRY_WEIGHTS[c.country]) for c in net.MOBILE])
+
+
+def home_or_carrier(pop: Ordinary, a: Account, rng: random.Random, carriers: Picker,
+                    mobile_share: float) -> tuple[bool, list[tuple[int, int, int]] | None, float]:
+    """Place an account at home (a country's ISP) or on a mobile carrier's CGNAT pool: whether
+    mobile, the carrier's /24s (None at home) and the local time zone."""
+    mobile = rng.random() < mobile_share
+    pool: list[tuple[int, int, int]] | None = None
+    if mobile:
+        carrier, pool = carriers.pick(rng)
+        country = carrier.country
+    else:
+        country = net.COUNTRIES.pick(rng)
+    pop.personal(a, country, pop.k.ipv6_share)
+    if pool is not None:
+        a.ip, a.asn = net.v4_host(pick(pool, rng), rng), carrier.asn
+    return mobile, pool, net.TZ_OFFSET_H[country]
+
+
 def viral_client(rng: random.Random, mobile: bool, app_share: float) -> str:
     """The client someone tries a viral prompt from: an app or a browser, on a phone (always,
     on a mobile carrier) or a desktop."""
@@ -1153,9 +1176,7 @@ class ViralPromptSenders(Ordinary):
         # the post as it was reposted, screenshotted and retyped: versions a few bits apart
         variants = [base] + [perturb(base, prng.randint(3, 6), prng)
                              for _ in range(max(1, k.variants) - 1)]
-        pools = max(1, k.cgnat_prefixes)
-        carriers = Picker([((c, [net.v4_prefix24(c, prng) for _ in range(pools)]),
-                            c.weight * net.COUNTRY_WEIGHTS[c.country]) for c in net.MOBILE])
+        carriers = carrier_pools(prng, k.cgnat_prefixes)
         return Wave(start, max(0.0, k.rise_min) * 60.0,
                     max(1.0, k.half_life_min) * 60.0 / math.log(2.0), variants, k.category,
                     carriers)
@@ -1167,17 +1188,7 @@ class ViralPromptSenders(Ordinary):
         for idx in range(self.sc.accounts(k.accounts)):
             a = self.new_account(idx)
             rng = a.rng
-            mobile = rng.random() < k.mobile_share
-            pool: list[tuple[int, int, int]] | None = None
-            if mobile:
-                carrier, pool = wave.carriers.pick(rng)
-                country = carrier.country
-            else:
-                country = net.COUNTRIES.pick(rng)
-            tz = net.TZ_OFFSET_H[country]
-            self.personal(a, country, self.k.ipv6_share)
-            if pool is not None:
-                a.ip, a.asn = net.v4_host(pick(pool, rng), rng), carrier.asn
+            mobile, pool, tz = home_or_carrier(self, a, rng, wave.carriers, k.mobile_share)
             arrive = wave.arrival(rng)
             client = viral_client(rng, mobile, k.app_share)
             new = rng.random() < k.new_account_share
@@ -1278,9 +1289,7 @@ class MoocLearners(Ordinary):
         k = sc.mooc
         prng = self.rng
         run_h = sc.duration_h
-        pools = max(1, k.cgnat_prefixes)
-        self.carriers = Picker([((c, [net.v4_prefix24(c, prng) for _ in range(pools)]),
-                                 c.weight * net.COUNTRY_WEIGHTS[c.country]) for c in net.MOBILE])
+        self.carriers = carrier_pools(prng, k.cgnat_prefixes)
         self.assignments = []
         for c in range(max(1, k.courses)):
             # every deadline an hour or more before the run ends, so the rush is seen whole
@@ -1304,17 +1313,7 @@ class MoocLearners(Ordinary):
             rng = a.rng
             course = idx % len(self.assignments)
             asg = self.assignments[course]
-            mobile = rng.random() < k.mobile_share
-            pool: list[tuple[int, int, int]] | None = None
-            if mobile:
-                carrier, pool = self.carriers.pick(rng)
-                country = carrier.country
-            else:
-                country = net.COUNTRIES.pick(rng)
-            tz = net.TZ_OFFSET_H[country]
-            self.personal(a, country, self.k.ipv6_share)
-            if pool is not None:
-                a.ip, a.asn = net.v4_host(pick(pool, rng), rng), carrier.asn
+            _, pool, tz = home_or_carrier(self, a, rng, self.carriers, k.mobile_share)
             notebook = rng.random() < k.notebook_share
             begin = asg.deadline - rng.expovariate(1.0 / max(0.05, k.rush_h) / 3600.0)
             work = max(600.0, k.mean_work_min * 60.0 * rng.lognormvariate(-0.125, 0.5))
