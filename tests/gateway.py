@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
 from typing import Any, Self
@@ -149,7 +150,7 @@ class Nginx:
         self.stop()
 
 
-class AppInThread:
+class AppInThread(ABC):
     """An aiohttp app (`make_app()`) served on 127.0.0.1 at a free port, on a thread and event
     loop of its own, from `with` to the end of the block."""
 
@@ -164,8 +165,9 @@ class AppInThread:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
+    @abstractmethod
     def make_app(self) -> web.Application:
-        raise NotImplementedError
+        """The app to serve (each server in the tests says its own)."""
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
