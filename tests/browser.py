@@ -19,7 +19,9 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -146,7 +148,10 @@ class Chromium:
              "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
              f"--user-data-dir={profile}", f"--window-size={self.width},{self.height}",
              "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=(profile / "stderr.log").open("wb"))
+            stdout=subprocess.DEVNULL, stderr=(profile / "stderr.log").open("wb"),
+            # its own process group: Chromium's helpers (zygote, renderer, crashpad) outlive
+            # the main process for a moment and keep writing into the profile; we stop them all
+            start_new_session=True)
         deadline = time.monotonic() + 30
         port_file = profile / "DevToolsActivePort"
         while time.monotonic() < deadline:
@@ -161,14 +166,34 @@ class Chromium:
         raise RuntimeError("chromium did not open its DevTools port within 30 s")
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self.proc is not None:
+            self._signal_group(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.profile.cleanup()
+                pass
+            self._signal_group(signal.SIGKILL)  # any helper still running
+            self.proc.wait()
+        self._remove_profile()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:  # the whole group is gone already
+            pass
+
+    def _remove_profile(self) -> None:
+        """A helper killed a moment ago may still have a file open (seen in CI: 'Directory not
+        empty: Default'); try again for a few seconds before giving up loudly."""
+        for attempt in range(20):
+            try:
+                self.profile.cleanup()
+                return
+            except OSError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
 
     def page_ws_url(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=5) as r:
