@@ -265,10 +265,12 @@ def harvest_span(b: Behaviour) -> float:
             - b.harvesting_since)
 
 
-def machine_paced(b: Behaviour) -> bool:
-    """Whether the current harvest holds MACHINE_PACE_REQUESTS templated high-value requests or
-    more at MACHINE_PACE_PER_MIN or faster, on average over it."""
-    if b.harvest_requests < MACHINE_PACE_REQUESTS:
+def machine_paced(b: Behaviour, requests: int = MACHINE_PACE_REQUESTS,
+                  per_min: float = MACHINE_PACE_PER_MIN) -> bool:
+    """Whether the current harvest holds `requests` templated high-value requests or more at
+    `per_min` a minute or faster, on average over it (the settings `machine_pace_requests` and
+    `machine_pace_per_min`; the defaults here are theirs). `requests` 0: never."""
+    if requests <= 0 or b.harvest_requests < requests:
         return False
     span_min = (b.harvesting_last - b.harvesting_since) / 60.0
-    return b.harvest_requests - 1 >= span_min * MACHINE_PACE_PER_MIN
+    return b.harvest_requests - 1 >= span_min * per_min

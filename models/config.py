@@ -132,6 +132,12 @@ class DetectorConfig:
     # days that follow each other, blocks on content alone; 3 h was core 0.9's (it blocked a
     # bootcamp's cohort), 0 blocks at once as before 0.9 (docs/tuning.md).
     harvest_session_s: int = 24 * 3600
+    # ... unless the account harvests at a machine's pace: this many templated high-value
+    # requests in one harvest at this many a minute or faster, on average over it
+    # (`models.behaviour.machine_paced`; a person reads the answer before the next question).
+    # machine_pace_requests 0: pace never blocks.
+    machine_pace_requests: int = 20
+    machine_pace_per_min: float = 1.0
     # Evidence half-life: cluster evidence against an account decays with event time.
     evidence_half_life_s: int = 2 * 3600
     # An account that has been blocked is remembered this long after its last request, so that

@@ -282,7 +282,8 @@ def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: Acco
     if not cfg.harvest_session_s or churned or any(
             kind in PRIOR_KINDS and s >= CORROBORATION_SCORE for kind, (s, _) in by_kind.items()):
         return True  # (0: the rule off, content and networks block at once as before core 0.9)
-    return bool(state.strikes or rotating >= ROTATING or machine_paced(state.behaviour)
+    paced = machine_paced(state.behaviour, cfg.machine_pace_requests, cfg.machine_pace_per_min)
+    return bool(state.strikes or rotating >= ROTATING or paced
                 or harvest_span(state.behaviour) >= cfg.harvest_session_s)
 
 

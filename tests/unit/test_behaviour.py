@@ -212,3 +212,15 @@ def test_a_harvest_at_a_machines_pace_is_told_from_a_persons() -> None:
     # a pause ends the harvest and its count: pace is of one harvest
     script.observe(1, "c", True, True, tpl, None, ts=script.harvesting_last + HARVEST_PAUSE_S + 1)
     assert script.harvest_requests == 1 and not machine_paced(script)
+
+
+def test_the_machine_pace_is_a_setting() -> None:
+    tpl = TEMPLATES[0]
+    b = Behaviour()
+    for i in range(30):  # 30 templated requests, one every 40 s (1.5 a minute)
+        b.observe(1, "c", True, True, tpl, None, ts=1000.0 + 40 * i)
+    assert machine_paced(b)
+    assert machine_paced(b, requests=30, per_min=1.4)
+    assert not machine_paced(b, requests=31), "fewer requests than the setting asks"
+    assert not machine_paced(b, requests=20, per_min=2.0), "slower than the setting's pace"
+    assert not machine_paced(b, requests=0), "0 turns the pace off"
