@@ -7,13 +7,15 @@ cloud (`agent_fleet`), a tool's system prompt, user agent and scaffold prompts (
 carrier's or notebook service's /24s (`cgnat`), a venue's NAT, same-day accounts and a starter
 kit's prompts (`hackathon`), an org's card, office /24s and canned replies (`support_desk`),
 an exam's questions, opening time, young accounts and provider's client (`certification_exam`),
-a viral prompt, same-day accounts, carriers' CGNAT /24s and browser clients (`viral_prompt`).
+a viral prompt, same-day accounts, carriers' CGNAT /24s and browser clients (`viral_prompt`),
+public benchmarks' items, an eval harness's system prompt, a Python SDK, cloud and hosted CI
+runners' egress and a machine's pace (`eval_runs`).
 Apart from the shared key the members behave like `ordinary` users (most crowds reuse
 `Ordinary.personal` and `Ordinary.personal_request`).
 
-Keys another population may copy (`campaign_framing`, `campaign_exam`, `campaign_viral`) are
-drawn in `__init__` from the population's own rng, so building the crowd again gives the same
-values.
+Keys another population may copy (`campaign_framing`, `campaign_exam`, `campaign_viral`,
+`campaign_evalmimic`) are drawn in `__init__` from the population's own rng, so building the
+crowd again gives the same values.
 """
 
 from __future__ import annotations

@@ -797,7 +797,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "benchmarks' items at a machine's pace from CI jobs and notebooks in the cloud, "
             "one open-source harness's system prompt, several accounts per org on one card; a "
             "lab's harvest dressed as eval runs, run after run for hours", (6.0, 9.0),
-            (800, 1600), _eval_harness),
+            (700, 1400), _eval_harness),
 )}
 
 

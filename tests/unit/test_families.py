@@ -4,7 +4,9 @@ networks, the returning campaign pauses longer than a block, hackathon teams sha
 NAT, mimic prompts are all unique, sleepers switch from ordinary use to harvesting, exam
 candidates sit the same questions together and the lab sitting with them stays on after, a
 viral prompt's senders arrive in a decaying spike and the lab riding the wave harvests after,
-a MOOC's learners rush to its deadline, a lab's seats in a shell org work at a person's pace).
+a MOOC's learners rush to its deadline, a lab's seats in a shell org work at a person's pace,
+evaluators send public benchmarks' items at a machine's pace and a lab dressed as them runs
+for hours).
 
 Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
 request schedules alone (no payloads), so the file runs in seconds.
