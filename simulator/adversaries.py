@@ -1,7 +1,8 @@
 """Campaigns of the scenario families: aged accounts, low-and-slow, returning after a pause,
 framing a benign crowd, camouflaged by decoys, mimicking people with unique prompts, sleeping
-as ordinary users before they harvest, sitting an exam to harvest its questions, and riding a
-viral prompt's wave before harvesting.
+as ordinary users before they harvest, sitting an exam to harvest its questions, riding a
+viral prompt's wave before harvesting, seats bought inside shell orgs, and a harvest dressed as
+eval runs.
 
 Like the original four (`populations.py`), they honour the scenario's robustness knobs: the
 account multiplier spreads the same volume over more accounts, timing jitter stretches their
@@ -21,16 +22,19 @@ from .crowds import (
     CampusLabStudents,
     CgnatUsers,
     ClassroomAttendees,
+    EvalRunners,
     ExamCandidates,
     OssToolUsers,
     ResellerCustomers,
     ViralPromptSenders,
     created_before,
+    eval_pace,
     viral_client,
 )
 from .network import Picker
 from .populations import (
     DAY,
+    ERR_BATCH,
     ERR_ORDINARY,
     ERR_PUSHY,
     MESSAGES,
@@ -1024,4 +1028,123 @@ class SeatCampaign(Campaign):
             a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat, simhash, st[3],
             rng.random() < k.reasoning_share, 2 + int(rng.random() * 8) if cat == "tool_use"
             else 0, k.completion_scale, ERR_ORDINARY,
+        )
+
+
+# --- a harvest dressed as eval runs ---------------------------------------------------------
+
+
+@dataclass
+class _ShellTeam:
+    """A shell org of the lab: its org_id and card, its NAT addresses in the lab's cloud, and
+    the SDK version its harness pins."""
+
+    org_id: str
+    card: str
+    ips: list[str]
+    user_agent: str
+
+
+class EvalMimicCampaign(Campaign):
+    """A lab that dresses its harvest as eval runs: accounts in a few shell orgs (each one org
+    and card) or on their own, the most popular open-source harness's default system prompt, a
+    pinned SDK, cloud egress (the lab's own /24s, or the hosted CI runners' pool the honest
+    evaluators' CI uses), runs of eval size at an eval's pace with bounded concurrency, its own
+    prompt-template families mixed with the public benchmarks' items; but run after run, back
+    to back for many hours, reasoning on most requests, long answers."""
+
+    group = "campaign_evalmimic"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_evalmimic
+        prng = self.rng
+        # the evaluators' world, rebuilt from its own seed (whether or not they are here): the
+        # public benchmarks' items, the harnesses' default prompts, the hosted runners' pool
+        self.crowd = crowd = EvalRunners(self.sc, IdMint())
+        self.families = [
+            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
+                             for _ in range(max(1, k.family_variants))], cat)
+            for base, cat in templates_for(prng, k.template_families, _HARVEST)]
+        self.models = ModelChooser(self.sc, 0.85, cap=0.5, ramp_h=1.0)
+        cloud = pick(list(net.CLOUD), prng)
+        prefixes = [net.v4_prefix24(cloud, prng) for _ in range(prng.randint(1, 3))]
+        teams = [_ShellTeam(self.mint.new("org-", prng), self.mint.new("pf-", prng),
+                            sorted({net.v4_host(pick(prefixes, prng), prng)
+                                    for _ in range(prng.randint(1, 3))}),
+                            net.python_sdk_user_agent(prng))
+                 for _ in range(max(0, k.orgs))]
+        start = self.campaign_start(k.start_h)
+        lo = max(1, k.min_run_items)
+        out = []
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.keys = [self.mint.new("key-", rng)]
+            if teams and rng.random() < k.org_share:
+                team = teams[idx % len(teams)]
+                a.org_id, a.payment_fingerprint, a.user_agent = team.org_id, team.card, team.user_agent
+                own_ips = team.ips
+            else:  # on its own: an org and card of its own (or none), a VM of the lab's
+                a.org_id = self.mint.new("org-", rng)
+                a.payment_fingerprint = None if rng.random() < 0.3 else self.mint.new("pf-", rng)
+                a.user_agent = net.python_sdk_user_agent(rng)
+                own_ips = [net.v4_host(pick(prefixes, rng), rng)]
+            a.created_ts = old_created(rng, self.t0, k.min_account_age_days,
+                                       max(k.min_account_age_days, k.max_account_age_days))
+            a.ip, a.asn, a.country = own_ips[0], cloud.asn, cloud.country
+            hosted = rng.random() < k.hosted_ci_share
+            prompt = crowd.harness_prompts[0] if rng.random() < k.harness_prompt_share else None
+            # per run: (model, its addresses, asn, country)
+            runs: list[tuple[str, list[str], int, str]] = []
+            timed: list[tuple[float, int]] = []
+            t = start + rng.uniform(0.0, 1800.0)
+            stop = min(self.t1, t + max(0.5, k.harvest_h) * 3600.0 * rng.uniform(0.9, 1.1))
+            # the multiplier slows every account's runs and breaks alike: the same duty cycle
+            rate = k.requests_per_min * rng.uniform(0.8, 1.2) / self.multiplier
+            while t < stop:
+                if hosted:  # a fresh hosted runner for every job
+                    ips = [net.v4_host(pick(crowd.hosted_prefixes, rng), rng)]
+                    runs.append((self.models.choose(rng, t), ips, crowd.hosted_cloud.asn,
+                                 crowd.hosted_cloud.country))
+                else:
+                    runs.append((self.models.choose(rng, t), own_ips, cloud.asn, cloud.country))
+                n = int(math.exp(rng.uniform(math.log(lo), math.log(max(lo, k.max_run_items) + 1))))
+                times = [x for x in eval_pace(rng, t, n, rate, k.max_concurrency, self.jittered)
+                         if x < stop]
+                timed += [(x, len(runs) - 1) for x in times]
+                pause = rng.expovariate(1.0 / (max(0.1, k.break_min) * 60.0 * self.multiplier))
+                t = (times[-1] if times else t) + self.jittered(pause, rng)
+            if not timed:
+                if not runs:
+                    runs.append((self.models.choose(rng, start), own_ips, cloud.asn,
+                                 cloud.country))
+                timed = [(x, 0) for x in at_least_one([], rng, start, self.t1)]
+            a.state = (runs, prompt)
+            finalize_marked(a, timed, self.t0, self.t1)
+            out.append(a)
+        return out
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_evalmimic
+        runs, prompt = a.state
+        model, ips, asn, country = runs[a.marks[i]]  # type: ignore[index]
+        if self.rotate:
+            ip, asn, country = net.rotating_exit(rng)
+        else:
+            ip = ips[0] if len(ips) == 1 else pick(ips, rng)
+        crowd = self.crowd
+        if rng.random() < k.public_share:  # a public benchmark's item, as anyone's harness sends it
+            b = int(rng.random() * len(crowd.benchmarks))
+            cat = crowd.benchmarks[b].category
+            simhash = near(pick(crowd.items[b], rng), self.sc.eval_runs.max_bit_flips, rng)
+            tools = 0
+        else:
+            family: _TemplateFamily = pick(self.families, rng)
+            cat = family.category
+            simhash = near(pick(family.variants, rng), k.max_bit_flips, rng)
+            tools = 2 + int(rng.random() * 8) if cat == "tool_use" else 0
+        return make_event(
+            a, ts, ip, asn, country, model, MESSAGES, cat, simhash, prompt,
+            rng.random() < k.reasoning_share, tools, k.completion_scale, ERR_BATCH,
         )

@@ -7,13 +7,15 @@ cloud (`agent_fleet`), a tool's system prompt, user agent and scaffold prompts (
 carrier's or notebook service's /24s (`cgnat`), a venue's NAT, same-day accounts and a starter
 kit's prompts (`hackathon`), an org's card, office /24s and canned replies (`support_desk`),
 an exam's questions, opening time, young accounts and provider's client (`certification_exam`),
-a viral prompt, same-day accounts, carriers' CGNAT /24s and browser clients (`viral_prompt`).
+a viral prompt, same-day accounts, carriers' CGNAT /24s and browser clients (`viral_prompt`),
+public benchmarks' items, an eval harness's system prompt, a Python SDK, cloud and hosted CI
+runners' egress and a machine's pace (`eval_runs`).
 Apart from the shared key the members behave like `ordinary` users (most crowds reuse
 `Ordinary.personal` and `Ordinary.personal_request`).
 
-Keys another population may copy (`campaign_framing`, `campaign_exam`, `campaign_viral`) are
-drawn in `__init__` from the population's own rng, so building the crowd again gives the same
-values.
+Keys another population may copy (`campaign_framing`, `campaign_exam`, `campaign_viral`,
+`campaign_evalmimic`) are drawn in `__init__` from the population's own rng, so building the
+crowd again gives the same values.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .populations import (
     ERR_BATCH,
     ERR_ORDINARY,
     MESSAGES,
+    NEW_LARGE,
     SMALL,
     Account,
     ModelChooser,
@@ -1392,4 +1395,340 @@ class MoocLearners(Ordinary):
             return ev
         ev = self.personal_request(a, ts, st, cat, simhash)
         ev["reasoning_requested"] = rng.random() < k.reasoning_share
+        return ev
+
+
+# --- model evaluations and batch jobs -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicBenchmark:
+    """A public benchmark as an eval harness sends it: what the gateway's classifier calls its
+    items, the size of its test split, the few-shot examples every prompt carries (the shared
+    prefix that makes its items near-duplicates of one another; 0: the question dominates and
+    every item is a prompt of its own), whether the harness's default prompt for it asks for the
+    reasoning written out, and how long an answer is against the category's median (a letter
+    for multiple choice, a worked solution, a program)."""
+
+    name: str
+    category: str
+    items: int
+    shots: int
+    cot: bool
+    answer_scale: float
+
+
+# The public benchmarks customers run (test-split sizes of the real ones, shots and chain of
+# thought as their common harness configurations).
+PUBLIC_BENCHMARKS: tuple[PublicBenchmark, ...] = (
+    PublicBenchmark("mmlu", "reasoning", 14042, 5, False, 0.02),
+    PublicBenchmark("mmlu_pro", "reasoning", 12032, 5, True, 0.6),
+    PublicBenchmark("gsm8k", "math", 1319, 8, True, 0.4),
+    PublicBenchmark("math_500", "math", 500, 4, True, 0.8),
+    PublicBenchmark("gpqa_diamond", "reasoning", 198, 0, True, 0.8),
+    PublicBenchmark("bbh", "reasoning", 6511, 3, True, 0.3),
+    PublicBenchmark("arc_challenge", "reasoning", 1172, 25, False, 0.02),
+    PublicBenchmark("hellaswag", "other", 10042, 10, False, 0.02),
+    PublicBenchmark("truthfulqa", "other", 817, 6, False, 0.2),
+    PublicBenchmark("humaneval", "coding", 164, 0, False, 0.4),
+    PublicBenchmark("mbpp", "coding", 500, 3, False, 0.3),
+    PublicBenchmark("livecodebench", "coding", 880, 0, True, 1.2),
+    PublicBenchmark("ifeval", "writing", 541, 0, False, 0.7),
+    PublicBenchmark("aime", "math", 30, 0, True, 1.5),
+)
+
+# Open-source eval harnesses, most popular first. A harness sends its default system prompt
+# (a hash drawn per scenario), the same for every customer who keeps it.
+EVAL_HARNESSES: tuple[tuple[str, float], ...] = (
+    ("lm-evaluation-harness", 5.0), ("inspect_ai", 3.0), ("lighteval", 2.0),
+    ("simple-evals", 1.5), ("helm", 1.0), ("opencompass", 1.0),
+)
+
+# Where the companies and research groups that run evaluations through the API are.
+_EVAL_COUNTRIES = Picker([("US", 8.0), ("GB", 2.0), ("DE", 1.5), ("FR", 1.5), ("CA", 1.5),
+                          ("JP", 1.0), ("KR", 1.0), ("SG", 1.0), ("IN", 1.0), ("NL", 1.0)])
+# What an org's own batch jobs are (classification, extraction, summaries, a little code).
+_BATCH_CATEGORIES = category_picker({"other": 45, "writing": 30, "chat": 15, "coding": 10})
+# Items kept per benchmark: a run never takes more of one benchmark than this.
+_ITEM_CAP = 2500
+# Marks of an eval account's requests: run * _RUN + slot * _SLOT + item, where slot is the
+# benchmark's place in the run's suite (_BATCH_SLOT: a batch job, item = its template); or
+# _OTHER for a member's ordinary use.
+_SLOT = 10_000
+_BATCH_SLOT = 15
+_RUN = 16 * _SLOT
+# A member's notebook runs from a hosted notebook on this share of them (else the org's cloud).
+_HOSTED_NOTEBOOK_SHARE = 0.3
+# Runs that go through their items shuffled (else in the dataset's order, as `--limit` takes).
+_SHUFFLED_SHARE = 0.3
+
+
+@dataclass
+class EvalOrg:
+    """A company or research group that runs evaluations: its org and card, where its cloud
+    workloads leave from, the SDK its harness pins, the harness's system prompt, its suite of
+    public benchmarks, its pace, and its nightly job."""
+
+    org_id: str
+    card: str
+    country: str
+    tz: float
+    cloud: net.Network
+    vpc_ips: list[str]  # the org's NAT gateways in its cloud
+    user_agent: str  # the SDK version its harness pins
+    system_prompt: str  # the harness's default, or a prompt of the org's own
+    suite: list[int]  # the public benchmarks it runs (indices into EvalRunners.benchmarks)
+    requests_per_min: float
+    concurrency: int
+    nightly_utc_h: float | None  # its nightly eval's cron (UTC hour), None without one
+    hosted_ci: bool  # its CI runs on hosted runners (the shared pool), else in its cloud
+    batch_templates: list[tuple[int, str]]  # its own batch jobs' prompt templates
+    batch_prompt: str
+    created: float
+    release_run: bool  # it benchmarks a model released during the run
+
+
+@dataclass
+class _EvalRun:
+    """One run as the gateway sees it: one model, client, address pool and thinking setting."""
+
+    model: str
+    thinking: bool
+    suite: list[int]
+    ips: list[str]
+    asn: int
+    country: str
+    user_agent: str
+
+
+def eval_pace(rng: random.Random, start: float, n: int, rate_per_min: float, concurrency: int,
+              stretch: Any = None) -> list[float]:
+    """The request times of a run of `n` requests through a pool of at most `concurrency`
+    workers at `rate_per_min` on average: the pool's first requests go out together, the next
+    ones as answers come back (lognormal gaps around the mean); `stretch(gap, rng)`, if given,
+    changes each gap (a campaign's timing jitter)."""
+    gap = 60.0 / max(0.1, rate_per_min)
+    first = min(n, rng.randint(1, max(1, concurrency)))
+    times = sorted(start + rng.uniform(0.0, 2.0) for _ in range(first))
+    t = start + gap * first * rng.uniform(0.3, 1.0)
+    for _ in range(n - first):
+        times.append(t)
+        step = gap * rng.lognormvariate(-0.08, 0.4)
+        t += stretch(step, rng) if stretch is not None else step
+    return times
+
+
+class EvalRunners(Ordinary):
+    """Companies and research groups running model evaluations and batch jobs: a few public
+    benchmarks' items (the same prompts for every customer), sent by a CI job or a notebook at
+    a machine's pace with bounded concurrency, from cloud egress, through an SDK and an
+    open-source harness's default system prompt; runs of minutes to hours, some nightly; several
+    accounts per org on its one card (service accounts, mostly aged, some opened for the project;
+    members, who also use the API as people do).
+
+    The public benchmarks' items, the harnesses' default prompts and the hosted runners' pool
+    are drawn in `__init__` from the population's own rng (`campaign_evalmimic` copies them)."""
+
+    group = "eval_runs"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        k = sc.eval_runs
+        prng = self.rng
+        n_bench = max(1, min(k.benchmarks, len(PUBLIC_BENCHMARKS)))
+        self.benchmarks = [PUBLIC_BENCHMARKS[b]
+                           for b in sorted(prng.sample(range(len(PUBLIC_BENCHMARKS)), n_bench))]
+        self.items = [self._items(b, prng) for b in self.benchmarks]
+        harnesses = EVAL_HARNESSES[:max(1, min(k.harnesses, len(EVAL_HARNESSES)))]
+        self.harnesses = Picker([(h, w) for h, (_, w) in enumerate(harnesses)])
+        self.harness_prompts = [hash_id(prng) for _ in harnesses]
+        # hosted CI runners leave from one big cloud's ranges, a new address for every job
+        self.hosted_cloud = net.CLOUD[2]
+        self.hosted_prefixes = [net.v4_prefix24(self.hosted_cloud, prng)
+                                for _ in range(prng.randint(8, 24))]
+        self.run_models = ModelChooser(sc, 0.7, cap=0.6, ramp_h=0.5)  # new models tried fast
+
+    @staticmethod
+    def _items(bench: PublicBenchmark, prng: random.Random) -> list[int]:
+        """The benchmark's items as everybody's harness renders them: near its few-shot
+        template, the nearer the more shots; with none, about as far apart as the questions."""
+        base = random_simhash(prng)
+        lo, hi = (2, 5) if bench.shots >= 5 else (3, 8) if bench.shots else (6, 20)
+        return [perturb(base, prng.randint(lo, hi), prng)
+                for _ in range(min(bench.items, _ITEM_CAP))]
+
+    def _org(self, prng: random.Random) -> EvalOrg:
+        k = self.sc.eval_runs
+        country = _EVAL_COUNTRIES.pick(prng)
+        tz = net.TZ_OFFSET_H[country]
+        cloud = pick(list(net.CLOUD), prng)
+        prefix = net.v4_prefix24(cloud, prng)
+        harness = self.harnesses.pick(prng)
+        n_suite = prng.randint(1, max(1, min(k.max_suite, len(self.benchmarks), _BATCH_SLOT)))
+        lo = max(0.1, k.min_requests_per_min)
+        hi = max(lo, k.max_requests_per_min)
+        return EvalOrg(
+            org_id=self.mint.new("org-", prng), card=self.mint.new("pf-", prng),
+            country=country, tz=tz, cloud=cloud,
+            vpc_ips=sorted({net.v4_host(prefix, prng) for _ in range(prng.randint(1, 3))}),
+            user_agent=net.python_sdk_user_agent(prng),
+            system_prompt=(self.harness_prompts[harness]
+                           if prng.random() < k.default_system_prompt_share else hash_id(prng)),
+            suite=prng.sample(range(len(self.benchmarks)), n_suite),
+            requests_per_min=math.exp(prng.uniform(math.log(lo), math.log(hi))),
+            concurrency=prng.randint(1, max(1, k.max_concurrency)),
+            # a cron in the small hours of the org's night
+            nightly_utc_h=((prng.uniform(0.0, 5.0) - tz) % 24.0
+                           if prng.random() < k.nightly_share else None),
+            hosted_ci=prng.random() < k.hosted_ci_share,
+            batch_templates=[(random_simhash(prng), _BATCH_CATEGORIES.pick(prng))
+                             for _ in range(prng.randint(2, 6))],
+            batch_prompt=hash_id(prng),
+            created=old_created(prng, self.t0, 90, 1500),
+            release_run=prng.random() < k.release_run_share)
+
+    def build(self) -> list[Account]:
+        k = self.sc.eval_runs
+        prng = self.rng
+        out: list[Account] = []
+        for _ in range(self.sc.accounts(k.orgs)):
+            org = self._org(prng)
+            n = log_uniform_int(prng, k.min_accounts_per_org, k.max_accounts_per_org)
+            n_service = max(1, sum(prng.random() < k.service_share for _ in range(n)))
+            for j in range(n):
+                a = self.new_account(len(out))
+                self._account(a, org, service=j < n_service, first=j == 0)
+                out.append(a)
+        return out
+
+    def _account(self, a: Account, org: EvalOrg, service: bool, first: bool) -> None:
+        k = self.sc.eval_runs
+        rng = a.rng
+        self.personal(a, org.country, self.k.ipv6_share)
+        a.org_id, a.payment_fingerprint = org.org_id, org.card
+        if service:  # a CI bot: one key, the harness's SDK, the org's cloud
+            a.keys = [self.mint.new("key-", rng)]
+            a.user_agent = org.user_agent
+            a.ip, a.asn, a.country = org.vpc_ips[0], org.cloud.asn, org.cloud.country
+            if rng.random() < k.project_account_share:  # opened for the eval project
+                a.created_ts = float(round(self.t0 - rng.uniform(1.0, 30.0) * DAY))
+            else:
+                a.created_ts = float(round(rng.uniform(org.created,
+                                                       max(org.created, self.t0 - 30 * DAY))))
+        else:  # a member of the org: runs from a notebook, and uses the API as people do
+            a.created_ts = float(round(rng.uniform(org.created, self.t0 - DAY)))
+        runs: list[_EvalRun] = []
+        timed: list[tuple[float, int]] = []
+        since = self.t0 - 6 * 3600.0  # runs started before the window still going in it
+        if service:
+            if first and org.nightly_utc_h is not None:
+                day = math.floor(since / DAY) * DAY
+                while day < self.t1:
+                    cron = day + org.nightly_utc_h * 3600.0
+                    if since <= cron < self.t1:
+                        timed += self._run(rng, org, runs, cron + rng.uniform(0.0, 600.0),
+                                           service, nightly=True)
+                    day += DAY
+            for start in self._working_starts(rng, k.ci_runs_per_day, since, org.tz):
+                timed += self._run(rng, org, runs, start, service)
+        else:
+            for start in self._working_starts(rng, k.notebook_runs_per_day, since, org.tz):
+                timed += self._run(rng, org, runs, start, service)
+            n = self.volume(rng, k.mean_other_requests_per_6h, 1.2, org.tz)
+            timed += [(t, _OTHER) for t in session_times(rng, n, self.t0, self.t1, org.tz,
+                                                         5.0, 45.0)]
+        if first and org.release_run and self.sc.model_release_h is not None:
+            # the new model, benchmarked within hours of its release
+            release = self.t0 + self.sc.model_release_h * 3600.0
+            timed += self._run(rng, org, runs, release + rng.expovariate(1.0 / 2700.0), service,
+                               model=NEW_LARGE)
+        a.state.extra = (org, runs)
+        finalize_marked(a, timed, self.t0, self.t1)
+
+    def _working_starts(self, rng: random.Random, per_day: float, since: float, tz: float
+                        ) -> list[float]:
+        """Run starts through the org's working day (09-19 h local), `per_day` of them a day."""
+        rate = max(1e-6, per_day) / 36000.0
+        out = []
+        t = since + rng.expovariate(rate)
+        while t < self.t1:
+            if 9.0 <= local_hour(t, tz) < 19.0:
+                out.append(t)
+            t += rng.expovariate(rate)
+        return out
+
+    def _run(self, rng: random.Random, org: EvalOrg, runs: list[_EvalRun], start: float,
+             service: bool, nightly: bool = False, model: str | None = None
+             ) -> list[tuple[float, int]]:
+        """One run's requests: a suite of the org's benchmarks (the nightly one whole, an
+        on-demand one a part of it; every item `samples` times) or a batch job over the org's
+        own templates; retries now and then."""
+        k = self.sc.eval_runs
+        r = len(runs)
+        batch = service and not nightly and model is None and rng.random() < k.batch_share
+        if service and org.hosted_ci:  # a fresh hosted runner for the job
+            cloud = self.hosted_cloud
+            ips = [net.v4_host(pick(self.hosted_prefixes, rng), rng)]
+        elif not service and rng.random() < _HOSTED_NOTEBOOK_SHARE:
+            cloud = pick(list(net.NOTEBOOK_EGRESS), rng)
+            ips = [net.v4_in(cloud, rng)]
+        else:
+            cloud, ips = org.cloud, org.vpc_ips
+        lo = max(1, k.min_run_items)
+        n = int(math.exp(rng.uniform(math.log(lo), math.log(max(lo, k.max_run_items) + 1))))
+        if not service:  # interactive: smaller runs
+            n = max(20, n // 2)
+        marks: list[int] = []
+        suite: list[int] = []
+        if batch:
+            n_t = len(org.batch_templates)
+            marks = [r * _RUN + _BATCH_SLOT * _SLOT + int(rng.random() * n_t) for _ in range(n)]
+        else:
+            suite = (list(org.suite) if nightly or len(org.suite) == 1 else
+                     rng.sample(org.suite, rng.randint(1, len(org.suite))))
+            samples = pick([3, 5, 10], rng) if rng.random() < k.samples_share else 1
+            per = max(1, n // (len(suite) * samples))
+            for slot, b in enumerate(suite):
+                items = len(self.items[b])
+                m = min(items, per)
+                order = (rng.sample(range(items), m) if rng.random() < _SHUFFLED_SHARE
+                         else range(m))
+                for item in order:
+                    marks += [r * _RUN + slot * _SLOT + item] * samples
+        runs.append(_EvalRun(
+            model=model or (SMALL if batch and rng.random() < 0.7
+                            else self.run_models.choose(rng, start)),
+            thinking=not batch and rng.random() < k.thinking_share, suite=suite, ips=ips,
+            asn=cloud.asn, country=cloud.country,
+            user_agent=(org.user_agent if service or rng.random() < 0.7
+                        else net.python_sdk_user_agent(rng))))
+        rate = org.requests_per_min * rng.uniform(0.7, 1.3)
+        timed = list(zip(eval_pace(rng, start, len(marks), rate, org.concurrency), marks))
+        # a request that met a 429 or a 5xx goes again after the client's backoff
+        timed += [(t + rng.uniform(5.0, 90.0), m) for t, m in timed
+                  if rng.random() < k.retry_share]
+        return timed
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        st = a.state
+        mark = a.marks[i]  # type: ignore[index]
+        if mark == _OTHER:
+            return self.personal_request(a, ts, st)
+        org, runs = st.extra
+        run: _EvalRun = runs[mark // _RUN]
+        slot, item = (mark // _SLOT) % 16, mark % _SLOT
+        ip = run.ips[0] if len(run.ips) == 1 else pick(run.ips, rng)
+        if slot == _BATCH_SLOT:
+            template, cat = org.batch_templates[item]
+            ev = make_event(a, ts, ip, run.asn, run.country, run.model, MESSAGES, cat,
+                            near(template, 4, rng), org.batch_prompt, False, 0, 0.5, ERR_BATCH)
+        else:
+            b = run.suite[slot]
+            bench = self.benchmarks[b]
+            ev = make_event(a, ts, ip, run.asn, run.country, run.model, MESSAGES, bench.category,
+                            near(self.items[b][item], self.sc.eval_runs.max_bit_flips, rng),
+                            org.system_prompt, run.thinking or bench.cot, 0, bench.answer_scale,
+                            ERR_BATCH)
+        ev["user_agent"] = run.user_agent
         return ev

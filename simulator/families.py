@@ -33,6 +33,7 @@ from .scenario import (
     CampaignBurst,
     CampaignCot,
     CampaignDecoy,
+    CampaignEvalMimic,
     CampaignExam,
     CampaignFraming,
     CampaignHydra,
@@ -48,6 +49,7 @@ from .scenario import (
     Cgnat,
     Classroom,
     EnterpriseOrgs,
+    EvalRuns,
     Hackathon,
     LaunchWave,
     MoocDeadline,
@@ -368,6 +370,26 @@ def department_rollout(d: Draw, orgs: Range) -> TeamCard:
         volume_sigma=d.real(0.9, 1.3))
 
 
+def eval_runs(d: Draw, orgs: Range) -> EvalRuns:
+    """Companies and research groups evaluating models through the API: a few hundred to
+    thousands of public benchmark items a run, 5-60 requests a minute, some nightly."""
+    lo_acc, lo_items = d.integer(2, 3), d.integer(100, 400)
+    return EvalRuns(
+        orgs=d.count(*orgs), min_accounts_per_org=lo_acc,
+        max_accounts_per_org=lo_acc + d.integer(2, 6), service_share=d.real(0.3, 0.7),
+        project_account_share=d.real(0.05, 0.4), harnesses=d.integer(1, 4),
+        default_system_prompt_share=d.real(0.6, 0.95), benchmarks=d.integer(4, 8),
+        max_suite=d.integer(1, 4), min_run_items=lo_items,
+        max_run_items=lo_items + d.integer(800, 4000), min_requests_per_min=d.log(5.0, 12.0),
+        max_requests_per_min=d.log(25.0, 60.0), max_concurrency=d.integer(4, 32),
+        nightly_share=d.real(0.2, 0.7), ci_runs_per_day=d.real(0.5, 3.0),
+        notebook_runs_per_day=d.real(0.3, 2.0), hosted_ci_share=d.real(0.1, 0.6),
+        thinking_share=d.real(0.2, 0.7), samples_share=d.real(0.0, 0.2),
+        batch_share=d.real(0.05, 0.4), retry_share=d.real(0.005, 0.05, 3),
+        max_bit_flips=d.integer(1, 3), release_run_share=d.real(0.2, 0.8),
+        mean_other_requests_per_6h=d.real(10.0, 40.0))
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -531,6 +553,21 @@ def campaign_seats(d: Draw, accounts: Range, hours: float) -> CampaignSeats:
         sdk_share=d.real(0.2, 0.9), system_prompt_share=d.real(0.0, 0.9))
 
 
+def campaign_evalmimic(d: Draw, accounts: Range, hours: float) -> CampaignEvalMimic:
+    start, lo_items = d.real(0.0, 1.5), d.integer(200, 600)
+    return CampaignEvalMimic(
+        accounts=d.count(*accounts), orgs=d.integer(0, 3), org_share=d.real(0.4, 1.0),
+        min_account_age_days=d.real(3.0, 30.0), max_account_age_days=d.real(60.0, 700.0),
+        start_h=start, harvest_h=d.real(4.0, max(4.1, hours - start)),
+        min_run_items=lo_items, max_run_items=lo_items + d.integer(800, 4000),
+        requests_per_min=d.log(4.0, 20.0), break_min=d.real(1.0, 15.0),
+        max_concurrency=d.integer(4, 32), template_families=d.integer(4, 20),
+        family_variants=d.integer(50, 400), max_bit_flips=d.integer(2, 5),
+        public_share=d.real(0.1, 0.5), reasoning_share=d.real(0.7, 0.95),
+        completion_scale=d.real(1.8, 3.2), harness_prompt_share=d.real(0.6, 1.0),
+        hosted_ci_share=d.real(0.0, 0.6))
+
+
 # --- families -------------------------------------------------------------------------------
 
 Knobs = Callable[[Draw, float], dict[str, Any]]
@@ -686,6 +723,11 @@ def _seat_farm(d: Draw, h: float) -> dict[str, Any]:
             "reseller": reseller(d, (60, 250)), "campaign_seats": campaign_seats(d, (20, 150), h)}
 
 
+def _eval_harness(d: Draw, h: float) -> dict[str, Any]:
+    return {"eval_runs": eval_runs(d, (10, 36)),
+            "campaign_evalmimic": campaign_evalmimic(d, (4, 14), h)}
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     _family("mixed", "the default scenario's nine populations (ordinary, enterprise, nat, "
             "launch wave, researchers; burst, hydra, cot, stealth), every knob drawn",
@@ -751,6 +793,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "seats at a person's pace, template families with heavy noise, reasoning); "
             "departments rolling out an internal assistant, a support desk, a reseller's "
             "customers", (7.0, 10.0), (800, 1600), _seat_farm),
+    _family("eval_harness", "companies and research groups evaluating models: public "
+            "benchmarks' items at a machine's pace from CI jobs and notebooks in the cloud, "
+            "one open-source harness's system prompt, several accounts per org on one card; a "
+            "lab's harvest dressed as eval runs, run after run for hours", (6.0, 9.0),
+            (700, 1400), _eval_harness),
 )}
 
 

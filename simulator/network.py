@@ -254,6 +254,13 @@ def sdk_user_agent(rng: random.Random) -> str:
     return f"anthropic-typescript/0.{rng.randint(32, 36)}.{rng.randint(0, 2)}"
 
 
+def python_sdk_user_agent(rng: random.Random) -> str:
+    """A current Python SDK build on Linux: what Python tools (eval harnesses, notebooks on a
+    cloud VM, CI jobs) run under."""
+    return (f"anthropic-python/0.{rng.randint(40, 45)}.{rng.randint(0, 2)} "
+            f"CPython/3.{rng.randint(10, 12)}.{rng.randint(0, 9)} Linux")
+
+
 @dataclass(frozen=True)
 class Tool:
     """An open-source coding tool as the gateway sees it: the user agents of its releases

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .adversaries import (
     AgedAccounts,
     DecoyCampaign,
+    EvalMimicCampaign,
     ExamCampaign,
     FramingCampaign,
     MimicCampaign,
@@ -28,6 +29,7 @@ from .crowds import (
     CampusLabStudents,
     CgnatUsers,
     ClassroomAttendees,
+    EvalRunners,
     ExamCandidates,
     HackathonTeams,
     MoocLearners,
@@ -66,6 +68,8 @@ POPULATIONS: tuple[type[Population], ...] = (
     BootcampCohort,
     # the families that replaced bootcamp and frame_fleet in the held-out set (2026-12-06)
     MoocLearners, SeatCampaign,
+    # the family that replaced mooc_deadline in the held-out set
+    EvalRunners, EvalMimicCampaign,
 )
 GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
 LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}

@@ -430,6 +430,46 @@ class MoocDeadline:
         return self.accounts
 
 
+@dataclass(frozen=True)
+class EvalRuns:
+    """Companies and research groups running model evaluations and batch jobs through the API:
+    a few public benchmarks' prompts (the same items every customer sends, since the benchmarks
+    are public), sent by a CI job or a notebook at a machine's pace with bounded concurrency,
+    from cloud egress with a pinned SDK and an open-source eval harness's default system prompt;
+    runs of ten minutes to hours, some nightly; several accounts per org on its one card,
+    beside the members' ordinary use."""
+
+    orgs: int = 0
+    min_accounts_per_org: int = 2
+    max_accounts_per_org: int = 6
+    service_share: float = 0.5  # of an org's accounts: service accounts (CI); at least one
+    project_account_share: float = 0.2  # service accounts created for the project (1-30 days)
+    harnesses: int = 2  # open-source eval harnesses in use (the first the most popular)
+    default_system_prompt_share: float = 0.8  # orgs that keep their harness's default prompt
+    benchmarks: int = 6  # public benchmarks in use (of crowds.PUBLIC_BENCHMARKS)
+    max_suite: int = 4  # benchmarks in an org's suite (1..this)
+    min_run_items: int = 200  # items of one run, over its suite (log-uniform)
+    max_run_items: int = 2000
+    min_requests_per_min: float = 5.0  # an org's pace (log-uniform; +-30% per run)
+    max_requests_per_min: float = 60.0
+    max_concurrency: int = 16  # a run's worker pool: its first requests go out together
+    nightly_share: float = 0.4  # orgs with a nightly CI eval (a cron at night, org time)
+    ci_runs_per_day: float = 2.0  # on-demand CI runs per service account in a working day
+    notebook_runs_per_day: float = 1.0  # runs a member starts from a notebook per working day
+    hosted_ci_share: float = 0.4  # orgs whose CI runs on hosted runners (a shared cloud pool)
+    thinking_share: float = 0.4  # runs with extended thinking on every request
+    samples_share: float = 0.1  # runs sampling every item several times (pass@k)
+    batch_share: float = 0.2  # CI runs that are a batch job over the org's own templates
+    retry_share: float = 0.02  # requests sent again after a 429 or 5xx (backoff)
+    max_bit_flips: int = 2  # the harness's formatting of an item (version, chat template)
+    release_run_share: float = 0.5  # orgs that benchmark a model released during the run
+    mean_other_requests_per_6h: float = 20.0  # members' ordinary use
+
+    @property
+    def size(self) -> int:
+        return self.orgs
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -793,6 +833,40 @@ class CampaignSeats:
 
 
 @dataclass(frozen=True)
+class CampaignEvalMimic:
+    """A lab that dresses its harvest as eval runs: accounts in a few shell orgs (or on their
+    own), the most popular eval harness's default system prompt, a pinned SDK, cloud egress (its
+    own /24s or the hosted CI runners' pool), runs of its own prompt-template families mixed with
+    the public benchmarks' items at an eval's pace, back to back for many hours, reasoning on
+    most requests, long answers."""
+
+    accounts: int = 0
+    orgs: int = 2  # shell orgs, each one org_id and card
+    org_share: float = 0.7  # accounts in a shell org (else an org and card of its own, or none)
+    min_account_age_days: float = 14.0  # log-uniform ...
+    max_account_age_days: float = 400.0
+    start_h: float = 0.5  # the first runs start (kept in the first half of the run)
+    harvest_h: float = 8.0  # each account runs back to back this long (+-10%, cut at the end)
+    min_run_items: int = 300  # items of one run (log-uniform), like an eval's
+    max_run_items: int = 3000
+    requests_per_min: float = 15.0  # per account while a run is on (+-20%)
+    break_min: float = 5.0  # mean pause between two runs (the next job in the queue)
+    max_concurrency: int = 16
+    template_families: int = 8  # the lab's own: each a base prompt and many variants
+    family_variants: int = 200
+    max_bit_flips: int = 3
+    public_share: float = 0.25  # requests that are public benchmark items
+    reasoning_share: float = 0.85
+    completion_scale: float = 2.5
+    harness_prompt_share: float = 0.9  # accounts sending the popular harness's default prompt
+    hosted_ci_share: float = 0.3  # accounts on the hosted CI runners' pool (else the lab's /24s)
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A complete, deterministic description of a simulated run."""
 
@@ -836,6 +910,8 @@ class Scenario:
     bootcamp: Classroom = Classroom()  # a classroom whose sessions fill a day
     mooc: MoocDeadline = MoocDeadline()
     campaign_seats: CampaignSeats = CampaignSeats()
+    eval_runs: EvalRuns = EvalRuns()
+    campaign_evalmimic: CampaignEvalMimic = CampaignEvalMimic()
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts

@@ -4,7 +4,9 @@ networks, the returning campaign pauses longer than a block, hackathon teams sha
 NAT, mimic prompts are all unique, sleepers switch from ordinary use to harvesting, exam
 candidates sit the same questions together and the lab sitting with them stays on after, a
 viral prompt's senders arrive in a decaying spike and the lab riding the wave harvests after,
-a MOOC's learners rush to its deadline, a lab's seats in a shell org work at a person's pace).
+a MOOC's learners rush to its deadline, a lab's seats in a shell org work at a person's pace,
+evaluators send public benchmarks' items at a machine's pace and a lab dressed as them runs
+for hours).
 
 Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
 request schedules alone (no payloads), so the file runs in seconds.
@@ -67,7 +69,7 @@ def test_the_families_and_what_they_hold() -> None:
     expected = {"mixed", "launch", "campus", "classroom", "teams", "oss", "egress", "aged",
                 "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card",
                 "hackathon", "support", "sleeper", "frame_class", "frame_fleet", "exam_day",
-                "viral_prompt", "bootcamp", "mooc_deadline", "seat_farm"}
+                "viral_prompt", "bootcamp", "mooc_deadline", "seat_farm", "eval_harness"}
     assert expected <= set(FAMILIES)
     for name, family in FAMILIES.items():
         assert isinstance(family, Family) and family.name == name
@@ -352,6 +354,7 @@ NEW_FAMILIES = {
     "viral_prompt": {"ordinary", "viral_prompt", "campaign_viral"},
     "mooc_deadline": {"ordinary", "mooc", "campaign_hydra"},
     "seat_farm": {"ordinary", "team_card", "support_desk", "reseller", "campaign_seats"},
+    "eval_harness": {"ordinary", "eval_runs", "campaign_evalmimic"},
 }
 
 
@@ -750,7 +753,7 @@ def test_new_campaigns_honour_the_robustness_knobs() -> None:
 
     for name, group in (("support", "campaign_mimic"), ("sleeper", "campaign_sleeper"),
                         ("exam_day", "campaign_exam"), ("viral_prompt", "campaign_viral"),
-                        ("seat_farm", "campaign_seats")):
+                        ("seat_farm", "campaign_seats"), ("eval_harness", "campaign_evalmimic")):
         base = FAMILIES[name].scenario(SEED, 0.2)
         benign, attack = split(base)
         for changes in ({"rotate_ip_per_request": True}, {"timing_jitter": 0.5},
@@ -892,3 +895,143 @@ def test_departments_roll_out_an_assistant_on_one_card() -> None:
         assert max(len(v) for v in by_card.values()) >= 15, "dozens of seats on one card"
         young = sum(sc.start_ts - c < 31 * DAY for c in created.values())
         assert young >= 0.4 * len(created), "most seats added in the last month"
+
+
+def _item_lookup(lists: list[list[int]], flips: int) -> Any:
+    """A function from an event to the (list, index) of the value within `flips` bits of its
+    prompt, or None. Two values that close agree on one of flips + 1 chunks of the 64 bits, so
+    only the values sharing a chunk with the prompt are compared."""
+    chunks = flips + 1
+    width = -(-64 // chunks)
+    mask = (1 << width) - 1
+    buckets: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
+    for b, values in enumerate(lists):
+        for i, v in enumerate(values):
+            for c in range(chunks):
+                buckets[(c, (v >> (c * width)) & mask)].append((b, i, v))
+
+    def find(e: dict[str, Any]) -> tuple[int, int] | None:
+        h = int(e["prompt_simhash"], 16)
+        for c in range(chunks):
+            for b, i, v in buckets.get((c, (h >> (c * width)) & mask), ()):
+                if (h ^ v).bit_count() <= flips:
+                    return b, i
+        return None
+
+    return find
+
+
+def _spans(times: list[float], pause_s: float) -> list[list[float]]:
+    """`times` (sorted) cut wherever nothing was sent for `pause_s`."""
+    out: list[list[float]] = []
+    for t in times:
+        if out and t - out[-1][-1] <= pause_s:
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+def test_evaluators_send_public_benchmarks_at_a_machines_pace() -> None:
+    from distillguard.simulator import network as net
+    from distillguard.simulator.crowds import EvalRunners
+    from distillguard.simulator.seeding import IdMint
+
+    clouds = {n.asn for n in net.CLOUD}
+    aged = project = 0
+    for seed in (1, 2, 3):
+        sc, rows = _alone("eval_harness", seed, "eval_runs")
+        k = sc.eval_runs
+        assert {(r["label"], r["group"]) for r in account_labels(sc)} == {("benign", "eval_runs")}
+        crowd = EvalRunners(sc, IdMint())
+        assert 4 <= len(crowd.benchmarks) == k.benchmarks <= 8
+        by_org: dict[str, set[str]] = defaultdict(set)
+        cards: dict[str, set[str | None]] = defaultdict(set)
+        for e in rows:
+            by_org[e["org_id"]].add(e["account_id"])
+            cards[e["org_id"]].add(e["payment_fingerprint"])
+        assert all(len(c) == 1 and None not in c for c in cards.values()), "one card per org"
+        assert len({c for v in cards.values() for c in v}) == len(cards)
+        assert max(len(v) for v in by_org.values()) >= 3, "several accounts per org"
+        # which public item a request is (the harness's formatting: a few bits)
+        find = _item_lookup(crowd.items, k.max_bit_flips)
+        sent: dict[tuple[int, int], set[str]] = defaultdict(set)
+        bench: Events = []
+        for e in rows:
+            found = find(e)
+            if found is not None:
+                sent[found].add(e["org_id"])
+                bench.append(e)
+        assert len(bench) >= 0.3 * len(rows), "mostly benchmark items"
+        assert sum(len(orgs) >= 2 for orgs in sent.values()) >= 20, \
+            "the same public items from several customers"
+        assert {e["asn"] for e in bench} <= clouds, "from cloud egress"
+        assert all(e["user_agent"].startswith("anthropic-python/") for e in bench), "an SDK"
+        defaults = Counter(e["org_id"] for e in bench
+                           if e["system_prompt_hash"] in crowd.harness_prompts)
+        assert len(defaults) >= 2, "a harness's default prompt across customers"
+        assert sum(e["reasoning_requested"] for e in bench) / len(bench) > 0.15, \
+            "reasoning often asked for"
+        per_account: dict[str, list[float]] = defaultdict(list)
+        for e in bench:
+            per_account[e["account_id"]].append(e["ts"])
+        runs = [s for ts in per_account.values() for s in _spans(ts, 600.0) if len(s) >= 100]
+        assert runs, "runs of hundreds of items"
+        for s in runs:
+            minutes = (s[-1] - s[0]) / 60.0
+            rate = len(s) / max(minutes, 1.0)
+            assert rate <= 2.0 * k.max_requests_per_min + k.max_concurrency, "a bounded pool"
+            assert minutes <= 12 * 60
+        rates = sorted(len(s) / max((s[-1] - s[0]) / 60.0, 1.0) for s in runs)
+        median = rates[len(rates) // 2]
+        assert 0.5 * k.min_requests_per_min <= median <= 1.5 * k.max_requests_per_min
+        # members also use the API as people do, from home
+        own = [e for e in rows if e["asn"] not in clouds]
+        assert own and all(e["system_prompt_hash"] not in crowd.harness_prompts for e in own)
+        first = {e["account_id"]: e for e in reversed(rows)}
+        aged += sum(e["ts"] - e["account_created_ts"] > 30 * DAY for e in first.values())
+        project += sum(e["ts"] - e["account_created_ts"] <= 30 * DAY for e in first.values())
+    assert aged > 2 * project > 0, "mostly aged accounts, some opened for the project"
+
+
+def test_a_lab_dresses_its_harvest_as_eval_runs() -> None:
+    from distillguard.simulator import network as net
+    from distillguard.simulator.adversaries import EvalMimicCampaign
+    from distillguard.simulator.seeding import IdMint
+
+    clouds = {n.asn for n in net.CLOUD}
+    for seed in (1, 2, 3):
+        sc, rows = _alone("eval_harness", seed, "campaign_evalmimic")
+        k = sc.campaign_evalmimic
+        assert {(r["label"], r["group"]) for r in account_labels(sc)} == {
+            ("attack", "campaign_evalmimic")}
+        lab = EvalMimicCampaign(sc, IdMint())
+        lab.build()
+        crowd = lab.crowd
+        assert {e["asn"] for e in rows} <= clouds, "cloud egress"
+        assert all(e["user_agent"].startswith("anthropic-python/") for e in rows)
+        assert {e["system_prompt_hash"] for e in rows} <= {crowd.harness_prompts[0], None}
+        accounts = {e["account_id"] for e in rows}
+        by_org: dict[str, set[str]] = defaultdict(set)
+        cards: dict[str, set[str | None]] = defaultdict(set)
+        for e in rows:
+            by_org[e["org_id"]].add(e["account_id"])
+            cards[e["org_id"]].add(e["payment_fingerprint"])
+        shells = [o for o, a in by_org.items() if len(a) >= 2]
+        assert len(shells) <= k.orgs and all(len(cards[o]) == 1 for o in shells)
+        find = _item_lookup(crowd.items, sc.eval_runs.max_bit_flips)
+        public = [e for e in rows if find(e) is not None]
+        assert abs(len(public) / len(rows) - k.public_share) < 0.1, "public items mixed in"
+        assert abs(sum(e["reasoning_requested"] for e in rows) / len(rows)
+                   - k.reasoning_share) < 0.08
+        per_account: dict[str, list[float]] = defaultdict(list)
+        for e in rows:
+            per_account[e["account_id"]].append(e["ts"])
+        start = sc.start_ts + sc.campaign_start_h(k.start_h) * 3600
+        for ts in per_account.values():
+            hours = (ts[-1] - ts[0]) / 3600.0
+            assert hours >= 0.85 * min(0.9 * k.harvest_h, (sc.end_ts - start) / 3600.0 - 0.5), \
+                "run after run, for hours"
+            busiest = max(Counter(int(t // 60) for t in ts).values())
+            assert busiest <= 3 * k.requests_per_min + k.max_concurrency, "an eval's pace"
+        assert len(accounts) >= 4
