@@ -26,15 +26,14 @@ SETS = (TUNING, HELD_OUT)
 # part of the tuning set; `--sets default` runs them alone, as `distillguard evaluate` used to.
 LEGACY = "default"
 
-# (frame_tool, frame_campus, frame_class, exam_day, bootcamp, frame_fleet and mooc_deadline were
-# held out until 2026-12-06, see docs/tuning.md's change log.)
+# (frame_tool, frame_campus, frame_class, exam_day, bootcamp, frame_fleet, mooc_deadline and
+# eval_harness were held out until 2026-12-06, see docs/tuning.md's change log.)
 TUNING_FAMILIES = ("mixed", "launch", "campus", "teams", "aged", "frame_tutorial", "frame_card",
                    "frame_tool", "frame_campus", "frame_class", "exam_day", "bootcamp",
-                   "frame_fleet", "mooc_deadline")
+                   "frame_fleet", "mooc_deadline", "eval_harness")
 TUNING_SEEDS = (1, 2)
 HELD_OUT_FAMILIES = ("classroom", "oss", "egress", "slow", "decoy", "frame_egress",
-                     "hackathon", "support", "sleeper", "viral_prompt", "seat_farm",
-                     "eval_harness")
+                     "hackathon", "support", "sleeper", "viral_prompt", "seat_farm")
 # (101 and 102 were held out until 2026-12-06: looked at once, then spent.)
 HELD_OUT_SEEDS = (201, 202)
 
