@@ -70,18 +70,6 @@ SAME_TEMPLATE_BITS = 16
 # high-value requests: tutorials and homework are a handful).
 NEW, JUDGED, SUSTAINED = 0, 1, 2
 SUSTAINED_TEMPLATED_REQUESTS = 6
-# A fourth level, of any account however old: harvesting known templates at a machine's pace
-# (`machine_paced` at its defaults) without a pause of HARVEST_PAUSE_S for longer than this, a
-# session: a marathon. A crowd counts such a member as suspicious as a young or rotating one
-# (models/cluster.py `member_flags`). Established accounts that harvest are what enterprises'
-# batch jobs, researchers and companies running evaluations do, and their harvest is theirs;
-# but an honest evaluation run or batch job ends within a session or pauses, while a lab that
-# dresses its harvest as eval runs on established accounts goes on for hours (the family
-# `eval_harness`: ~5,000 requests an account at 15-22 a minute for 4.5 h, no decision at all
-# before this level; its honest eval runs: 2 h at most). A lab that pauses two hours every
-# three evades it, at 40% of its accounts' throughput.
-MARATHON = 3
-MARATHON_S = 3 * 3600
 # A harvest of known templates (`Behaviour.harvesting_since`) ends after a pause this long: the
 # exam, the class or the tutorial is over, and a question of it hours later starts another.
 # Two hours: a slow campaign's accounts send a templated prompt every 20-30 minutes or more
@@ -227,18 +215,10 @@ def _remember(items: list[Any], item: Any) -> None:
 
 
 def history(b: Behaviour, requests: int) -> int:
-    """NEW, JUDGED, SUSTAINED or MARATHON (see there)."""
+    """NEW, JUDGED or SUSTAINED (see there)."""
     if requests < CONFIDENT_REQUESTS and rotation(b, requests) < ROTATING:
         return NEW
-    if b.templated_high_value < SUSTAINED_TEMPLATED_REQUESTS:
-        return JUDGED
-    return MARATHON if marathon(b) else SUSTAINED
-
-
-def marathon(b: Behaviour) -> bool:
-    """Whether the current harvest (no pause of HARVEST_PAUSE_S in it) has lasted MARATHON_S or
-    longer at a machine's pace (`machine_paced`, at its defaults)."""
-    return (b.harvesting_last - b.harvesting_since >= MARATHON_S) and machine_paced(b)
+    return SUSTAINED if b.templated_high_value >= SUSTAINED_TEMPLATED_REQUESTS else JUDGED
 
 
 def confidence(requests: int) -> float:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from distillguard.models.account import Verdict
-from distillguard.models.behaviour import HARVESTING, MARATHON, ROTATING, SUSTAINED
+from distillguard.models.behaviour import HARVESTING, ROTATING, SUSTAINED
 from distillguard.models.config import DetectorConfig
 from distillguard.models.keys import is_template_key
 from distillguard.models.messages import ClusterSummary
@@ -101,12 +101,11 @@ def member_flags(young: int, harvest: float, rotation: float,
                  history: int) -> tuple[int, int, int, int]:
     """(harvesting, suspicious, rotating, sustained) of one member, each 0 or 1. Suspicious:
     harvesting on a cheap identity, a young account or a rotating one (bought and aged accounts
-    rotate to look like many people), or harvesting for a marathon on any (models/behaviour.py
-    `MARATHON`). Sustained: suspicious, and harvesting known templates for
+    rotate to look like many people). Sustained: suspicious, and harvesting known templates for
     longer than a tutorial or a course lasts (models/behaviour.py `SUSTAINED`)."""
     harvesting = harvest >= HARVESTING
     rotating = rotation >= ROTATING
-    suspicious = harvesting and (young or rotating or history >= MARATHON)
+    suspicious = harvesting and (young or rotating)
     return (int(harvesting), int(suspicious), int(rotating),
             int(suspicious and history >= SUSTAINED))
 
