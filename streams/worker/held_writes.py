@@ -102,16 +102,19 @@ class HeldWrites:
             self._gate.append(gate)
             await gate
         self._changing += 1
+        tasks = self._changing_tasks
         task = asyncio.current_task()
-        self._changing_tasks[task] = self._changing_tasks.get(task, 0) + 1
+        tasks[task] = tasks.get(task, 0) + 1
 
     def end_change(self) -> None:
         self._changing -= 1
+        tasks = self._changing_tasks
         task = asyncio.current_task()
-        n = self._changing_tasks.pop(task, 1) - 1
-        if n:
-            self._changing_tasks[task] = n
-        if not self._changing:
+        if tasks[task] == 1:
+            del tasks[task]
+        else:
+            tasks[task] -= 1
+        if self._settled and not self._changing:
             _wake(self._settled)
 
     def change(self, partition: int, key: Any, value: Any, cause: Any) -> None:

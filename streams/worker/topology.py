@@ -885,8 +885,7 @@ def create_app(settings: Settings) -> WorkerApp:
         for av in out.verdicts:
             verdicts_out.hold(av)
         for av in out.convictions:  # to every account partition
-            for q in range(partitions):
-                verdicts_out.hold_for(q, av)
+            verdicts_out.hold_for_every_partition(av)
 
     async def fold_summaries(record: list[Any], part: ClusterPartition, event: Any) -> None:
         """A record's summaries, in order; each touched cluster's state (pending summaries
