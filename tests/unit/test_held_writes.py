@@ -250,24 +250,6 @@ def test_a_flush_waits_for_a_change_under_way_and_holds_new_ones_back() -> None:
     assert table.changelog[-1][2] == b'{"decisions": 2}'
 
 
-def test_a_flush_inside_a_change_of_its_own_task_is_refused_not_a_hang() -> None:
-    _, writes, _ = changed()
-
-    async def scenario() -> None:
-        await writes.begin_change()
-        try:
-            await writes.flush()
-        finally:
-            writes.end_change()
-
-    try:
-        asyncio.run(asyncio.wait_for(scenario(), timeout=5))
-    except RuntimeError as exc:
-        assert "inside a change" in str(exc)
-    else:
-        raise AssertionError("expected a RuntimeError")
-
-
 def test_a_state_over_the_bound_never_reaches_the_changelog_and_its_records_are_refused(
         ) -> None:
     refused: list[tuple[Any, str, list[Any]]] = []
