@@ -64,9 +64,16 @@ class Outbox:
         self.hold_for(partition_for(self._key_of(item), self.partitions), item)
 
     def hold_for(self, partition: int, item: Any) -> None:
-        """Hold `item` for one given partition (a broadcast is held for each)."""
+        """Hold `item` for one given partition."""
         self._held.setdefault(partition, []).append(item.to_wire())
         self.held += 1
+
+    def hold_for_every_partition(self, item: Any) -> None:
+        """Hold `item` for each partition (a broadcast), its wire form made once."""
+        wire = item.to_wire()
+        for q in range(self.partitions):
+            self._held.setdefault(q, []).append(wire)
+        self.held += self.partitions
 
     @property
     def full(self) -> bool:

@@ -174,8 +174,37 @@ async def _flush_until_empty(buffer: ProducerBuffer) -> None:
         await buffer.flush_atmost(None)
 
 
+# The longest the broker holds a fetch of the worker's consumer that finds no new record (Faust
+# sets 1,500 ms). aiokafka keeps one fetch in flight per broker and leaves out of it the
+# partitions whose fetched records the agents have not consumed yet, so the records that arrive
+# meanwhile on those wait for the fetch of the quiet ones to end. Under event-time alignment
+# those are the stages' judged marks and ticks: one worker draining a one-hour backlog had
+# every account partition waiting for them, nothing else to do, for 40-48 s of its ~70 s (16
+# waits of 1-3 s); with 100 ms, 13 s, 10 of them the end of the backlog (bench/backlog.py,
+# issue 17). An idle worker makes ten empty fetches a second instead of one in 1.5 s.
+FETCH_MAX_WAIT_MS = 100
+
+
+def shorten_fetch_wait() -> None:
+    """Make the worker consumers Faust creates fetch with FETCH_MAX_WAIT_MS (once)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "shortened", False):
+        return
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its Fetcher at start()
+        return consumer
+
+    create_worker_consumer.shortened = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> WorkerApp:
     register_codecs()
+    shorten_fetch_wait()
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
     ProducerBuffer.flush = _flush_until_empty  # type: ignore[method-assign]
     cfg = settings.detector
@@ -280,10 +309,21 @@ def create_app(settings: Settings) -> WorkerApp:
                           refuse=refuse_for(account_verdicts))
     # An account's state records the summaries it announced, a cluster's the members it told:
     # those outputs go before the states (HeldWrites.flush), as they did when sent one by one.
+    # Their states are encoded once per flush, checked against max_state_bytes then; one over
+    # it is refused there and the records that changed it are dead-lettered (held_writes.py).
+    async def refuse_state(key: Any, reason: str, causes: list[Any]) -> None:
+        log.error("state_refused", key=str(key)[:80], reason=reason, records=len(causes))
+        for i, event in enumerate(causes, 1):
+            await to_dead_letter(f"{reason}: not written to the changelog and dropped from the "
+                                 f"worker's store; this record changed it since its last "
+                                 f"write ({i} of {len(causes)})", event)
+
     accounts_held = HeldWrites(accounts, produce, max_held=STATES_HELD_MAX,
-                               outputs_first=summaries_out.flush)
+                               outputs_first=summaries_out.flush, encode=encode_account_state,
+                               max_bytes=settings.max_state_bytes, refuse=refuse_state)
     clusters_held = HeldWrites(clusters, produce, max_held=STATES_HELD_MAX,
-                               outputs_first=verdicts_out.flush)
+                               outputs_first=verdicts_out.flush, encode=encode_cluster_state,
+                               max_bytes=settings.max_state_bytes, refuse=refuse_state)
 
     # Partition contexts due for a snapshot (every SNAPSHOT_EVERY_EVENTS events or _LEARNS
     # learnt windows, and after a template notice or a withdrawal): written once per partition
@@ -589,13 +629,21 @@ def create_app(settings: Settings) -> WorkerApp:
             await process_request(event, ev)
 
     async def process_request(event: Any, ev: RequestEvent) -> None:
+        # The states change in place, before their outputs are sent: no flush encodes them
+        # until the outputs are out (held_writes.py).
+        await accounts_held.begin_change()
+        try:
+            await change_accounts(event, ev)
+        finally:
+            accounts_held.end_change()
+
+    async def change_accounts(event: Any, ev: RequestEvent) -> None:
         try:
             part = account_partition(event.message.partition)
             state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
             # outputs first, then the state that says they were made
             await publish(out, event.message.partition)
-            hold(accounts_held, event.message.partition, ev.account_id, state,
-                 encode_account_state)
+            accounts_held.change(event.message.partition, ev.account_id, state, event)
             for account_id in account_stage_core.due_accounts(part):
                 due_state = accounts.get(account_id)
                 if due_state is None:
@@ -605,8 +653,8 @@ def create_app(settings: Settings) -> WorkerApp:
                 if due_out.expired:
                     accounts_held.delete(event.message.partition, account_id)
                 else:
-                    hold(accounts_held, event.message.partition, account_id, due_state,
-                         encode_account_state)
+                    accounts_held.change(event.message.partition, account_id, due_state,
+                                         event)
             mark = snapshot_marks[event.message.partition]
             mark[1] += 1
             if (part.model.seen - mark[0] >= partition_context.SNAPSHOT_EVERY_LEARNS
@@ -866,8 +914,7 @@ def create_app(settings: Settings) -> WorkerApp:
         for av in out.verdicts:
             verdicts_out.hold(av)
         for av in out.convictions:  # to every account partition
-            for q in range(partitions):
-                verdicts_out.hold_for(q, av)
+            verdicts_out.hold_for_every_partition(av)
 
     async def fold_summaries(record: list[Any], part: ClusterPartition, event: Any) -> None:
         """A record's summaries, in order; each touched cluster's state (pending summaries
@@ -875,6 +922,16 @@ def create_app(settings: Settings) -> WorkerApp:
         alone; the others are still folded and every touched state is still held (the core
         changes a state in place, so one left out would be lost at the next move)."""
         touched: dict[str, Any] = {}
+        await clusters_held.begin_change()
+        try:
+            await fold_into(record, part, event, touched)
+            for key, state in touched.items():
+                clusters_held.change(event.message.partition, key, state, event)
+        finally:
+            clusters_held.end_change()
+
+    async def fold_into(record: list[Any], part: ClusterPartition, event: Any,
+                        touched: dict[str, Any]) -> None:
         for i, summary in enumerate(record):
             key = summary.cluster_key
             try:
@@ -896,13 +953,6 @@ def create_app(settings: Settings) -> WorkerApp:
                 log.exception("cluster_stage_error", cluster_key=key)
                 await to_dead_letter(f"internal error on summary {i} of the record "
                                      f"({key}): {type(exc).__name__}: {exc}", event)
-        for key, state in touched.items():
-            try:
-                hold(clusters_held, event.message.partition, key, state, encode_cluster_state)
-            except Exception as exc:
-                log.exception("cluster_stage_error", cluster_key=key)
-                await to_dead_letter(f"internal error holding the state of {key}: "
-                                     f"{type(exc).__name__}: {exc}", event)
 
     async def settle_tick(record: SourceTick | SourceIdle, part: ClusterPartition,
                           event: Any) -> None:
@@ -925,17 +975,25 @@ def create_app(settings: Settings) -> WorkerApp:
 
     async def settle_keys(keys: list[str], part: ClusterPartition, event: Any,
                           record: SourceTick | SourceIdle) -> None:
+        await clusters_held.begin_change()
+        try:
+            await settle_each(keys, part, event, record)
+        finally:
+            clusters_held.end_change()
+
+    async def settle_each(keys: list[str], part: ClusterPartition, event: Any,
+                          record: SourceTick | SourceIdle) -> None:
         tick = record.tick if isinstance(record, SourceTick) else "idle"
         for key in keys:
             judged = clusters.get(key)
             if judged is None:
                 continue
-            # One cluster at a time: a cluster that fails (its state over max_state_bytes) is
-            # dead-lettered alone, after its verdicts are held, and the tick goes on to the
-            # others and to expiry.
+            # One cluster at a time: a cluster the core fails on is dead-lettered alone, and
+            # the tick goes on to the others and to expiry (a state over max_state_bytes is
+            # refused at the flush, its records dead-lettered: held_writes.py).
             try:
                 hold_cluster_verdicts(cluster_stage_core.settle(judged, part))
-                hold(clusters_held, event.message.partition, key, judged, encode_cluster_state)
+                clusters_held.change(event.message.partition, key, judged, event)
             except Exception as exc:
                 log.exception("cluster_stage_error", cluster_key=key)
                 await to_dead_letter(f"internal error settling cluster {key[:80]} at tick "
@@ -986,6 +1044,24 @@ def create_app(settings: Settings) -> WorkerApp:
             log.exception("apply_verdicts_error")
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
             return
+        await accounts_held.begin_change()
+        try:
+            learnt, judged = await apply_each(verdicts, part, event)
+        finally:
+            accounts_held.end_change()
+        if learnt:
+            # A template notice and a withdrawal are sent once (a conviction is re-issued
+            # hourly): the partition's snapshot takes them in before their offset is
+            # committed (the flush before the commit writes it), or a move after the
+            # commit would forget the template, or hand a withdrawn conviction to joiners.
+            snapshots_due.add(event.message.partition)
+        if judged:
+            await drain(event.message.partition)
+
+    async def apply_each(verdicts: list[Any], part: AccountPartition,
+                         event: Any) -> tuple[bool, bool]:
+        """Each verdict of the record applied; (a template or withdrawal learnt, a judged
+        mark told)."""
         learnt = judged = False
         touched: dict[str, Any] = {}
         for av in verdicts:
@@ -1010,26 +1086,11 @@ def create_app(settings: Settings) -> WorkerApp:
                 await to_dead_letter(f"internal error on the verdict for {av.account_id} "
                                      f"({av.verdict.cluster_key}): {type(exc).__name__}: "
                                      f"{exc}", event)
-        # Each account's state once for the record, after every output it made (a campaign
-        # account gets a verdict per cluster key in one record: encoding its state after each
-        # of them was a fifth of a worker's time draining a backlog, py-spy). The record is
+        # Each account's state once for the record, after every output it made. The record is
         # acked only after this, so no commit passes it before its states are held.
         for account_id, state in touched.items():
-            try:
-                hold(accounts_held, event.message.partition, account_id, state,
-                     encode_account_state)
-            except Exception as exc:
-                log.exception("apply_verdicts_error", account_id=account_id)
-                await to_dead_letter(f"internal error holding the state of {account_id}: "
-                                     f"{type(exc).__name__}: {exc}", event)
-        if learnt:
-            # A template notice and a withdrawal are sent once (a conviction is re-issued
-            # hourly): the partition's snapshot takes them in before their offset is
-            # committed (the flush before the commit writes it), or a move after the
-            # commit would forget the template, or hand a withdrawn conviction to joiners.
-            snapshots_due.add(event.message.partition)
-        if judged:
-            await drain(event.message.partition)
+            accounts_held.change(event.message.partition, account_id, state, event)
+        return learnt, judged
 
     @app.agent(account_verdicts, name="apply_verdicts")
     async def apply_verdicts(stream: faust.StreamT) -> None:

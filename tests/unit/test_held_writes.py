@@ -163,3 +163,141 @@ def test_a_key_put_last_is_sent_after_every_record_held_before_it() -> None:
     writes.put(3, 3, {"manifest": 2}, b"m2", last=True)
     asyncio.run(writes.flush())
     assert [value for _, _, value, _ in table.changelog] == [b"p0", b"m2"]
+
+
+# --- states the agents change: encoded once, at the flush ------------------------------------
+
+class Counted:
+    """An encoder that counts its calls (the work the flush saves)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, value: Any) -> bytes:
+        self.calls += 1
+        return json.dumps(value).encode()
+
+
+def changed(max_bytes: int = 0, refused: list[tuple[Any, str, list[Any]]] | None = None,
+            ) -> tuple[Table, HeldWrites, Counted]:
+    table, encode = Table(), Counted()
+
+    async def refuse(key: Any, reason: str, causes: list[Any]) -> None:
+        await asyncio.sleep(0)
+        assert refused is not None
+        refused.append((key, reason, causes))
+
+    return table, HeldWrites(table, table.produce, max_held=100, encode=encode,
+                             max_bytes=max_bytes, refuse=refuse), encode
+
+
+def test_a_state_changed_many_times_is_encoded_once_at_the_flush_in_its_newest_form() -> None:
+    table, writes, encode = changed()
+    state = {"requests": 0}
+    for i in range(50):
+        state["requests"] = i + 1  # the core changes a state in place
+        writes.change(3, "acct-1", state, cause=f"record-{i}")
+    writes.change(5, "acct-2", {"requests": 1}, cause="record-x")
+    assert encode.calls == 0 and table.data["acct-1"] is state
+    asyncio.run(writes.flush())
+    assert encode.calls == 2
+    assert table.changelog == [("app-accounts-changelog", b'"acct-1"', b'{"requests": 50}', 3),
+                               ("app-accounts-changelog", b'"acct-2"', b'{"requests": 1}', 5)]
+
+
+def test_a_flush_waits_for_a_change_under_way_and_holds_new_ones_back() -> None:
+    """Between the core's change of a state in place and its `change`, the agent awaits its
+    outputs (a decision's ack): a flush must not encode the state then, or the changelog
+    would record a decision that a crash could still lose."""
+    table, writes, _ = changed()
+    state = {"decisions": 0}
+    order: list[str] = []
+
+    async def agent() -> None:
+        await writes.begin_change()
+        state["decisions"] = 1  # the core decided, in place
+        order.append("decided")
+        for _ in range(5):  # awaiting the decision's ack
+            await asyncio.sleep(0)
+        order.append("acked")
+        writes.change(0, "acct-1", state, cause="record-1")
+        writes.end_change()
+
+    async def other_agent() -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the flush is waiting by now
+        await writes.begin_change()
+        order.append("other began")
+        state["decisions"] = 2
+        writes.change(0, "acct-1", state, cause="record-2")
+        writes.end_change()
+
+    async def commit() -> None:
+        await asyncio.sleep(0)
+        await writes.flush()
+        order.append(f"flushed {table.changelog[-1][2]!r}")
+
+    async def scenario() -> None:
+        writes.change(0, "acct-1", state, cause="record-0")  # held from an earlier record
+        await asyncio.gather(agent(), commit(), other_agent())
+
+    asyncio.run(scenario())
+    # the other agent tried to begin while the flush waited: held back until the flush had
+    # encoded the state, which it did once the first change was whole (not before its ack,
+    # not after the other's change)
+    assert order == ["decided", "acked", "other began", "flushed b'{\"decisions\": 1}'"], order
+    asyncio.run(writes.flush())
+    assert table.changelog[-1][2] == b'{"decisions": 2}'
+
+
+def test_a_state_over_the_bound_never_reaches_the_changelog_and_its_records_are_refused(
+        ) -> None:
+    refused: list[tuple[Any, str, list[Any]]] = []
+    table, writes, _ = changed(max_bytes=40, refused=refused)
+    big: dict[str, list[str]] = {"keys": []}
+    records = [f"record-{i}" for i in range(6)]
+    for i, record in enumerate(records):
+        big["keys"].append(f"k{i}")  # grows past the bound at the 5th record
+        writes.change(1, "acct-big", big, cause=record)
+    writes.change(1, "acct-big", big, cause=records[-1])  # the same record again: once
+    writes.change(2, "acct-ok", {"keys": []}, cause="record-9")
+    asyncio.run(writes.flush())
+    assert [k for _, k, _, _ in table.changelog] == [b'"acct-ok"']
+    assert "acct-big" not in table.data and "acct-ok" in table.data
+    [(key, reason, causes)] = refused
+    assert key == "acct-big" and causes == records
+    assert reason.startswith("StateTooLarge: table entry 'acct-big' is ")
+    assert "over max_state_bytes 40" in reason
+    assert writes.refused == 1 and writes.held == 0
+
+
+def test_a_state_that_does_not_encode_is_refused_with_its_reason() -> None:
+    refused: list[tuple[Any, str, list[Any]]] = []
+    table, writes, _ = changed(refused=refused)
+    writes.change(0, "acct-odd", {"when": object()}, cause="record-1")
+    asyncio.run(writes.flush())
+    assert table.changelog == [] and "acct-odd" not in table.data
+    [(_, reason, causes)] = refused
+    assert "could not be encoded (TypeError" in reason and causes == ["record-1"]
+
+
+def test_a_refusal_whose_dead_letter_fails_is_sent_at_the_next_flush() -> None:
+    table, encode = Table(), Counted()
+    calls: list[str] = []
+
+    async def refuse(key: Any, reason: str, causes: list[Any]) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise RuntimeError("broker gone")
+
+    writes = HeldWrites(table, table.produce, max_held=100, encode=encode, max_bytes=10,
+                        refuse=refuse)
+    writes.change(0, "acct-big", {"x": "y" * 20}, cause="record-1")
+    try:
+        asyncio.run(writes.flush())
+    except RuntimeError:
+        pass
+    assert writes.refused == 0
+    asyncio.run(writes.flush())
+    assert calls == ["acct-big", "acct-big"] and writes.refused == 1
+    assert table.changelog == []

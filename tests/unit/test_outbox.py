@@ -71,6 +71,20 @@ def test_the_outbox_is_full_at_its_limit() -> None:
     assert outbox.full
 
 
+
+def test_a_broadcast_is_held_for_every_partition_in_order_with_the_others() -> None:
+    wire = Wire()
+    outbox = summary_outbox(wire)
+    before, everywhere = summary("tpl:a", "acct-1"), summary("tpl:b", "acct-2")
+    outbox.hold(before)
+    outbox.hold_for_every_partition(everywhere)
+    assert outbox.held == 1 + PARTITIONS
+    asyncio.run(outbox.flush())
+    for q in range(PARTITIONS):
+        expected = ([before] if partition_for(before.cluster_key, PARTITIONS) == q else []) + [
+            everywhere]
+        assert wire.on(q) == [expected]
+
 def test_a_tick_follows_every_summary_held_before_it_on_every_partition() -> None:
     wire = Wire()
     outbox = summary_outbox(wire)

@@ -249,6 +249,32 @@ def test_a_state_entry_over_the_bound_is_refused_and_dead_lettered(
     assert len(dead) == 1 and "StateTooLarge" in dead[0]["reason"], dead
 
 
+
+def test_every_record_that_changed_a_state_over_the_bound_since_its_last_write_is_dead_lettered(
+        tmp_path: Path, sent: list[tuple[str, Any, Any]]) -> None:
+    """A state is encoded and checked once per flush (streams/worker/held_writes.py): each
+    record that changed it since its last write is dead-lettered, none is dropped unsaid."""
+    base = load_settings(env=env(app_id=f"dg-sec-{uuid.uuid4().hex[:6]}",
+                                 data_dir=str(tmp_path / "faust")))
+    s = base.with_overrides(max_state_bytes=64, event_time_alignment=False)
+    app = create_app(s)
+    app.finalize()
+    p = partition_for("acct-big", s.partitions)
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as ctx:
+            for i in range(2):
+                ev = event_dict("acct-big", 1_700_000_000.0 + i)
+                await ctx.put(orjson.dumps(ev), key=b"acct-big", partition=p)
+            await app.runtime.send_held()
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    assert "acct-big" not in app.tables["accounts"]
+    assert not [r for r in sent if r[0].endswith("accounts-changelog")]
+    dead = [orjson.loads(v) for t, _, v in sent if t == s.topics["dead_letter"].name]
+    assert [d["reason"].rsplit("(", 1)[1] for d in dead] == ["1 of 2)", "2 of 2)"], dead
+    assert all("StateTooLarge" in d["reason"] for d in dead)
+    assert [d["source_offset"] for d in dead] == [0, 1], dead
+
 def test_an_internal_record_over_the_bound_is_dead_lettered(
         tmp_path: Path, sent: list[tuple[str, Any, Any]]) -> None:
     s = load_settings(env=env(app_id=f"dg-sec-{uuid.uuid4().hex[:6]}",
