@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from .families import FAMILIES, describe, family_scenario
-from .generate import group_counts, merge_accounts, write_files
+from .generate import group_counts, merge_sources, write_files
 from .roster import build_accounts, scenario_groups
 from .scenario import Scenario, scenario_for
 
@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> None:
         what = f"written to {args.out}"
     else:
         accounts = build_accounts(sc)  # what generate_events does first
-        group_of = {a.account_id: a.group for a in accounts}
+        owned = Counter(a.group for a in accounts if not a.borrowed)
         events: Counter[str] = Counter()
-        for event in merge_accounts(accounts, sc.seed):
-            events[group_of[event["account_id"]]] += 1
-        counts = group_counts(Counter(group_of.values()), events, scenario_groups(sc))
+        for a, _ in merge_sources(accounts, sc.seed):
+            events[a.group] += 1
+        counts = group_counts(owned, events, scenario_groups(sc))
         what = "generated (generate_events, including account set-up)"
     elapsed = time.perf_counter() - started
 

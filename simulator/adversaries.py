@@ -1,8 +1,8 @@
 """Campaigns of the scenario families: aged accounts, low-and-slow, returning after a pause,
 framing a benign crowd, camouflaged by decoys, mimicking people with unique prompts, sleeping
 as ordinary users before they harvest, sitting an exam to harvest its questions, riding a
-viral prompt's wave before harvesting, seats bought inside shell orgs, and a harvest dressed as
-eval runs.
+viral prompt's wave before harvesting, seats bought inside shell orgs, a harvest dressed as
+eval runs, and a harvest through stolen keys of apps built on the API.
 
 Like the original four (`populations.py`), they honour the scenario's robustness knobs: the
 account multiplier spreads the same volume over more accounts, timing jitter stretches their
@@ -19,6 +19,7 @@ from typing import Any
 from . import network as net
 from .crowds import (
     AgentFleetRunners,
+    AppBackendUsers,
     CampusLabStudents,
     CgnatUsers,
     ClassroomAttendees,
@@ -56,7 +57,7 @@ from .populations import (
     stochastic_round,
 )
 from .scenario import Scenario
-from .seeding import IdMint
+from .seeding import IdMint, rng_for
 from .simhash import perturb, random_simhash
 
 Exit = tuple[str, int | None, str | None]
@@ -1147,4 +1148,99 @@ class EvalMimicCampaign(Campaign):
         return make_event(
             a, ts, ip, asn, country, model, MESSAGES, cat, simhash, prompt,
             rng.random() < k.reasoning_share, tools, k.completion_scale, ERR_BATCH,
+        )
+
+
+# --- a harvest through apps' stolen keys ----------------------------------------------------
+
+
+class AppKeyCampaign(Campaign):
+    """A lab harvesting through stolen or resold API keys of a few apps' orgs (`app_backend`):
+    on each stolen key its requests go out on the app's own service account (the gateway
+    reports the account's org, card and age), interleaved with the app's honest traffic, but
+    from the lab's egress (another cloud or hoster than the app's, or rotating residential
+    proxies), with the lab's client, its own system prompt or none, and its own template
+    families, reasoning on most requests, long answers; plus a few established accounts of its
+    own (one org and card each, or none) doing the same. Hours long.
+
+    A stolen key's requests are sent on a borrowed account (`Account.borrowed`): the account
+    keeps its owner's benign label (its org did nothing wrong: acting on it stops the app for
+    every one of its users); the lab's own accounts are labelled attack. The account multiplier
+    spreads its own accounts' volume over more accounts; the stolen keys are what the lab got,
+    so their number and pace stay (timing jitter and address rotation apply to both)."""
+
+    group = "campaign_appkeys"
+
+    def build(self) -> list[Account]:
+        k = self.sc.campaign_appkeys
+        prng = self.rng
+        self.families = [
+            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
+                             for _ in range(max(1, k.family_variants))], cat)
+            for base, cat in templates_for(prng, k.template_families, _HARVEST)]
+        self.system_prompt = hash_id(prng)
+        self.models = ModelChooser(self.sc, 0.9, cap=0.6, ramp_h=1.0)
+        user_agent = net.python_sdk_user_agent(prng)  # the lab's harvesting client
+        stolen: list[Account] = []
+        app_clouds: set[int] = set()
+        if self.sc.app_backend.size > 0:  # the apps' world, rebuilt from its own seeds
+            apps = AppBackendUsers(self.sc, IdMint()).apps
+            for app in prng.sample(apps, min(len(apps), max(0, k.stolen_keys))):
+                app_clouds.add(app.cloud.asn)
+                stolen.append(app.service[0] if prng.random() < 0.7 else pick(app.service, prng))
+        hosts = [c for c in net.CLOUD if c.asn not in app_clouds] + list(net.DATACENTER)
+        host: net.Network = pick(hosts, prng)
+        prefixes = [net.v4_prefix24(host, prng) for _ in range(prng.randint(1, 3))]
+        start = self.campaign_start(k.start_h)
+        out: list[Account] = []
+        for j, owner in enumerate(stolen):
+            # the leaked key, on the app's account: its id, org, card and age as the gateway knows
+            a = Account(self, rng_for(self.sc.seed, self.group, "stolen", j), owner.account_id)
+            a.borrowed = True
+            a.org_id, a.payment_fingerprint = owner.org_id, owner.payment_fingerprint
+            a.created_ts = owner.created_ts
+            a.keys = [pick(owner.keys, a.rng)]
+            self._harvest(a, user_agent, host, prefixes, start, 1.0)
+            out.append(a)
+        for idx in range(self.sc.campaign_accounts(k.accounts)):
+            a = self.new_account(idx)
+            rng = a.rng
+            a.org_id = self.mint.new("org-", rng)
+            a.payment_fingerprint = None if rng.random() < 0.2 else self.mint.new("pf-", rng)
+            a.keys = [self.mint.new("key-", rng)]
+            a.created_ts = old_created(rng, self.t0, k.min_account_age_days,
+                                       max(k.min_account_age_days, k.max_account_age_days))
+            self._harvest(a, user_agent, host, prefixes, start, self.multiplier)
+            out.append(a)
+        return out
+
+    def _harvest(self, a: Account, user_agent: str, host: net.Network,
+                 prefixes: list[tuple[int, int, int]], start: float, multiplier: float) -> None:
+        k = self.sc.campaign_appkeys
+        rng = a.rng
+        a.user_agent = user_agent
+        if rng.random() < k.proxy_share:  # rotating residential proxies: [exit, left on it]
+            a.ip, a.asn, a.country = net.rotating_exit(rng)
+            a.state = [(a.ip, a.asn, a.country), 0]
+        else:  # a VM of the lab's
+            a.ip, a.asn, a.country = net.v4_host(pick(prefixes, rng), rng), host.asn, host.country
+            a.state = [(a.ip, a.asn, a.country), None]
+        t0 = start + rng.uniform(0.0, 1800.0)
+        t1 = min(self.t1, t0 + max(0.5, k.harvest_h) * 3600.0 * rng.uniform(0.85, 1.15))
+        rate = k.requests_per_min * rng.uniform(0.7, 1.3) / multiplier / 60.0
+        finalize_times(a, at_least_one(poisson_times(rng, rate, t0, t1, self.jittered), rng,
+                                       t0, max(t0 + 1.0, t1)), self.t0, self.t1)
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        k = self.sc.campaign_appkeys
+        ip, asn, country = held_exit(a.state, self.rotate, rng, k.min_per_exit, k.max_per_exit)
+        family: _TemplateFamily = pick(self.families, rng)
+        cat = family.category
+        return make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat,
+            near(pick(family.variants, rng), k.max_bit_flips, rng),
+            self.system_prompt if rng.random() < k.system_prompt_share else None,
+            rng.random() < k.reasoning_share, 2 + int(rng.random() * 8) if cat == "tool_use"
+            else 0, k.completion_scale, ERR_ORDINARY,
         )

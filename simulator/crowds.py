@@ -9,12 +9,14 @@ kit's prompts (`hackathon`), an org's card, office /24s and canned replies (`sup
 an exam's questions, opening time, young accounts and provider's client (`certification_exam`),
 a viral prompt, same-day accounts, carriers' CGNAT /24s and browser clients (`viral_prompt`),
 public benchmarks' items, an eval harness's system prompt, a Python SDK, cloud and hosted CI
-runners' egress and a machine's pace (`eval_runs`).
+runners' egress and a machine's pace (`eval_runs`), an app's service accounts, system prompts,
+prompt templates, cloud egress and server SDK, all day (`app_backend`).
 Apart from the shared key the members behave like `ordinary` users (most crowds reuse
 `Ordinary.personal` and `Ordinary.personal_request`).
 
 Keys another population may copy (`campaign_framing`, `campaign_exam`, `campaign_viral`,
-`campaign_evalmimic`) are drawn in `__init__` from the population's own rng, so building the
+`campaign_evalmimic`, and the apps' service accounts `campaign_appkeys` sends on) are drawn
+in `__init__` from the population's own rng, so building the
 crowd again gives the same values.
 """
 
@@ -50,7 +52,7 @@ from .populations import (
     tools_for,
 )
 from .scenario import Classroom, Scenario
-from .seeding import IdMint
+from .seeding import IdMint, rng_for
 from .simhash import perturb, random_simhash
 
 # What individual users of a crowd do between its shared moments: Ordinary's request mix.
@@ -1731,4 +1733,280 @@ class EvalRunners(Ordinary):
                             org.system_prompt, run.thinking or bench.cot, 0, bench.answer_scale,
                             ERR_BATCH)
         ev["user_agent"] = run.user_agent
+        return ev
+
+
+# --- apps built on the API: honest resellers ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppKind:
+    """What kind of app a customer built on the API: what its users ask (the categories of its
+    prompt templates), how often its features turn reasoning on, when in their day its users
+    are busiest (local hour), how long its answers are, and whether it sends tool definitions."""
+
+    name: str
+    categories: dict[str, float]
+    reasoning: tuple[float, float]  # the app's share of templates that ask for reasoning
+    peak_local_h: tuple[float, float]
+    completion_scale: float
+    tools: bool
+
+
+APP_KINDS: tuple[tuple[AppKind, float], ...] = (
+    # homework help: after school and in the evening, worked solutions
+    (AppKind("tutoring", {"math": 35, "reasoning": 25, "writing": 15, "coding": 15, "chat": 10},
+             (0.4, 0.9), (17.0, 21.5), 1.2, False), 3.0),
+    # a coding assistant SaaS: the working day, an agent's tools on every call
+    (AppKind("coding_assistant", {"coding": 65, "tool_use": 25, "reasoning": 10},
+             (0.2, 0.7), (10.0, 16.0), 1.0, True), 3.0),
+    # a writing tool: drafts, rewrites, summaries through the day
+    (AppKind("writing_tool", {"writing": 65, "chat": 10, "other": 25},
+             (0.0, 0.1), (10.0, 20.0), 1.0, False), 3.0),
+    # a customer-service chatbot on a shop's site
+    (AppKind("support_bot", {"chat": 60, "other": 30, "writing": 10},
+             (0.0, 0.05), (11.0, 19.0), 0.6, False), 1.0),
+)
+_APP_KIND = Picker(list(APP_KINDS))
+# Where the apps' companies and most of their end users are.
+_APP_COUNTRIES = Picker([("US", 8.0), ("GB", 2.0), ("DE", 1.5), ("IN", 1.5), ("FR", 1.0),
+                         ("CA", 1.0), ("BR", 1.0), ("JP", 1.0), ("KR", 1.0), ("AU", 1.0)])
+# Marks of an app account's requests: >= 0 the app's template of that index; _FREE a request
+# whose user input dominates (a free-form chat turn); _OTHER a developer's ordinary use.
+_FREE = -2
+
+
+@dataclass
+class App:
+    """One app built on the API, as the gateway sees its org: the org and its card, the cloud
+    its backend leaves from, its system prompts (one per feature, a new version after a deploy),
+    its prompt templates, its users' day, and its backend service accounts."""
+
+    name: str
+    kind: AppKind
+    org_id: str
+    card: str
+    created: float
+    country: str
+    tzs: list[float]  # its users' time zones (two for an app used in two regions)
+    peak_h: float
+    sharpness: float
+    trough: float
+    peak_rpm: float  # at scale 1, at the peak of its users' day
+    cloud: net.Network
+    ips: list[str]  # its backend's NAT gateways and instances, in a few /24s of its cloud
+    system_prompts: list[list[str]]  # [version][feature]
+    deploy_ts: float | None  # when version 1 goes live (None: no deploy in the run)
+    categories: Picker  # what its users ask
+    reasoning: float  # how often its features ask for reasoning
+    templates: list[tuple[int, str, int, float]]  # (simhash, category, feature, reasoning p)
+    template_weights: Picker  # template indices, the popular features first
+    template_bits: tuple[int, int]  # user input moves a templated prompt this many bits
+    session_requests: float  # an end user's requests per visit (mean)
+    tools: int  # the tool definitions its agent sends (coding assistants), else 0
+    service: list[Account]  # its backend service accounts
+    service_weights: list[float]  # their shares of the end users' traffic
+    sdk_after_deploy: dict[str, str]  # a service account's client after the deploy
+
+    def rate_shape(self, ts: float) -> float:
+        """The app's request rate against its peak at `ts`: its users' day (trough..1)."""
+        best = 0.0
+        for tz in self.tzs:
+            h = local_hour(ts, tz)
+            day = (0.5 * (1.0 + math.cos(2.0 * math.pi * (h - self.peak_h) / 24.0))) ** self.sharpness
+            best = max(best, day)
+        return self.trough + (1.0 - self.trough) * best
+
+
+class AppBackendUsers(Ordinary):
+    """Honest API resellers: apps built on the API (a tutoring app, a coding assistant, a
+    writing tool, a support chatbot) whose backends send their end users' requests through a
+    few service accounts of one established org on one card, wrapped in the app's system prompt
+    and prompt templates, from the app's cloud egress with a server SDK, all day on its users'
+    diurnal curve; and the org's developers, who use the API as people do (and try the app's
+    prompts from their laptops).
+
+    The apps and their service accounts (ids, org, card, keys) are drawn in `__init__` from the
+    population's and the accounts' own rngs, so `campaign_appkeys`, rebuilding the crowd, sends
+    on the very same accounts and keys."""
+
+    group = "app_backend"
+
+    def __init__(self, sc: Scenario, mint: IdMint) -> None:
+        super().__init__(sc, mint)
+        self.apps: list[App] = []
+        n = sc.accounts(sc.app_backend.orgs)
+        if n:
+            # popularity: the k-th app's share of the traffic ~ 1 / k ** exponent (shuffled ranks)
+            ranks = list(range(1, n + 1))
+            self.rng.shuffle(ranks)
+            weights = [1.0 / r ** max(0.0, sc.app_backend.popularity_exponent) for r in ranks]
+            total = sum(weights)
+            for w in weights:
+                self.apps.append(self._app(w / total))
+
+    def _app(self, share: float) -> App:
+        k = self.sc.app_backend
+        prng = self.rng
+        kind: AppKind = _APP_KIND.pick(prng)
+        country = _APP_COUNTRIES.pick(prng)
+        tz = net.TZ_OFFSET_H[country]
+        tzs = [tz]
+        if prng.random() < k.global_share:  # a second market half a world away
+            tzs.append(((tz + prng.choice((-9.0, -7.0, 8.0, 9.0)) + 12.0) % 24.0) - 12.0)
+        cloud = pick(list(net.CLOUD), prng)
+        ips = sorted({net.v4_host(prefix, prng)
+                      for prefix in [net.v4_prefix24(cloud, prng)
+                                     for _ in range(prng.randint(1, 4))]
+                      for _ in range(prng.randint(2, 8))})
+        features = prng.randint(1, 4)
+        system_prompts = [[hash_id(prng) for _ in range(features)]]
+        deploy_ts = None
+        if prng.random() < k.deploy_share:
+            system_prompts.append([hash_id(prng) if prng.random() < 0.7 else sp
+                                   for sp in system_prompts[0]])
+            deploy_ts = self.t0 + prng.uniform(0.1, 0.9) * (self.t1 - self.t0)
+        cats = category_picker(kind.categories)
+        lo_r, hi_r = kind.reasoning
+        reasoning = prng.uniform(lo_r, hi_r)
+        templates = []
+        for _ in range(prng.randint(3, 12)):
+            cat = cats.pick(prng)
+            # features differ (a worked solution, a quick hint), around the app's setting
+            p = min(1.0, max(0.0, reasoning + prng.uniform(-0.25, 0.25)))
+            templates.append((random_simhash(prng), cat, prng.randrange(features), p))
+        lo_b = prng.randint(max(0, k.min_template_bits), max(0, k.min_template_bits, k.max_template_bits))
+        name = f"{kind.name}-{len(self.apps)}"
+        org_id, card = self.mint.new("org-", prng), self.mint.new("pf-", prng)
+        created = old_created(prng, self.t0, k.min_account_age_days,
+                              max(k.min_account_age_days, k.max_account_age_days))
+        python = prng.random() < 0.5  # the backend's language: its SDK
+        n_service = log_uniform_int(prng, k.min_service_accounts, k.max_service_accounts)
+        service: list[Account] = []
+        after: dict[str, str] = {}
+        for j in range(n_service):
+            a = self.new_account(sum(len(x.service) for x in self.apps) + j)
+            rng = a.rng
+            a.org_id, a.payment_fingerprint = org_id, card
+            a.created_ts = float(round(rng.uniform(created, max(created, self.t0 - 30 * DAY))))
+            a.keys = [self.mint.new("key-", rng) for _ in range(rng.randint(1, 3))]
+            a.user_agent = (net.python_sdk_user_agent(rng) if python
+                            else f"anthropic-typescript/0.{rng.randint(30, 36)}.{rng.randint(0, 2)}")
+            a.ip, a.asn, a.country = ips[0], cloud.asn, cloud.country
+            after[a.account_id] = (net.python_sdk_user_agent(rng) if python
+                                   else f"anthropic-typescript/0.{rng.randint(33, 37)}.{rng.randint(0, 2)}")
+            service.append(a)
+        return App(
+            name=name, kind=kind, org_id=org_id, card=card, created=created, country=country,
+            tzs=tzs, peak_h=prng.uniform(*kind.peak_local_h), sharpness=prng.uniform(1.0, 3.0),
+            trough=prng.uniform(k.min_trough_share, max(k.min_trough_share, k.max_trough_share)),
+            peak_rpm=k.total_peak_rpm * share, cloud=cloud, ips=ips,
+            system_prompts=system_prompts, deploy_ts=deploy_ts, categories=cats,
+            reasoning=reasoning, templates=templates,
+            template_weights=Picker([(i, 1.0 / (i + 1)) for i in range(len(templates))]),
+            template_bits=(lo_b, max(lo_b, k.max_template_bits)),
+            session_requests=prng.uniform(max(1.0, k.min_session_requests),
+                                          max(1.0, k.min_session_requests, k.max_session_requests)),
+            tools=prng.randint(3, 12) if kind.tools else 0, service=service,
+            # production takes most of the traffic; staging and workers a part
+            service_weights=[1.0] + [prng.uniform(0.02, 0.5) for _ in service[1:]],
+            sdk_after_deploy=after)
+
+    def build(self) -> list[Account]:
+        k = self.sc.app_backend
+        out: list[Account] = []
+        for app in self.apps:
+            timed: dict[str, list[tuple[float, int]]] = {a.account_id: [] for a in app.service}
+            for account_id, t, mark in self._end_users(app):
+                timed[account_id].append((t, mark))
+            for a in app.service:
+                rows = timed[a.account_id]
+                if not rows:  # a quiet staging account still sends its health check
+                    rows.append((self.t0 + a.rng.random() * (self.t1 - self.t0), 0))
+                a.state = app
+                finalize_marked(a, rows, self.t0, self.t1)
+                out.append(a)
+        for app in self.apps:
+            for _ in range(log_uniform_int(self.rng, k.min_developers, k.max_developers)):
+                a = self.new_account(len(out))  # after every service account's index
+                self._developer(a, app)
+                out.append(a)
+        return out
+
+    def _end_users(self, app: App) -> list[tuple[str, float, int]]:
+        """The app's end users' visits, all day: visits start at the app's rate over its users'
+        day (thinning), each a few requests a think time apart, routed to a service account."""
+        k = self.sc.app_backend
+        prng = rng_for(self.sc.seed, self.group, "end-users", app.org_id)
+        visit_rate = app.peak_rpm * self.sc.scale / 60.0 / app.session_requests  # per second
+        out: list[tuple[str, float, int]] = []
+        if visit_rate <= 0:
+            return out
+        routes = Picker([(a.account_id, w) for a, w in zip(app.service, app.service_weights)])
+        mu = math.log(max(1.0, k.median_think_s))
+        p_more = 1.0 - 1.0 / app.session_requests
+        t = self.t0 - 1800.0  # visits already going on when the window opens
+        while True:
+            t += prng.expovariate(visit_rate)
+            if t >= self.t1:
+                break
+            if prng.random() >= app.rate_shape(t):
+                continue
+            account_id = routes.pick(prng)
+            mark = app.template_weights.pick(prng) if prng.random() < k.template_share else _FREE
+            s = t
+            while s < self.t1:
+                out.append((account_id, s, mark))
+                if prng.random() > p_more:
+                    break
+                s += min(math.exp(mu + 0.8 * prng.gauss(0.0, 1.0)), 1800.0)
+        return out
+
+    def _developer(self, a: Account, app: App) -> None:
+        """One of the org's developers: a person on the org's card, from home or the office,
+        now and then trying the app's own prompts."""
+        k = self.sc.app_backend
+        rng = a.rng
+        self.personal(a, app.country, self.k.ipv6_share)
+        a.org_id, a.payment_fingerprint = app.org_id, app.card
+        a.created_ts = float(round(rng.uniform(app.created, self.t0 - 7 * DAY)))
+        a.state.extra = app
+        n = self.volume(rng, k.mean_other_requests_per_6h, 1.2, app.tzs[0])
+        times = session_times(rng, n, self.t0, self.t1, app.tzs[0], 6.0, 40.0)
+        finalize_marked(a, [(t, app.template_weights.pick(rng) if rng.random() < k.dev_test_share
+                             else _OTHER) for t in times], self.t0, self.t1)
+
+    def request(self, a: Account, i: int, ts: float) -> dict[str, Any]:
+        rng = a.rng
+        mark = a.marks[i]  # type: ignore[index]
+        ip: str
+        asn: int | None
+        country: str | None
+        if isinstance(a.state, App):
+            app = a.state
+            ip = pick(app.ips, rng)
+            asn, country = app.cloud.asn, app.cloud.country
+        else:
+            app = a.state.extra
+            if mark == _OTHER:
+                return self.personal_request(a, ts, a.state)
+            ip, asn, country = a.ip, a.asn, a.country
+        version = 1 if app.deploy_ts is not None and ts >= app.deploy_ts else 0
+        prompts = app.system_prompts[version]
+        if mark == _FREE:  # the user's own text dominates the prompt
+            cat = app.categories.pick(rng)
+            simhash = random_simhash(rng)
+            feature = 0
+            reasoning = rng.random() < app.reasoning
+        else:
+            template, cat, feature, p = app.templates[mark]
+            lo, hi = app.template_bits
+            simhash = perturb(template, lo + int(rng.random() * (hi - lo + 1)), rng)
+            reasoning = rng.random() < p
+        ev = make_event(
+            a, ts, ip, asn, country, self.models.choose(rng, ts), MESSAGES, cat, simhash,
+            prompts[feature], reasoning, app.tools if cat in ("coding", "tool_use") else 0,
+            app.kind.completion_scale, ERR_BATCH, a.keys[0] if len(a.keys) == 1 else pick(a.keys, rng))
+        if version and isinstance(a.state, App):
+            ev["user_agent"] = app.sdk_after_deploy.get(a.account_id, a.user_agent)
         return ev

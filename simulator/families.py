@@ -29,7 +29,9 @@ from .network import OSS_TOOLS
 from .roster import GROUPS, LABELS
 from .scenario import (
     AgentFleet,
+    AppBackend,
     CampaignAged,
+    CampaignAppKeys,
     CampaignBurst,
     CampaignCot,
     CampaignDecoy,
@@ -390,6 +392,26 @@ def eval_runs(d: Draw, orgs: Range) -> EvalRuns:
         mean_other_requests_per_6h=d.real(10.0, 40.0))
 
 
+def app_backend(d: Draw, apps: Range) -> AppBackend:
+    """Apps built on the API (a tutoring app, a coding assistant, a writing tool, a support
+    bot) sending their end users' requests all day: 3-15 apps, tens to hundreds of requests a
+    minute at the most popular one's peak."""
+    lo_svc, lo_dev, lo_bits = d.integer(1, 2), d.integer(1, 3), d.integer(1, 4)
+    lo_trough, lo_session = d.real(0.03, 0.15), d.real(1.2, 2.5)
+    return AppBackend(
+        orgs=d.count(*apps), min_service_accounts=lo_svc,
+        max_service_accounts=lo_svc + d.integer(1, 3), min_developers=lo_dev,
+        max_developers=lo_dev + d.integer(2, 10), total_peak_rpm=d.log(60.0, 280.0),
+        popularity_exponent=d.real(0.6, 1.6), min_trough_share=lo_trough,
+        max_trough_share=lo_trough + d.real(0.05, 0.3), global_share=d.real(0.0, 0.4),
+        min_session_requests=lo_session, max_session_requests=lo_session + d.real(1.0, 6.0),
+        median_think_s=d.log(15.0, 120.0), template_share=d.real(0.6, 0.95),
+        min_template_bits=lo_bits, max_template_bits=lo_bits + d.integer(2, 8),
+        min_account_age_days=d.real(60.0, 200.0), max_account_age_days=d.real(400.0, 2000.0),
+        deploy_share=d.real(0.1, 0.5), dev_test_share=d.real(0.1, 0.5),
+        mean_other_requests_per_6h=d.real(10.0, 40.0))
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -568,6 +590,19 @@ def campaign_evalmimic(d: Draw, accounts: Range, hours: float) -> CampaignEvalMi
         hosted_ci_share=d.real(0.0, 0.6))
 
 
+def campaign_appkeys(d: Draw, accounts: Range, hours: float) -> CampaignAppKeys:
+    start, lo_exit = d.real(0.0, 1.5), d.integer(1, 4)
+    return CampaignAppKeys(
+        accounts=d.count(*accounts), stolen_keys=d.integer(1, 4),
+        min_account_age_days=d.real(30.0, 120.0), max_account_age_days=d.real(200.0, 1200.0),
+        start_h=start, harvest_h=d.real(2.0, max(2.1, min(8.0, hours - start))),
+        requests_per_min=d.log(1.5, 12.0), proxy_share=d.real(0.0, 1.0), min_per_exit=lo_exit,
+        max_per_exit=lo_exit + d.integer(1, 8), template_families=d.integer(4, 20),
+        family_variants=d.integer(20, 200), max_bit_flips=d.integer(2, 5),
+        reasoning_share=d.real(0.7, 0.95), completion_scale=d.real(1.8, 3.2),
+        system_prompt_share=d.real(0.0, 1.0))
+
+
 # --- families -------------------------------------------------------------------------------
 
 Knobs = Callable[[Draw, float], dict[str, Any]]
@@ -723,6 +758,11 @@ def _seat_farm(d: Draw, h: float) -> dict[str, Any]:
             "reseller": reseller(d, (60, 250)), "campaign_seats": campaign_seats(d, (20, 150), h)}
 
 
+def _app_backend(d: Draw, h: float) -> dict[str, Any]:
+    return {"app_backend": app_backend(d, (3, 15)),
+            "campaign_appkeys": campaign_appkeys(d, (2, 8), h)}
+
+
 def _eval_harness(d: Draw, h: float) -> dict[str, Any]:
     return {"eval_runs": eval_runs(d, (10, 36)),
             "campaign_evalmimic": campaign_evalmimic(d, (4, 14), h)}
@@ -798,6 +838,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "one open-source harness's system prompt, several accounts per org on one card; a "
             "lab's harvest dressed as eval runs, run after run for hours", (6.0, 9.0),
             (700, 1400), _eval_harness),
+    _family("app_backend", "honest API resellers: apps built on the API sending their end "
+            "users' requests through a few established service accounts of one org and card, "
+            "the app's system prompts and templates, from its cloud with a server SDK, all "
+            "day on its users' curve; a lab harvesting through a few apps' stolen keys from its "
+            "own egress, beside a few aged accounts of its own, for hours", (7.0, 10.0),
+            (600, 1200), _app_backend),
 )}
 
 

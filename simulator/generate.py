@@ -25,8 +25,9 @@ from .roster import GROUPS, LABELS, build_accounts, scenario_groups
 from .scenario import Scenario
 
 
-def merge_accounts(accounts: list[Account], seed: int) -> Iterator[dict[str, Any]]:
-    """Each account's requests in order, merged by (ts, account position)."""
+def merge_sources(accounts: list[Account], seed: int) -> Iterator[tuple[Account, dict[str, Any]]]:
+    """Each account's requests in order, merged by (ts, account position), each with the
+    account that sent it (a borrowed account's requests are its population's, not the owner's)."""
     heap = [(a.times[0], k, 0) for k, a in enumerate(accounts)]
     heapq.heapify(heap)
     heapreplace, heappop = heapq.heapreplace, heapq.heappop
@@ -46,6 +47,12 @@ def merge_accounts(accounts: list[Account], seed: int) -> Iterator[dict[str, Any
             heappop(heap)
             a.times = []  # done: free the schedule
             a.marks = None
+        yield a, event
+
+
+def merge_accounts(accounts: list[Account], seed: int) -> Iterator[dict[str, Any]]:
+    """Each account's requests in order, merged by (ts, account position)."""
+    for _, event in merge_sources(accounts, seed):
         yield event
 
 
@@ -54,13 +61,25 @@ def generate_events(scenario: Scenario) -> Iterator[dict[str, Any]]:
     yield from merge_accounts(build_accounts(scenario), scenario.seed)
 
 
-def _label(a: Account) -> dict[str, Any]:
-    return {"account_id": a.account_id, "label": a.label, "group": a.group}
+def labels_of(accounts: list[Account]) -> list[dict[str, Any]]:
+    """One label per account that sends at least one request, sorted by account_id. An account
+    another population also sent on (`Account.borrowed`: a stolen key) keeps its owner's label;
+    the label says how many requests each such population sent on it (`also_sent_by`)."""
+    labels: dict[str, dict[str, Any]] = {
+        a.account_id: {"account_id": a.account_id, "label": a.label, "group": a.group}
+        for a in accounts if not a.borrowed}
+    for a in accounts:
+        if a.borrowed:
+            if a.account_id not in labels:
+                raise ValueError(f"{a.group} sends on {a.account_id}, which no population owns")
+            shared: dict[str, int] = labels[a.account_id].setdefault("also_sent_by", {})
+            shared[a.group] = shared.get(a.group, 0) + len(a.times)
+    return sorted(labels.values(), key=lambda r: r["account_id"])
 
 
 def account_labels(scenario: Scenario) -> list[dict[str, Any]]:
     """One label per account that sends at least one request, sorted by account_id."""
-    return sorted((_label(a) for a in build_accounts(scenario)), key=lambda r: r["account_id"])
+    return labels_of(build_accounts(scenario))
 
 
 def group_counts(accounts_by_group: Counter[str], events_by_group: Counter[str],
@@ -73,20 +92,20 @@ def group_counts(accounts_by_group: Counter[str], events_by_group: Counter[str],
 
 def write_files(scenario: Scenario, out_dir: Path) -> dict[str, dict[str, Any]]:
     """Write `out_dir/events.jsonl` and `out_dir/labels.jsonl`; return counts per group of the
-    scenario: ``{group: {"label": "attack"|"benign", "accounts": int, "events": int}}``."""
+    scenario: ``{group: {"label": "attack"|"benign", "accounts": int, "events": int}}`` (the
+    accounts a group's labels name; the events its accounts sent, on borrowed ones too)."""
     import orjson  # only the file writer needs it
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     accounts = build_accounts(scenario)
-    labels = sorted((_label(a) for a in accounts), key=lambda r: r["account_id"])
-    group_of = {a.account_id: a.group for a in accounts}
+    labels = labels_of(accounts)
     events_by_group: Counter[str] = Counter()
     dumps = orjson.dumps
     with open(out_dir / "events.jsonl", "wb", buffering=1 << 20) as f:
         batch: list[bytes] = []
-        for event in merge_accounts(accounts, scenario.seed):
-            events_by_group[group_of[event["account_id"]]] += 1
+        for a, event in merge_sources(accounts, scenario.seed):
+            events_by_group[a.group] += 1
             batch.append(dumps(event))
             if len(batch) >= 4096:
                 f.write(b"\n".join(batch) + b"\n")

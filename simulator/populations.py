@@ -53,8 +53,8 @@ ERR_PUSHY = (0.040, 0.045, 0.050)  # clients that run into rate limits
 
 class Account:
     __slots__ = (
-        "account_id", "asn", "country", "created_ts", "group", "ip", "keys", "label", "marks",
-        "org_id", "payment_fingerprint", "pop", "rng", "state", "times", "user_agent",
+        "account_id", "asn", "borrowed", "country", "created_ts", "group", "ip", "keys", "label",
+        "marks", "org_id", "payment_fingerprint", "pop", "rng", "state", "times", "user_agent",
     )
 
     def __init__(self, pop: Population, rng: random.Random, account_id: str) -> None:
@@ -74,6 +74,9 @@ class Account:
         self.times: list[float] = []
         self.marks: list[int] | None = None
         self.state: Any = None
+        # True when the account_id is another population's account that this one sends on (a
+        # stolen key): its requests are this population's, its label is the owner's.
+        self.borrowed = False
 
 
 # --- shared helpers -------------------------------------------------------------------------

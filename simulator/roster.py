@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .adversaries import (
     AgedAccounts,
+    AppKeyCampaign,
     DecoyCampaign,
     EvalMimicCampaign,
     ExamCampaign,
@@ -25,6 +26,7 @@ from .adversaries import (
 )
 from .crowds import (
     AgentFleetRunners,
+    AppBackendUsers,
     BootcampCohort,
     CampusLabStudents,
     CgnatUsers,
@@ -70,6 +72,8 @@ POPULATIONS: tuple[type[Population], ...] = (
     MoocLearners, SeatCampaign,
     # the family that replaced mooc_deadline in the held-out set
     EvalRunners, EvalMimicCampaign,
+    # the family that replaced eval_harness in the held-out set
+    AppBackendUsers, AppKeyCampaign,
 )
 GROUPS: tuple[str, ...] = tuple(p.group for p in POPULATIONS)
 LABELS: dict[str, str] = {p.group: p.label for p in POPULATIONS}
@@ -83,12 +87,14 @@ def scenario_groups(sc: Scenario) -> tuple[str, ...]:
 def build_accounts(sc: Scenario) -> list[Account]:
     """Every account of the scenario with its request times, ordered by (random) account_id:
     group-neutral, and a tie-break for equal timestamps that does not depend on other accounts,
-    so campaign knobs leave the benign part of the stream unchanged."""
+    so campaign knobs leave the benign part of the stream unchanged. A borrowed account (a
+    campaign sending on another population's account, `Account.borrowed`) sorts after its
+    owner."""
     mint = IdMint()
     accounts: list[Account] = []
     held = set(scenario_groups(sc))
     for cls in POPULATIONS:
         if cls.group in held:
             accounts.extend(a for a in cls(sc, mint).build() if a.times)
-    accounts.sort(key=lambda a: a.account_id)
+    accounts.sort(key=lambda a: (a.account_id, a.borrowed))
     return accounts

@@ -470,6 +470,41 @@ class EvalRuns:
         return self.orgs
 
 
+@dataclass(frozen=True)
+class AppBackend:
+    """Honest API resellers: customer-facing apps (a tutoring app, a coding assistant, a writing
+    tool, ...) built on the API, each sending its end users' requests through a few backend
+    service accounts of one established org on one card: the app's system prompts and prompt
+    templates wrapping the user's input, from the app's cloud egress with a server SDK, all day
+    on the end users' diurnal curve; beside the org's developers' ordinary use."""
+
+    orgs: int = 0  # apps, each one org
+    min_service_accounts: int = 1  # backend service accounts per app (prod, staging, workers)
+    max_service_accounts: int = 4
+    min_developers: int = 1  # the org's developers, who use the API as people do
+    max_developers: int = 8
+    total_peak_rpm: float = 150.0  # all apps' requests a minute at their peaks, at scale 1
+    popularity_exponent: float = 1.0  # the k-th app gets a share ~ 1 / k ** this
+    min_trough_share: float = 0.05  # the night's rate against the peak's (per app, uniform)
+    max_trough_share: float = 0.35
+    global_share: float = 0.2  # apps whose users are in two regions (a flatter day)
+    min_session_requests: float = 1.5  # an end user's requests in a visit (mean, per app)
+    max_session_requests: float = 6.0
+    median_think_s: float = 45.0  # between two requests of one visit
+    template_share: float = 0.8  # requests wrapped in one of the app's templates (else free)
+    min_template_bits: int = 2  # a templated prompt's distance from its template: user input
+    max_template_bits: int = 10
+    min_account_age_days: float = 90.0  # the apps' orgs (log-uniform)
+    max_account_age_days: float = 1500.0
+    deploy_share: float = 0.3  # apps that deploy a new system-prompt version during the run
+    dev_test_share: float = 0.3  # of a developer's requests: trying the app's own prompts
+    mean_other_requests_per_6h: float = 25.0  # a developer's ordinary use
+
+    @property
+    def size(self) -> int:
+        return self.orgs
+
+
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -867,6 +902,36 @@ class CampaignEvalMimic:
 
 
 @dataclass(frozen=True)
+class CampaignAppKeys:
+    """A lab harvesting through stolen or resold API keys of a few apps' orgs (`app_backend`):
+    its requests go out on the apps' own service accounts, interleaved with the apps' honest
+    traffic, but from the lab's own egress (another cloud, or residential proxies) with its own
+    client, system prompt and template families, reasoning on; plus a few established accounts
+    of its own doing the same. Hours long."""
+
+    accounts: int = 0  # the lab's own accounts
+    stolen_keys: int = 2  # keys of the apps' service accounts it got (one per app, at most)
+    min_account_age_days: float = 60.0  # its own accounts (log-uniform; bought or its own)
+    max_account_age_days: float = 900.0
+    start_h: float = 0.5  # kept in the first half of the run
+    harvest_h: float = 5.0  # each key and account harvests this long (+-15%, cut at the end)
+    requests_per_min: float = 6.0  # per key or account while it harvests (+-30%)
+    proxy_share: float = 0.5  # keys/accounts on rotating residential proxies (else a cloud VM)
+    min_per_exit: int = 1  # requests a proxy exit carries before it changes
+    max_per_exit: int = 6
+    template_families: int = 10  # the lab's own: a base prompt and variants
+    family_variants: int = 60
+    max_bit_flips: int = 3
+    reasoning_share: float = 0.85
+    completion_scale: float = 2.4
+    system_prompt_share: float = 0.5  # requests with the lab's own system prompt (else none)
+
+    @property
+    def size(self) -> int:
+        return self.accounts
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A complete, deterministic description of a simulated run."""
 
@@ -912,6 +977,8 @@ class Scenario:
     campaign_seats: CampaignSeats = CampaignSeats()
     eval_runs: EvalRuns = EvalRuns()
     campaign_evalmimic: CampaignEvalMimic = CampaignEvalMimic()
+    app_backend: AppBackend = AppBackend()
+    campaign_appkeys: CampaignAppKeys = CampaignAppKeys()
 
     # Robustness knobs for the evaluation (campaign populations only).
     campaign_account_multiplier: float = 1.0  # same campaign volume over N x more accounts

@@ -33,7 +33,8 @@ TUNING_FAMILIES = ("mixed", "launch", "campus", "teams", "aged", "frame_tutorial
                    "frame_fleet", "mooc_deadline", "eval_harness")
 TUNING_SEEDS = (1, 2)
 HELD_OUT_FAMILIES = ("classroom", "oss", "egress", "slow", "decoy", "frame_egress",
-                     "hackathon", "support", "sleeper", "viral_prompt", "seat_farm")
+                     "hackathon", "support", "sleeper", "viral_prompt", "seat_farm",
+                     "app_backend")
 # (101 and 102 were held out until 2026-12-06: looked at once, then spent.)
 HELD_OUT_SEEDS = (201, 202)
 

@@ -6,7 +6,8 @@ candidates sit the same questions together and the lab sitting with them stays o
 viral prompt's senders arrive in a decaying spike and the lab riding the wave harvests after,
 a MOOC's learners rush to its deadline, a lab's seats in a shell org work at a person's pace,
 evaluators send public benchmarks' items at a machine's pace and a lab dressed as them runs
-for hours).
+for hours, apps built on the API send their users' requests all day and a lab harvests on
+their stolen keys).
 
 Every family runs at scale 0.05 (a few thousand events); sizes at scale 1 are checked from the
 request schedules alone (no payloads), so the file runs in seconds.
@@ -69,7 +70,8 @@ def test_the_families_and_what_they_hold() -> None:
     expected = {"mixed", "launch", "campus", "classroom", "teams", "oss", "egress", "aged",
                 "slow", "decoy", "frame_tutorial", "frame_tool", "frame_egress", "frame_card",
                 "hackathon", "support", "sleeper", "frame_class", "frame_fleet", "exam_day",
-                "viral_prompt", "bootcamp", "mooc_deadline", "seat_farm", "eval_harness"}
+                "viral_prompt", "bootcamp", "mooc_deadline", "seat_farm", "eval_harness",
+                "app_backend"}
     assert expected <= set(FAMILIES)
     for name, family in FAMILIES.items():
         assert isinstance(family, Family) and family.name == name
@@ -355,6 +357,7 @@ NEW_FAMILIES = {
     "mooc_deadline": {"ordinary", "mooc", "campaign_hydra"},
     "seat_farm": {"ordinary", "team_card", "support_desk", "reseller", "campaign_seats"},
     "eval_harness": {"ordinary", "eval_runs", "campaign_evalmimic"},
+    "app_backend": {"ordinary", "app_backend", "campaign_appkeys"},
 }
 
 
@@ -1035,3 +1038,185 @@ def test_a_lab_dresses_its_harvest_as_eval_runs() -> None:
             busiest = max(Counter(int(t // 60) for t in ts).values())
             assert busiest <= 3 * k.requests_per_min + k.max_concurrency, "an eval's pace"
         assert len(accounts) >= 4
+
+
+# --- apps built on the API, and a lab on their stolen keys ----------------------------------
+
+
+def _apps_and_lab(seed: int, **changes: Any) -> tuple[Any, list[tuple[Any, dict[str, Any]]]]:
+    """The app_backend family's scenario without its ordinary background (and with `changes`),
+    and every event with the account object that sent it (a stolen key's requests are sent by
+    the lab's borrowed account, on the app's account_id)."""
+    from distillguard.simulator.generate import merge_sources
+
+    sc = FAMILIES["app_backend"].scenario(seed)
+    sc = dataclasses.replace(sc, ordinary=dataclasses.replace(sc.ordinary, accounts=0),
+                             **changes)
+    return sc, list(merge_sources(build_accounts(sc), sc.seed))
+
+
+def test_apps_send_their_users_requests_all_day() -> None:
+    from distillguard.simulator import network as net
+    from distillguard.simulator.crowds import AppBackendUsers
+    from distillguard.simulator.seeding import IdMint
+
+    clouds = {n.asn for n in net.CLOUD}
+    residential = {n.asn for n in net.RESIDENTIAL}
+    popular = curved = 0
+    for seed in (1, 2, 3):
+        sc, sent = _apps_and_lab(seed)
+        k = sc.app_backend
+        apps = AppBackendUsers(sc, IdMint()).apps
+        assert 3 <= len(apps) == k.orgs <= 15
+        rows = [e for a, e in sent if a.group == "app_backend"]
+        by_org: dict[str, Events] = defaultdict(list)
+        for e in rows:
+            by_org[e["org_id"]].append(e)
+        assert set(by_org) == {app.org_id for app in apps}
+        for app in apps:
+            org = by_org[app.org_id]
+            service_ids = {a.account_id for a in app.service}
+            service = [e for e in org if e["account_id"] in service_ids]
+            people = [e for e in org if e["account_id"] not in service_ids]
+            assert {e["payment_fingerprint"] for e in org} == {app.card}, "one org card"
+            assert 1 <= len(service_ids) <= 5, "a few backend service accounts"
+            assert all(e["ts"] - e["account_created_ts"] > 30 * DAY for e in service), \
+                "established accounts"
+            # the app's backend: its cloud's ASN, a few /24s, a server SDK
+            assert {e["asn"] for e in service} == {app.cloud.asn} <= clouds
+            assert len({e["ip"].rsplit(".", 1)[0] for e in service}) <= 4
+            assert all(e["user_agent"].startswith(("anthropic-python/", "anthropic-typescript/"))
+                       for e in service)
+            assert len({e["system_prompt_hash"] for e in service}) <= 8, "its own few prompts"
+            # heavy near-duplicate use of its templates (user input: a few bits)
+            find = _item_lookup([[t for t, *_ in app.templates]], app.template_bits[1])
+            templated = sum(find(e) is not None for e in service)
+            assert templated >= 0.8 * k.template_share * len(service)
+            if len(service) >= 500:  # reasoning as the app's features ask for it
+                share = sum(e["reasoning_requested"] for e in service) / len(service)
+                assert abs(share - app.reasoning) < 0.3
+                if app.kind.name == "tutoring":
+                    assert share > 0.15
+            # all day, on its users' curve
+            ts = sorted(e["ts"] for e in service)
+            per_min = Counter(int((t - sc.start_ts) // 60) for t in ts)
+            if app.peak_rpm >= 30.0:
+                popular += 1
+                assert max(b - a for a, b in itertools.pairwise(
+                    [sc.start_ts, *ts, sc.end_ts])) < 2 * 3600, "never a 2-hour pause"
+                assert max(per_min.values()) >= 10, "tens of requests a minute at peak"
+            hours = Counter(int((t - sc.start_ts) // 3600) for t in ts)
+            full = int(sc.duration_h)
+            if len(ts) >= 2000 and full >= 4:
+                counts = [hours[h] for h in range(full)]
+                shape = [sum(app.rate_shape(sc.start_ts + h * 3600 + m * 60.0)
+                             for m in range(60)) for h in range(full)]
+                if max(shape) >= 2 * min(shape):  # the window spans its users' day enough
+                    curved += 1
+                    assert _correlation(counts, shape) > 0.8, "the users' diurnal curve"
+            # the developers: people on the org's card, from home, now and then the app's prompts
+            assert all(e["asn"] in residential for e in people)
+        assert sum(1 for e in rows if e["account_id"] in {
+            a.account_id for app in apps for a in app.service}) > 0.9 * len(rows)
+    assert popular >= 2 and curved >= 2
+
+
+def _correlation(xs: list[float], ys: list[float]) -> float:
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    vx = sum((x - mx) ** 2 for x in xs) ** 0.5
+    vy = sum((y - my) ** 2 for y in ys) ** 0.5
+    return cov / (vx * vy) if vx and vy else 1.0
+
+
+def test_a_lab_harvests_through_apps_stolen_keys() -> None:
+    from distillguard.simulator.crowds import AppBackendUsers
+    from distillguard.simulator.generate import labels_of
+    from distillguard.simulator.seeding import IdMint
+
+    stolen_seen = 0
+    for seed in (1, 2, 3, 4):
+        sc, sent = _apps_and_lab(seed)
+        k = sc.campaign_appkeys
+        labels = {r["account_id"]: r for r in labels_of(build_accounts(sc))}
+        apps = AppBackendUsers(sc, IdMint()).apps
+        app_of = {a.account_id: app for app in apps for a in app.service}
+        lab = [(a, e) for a, e in sent if a.group == "campaign_appkeys"]
+        stolen = [(a, e) for a, e in lab if a.borrowed]
+        own = [(a, e) for a, e in lab if not a.borrowed]
+        # labels: the lab's own accounts attack; an app's account the lab also sent on stays
+        # the app's, benign, and says how many of its requests were the lab's
+        assert own and all(labels[e["account_id"]]["label"] == "attack" for _, e in own)
+        assert all(labels[e["account_id"]]["group"] == "campaign_appkeys" for _, e in own)
+        on_stolen = Counter(e["account_id"] for _, e in stolen)
+        assert 1 <= len(on_stolen) <= min(k.stolen_keys, len(apps))
+        for account_id, n in on_stolen.items():
+            row = labels[account_id]
+            assert (row["label"], row["group"]) == ("benign", "app_backend")
+            assert row["also_sent_by"] == {"campaign_appkeys": n}
+        assert not any("also_sent_by" in r for r in labels.values()
+                       if r["account_id"] not in on_stolen)
+        stolen_seen += len(on_stolen)
+        for _, e in stolen:
+            app = app_of[e["account_id"]]
+            owner = app.service[[a.account_id for a in app.service].index(e["account_id"])]
+            # the gateway reports the account's org, card and age; the key is one of its own
+            assert (e["org_id"], e["payment_fingerprint"], e["account_created_ts"]) == (
+                app.org_id, app.card, owner.created_ts)
+            assert e["api_key_id"] in owner.keys
+            # but it comes from the lab's egress, with the lab's client and prompts
+            assert e["asn"] != app.cloud.asn
+            assert e["system_prompt_hash"] not in {sp for v in app.system_prompts for sp in v}
+        # interleaved: the app's own requests go on while the lab harvests on its key
+        for account_id in on_stolen:
+            lab_ts = [e["ts"] for a, e in stolen if e["account_id"] == account_id]
+            honest = [e["ts"] for a, e in sent
+                      if e["account_id"] == account_id and not a.borrowed]
+            assert sum(lab_ts[0] <= t <= lab_ts[-1] for t in honest) >= 1
+        rows = [e for _, e in lab]
+        assert abs(sum(e["reasoning_requested"] for e in rows) / len(rows)
+                   - k.reasoning_share) < 0.08
+        assert {e["user_agent"] for e in rows} == {rows[0]["user_agent"]}, "the lab's client"
+        # hours long, on every key and account
+        per_sender: dict[tuple[str, bool], list[float]] = defaultdict(list)
+        for a, e in lab:
+            per_sender[(a.account_id, a.borrowed)].append(e["ts"])
+        start = sc.start_ts + sc.campaign_start_h(k.start_h) * 3600
+        for ts in per_sender.values():
+            if len(ts) >= 20:
+                assert ts[-1] - ts[0] >= 0.7 * min(0.85 * k.harvest_h * 3600,
+                                                   sc.end_ts - start - 1800)
+        # established accounts of its own, each its own org
+        first = {e["account_id"]: e for _, e in reversed(own)}
+        assert all(e["ts"] - e["account_created_ts"] >= 0.9 * k.min_account_age_days * DAY
+                   for e in first.values())
+        assert len({e["org_id"] for e in first.values()}) == len(first)
+    assert stolen_seen >= 4
+
+
+def test_the_stolen_key_lab_honours_the_robustness_knobs() -> None:
+    def split(sent: list[tuple[Any, dict[str, Any]]]) -> tuple[Events, Events, Events]:
+        apps = [{k: v for k, v in e.items() if k != "event_id"}
+                for a, e in sent if a.group != "campaign_appkeys"]
+        return (apps, [e for a, e in sent if a.group == "campaign_appkeys" and a.borrowed],
+                [e for a, e in sent if a.group == "campaign_appkeys" and not a.borrowed])
+
+    _, base = _apps_and_lab(SEED)
+    apps, stolen, own = split(base)
+    assert stolen and own
+    for changes in ({"rotate_ip_per_request": True}, {"timing_jitter": 0.5},
+                    {"campaign_account_multiplier": 5.0}):
+        _, varied = _apps_and_lab(SEED, **changes)
+        v_apps, v_stolen, v_own = split(varied)
+        assert v_apps == apps, changes  # the apps' own traffic does not move
+        if "rotate_ip_per_request" in changes:
+            rows = v_stolen + v_own
+            assert len({e["ip"] for e in rows}) >= 0.95 * len(rows)
+        if "campaign_account_multiplier" in changes:
+            n_own = len({e["account_id"] for e in own})
+            assert 3.5 <= len({e["account_id"] for e in v_own}) / n_own <= 6.5
+            assert 0.6 <= len(v_own) / len(own) <= 1.6
+            # the stolen keys are what the lab got: the same keys, the same pace
+            assert {e["api_key_id"] for e in v_stolen} == {e["api_key_id"] for e in stolen}
+            assert 0.8 <= len(v_stolen) / len(stolen) <= 1.25
