@@ -129,6 +129,19 @@ def collect_errors(events: list[dict[str, Any]], run: PageRun) -> None:
                                   f"{entry.get('url', '')}".strip())
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies, which write nothing, do not
+    count); from /proc, so False where there is none."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 class Chromium:
     """A headless Chromium process with its DevTools port; always stopped on exit."""
 
@@ -184,16 +197,15 @@ class Chromium:
             pass
 
     def _remove_profile(self) -> None:
-        """A helper killed a moment ago may still have a file open (seen in CI: 'Directory not
-        empty: Default'); try again for a few seconds before giving up loudly."""
-        for attempt in range(20):
-            try:
-                self.profile.cleanup()
-                return
-            except OSError:
-                if attempt == 19:
-                    raise
-                time.sleep(0.25)
+        """Remove the profile once no process of Chromium's group is left to write into it
+        (seen in CI: a helper still writing, 'Directory not empty: Default')."""
+        deadline = time.monotonic() + 10
+        while self.proc is not None and _group_alive(self.proc.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"chromium's process group {self.proc.pid} still runs 10 s "
+                                   "after SIGKILL")
+            time.sleep(0.05)  # a condition polled with a deadline, as __enter__ waits for its port
+        self.profile.cleanup()
 
     def page_ws_url(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=5) as r:
