@@ -139,6 +139,15 @@ class _TemplateFamily:
     category: str
 
 
+def template_families(prng: random.Random, families: int, variants: int,
+                      categories: dict[str, float]) -> list[_TemplateFamily]:
+    """`families` template families, of `categories` by weight, each `variants` variants 3 to
+    7 bits from its base (the draws in this order: a scenario's traffic depends on it)."""
+    return [_TemplateFamily([perturb(base, prng.randint(3, 7), prng)
+                             for _ in range(max(1, variants))], cat)
+            for base, cat in templates_for(prng, families, categories)]
+
+
 class AgedAccounts(Campaign):
     """Bought or aged accounts: created months to years ago, each on its own card or none; most
     requests come from a fresh residential or mobile exit in the account's claimed country and
@@ -149,10 +158,8 @@ class AgedAccounts(Campaign):
     def build(self) -> list[Account]:
         k = self.sc.campaign_aged
         prng = self.rng
-        self.families = [
-            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
-                             for _ in range(max(1, k.family_variants))], cat)
-            for base, cat in templates_for(prng, k.template_families, _AGED_FAMILIES)]
+        self.families = template_families(prng, k.template_families, k.family_variants,
+                                          _AGED_FAMILIES)
         self.models = ModelChooser(self.sc, 0.85, cap=0.4, ramp_h=2.0)
         start = self.campaign_start(k.start_h)
         out = []
@@ -826,10 +833,8 @@ class ViralCampaign(Campaign):
         prng = self.rng
         # the crowd's wave, rebuilt from its own seed (whether or not the crowd is here)
         self.wave = wave = ViralPromptSenders(self.sc, IdMint()).wave
-        self.families = [
-            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
-                             for _ in range(max(1, k.family_variants))], cat)
-            for base, cat in templates_for(prng, k.template_families, _VIRAL_HARVEST)]
+        self.families = template_families(prng, k.template_families, k.family_variants,
+                                          _VIRAL_HARVEST)
         self.cards = [self.mint.new("pf-", prng) for _ in range(max(1, k.payment_fingerprints))]
         self.models = ModelChooser(self.sc, 0.85, cap=0.3, ramp_h=2.0)
         app_share = self.sc.viral_prompt.app_share
@@ -937,10 +942,8 @@ class SeatCampaign(Campaign):
     def build(self) -> list[Account]:
         k = self.sc.campaign_seats
         prng = self.rng
-        self.families = [
-            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
-                             for _ in range(max(1, k.family_variants))], cat)
-            for base, cat in templates_for(prng, k.template_families, _AGED_FAMILIES)]
+        self.families = template_families(prng, k.template_families, k.family_variants,
+                                          _AGED_FAMILIES)
         self.cats = category_picker(_HARVEST)
         self.models = ModelChooser(self.sc, 0.85, cap=0.3, ramp_h=2.0)
         n_seats = self.sc.campaign_accounts(k.accounts)
@@ -1062,10 +1065,8 @@ class EvalMimicCampaign(Campaign):
         # the evaluators' world, rebuilt from its own seed (whether or not they are here): the
         # public benchmarks' items, the harnesses' default prompts, the hosted runners' pool
         self.crowd = crowd = EvalRunners(self.sc, IdMint())
-        self.families = [
-            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
-                             for _ in range(max(1, k.family_variants))], cat)
-            for base, cat in templates_for(prng, k.template_families, _HARVEST)]
+        self.families = template_families(prng, k.template_families, k.family_variants,
+                                          _HARVEST)
         self.models = ModelChooser(self.sc, 0.85, cap=0.5, ramp_h=1.0)
         cloud = pick(list(net.CLOUD), prng)
         prefixes = [net.v4_prefix24(cloud, prng) for _ in range(prng.randint(1, 3))]
@@ -1174,10 +1175,8 @@ class AppKeyCampaign(Campaign):
     def build(self) -> list[Account]:
         k = self.sc.campaign_appkeys
         prng = self.rng
-        self.families = [
-            _TemplateFamily([perturb(base, prng.randint(3, 7), prng)
-                             for _ in range(max(1, k.family_variants))], cat)
-            for base, cat in templates_for(prng, k.template_families, _HARVEST)]
+        self.families = template_families(prng, k.template_families, k.family_variants,
+                                          _HARVEST)
         self.system_prompt = hash_id(prng)
         self.models = ModelChooser(self.sc, 0.9, cap=0.6, ramp_h=1.0)
         user_agent = net.python_sdk_user_agent(prng)  # the lab's harvesting client
