@@ -3,6 +3,7 @@ offline replay of the same events in the same run (issue 17's figures).
 
     .venv/bin/python bench/backlog.py                   # 4 simulated hours (~226k events), 1 and 2 workers
     .venv/bin/python bench/backlog.py --hours 1 --workers 1
+    .venv/bin/python bench/backlog.py --paced 15 --workers 2   # 15 min at real speed instead
     DGTEST_BOOTSTRAP=127.0.0.1:49092 .venv/bin/python bench/backlog.py ...
 
 For each worker count, on the local broker (`bash deploy/kafka-local.sh start`), with its own
@@ -21,6 +22,11 @@ topics and consumer group (deleted afterwards):
    accounts with the same actions (the sequence of actions per account, over the accounts acted
    on live or in the replay), decision ids equal (ids in both over ids in either), and the
    workers' alignment counters from /health (late verdicts, behind summaries, ...).
+
+With `--paced MINUTES` the first MINUTES of simulated time are written instead as a gateway
+sends them, each event when its time comes (`--speed` simulated seconds per second, default 1),
+by kcat from its standard input, and compared with the replay of the same events: the other
+half of the issue's parity target.
 
 No figure is asserted: the parity test is tests/integration/test_backlog_parity.py.
 """
@@ -84,6 +90,60 @@ def write_backlog(events_file: Path, topic: str, workdir: Path) -> tuple[str, fl
     events = [orjson.loads(line) for line in events_file.open("rb") if line.strip()]
     asyncio.run(perf.produce_all(topic, events))
     return "aiokafka producer (kcat not installed)", time.monotonic() - started
+
+
+def paced_prefix(events_file: Path, workdir: Path, minutes: float) -> tuple[Path, int]:
+    """The first `minutes` of simulated time of the file (the events before its first event's
+    time plus that), as their own file: what the paced run writes and the replay reads."""
+    prefix = workdir / f"paced-{minutes:g}m.jsonl"
+    n, start = 0, None
+    with events_file.open("rb") as src, prefix.open("wb") as dst:
+        for line in src:
+            if not line.strip():
+                continue
+            ts = orjson.loads(line)["ts"]
+            start = ts if start is None else start
+            if ts - start >= minutes * 60:
+                break
+            dst.write(line)
+            n += 1
+    return prefix, n
+
+
+def write_paced(events_file: Path, topic: str, speed: float) -> tuple[str, float]:
+    """Each event of the file when its time comes (its `ts` from the first one's, divided by
+    `speed`), by kcat from its standard input, keyed by account id as in `write_backlog`:
+    traffic as a gateway sends it, against which a backlog's decisions are compared."""
+    kcat = shutil.which("kcat")
+    if not kcat:
+        raise SystemExit("--paced needs kcat (apt-get install kcat)")
+    proc = subprocess.Popen([kcat, "-P", "-b", BOOTSTRAP, "-t", topic, "-K", "\t",
+                             "-X", "partitioner=murmur2_random", "-X", "linger.ms=5"],
+                            stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    started, first = time.monotonic(), None
+    shown = 0.0
+    with events_file.open("rb") as src:
+        for line in src:
+            if not line.strip():
+                continue
+            event = orjson.loads(line)
+            first = event["ts"] if first is None else first
+            due = started + (event["ts"] - first) / speed
+            wait = due - time.monotonic()
+            if wait > 0:
+                proc.stdin.flush()
+                time.sleep(wait)
+            proc.stdin.write(event["account_id"].encode() + b"\t" + line)
+            if time.monotonic() - shown >= 60:
+                shown = time.monotonic()
+                print(f"  ... paced: {event['ts'] - first:,.0f} s of simulated time written",
+                      flush=True)
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise SystemExit(f"kcat exited with {proc.returncode}")
+    return (f"kcat (librdkafka), partitioner=murmur2_random, paced at {speed:g}x real time",
+            time.monotonic() - started)
 
 
 def actions_by_account(decisions: list[dict[str, Any]]) -> tuple[dict[str, list[str]], set[str]]:
@@ -155,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="the workers' source_idle_wall_s (default 10: at the end of the "
                         "backlog the last records wait that long for the partitions that "
                         "ended first; longer than the workers wait for the backlog)")
+    p.add_argument("--paced", type=float, default=0.0, metavar="MINUTES",
+                   help="instead of a backlog: the first MINUTES of simulated time written as "
+                        "a gateway sends them, each event when its time comes (kcat); "
+                        "compared with the replay of the same events")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="with --paced: simulated seconds per second (default 1: real time)")
     p.add_argument("--no-align", action="store_true",
                    help="DISTILLGUARD_EVENT_TIME_ALIGNMENT=false (the workers before issue 17)")
     args = p.parse_args(argv)
@@ -167,8 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     write_files(scenario, workdir)
     events_file = workdir / "events.jsonl"
     n = sum(1 for line in events_file.open("rb") if line.strip())
-    print(f"backlog of the default simulation, {args.hours:g} h, {n:,} events "
-          f"(files in {workdir})", flush=True)
+    if args.paced:
+        events_file, n = paced_prefix(events_file, workdir, args.paced)
+        print(f"the first {args.paced:g} min of the default simulation, {n:,} events, paced at "
+              f"{args.speed:g}x real time (files in {workdir})", flush=True)
+    else:
+        print(f"backlog of the default simulation, {args.hours:g} h, {n:,} events "
+              f"(files in {workdir})", flush=True)
 
     result = replay_file(events_file, workdir / "replay.jsonl", DetectorConfig())
     replayed = [orjson.loads(line) for line in (workdir / "replay.jsonl").open("rb")
@@ -184,15 +255,17 @@ def main(argv: list[str] | None = None) -> int:
               + (", alignment off" if args.no_align else ""), flush=True)
         with perf.Run() as run:
             run.fleet.env["DISTILLGUARD_SOURCE_IDLE_WALL_S"] = str(args.idle)
-            # opt-in in this release (streams/edge/settings.py)
-            run.fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = ("false" if args.no_align
-                                                                  else "true")
+            if args.no_align:  # on by default (streams/edge/settings.py)
+                run.fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = "false"
             # The workers first, assigned, then the backlog at once: a partition that moved
             # mid-drain (the second worker joining) would be re-read by its next owner from the
             # last commit, and the summaries sent again would count as behind.
             ports = run.start_workers(workers)
-            how, secs = write_backlog(events_file, run.settings.topic_requests, workdir)
-            say("backlog written by", f"{how}, {secs:.1f} s")
+            if args.paced:
+                how, secs = write_paced(events_file, run.settings.topic_requests, args.speed)
+            else:
+                how, secs = write_backlog(events_file, run.settings.topic_requests, workdir)
+            say("written by" if args.paced else "backlog written by", f"{how}, {secs:.1f} s")
             rate = drain(run, ports, n, args.timeout)
             rates[workers] = rate
             peak = max(perf.rss_mb(proc.pid) for proc in run.fleet.procs)
@@ -200,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             counters = alignment(ports)
             live = decisions_in(asyncio.run(read_topic(run.settings, "enforcement",
                                                        timeout_s=120)))
-        say("events/s live (drain)", f"{rate:,.0f}")
-        say("live / offline replay", f"{rate / result.rate:.2f}x")
-        if 1 in rates and workers != 1 and rates[1]:
+        if not args.paced:  # paced, the rate is the traffic's
+            say("events/s live (drain)", f"{rate:,.0f}")
+            say("live / offline replay", f"{rate / result.rate:.2f}x")
+        if 1 in rates and workers != 1 and rates[1] and not args.paced:
             say(f"{workers} workers / 1 worker", f"{rate / rates[1]:.2f}x")
         c = compare(live, replayed)
         say("accounts with the same actions live vs replay",

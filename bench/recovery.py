@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -45,7 +46,9 @@ from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_
 from tests.conftest import event_dict
 from tests.integration.conftest import Fleet, event_records, produce, run_env
 
-BOOTSTRAP = "127.0.0.1:9092"
+# the broker of deploy/kafka-local.sh (KAFKA_PORT), or another one (DGTEST_BOOTSTRAP, as the tests)
+BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP",
+                           f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}")
 # kill (hold): events produced at once just before the kill -9, the work in flight when the
 # worker dies; the rest of the stream is held back until the fleet has caught up, so the time
 # from the kill to lag 0 is the recovery alone.
