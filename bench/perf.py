@@ -57,7 +57,9 @@ from distillguard.streams.edge.settings import Settings, load_settings
 from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_for_broker
 from tests.integration.conftest import Fleet, run_env
 
-BOOTSTRAP = "127.0.0.1:9092"
+# the broker of deploy/kafka-local.sh (KAFKA_PORT), or another one (DGTEST_BOOTSTRAP, as the tests)
+BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP",
+                           f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}")
 ACCOUNTS_PER_SCALE = 5_950  # distinct accounts of the default scenario per unit of scale (0.1 h)
 rows: list[tuple[str, str, str, str]] = []  # (figure, measured, target, verdict)
 
@@ -104,12 +106,16 @@ def sim_events(scale: float, duration_h: float, seed: int = 7) -> list[dict[str,
 
 # ---- a run on the broker: own topics, own group, worker processes --------------------------
 
+# more DISTILLGUARD_* settings for every worker of every run (`--worker-env`)
+WORKER_ENV: dict[str, str] = {}
+
+
 class Run:
     def __init__(self) -> None:
         self.run_id = "perf-" + uuid.uuid4().hex[:8]
-        self.settings: Settings = load_settings(env=run_env(self.run_id, BOOTSTRAP))
+        self.settings: Settings = load_settings(env=run_env(self.run_id, BOOTSTRAP, **WORKER_ENV))
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"dg-{self.run_id}-"))
-        self.fleet = Fleet(self.settings, self.log_dir)
+        self.fleet = Fleet(self.settings, self.log_dir, env=dict(WORKER_ENV))
         self.base_port = 17000 + (os.getpid() % 500) * 4
 
     def __enter__(self) -> Self:
@@ -493,7 +499,15 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["all", "worker", "latency", "replay", "memory", "_memory"])
     p.add_argument("accounts", nargs="?", type=int, default=0)
     p.add_argument("--trace", action="store_true")
+    p.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting for every worker, e.g. "
+                        "DISTILLGUARD_EVENT_TIME_ALIGNMENT=false (repeatable)")
     args = p.parse_args(argv)
+    for item in args.worker_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("DISTILLGUARD_"):
+            p.error(f"--worker-env {item!r}: expected DISTILLGUARD_NAME=VALUE")
+        WORKER_ENV[name] = value
     if args.what == "_memory":
         print(json.dumps(memory_child(args.accounts, args.trace)))
         return 0

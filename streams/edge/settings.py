@@ -32,7 +32,7 @@ Fields:
 | standby_replicas       | DISTILLGUARD_STANDBY_REPLICAS       | 0                     |
 | session_timeout_s      | DISTILLGUARD_SESSION_TIMEOUT_S      | 10                    |
 | source_idle_wall_s     | DISTILLGUARD_SOURCE_IDLE_WALL_S     | 30                    |
-| event_time_alignment   | DISTILLGUARD_EVENT_TIME_ALIGNMENT   | false                 |
+| event_time_alignment   | DISTILLGUARD_EVENT_TIME_ALIGNMENT   | true                  |
 | allow_orgs             | DISTILLGUARD_ALLOW_ORGS             | (none)                |
 | allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
 | internal_record_keys   | DISTILLGUARD_INTERNAL_RECORD_KEYS   | (none: not signed)    |
@@ -58,10 +58,10 @@ source_idle_wall_s: event-time alignment (streams/worker/topology.py) makes the 
 for every partition of the requests topic, and the account stage wait for the cluster stage; a
 partition that has had nothing to read for this many seconds (wall clock) is reported idle and
 no longer waited for until its next record (the stated failure: its summaries may then come
-behind, /health `alignment`). event_time_alignment: true turns that waiting on; off (the
-account stage runs as fast as it reads and counts the verdicts that come late) by default in
-this release, until it has held through the fault tests run after run (docs/operations.md,
-"Event-time alignment"); every worker of an app needs the same value.
+behind, /health `alignment`). event_time_alignment: that waiting, on by default (a backlog
+decides as the replay does, docs/operations.md "Event-time alignment"); false makes the account
+stage run as fast as it reads and count the verdicts that come late (the workers before issue
+17). Every worker of an app needs the same value.
 max_event_ahead_s: how far a request's `ts` may be ahead of the time its record was written to
 Kafka (a file's line: of the replay's start); a later one is dead-lettered, since it would carry
 its partition's event time ahead of every honest event after it (streams/edge/codec.py).
@@ -156,7 +156,7 @@ class Settings:
     standby_replicas: int = 0
     session_timeout_s: float = 10.0
     source_idle_wall_s: float = 30.0
-    event_time_alignment: bool = False
+    event_time_alignment: bool = True
     allow_orgs: tuple[str, ...] = ()
     allow_accounts: tuple[str, ...] = ()
     internal_record_keys: tuple[str, ...] = field(default=(), repr=False)

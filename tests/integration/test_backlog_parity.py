@@ -50,7 +50,8 @@ def replayed(run: Settings, events: list[dict[str, Any]]) -> dict[str, list[str]
 
 
 def start_aligned(fleet: Fleet, count: int) -> list[int]:
-    """`count` workers with event-time alignment, once they share the partitions; their ports.
+    """`count` workers with event-time alignment (the default), once they share the
+    partitions; their ports.
 
     The last records of a partition wait for the others' ticks until those are reported idle
     (nothing left to read): a short idle time ends the drain sooner, but it must be longer than
@@ -58,7 +59,6 @@ def start_aligned(fleet: Fleet, count: int) -> list[int]:
     before its first record would come back behind the others). The partitions split first: a
     partition that moves mid-drain is re-read by its next owner from the last commit, and the
     summaries it sends again come behind (a stated failure, not this test's subject)."""
-    fleet.env["DISTILLGUARD_EVENT_TIME_ALIGNMENT"] = "true"  # opt-in in this release
     fleet.env["DISTILLGUARD_SOURCE_IDLE_WALL_S"] = "15"
     fleet.start(count=count, base_port=faults.base_port())
     wait_for_split(fleet, fleet.settings.partitions, timeout_s=120)
