@@ -16,12 +16,12 @@ the current minute. Per population (the label's `group`) and overall it reports:
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from distillguard.models.config import DetectorConfig
-from distillguard.models.decision import ALLOW, BLOCK
+from distillguard.models.decision import ALLOW, BLOCK, Decision
 from distillguard.models.events import RequestEvent
 from distillguard.models.pipeline import Pipeline
 
@@ -190,14 +190,18 @@ def evaluate_recorded(events: list[tuple[str, float]], decisions: list[dict[str,
 
 
 def evaluate_core(events: Iterable[RequestEvent], labels: dict[str, tuple[str, str]],
-                  cfg: DetectorConfig) -> Report:
+                  cfg: DetectorConfig,
+                  on_decision: Callable[[Decision], None] | None = None) -> Report:
     """Run the core over `events` (in event-time order) and score its decisions as they come,
-    as a replay does (`streams.offline.replay` adds files, sinks, progress and baselines)."""
+    as a replay does (`streams.offline.replay` adds files, sinks, progress and baselines);
+    `on_decision` sees each decision too (the demo compares their ids with the live fleet's)."""
     evaluation = Evaluation(labels)
     pipeline = Pipeline(cfg)
     for ev in events:
         evaluation.observe_event(ev.account_id, ev.ts)
         for d in pipeline.process(ev):
+            if on_decision is not None:
+                on_decision(d)
             evaluation.observe_decision(d.account_id, d.action, d.event_ts, d.ttl_s,
                                         d.rate_limit_rpm)
     return evaluation.report()

@@ -145,9 +145,24 @@ def status_command(port: int, worker_ports: list[int]) -> list[str]:
 
 
 def replayed_report(scenario: Scenario, cfg: DetectorConfig,
-                    labels: dict[str, tuple[str, str]]) -> Report:
-    """The evaluation of the same traffic replayed through the core, in event time."""
-    return evaluate_core(map(event_from_mapping, generate_events(scenario)), labels, cfg)
+                    labels: dict[str, tuple[str, str]]) -> tuple[Report, set[str]]:
+    """The evaluation of the same traffic replayed through the core, in event time, and the
+    ids of its decisions."""
+    ids: set[str] = set()
+    report = evaluate_core(map(event_from_mapping, generate_events(scenario)), labels, cfg,
+                           on_decision=lambda d: ids.add(d.decision_id))
+    return report, ids
+
+
+def parity_line(live: list[dict[str, Any]], replayed: set[str]) -> str:
+    """How far the live fleet's decisions are the replay's, by decision id (an id is the
+    account, the action and the evidence it rests on: equal ids, equal decisions)."""
+    live_ids = {str(r.get("decision_id")) for r in live}
+    both = len(live_ids & replayed)
+    either = len(live_ids | replayed)
+    share = 100.0 * both / either if either else 100.0
+    return (f"Live and replayed decisions: {share:.1f}% of decision ids in both ({both:,}; live "
+            f"{len(live_ids):,}, replay {len(replayed):,}).")
 
 
 def late_verdicts(ports: list[int]) -> int | None:
@@ -352,7 +367,9 @@ async def run_demo_async(base: Settings, opts: DemoOptions) -> int:
         print()
         print("The same traffic replayed through the core (what a fleet that keeps up with event "
               "time decides):")
-        print(render(replayed_report(scenario, settings.detector, labels)))
+        replayed, replayed_ids = replayed_report(scenario, settings.detector, labels)
+        print(render(replayed))
+        print(parity_line(view.records, replayed_ids))
         if state["restarts"]:
             print(f"\n{state['restarts']} worker restart(s) after a stall (exit code 3), as a "
                   f"supervisor would; the stall reports are in the workers' logs in {log_dir}.")

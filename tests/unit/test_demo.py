@@ -13,22 +13,32 @@ from distillguard.models.config import DetectorConfig
 from distillguard.models.events import event_from_mapping
 from distillguard.models.pipeline import Pipeline
 from distillguard.simulator import Scenario, account_labels, generate_events
-from distillguard.streams.cli.demo import late_verdicts, replayed_report, worker_env
+from distillguard.streams.cli.demo import late_verdicts, parity_line, replayed_report, worker_env
 from distillguard.streams.edge.settings import load_settings
 
 
 def test_the_replayed_report_is_the_core_over_the_demo_traffic() -> None:
     scenario = Scenario.small()
     labels = {lab["account_id"]: (lab["label"], lab["group"]) for lab in account_labels(scenario)}
-    report = replayed_report(scenario, DetectorConfig(), labels)
+    report, ids = replayed_report(scenario, DetectorConfig(), labels)
     # the same decisions as the core run by hand over the same events
     pipeline = Pipeline(DetectorConfig())
-    acted = {d.account_id for ev in generate_events(scenario)
-             for d in pipeline.process(event_from_mapping(ev)) if d.action != "allow"}
+    decisions = [d for ev in generate_events(scenario)
+                 for d in pipeline.process(event_from_mapping(ev))]
+    acted = {d.account_id for d in decisions if d.action != "allow"}
+    assert ids == {d.decision_id for d in decisions} and ids
     burst = report.row("campaign_burst")
     assert burst.acted_share == pytest.approx(
         len([a for a in acted if labels[a][1] == "campaign_burst"]) / burst.accounts)
     assert burst.acted_share > 0.5 and report.row("all benign").blocked_share == 0.0
+
+
+def test_the_parity_line_counts_decision_ids_in_both_over_ids_in_either() -> None:
+    live = [{"decision_id": "a"}, {"decision_id": "b"}, {"decision_id": "b"},
+            {"decision_id": "c"}]
+    line = parity_line(live, {"a", "b", "d"})
+    assert "50.0% of decision ids in both (2; live 3, replay 3)" in line
+    assert "100.0%" in parity_line([], set())  # nothing decided either way: nothing differs
 
 
 def _health_server(status: int, body: dict) -> Iterator[int]:
