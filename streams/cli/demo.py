@@ -64,10 +64,10 @@ class DemoOptions:
     scale: float = 0.25
     hours: float = 3.0
     # Three simulated hours in about a minute (~190x real time). Two workers on 2 cores fall
-    # behind at this pace (tens of thousands of records), and even a fleet that kept up would
-    # take seconds of wall time, minutes of this compressed event time, to bring a verdict back:
-    # the live decisions come later in event time than at real speed, which the demo shows next
-    # to the replay of the same traffic. 0: as fast as possible (a larger backlog).
+    # behind at this pace (tens of thousands of records), and a verdict's round trip takes
+    # minutes of this compressed event time: event-time alignment (on by default) makes the
+    # account stage wait for it, so the live decisions are still the replay's, which the demo
+    # shows next to it. 0: as fast as possible (a larger backlog).
     rate: float = 800.0
     keep_broker: bool = False
     keep_topics: bool = False
