@@ -1,0 +1,111 @@
+"""A table's states kept as Python objects while in use and as their changelog bytes when idle.
+
+The worker keeps every state its partitions own in memory (Faust's memory store). As Python
+objects an idle account takes ~10x its encoding (bench/idle_memory.py): most accounts are
+idle at any moment, and a fleet tracking a million of them needs gigabytes for what the
+changelog holds in a few hundred megabytes. So a state that nothing has touched since the
+previous flush is replaced in the table by the bytes the flush wrote to the changelog for it
+(or, for one recovered or read without a change, its encoding), and decoded again at its next
+use: an event, a verdict, a window or expiry due.
+
+    get(key)          the state as an object, decoded (and kept as one) when it was idle
+    decoded(value)    a stored value as an object, without keeping it (a read-only look)
+    touched(key)      the agents changed the key's state (HeldWrites.change)
+    after_flush(w)    at a flush, `w` the states it encoded: the states untouched since the
+                      previous flush go encoded
+
+Decisions are the same either way: a state's bytes decode to a state equal to the one encoded
+(the changelog's recovery rests on that already; tests/unit/test_idle_states.py replays a
+scenario with every state round-tripped after every event). The changelog is not touched:
+what is written, and when, is HeldWrites' business; this only changes what stays in memory.
+
+A state is encoded only at a flush, where HeldWrites has waited until no change is half-made
+(held_writes.py: the core changes states in place between `begin_change` and `end_change`),
+so the bytes kept are the state as its last change left it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+
+class IdleStates:
+    def __init__(self, data: MutableMapping[Any, Any], encode: Callable[[Any], bytes],
+                 decode: Callable[[bytes], Any]) -> None:
+        # The table's store: Faust's memory Store (a mapping over a dict), or any dict.
+        self.data = data
+        self._encode = encode
+        self._decode = decode
+        # Keys used since the last flush, and those used in the interval before it.
+        self._touched: set[Any] = set()
+        self._previous: set[Any] = set()
+        # key -> (the state object, its bytes) as the last flush encoded it
+        self._written: dict[Any, tuple[Any, bytes]] = {}
+        self.decodes = 0
+        self.encoded_idle = 0
+        self.unencodable = 0
+
+    def get(self, key: Any) -> Any:
+        """The key's state as an object (None when there is none); one held encoded is decoded
+        and kept as the object from now on."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        self._touched.add(key)
+        if type(value) is bytes:
+            value = self._decode(value)
+            self.data[key] = value
+            self.decodes += 1
+        return value
+
+    def decoded(self, value: Any) -> Any:
+        """A stored value as an object, not kept: for a look that changes nothing (a
+        partition's recovered states re-registered with its due index)."""
+        return self._decode(value) if type(value) is bytes else value
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, state) of every stored state, decoded for the look and not kept."""
+        for key, value in list(self.data.items()):
+            yield key, self.decoded(value)
+
+    def touched(self, key: Any) -> None:
+        self._touched.add(key)
+
+    def after_flush(self, written: Mapping[Any, tuple[Any, bytes]]) -> None:
+        """Encode the states used in the interval before the previous flush and not since.
+
+        Called by the flush after it has encoded `written` (key -> (state, bytes) of what it
+        sends), with no change of a state half-made and before anything else runs. A state
+        that does not encode stays an object (the flush refuses and drops one that it wrote).
+        """
+        data = self.data
+        last = self._written
+        for key in self._previous - self._touched:
+            value = data.get(key)
+            if value is None or type(value) is bytes:
+                continue
+            pair = last.get(key)
+            if pair is not None and pair[0] is value:
+                data[key] = compact(pair[1])
+            else:  # read but not changed
+                try:
+                    encoded = compact(self._encode(value))
+                except Exception:  # noqa: BLE001 - kept as an object: the flush refuses it when changed
+                    self.unencodable += 1
+                    continue
+                data[key] = encoded
+            self.encoded_idle += 1
+        self._previous, self._touched = self._touched, set()
+        self._written = dict(written)
+
+    def counts(self) -> dict[str, int]:
+        return {"decodes": self.decodes, "encoded_idle": self.encoded_idle,
+                "unencodable": self.unencodable}
+
+
+def compact(data: bytes) -> bytes:
+    """`data` in a bytes object of its own size. orjson returns its output in the buffer it
+    wrote it in: ~4 KB allocated for a 450-byte account state (tracemalloc), which kept as
+    the idle form would have taken more memory than the objects it replaces."""
+    return memoryview(data).tobytes()
