@@ -21,9 +21,10 @@ It measures, in one process per mode, after the run:
 - RSS of the process.
 
 Modes (`--mode`): `objects`, the states as Python objects (the worker before issue 17);
-`encoded`, the worker's `IdleStates` (streams/worker/idle_states.py) turning the states not
-touched since the previous flush into their changelog bytes at every simulated flush
-(`--flush-every` events), as the worker does before each commit.
+`encoded`, the worker's `IdleStates` (streams/worker/idle_states.py) over both tables, turning
+the account and cluster states unused for a flush interval into their changelog bytes at every
+simulated flush (`--flush-every` events; the worker waits IDLE_AFTER_S of wall clock), and
+decoding one at its next use.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from distillguard.models.pipeline import Pipeline
 from distillguard.simulator import Scenario, generate_events
 from distillguard.streams.edge.codec import (
     decode_account_state,
+    decode_cluster_state,
     encode_account_state,
     encode_cluster_state,
 )
@@ -161,9 +163,14 @@ def child(accounts: int, mode: str, trace: bool, flush_every: int) -> dict[str, 
     if trace:
         tracemalloc.start()
     pipeline = Pipeline(DetectorConfig())
-    idle = IdleStates(pipeline.accounts, encode_account_state, decode_account_state)
+    # a generation per simulated flush: a state unused for a flush interval goes encoded
+    idle = IdleStates(pipeline.accounts, encode_account_state, decode_account_state,
+                      idle_after_s=0)
+    cluster_idle = IdleStates(pipeline.clusters, encode_cluster_state, decode_cluster_state,
+                              idle_after_s=0)
     if mode == "encoded":
         pipeline.accounts = IdleTable(idle)  # type: ignore[assignment]
+        pipeline.clusters = IdleTable(cluster_idle)  # type: ignore[assignment]
     n_events = 0
     last_ts = 0.0
     started = time.perf_counter()
@@ -174,12 +181,15 @@ def child(accounts: int, mode: str, trace: bool, flush_every: int) -> dict[str, 
         last_ts = max(last_ts, ev.ts)
         if mode == "encoded" and n_events % flush_every == 0:
             idle.after_flush({})
+            cluster_idle.after_flush({})
     elapsed = time.perf_counter() - started
     close_windows(pipeline, last_ts)
     if mode == "encoded":  # two flushes after the last event: every state untouched since
-        idle.after_flush({})
-        idle.after_flush({})
+        for states in (idle, cluster_idle):
+            states.after_flush({})
+            states.after_flush({})
         pipeline.accounts = idle.data  # type: ignore[assignment]
+        pipeline.clusters = cluster_idle.data  # type: ignore[assignment]
     gc.collect()
     from distillguard.models import pipeline as pipeline_module
     out: dict[str, Any] = {"accounts": len(pipeline.accounts), "events": n_events,
@@ -190,11 +200,12 @@ def child(accounts: int, mode: str, trace: bool, flush_every: int) -> dict[str, 
     values = list(pipeline.accounts.values())
     encoded = [v if isinstance(v, bytes) else encode_account_state(v) for v in values]
     out["encoded_per_account"] = sum(map(len, encoded)) / len(values)
-    out["cluster_encoded_mb"] = sum(len(encode_cluster_state(c))
+    out["cluster_encoded_mb"] = sum(len(c if isinstance(c, bytes) else encode_cluster_state(c))
                                     for c in pipeline.clusters.values()) / 2**20
     out["open_windows"] = sum(1 for v in values if not isinstance(v, bytes)
                               and v.window is not None)
     out["encoded_states"] = sum(1 for v in values if isinstance(v, bytes))
+    out["encoded_clusters"] = sum(1 for v in pipeline.clusters.values() if isinstance(v, bytes))
     if mode == "objects":
         sample = values[:: max(1, len(values) // 2000)]
         out["state_fields"] = state_breakdown(sample)
@@ -246,7 +257,8 @@ def report(r: dict[str, Any]) -> None:
     n = r["accounts"]
     print(f"\n== {r['mode']} ({r['core']} core): {n:,} idle accounts ({r['events']:,} events, "
           f"{r['rate']:,.0f} events/s through the core; {r['open_windows']} windows still open, "
-          f"{r['encoded_states']:,} states held encoded), {r['clusters']:,} clusters")
+          f"{r['encoded_states']:,} states held encoded), {r['clusters']:,} clusters "
+          f"({r['encoded_clusters']:,} held encoded)")
     print(f"   RSS {r['rss_mb']:,.0f} MB ({r['rss_delta_mb']:,.0f} MB over the process at start: "
           f"{r['rss_delta_mb'] * 2**20 / n:,.0f} B per account, clusters included)")
     print(f"   encoded account state (changelog bytes): {r['encoded_per_account']:,.0f} B; "

@@ -1,22 +1,23 @@
 """A table's states kept as Python objects while in use and as their changelog bytes when idle.
 
 The worker keeps every state its partitions own in memory (Faust's memory store). As Python
-objects an idle account takes ~10x its encoding (bench/idle_memory.py): most accounts are
-idle at any moment, and a fleet tracking a million of them needs gigabytes for what the
-changelog holds in a few hundred megabytes. So a state that nothing has touched since the
-previous flush is replaced in the table by the bytes the flush wrote to the changelog for it
+objects an idle account's state takes ~2.5x its encoding and a cluster's ~4x (compiled core,
+bench/idle_memory.py): most accounts and clusters are idle at any moment, and a worker
+tracking a million accounts needs gigabytes for what the changelog holds in a few hundred
+megabytes. So a state that nothing has used for
+IDLE_AFTER_S (below) is replaced in the table by the bytes a flush wrote to the changelog for it
 (or, for one recovered or read without a change, its encoding), and decoded again at its next
 use: an event, a verdict, a window or expiry due.
 
     get(key)          the state as an object, decoded (and kept as one) when it was idle
     decoded(value)    a stored value as an object, without keeping it (a read-only look)
     touched(key)      the agents changed the key's state (HeldWrites.change)
-    after_flush(w)    at a flush, `w` the states it encoded: the states untouched since the
-                      previous flush go encoded
+    after_flush(w)    at a flush, `w` the states it encoded: the states unused for
+                      IDLE_AFTER_S (wall clock) go encoded, as the bytes a flush wrote
 
 Decisions are the same either way: a state's bytes decode to a state equal to the one encoded
 (the changelog's recovery rests on that already; tests/unit/test_idle_states.py replays a
-scenario with every state round-tripped after every event). The changelog is not touched:
+scenario with every state round-tripped every few events). The changelog is not touched:
 what is written, and when, is HeldWrites' business; this only changes what stays in memory.
 
 A state is encoded only at a flush, where HeldWrites has waited until no change is half-made
@@ -26,22 +27,37 @@ so the bytes kept are the state as its last change left it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
+
+# A state goes encoded once unused for this long (wall clock, checked at each flush: after
+# between IDLE_AFTER_S and twice that). Decoding an account's state costs ~30-95 us (~2 KB
+# for an active account; a cluster's ~30 us), about a tenth of a worker's time per event: a
+# state in use every few seconds stays an object; one idle for longer is what there are a
+# million of. A backlog flushes every 2.8 s (Faust's commit interval) or sooner (held states
+# full): with one flush interval instead, states were decoded again at their next event
+# within seconds.
+IDLE_AFTER_S = 10.0
 
 
 class IdleStates:
     def __init__(self, data: MutableMapping[Any, Any], encode: Callable[[Any], bytes],
-                 decode: Callable[[bytes], Any]) -> None:
+                 decode: Callable[[bytes], Any], idle_after_s: float = IDLE_AFTER_S) -> None:
         # The table's store: Faust's memory Store (a mapping over a dict), or any dict.
         self.data = data
         self._encode = encode
         self._decode = decode
-        # Keys used since the last flush, and those used in the interval before it.
+        self.idle_after_s = idle_after_s
+        # Keys used in this generation, and in the one before it; a generation ends at the
+        # first flush `idle_after_s` after it began.
         self._touched: set[Any] = set()
         self._previous: set[Any] = set()
-        # key -> (the state object, its bytes) as the last flush encoded it
+        self._began: float | None = None
+        # key -> (the state object, its bytes) as a flush of this / the previous generation
+        # encoded it
         self._written: dict[Any, tuple[Any, bytes]] = {}
+        self._written_before: dict[Any, tuple[Any, bytes]] = {}
         self.decodes = 0
         self.encoded_idle = 0
         self.unencodable = 0
@@ -72,22 +88,33 @@ class IdleStates:
     def touched(self, key: Any) -> None:
         self._touched.add(key)
 
-    def after_flush(self, written: Mapping[Any, tuple[Any, bytes]]) -> None:
-        """Encode the states used in the interval before the previous flush and not since.
+    def after_flush(self, written: Mapping[Any, tuple[Any, bytes]],
+                    now: float | None = None) -> None:
+        """Note what a flush encoded (key -> (state, bytes) of what it sends); once the
+        generation is `idle_after_s` old, encode the states used in the previous generation
+        and not in this one, and begin the next.
 
-        Called by the flush after it has encoded `written` (key -> (state, bytes) of what it
-        sends), with no change of a state half-made and before anything else runs. A state
-        that does not encode stays an object (the flush refuses and drops one that it wrote).
+        Called by the flush after it has encoded `written`, with no change of a state
+        half-made and before anything else runs. A state that does not encode stays an object
+        (the flush refuses and drops one that it wrote).
         """
+        kept = self._written
+        for key, (value, data) in written.items():
+            kept[key] = (value, compact(data))
+        now = time.monotonic() if now is None else now
+        if self._began is None:
+            self._began = now
+        if now - self._began < self.idle_after_s:
+            return
         data = self.data
-        last = self._written
+        last = self._written_before
         for key in self._previous - self._touched:
             value = data.get(key)
             if value is None or type(value) is bytes:
                 continue
             pair = last.get(key)
             if pair is not None and pair[0] is value:
-                data[key] = compact(pair[1])
+                data[key] = pair[1]
             else:  # read but not changed
                 try:
                     encoded = compact(self._encode(value))
@@ -97,7 +124,8 @@ class IdleStates:
                 data[key] = encoded
             self.encoded_idle += 1
         self._previous, self._touched = self._touched, set()
-        self._written = dict(written)
+        self._written_before, self._written = self._written, {}
+        self._began = now
 
     def counts(self) -> dict[str, int]:
         return {"decodes": self.decodes, "encoded_idle": self.encoded_idle,

@@ -26,7 +26,8 @@ from distillguard.streams.worker.idle_states import IdleStates, compact
 
 
 def states(data: dict[str, Any]) -> IdleStates:
-    return IdleStates(data, encode_account_state, decode_account_state)
+    """Generations of no length: the states unused since the previous flush go encoded."""
+    return IdleStates(data, encode_account_state, decode_account_state, idle_after_s=0)
 
 
 def test_a_state_untouched_for_a_flush_interval_is_kept_as_its_bytes() -> None:
@@ -59,6 +60,21 @@ def test_an_idle_state_keeps_the_bytes_its_flush_wrote_in_an_allocation_of_their
     assert sys.getsizeof(compact(b"x" * 10)) == sys.getsizeof(b"x" * 10)
 
 
+def test_a_state_goes_encoded_once_unused_for_idle_after_s_at_a_flush() -> None:
+    data: dict[str, Any] = {"a": AccountState.new("a", 10.0), "b": AccountState.new("b", 20.0)}
+    idle = IdleStates(data, encode_account_state, decode_account_state, idle_after_s=10.0)
+    a, b = idle.get("a"), idle.get("b")
+    idle.after_flush({}, now=100.0)  # the first generation begins
+    idle.after_flush({}, now=109.0)
+    assert data["a"] is a
+    idle.after_flush({}, now=110.0)  # the generation ends: a and b were used in it
+    assert data["a"] is a
+    idle.get("b")
+    idle.after_flush({}, now=115.0)
+    idle.after_flush({}, now=120.0)  # a unused for a whole generation, b used
+    assert data["a"] == encode_account_state(a) and data["b"] is b
+
+
 def test_a_state_changed_after_the_flush_that_wrote_it_is_encoded_anew() -> None:
     state = AccountState.new("a", 10.0)
     data: dict[str, Any] = {"a": state}
@@ -76,7 +92,7 @@ def test_a_state_that_does_not_encode_stays_an_object() -> None:
         raise ValueError("no")
 
     data: dict[str, Any] = {"a": object()}
-    idle = IdleStates(data, failing, decode_account_state)
+    idle = IdleStates(data, failing, decode_account_state, idle_after_s=0)
     idle.touched("a")
     idle.after_flush({})
     idle.after_flush({})
