@@ -43,11 +43,16 @@ IDLE_AFTER_S = 10.0
 
 class IdleStates:
     def __init__(self, data: MutableMapping[Any, Any], encode: Callable[[Any], bytes],
-                 decode: Callable[[bytes], Any], idle_after_s: float = IDLE_AFTER_S) -> None:
+                 decode: Callable[[bytes], Any], idle_after_s: float = IDLE_AFTER_S,
+                 undecodable: Callable[[Any, Exception], None] | None = None) -> None:
         # The table's store: Faust's memory Store (a mapping over a dict), or any dict.
         self.data = data
         self._encode = encode
         self._decode = decode
+        # Told of a stored value that does not decode (a changelog record of another core's
+        # format, a corrupt one), which is then dropped: the key starts afresh, as Faust's
+        # recovery skipped such a record when it decoded the changelog itself.
+        self._undecodable = undecodable
         self.idle_after_s = idle_after_s
         # Keys used in this generation, and in the one before it; a generation ends at the
         # first flush `idle_after_s` after it began.
@@ -61,6 +66,7 @@ class IdleStates:
         self.decodes = 0
         self.encoded_idle = 0
         self.unencodable = 0
+        self.undecodable = 0
 
     def get(self, key: Any) -> Any:
         """The key's state as an object (None when there is none); one held encoded is decoded
@@ -68,22 +74,38 @@ class IdleStates:
         value = self.data.get(key)
         if value is None:
             return None
-        self._touched.add(key)
         if type(value) is bytes:
-            value = self._decode(value)
+            value = self.decoded(key, value)
+            if value is None:
+                return None
             self.data[key] = value
             self.decodes += 1
+        self._touched.add(key)
         return value
 
-    def decoded(self, value: Any) -> Any:
+    def decoded(self, key: Any, value: Any) -> Any:
         """A stored value as an object, not kept: for a look that changes nothing (a
-        partition's recovered states re-registered with its due index)."""
-        return self._decode(value) if type(value) is bytes else value
+        partition's recovered states re-registered with its due index). None, the entry
+        dropped, when it does not decode."""
+        if type(value) is not bytes:
+            return value
+        try:
+            return self._decode(value)
+        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the partition
+            self.undecodable += 1
+            if self.data.get(key) is value:
+                del self.data[key]
+            if self._undecodable is not None:
+                self._undecodable(key, exc)
+            return None
 
     def items(self) -> Iterator[tuple[Any, Any]]:
-        """(key, state) of every stored state, decoded for the look and not kept."""
+        """(key, state) of every stored state that decodes, decoded for the look and not
+        kept."""
         for key, value in list(self.data.items()):
-            yield key, self.decoded(value)
+            state = self.decoded(key, value)
+            if state is not None:
+                yield key, state
 
     def touched(self, key: Any) -> None:
         self._touched.add(key)
@@ -129,7 +151,7 @@ class IdleStates:
 
     def counts(self) -> dict[str, int]:
         return {"decodes": self.decodes, "encoded_idle": self.encoded_idle,
-                "unencodable": self.unencodable}
+                "unencodable": self.unencodable, "undecodable": self.undecodable}
 
 
 def compact(data: bytes) -> bytes:

@@ -266,8 +266,18 @@ def create_app(settings: Settings) -> WorkerApp:
                            CLUSTER_STATE_CODEC)
     # Their states as objects while in use, as their changelog bytes once idle for a flush
     # interval (streams/worker/idle_states.py): the agents read them through these.
-    account_states = IdleStates(accounts.data, encode_account_state, decode_account_state)
-    cluster_states = IdleStates(clusters.data, encode_cluster_state, decode_cluster_state)
+    def undecodable(table: str) -> Callable[[Any, Exception], None]:
+        def report(key: Any, exc: Exception) -> None:
+            log.error("state_undecodable", table=table, key=str(key)[:80],
+                      error=f"{type(exc).__name__}: {exc}",
+                      hint="a changelog record this core cannot read: dropped, the key "
+                           "starts afresh (docs/operations.md, Changelog format)")
+        return report
+
+    account_states = IdleStates(accounts.data, encode_account_state, decode_account_state,
+                                undecodable=undecodable("accounts"))
+    cluster_states = IdleStates(clusters.data, encode_cluster_state, decode_cluster_state,
+                                undecodable=undecodable("clusters"))
     # key: partition number, value: a JSON snapshot of the partition's online model and other
     # in-memory context (streams/worker/partition_context.py); co-partitioned with requests, so the
     # snapshot of partition p is recovered by whichever worker gets p.
@@ -416,7 +426,9 @@ def create_app(settings: Settings) -> WorkerApp:
             snapshot_marks[p] = [part.model.seen, partition_context.SNAPSHOT_EVERY_EVENTS]
             for account_id, value in list(accounts.data.items()):
                 if partition_for(account_id, partitions) == p:
-                    account_stage_core.watch(account_states.decoded(value), part)
+                    state = account_states.decoded(account_id, value)
+                    if state is not None:
+                        account_stage_core.watch(state, part)
         return part
 
     def write_snapshot(p: int, part: AccountPartition) -> None:
@@ -444,7 +456,9 @@ def create_app(settings: Settings) -> WorkerApp:
             # summaries and expiry come back from the recovered states.
             for key, value in list(clusters.data.items()):
                 if partition_for(key, topics["cluster_summaries"].partitions) == p:
-                    cluster_stage_core.watch(cluster_states.decoded(value), part)
+                    cluster = cluster_states.decoded(key, value)
+                    if cluster is not None:
+                        cluster_stage_core.watch(cluster, part)
         return part
 
     # ---- rebalances: partition-local context lives only while the partition is ours -------

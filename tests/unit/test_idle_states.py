@@ -43,7 +43,8 @@ def test_a_state_untouched_for_a_flush_interval_is_kept_as_its_bytes() -> None:
     again = idle.get("a")  # decoded at its next use, kept as the object from then on
     assert again == a and again is not a
     assert data["a"] is again
-    assert idle.counts() == {"decodes": 1, "encoded_idle": 1, "unencodable": 0}
+    assert idle.counts() == {"decodes": 1, "encoded_idle": 1, "unencodable": 0,
+                             "undecodable": 0}
 
 
 def test_an_idle_state_keeps_the_bytes_its_flush_wrote_in_an_allocation_of_their_size() -> None:
@@ -104,9 +105,24 @@ def test_a_read_only_look_decodes_without_keeping() -> None:
     state = AccountState.new("a", 10.0)
     data: dict[str, Any] = {"a": encode_account_state(state)}
     idle = states(data)
-    assert idle.decoded(data["a"]) == state
+    assert idle.decoded("a", data["a"]) == state
     assert dict(idle.items()) == {"a": state}
     assert type(data["a"]) is bytes and idle.get("missing") is None
+
+
+def test_a_stored_value_that_does_not_decode_is_dropped_and_reported() -> None:
+    """A changelog record of another core's format: the key starts afresh (as Faust's
+    recovery skipped it when it decoded records itself), the partition goes on."""
+    told: list[tuple[Any, str]] = []
+    data: dict[str, Any] = {"bad": b'{"not": "a state"}', "also": b"\xff",
+                            "good": encode_account_state(AccountState.new("good", 1.0))}
+    idle = IdleStates(data, encode_account_state, decode_account_state,
+                      undecodable=lambda key, exc: told.append((key, type(exc).__name__)))
+    assert idle.get("bad") is None and "bad" not in data
+    assert [key for key, _ in idle.items()] == ["good"]
+    assert "also" not in data
+    assert [key for key, _ in told] == ["bad", "also"]
+    assert idle.counts()["undecodable"] == 2
 
 
 class _Table:
