@@ -3,8 +3,8 @@
     .venv/bin/python bench/idle_memory.py                  # 100k accounts, tracemalloc + RSS
     .venv/bin/python bench/idle_memory.py --accounts 1000000 --no-trace   # RSS at 1M
 
-Drives simulated traffic (the default scenario, 0.1 h, scaled to the accounts asked for)
-through the same core calls and structures the worker's account stage uses: `AccountStage`
+Drives simulated traffic (the default scenario, 0.1 h, scaled to the accounts asked for,
+written to a file first and read line by line) through the same core calls and structures the worker's account stage uses: `AccountStage`
 with an `AccountPartition` per partition (watermark, due index, model, templates, convictions),
 the account table's dict (what Faust's memory store keeps in `Store.data`), and the cluster
 stage over its own dict (`ClusterStage`, `ClusterPartition`): `models.pipeline.Pipeline`,
@@ -36,6 +36,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -46,13 +47,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import distillguard.streams  # noqa: F401  (first: it chooses the core's build)
 from distillguard.models.config import DetectorConfig
-from distillguard.models.events import event_from_mapping
 from distillguard.models.partitioning import partition_for
 from distillguard.models.pipeline import Pipeline
-from distillguard.simulator import Scenario, generate_events
 from distillguard.streams.edge.codec import (
     decode_account_state,
     decode_cluster_state,
+    decode_request_line,
     encode_account_state,
     encode_cluster_state,
 )
@@ -150,14 +150,14 @@ class IdleTable(MutableMapping[str, Any]):
         return len(self.idle.data)
 
 
-def child(accounts: int, mode: str, trace: bool, flush_every: int) -> dict[str, Any]:
-    """In a fresh process: N accounts through the core, then what stays in memory."""
+def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[str, Any]:
+    """In a fresh process: the file's events through the core, then what stays in memory. The
+    events are read line by line: the simulator (which builds every account first) never
+    runs in this process, so its RSS is the core's and the tables'."""
     import tracemalloc
 
     from distillguard.streams.worker.idle_states import IdleStates
 
-    scale = accounts / ACCOUNTS_PER_SCALE
-    scenario = dataclasses.replace(Scenario.default(), scale=scale, duration_h=0.1, seed=7)
     gc.collect()
     rss0 = rss_mb()
     if trace:
@@ -174,14 +174,15 @@ def child(accounts: int, mode: str, trace: bool, flush_every: int) -> dict[str, 
     n_events = 0
     last_ts = 0.0
     started = time.perf_counter()
-    for mapping in generate_events(scenario):
-        ev = event_from_mapping(mapping)
-        pipeline.process(ev)
-        n_events += 1
-        last_ts = max(last_ts, ev.ts)
-        if mode == "encoded" and n_events % flush_every == 0:
-            idle.after_flush({})
-            cluster_idle.after_flush({})
+    with open(events_file, "rb", buffering=1 << 20) as lines:
+        for line in lines:
+            ev = decode_request_line(line)
+            pipeline.process(ev)
+            n_events += 1
+            last_ts = max(last_ts, ev.ts)
+            if mode == "encoded" and n_events % flush_every == 0:
+                idle.after_flush({})
+                cluster_idle.after_flush({})
     elapsed = time.perf_counter() - started
     close_windows(pipeline, last_ts)
     if mode == "encoded":  # two flushes after the last event: every state untouched since
@@ -238,12 +239,24 @@ def child(accounts: int, mode: str, trace: bool, flush_every: int) -> dict[str, 
     return out
 
 
-def run_child(accounts: int, mode: str, trace: bool, flush_every: int) -> dict[str, Any]:
+def write_events(accounts: int, out_dir: Path) -> Path:
+    """The default scenario over 0.1 h, scaled to `accounts`, written by a process of its own
+    (the simulator holds every account while it writes)."""
+    code = ("import dataclasses, sys; import distillguard.streams; "
+            "from distillguard.simulator import Scenario, write_files; "
+            "write_files(dataclasses.replace(Scenario.default(), scale=float(sys.argv[1]), "
+            "duration_h=0.1, seed=7), sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, str(accounts / ACCOUNTS_PER_SCALE),
+                    str(out_dir)], cwd=REPO_ROOT, check=True)
+    return out_dir / "events.jsonl"
+
+
+def run_child(events_file: Path, mode: str, trace: bool, flush_every: int) -> dict[str, Any]:
     # The Pipeline reads its account dict with the compiled core's own dict operations, which
     # no mapping can stand in for: the encoded mode runs the core's sources (the same decisions,
     # tests/scenario/test_compiled_core.py; only the objects mode measures the compiled layout).
     env = dict(os.environ, **({"DISTILLGUARD_CORE": "interpreted"} if mode == "encoded" else {}))
-    cmd = [sys.executable, __file__, "--child", "--accounts", str(accounts), "--mode", mode,
+    cmd = [sys.executable, __file__, "--child", str(events_file), "--mode", mode,
            "--flush-every", str(flush_every)] + ([] if trace else ["--no-trace"])
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
                          env=env)
@@ -283,17 +296,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-trace", action="store_true", help="RSS only (tracemalloc is slow)")
     p.add_argument("--flush-every", type=int, default=5_000,
                    help="events between two simulated flushes (the worker: one per commit)")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.accounts, args.mode, not args.no_trace, args.flush_every)))
+        print(json.dumps(child(args.child, args.mode, not args.no_trace, args.flush_every)))
         return 0
     print("command: " + " ".join(["python", "bench/idle_memory.py"] + (argv or sys.argv[1:])))
     print(f"(Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}, "
           f"core build {os.environ.get('DISTILLGUARD_CORE', 'default')})")
     modes = ["objects", "encoded"] if args.mode == "both" else [args.mode]
-    for mode in modes:
-        report(run_child(args.accounts, mode, not args.no_trace, args.flush_every))
+    with tempfile.TemporaryDirectory(prefix="dg-idle-") as tmp:
+        started = time.monotonic()
+        events_file = write_events(args.accounts, Path(tmp))
+        print(f"events written in {time.monotonic() - started:.0f} s "
+              f"({events_file.stat().st_size / 2**20:,.0f} MB)", flush=True)
+        for mode in modes:
+            report(run_child(events_file, mode, not args.no_trace, args.flush_every))
     return 0
 
 
