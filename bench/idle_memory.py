@@ -181,14 +181,14 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
             n_events += 1
             last_ts = max(last_ts, ev.ts)
             if mode == "encoded" and n_events % flush_every == 0:
-                idle.after_flush({})
-                cluster_idle.after_flush({})
+                idle.after_flush()
+                cluster_idle.after_flush()
     elapsed = time.perf_counter() - started
     close_windows(pipeline, last_ts)
     if mode == "encoded":  # two flushes after the last event: every state untouched since
         for states in (idle, cluster_idle):
-            states.after_flush({})
-            states.after_flush({})
+            states.after_flush()
+            states.after_flush()
         pipeline.accounts = idle.data  # type: ignore[assignment]
         pipeline.clusters = cluster_idle.data  # type: ignore[assignment]
     gc.collect()

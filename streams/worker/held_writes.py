@@ -30,9 +30,8 @@ docs/operations.md). Deferring the encoding keeps both guarantees:
   verdicts): this is the backstop that keeps one entry from ever reaching the changelog over
   the producer's request limit, which would crash the worker at every restart.
 
-With `idle` (the accounts and clusters tables), each flush also hands the states it encoded to
-streams/worker/idle_states.py, which keeps a state untouched for a flush interval as those
-bytes instead of its objects.
+With `idle` (the accounts and clusters tables), each flush also lets streams/worker/
+idle_states.py encode the states unused for a while, at the one moment no change is half-made.
 """
 
 from __future__ import annotations
@@ -70,7 +69,7 @@ class HeldWrites:
                  refuse: Refuse | None = None, idle: IdleStates | None = None) -> None:
         self.table = table
         # The table's states held encoded while idle (streams/worker/idle_states.py): told of
-        # each change, and of what each flush encoded (the bytes an idle state keeps).
+        # each change, and asked at each flush to encode the idle ones.
         self._idle = idle
         self._produce = produce
         self.max_held = max_held
@@ -177,11 +176,8 @@ class HeldWrites:
             # No await from here to the encoding: every state as no change has half-made it.
             held, self._held = self._held, {}
             records = self._records(held)
-            if self._idle is not None:
-                self._idle.after_flush({key: (change.value, data)
-                                        for key, _, data in records
-                                        if isinstance(change := held[key], _Change)
-                                        and data is not None})
+            if self._idle is not None:  # (its states are as no change has half-made them)
+                self._idle.after_flush()
             sent = 0
             try:
                 if self._outputs_first is not None:

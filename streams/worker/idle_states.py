@@ -5,15 +5,14 @@ objects an idle account's state takes ~2.5x its encoding and a cluster's ~4x (co
 bench/idle_memory.py): most accounts and clusters are idle at any moment, and a worker
 tracking a million accounts needs gigabytes for what the changelog holds in a few hundred
 megabytes. So a state that nothing has used for
-IDLE_AFTER_S (below) is replaced in the table by the bytes a flush wrote to the changelog for it
-(or, for one recovered or read without a change, its encoding), and decoded again at its next
-use: an event, a verdict, a window or expiry due.
+IDLE_AFTER_S (below) is replaced in the table by its encoding, the bytes the changelog holds
+for it, and decoded again at its next use: an event, a verdict, a window or expiry due.
 
     get(key)          the state as an object, decoded (and kept as one) when it was idle
     decoded(value)    a stored value as an object, without keeping it (a read-only look)
     touched(key)      the agents changed the key's state (HeldWrites.change)
-    after_flush(w)    at a flush, `w` the states it encoded: the states unused for
-                      IDLE_AFTER_S (wall clock) go encoded, as the bytes a flush wrote
+    after_flush()     at a flush: the states unused for IDLE_AFTER_S (wall clock) go
+                      encoded
 
 Decisions are the same either way: a state's bytes decode to a state equal to the one encoded
 (the changelog's recovery rests on that already; tests/unit/test_idle_states.py replays a
@@ -28,7 +27,7 @@ so the bytes kept are the state as its last change left it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 # A state goes encoded once unused for this long (wall clock, checked at each flush: after
@@ -59,10 +58,6 @@ class IdleStates:
         self._touched: set[Any] = set()
         self._previous: set[Any] = set()
         self._began: float | None = None
-        # key -> (the state object, its bytes) as a flush of this / the previous generation
-        # encoded it
-        self._written: dict[Any, tuple[Any, bytes]] = {}
-        self._written_before: dict[Any, tuple[Any, bytes]] = {}
         self.decodes = 0
         self.encoded_idle = 0
         self.unencodable = 0
@@ -110,43 +105,35 @@ class IdleStates:
     def touched(self, key: Any) -> None:
         self._touched.add(key)
 
-    def after_flush(self, written: Mapping[Any, tuple[Any, bytes]],
-                    now: float | None = None) -> None:
-        """Note what a flush encoded (key -> (state, bytes) of what it sends); once the
-        generation is `idle_after_s` old, encode the states used in the previous generation
-        and not in this one, and begin the next.
+    def after_flush(self, now: float | None = None) -> None:
+        """Once the generation is `idle_after_s` old, encode the states used in the previous
+        generation and not in this one, and begin the next.
 
-        Called by the flush after it has encoded `written`, with no change of a state
-        half-made and before anything else runs. A state that does not encode stays an object
-        (the flush refuses and drops one that it wrote).
+        Called by a flush with no change of a state half-made (HeldWrites waits for them) and
+        before anything else runs, so the bytes are the state as its last change left it: the
+        bytes that change's flush wrote. Encoded here rather than kept from that flush: a
+        backlog changes most states in every generation, and keeping their bytes meanwhile
+        cost more memory than encoding the few that go idle costs time (~15 us an account).
+        A state that does not encode stays an object (the flush refuses it when it changes).
         """
-        kept = self._written
-        for key, (value, data) in written.items():
-            kept[key] = (value, compact(data))
         now = time.monotonic() if now is None else now
         if self._began is None:
             self._began = now
         if now - self._began < self.idle_after_s:
             return
         data = self.data
-        last = self._written_before
         for key in self._previous - self._touched:
             value = data.get(key)
             if value is None or type(value) is bytes:
                 continue
-            pair = last.get(key)
-            if pair is not None and pair[0] is value:
-                data[key] = pair[1]
-            else:  # read but not changed
-                try:
-                    encoded = compact(self._encode(value))
-                except Exception:  # noqa: BLE001 - kept as an object: the flush refuses it when changed
-                    self.unencodable += 1
-                    continue
-                data[key] = encoded
+            try:
+                encoded = compact(self._encode(value))
+            except Exception:  # noqa: BLE001 - kept as an object: the flush refuses it when changed
+                self.unencodable += 1
+                continue
+            data[key] = encoded
             self.encoded_idle += 1
         self._previous, self._touched = self._touched, set()
-        self._written_before, self._written = self._written, {}
         self._began = now
 
     def counts(self) -> dict[str, int]:

@@ -34,10 +34,10 @@ def test_a_state_untouched_for_a_flush_interval_is_kept_as_its_bytes() -> None:
     data: dict[str, Any] = {"a": AccountState.new("a", 10.0), "b": AccountState.new("b", 20.0)}
     idle = states(data)
     a, b = idle.get("a"), idle.get("b")
-    idle.after_flush({})  # both used before this flush: objects still
+    idle.after_flush()  # both used before this flush: objects still
     assert data["a"] is a and data["b"] is b
     assert idle.get("b") is b  # b used again, a not
-    idle.after_flush({})
+    idle.after_flush()
     assert data["a"] == encode_account_state(a)
     assert data["b"] is b
     again = idle.get("a")  # decoded at its next use, kept as the object from then on
@@ -47,17 +47,16 @@ def test_a_state_untouched_for_a_flush_interval_is_kept_as_its_bytes() -> None:
                              "undecodable": 0}
 
 
-def test_an_idle_state_keeps_the_bytes_its_flush_wrote_in_an_allocation_of_their_size() -> None:
+def test_an_idle_state_is_kept_in_an_allocation_of_its_size() -> None:
     state = AccountState.new("a", 10.0)
     data: dict[str, Any] = {"a": state}
     idle = states(data)
     idle.touched("a")
-    written = encode_account_state(state)
-    idle.after_flush({"a": (state, written)})
-    idle.after_flush({})
-    assert data["a"] == written
+    idle.after_flush()
+    idle.after_flush()
+    assert data["a"] == encode_account_state(state)
     # orjson's own bytes sit in a ~4 KB buffer; the kept copy is its size
-    assert sys.getsizeof(data["a"]) < sys.getsizeof(b"") + len(written) + 8
+    assert sys.getsizeof(data["a"]) < sys.getsizeof(b"") + len(data["a"]) + 8
     assert sys.getsizeof(compact(b"x" * 10)) == sys.getsizeof(b"x" * 10)
 
 
@@ -65,27 +64,15 @@ def test_a_state_goes_encoded_once_unused_for_idle_after_s_at_a_flush() -> None:
     data: dict[str, Any] = {"a": AccountState.new("a", 10.0), "b": AccountState.new("b", 20.0)}
     idle = IdleStates(data, encode_account_state, decode_account_state, idle_after_s=10.0)
     a, b = idle.get("a"), idle.get("b")
-    idle.after_flush({}, now=100.0)  # the first generation begins
-    idle.after_flush({}, now=109.0)
+    idle.after_flush(now=100.0)  # the first generation begins
+    idle.after_flush(now=109.0)
     assert data["a"] is a
-    idle.after_flush({}, now=110.0)  # the generation ends: a and b were used in it
+    idle.after_flush(now=110.0)  # the generation ends: a and b were used in it
     assert data["a"] is a
     idle.get("b")
-    idle.after_flush({}, now=115.0)
-    idle.after_flush({}, now=120.0)  # a unused for a whole generation, b used
+    idle.after_flush(now=115.0)
+    idle.after_flush(now=120.0)  # a unused for a whole generation, b used
     assert data["a"] == encode_account_state(a) and data["b"] is b
-
-
-def test_a_state_changed_after_the_flush_that_wrote_it_is_encoded_anew() -> None:
-    state = AccountState.new("a", 10.0)
-    data: dict[str, Any] = {"a": state}
-    idle = states(data)
-    idle.touched("a")
-    stale = encode_account_state(state)
-    idle.after_flush({"a": (AccountState.new("a", 10.0), stale)})  # another object's bytes
-    state.requests = 5
-    idle.after_flush({})
-    assert decode_account_state(data["a"]).requests == 5
 
 
 def test_a_state_that_does_not_encode_stays_an_object() -> None:
@@ -95,8 +82,8 @@ def test_a_state_that_does_not_encode_stays_an_object() -> None:
     data: dict[str, Any] = {"a": object()}
     idle = IdleStates(data, failing, decode_account_state, idle_after_s=0)
     idle.touched("a")
-    idle.after_flush({})
-    idle.after_flush({})
+    idle.after_flush()
+    idle.after_flush()
     assert type(data["a"]) is object
     assert idle.counts()["unencodable"] == 1
 
@@ -140,7 +127,7 @@ class _Table:
         return "accounts-changelog"
 
 
-def test_held_writes_hand_each_flush_s_bytes_to_the_idle_states() -> None:
+def test_held_writes_encode_the_idle_states_at_a_flush_as_the_changelog_got_them() -> None:
     table = _Table()
     idle = states(table.data)
 
