@@ -210,6 +210,7 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
     if mode == "objects":
         sample = values[:: max(1, len(values) // 2000)]
         out["state_fields"] = state_breakdown(sample)
+        del sample  # (it holds states: the table measure below frees them)
     del values, encoded
     if trace:
         n = len(pipeline.accounts)
