@@ -230,10 +230,12 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
         pipeline.clusters.clear()
         parts["cluster table: states + dict"] = before - traced()
         before = traced()
-        pipeline.account_parts.clear()
         pipeline.cluster_parts.clear()
-        parts["partitions: models, templates, convictions"] = before - traced()
-        parts["rest (interpreter, simulator)"] = traced()
+        parts["cluster partitions: expiry and pending indexes"] = before - traced()
+        before = traced()
+        pipeline.account_parts.clear()
+        parts["account partitions: models, templates, convictions"] = before - traced()
+        parts["rest (interpreter, modules)"] = traced()
         tracemalloc.stop()
         out["traced_total_per_account"] = total / n
         out["traced_parts_per_account"] = {k: v / n for k, v in parts.items()}
