@@ -12,9 +12,10 @@ consumer group per measurement (deleted afterwards):
   wall time to the decision it triggers on the enforcement topic (decision `event_ts` == event
   `ts`; decision time = the enforcement record's CreateTime, set by the worker's producer);
 * replay of a file on one core (bench/replay_speed.py);
-* memory: state per idle tracked account (tracemalloc over `models.pipeline.Pipeline`, and the
-  length of `codec.encode_account_state`), process RSS and core throughput from 10k to 100k
-  (1M) accounts, and the cluster state (count, encoded bytes);
+* memory: an idle account in the worker, its state encoded and as objects (bench/idle_memory.py);
+  everything the replay holds per idle tracked account (tracemalloc over
+  `models.pipeline.Pipeline`, and the length of `codec.encode_account_state`), process RSS and
+  core throughput from 10k to 100k (1M) accounts, and the cluster state (count, encoded bytes);
 * where the time goes: cProfile of `Pipeline.process`.
 
 Figures depend on the machine and its load. No figure here is asserted anywhere.
@@ -43,6 +44,7 @@ from typing import Any, Self
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -434,13 +436,37 @@ def run_memory_child(accounts: int, trace: bool) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def bench_idle_account(accounts: int) -> None:
+    """What the worker holds per idle account (bench/idle_memory.py), before and after the
+    worker held idle states encoded (streams/worker/idle_states.py)."""
+    import idle_memory
+    with tempfile.TemporaryDirectory(prefix="dg-idle-") as tmp:
+        events_file = idle_memory.write_events(accounts, Path(tmp))
+        objects, encoded = (idle_memory.run_child(events_file, mode, True, 5_000)
+                            for mode in ("objects", "encoded"))
+    table = "account table: states + dict"
+    row("idle account in the worker: its state + table entry",
+        f"{encoded['traced_parts_per_account'][table]:,.0f} B", "<= 1 KB",
+        encoded["traced_parts_per_account"][table] <= 1024)
+    row("  as Python objects (before idle states were encoded)",
+        f"{objects['traced_parts_per_account'][table]:,.0f} B")
+    clusters = "cluster table: states + dict"
+    row("  its share of the cluster table, encoded / objects",
+        f"{encoded['traced_parts_per_account'][clusters]:,.0f} / "
+        f"{objects['traced_parts_per_account'][clusters]:,.0f} B")
+    note(f"tracemalloc after {encoded['accounts']:,} accounts' windows closed, "
+         "`python bench/idle_memory.py` (the breakdown; RSS at 1M: --accounts 1000000 --no-trace)")
+
+
 def bench_memory(sizes: list[int]) -> None:
+    bench_idle_account(sizes[0])
     small = run_memory_child(sizes[0], trace=True)
-    row("state per idle tracked account (tracemalloc)",
+    row("everything the replay holds per idle account (tracemalloc)",
         f"{small['traced_per_account']:,.0f} B", "bounded")
     note(f"tracemalloc: everything the Pipeline holds after {small['accounts']:,} accounts' "
          f"windows closed ({small['open_windows']} still open), divided by the accounts: an "
-         "upper bound (clusters, models, due index included)")
+         "upper bound (clusters, models, due index included; states as objects: the replay "
+         "does not encode idle states)")
     row("  encoded state per idle account (encode_account_state)",
         f"{small['encoded_per_account']:,.0f} B")
     results = [run_memory_child(n, trace=False) for n in sizes]

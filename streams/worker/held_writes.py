@@ -29,6 +29,9 @@ docs/operations.md). Deferring the encoding keeps both guarantees:
   bounds its states (models/cluster.py's byte caps, the account's bounded keys and
   verdicts): this is the backstop that keeps one entry from ever reaching the changelog over
   the producer's request limit, which would crash the worker at every restart.
+
+With `idle` (the accounts and clusters tables), each flush also lets streams/worker/
+idle_states.py encode the states unused for a while, at the one moment no change is half-made.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+
+from distillguard.streams.worker.idle_states import IdleStates
 
 # topic, key, value (None: a tombstone), partition -> awaitable send
 Produce = Callable[[str, bytes, bytes | None, int], Awaitable[Any]]
@@ -61,8 +66,11 @@ class HeldWrites:
     def __init__(self, table: Any, produce: Produce, max_held: int,
                  outputs_first: Callable[[], Awaitable[None]] | None = None,
                  encode: Callable[[Any], bytes] = orjson.dumps, max_bytes: int = 0,
-                 refuse: Refuse | None = None) -> None:
+                 refuse: Refuse | None = None, idle: IdleStates | None = None) -> None:
         self.table = table
+        # The table's states held encoded while idle (streams/worker/idle_states.py): told of
+        # each change, and asked at each flush to encode the idle ones.
+        self._idle = idle
         self._produce = produce
         self.max_held = max_held
         # What the held states say was sent (the account stage's summaries, the cluster
@@ -112,6 +120,8 @@ class HeldWrites:
         encoded then. `cause`: the record that made the change (dead-lettered if the state
         cannot be written)."""
         self.table.data[key] = value
+        if self._idle is not None:
+            self._idle.touched(key)
         entry = self._held.get(key)
         if isinstance(entry, _Change):
             entry.partition = partition
@@ -166,6 +176,8 @@ class HeldWrites:
             # No await from here to the encoding: every state as no change has half-made it.
             held, self._held = self._held, {}
             records = self._records(held)
+            if self._idle is not None:  # (its states are as no change has half-made them)
+                self._idle.after_flush()
             sent = 0
             try:
                 if self._outputs_first is not None:

@@ -274,6 +274,15 @@ class WorkerCollector(Collector):
             held.add_metric([kind], n)
         yield held
 
+        idle = CounterMetricFamily(_name("idle_states"), "States of a table held as their "
+                                   "changelog bytes after a flush interval unused (encoded), "
+                                   "and decoded again at their next use (idle_states.py).",
+                                   labels=["table", "event"])
+        for table, states in sorted(runtime.states.items()):
+            idle.add_metric([table, "encoded"], states.encoded_idle)
+            idle.add_metric([table, "decoded"], states.decodes)
+        yield idle
+
         control = GaugeMetricFamily(_name("control_entries"), "What the worker holds from the "
                                     "settings and the control topic: allowances and operators' "
                                     "decisions (run out or not).", labels=["kind"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faust
 
@@ -19,6 +19,7 @@ from distillguard.models.allowlist import AllowList
 from distillguard.models.operator import OperatorDecisions
 from distillguard.streams.edge.control import ControlReader
 from distillguard.streams.worker.dead_letter_log import DeadLetterLog
+from distillguard.streams.worker.idle_states import IdleStates
 from distillguard.streams.worker.metrics import WorkerTallies
 
 
@@ -37,6 +38,9 @@ class WorkerRuntime:
     """What /metrics counts as it happens: decisions, their latency, processing times."""
     operator: OperatorDecisions
     """Operators' manual decisions from the control topic (models/operator.py)."""
+    states: dict[str, IdleStates] = field(default_factory=dict)
+    """The tables whose idle states are held encoded (idle_states.py), by table name: read a
+    state through these (`get`), never the table, which may hold its bytes."""
 
 
 class WorkerApp(faust.App):

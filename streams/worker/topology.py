@@ -54,7 +54,9 @@ from distillguard.streams.edge.codec import (
     EncodedOnce,
     dead_letter_record,
     decision_in_force,
+    decode_account_state,
     decode_cluster_record,
+    decode_cluster_state,
     decode_request,
     decode_verdict_input,
     encode_account_state,
@@ -70,6 +72,7 @@ from distillguard.streams.edge.topics import TopicSpec
 from distillguard.streams.worker import partition_context
 from distillguard.streams.worker.dead_letter_log import DeadLetterLog
 from distillguard.streams.worker.held_writes import HeldWrites
+from distillguard.streams.worker.idle_states import IdleStates
 from distillguard.streams.worker.metrics import WorkerTallies
 from distillguard.streams.worker.outbox import Outbox, install_before_commit
 from distillguard.streams.worker.runtime import WorkerApp, WorkerRuntime
@@ -261,6 +264,20 @@ def create_app(settings: Settings) -> WorkerApp:
     accounts = state_table(app, "accounts", partitions, ACCOUNT_STATE_CODEC)
     clusters = state_table(app, "clusters", topics["cluster_summaries"].partitions,
                            CLUSTER_STATE_CODEC)
+    # Their states as objects while in use, as their changelog bytes once idle for a flush
+    # interval (streams/worker/idle_states.py): the agents read them through these.
+    def undecodable(table: str) -> Callable[[Any, Exception], None]:
+        def report(key: Any, exc: Exception) -> None:
+            log.error("state_undecodable", table=table, key=str(key)[:80],
+                      error=f"{type(exc).__name__}: {exc}",
+                      hint="a changelog record this core cannot read: dropped, the key "
+                           "starts afresh (docs/operations.md, Changelog format)")
+        return report
+
+    account_states = IdleStates(accounts.data, encode_account_state, decode_account_state,
+                                undecodable=undecodable("accounts"))
+    cluster_states = IdleStates(clusters.data, encode_cluster_state, decode_cluster_state,
+                                undecodable=undecodable("clusters"))
     # key: partition number, value: a JSON snapshot of the partition's online model and other
     # in-memory context (streams/worker/partition_context.py); co-partitioned with requests, so the
     # snapshot of partition p is recovered by whichever worker gets p.
@@ -320,10 +337,12 @@ def create_app(settings: Settings) -> WorkerApp:
 
     accounts_held = HeldWrites(accounts, produce, max_held=STATES_HELD_MAX,
                                outputs_first=summaries_out.flush, encode=encode_account_state,
-                               max_bytes=settings.max_state_bytes, refuse=refuse_state)
+                               max_bytes=settings.max_state_bytes, refuse=refuse_state,
+                               idle=account_states)
     clusters_held = HeldWrites(clusters, produce, max_held=STATES_HELD_MAX,
                                outputs_first=verdicts_out.flush, encode=encode_cluster_state,
-                               max_bytes=settings.max_state_bytes, refuse=refuse_state)
+                               max_bytes=settings.max_state_bytes, refuse=refuse_state,
+                               idle=cluster_states)
 
     # Partition contexts due for a snapshot (every SNAPSHOT_EVERY_EVENTS events or _LEARNS
     # learnt windows, and after a template notice or a withdrawal): written once per partition
@@ -405,9 +424,11 @@ def create_app(settings: Settings) -> WorkerApp:
             # The first event of the partition writes a snapshot at once: it checks the table
             # against its changelog early, as the accounts table is, not after hours of events.
             snapshot_marks[p] = [part.model.seen, partition_context.SNAPSHOT_EVERY_EVENTS]
-            for account_id, state in list(accounts.items()):
+            for account_id, value in list(accounts.data.items()):
                 if partition_for(account_id, partitions) == p:
-                    account_stage_core.watch(state, part)
+                    state = account_states.decoded(account_id, value)
+                    if state is not None:
+                        account_stage_core.watch(state, part)
         return part
 
     def write_snapshot(p: int, part: AccountPartition) -> None:
@@ -433,9 +454,11 @@ def create_app(settings: Settings) -> WorkerApp:
             part = cluster_parts[p] = ClusterPartition.create(cfg, sources=partitions)
             # The source ticks come back with each account partition's next tick; pending
             # summaries and expiry come back from the recovered states.
-            for key, state in list(clusters.items()):
+            for key, value in list(clusters.data.items()):
                 if partition_for(key, topics["cluster_summaries"].partitions) == p:
-                    cluster_stage_core.watch(state, part)
+                    cluster = cluster_states.decoded(key, value)
+                    if cluster is not None:
+                        cluster_stage_core.watch(cluster, part)
         return part
 
     # ---- rebalances: partition-local context lives only while the partition is ours -------
@@ -602,7 +625,8 @@ def create_app(settings: Settings) -> WorkerApp:
                             control_dead_letter)
     app.runtime = WorkerRuntime(send_held=send_held, held=held, core_counts=core_counts,
                                 dead_letters=dead_letter_log, allow=allow, control=control,
-                                tallies=tallies, operator=operator)
+                                tallies=tallies, operator=operator,
+                                states={"accounts": account_states, "clusters": cluster_states})
 
     @app.on_partitions_assigned.connect
     async def start_reading_control(sender: Any, assigned: set[Any], **_: Any) -> None:
@@ -640,12 +664,13 @@ def create_app(settings: Settings) -> WorkerApp:
     async def change_accounts(event: Any, ev: RequestEvent) -> None:
         try:
             part = account_partition(event.message.partition)
-            state, out = account_stage_core.on_event(accounts.get(ev.account_id), ev, part)
+            state, out = account_stage_core.on_event(account_states.get(ev.account_id), ev,
+                                                       part)
             # outputs first, then the state that says they were made
             await publish(out, event.message.partition)
             accounts_held.change(event.message.partition, ev.account_id, state, event)
             for account_id in account_stage_core.due_accounts(part):
-                due_state = accounts.get(account_id)
+                due_state = account_states.get(account_id)
                 if due_state is None:
                     continue
                 due_out = account_stage_core.on_due(due_state, part)
@@ -937,7 +962,7 @@ def create_app(settings: Settings) -> WorkerApp:
             try:
                 state = touched.get(key)
                 state, out = cluster_stage_core.on_summary(
-                    state if state is not None else clusters.get(key), summary, part)
+                    state if state is not None else cluster_states.get(key), summary, part)
                 touched[key] = state
                 core_counts["behind_summaries"] += out.behind
                 if out.judged_early:  # its waiting summaries outgrew cluster_pending_bytes
@@ -985,7 +1010,7 @@ def create_app(settings: Settings) -> WorkerApp:
                           record: SourceTick | SourceIdle) -> None:
         tick = record.tick if isinstance(record, SourceTick) else "idle"
         for key in keys:
-            judged = clusters.get(key)
+            judged = cluster_states.get(key)
             if judged is None:
                 continue
             # One cluster at a time: a cluster the core fails on is dead-lettered alone, and
@@ -999,7 +1024,7 @@ def create_app(settings: Settings) -> WorkerApp:
                 await to_dead_letter(f"internal error settling cluster {key[:80]} at tick "
                                      f"{tick}: {type(exc).__name__}: {exc}", event)
         for key in cluster_stage_core.expired_clusters(part):
-            cluster = clusters.get(key)
+            cluster = cluster_states.get(key)
             if cluster is not None and cluster_stage_core.is_expired(cluster, part):
                 clusters_held.delete(event.message.partition, key)
 
@@ -1076,7 +1101,7 @@ def create_app(settings: Settings) -> WorkerApp:
                     learnt = (learnt or av.verdict.is_template_notice
                               or av.verdict.is_withdrawal)
                     continue
-                state, out = account_stage_core.on_verdict(accounts.get(av.account_id), av,
+                state, out = account_stage_core.on_verdict(account_states.get(av.account_id), av,
                                                            part)
                 accounts.data[av.account_id] = state  # read by the next verdict or event
                 touched[av.account_id] = state

@@ -192,6 +192,33 @@ def test_valid_event_updates_the_accounts_table(app: faust.App, settings: Settin
     assert outbox.to("dead_letter") == []
 
 
+def test_a_state_held_as_its_bytes_is_decoded_at_its_next_event_and_a_bad_one_starts_afresh(
+        app: faust.App, settings: Settings, outbox: Outbox) -> None:
+    """Recovered (and idle) states are the changelog's bytes in the table
+    (streams/worker/idle_states.py): the partition's first event re-registers them, an
+    account's next event decodes its own; one that does not decode is dropped and reported,
+    its account starts afresh, and nothing is dead-lettered."""
+    table = app.tables["accounts"]
+    before = AccountState.new("acct-1", T0 - 60)
+    before.requests = 7
+    table.data["acct-1"] = orjson.dumps(before.to_wire())
+    table.data["acct-bad"] = b'["acct-bad", "not a state"]'
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            for account in ("acct-1", "acct-bad"):
+                await agent.put(request_bytes(account, T0), key=account.encode(),
+                                partition=partition_of(account, settings))
+            await send_held(app)
+    run(scenario)
+
+    states = app.runtime.states["accounts"]
+    assert states.get("acct-1").requests == 8
+    assert states.get("acct-bad").requests == 1
+    assert states.counts()["undecodable"] == 1
+    assert outbox.to("dead_letter") == []
+
+
 def test_invalid_records_go_to_dead_letter_and_the_agent_keeps_going(
         app: faust.App, settings: Settings, outbox: Outbox) -> None:
     bad = [(b"{not json", b"acct-2", "not JSON"),
@@ -496,9 +523,12 @@ def test_recovery_from_the_changelog_restores_the_state(settings: Settings, tabl
                           value=value_bytes, checksum=None)
         event = await target.changelog_topic.decode(message)  # as the recovery consumer does
         target.apply_changelog_batch([event])
-        return target.data[key]
+        # held as the changelog's bytes (an idle state) until its next use decodes it
+        assert target.data[key] == value_bytes
+        return reader.runtime.states[table_name].get(key)
     recovered = run(recover)
     assert recovered == state
+    assert reader.tables[table_name].data[key] is recovered
 
 
 def test_a_held_verdict_applies_when_any_event_of_the_partition_reaches_its_time(

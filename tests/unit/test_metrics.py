@@ -44,6 +44,7 @@ EXPECTED = {
     "distillguard_judged_early_summaries": "counter",
     "distillguard_dead_letters": "counter",
     "distillguard_held_records": "gauge",
+    "distillguard_idle_states": "counter",
     "distillguard_control_entries": "gauge",
     "distillguard_decisions": "counter",
     "distillguard_decision_latency_seconds": "histogram",
@@ -83,7 +84,8 @@ def fake_worker() -> tuple[Progress, Any]:
     runtime = SimpleNamespace(
         core_counts=Counter({"late_verdicts": 3, "behind_summaries": 2}),
         held=lambda: {"summaries": 4, "verdicts": 0, "account_states": 11},
-        dead_letters=dead, tallies=tallies, allow=AllowList(), operator=OperatorDecisions())
+        dead_letters=dead, tallies=tallies, allow=AllowList(), operator=OperatorDecisions(),
+        states={"accounts": SimpleNamespace(encoded_idle=7, decodes=5)})
     runtime.allow.grant(Allowance("org", "org-1", "verified", "settings"))
     runtime.operator.put(OperatorDecision("a-1", "block", 60, None, "ticket", "alice", 0.0))
     runtime.operator.put(OperatorDecision("a-2", "allow", 60, None, "ticket", "alice", 0.0))
@@ -180,6 +182,9 @@ def test_values_are_read_from_the_worker() -> None:
             1.0}
     assert samples(f["distillguard_held_records"])[
         ("distillguard_held_records", (("kind", "account_states"),))] == 11.0
+    assert samples(f["distillguard_idle_states"]) == {
+        ("distillguard_idle_states_total", (("event", "encoded"), ("table", "accounts"))): 7.0,
+        ("distillguard_idle_states_total", (("event", "decoded"), ("table", "accounts"))): 5.0}
     assert samples(f["distillguard_decisions"]) == {
         ("distillguard_decisions_total", (("action", "allow"), ("reason", "allow_listed"))): 1.0,
         ("distillguard_decisions_total", (("action", "block"), ("reason", "cluster_tpl"))): 1.0,

@@ -1,0 +1,322 @@
+"""What the worker holds per idle account, and of what it is made (issue 17).
+
+    .venv/bin/python bench/idle_memory.py                  # 100k accounts, tracemalloc + RSS
+    .venv/bin/python bench/idle_memory.py --accounts 1000000 --no-trace   # RSS at 1M
+
+Drives simulated traffic (the default scenario, 0.1 h, scaled to the accounts asked for,
+written to a file first and read line by line) through the same core calls and structures the worker's account stage uses: `AccountStage`
+with an `AccountPartition` per partition (watermark, due index, model, templates, convictions),
+the account table's dict (what Faust's memory store keeps in `Store.data`), and the cluster
+stage over its own dict (`ClusterStage`, `ClusterPartition`): `models.pipeline.Pipeline`,
+which routes between the stages as the topics do. Then one event per partition far enough
+ahead closes every account's window: every account is idle (its state stays until
+`idle_expiry_s`).
+
+It measures, in one process per mode, after the run:
+
+- tracemalloc: everything still allocated, and what each part of it is (the account states
+  and the table dict, the clusters, the partitions' per-account index and context), by taking
+  them away one at a time;
+- a sample of idle account states broken down by field (deep size);
+- RSS of the process.
+
+Modes (`--mode`): `objects`, the states as Python objects (the worker before issue 17);
+`encoded`, the worker's `IdleStates` (streams/worker/idle_states.py) over both tables, turning
+the account and cluster states unused for a flush interval into their changelog bytes at every
+simulated flush (`--flush-every` events; the worker waits IDLE_AFTER_S of wall clock), and
+decoding one at its next use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import distillguard.streams  # noqa: F401  (first: it chooses the core's build)
+from distillguard.models.config import DetectorConfig
+from distillguard.models.partitioning import partition_for
+from distillguard.models.pipeline import Pipeline
+from distillguard.streams.edge.codec import (
+    decode_account_state,
+    decode_cluster_state,
+    decode_request_line,
+    encode_account_state,
+    encode_cluster_state,
+)
+
+ACCOUNTS_PER_SCALE = 5_950  # distinct accounts of the default scenario per unit of scale (0.1 h)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def deep_size(obj: Any, seen: set[int]) -> int:
+    """Bytes of `obj` and everything it references that was not counted yet (sys.getsizeof)."""
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, list | tuple | set | frozenset):
+        size += sum(deep_size(v, seen) for v in obj)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        size += sum(deep_size(getattr(obj, f.name), seen) for f in dataclasses.fields(obj))
+    return size
+
+
+def state_breakdown(states: list[Any]) -> dict[str, float]:
+    """Mean deep size per idle account state, by field (shared objects counted once, at the
+    first field that reaches them, as the first state that does)."""
+    totals: dict[str, int] = {}
+    seen: set[int] = set()
+    for st in states:
+        totals["(the AccountState object)"] = (totals.get("(the AccountState object)", 0)
+                                               + sys.getsizeof(st))
+        seen.add(id(st))
+        for f in dataclasses.fields(st):
+            totals[f.name] = totals.get(f.name, 0) + deep_size(getattr(st, f.name), seen)
+    return {k: v / len(states) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def traced() -> int:
+    import tracemalloc
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+def close_windows(pipeline: Pipeline, last_ts: float) -> None:
+    """One event per partition far enough ahead that every window has closed (accounts stay:
+    `idle_expiry_s` is longer)."""
+    from tests.conftest import make_event
+    cfg = pipeline.cfg
+    ts = last_ts + cfg.window_s + cfg.allowed_lateness_s + 60
+    done: set[int] = set()
+    i = 0
+    while len(done) < pipeline.partitions:
+        acct = f"idle-clock-{i}"
+        p = partition_for(acct, pipeline.partitions)
+        if p not in done:
+            done.add(p)
+            pipeline.process(make_event(acct, ts, n=i))
+        i += 1
+
+
+class IdleTable(MutableMapping[str, Any]):
+    """The Pipeline's account dict through IdleStates, as the worker's agents read the table:
+    a state is decoded at its next use and encoded after a flush interval without one."""
+
+    def __init__(self, idle: Any) -> None:
+        self.idle = idle
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.idle.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        value = self.idle.get(key)
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.idle.data[key] = value
+        self.idle.touched(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self.idle.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.idle.data)
+
+    def __len__(self) -> int:
+        return len(self.idle.data)
+
+
+def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[str, Any]:
+    """In a fresh process: the file's events through the core, then what stays in memory. The
+    events are read line by line: the simulator (which builds every account first) never
+    runs in this process, so its RSS is the core's and the tables'."""
+    import tracemalloc
+
+    from distillguard.streams.worker.idle_states import IdleStates
+
+    gc.collect()
+    rss0 = rss_mb()
+    if trace:
+        tracemalloc.start()
+    pipeline = Pipeline(DetectorConfig())
+    # a generation per simulated flush: a state unused for a flush interval goes encoded
+    idle = IdleStates(pipeline.accounts, encode_account_state, decode_account_state,
+                      idle_after_s=0)
+    cluster_idle = IdleStates(pipeline.clusters, encode_cluster_state, decode_cluster_state,
+                              idle_after_s=0)
+    if mode == "encoded":
+        pipeline.accounts = IdleTable(idle)  # type: ignore[assignment]
+        pipeline.clusters = IdleTable(cluster_idle)  # type: ignore[assignment]
+    n_events = 0
+    last_ts = 0.0
+    started = time.perf_counter()
+    with open(events_file, "rb", buffering=1 << 20) as lines:
+        for line in lines:
+            ev = decode_request_line(line)
+            pipeline.process(ev)
+            n_events += 1
+            last_ts = max(last_ts, ev.ts)
+            if mode == "encoded" and n_events % flush_every == 0:
+                idle.after_flush()
+                cluster_idle.after_flush()
+    elapsed = time.perf_counter() - started
+    close_windows(pipeline, last_ts)
+    if mode == "encoded":  # two flushes after the last event: every state untouched since
+        for states in (idle, cluster_idle):
+            states.after_flush()
+            states.after_flush()
+        pipeline.accounts = idle.data  # type: ignore[assignment]
+        pipeline.clusters = cluster_idle.data  # type: ignore[assignment]
+    gc.collect()
+    from distillguard.models import pipeline as pipeline_module
+    out: dict[str, Any] = {"accounts": len(pipeline.accounts), "events": n_events,
+                           "core": ("compiled" if str(pipeline_module.__file__).endswith(".so")
+                                    else "interpreted"),
+                           "mode": mode, "rate": n_events / elapsed, "rss_mb": rss_mb(),
+                           "rss_delta_mb": rss_mb() - rss0, "clusters": len(pipeline.clusters)}
+    values = list(pipeline.accounts.values())
+    encoded = [v if isinstance(v, bytes) else encode_account_state(v) for v in values]
+    out["encoded_per_account"] = sum(map(len, encoded)) / len(values)
+    out["cluster_encoded_mb"] = sum(len(c if isinstance(c, bytes) else encode_cluster_state(c))
+                                    for c in pipeline.clusters.values()) / 2**20
+    out["open_windows"] = sum(1 for v in values if not isinstance(v, bytes)
+                              and v.window is not None)
+    out["encoded_states"] = sum(1 for v in values if isinstance(v, bytes))
+    out["encoded_clusters"] = sum(1 for v in pipeline.clusters.values() if isinstance(v, bytes))
+    if mode == "objects":
+        sample = values[:: max(1, len(values) // 2000)]
+        out["state_fields"] = state_breakdown(sample)
+        del sample  # (it holds states: the table measure below frees them)
+    del values, encoded
+    if trace:
+        n = len(pipeline.accounts)
+        total = traced()
+        parts: dict[str, float] = {}
+        account_parts = pipeline.account_parts
+        due = sum(len(p.due) for p in account_parts)
+        for p in account_parts:
+            p.due.keys_at.clear()
+            p.due.times.clear()
+        parts["due index (per partition)"] = total - traced()
+        out["due_entries_per_account"] = due / n
+        before = traced()
+        pipeline.accounts.clear()
+        parts["account table: states + dict"] = before - traced()
+        before = traced()
+        pipeline.clusters.clear()
+        parts["cluster table: states + dict"] = before - traced()
+        before = traced()
+        pipeline.cluster_parts.clear()
+        parts["cluster partitions: expiry and pending indexes"] = before - traced()
+        before = traced()
+        pipeline.account_parts.clear()
+        parts["account partitions: models, templates, convictions"] = before - traced()
+        parts["rest (interpreter, modules)"] = traced()
+        tracemalloc.stop()
+        out["traced_total_per_account"] = total / n
+        out["traced_parts_per_account"] = {k: v / n for k, v in parts.items()}
+    return out
+
+
+def write_events(accounts: int, out_dir: Path) -> Path:
+    """The default scenario over 0.1 h, scaled to `accounts`, written by a process of its own
+    (the simulator holds every account while it writes)."""
+    code = ("import dataclasses, sys; import distillguard.streams; "
+            "from distillguard.simulator import Scenario, write_files; "
+            "write_files(dataclasses.replace(Scenario.default(), scale=float(sys.argv[1]), "
+            "duration_h=0.1, seed=7), sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, str(accounts / ACCOUNTS_PER_SCALE),
+                    str(out_dir)], cwd=REPO_ROOT, check=True)
+    return out_dir / "events.jsonl"
+
+
+def run_child(events_file: Path, mode: str, trace: bool, flush_every: int) -> dict[str, Any]:
+    # The Pipeline reads its account dict with the compiled core's own dict operations, which
+    # no mapping can stand in for: the encoded mode runs the core's sources (the same decisions,
+    # tests/scenario/test_compiled_core.py; only the objects mode measures the compiled layout).
+    env = dict(os.environ, **({"DISTILLGUARD_CORE": "interpreted"} if mode == "encoded" else {}))
+    cmd = [sys.executable, __file__, "--child", str(events_file), "--mode", mode,
+           "--flush-every", str(flush_every)] + ([] if trace else ["--no-trace"])
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+                         env=env)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def report(r: dict[str, Any]) -> None:
+    n = r["accounts"]
+    print(f"\n== {r['mode']} ({r['core']} core): {n:,} idle accounts ({r['events']:,} events, "
+          f"{r['rate']:,.0f} events/s through the core; {r['open_windows']} windows still open, "
+          f"{r['encoded_states']:,} states held encoded), {r['clusters']:,} clusters "
+          f"({r['encoded_clusters']:,} held encoded)")
+    print(f"   RSS {r['rss_mb']:,.0f} MB ({r['rss_delta_mb']:,.0f} MB over the process at start: "
+          f"{r['rss_delta_mb'] * 2**20 / n:,.0f} B per account, clusters included)")
+    print(f"   encoded account state (changelog bytes): {r['encoded_per_account']:,.0f} B; "
+          f"clusters encoded {r['cluster_encoded_mb']:,.1f} MB")
+    if "traced_total_per_account" in r:
+        print(f"   tracemalloc, everything held after the run: "
+              f"{r['traced_total_per_account']:,.0f} B per account, of which:")
+        for k, v in r["traced_parts_per_account"].items():
+            print(f"     {v:>8,.0f} B  {k}")
+        print(f"   ({r['due_entries_per_account']:.2f} due-index entries per account)")
+    if "state_fields" in r:
+        print("   one idle AccountState as Python objects, by field (mean deep size):")
+        for k, v in r["state_fields"].items():
+            if v >= 1:
+                print(f"     {v:>8,.0f} B  {k}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--accounts", type=int, default=100_000)
+    p.add_argument("--mode", choices=["objects", "encoded", "both"], default="both")
+    p.add_argument("--no-trace", action="store_true", help="RSS only (tracemalloc is slow)")
+    p.add_argument("--flush-every", type=int, default=5_000,
+                   help="events between two simulated flushes (the worker: one per commit)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.mode, not args.no_trace, args.flush_every)))
+        return 0
+    print("command: " + " ".join(["python", "bench/idle_memory.py"] + (argv or sys.argv[1:])))
+    print(f"(Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}, "
+          f"core build {os.environ.get('DISTILLGUARD_CORE', 'default')})")
+    modes = ["objects", "encoded"] if args.mode == "both" else [args.mode]
+    with tempfile.TemporaryDirectory(prefix="dg-idle-") as tmp:
+        started = time.monotonic()
+        events_file = write_events(args.accounts, Path(tmp))
+        print(f"events written in {time.monotonic() - started:.0f} s "
+              f"({events_file.stat().st_size / 2**20:,.0f} MB)", flush=True)
+        for mode in modes:
+            report(run_child(events_file, mode, not args.no_trace, args.flush_every))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

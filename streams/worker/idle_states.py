@@ -1,0 +1,149 @@
+"""A table's states kept as Python objects while in use and as their changelog bytes when idle.
+
+The worker keeps every state its partitions own in memory (Faust's memory store). As Python
+objects an idle account's state takes ~2.5x its encoding and a cluster's ~4x (compiled core,
+bench/idle_memory.py): most accounts and clusters are idle at any moment, and a worker
+tracking a million accounts needs gigabytes for what the changelog holds in a few hundred
+megabytes. So a state that nothing has used for IDLE_AFTER_S (below) is replaced in the table
+by its encoding, the bytes the changelog holds for it, and decoded again at its next use: an
+event, a verdict, a window or expiry due.
+
+    get(key)          the state as an object, decoded (and kept as one) when it was idle
+    decoded(k, v)     a stored value as an object, without keeping it (a read-only look)
+    touched(key)      the agents changed the key's state (HeldWrites.change)
+    after_flush()     at a flush: the states unused for IDLE_AFTER_S (wall clock) go
+                      encoded
+
+Decisions are the same either way: a state's bytes decode to a state equal to the one encoded
+(the changelog's recovery rests on that already; tests/unit/test_idle_states.py replays a
+scenario with every state round-tripped every few events). The changelog is not touched:
+what is written, and when, is HeldWrites' business; this only changes what stays in memory.
+
+A state is encoded only at a flush, where HeldWrites has waited until no change is half-made
+(held_writes.py: the core changes states in place between `begin_change` and `end_change`),
+so the bytes kept are the state as its last change left it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+# A state goes encoded once unused for this long (wall clock, checked at each flush: after
+# between IDLE_AFTER_S and twice that). Decoding costs ~95 us for an active account's state
+# (~2 KB), ~30 us for a cluster's, against ~1-2 ms a worker spends per event in a backlog: a
+# state in use every few seconds stays an object; one idle for longer is what there are a
+# million of. A backlog flushes every 2.8 s (Faust's commit interval) or sooner (held states
+# full): with one flush interval instead of this, states were decoded again at their next
+# event within seconds (one worker, bench/backlog.py --hours 1: 0.10x the replay against
+# 0.17x; with 10 s, 0.18x against 0.19x).
+IDLE_AFTER_S = 10.0
+
+
+class IdleStates:
+    def __init__(self, data: MutableMapping[Any, Any], encode: Callable[[Any], bytes],
+                 decode: Callable[[bytes], Any], idle_after_s: float = IDLE_AFTER_S,
+                 undecodable: Callable[[Any, Exception], None] | None = None) -> None:
+        # The table's store: Faust's memory Store (a mapping over a dict), or any dict.
+        self.data = data
+        self._encode = encode
+        self._decode = decode
+        # Told of a stored value that does not decode (a changelog record of another core's
+        # format, a corrupt one), which is then dropped: the key starts afresh, as Faust's
+        # recovery skipped such a record when it decoded the changelog itself.
+        self._undecodable = undecodable
+        self.idle_after_s = idle_after_s
+        # Keys used in this generation, and in the one before it; a generation ends at the
+        # first flush `idle_after_s` after it began.
+        self._touched: set[Any] = set()
+        self._previous: set[Any] = set()
+        self._began: float | None = None
+        self.decodes = 0
+        self.encoded_idle = 0
+        self.unencodable = 0
+        self.undecodable = 0
+
+    def get(self, key: Any) -> Any:
+        """The key's state as an object (None when there is none); one held encoded is decoded
+        and kept as the object from now on."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if type(value) is bytes:
+            value = self.decoded(key, value)
+            if value is None:
+                return None
+            self.data[key] = value
+            self.decodes += 1
+        self._touched.add(key)
+        return value
+
+    def decoded(self, key: Any, value: Any) -> Any:
+        """A stored value as an object, not kept: for a look that changes nothing (a
+        partition's recovered states re-registered with its due index). None, the entry
+        dropped, when it does not decode."""
+        if type(value) is not bytes:
+            return value
+        try:
+            return self._decode(value)
+        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the partition
+            self.undecodable += 1
+            if self.data.get(key) is value:
+                del self.data[key]
+            if self._undecodable is not None:
+                self._undecodable(key, exc)
+            return None
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, state) of every stored state that decodes, decoded for the look and not
+        kept."""
+        for key, value in list(self.data.items()):
+            state = self.decoded(key, value)
+            if state is not None:
+                yield key, state
+
+    def touched(self, key: Any) -> None:
+        self._touched.add(key)
+
+    def after_flush(self, now: float | None = None) -> None:
+        """Once the generation is `idle_after_s` old, encode the states used in the previous
+        generation and not in this one, and begin the next.
+
+        Called by a flush with no change of a state half-made (HeldWrites waits for them) and
+        before anything else runs, so the bytes are the state as its last change left it: the
+        bytes that change's flush wrote. Encoded here rather than kept from that flush: a
+        backlog changes most states in every generation, and keeping their bytes meanwhile
+        cost more memory than encoding the few that go idle costs time (~15 us an account).
+        A state that does not encode stays an object (the flush refuses it when it changes).
+        """
+        now = time.monotonic() if now is None else now
+        if self._began is None:
+            self._began = now
+        if now - self._began < self.idle_after_s:
+            return
+        data = self.data
+        for key in self._previous - self._touched:
+            value = data.get(key)
+            if value is None or type(value) is bytes:
+                continue
+            try:
+                encoded = compact(self._encode(value))
+            except Exception:  # noqa: BLE001 - kept as an object: the flush refuses it when changed
+                self.unencodable += 1
+                continue
+            data[key] = encoded
+            self.encoded_idle += 1
+        self._previous, self._touched = self._touched, set()
+        self._began = now
+
+    def counts(self) -> dict[str, int]:
+        return {"decodes": self.decodes, "encoded_idle": self.encoded_idle,
+                "unencodable": self.unencodable, "undecodable": self.undecodable}
+
+
+def compact(data: bytes) -> bytes:
+    """`data` in a bytes object of its own size. orjson returns its output in the buffer it
+    wrote it in: ~4 KB allocated for a 450-byte account state (tracemalloc), which kept as
+    the idle form would have taken more memory than the objects it replaces."""
+    return memoryview(data).tobytes()
