@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from distillguard.models._build import current_build
+from distillguard.models._build import COMPILED_MODULES, current_build
 from distillguard.models.config import CORE_VERSION, DetectorConfig
 from distillguard.streams.edge.settings import Settings, SettingsError, load_settings
 from distillguard.streams.offline.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
@@ -771,8 +774,37 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             BrokerUnavailableError, GateError, FileNotFoundError, ValueError)
 
 
+# The commands that run the detection core: its modules are imported before the command runs.
+CORE_COMMANDS = frozenset({"demo", "diff", "evaluate", "explain", "replay", "simulate", "sweep",
+                           "worker"})
+
+
+def import_core_holding_ctrl_c() -> bool:
+    """Import every module of the core with Ctrl-C held back; True when one came meanwhile.
+
+    A KeyboardInterrupt raised while a compiled (mypyc) module initialises makes it abort the
+    process ("fatal: out of memory", SIGABRT) instead of raising: seen in CI, a `replay` sent
+    Ctrl-C while it was still starting on a loaded machine. Held back here, that Ctrl-C ends
+    the command with 130 like any other."""
+    if threading.current_thread() is not threading.main_thread():  # no signals there
+        for name in COMPILED_MODULES:
+            importlib.import_module(f"distillguard.models.{name}")
+        return False
+    came: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: came.append(signum))
+    try:
+        for name in COMPILED_MODULES:
+            importlib.import_module(f"distillguard.models.{name}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return bool(came)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in CORE_COMMANDS and import_core_holding_ctrl_c():
+        print(f"distillguard {args.command}: interrupted while starting", file=sys.stderr)
+        return 130
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
