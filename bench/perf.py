@@ -375,26 +375,11 @@ def bench_replay(quick: bool) -> None:
     row("  core alone (models.pipeline)", f"{figures['core']:,.0f} ev/s")
 
 
-def close_windows(pipeline: Pipeline, last_ts: float) -> None:
-    """One event per partition far enough ahead that every window has closed (accounts stay)."""
-    cfg = pipeline.cfg
-    ts = last_ts + cfg.window_s + cfg.allowed_lateness_s + 60
-    from distillguard.models.partitioning import partition_for
-    done: set[int] = set()
-    i = 0
-    while len(done) < pipeline.partitions:
-        acct = f"perf-clock-{i}"
-        p = partition_for(acct, pipeline.partitions)
-        if p not in done:
-            done.add(p)
-            from tests.conftest import make_event
-            pipeline.process(make_event(acct, ts, n=i))
-        i += 1
-
-
 def memory_child(accounts: int, trace: bool) -> dict[str, Any]:
     """Runs in a fresh process: N accounts through the Pipeline; throughput, RSS, state bytes."""
     import tracemalloc
+
+    from idle_memory import close_windows  # bench/idle_memory.py: one per partition, far ahead
     scale = accounts / ACCOUNTS_PER_SCALE
     events = [event_from_mapping(e) for e in sim_events(scale, 0.1)]
     gc.collect()
