@@ -59,7 +59,7 @@ from distillguard.simulator import Scenario, write_files
 from distillguard.streams.offline.replay import replay_file
 from tests.integration.test_faults import decisions_in, read_topic
 
-BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP", "127.0.0.1:9092")
+BOOTSTRAP = perf.BOOTSTRAP  # DGTEST_BOOTSTRAP, else the broker of KAFKA_PORT
 
 
 def say(what: str, value: str) -> None:
@@ -224,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-align", action="store_true",
                    help="DISTILLGUARD_EVENT_TIME_ALIGNMENT=false (the workers before issue 17)")
     args = p.parse_args(argv)
-    perf.BOOTSTRAP = BOOTSTRAP
     os.environ.setdefault("DGTEST_BOOTSTRAP", BOOTSTRAP)
     workdir = Path(tempfile.mkdtemp(prefix="dg-backlog-"))
     scenario = dataclasses.replace(Scenario.default(), duration_h=args.hours)

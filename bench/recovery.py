@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import tempfile
@@ -35,8 +34,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 
+import perf  # bench/perf.py: the broker's address
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -46,9 +47,7 @@ from distillguard.streams.edge.topics import delete_topics, ensure_topics, wait_
 from tests.conftest import event_dict
 from tests.integration.conftest import Fleet, event_records, produce, run_env
 
-# the broker of deploy/kafka-local.sh (KAFKA_PORT), or another one (DGTEST_BOOTSTRAP, as the tests)
-BOOTSTRAP = os.environ.get("DGTEST_BOOTSTRAP",
-                           f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}")
+BOOTSTRAP = perf.BOOTSTRAP  # DGTEST_BOOTSTRAP, else the broker of KAFKA_PORT
 # kill (hold): events produced at once just before the kill -9, the work in flight when the
 # worker dies; the rest of the stream is held back until the fleet has caught up, so the time
 # from the kill to lag 0 is the recovery alone.
