@@ -78,6 +78,11 @@ HARVEST_PAUSE_S = 2 * 3600
 # Harvest time adds up over a day from the account's first harvest of it: a campaign that
 # pauses longer than HARVEST_PAUSE_S between stretches still reaches a session's worth.
 HARVEST_DAY_S = 24 * 3600
+# Harvest time is active time: a gap between two templated high-value requests of a harvest
+# counts up to this much. A slow campaign sends one every 20-30 minutes or more often, so its
+# time counts in full; a job sending one an hour (a cron's templated prompt: 25 requests in a
+# day, an adversary's probe) harvests for half its span, not for a day.
+HARVEST_ACTIVE_GAP_S = 30 * 60
 # A person sends a templated high-value request every few minutes (an exam's question, a class's
 # exercise: read the answer, think, send the next); a harvesting script one or more a minute,
 # and a short, intense campaign takes what it wants in less than a session. This many in one
@@ -129,6 +134,9 @@ class Behaviour:
     harvested_before_s: float = 0.0
     # Templated high-value requests of the current harvest: its pace (`machine_paced`).
     harvest_requests: int = 0
+    # Idle time of the current harvest: what its gaps exceed HARVEST_ACTIVE_GAP_S by, summed
+    # (`harvest_span` counts active time; the pace is over the whole span).
+    harvest_idle_s: float = 0.0
 
     def observe(self, asn: int | None, client: str | None, high_value: bool, reasoning: bool,
                 template: int, prefix: str | None, ts: float) -> None:
@@ -152,33 +160,43 @@ class Behaviour:
             self.templated_high_value += 1
             if not self.harvesting_last or ts - self.harvesting_last > HARVEST_PAUSE_S:
                 self._start_harvest(ts)
-            # (a late request, older than the latest, continues the harvest without moving it)
+            elif ts - self.harvesting_last > HARVEST_ACTIVE_GAP_S:
+                self.harvest_idle_s += ts - self.harvesting_last - HARVEST_ACTIVE_GAP_S
+            # (a late request, older than the latest, continues the harvest without moving it;
+            # one older than the harvest's start is no part of its pace: a record stamped
+            # ahead started it, and the on-time requests after it would otherwise join a
+            # harvest of span 0, a person's 20 requests 3 minutes apart "machine-paced")
             self.harvesting_last = max(self.harvesting_last, ts)
-            self.harvest_requests += 1
+            self.harvest_requests += ts >= self.harvesting_since
         _remember(self.recent_asks, (HIGH_VALUE if high_value else 0)
                   | (REASONING if reasoning else 0))
         _remember(self.recent_templates, template)
 
     def _start_harvest(self, ts: float) -> None:
+        ended = _current_harvest_s(self)
         if self.harvesting_last and ts - self.harvest_day_start < HARVEST_DAY_S:
-            self.harvested_earlier_s += self.harvesting_last - self.harvesting_since
+            self.harvested_earlier_s += ended
         else:
-            if self.harvesting_last and ts - self.harvest_day_start < 2 * HARVEST_DAY_S:
-                # the next day: the day that ended is carried
-                self.harvested_before_s += (self.harvested_earlier_s + self.harvesting_last
-                                            - self.harvesting_since)
+            if self.harvesting_last and ts - self.harvesting_last < HARVEST_DAY_S:
+                # the next day, begun within a day of the last harvest's end: the day that
+                # ended is carried. (From the day's end, not its start: a workshop on Monday
+                # 09:00-21:00 and Wednesday from 08:30 is two days apart, not one day's harvest
+                # on Wednesday evening, as it was measured from Monday's start.)
+                self.harvested_before_s += self.harvested_earlier_s + ended
             else:
                 self.harvested_before_s = 0.0
             self.harvested_earlier_s, self.harvest_day_start = 0.0, ts
         self.harvesting_since = ts
         self.harvest_requests = 0
+        self.harvest_idle_s = 0.0
 
     def to_wire(self) -> list[Any]:
         return [self.asns, self.asn_switches, self.clients, self.client_switches,
                 self.high_value, self.reasoning, self.templated_high_value, self.recent_asks,
                 self.recent_templates, self.prefixes, self.prefix_switches,
                 self.harvesting_since, self.harvesting_last, self.harvested_earlier_s,
-                self.harvest_day_start, self.harvest_requests, self.harvested_before_s]
+                self.harvest_day_start, self.harvest_requests, self.harvested_before_s,
+                self.harvest_idle_s]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Behaviour:
@@ -194,7 +212,9 @@ class Behaviour:
                    harvest_day_start=w[14] if len(w) > 15 else 0.0,
                    harvest_requests=w[15] if len(w) > 15 else 0,
                    # (16 fields: a state from core 0.10; its days before start now)
-                   harvested_before_s=w[16] if len(w) > 16 else 0.0)
+                   harvested_before_s=w[16] if len(w) > 16 else 0.0,
+                   # (17 fields: a state from core 0.12 or before; its harvest all active)
+                   harvest_idle_s=w[17] if len(w) > 17 else 0.0)
 
 
 def breadth(b: Behaviour) -> int:
@@ -258,11 +278,18 @@ def harvest(b: Behaviour, requests: int) -> float:
 
 def harvest_span(b: Behaviour) -> float:
     """Event seconds the account has harvested known templates in its current day and the days
-    before it that followed each other: its earlier harvests and the current one (0: none)."""
+    before it that followed each other: its earlier harvests and the current one (0: none),
+    each counted as active time (gaps up to HARVEST_ACTIVE_GAP_S)."""
     if not b.harvesting_last:
         return 0.0
-    return (b.harvested_before_s + b.harvested_earlier_s + b.harvesting_last
-            - b.harvesting_since)
+    return b.harvested_before_s + b.harvested_earlier_s + _current_harvest_s(b)
+
+
+def _current_harvest_s(b: Behaviour) -> float:
+    """Active seconds of the current harvest (0: none)."""
+    if not b.harvesting_last:
+        return 0.0
+    return max(0.0, b.harvesting_last - b.harvesting_since - b.harvest_idle_s)
 
 
 def machine_paced(b: Behaviour, requests: int = MACHINE_PACE_REQUESTS,

@@ -438,6 +438,12 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
             # throttle or block lifts nothing: a gateway that does not send the organisation
             # would then serve the account freely; the detector's action runs out instead.)
             handover = org_handover(state.account_id, manual, now_ts, cfg.model_version)
+        if manual.action == ALLOW:
+            # An operator vouches for the account (or its organisation): the blocks the
+            # detector gave it were wrong, and must not license the next one on a single kind
+            # of crowd evidence when the allowance ends (an adversary's probe: a student whose
+            # wrong block was lifted was blocked again at its next request).
+            state.strikes = 0
         # Recorded as the action in force, so that when it ends the detector starts from
         # nothing in force (the gateway's view) rather than from its own earlier action.
         state.action, state.action_until = manual.action, manual.until
@@ -448,7 +454,10 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
             state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
             or state.action_until - _ttl(state.action, cfg) < lifted_at):
         # Lifted early (`override lift`, which gave the gateway an allow): an operator's
-        # decision, or the detector's own decided before the lift. Nothing is in force.
+        # decision, or the detector's own decided before the lift. Nothing is in force. A
+        # block of the detector's own that an operator lifted was a mistake: its strike goes.
+        if state.action == BLOCK and not state.action_decision_id.startswith(OPERATOR_ID_PREFIX):
+            state.strikes = max(0, state.strikes - 1)
         state.action, state.action_until = ALLOW, 0.0
         state.action_decision_id = LIFTED_BY_HAND + state.action_decision_id
     active = state.action if now_ts < state.action_until else ALLOW

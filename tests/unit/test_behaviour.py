@@ -12,6 +12,7 @@ import random
 
 from distillguard.models.behaviour import (
     CONFIDENT_REQUESTS,
+    HARVEST_ACTIVE_GAP_S,
     HARVEST_DAY_S,
     HARVEST_PAUSE_S,
     HARVESTING,
@@ -177,7 +178,9 @@ def test_harvest_time_adds_up_over_a_day_between_long_pauses() -> None:
     b.observe(1, "c", True, True, tpl, None, ts=last + HARVEST_PAUSE_S + 1)
     assert (b.harvesting_since, harvest_span(b)) == (last + HARVEST_PAUSE_S + 1, 90 * 60)
     b.observe(1, "c", True, True, tpl, None, ts=last + 2 * HARVEST_PAUSE_S)  # within one
-    assert harvest_span(b) == 90 * 60 + HARVEST_PAUSE_S - 1
+    # (a gap within a harvest counts as active time up to HARVEST_ACTIVE_GAP_S: a job sending a
+    # templated prompt an hour does not harvest for its whole span)
+    assert harvest_span(b) == 90 * 60 + HARVEST_ACTIVE_GAP_S
     # the next day starts another day, the day before carried: a campaign pausing once a day
     # goes on adding up (tests/unit/test_core10_adversary.py W1)
     yesterday = harvest_span(b)
@@ -198,6 +201,9 @@ def test_harvest_time_adds_up_over_a_day_between_long_pauses() -> None:
     b.observe(1, "c", True, True, tpl, None, ts=fresh + 600)
     b.observe(1, "c", True, True, tpl, None, ts=fresh + HARVEST_DAY_S + 1)
     assert b.harvested_before_s and not Behaviour.from_wire(b.to_wire()[:16]).harvested_before_s
+    # one from core 0.12 (17 fields) counts its current harvest as active throughout
+    b.observe(1, "c", True, True, tpl, None, ts=b.harvesting_last + HARVEST_PAUSE_S - 1)
+    assert b.harvest_idle_s and not Behaviour.from_wire(b.to_wire()[:17]).harvest_idle_s
 
 
 def test_a_harvest_at_a_machines_pace_is_told_from_a_persons() -> None:
