@@ -33,6 +33,7 @@ Fields:
 | session_timeout_s      | DISTILLGUARD_SESSION_TIMEOUT_S      | 10                    |
 | source_idle_wall_s     | DISTILLGUARD_SOURCE_IDLE_WALL_S     | 30                    |
 | event_time_alignment   | DISTILLGUARD_EVENT_TIME_ALIGNMENT   | true                  |
+| idle_state_after_s     | DISTILLGUARD_IDLE_STATE_AFTER_S     | 10                    |
 | allow_orgs             | DISTILLGUARD_ALLOW_ORGS             | (none)                |
 | allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
 | internal_record_keys   | DISTILLGUARD_INTERNAL_RECORD_KEYS   | (none: not signed)    |
@@ -62,6 +63,10 @@ behind, /health `alignment`). event_time_alignment: that waiting, on by default 
 decides as the replay does, docs/operations.md "Event-time alignment"); false makes the account
 stage run as fast as it reads and count the verdicts that come late (the workers before issue
 17). Every worker of an app needs the same value.
+idle_state_after_s: a table state (an account's, a cluster's) that nothing has used for this many
+seconds of wall clock is held as its encoded changelog bytes, a third of its size as objects,
+and decoded at its next use (streams/worker/idle_states.py); shorter saves memory and costs a
+decode for an account that comes back (watch `distillguard_idle_states_total`), 1 to 3600.
 max_event_ahead_s: how far a request's `ts` may be ahead of the time its record was written to
 Kafka (a file's line: of the replay's start); a later one is dead-lettered, since it would carry
 its partition's event time ahead of every honest event after it (streams/edge/codec.py).
@@ -157,6 +162,7 @@ class Settings:
     session_timeout_s: float = 10.0
     source_idle_wall_s: float = 30.0
     event_time_alignment: bool = True
+    idle_state_after_s: float = 10.0
     allow_orgs: tuple[str, ...] = ()
     allow_accounts: tuple[str, ...] = ()
     internal_record_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -410,6 +416,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("standby_replicas must be between 0 and 3")
     if not 1.0 <= s.source_idle_wall_s <= 3600.0:
         raise SettingsError("source_idle_wall_s must be between 1 and 3600")
+    if not 1.0 <= s.idle_state_after_s <= 3600.0:
+        raise SettingsError("idle_state_after_s must be between 1 and 3600")
     if not 6.0 <= s.session_timeout_s <= 300.0:
         raise SettingsError("session_timeout_s must be between 6 (the broker's minimum) and 300")
     if not s.kafka_bootstrap.strip():

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
-# A state goes encoded once unused for this long (wall clock, checked at each flush: after
-# between IDLE_AFTER_S and twice that). Decoding costs ~95 us for an active account's state
+# A state goes encoded once unused for this long by default (the setting idle_state_after_s;
+# wall clock, checked at each flush: after between it and twice that). Decoding costs ~95 us for an active account's state
 # (~2 KB), ~30 us for a cluster's, against ~1-2 ms a worker spends per event in a backlog: a
 # state in use every few seconds stays an object; one idle for longer is what there are a
 # million of. A backlog flushes every 2.8 s (Faust's commit interval) or sooner (held states

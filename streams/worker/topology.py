@@ -275,8 +275,10 @@ def create_app(settings: Settings) -> WorkerApp:
         return report
 
     account_states = IdleStates(accounts.data, encode_account_state, decode_account_state,
+                                idle_after_s=settings.idle_state_after_s,
                                 undecodable=undecodable("accounts"))
     cluster_states = IdleStates(clusters.data, encode_cluster_state, decode_cluster_state,
+                                idle_after_s=settings.idle_state_after_s,
                                 undecodable=undecodable("clusters"))
     # key: partition number, value: a JSON snapshot of the partition's online model and other
     # in-memory context (streams/worker/partition_context.py); co-partitioned with requests, so the

@@ -52,12 +52,14 @@ def test_env_overrides() -> None:
                            "DISTILLGUARD_DETECTOR_THROTTLE_SCORE": "0.7",
                            "DISTILLGUARD_MAX_RECORD_BYTES": "2048",
                            "DISTILLGUARD_TOPIC_REQUESTS": "tenant-a.requests",
+                           "DISTILLGUARD_IDLE_STATE_AFTER_S": "60",
                            "PATH": "/usr/bin", "UNRELATED": "x"})
     assert s.kafka_bootstrap == "broker-1:9093,broker-2:9093"
     assert s.detector.window_s == 60 and isinstance(s.detector.window_s, int)
     assert s.detector.throttle_score == 0.7
     assert s.max_record_bytes == 2048
     assert s.topics["requests"].name == "tenant-a.requests"
+    assert s.idle_state_after_s == 60.0
     assert s.detector.block_score == DetectorConfig().block_score  # untouched
 
 
@@ -165,6 +167,8 @@ def test_missing_or_invalid_file(tmp_path: Path) -> None:
     ({"DISTILLGUARD_PARTITIONS": "0"}, "partitions"),
     ({"DISTILLGUARD_PARTITIONS": "1025"}, "partitions"),
     ({"DISTILLGUARD_PARTITIONS": "many"}, "partitions"),
+    ({"DISTILLGUARD_IDLE_STATE_AFTER_S": "0.5"}, "idle_state_after_s"),
+    ({"DISTILLGUARD_IDLE_STATE_AFTER_S": "7200"}, "idle_state_after_s"),
 ])
 def test_bad_values_are_refused_naming_the_setting(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
