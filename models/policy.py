@@ -438,11 +438,12 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
             # throttle or block lifts nothing: a gateway that does not send the organisation
             # would then serve the account freely; the detector's action runs out instead.)
             handover = org_handover(state.account_id, manual, now_ts, cfg.model_version)
-        if manual.action == ALLOW:
-            # An operator vouches for the account (or its organisation): the blocks the
-            # detector gave it were wrong, and must not license the next one on a single kind
-            # of crowd evidence when the allowance ends (an adversary's probe: a student whose
-            # wrong block was lifted was blocked again at its next request).
+        if manual.action == ALLOW and manual.scope != ORG:
+            # An operator vouches for the account: the blocks the detector gave it were wrong,
+            # and must not license the next one on a single kind of crowd evidence when the
+            # allowance ends (an adversary's probe: a student whose wrong block was lifted was
+            # blocked again at its next request). Only the account's own allow: an
+            # organisation's names no account an operator looked at.
             state.strikes = 0
         # Recorded as the action in force, so that when it ends the detector starts from
         # nothing in force (the gateway's view) rather than from its own earlier action.
@@ -450,14 +451,18 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
         state.action_decision_id = manual.decision_id
         return handover
     lifted_at = operator.take_lift(state.account_id) if operator is not None else 0.0
+    if (lifted_at and state.action == BLOCK
+            and not state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
+            and state.action_until - _ttl(BLOCK, cfg) < lifted_at):
+        # An operator lifted a block of the detector's own: it was a mistake, and its strike
+        # goes, whether the account's next decision comes while it would still hold or after
+        # it ran out (a student back the next morning).
+        state.strikes = max(0, state.strikes - 1)
     if state.action != ALLOW and now_ts < state.action_until and (
             state.action_decision_id.startswith(OPERATOR_ID_PREFIX)
             or state.action_until - _ttl(state.action, cfg) < lifted_at):
         # Lifted early (`override lift`, which gave the gateway an allow): an operator's
-        # decision, or the detector's own decided before the lift. Nothing is in force. A
-        # block of the detector's own that an operator lifted was a mistake: its strike goes.
-        if state.action == BLOCK and not state.action_decision_id.startswith(OPERATOR_ID_PREFIX):
-            state.strikes = max(0, state.strikes - 1)
+        # decision, or the detector's own decided before the lift. Nothing is in force.
         state.action, state.action_until = ALLOW, 0.0
         state.action_decision_id = LIFTED_BY_HAND + state.action_decision_id
     active = state.action if now_ts < state.action_until else ALLOW
