@@ -135,7 +135,7 @@ class Behaviour:
     # Templated high-value requests of the current harvest: its pace (`machine_paced`).
     harvest_requests: int = 0
     # Idle time of the current harvest: what its gaps exceed HARVEST_ACTIVE_GAP_S by, summed
-    # (`harvest_span` counts active time; the pace is over the whole span).
+    # (its time, `harvest_span`, and its pace, `machine_paced`, are over the active rest).
     harvest_idle_s: float = 0.0
 
     def observe(self, asn: int | None, client: str | None, high_value: bool, reasoning: bool,
@@ -221,7 +221,8 @@ class Behaviour:
                    harvest_requests=w[15] if len(w) > 15 else 0,
                    # (16 fields: a state from core 0.10; its days before start now)
                    harvested_before_s=w[16] if len(w) > 16 else 0.0,
-                   # (17 fields: a state from core 0.12 or before; its harvest all active)
+                   # (17 fields: a state from core 0.10; its current harvest counts as
+                   # active throughout)
                    harvest_idle_s=w[17] if len(w) > 17 else 0.0)
 
 
