@@ -56,8 +56,14 @@ from distillguard.models.behaviour import (
 )
 from distillguard.models.config import DetectorConfig
 from distillguard.models.decision import ALLOW, BLOCK, THROTTLE
-from distillguard.models.operator import ORG, OperatorDecision, OperatorDecisions
+from distillguard.models.operator import (
+    OPERATOR_ID_PREFIX,
+    ORG,
+    OperatorDecision,
+    OperatorDecisions,
+)
 from distillguard.models.policy import _may_block, assess, decide
+from tests.unit.test_harvest_clock_and_lifts import decide_after_a_lift
 from tests.unit.test_policy import OTHER, T0, TPL_A, TPL_B, account, template_verdicts, verdict
 
 CFG = DetectorConfig()
@@ -175,11 +181,7 @@ def test_a_lifted_block_past_a_days_harvest_is_blocked_again_at_once() -> None:
     assert harvest_span(b) >= DAY and not machine_paced(b)
     st = _convicted_course(b, strikes=1)
     assert assess(st, T0, CFG).action == BLOCK
-    st.action, st.action_until = BLOCK, T0 - 600 + CFG.block_ttl_s
-    st.action_decision_id = "dec-block"
-    operator = OperatorDecisions()
-    operator.note_lift(st.account_id, T0 - 60)
-    d = decide(st, T0, CFG, operator=operator)
+    d = decide_after_a_lift(st, blocked_at=T0 - 600, lifted_at=T0 - 60)
     assert d is not None and d.action == BLOCK and st.strikes == 1
 
 
@@ -187,25 +189,20 @@ def test_a_lift_takes_back_one_strike_not_all() -> None:
     # a repeat offender (3 strikes) talked out of one block: the lift takes one back, the two
     # left let its crowds block it again at once (a new strike)
     st = _convicted_course(_long_harvester(2), strikes=3)
-    st.action, st.action_until = BLOCK, T0 - 600 + CFG.block_ttl_s
-    st.action_decision_id = "dec-block"
-    operator = OperatorDecisions()
-    operator.note_lift(st.account_id, T0 - 60)
-    d = decide(st, T0, CFG, operator=operator)
+    d = decide_after_a_lift(st, blocked_at=T0 - 600, lifted_at=T0 - 60)
     assert d is not None and d.action == BLOCK and st.strikes == 3
 
 
 def test_an_operators_block_lifted_leaves_the_detectors_strikes() -> None:
     st = _convicted_course(_long_harvester(2), strikes=2)
-    st.action, st.action_until = BLOCK, T0 + 3600
-    st.action_decision_id = "op-block-1"  # an operator's own block (OPERATOR_ID_PREFIX)
-    operator = OperatorDecisions()
-    operator.note_lift(st.account_id, T0 - 60)
-    decide(st, T0, CFG, operator=operator)
-    assert st.strikes == 2
+    # an operator's own block (its id has OPERATOR_ID_PREFIX) lifted: not the detector's
+    # mistake, so its two strikes stay, and its crowds block it again (a third)
+    d = decide_after_a_lift(st, blocked_at=T0 - 600, lifted_at=T0 - 60,
+                            decision_id=OPERATOR_ID_PREFIX + "block-1")
+    assert d is not None and d.action == BLOCK and st.strikes == 3
 
 
-# --- found in the first cut, fixed; and what is still open ----------------------------------------------------------------------------------
+# --- found in the first cut, fixed; and what is still open ------------------------------------
 
 
 # Found in core 0.13's first cut and fixed before it landed: core 0.13 measures a harvest's pace
@@ -303,11 +300,8 @@ def _class_member(strikes: int) -> AccountState:
 
 def test_a_lifted_student_decided_while_the_block_would_hold_is_held_not_blocked() -> None:
     st = _class_member(strikes=1)
-    st.action, st.action_until = BLOCK, T0 - 2 * HOUR + CFG.block_ttl_s  # blocked 2 h ago
-    st.action_decision_id = "dec-wrong-block"
-    operator = OperatorDecisions()
-    operator.note_lift(st.account_id, T0 - HOUR)  # lifted an hour in
-    d = decide(st, T0, CFG, operator=operator)  # back an hour later: the block would hold
+    # blocked 2 h ago, lifted an hour in, back an hour later: the block would still hold
+    d = decide_after_a_lift(st, blocked_at=T0 - 2 * HOUR, lifted_at=T0 - HOUR)
     assert st.strikes == 0 and d is not None and d.action == THROTTLE
 
 
@@ -321,9 +315,6 @@ def test_a_lifted_student_decided_while_the_block_would_hold_is_held_not_blocked
 # the block's decision time), in force or not
 def test_a_lifted_student_back_after_the_blocks_ttl_is_not_blocked_again() -> None:
     st = _class_member(strikes=1)
-    st.action, st.action_until = BLOCK, T0 - 20 * HOUR + CFG.block_ttl_s  # blocked last evening
-    st.action_decision_id = "dec-wrong-block"
-    operator = OperatorDecisions()
-    operator.note_lift(st.account_id, T0 - 19 * HOUR)  # lifted an hour in
-    d = decide(st, T0, CFG, operator=operator)  # back the next morning, the course convicted
+    # blocked last evening, lifted an hour in, back the next morning, the course convicted
+    d = decide_after_a_lift(st, blocked_at=T0 - 20 * HOUR, lifted_at=T0 - 19 * HOUR)
     assert st.strikes == 0 and (d is None or d.action != BLOCK)

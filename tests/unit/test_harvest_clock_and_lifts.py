@@ -22,7 +22,7 @@ from __future__ import annotations
 from distillguard.models.account import AccountState
 from distillguard.models.behaviour import HARVEST_ACTIVE_GAP_S, Behaviour, harvest_span
 from distillguard.models.config import DetectorConfig
-from distillguard.models.decision import ALLOW, BLOCK, THROTTLE
+from distillguard.models.decision import ALLOW, BLOCK, THROTTLE, Decision
 from distillguard.models.operator import OperatorDecision, OperatorDecisions
 from distillguard.models.policy import _may_block, assess, decide
 from tests.unit.test_policy import OTHER, T0, TPL_A, TPL_B, account, template_verdicts, verdict
@@ -60,6 +60,17 @@ def _class_member(strikes: int = 0) -> AccountState:
                  behaviour=b, requests=20)
     st.strikes = strikes
     return st
+
+
+def decide_after_a_lift(st: AccountState, blocked_at: float, lifted_at: float,
+                        decision_id: str = "dec-wrong-block") -> Decision | None:
+    """The decision at T0 about `st`, blocked at `blocked_at` (by the detector, or by an operator
+    if `decision_id` is one of theirs) and the block lifted by an operator at `lifted_at`."""
+    st.action, st.action_until = BLOCK, blocked_at + CFG.block_ttl_s
+    st.action_decision_id = decision_id
+    operator = OperatorDecisions()
+    operator.note_lift(st.account_id, lifted_at)
+    return decide(st, T0, CFG, operator=operator)
 
 
 # --- the harvest clock -------------------------------------------------------------------------
@@ -123,11 +134,7 @@ def test_a_class_member_is_held_and_a_strike_lets_the_crowds_block() -> None:
 
 def test_a_block_lifted_by_an_operator_does_not_count_as_an_earlier_block() -> None:
     st = _class_member(strikes=1)
-    st.action, st.action_until = BLOCK, T0 - 600 + CFG.block_ttl_s
-    st.action_decision_id = "dec-wrong-block"
-    operator = OperatorDecisions()
-    operator.note_lift(st.account_id, T0 - 60)
-    d = decide(st, T0, CFG, operator=operator)
+    d = decide_after_a_lift(st, blocked_at=T0 - 600, lifted_at=T0 - 60)
     assert st.strikes == 0
     assert d is not None and d.action == THROTTLE  # held, as any member of the class
 
