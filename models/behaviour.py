@@ -83,6 +83,13 @@ HARVEST_DAY_S = 24 * 3600
 # time counts in full; a job sending one an hour (a cron's templated prompt: 25 requests in a
 # day, an adversary's probe) harvests for half its span, not for a day.
 HARVEST_ACTIVE_GAP_S = 30 * 60
+# A day's harvest carries into the next only when it lasted at least this long: a campaign that
+# pauses a few hours a day harvests most of each day, a person's routine (two hours every
+# evening, a working day at a tool's templates) less than half of it, and must not add up to a
+# day's harvest over a week or two. (What a campaign can then send every day without a block,
+# just under half a day at the machine's pace, ~710 requests, is what one harvesting a whole
+# day and resting the next already could: an adversary's measure, 706.)
+HARVEST_CARRY_MIN_S = 12 * 3600
 # A person sends a templated high-value request every few minutes (an exam's question, a class's
 # exercise: read the answer, think, send the next); a harvesting script one or more a minute,
 # and a short, intense campaign takes what it wants in less than a session. This many in one
@@ -126,11 +133,11 @@ class Behaviour:
     harvested_earlier_s: float = 0.0
     harvest_day_start: float = 0.0
     # The harvest time of the days before the current one, while they follow each other (a
-    # day's first harvest within HARVEST_DAY_S of the previous day's end); a day without any
-    # harvest clears it. A campaign that pauses for two hours once a day would otherwise start
-    # every day afresh and never reach a day's worth (an adversary's probe: ~1,180 requests a
-    # day per account, never blocked); a bootcamp's day, an exam or a class does not go on for
-    # days.
+    # day's first harvest within HARVEST_DAY_S of the previous day's end) and each lasted
+    # HARVEST_CARRY_MIN_S or more; a day without any harvest, or with less, clears it. A
+    # campaign that pauses for two hours once a day would otherwise start every day afresh and
+    # never reach a day's worth (an adversary's probe: ~1,180 requests a day per account, never
+    # blocked); a bootcamp's day, an exam or a class does not go on for days.
     harvested_before_s: float = 0.0
     # Templated high-value requests of the current harvest: its pace (`machine_paced`).
     harvest_requests: int = 0
@@ -185,12 +192,15 @@ class Behaviour:
         if self.harvesting_last and ts - self.harvest_day_start < HARVEST_DAY_S:
             self.harvested_earlier_s += ended
         else:
-            if self.harvesting_last and ts - self.harvesting_last < HARVEST_DAY_S:
-                # the next day, begun within a day of the last harvest's end: the day that
-                # ended is carried. (From the day's end, not its start: a workshop on Monday
-                # 09:00-21:00 and Wednesday from 08:30 is two days apart, not one day's harvest
-                # on Wednesday evening, as it was measured from Monday's start.)
-                self.harvested_before_s += self.harvested_earlier_s + ended
+            day = self.harvested_earlier_s + ended
+            if (self.harvesting_last and ts - self.harvesting_last < HARVEST_DAY_S
+                    and day >= HARVEST_CARRY_MIN_S):
+                # the next day, begun within a day of the last harvest's end, after a day of
+                # half a day's harvest or more: the day that ended is carried. (From its end,
+                # not its start: a workshop on Monday 09:00-21:00 and Wednesday from 08:30 is
+                # two days apart, not one day's harvest on Wednesday evening, as it was
+                # measured from Monday's start.)
+                self.harvested_before_s += day
             else:
                 self.harvested_before_s = 0.0
             self.harvested_earlier_s, self.harvest_day_start = 0.0, ts

@@ -13,6 +13,7 @@ import random
 from distillguard.models.behaviour import (
     CONFIDENT_REQUESTS,
     HARVEST_ACTIVE_GAP_S,
+    HARVEST_CARRY_MIN_S,
     HARVEST_DAY_S,
     HARVEST_PAUSE_S,
     HARVESTING,
@@ -181,14 +182,22 @@ def test_harvest_time_adds_up_over_a_day_between_long_pauses() -> None:
     # (a gap within a harvest counts as active time up to HARVEST_ACTIVE_GAP_S: a job sending a
     # templated prompt an hour does not harvest for its whole span)
     assert harvest_span(b) == 90 * 60 + HARVEST_ACTIVE_GAP_S
-    # the next day starts another day, the day before carried: a campaign pausing once a day
-    # goes on adding up (tests/unit/test_core10_adversary.py W1)
-    yesterday = harvest_span(b)
+    # the next day starts another day; the day before, two hours of harvest, is not carried: a
+    # day carries only with half a day's harvest or more (a campaign pausing once a day goes on
+    # adding up, tests/unit/test_core10_adversary.py W1; a person's routine does not)
     day_after = b.harvest_day_start + HARVEST_DAY_S + 1
     b.observe(1, "c", True, True, tpl, None, ts=day_after)
-    assert (b.harvesting_since, harvest_span(b)) == (day_after, yesterday)
+    assert (b.harvesting_since, harvest_span(b)) == (day_after, 0.0)
     b.observe(1, "c", True, True, tpl, None, ts=day_after + 600)
-    assert harvest_span(b) == yesterday + 600
+    assert harvest_span(b) == 600
+    # a day of over half a day's harvest is carried into the next
+    for minute in range(10, 13 * 60, 10):
+        b.observe(1, "c", True, True, tpl, None, ts=day_after + 60 * minute)
+    yesterday = harvest_span(b)
+    assert yesterday >= HARVEST_CARRY_MIN_S
+    next_day = b.harvest_day_start + HARVEST_DAY_S + 1
+    b.observe(1, "c", True, True, tpl, None, ts=next_day)
+    assert (b.harvesting_since, harvest_span(b)) == (next_day, yesterday)
     # a whole day with no harvest clears it
     fresh = b.harvest_day_start + 2 * HARVEST_DAY_S + 1
     b.observe(1, "c", True, True, tpl, None, ts=fresh)
@@ -198,10 +207,11 @@ def test_harvest_time_adds_up_over_a_day_between_long_pauses() -> None:
     assert Behaviour.from_wire(b.to_wire()) == b
     old = Behaviour.from_wire(b.to_wire()[:11])
     assert harvest_span(old) == 0.0 and not old.harvesting_since
-    b.observe(1, "c", True, True, tpl, None, ts=fresh + 600)
+    for minute in range(10, 13 * 60, 10):
+        b.observe(1, "c", True, True, tpl, None, ts=fresh + 60 * minute)
     b.observe(1, "c", True, True, tpl, None, ts=fresh + HARVEST_DAY_S + 1)
     assert b.harvested_before_s and not Behaviour.from_wire(b.to_wire()[:16]).harvested_before_s
-    # one from core 0.12 (17 fields) counts its current harvest as active throughout
+    # one from core 0.10 (17 fields) counts its current harvest as active throughout
     b.observe(1, "c", True, True, tpl, None, ts=b.harvesting_last + HARVEST_PAUSE_S - 1)
     assert b.harvest_idle_s and not Behaviour.from_wire(b.to_wire()[:17]).harvest_idle_s
 

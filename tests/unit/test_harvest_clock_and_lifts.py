@@ -95,6 +95,28 @@ def test_consecutive_days_still_carry_from_the_last_harvests_end() -> None:
     assert _may_block({}, False, _state(b), 0.0, CFG)
 
 
+def test_a_working_week_at_a_tools_templates_never_adds_up_to_a_day() -> None:
+    # 09:00-17:00 at one templated request every 10 minutes, five days running (core 0.13's
+    # first cut carried every day: blockable on Wednesday afternoon)
+    b = Behaviour()
+    for day in range(5):
+        for i in range(49):
+            b.observe(asn=65001, client="browser", high_value=True, reasoning=True,
+                      template=TPL_A, prefix="100.1.2", ts=T0 + day * DAY + 9 * HOUR + i * 600.0)
+            assert not _may_block({}, False, _state(b), 0.0, CFG)
+
+
+def test_a_campaign_harvesting_most_of_each_day_adds_up() -> None:
+    # 13 h of harvest a day just under the machine's pace (one every 61 s), an 11-hour rest:
+    # carried, blockable on day 2
+    b = Behaviour()
+    for day in range(3):
+        _harvest(b, T0 + day * DAY, 61.0, int(13 * HOUR / 61.0))
+        if _may_block({}, False, _state(b), 0.0, CFG):
+            break
+    assert day == 1 and harvest_span(b) >= CFG.harvest_session_s
+
+
 def test_an_hourly_job_has_not_harvested_for_a_day() -> None:
     b = Behaviour()
     _harvest(b, T0, HOUR, 25)  # 24 h of span, 25 requests
