@@ -90,6 +90,11 @@ HARVEST_ACTIVE_GAP_S = 30 * 60
 # just under half a day at the machine's pace, ~710 requests, is what one harvesting a whole
 # day and resting the next already could: an adversary's measure, 706.)
 HARVEST_CARRY_MIN_S = 12 * 3600
+# A harvest counts at least this long per templated high-value request after its first: a burst
+# of 19 (one under the machine's pace, `machine_paced`) sent at once after each pause of over two
+# hours counted almost no time, so five of them fitted beside just under half a day of harvest
+# without the day being carried (~815 requests a day, never blocked: an adversary's probe).
+HARVEST_S_PER_REQUEST = 60.0
 # A person sends a templated high-value request every few minutes (an exam's question, a class's
 # exercise: read the answer, think, send the next); a harvesting script one or more a minute,
 # and a short, intense campaign takes what it wants in less than a session. This many in one
@@ -188,7 +193,7 @@ class Behaviour:
         _remember(self.recent_templates, template)
 
     def _start_harvest(self, ts: float) -> None:
-        ended = _current_harvest_s(self)
+        ended = _counted_harvest_s(self)
         if self.harvesting_last and ts - self.harvest_day_start < HARVEST_DAY_S:
             self.harvested_earlier_s += ended
         else:
@@ -298,10 +303,19 @@ def harvest(b: Behaviour, requests: int) -> float:
 def harvest_span(b: Behaviour) -> float:
     """Event seconds the account has harvested known templates in its current day and the days
     before it that followed each other: its earlier harvests and the current one (0: none),
-    each counted as active time (gaps up to HARVEST_ACTIVE_GAP_S)."""
+    each counted as active time (gaps up to HARVEST_ACTIVE_GAP_S), and at least a minute a
+    request (HARVEST_S_PER_REQUEST)."""
     if not b.harvesting_last:
         return 0.0
-    return b.harvested_before_s + b.harvested_earlier_s + _current_harvest_s(b)
+    return b.harvested_before_s + b.harvested_earlier_s + _counted_harvest_s(b)
+
+
+def _counted_harvest_s(b: Behaviour) -> float:
+    """What the current harvest counts for toward a day's harvest: its active time, and at least
+    HARVEST_S_PER_REQUEST for each of its requests after the first (0: none)."""
+    if not b.harvesting_last:
+        return 0.0
+    return max(_current_harvest_s(b), max(0, b.harvest_requests - 1) * HARVEST_S_PER_REQUEST)
 
 
 def _current_harvest_s(b: Behaviour) -> float:

@@ -39,13 +39,19 @@ measured over the harvest's active time, a request older than the harvest's star
 a pause moves the start back to it, only an account's own allow pardons its strikes (not its
 organisation's), and a lift takes back the strike of a block of the detector's decided before
 it whether or not the block still holds; and a day's harvest carries into the next only when
-it lasted half a day or more (`HARVEST_CARRY_MIN_S`), so a person's daily routine never adds up
-while what a campaign can send every day without a block stays where it was (~710 requests: just
-under half a day at the machine's pace, against a whole day on and a day off). Those six tests
-now pass as plain tests (the finding stays as a comment above each).
+it lasted half a day or more (`HARVEST_CARRY_MIN_S`), so a person's daily routine never adds up.
+A second look at that form (branch `adversary13b`) found bursts of 19 at once after each pause of
+over two hours counted almost no harvest time (~815 requests a day, never blocked); so a harvest
+counts at least a minute a request after its first (`HARVEST_S_PER_REQUEST`), and what a
+campaign can send every day without a block is where it was: ~720 (just under half a day at the
+machine's pace; core 0.10: a whole day on and a day off, ~706). Those seven tests now pass as
+plain tests (the finding stays as a comment above each); a twelve-hour shift without a break is
+still carried (strict xfail, with the trade-off).
 """
 
 from __future__ import annotations
+
+import pytest
 
 from distillguard.models.account import AccountState
 from distillguard.models.behaviour import (
@@ -319,3 +325,87 @@ def test_a_lifted_student_back_after_the_blocks_ttl_is_not_blocked_again() -> No
     # blocked last evening, lifted an hour in, back the next morning, the course convicted
     d = decide_after_a_lift(st, blocked_at=T0 - 20 * HOUR, lifted_at=T0 - 19 * HOUR)
     assert st.strikes == 0 and (d is None or d.action != BLOCK)
+
+
+# --- core 0.13's final form (477f7ca: a day carries only with HARVEST_CARRY_MIN_S or more) -----
+# (branch adversary13b; probes as above, 20 days, against 488f570 and 477f7ca, interpreted core.
+# Unchanged by the rule: every strategy of the table above. Honest: the 150 seeded people, 3
+# blocked by 488f570, none by 477f7ca, and none blocked that 488f570 left alone: the rule only
+# ever lowers harvest_span.)
+
+
+def _person(sessions: list[tuple[float, float]], pace_s: float) -> bool:
+    """A person at one templated request every `pace_s` through each (start, length) session;
+    whether the gate ever opens."""
+    b = Behaviour()
+    for start, length in sessions:
+        t = T0 + start
+        while t <= T0 + start + length:
+            _send(b, t)
+            if _gate(b):
+                return True
+            t += pace_s
+    return False
+
+
+def test_a_twelve_hour_shift_with_a_lunch_hour_never_adds_up() -> None:
+    # 07:00-12:00 and 13:00-19:00 at one templated request every 10 minutes, three days running
+    # (the lunch hour counts 30 min: 11.5 h a day, not carried). 488f570 carried every day:
+    # blockable at the end of the third shift's morning (143 requests); 477f7ca: never
+    sessions = [(d * DAY + 7 * HOUR + o, length) for d in range(3)
+                for o, length in ((0.0, 5 * HOUR), (6 * HOUR, 6 * HOUR))]
+    assert not _person(sessions, 600.0)
+
+
+def _half_days_and_bursts(days: int, run_s: float = 11.98 * HOUR, bursts: int = 5) -> _Campaign:
+    """Every day: a harvest of `run_s` just under the machine's pace (its day stays under
+    HARVEST_CARRY_MIN_S, so it is never carried), then `bursts` harvests of 19 at once, each
+    after a pause of 2 h 1 s (span ~9 s each: they cost no harvest time)."""
+    c = _Campaign()
+    for d in range(days):
+        start = T0 + d * DAY
+        for k in range(int(run_s // 60) + 1):
+            if not c.burst(start + 60.0 * k):
+                return c
+        for _ in range(bursts):
+            if not c.burst(c.last + HARVEST_PAUSE_S + 1, 19):
+                return c
+    return c
+
+
+# Found in core 0.13 as of 477f7ca and fixed before it landed (a harvest counts at least a minute
+# a request after its first, HARVEST_S_PER_REQUEST): what a campaign can send every day without a block
+# is not ~710 (docs/tuning.md, the module docstring) but ~815: 11.98 h of harvest a day just under
+# the machine's pace (~719) leaves half a day in which five harvests of 19 at once, each after a
+# pause of 2 h 1 s, add 95 requests and ~45 s of harvest time (a burst under
+# MACHINE_PACE_REQUESTS is never paced and its span is ~0), so the day stays under
+# HARVEST_CARRY_MIN_S and is never carried. Measured: never blockable in 20 days, 16,300 served
+# (815/day; a whole day's harvest, then a day of such bursts: ~801/day; one a 61 s for 11.99 h a
+# day: 720/day; 12.01 h a day: blockable at day 1.5; a sixth burst: blockable on day 2). Under
+# 488f570 the same schedule is blockable on day 2 (1,650 served), its best ~720/day. Fix idea: a
+# harvest counts at least (requests - 1) / machine_pace_per_min minutes (19 at once: 18 min),
+# so that harvest time, not pauses, bounds what is served: five bursts then add 1.5 h, the day
+# carries, and the ceiling is ~720/day for any schedule (a person's 3-minute pace is unaffected;
+# 19 every 2 h alone stays the 228/day floor)
+def test_bursts_in_the_off_half_day_add_nothing_to_what_a_campaign_sends() -> None:
+    c = _half_days_and_bursts(10)
+    assert c.served < 10 * 750 or _gate(c.b)
+
+
+# Found in core 0.13's final form (and 488f570 alike): a person on a twelve-hour shift without a
+# break at a tool's templates, one request every 10 minutes, 07:00-19:00, harvests 12 h a day:
+# carried, two shifts running are a day's harvest. Measured: blockable at the end of the second
+# shift (146 requests; 12.5 h days at one every 15 min: 98 requests, the second evening; 11.5 h
+# days: never). The cut at 12 h is both what a person's day may last and half what a campaign
+# may send every day: moving it up for the shift lets a campaign send 60 more a day per hour.
+# Fix idea: carry a day's harvest only as far as its pace bears it out, e.g. at most its
+# requests x the time between a person's requests that `machine_paced` takes as a machine's
+# (HARVEST_ACTIVE_GAP_S at most): a campaign at one a minute or faster carries its hours in full,
+# the shift worker's 72 requests carry 72 min... though a slow campaign (one every 20 min,
+# test_a_lifted_block_past_a_days_harvest_is_blocked_again_at_once) would then need days more
+@pytest.mark.xfail(strict=True, reason=(
+    "cores 0.13 (488f570 and 477f7ca): a 12-hour shift 07:00-19:00 at one templated request "
+    "every 10 min is carried into the next; blockable at the end of the second shift (146 "
+    "requests)"))
+def test_a_twelve_hour_shift_worker_is_never_a_days_harvest() -> None:
+    assert not _person([(d * DAY + 7 * HOUR, 12 * HOUR) for d in range(3)], 600.0)
