@@ -34,15 +34,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from distillguard.models._build import COMPILED_MODULES, current_build
 from distillguard.models.config import CORE_VERSION, DetectorConfig
+from distillguard.streams.cli.ctrl_c import ctrl_c_held
 from distillguard.streams.edge.settings import Settings, SettingsError, load_settings
 from distillguard.streams.offline.scenario_sets import HELD_OUT_SEEDS, TUNING_SEEDS
 
@@ -780,23 +779,11 @@ CORE_COMMANDS = frozenset({"demo", "diff", "evaluate", "explain", "replay", "sim
 
 
 def import_core_holding_ctrl_c() -> bool:
-    """Import every module of the core with Ctrl-C held back; True when one came meanwhile.
-
-    A KeyboardInterrupt raised while a compiled (mypyc) module initialises makes it abort the
-    process ("fatal: out of memory", SIGABRT) instead of raising: seen in CI, a `replay` sent
-    Ctrl-C while it was still starting on a loaded machine. Held back here, that Ctrl-C ends
-    the command with 130 like any other."""
-    if threading.current_thread() is not threading.main_thread():  # no signals there
+    """Import every module of the core with Ctrl-C held back (streams/cli/ctrl_c.py); True when
+    one came meanwhile."""
+    with ctrl_c_held() as came:
         for name in COMPILED_MODULES:
             importlib.import_module(f"distillguard.models.{name}")
-        return False
-    came: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: came.append(signum))
-    try:
-        for name in COMPILED_MODULES:
-            importlib.import_module(f"distillguard.models.{name}")
-    finally:
-        signal.signal(signal.SIGINT, previous)
     return bool(came)
 
 
