@@ -183,6 +183,9 @@ class Behaviour:
             # "machine-paced".)
             if ts < self.harvesting_since:
                 if self.harvesting_since - ts <= HARVEST_PAUSE_S:
+                    # (its gap to the old start counts as any gap does: 30 minutes at most)
+                    self.harvest_idle_s += max(0.0, self.harvesting_since - ts
+                                               - HARVEST_ACTIVE_GAP_S)
                     self.harvesting_since = ts
                     self.harvest_requests += 1
             else:

@@ -139,6 +139,15 @@ def test_one_record_stamped_ahead_makes_no_machine_of_a_person() -> None:
     assert not _may_block({}, False, _state(b), 0.0, CFG)
 
 
+def test_a_late_request_that_moves_the_start_back_counts_its_gap_as_any_gap() -> None:
+    b = Behaviour()
+    _harvest(b, T0, 600.0, 7)  # an hour
+    b.observe(asn=65001, client="browser", high_value=True, reasoning=True, template=TPL_A,
+              prefix="100.1.2", ts=T0 - 90 * 60)  # arrives late: 90 minutes before the start
+    assert b.harvesting_since == T0 - 90 * 60
+    assert harvest_span(b) == HOUR + HARVEST_ACTIVE_GAP_S  # not HOUR + 90 minutes
+
+
 def test_a_script_at_a_machines_pace_is_still_machine_paced() -> None:
     b = Behaviour()
     _harvest(b, T0, 45.0, 20)
