@@ -33,8 +33,9 @@ from pathlib import Path
 # not the package's own __init__ or this loader.
 COMPILED_MODULES = (
     "account", "account_stage", "allowlist", "baselines", "behaviour", "cluster",
-    "cluster_stage", "config", "convicted", "decision", "detectors", "due", "events", "features",
-    "keys", "messages", "partitioning", "pipeline", "policy", "scoring", "templates", "windows",
+    "cluster_stage", "config", "convicted", "crowd_hours", "decision", "detectors", "due",
+    "events", "features", "keys", "messages", "partitioning", "pipeline", "policy", "scoring",
+    "templates", "windows",
 )
 MODES = ("auto", "compiled", "interpreted")
 # The environment this module reads (the settings loader leaves them alone).

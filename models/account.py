@@ -26,6 +26,7 @@ from distillguard.models.behaviour import Behaviour
 from distillguard.models.config import DetectorConfig
 from distillguard.models.decision import ALLOW
 from distillguard.models.events import RequestEvent
+from distillguard.models.keys import system_prompt_key
 from distillguard.models.windows import window_start
 
 # Template buckets remembered per window before new ones are only counted: bounds state for an
@@ -33,6 +34,10 @@ from distillguard.models.windows import window_start
 MAX_TEMPLATE_BUCKETS_PER_WINDOW = 32
 # Distinct IP prefixes remembered per window; more than this is rotation, counted as the cap.
 MAX_IP_PREFIXES_PER_WINDOW = 8
+# System prompts whose high-value reasoning requests are counted per window
+# (`AccountWindow.prompt_harvest`); an account rarely has more than one or two, and a flood of
+# new ones (an attacker's) must not grow its state.
+MAX_PROMPT_HARVEST_KEYS_PER_WINDOW = 4
 # Keys of any kind one account joins: far above any honest account's (a card, a system prompt or
 # two, a client per ASN: at most 39 in the simulated scenarios, a rotating campaign's), and the
 # bound that keeps one account's flood of new system prompts and user agents (a helper's attack:
@@ -69,12 +74,15 @@ class AccountWindow:
     ip_prefixes: list[str] = field(default_factory=list)
     # The account's infrastructure cluster keys used in this window: only they get a summary.
     infra_keys: list[str] = field(default_factory=list)
+    # System prompt key -> high-value requests with reasoning sent with it in this window
+    # (models/crowd_hours.py): what the account harvested with that prompt, not its whole window.
+    prompt_harvest: dict[str, int] = field(default_factory=dict)
 
     def to_wire(self) -> list[Any]:
         return [self.start, self.requests, self.reasoning, self.high_value, self.errors,
                 self.with_tools, self.prompt_tokens, self.completion_tokens, self.first_ts,
                 self.last_ts, self.gap_n, self.gap_sum, self.gap_sq_sum, self.templates,
-                self.ip_prefixes, self.infra_keys]
+                self.ip_prefixes, self.infra_keys, self.prompt_harvest]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountWindow:
@@ -83,7 +91,8 @@ class AccountWindow:
                    last_ts=w[9], gap_n=w[10], gap_sum=w[11], gap_sq_sum=w[12],
                    templates={k: (c[0], c[1], c[2], c[3], c[4] if len(c) > 4 else 0)
                               for k, c in w[13].items()},
-                   ip_prefixes=list(w[14]), infra_keys=list(w[15]))
+                   ip_prefixes=list(w[14]), infra_keys=list(w[15]),
+                   prompt_harvest=dict(w[16]) if len(w) > 16 else {})
 
 
 @dataclass(slots=True)
@@ -167,6 +176,12 @@ class AccountState:
     strikes: int = 0
     # New keys past MAX_KEYS_PER_ACCOUNT, counted instead of joined.
     keys_overflow: int = 0
+    # Crowd hours the account was told of (models/crowd_hours.py): how many, the latest's start,
+    # and the key and the figures of the latest (the decision names them).
+    crowd_hours: int = 0
+    crowd_hour_last: int = 0
+    crowd_hour_key: str = ""
+    crowd_hour_reason: str = ""
 
     @classmethod
     def new(cls, account_id: str, ts: float) -> AccountState:
@@ -186,7 +201,9 @@ class AccountState:
                 [v.to_wire() for v in self.verdicts.values()], self.action, self.action_until,
                 self.action_score, self.action_decision_id,
                 [[at, v.to_wire()] for at, v in self.pending_verdicts],
-                self.behaviour.to_wire(), self.org_id, self.strikes, self.keys_overflow]
+                self.behaviour.to_wire(), self.org_id, self.strikes, self.keys_overflow,
+                [self.crowd_hours, self.crowd_hour_last, self.crowd_hour_key,
+                 self.crowd_hour_reason]]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> AccountState:
@@ -202,7 +219,12 @@ class AccountState:
             # (20 fields: a state from a core before account behaviour)
             behaviour=Behaviour.from_wire(w[20]) if len(w) > 20 else Behaviour(),
             org_id=w[21] if len(w) > 21 else None, strikes=w[22] if len(w) > 22 else 0,
-            keys_overflow=w[23] if len(w) > 23 else 0)
+            keys_overflow=w[23] if len(w) > 23 else 0,
+            # (24 fields: a state from a core before crowd hours)
+            crowd_hours=w[24][0] if len(w) > 24 else 0,
+            crowd_hour_last=w[24][1] if len(w) > 24 else 0,
+            crowd_hour_key=w[24][2] if len(w) > 24 else "",
+            crowd_hour_reason=w[24][3] if len(w) > 24 else "")
 
 
 def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
@@ -231,6 +253,13 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
     win.with_tools += bool(ev.tools_count)
     win.prompt_tokens += ev.prompt_tokens
     win.completion_tokens += ev.completion_tokens
+    if reasoning and high_value and ev.system_prompt_hash:
+        key = system_prompt_key(ev.system_prompt_hash)
+        harvested = win.prompt_harvest.get(key)
+        if harvested is not None:
+            win.prompt_harvest[key] = harvested + 1
+        elif len(win.prompt_harvest) < MAX_PROMPT_HARVEST_KEYS_PER_WINDOW:
+            win.prompt_harvest[key] = 1
     templates = win.templates
     simhash = ev.simhash
     newly: list[str] = []

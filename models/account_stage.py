@@ -33,6 +33,7 @@ from distillguard.models.allowlist import AllowList
 from distillguard.models.behaviour import harvest, history, rotation
 from distillguard.models.config import DetectorConfig
 from distillguard.models.convicted import ConvictedClusters
+from distillguard.models.crowd_hours import card_identity, is_crowd_hour, org_identity, record
 from distillguard.models.decision import ALLOW, Decision
 from distillguard.models.detectors import AccountModel
 from distillguard.models.due import DueIndex
@@ -40,6 +41,7 @@ from distillguard.models.events import RequestEvent
 from distillguard.models.features import account_features
 from distillguard.models.keys import (
     IP,
+    PAYMENT,
     client_id,
     infrastructure_keys,
     ip_prefix,
@@ -381,6 +383,13 @@ class AccountStage:
             self._hold(state, verdict)
 
     def _hold(self, state: AccountState, verdict: Verdict) -> None:
+        if is_crowd_hour(verdict):  # counted, never weighed as a crowd's evidence
+            hours, last = record(state.crowd_hours, state.crowd_hour_last, verdict)
+            if last != state.crowd_hour_last:
+                state.crowd_hours, state.crowd_hour_last = hours, last
+                state.crowd_hour_key = verdict.cluster_key
+                state.crowd_hour_reason = verdict.reason
+            return
         state.verdicts[verdict.cluster_key] = verdict
         if len(state.verdicts) > MAX_VERDICTS_PER_ACCOUNT:
             # Expired first, then the oldest template buckets, then the oldest of any kind;
@@ -399,6 +408,7 @@ class AccountStage:
         # The joining request itself is reported at once, so a cluster of brand-new accounts
         # has content to judge before their first windows close (it is counted once more in
         # the window summary: one request of bias, for minutes of detection time).
+        org, card = _identity(state)
         return ClusterSummary(cluster_key=key, account_id=state.account_id, kind="join",
                               window_start=window_start(ev.ts, self.cfg.window_s),
                               event_ts=ev.ts, requests=1,
@@ -409,7 +419,8 @@ class AccountStage:
                               tick=part.tick, simhash=simhash,
                               harvest=harvest(state.behaviour, state.requests),
                               rotation=rotation(state.behaviour, state.requests),
-                              history=history(state.behaviour, state.requests))
+                              history=history(state.behaviour, state.requests),
+                              org=org, card=card)
 
     def _close_window(self, state: AccountState, part: AccountPartition, out: Outputs) -> None:
         cfg = self.cfg
@@ -434,6 +445,7 @@ class AccountStage:
         harvesting = harvest(behaviour, state.requests)
         rotating = rotation(behaviour, state.requests)
         level = history(behaviour, state.requests)
+        org, card = _identity(state)
         for key in win.infra_keys:
             out.summaries.append(ClusterSummary(
                 cluster_key=key, account_id=state.account_id, kind="window",
@@ -441,7 +453,8 @@ class AccountStage:
                 reasoning=win.reasoning, high_value=win.high_value,
                 completion_tokens=win.completion_tokens, young=young,
                 account_first_ts=state.first_ts, tick=part.tick, harvest=harvesting,
-                rotation=rotating, history=level))
+                rotation=rotating, history=level, org=org, card=card,
+                key_harvest=win.prompt_harvest.get(key, 0)))
         per_request_tokens = win.completion_tokens // max(1, win.requests)
         for key in top_template_keys(win, cfg.max_template_keys_per_window):
             requests, reasoning, high_value, _, simhash = win.templates[key]
@@ -451,7 +464,7 @@ class AccountStage:
                 reasoning=reasoning, high_value=high_value,
                 completion_tokens=per_request_tokens * requests, young=young,
                 account_first_ts=state.first_ts, tick=part.tick, simhash=simhash,
-                harvest=harvesting, rotation=rotating, history=level))
+                harvest=harvesting, rotation=rotating, history=level, org=org, card=card))
         state.window = None
         state.windows_closed += 1
 
@@ -459,3 +472,10 @@ class AccountStage:
         decision = decide(state, now_ts, self.cfg, self.allow, self.operator)
         if decision is not None:
             out.decisions.append(decision)
+
+
+def _identity(state: AccountState) -> tuple[int, int]:
+    """The account's organisation and card as its summaries carry them (models/crowd_hours.py
+    `identity`): its first card joined, its own account's without one."""
+    card = next((key[len(PAYMENT) + 1:] for key in state.keys if key_kind(key) == PAYMENT), None)
+    return org_identity(state.org_id, state.account_id), card_identity(card, state.account_id)

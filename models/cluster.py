@@ -18,6 +18,7 @@ from typing import Any, Final
 from distillguard.models.account import Verdict
 from distillguard.models.behaviour import HARVESTING, ROTATING, SUSTAINED
 from distillguard.models.config import DetectorConfig
+from distillguard.models.crowd_hours import counts_crowd_hours, hour_harvester, hour_of
 from distillguard.models.keys import is_template_key
 from distillguard.models.messages import ClusterSummary
 from distillguard.models.templates import signature, uses_template
@@ -45,7 +46,11 @@ class ClusterWindow:
 # (last window active, young (0/1), first request ts, id of the last verdict it was told,
 # for a template bucket the member's latest prompt there (SimHash; 0 for other keys),
 # the account's latest harvest and rotation figures and its history level (models/behaviour.py
-# `history`: too new to judge, judged, or harvesting known templates for a while)).
+# `history`: too new to judge, judged, or harvesting known templates for a while), its
+# organisation and card (`ClusterSummary.org`, `card`), and for a content key the clock hour
+# it last sent, its high-value reasoning requests of the key and all its requests in that hour,
+# and whether it was told that the hour was a crowd hour (models/crowd_hours.py; zeros for
+# other keys)).
 # A tuple, replaced on update, rather than a list: the garbage collector stops tracking a
 # tuple of plain values, and a list per member of every cluster made much of its work.
 _LAST: Final = 0
@@ -56,16 +61,25 @@ _PROMPT: Final = 4
 _HARVEST: Final = 5
 _ROTATION: Final = 6
 _HISTORY: Final = 7
-Member = tuple[int, int, float, str, int, float, float, int]
+_ORG: Final = 8
+_CARD: Final = 9
+_HOUR: Final = 10
+_HOUR_HARVEST: Final = 11
+_HOUR_REQUESTS: Final = 12
+_HOUR_TOLD: Final = 13
+Member = tuple[int, int, float, str, int, float, float, int, int, int, int, int, int, int]
 
 # The most bytes a member takes in the state's wire form (orjson) besides its account id:
-# `"<id>":[last,young,first,"<told>",prompt,harvest,rotation,history],` is 4 for the id's
-# quotes, colon and comma, 2 brackets and 7 commas, then each field at its longest: a window
-# start (an event time, at most 10 digits: models/events.py MAX_EVENT_TS), 1, three floats (24:
-# a double's longest repr, "-2.2250738585072014e-308"), a verdict id in quotes (2 + 27, "cv-"
-# and 24 hex digits, models/cluster_stage.py), a 64-bit SimHash (20 digits) and a history
-# level (1). tests/unit/test_state_bounds.py encodes members built at these lengths.
-MEMBER_FIXED_BYTES: Final = 4 + 2 + 7 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1
+# `"<id>":[last,young,first,"<told>",prompt,harvest,rotation,history,org,card,hour,harvested,
+# requests,told],` is 4 for the id's quotes, colon and comma, 2 brackets and 13 commas, then
+# each field at its longest: a window start (an event time, at most 10 digits: models/events.py
+# MAX_EVENT_TS), 1, three floats (24: a double's longest repr, "-2.2250738585072014e-308"), a
+# verdict id in quotes (2 + 27, "cv-" and 24 hex digits, models/cluster_stage.py), a 64-bit
+# SimHash (20 digits), a history level (1), two 32-bit hashes (10 digits each), an hour (an
+# event time, 10), two request counts (20 each: a 64-bit integer) and 1.
+# tests/unit/test_state_bounds.py encodes members built at these lengths.
+MEMBER_FIXED_BYTES: Final = (4 + 2 + 13 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1 + 2 * 10 + 10
+                             + 2 * 20 + 1)
 
 
 def text_wire_bytes(text: str) -> int:
@@ -83,13 +97,14 @@ def member_wire_bytes(account_id: str) -> int:
 
 
 # The most bytes a waiting summary takes in the state's wire form besides its cluster key and
-# account id (models/messages.py `ClusterSummary.to_wire`, 16 fields): 2 brackets, 15 commas,
+# account id (models/messages.py `ClusterSummary.to_wire`, 19 fields): 2 brackets, 18 commas,
 # the comma after it, 6 quotes (key, id, kind), the kind ("window", 6), then each field at its
 # longest: a window start and a tick (10 digits each), two event times and two behaviour
-# figures (24 each: a double's longest repr), four counters (20: a 64-bit integer), `false`
-# (5), a 64-bit SimHash (20) and a history level (1). tests/unit/test_state_bounds.py encodes
-# summaries built at these lengths.
-SUMMARY_FIXED_BYTES: Final = 2 + 15 + 1 + 6 + 6 + 2 * 10 + 4 * 24 + 4 * 20 + 5 + 20 + 1
+# figures (24 each: a double's longest repr), five counters (20: a 64-bit integer), `false`
+# (5), a 64-bit SimHash (20), a history level (1) and two 32-bit hashes (10 each).
+# tests/unit/test_state_bounds.py encodes summaries built at these lengths.
+SUMMARY_FIXED_BYTES: Final = (2 + 18 + 1 + 6 + 6 + 2 * 10 + 4 * 24 + 5 * 20 + 5 + 20 + 1
+                              + 2 * 10)
 
 
 def summary_wire_bytes(s: ClusterSummary) -> int:
@@ -112,10 +127,19 @@ def member_flags(young: int, harvest: float, rotation: float,
 
 def _member_from_wire(m: Sequence[Any]) -> Member:
     # A list when decoded from the changelog, the tuple itself when a state is copied in memory
-    # (a compiled core checks the type). 5 or 7 fields: a member from a core before member
-    # behaviour, or before its history.
+    # (a compiled core checks the type). 5, 7 or 8 fields: a member from a core before member
+    # behaviour, before its history, or before its identity and crowd hours.
+    if len(m) >= 14:
+        return (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12],
+                m[13])
     return (m[0], m[1], m[2], m[3], m[4] if len(m) > 4 else 0,
-            m[5] if len(m) > 5 else 0.0, m[6] if len(m) > 6 else 0.0, m[7] if len(m) > 7 else 0)
+            m[5] if len(m) > 5 else 0.0, m[6] if len(m) > 6 else 0.0, m[7] if len(m) > 7 else 0,
+            0, 0, 0, 0, 0, 0)
+
+
+def _told(m: Member, verdict_id: str) -> Member:
+    return (m[0], m[1], m[2], verdict_id, m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11],
+            m[12], m[13])
 
 
 @dataclass(slots=True)
@@ -171,6 +195,10 @@ class ClusterState:
     member_bytes: int = field(default=0, compare=False, repr=False)
     # The same for the waiting summaries (`summary_wire_bytes`, summed).
     pending_bytes: int = field(default=0, compare=False, repr=False)
+    # Set when an established member's requests of this content key this hour reached
+    # `crowd_hours.HOUR_REQUESTS` (`add_summary`); the cluster stage looks for a crowd hour
+    # then (`hour_harvesters`) and clears it, within the same fold.
+    hour_crossed: bool = field(default=False, compare=False, repr=False)
 
     def horizon_start(self, cfg: DetectorConfig) -> int:
         return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.cluster_window_s
@@ -295,8 +323,12 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
                 or state.member_bytes + size > cfg.cluster_member_bytes):
             state.members_overflow += 1
         else:
+            hour, harvested, requests = _hour_counts(state.cluster_key, s, 0, 0, 0)
             members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash,
-                                   s.harvest, s.rotation, s.history)
+                                   s.harvest, s.rotation, s.history, s.org, s.card, hour,
+                                   harvested, requests, 0)
+            if not s.young and hour_harvester(harvested, requests):
+                state.hour_crossed = True
             state.member_bytes += size
             if state.joined is not None:  # else the next telling scans every member anyway
                 state.joined.append(account_id)  # (so at most the member cap of them)
@@ -310,10 +342,18 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         last = member[_LAST]
         changed = (s.harvest != member[_HARVEST] or s.rotation != member[_ROTATION]
                    or s.history != member[_HISTORY])
-        if last < window or (s.simhash and s.simhash != member[_PROMPT]) or changed:
+        hour, harvested, requests = _hour_counts(state.cluster_key, s, member[_HOUR],
+                                                 member[_HOUR_HARVEST], member[_HOUR_REQUESTS])
+        if (last < window or (s.simhash and s.simhash != member[_PROMPT]) or changed
+                or requests != member[_HOUR_REQUESTS] or hour != member[_HOUR]
+                or s.org != member[_ORG] or s.card != member[_CARD]):
+            told_hour = member[_HOUR_TOLD] if hour == member[_HOUR] else 0
             updated = (max(last, window), member[_YOUNG], member[_FIRST], member[_TOLD],
-                       s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history)
+                       s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history,
+                       s.org, s.card, hour, harvested, requests, told_hour)
             members[account_id] = updated
+            if not member[_YOUNG] and not told_hour and hour_harvester(harvested, requests):
+                state.hour_crossed = True
             if changed:
                 state.remembered_suspicious += (
                     member_flags(updated[_YOUNG], s.harvest, s.rotation, s.history)[1]
@@ -333,6 +373,37 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     win.high_value += s.high_value
     win.completion_tokens += s.completion_tokens
     return True
+
+
+def _hour_counts(cluster_key: str, s: ClusterSummary, hour: int, harvested: int,
+                 requests: int) -> tuple[int, int, int]:
+    """A member's (clock hour, high-value reasoning requests of the key in it, all its requests
+    in it) after this summary (models/crowd_hours.py): a window summary of a later hour starts
+    the counts again, one of an earlier hour (late) leaves them. A join is counted in its
+    window's summary."""
+    if s.kind != "window" or not counts_crowd_hours(cluster_key):
+        return hour, harvested, requests
+    at = hour_of(s.window_start)
+    if at < hour:
+        return hour, harvested, requests
+    if at > hour:
+        return at, s.key_harvest, s.requests
+    return hour, harvested + s.key_harvest, requests + s.requests
+
+
+def hour_harvesters(state: ClusterState) -> tuple[int, list[tuple[str, int, int, bool]]]:
+    """The latest clock hour any member sent this content key in, and the established members
+    that harvested it then: (account, organisation, card, told already), in member order."""
+    latest = max((m[_HOUR] for m in state.members.values()), default=0)
+    return latest, [(account, m[_ORG], m[_CARD], bool(m[_HOUR_TOLD]))
+                    for account, m in state.members.items()
+                    if m[_HOUR] == latest and not m[_YOUNG]
+                    and hour_harvester(m[_HOUR_HARVEST], m[_HOUR_REQUESTS])]
+
+
+def tell_crowd_hour(state: ClusterState, account_id: str) -> None:
+    m = state.members[account_id]
+    state.members[account_id] = (*m[:_HOUR_TOLD], 1)
 
 
 def _count_active(state: ClusterState, m: Member, horizon_start: int) -> None:
@@ -385,14 +456,12 @@ def members_to_tell(state: ClusterState, verdict_id: str, cfg: DetectorConfig) -
         for account in state.joined:
             m = members[account]
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
-                                    m[_HARVEST], m[_ROTATION], m[_HISTORY])
+                members[account] = _told(m, verdict_id)
                 told.append(account)
     else:
         for account, m in members.items():  # replacing values keeps the member order
             if m[_LAST] >= start and m[_TOLD] != verdict_id:
-                members[account] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
-                                    m[_HARVEST], m[_ROTATION], m[_HISTORY])
+                members[account] = _told(m, verdict_id)
                 told.append(account)
         state.told_all = verdict_id
     if state.joined is None:
@@ -407,8 +476,7 @@ def tell_member(state: ClusterState, account_id: str, verdict_id: str) -> bool:
     m = state.members.get(account_id)
     if m is None or m[_TOLD] == verdict_id:
         return False
-    state.members[account_id] = (m[_LAST], m[_YOUNG], m[_FIRST], verdict_id, m[_PROMPT],
-                                  m[_HARVEST], m[_ROTATION], m[_HISTORY])
+    state.members[account_id] = _told(m, verdict_id)
     return True
 
 
@@ -419,12 +487,12 @@ def _remember_stray(state: ClusterState, s: ClusterSummary, window: int) -> None
     m = strays.get(s.account_id)
     if m is not None:
         strays[s.account_id] = (max(m[_LAST], window), m[_YOUNG], m[_FIRST], "", s.simhash,
-                                s.harvest, s.rotation, s.history)
+                                s.harvest, s.rotation, s.history, s.org, s.card, 0, 0, 0, 0)
         return
     if len(strays) >= SIGNATURE_MEMBERS:
         del strays[next(iter(strays))]  # the stray remembered longest
     strays[s.account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash, s.harvest,
-                            s.rotation, s.history)
+                            s.rotation, s.history, s.org, s.card, 0, 0, 0, 0)
 
 
 def _reelect(state: ClusterState, horizon_start: int) -> None:

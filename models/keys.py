@@ -120,10 +120,14 @@ def _infrastructure_keys(ip: str, payment_fingerprint: str | None,
     if payment_fingerprint:
         keys.append(f"pay:{payment_fingerprint}")
     if system_prompt_hash:
-        keys.append(f"sys:{system_prompt_hash}")
+        keys.append(system_prompt_key(system_prompt_hash))
     if asn is not None and user_agent:
         keys.append(f"asnua:{asn}:{_short_hash(user_agent)}")
     return tuple(keys)
+
+
+def system_prompt_key(system_prompt_hash: str) -> str:
+    return f"{SYSTEM_PROMPT}:{system_prompt_hash}"
 
 
 def key_kind(key: str) -> str:

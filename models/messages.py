@@ -47,17 +47,26 @@ class ClusterSummary(NamedTuple):
     # How much history the account had (models/behaviour.py `history`): too new to judge (0),
     # judged (1), harvesting known templates for longer than a tutorial lasts (2).
     history: int = 0
+    # Who stands behind the account (`models.keys.identity`): its organisation and its payment
+    # instrument, each a 32-bit hash, its own account's when it has none. A content key's crowd
+    # of established harvesters from many organisations and cards is a campaign's
+    # (models/crowd_hours.py); an honest team shares one organisation and card.
+    org: int = 0
+    card: int = 0
+    # For a system prompt's window summary: the account's high-value requests with reasoning
+    # sent with that prompt in the window (the counters above are the whole window's).
+    key_harvest: int = 0
 
     def to_wire(self) -> list[Any]:
         return list(self)
 
     @classmethod
     def from_wire(cls, w: Any) -> ClusterSummary:
-        # (12, 13 or 15 fields: a summary from a core before template signatures or before
-        # member behaviour.) `w` is typed Any so the check below, not the compiled core's
-        # argument check, refuses a non-list.
-        if not isinstance(w, list) or len(w) not in (12, 13, 15, 16):
-            raise ValueError("cluster summary must be a list of 12, 13, 15 or 16 fields")
+        # (12, 13, 15 or 16 fields: a summary from a core before template signatures, member
+        # behaviour or crowd hours.) `w` is typed Any so the check below, not the compiled
+        # core's argument check, refuses a non-list.
+        if not isinstance(w, list) or len(w) not in (12, 13, 15, 16, 19):
+            raise ValueError("cluster summary must be a list of 12, 13, 15, 16 or 19 fields")
         return cls(*w)
 
 

@@ -44,6 +44,7 @@ from distillguard.models.behaviour import (
     rotation,
 )
 from distillguard.models.config import DetectorConfig
+from distillguard.models.crowd_hours import in_force as crowd_hours_in_force
 from distillguard.models.decision import (
     ACCOUNT_ANOMALY,
     ACCOUNT_HARVEST,
@@ -374,11 +375,27 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
         action = THROTTLE
     else:
         action = ALLOW
+    # Told of enough crowd hours (models/crowd_hours.py): at least a throttle, never a block on
+    # it, nor corroboration of one.
+    crowd = crowd_hours_in_force(state.crowd_hours, state.crowd_hour_last, now_ts,
+                                 cfg.verdict_ttl_s)
+    if crowd:
+        score = max(score, cfg.throttle_score)
+        if action == ALLOW:
+            action = THROTTLE
     strongest = sorted(by_kind.values(), key=lambda sk: (-sk[0], sk[1]))
     cluster_ids = [k for _, k in strongest]
     codes = [CLUSTER_CODES[key_kind(k)] for k in cluster_ids]  # one kind each: no repeats
     reasons = [state.verdicts[k].reason for k in cluster_ids]
     basis = [state.verdicts[k].verdict_id for k in cluster_ids]
+    if crowd:
+        reasons.append(f"{state.crowd_hours} crowd hours of harvest, the latest: "
+                       f"{state.crowd_hour_reason}")
+        basis.append(f"crowd-hours:{state.crowd_hour_key}:{state.crowd_hour_last}")
+        if state.crowd_hour_key not in cluster_ids:
+            cluster_ids.append(state.crowd_hour_key)
+        if CLUSTER_CODES[key_kind(state.crowd_hour_key)] not in codes:
+            codes.append(CLUSTER_CODES[key_kind(state.crowd_hour_key)])
     if replaced is not None:
         v = state.verdicts[replaced]
         reasons.append(f"replacement account: first seen {(state.first_ts - v.issued_ts) / 60:.0f}"
@@ -470,7 +487,7 @@ def decide(state: AccountState, now_ts: float, cfg: DetectorConfig,
     if allowance is not None:
         return None if active == ALLOW else _lift_allowed(state, now_ts, cfg, allowance)
     if active == ALLOW:
-        if not state.verdicts and state.account_score == 0.0:
+        if not state.verdicts and state.account_score == 0.0 and not state.crowd_hours:
             return None  # no evidence at all: the common case, decided without assessing
         review_due = False
     else:

@@ -81,5 +81,5 @@ def test_members_of_a_core_before_member_behaviour_decode_as_ordinary() -> None:
     wire = state.to_wire()
     old = [*wire[:3], {a: m[:5] for a, m in wire[3].items()}, *wire[4:14]]
     again = ClusterState.from_wire(old)
-    assert again.members["a"][5:] == (0.0, 0.0, 0)
+    assert again.members["a"][5:] == (0.0, 0.0, 0, 0, 0, 0, 0, 0, 0)
     assert again.active_harvesting == 0

@@ -13,7 +13,7 @@ import dataclasses
 import zlib
 
 from distillguard.models.behaviour import JUDGED, SUSTAINED
-from distillguard.models.cluster import ClusterState, add_summary, cluster_window
+from distillguard.models.cluster import ClusterState, Member, add_summary, cluster_window
 from distillguard.models.config import DetectorConfig
 from distillguard.models.messages import ClusterSummary
 from distillguard.models.scoring import cluster_evidence, persistence
@@ -67,9 +67,9 @@ def burst(key: str, accounts: int = 12, prefix: str = "acct", state: ClusterStat
     return state
 
 
-def remembered_member(state: ClusterState) -> tuple[int, int, float, str, int, float, float, int]:
+def remembered_member(state: ClusterState) -> Member:
     """A young harvesting member last active just before the horizon (still remembered)."""
-    return (state.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0, 1.0, 0.0, JUDGED)
+    return (state.horizon_start(CFG) - CW, 1, LONG_AGO, "", 0, 1.0, 0.0, JUDGED, 0, 0, 0, 0, 0, 0)
 
 
 def test_a_crowd_of_young_harvesting_accounts_is_a_campaign() -> None:
@@ -252,7 +252,7 @@ def test_a_newcomer_is_judged_by_every_member_the_crowd_remembers() -> None:
     assert cluster_evidence(state, CFG).prior == 1.0
     for i in range(200):
         m = remembered_member(state)
-        state.members[f"tutorial-{i:03d}"] = (*m[:5], 0.1, m[6], m[7])  # did not harvest
+        state.members[f"tutorial-{i:03d}"] = (*m[:5], 0.1, *m[6:])  # did not harvest
     assert cluster_evidence(state, CFG).prior == 12 / 212
 
 

@@ -49,7 +49,7 @@ T0 = 1_767_225_600
 def test_a_member_at_its_longest_encodes_within_its_counted_bytes() -> None:
     assert len(repr(LONGEST_FLOAT)) == 24
     member = [int(MAX_EVENT_TS), 1, LONGEST_FLOAT, LONGEST_VERDICT_ID, 2**64 - 1, LONGEST_FLOAT,
-              LONGEST_FLOAT, 2]
+              LONGEST_FLOAT, 2, 2**32 - 1, 2**32 - 1, int(MAX_EVENT_TS), 2**64 - 1, 2**64 - 1, 1]
     encoded = orjson.dumps({LONGEST_ID: member})
     # `{...}` has no comma after its only member: one byte of the count is that comma
     assert len(encoded) - 2 + 1 <= member_wire_bytes(LONGEST_ID)
@@ -98,7 +98,8 @@ def longest_summary(account: str, tick: int) -> ClusterSummary:
     return ClusterSummary(LONGEST_KEY, account, "window", int(MAX_EVENT_TS), LONGEST_FLOAT,
                           2**64 - 1, 2**64 - 1, 2**64 - 1, 2**64 - 1, False, LONGEST_FLOAT,
                           tick=int(MAX_EVENT_TS), simhash=2**64 - 1, harvest=LONGEST_FLOAT,
-                          rotation=LONGEST_FLOAT, history=2)
+                          rotation=LONGEST_FLOAT, history=2, org=2**32 - 1, card=2**32 - 1,
+                          key_harvest=2**64 - 1)
 
 
 def test_a_summary_at_its_longest_encodes_within_its_counted_bytes() -> None:
@@ -122,7 +123,9 @@ def test_every_capped_part_of_a_cluster_at_its_longest_fits_max_state_bytes() ->
         tell_member(state, account, LONGEST_VERDICT_ID)
     state.strays = {f"s{i:05d}" + LONGEST_ID[6:]: (int(MAX_EVENT_TS), 1, LONGEST_FLOAT,
                                                     LONGEST_VERDICT_ID, 2**64 - 1,
-                                                    LONGEST_FLOAT, LONGEST_FLOAT, 2)
+                                                    LONGEST_FLOAT, LONGEST_FLOAT, 2, 2**32 - 1,
+                                                    2**32 - 1, int(MAX_EVENT_TS), 2**64 - 1,
+                                                    2**64 - 1, 1)
                     for i in range(SIGNATURE_MEMBERS)}
     for start in range(cfg.cluster_horizon_windows):
         state.windows[start] = ClusterWindow(int(MAX_EVENT_TS), 2**63, 2**63, 2**63, 2**63,
@@ -204,10 +207,12 @@ def test_a_template_takeover_recounts_the_member_bytes() -> None:
     old_template, new_template = 0x0123_4567_89AB_CDEF, 0x0123_0000_FFFF_1234
     state = ClusterState(cluster_key="tpl:3:0123", template=old_template)
     for i in range(1500):  # the old crowd, out of the horizon by the next window
-        state.members[f"old-{i:05d}"] = (T0, 1, float(T0), "", old_template, 0.0, 0.0, 0)
+        state.members[f"old-{i:05d}"] = (T0, 1, float(T0), "", old_template, 0.0, 0.0, 0,
+                                         0, 0, 0, 0, 0, 0)
     state.member_bytes = sum(member_wire_bytes(a) for a in state.members)
     now = T0 + cfg.cluster_horizon_windows * cfg.cluster_window_s * 2
-    state.strays = {f"new-{i}": (now, 1, float(now), "", new_template ^ (1 << i), 0.0, 0.0, 0)
+    state.strays = {f"new-{i}": (now, 1, float(now), "", new_template ^ (1 << i), 0.0, 0.0, 0,
+                                 0, 0, 0, 0, 0, 0)
                     for i in range(5)}
     advance(state, now, cfg)
     assert state.template == new_template and set(state.members) == set(state.strays or {}) | {
