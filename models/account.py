@@ -227,6 +227,23 @@ class AccountState:
             crowd_hour_reason=w[24][3] if len(w) > 24 else "")
 
 
+def _count_prompt_harvest(counts: dict[str, int], key: str) -> None:
+    """Count one request toward a system prompt's harvest in the window. Past
+    MAX_PROMPT_HARVEST_KEYS_PER_WINDOW prompts, the least counted gives its place to the new one,
+    which takes over its count plus one (space-saving: a prompt's count is never under its own
+    requests, and over them by at most what the prompt it replaced had): else a few one-off
+    decoy prompts at each window's start kept the harvest's own prompt uncounted (an
+    adversary's probe)."""
+    harvested = counts.get(key)
+    if harvested is not None:
+        counts[key] = harvested + 1
+    elif len(counts) < MAX_PROMPT_HARVEST_KEYS_PER_WINDOW:
+        counts[key] = 1
+    else:
+        least = min(counts, key=lambda k: (counts[k], k))
+        counts[key] = counts.pop(least) + 1
+
+
 def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
               recurring: list[int]) -> list[str]:
     """Fold one event into a window: O(1) counter updates and a capped map update.
@@ -254,12 +271,7 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
     win.prompt_tokens += ev.prompt_tokens
     win.completion_tokens += ev.completion_tokens
     if reasoning and high_value and ev.system_prompt_hash:
-        key = system_prompt_key(ev.system_prompt_hash)
-        harvested = win.prompt_harvest.get(key)
-        if harvested is not None:
-            win.prompt_harvest[key] = harvested + 1
-        elif len(win.prompt_harvest) < MAX_PROMPT_HARVEST_KEYS_PER_WINDOW:
-            win.prompt_harvest[key] = 1
+        _count_prompt_harvest(win.prompt_harvest, system_prompt_key(ev.system_prompt_hash))
     templates = win.templates
     simhash = ev.simhash
     newly: list[str] = []

@@ -33,6 +33,7 @@ from distillguard.models.allowlist import AllowList
 from distillguard.models.behaviour import harvest, history, rotation
 from distillguard.models.config import DetectorConfig
 from distillguard.models.convicted import ConvictedClusters
+from distillguard.models.crowd_hours import COUNT_RESET_S as CROWD_COUNT_RESET_S
 from distillguard.models.crowd_hours import card_identity, is_crowd_hour, org_identity, record
 from distillguard.models.decision import ALLOW, Decision
 from distillguard.models.detectors import AccountModel
@@ -252,10 +253,15 @@ class AccountStage:
     def _idle_until(self, state: AccountState) -> float:
         """When an idle account's state may go: after `idle_expiry_s`, or for an account that
         has been blocked after `offender_memory_s`, so that waiting out a block does not make
-        it a newcomer."""
+        it a newcomer; for one told of crowd hours, not before a day without one has passed
+        (`crowd_hours.COUNT_RESET_S`), so that pausing between sessions does not clear them (an
+        adversary's probe: 3-hour sessions 7 hours apart were never throttled)."""
         cfg = self.cfg
-        return state.last_ts + (max(cfg.idle_expiry_s, cfg.offender_memory_s) if state.strikes
+        idle = state.last_ts + (max(cfg.idle_expiry_s, cfg.offender_memory_s) if state.strikes
                                 else cfg.idle_expiry_s)
+        if state.crowd_hours:
+            return max(idle, state.crowd_hour_last + CROWD_COUNT_RESET_S)
+        return idle
 
     # --- after a restart or a move ---------------------------------------------------------
     def watch(self, state: AccountState, part: AccountPartition) -> None:

@@ -195,10 +195,11 @@ class ClusterState:
     member_bytes: int = field(default=0, compare=False, repr=False)
     # The same for the waiting summaries (`summary_wire_bytes`, summed).
     pending_bytes: int = field(default=0, compare=False, repr=False)
-    # Set when an established member's requests of this content key this hour reached
-    # `crowd_hours.HOUR_REQUESTS` (`add_summary`); the cluster stage looks for a crowd hour
-    # then (`hour_harvesters`) and clears it, within the same fold.
-    hour_crossed: bool = field(default=False, compare=False, repr=False)
+    # The clock hours in which an established member became a harvester of this content key
+    # (`add_summary`, models/crowd_hours.py); the cluster stage looks for a crowd hour in each
+    # (`hour_harvesters`) and clears them, within the same fold. None, not an empty list, in
+    # the many clusters where none crossed (a list each was garbage collector work).
+    crossed_hours: list[int] | None = field(default=None, compare=False, repr=False)
 
     def horizon_start(self, cfg: DetectorConfig) -> int:
         return self.current_window - (cfg.cluster_horizon_windows - 1) * cfg.cluster_window_s
@@ -327,8 +328,8 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash,
                                    s.harvest, s.rotation, s.history, s.org, s.card, hour,
                                    harvested, requests, 0)
-            if not s.young and hour_harvester(harvested, requests):
-                state.hour_crossed = True
+            if not s.young and hour_harvester(harvested, requests, s.history):
+                _crossed(state, hour)
             state.member_bytes += size
             if state.joined is not None:  # else the next telling scans every member anyway
                 state.joined.append(account_id)  # (so at most the member cap of them)
@@ -352,8 +353,9 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
                        s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history,
                        s.org, s.card, hour, harvested, requests, told_hour)
             members[account_id] = updated
-            if not member[_YOUNG] and not told_hour and hour_harvester(harvested, requests):
-                state.hour_crossed = True
+            if (not member[_YOUNG] and not told_hour
+                    and hour_harvester(harvested, requests, s.history)):
+                _crossed(state, hour)
             if changed:
                 state.remembered_suspicious += (
                     member_flags(updated[_YOUNG], s.harvest, s.rotation, s.history)[1]
@@ -391,14 +393,22 @@ def _hour_counts(cluster_key: str, s: ClusterSummary, hour: int, harvested: int,
     return hour, harvested + s.key_harvest, requests + s.requests
 
 
-def hour_harvesters(state: ClusterState) -> tuple[int, list[tuple[str, int, int, bool]]]:
-    """The latest clock hour any member sent this content key in, and the established members
-    that harvested it then: (account, organisation, card, told already), in member order."""
-    latest = max((m[_HOUR] for m in state.members.values()), default=0)
-    return latest, [(account, m[_ORG], m[_CARD], bool(m[_HOUR_TOLD]))
-                    for account, m in state.members.items()
-                    if m[_HOUR] == latest and not m[_YOUNG]
-                    and hour_harvester(m[_HOUR_HARVEST], m[_HOUR_REQUESTS])]
+def _crossed(state: ClusterState, hour: int) -> None:
+    if state.crossed_hours is None:
+        state.crossed_hours = [hour]
+    elif hour not in state.crossed_hours:
+        state.crossed_hours.append(hour)
+
+
+def hour_harvesters(state: ClusterState, hour: int) -> list[tuple[str, int, int, bool]]:
+    """The established members whose latest clock hour of this content key is `hour` and that
+    harvested it then: (account, organisation, card, told already), in member order. (The
+    hour a member crossed in, not the latest hour of any member: one record stamped ahead
+    would hide the crowd of the hours before it.)"""
+    return [(account, m[_ORG], m[_CARD], bool(m[_HOUR_TOLD]))
+            for account, m in state.members.items()
+            if m[_HOUR] == hour and not m[_YOUNG]
+            and hour_harvester(m[_HOUR_HARVEST], m[_HOUR_REQUESTS], m[_HISTORY])]
 
 
 def tell_crowd_hour(state: ClusterState, account_id: str) -> None:

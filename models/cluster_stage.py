@@ -276,8 +276,8 @@ class ClusterStage:
         for s in due:
             if s.tick != tick:  # the next tick: judge as of the end of the one folded in
                 self._judge(state, (tick + 1) * cfg.cluster_tick_s, out)
-                if state.hour_crossed:
-                    self._judge_crowd_hour(state, (tick + 1) * cfg.cluster_tick_s, out)
+                if state.crossed_hours:
+                    self._judge_crowd_hours(state, (tick + 1) * cfg.cluster_tick_s, out)
                 tick = s.tick
             if not add_summary(state, s, cfg):
                 out.late += 1
@@ -285,8 +285,8 @@ class ClusterStage:
         if state.verdict is not None or state.active >= min_accounts(state.cluster_key, cfg):
             # (else `_judge` has nothing to do: the common case, checked without the call)
             self._judge(state, end, out)
-        if state.hour_crossed:
-            self._judge_crowd_hour(state, end, out)
+        if state.crossed_hours:
+            self._judge_crowd_hours(state, end, out)
         if state.template != template and state.template:
             # A crowd agreed on a template (or a larger one took the bucket over): every account
             # partition learns it, so its accounts' prompts of it count as templated.
@@ -332,19 +332,21 @@ class ClusterStage:
         for account in members_to_tell(state, v.verdict_id, cfg):
             out.verdicts.append(AccountVerdict(account, v, now_ts))
 
-    def _judge_crowd_hour(self, state: ClusterState, now_ts: int, out: ClusterOutputs) -> None:
-        """A member harvested this content key for an hour's worth: when the hour's established
-        harvesters make a crowd hour (models/crowd_hours.py), tell each one not told yet."""
-        state.hour_crossed = False
-        hour, harvesters = hour_harvesters(state)
-        identities = [(org, card) for _, org, card, _ in harvesters]
-        if not convicts(identities):
-            return
-        told = notice(state.cluster_key, hour, identities, self.cfg.model_version)
-        for account, _, _, already in harvesters:
-            if not already:
-                tell_crowd_hour(state, account)
-                out.verdicts.append(AccountVerdict(account, told, now_ts))
+    def _judge_crowd_hours(self, state: ClusterState, now_ts: int, out: ClusterOutputs) -> None:
+        """Members became harvesters of this content key in these hours: where an hour's
+        established harvesters make a crowd hour (models/crowd_hours.py), tell each one not
+        told yet."""
+        for hour in sorted(state.crossed_hours or ()):
+            harvesters = hour_harvesters(state, hour)
+            identities = [(org, card) for _, org, card, _ in harvesters]
+            if not convicts(identities):
+                continue
+            told = notice(state.cluster_key, hour, identities, self.cfg.model_version)
+            for account, _, _, already in harvesters:
+                if not already:
+                    tell_crowd_hour(state, account)
+                    out.verdicts.append(AccountVerdict(account, told, now_ts))
+        state.crossed_hours = None
 
     def _withdraw(self, state: ClusterState, v: Verdict, score: float, now_ts: int,
                   out: ClusterOutputs) -> None:

@@ -31,6 +31,7 @@ import zlib
 from typing import Final
 
 from distillguard.models.account import Verdict
+from distillguard.models.behaviour import SUSTAINED
 from distillguard.models.keys import SYSTEM_PROMPT, key_kind
 
 HOUR_S: Final = 3600
@@ -69,12 +70,13 @@ def counts_crowd_hours(cluster_key: str) -> bool:
     return key_kind(cluster_key) in CROWD_KINDS
 
 
-def hour_harvester(harvested: int, requests: int) -> bool:
+def hour_harvester(harvested: int, requests: int, history: int) -> bool:
     """Whether an account's hour of a key, `harvested` high-value reasoning requests with it of
     `requests` in all, makes it one of the hour's harvesters: `HOUR_REQUESTS` of them, and
     `HARVEST_SHARE` of what it sent (an app's service account whose key a lab stole carries
     the lab's harvest beside its own users' traffic: its organisation did nothing wrong)."""
-    return harvested >= HOUR_REQUESTS and harvested >= HARVEST_SHARE * requests
+    return (history >= SUSTAINED and harvested >= HOUR_REQUESTS
+            and harvested >= HARVEST_SHARE * requests)
 
 
 def hour_of(window_start: int) -> int:

@@ -32,13 +32,22 @@ YEAR = 365 * 86400.0
 CFG = DetectorConfig()
 
 
+_TEMPLATES = tuple(random.Random(5).getrandbits(64) for _ in range(4))
+
+
 def _events(accounts: list[tuple[str, str, str]], per_hour: int, hours: float,
             system_prompt: str = "lab-harness", seed: int = 1,
-            reasoning: bool = True) -> list[RequestEvent]:
+            reasoning: bool = True, templated: bool = True) -> list[RequestEvent]:
     """Each account (id, org, card) sends `per_hour` high-value requests an hour with the same
-    system prompt, at a person's uneven pace, each prompt its own (no template), from its own
-    home address."""
+    system prompt, at a person's uneven pace, from its own home address: prompts of four shared
+    templates (a few bits of noise each), or (`templated` False) each prompt its own."""
     rng = random.Random(seed)
+
+    def prompt() -> int:
+        if not templated:
+            return rng.getrandbits(64)
+        return rng.choice(_TEMPLATES) ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64))
+
     out: list[RequestEvent] = []
     for n, (account, org, card) in enumerate(accounts):
         ts = T0 + rng.uniform(0, 120)
@@ -46,7 +55,7 @@ def _events(accounts: list[tuple[str, str, str]], per_hour: int, hours: float,
             out.append(RequestEvent(
                 event_id=f"{account}-{len(out)}", ts=ts, account_id=account,
                 ip=f"98.{n % 250}.{n // 250}.7", model="m", prompt_tokens=300,
-                completion_tokens=900, status=200, simhash=rng.getrandbits(64),
+                completion_tokens=900, status=200, simhash=prompt(),
                 reasoning_requested=reasoning, org_id=org, asn=7922 + n,
                 user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
                 payment_fingerprint=card, account_created_ts=T0 - YEAR,
@@ -111,6 +120,17 @@ def test_a_light_crowd_of_strangers_on_a_tool_is_not_a_crowd_hour() -> None:
 def test_heavy_strangers_without_reasoning_are_not_harvesting_it() -> None:
     users = [(f"user-{i}", f"org-{i}", f"card-{i}") for i in range(6)]
     decided = _decisions(_events(users, per_hour=30, hours=8, reasoning=False))
+    assert not any(_first_action(d) for d in decided.values())
+
+
+def test_heavy_independent_users_of_a_coding_agent_are_not_a_campaign() -> None:
+    """A popular coding agent sends one fixed system prompt with every request, with tool use
+    and reasoning; its heavy users (independent developers, each its own org and card) send 40
+    an hour all working day, every prompt their own. They share the system prompt and harvest
+    by every count of the hour; what they do not share is a campaign's templates."""
+    developers = [(f"dev-{i}", f"org-dev-{i}", f"card-dev-{i}") for i in range(8)]
+    decided = _decisions(_events(developers, per_hour=40, hours=9, system_prompt="agent-v2",
+                                 templated=False))
     assert not any(_first_action(d) for d in decided.values())
 
 
