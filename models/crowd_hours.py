@@ -1,27 +1,31 @@
-"""Crowd hours: established accounts of many organisations harvesting one content key together.
+"""Crowd hours: established accounts of many organisations harvesting one system prompt together.
 
 A campaign on aged or bought accounts shows nothing of its own that an honest power user does
 not: it is old, it keeps its card and its address, it sends reasoning requests at a person's
 pace. What it cannot hide is that its accounts belong to different organisations and cards (it
-bought them one by one), yet harvest the same system prompt or template, heavily, in the same
-hours. Honest crowds on one content key are either light (a course, a tool's users: a few
-templated requests an hour each) or one organisation on one card (a team's eval harness, an
-app's service accounts).
+bought them one by one), yet harvest with the same system prompt (its harvesting harness's),
+heavily, in the same hours. Honest crowds on one system prompt are light (a course, a tool's
+users: a few templated requests an hour each), one organisation on one card (a team's eval
+harness, an app's service accounts), or heavy but each writing its own prompts (developers
+using one coding agent).
 
-So a content key's clock hour is a **crowd hour** when at least `MIN_HARVESTERS` established
-accounts each sent it `HOUR_REQUESTS` high-value reasoning requests or more in that hour, from
-at least `MIN_ORGS` organisations and `MIN_CARDS` cards, the organisations at least `ORG_SHARE`
-of the harvesters (a team of five on one org is not five strangers). Each of those harvesters
-is told (models/cluster_stage.py); an account told of `HOURS_TO_ACT` crowd hours, the latest no
-longer ago than a verdict lasts, is throttled (models/policy.py), never blocked on it: a crowd
-hour names no single account's wrongdoing, and a throttled honest user recovers.
+So a system prompt's clock hour is a **crowd hour** when at least `MIN_HARVESTERS` established
+accounts harvested it that hour, from at least `MIN_ORGS` organisations and `MIN_CARDS` cards,
+the organisations at least `ORG_SHARE` of the harvesters (a team of five on one org is not five
+strangers). An account harvests a system prompt in an hour when it sent `HOUR_REQUESTS`
+high-value requests with reasoning with it, at least `HARVEST_SHARE` of all it sent that hour,
+while harvesting known templates (models/behaviour.py `history` SUSTAINED: a crowd's templates,
+past what a tutorial or a course takes). Each harvester is told (models/cluster_stage.py); an
+account told of `HOURS_TO_ACT` crowd hours, the latest no longer ago than a verdict lasts, is
+throttled (models/policy.py), never blocked on it: a crowd hour names no single account's
+wrongdoing, and a throttled honest user recovers.
 
-Measured before it was built (a study of 390 tuning runs, branch `issue14-established`): per
-account, nothing separated these campaigns from research groups and eval customers; this rule
-did (the framing campaigns of `frame_fleet`, `frame_campus`, `frame_tool` and the eval-dressed
-harvest of `eval_harness`, most of their accounts at their fourth hour), at the price of a few
-eval runners and open-source tool users throttled. Content keys only: on a network key (an ISP
-with a browser's user agent, a campus NAT) any three heavy users of a big provider make a crowd.
+Measured (docs/tuning.md, "Crowd hours"): before it was built, a study of 390 tuning runs (branch
+`issue14-established`) found nothing per account that separated these campaigns from research
+groups and eval customers, and a crowd rule that did. System prompts only: template keys
+caught nothing more on the evaluation, and on a network key (an ISP with a browser's user agent,
+a campus NAT) any three heavy users of a big provider make a crowd. What it cannot tell apart,
+and how a lab that knows it steps out of it: tests/unit/test_crowd_hours_adversary.py.
 """
 
 from __future__ import annotations
