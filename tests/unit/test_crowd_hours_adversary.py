@@ -46,16 +46,13 @@ from distillguard.models.account import (
     add_event,
 )
 from distillguard.models.cluster import _hour_counts
-from distillguard.models.config import DetectorConfig
 from distillguard.models.crowd_hours import HOUR_S, HOURS_TO_ACT
 from distillguard.models.decision import BLOCK, THROTTLE, Decision
 from distillguard.models.events import RequestEvent
 from distillguard.models.messages import ClusterSummary
 from distillguard.models.pipeline import Pipeline
+from tests.unit.test_crowd_hours import CFG, T0, YEAR
 
-T0 = 1_767_225_600  # a clock hour's start
-YEAR = 365 * 86400.0
-CFG = DetectorConfig()
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
 _R = random.Random(14)
 LAB_TEMPLATES = tuple(_R.getrandbits(64) for _ in range(4))  # a harvest's prompt families
@@ -241,23 +238,30 @@ def test_independent_companies_running_one_public_benchmark_are_not_throttled() 
     assert _acted(_decisions(events), evals) == []
 
 
-def test_one_stranger_cannot_make_two_honest_heavy_users_a_crowd() -> None:
-    """Found on the first cut: two honest heavy users of a niche tool's prompt (30 coding
-    reasoning req/h, 8 h; alone never acted on) were both throttled at their 4th hour by ONE
-    stranger account sending that prompt 24 reasoning req/h for 4 h (p2_frame.py). Their prompts
-    are their own, so they are no harvesters of known templates (next test: when they are)."""
+def _framed(honest_templates: tuple[int, ...], framer_templates: tuple[int, ...]) -> list[str]:
+    """Two honest heavy users of a niche tool's prompt (30 coding reasoning req/h, 8 h) and ONE
+    stranger harvesting that prompt 24 an hour for 4 h: the honest users acted on."""
     events: list[RequestEvent] = []
     honest = []
     for i in range(2):
         a = f"honest-{i}"
         start = T0 + 9 * HOUR_S + i * 300
         events += _stream(a, i, start, start + 8 * HOUR_S, 30, org=f"org-{a}", card=f"card-{a}",
-                          sp="niche-tool", category="coding", seed=10 + i)
+                          sp="niche-tool", category="coding", seed=10 + i,
+                          templates=honest_templates)
         honest.append(a)
     events += _stream("framer", 100, T0 + 9 * HOUR_S, T0 + 13 * HOUR_S, 24, org="org-framer",
                       card="card-framer", sp="niche-tool", seed=90, jitter=(0.95, 1.05),
-                      templates=LAB_TEMPLATES)
-    assert _acted(_decisions(events), honest) == []
+                      templates=framer_templates)
+    return _acted(_decisions(events), honest)
+
+
+def test_one_stranger_cannot_make_two_honest_heavy_users_a_crowd() -> None:
+    """Found on the first cut: two honest heavy users of a niche tool's prompt (alone never
+    acted on) were both throttled at their 4th hour by ONE stranger account sending that prompt
+    24 reasoning req/h for 4 h (p2_frame.py). Their prompts are their own, so they are no
+    harvesters of known templates (next test: when they are)."""
+    assert _framed(honest_templates=(), framer_templates=LAB_TEMPLATES) == []
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -267,18 +271,7 @@ def test_one_stranger_cannot_make_two_honest_heavy_users_a_crowd() -> None:
     "also makes them known: a crowd of three) makes each hour a crowd hour: both throttled at "
     "their 4th hour (never blocked)"))
 def test_one_stranger_cannot_make_two_honest_templated_users_a_crowd() -> None:
-    events: list[RequestEvent] = []
-    honest = []
-    for i in range(2):
-        a = f"honest-{i}"
-        start = T0 + 9 * HOUR_S + i * 300
-        events += _stream(a, i, start, start + 8 * HOUR_S, 30, org=f"org-{a}", card=f"card-{a}",
-                          sp="niche-tool", category="coding", seed=10 + i, templates=BENCHMARK)
-        honest.append(a)
-    events += _stream("framer", 100, T0 + 9 * HOUR_S, T0 + 13 * HOUR_S, 24, org="org-framer",
-                      card="card-framer", sp="niche-tool", seed=90, jitter=(0.95, 1.05),
-                      templates=BENCHMARK)
-    assert _acted(_decisions(events), honest) == []
+    assert _framed(honest_templates=BENCHMARK, framer_templates=BENCHMARK) == []
 
 
 # --- weaknesses: the lab's cheap ways out --------------------------------------------------
