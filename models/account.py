@@ -74,9 +74,10 @@ class AccountWindow:
     ip_prefixes: list[str] = field(default_factory=list)
     # The account's infrastructure cluster keys used in this window: only they get a summary.
     infra_keys: list[str] = field(default_factory=list)
-    # System prompt key -> high-value requests with reasoning sent with it in this window
-    # (models/crowd_hours.py): what the account harvested with that prompt, not its whole window.
-    prompt_harvest: dict[str, int] = field(default_factory=dict)
+    # System prompt key -> (high-value requests with reasoning sent with it in this window, those
+    # of them of known templates) (models/crowd_hours.py): what the account harvested with that
+    # prompt, not its whole window.
+    prompt_harvest: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_wire(self) -> list[Any]:
         return [self.start, self.requests, self.reasoning, self.high_value, self.errors,
@@ -92,7 +93,8 @@ class AccountWindow:
                    templates={k: (c[0], c[1], c[2], c[3], c[4] if len(c) > 4 else 0)
                               for k, c in w[13].items()},
                    ip_prefixes=list(w[14]), infra_keys=list(w[15]),
-                   prompt_harvest=dict(w[16]) if len(w) > 16 else {})
+                   prompt_harvest=({k: (c[0], c[1]) for k, c in w[16].items()}
+                                   if len(w) > 16 else {}))
 
 
 @dataclass(slots=True)
@@ -227,21 +229,25 @@ class AccountState:
             crowd_hour_reason=w[24][3] if len(w) > 24 else "")
 
 
-def _count_prompt_harvest(counts: dict[str, int], key: str) -> None:
-    """Count one request toward a system prompt's harvest in the window. Past
-    MAX_PROMPT_HARVEST_KEYS_PER_WINDOW prompts, the least counted gives its place to the new one,
-    which takes over its count plus one (space-saving: a prompt's count is never under its own
-    requests, and over them by at most what the prompt it replaced had): else a few one-off
-    decoy prompts at each window's start kept the harvest's own prompt uncounted (an
-    adversary's probe)."""
+def count_prompt_harvest(win: AccountWindow, ev: RequestEvent, templated: bool) -> None:
+    """Count one request toward its system prompt's harvest in the window when it is high-value
+    with reasoning: (such requests, those of them of a known template: the caller matched it).
+    Past MAX_PROMPT_HARVEST_KEYS_PER_WINDOW prompts, the least counted gives its place to the new
+    one, which takes over its counts plus this request (space-saving: a prompt's counts are
+    never under its own requests, and over them by at most what the prompt it replaced had):
+    else a few one-off decoy prompts at each window's start kept the harvest's own prompt
+    uncounted (an adversary's probe)."""
+    if not (ev.reasoning_requested and ev.is_high_value and ev.system_prompt_hash):
+        return
+    counts, key = win.prompt_harvest, system_prompt_key(ev.system_prompt_hash)
     harvested = counts.get(key)
-    if harvested is not None:
-        counts[key] = harvested + 1
-    elif len(counts) < MAX_PROMPT_HARVEST_KEYS_PER_WINDOW:
-        counts[key] = 1
-    else:
-        least = min(counts, key=lambda k: (counts[k], k))
-        counts[key] = counts.pop(least) + 1
+    if harvested is None:
+        if len(counts) < MAX_PROMPT_HARVEST_KEYS_PER_WINDOW:
+            harvested = (0, 0)
+        else:
+            least = min(counts, key=lambda k: (counts[k], k))
+            harvested = counts.pop(least)
+    counts[key] = (harvested[0] + 1, harvested[1] + templated)
 
 
 def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
@@ -270,8 +276,6 @@ def add_event(win: AccountWindow, ev: RequestEvent, buckets: tuple[str, ...],
     win.with_tools += bool(ev.tools_count)
     win.prompt_tokens += ev.prompt_tokens
     win.completion_tokens += ev.completion_tokens
-    if reasoning and high_value and ev.system_prompt_hash:
-        _count_prompt_harvest(win.prompt_harvest, system_prompt_key(ev.system_prompt_hash))
     templates = win.templates
     simhash = ev.simhash
     newly: list[str] = []

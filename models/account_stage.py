@@ -27,6 +27,7 @@ from distillguard.models.account import (
     Verdict,
     add_event,
     add_known_template,
+    count_prompt_harvest,
     top_template_keys,
 )
 from distillguard.models.allowlist import AllowList
@@ -34,7 +35,13 @@ from distillguard.models.behaviour import harvest, history, rotation
 from distillguard.models.config import DetectorConfig
 from distillguard.models.convicted import ConvictedClusters
 from distillguard.models.crowd_hours import COUNT_RESET_S as CROWD_COUNT_RESET_S
-from distillguard.models.crowd_hours import card_identity, is_crowd_hour, org_identity, record
+from distillguard.models.crowd_hours import (
+    card_identity,
+    is_crowd_hour,
+    org_identity,
+    record,
+    window_harvest,
+)
 from distillguard.models.decision import ALLOW, Decision
 from distillguard.models.detectors import AccountModel
 from distillguard.models.due import DueIndex
@@ -203,6 +210,7 @@ class AccountStage:
             # about twice the live clusters, the core ~19% slower.
             recurring = ALL_BANDS[cfg.simhash_bands]
         newly_recurring = add_event(win, ev, buckets, recurring)
+        count_prompt_harvest(win, ev, bool(template))
         if template and add_known_template(win, ev, template_key(template)):
             # A prompt of a known template joins the template's own cluster at its first use in
             # the window: its crowd is every account sending it, whatever bands they share.
@@ -460,7 +468,7 @@ class AccountStage:
                 completion_tokens=win.completion_tokens, young=young,
                 account_first_ts=state.first_ts, tick=part.tick, harvest=harvesting,
                 rotation=rotating, history=level, org=org, card=card,
-                key_harvest=win.prompt_harvest.get(key, 0)))
+                key_harvest=window_harvest(win.prompt_harvest.get(key))))
         per_request_tokens = win.completion_tokens // max(1, win.requests)
         for key in top_template_keys(win, cfg.max_template_keys_per_window):
             requests, reasoning, high_value, _, simhash = win.templates[key]

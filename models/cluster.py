@@ -328,7 +328,7 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
             members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash,
                                    s.harvest, s.rotation, s.history, s.org, s.card, hour,
                                    harvested, requests, 0)
-            if not s.young and hour_harvester(harvested, requests, s.history):
+            if not s.young and hour_harvester(harvested, requests):
                 _crossed(state, hour)
             state.member_bytes += size
             if state.joined is not None:  # else the next telling scans every member anyway
@@ -353,8 +353,7 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
                        s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history,
                        s.org, s.card, hour, harvested, requests, told_hour)
             members[account_id] = updated
-            if (not member[_YOUNG] and not told_hour
-                    and hour_harvester(harvested, requests, s.history)):
+            if not member[_YOUNG] and not told_hour and hour_harvester(harvested, requests):
                 _crossed(state, hour)
             if changed:
                 state.remembered_suspicious += (
@@ -408,7 +407,7 @@ def hour_harvesters(state: ClusterState, hour: int) -> list[tuple[str, int, int,
     return [(account, m[_ORG], m[_CARD], bool(m[_HOUR_TOLD]))
             for account, m in state.members.items()
             if m[_HOUR] == hour and not m[_YOUNG]
-            and hour_harvester(m[_HOUR_HARVEST], m[_HOUR_REQUESTS], m[_HISTORY])]
+            and hour_harvester(m[_HOUR_HARVEST], m[_HOUR_REQUESTS])]
 
 
 def tell_crowd_hour(state: ClusterState, account_id: str) -> None:

@@ -13,9 +13,11 @@ So a system prompt's clock hour is a **crowd hour** when at least `MIN_HARVESTER
 accounts harvested it that hour, from at least `MIN_ORGS` organisations and `MIN_CARDS` cards,
 the organisations at least `ORG_SHARE` of the harvesters (a team of five on one org is not five
 strangers). An account harvests a system prompt in an hour when it sent `HOUR_REQUESTS`
-high-value requests with reasoning with it, at least `HARVEST_SHARE` of all it sent that hour,
-while harvesting known templates (models/behaviour.py `history` SUSTAINED: a crowd's templates,
-past what a tutorial or a course takes). Each harvester is told (models/cluster_stage.py); an
+high-value requests with reasoning with it (counted in the account's windows,
+`AccountWindow.prompt_harvest`, each window only when at least `TEMPLATED_SHARE` of them are of
+a crowd's known templates), at least `HARVEST_SHARE` of all it sent that hour: a heavy user
+writing its own prompts is no harvester, nor one whose tool adds a few scaffold templates to
+them. Each harvester is told (models/cluster_stage.py); an
 account told of `HOURS_TO_ACT` crowd hours, the latest no longer ago than a verdict lasts, is
 throttled (models/policy.py), never blocked on it: a crowd hour names no single account's
 wrongdoing, and a throttled honest user recovers.
@@ -35,7 +37,6 @@ import zlib
 from typing import Final
 
 from distillguard.models.account import Verdict
-from distillguard.models.behaviour import SUSTAINED
 from distillguard.models.keys import SYSTEM_PROMPT, key_kind
 
 HOUR_S: Final = 3600
@@ -43,8 +44,10 @@ HOUR_S: Final = 3600
 # sends one key in one clock hour to count as one of its harvesters that hour: one every three
 # minutes, all hour; a person at a course or a tool sends a few.
 HOUR_REQUESTS: Final = 20
-# ... and at least this share of all the requests the account sent in that hour.
+# ... and at least this share of all the requests the account sent in that hour; in each
+# window, at least TEMPLATED_SHARE of them of a crowd's known templates (`window_harvest`).
 HARVEST_SHARE: Final = 0.5
+TEMPLATED_SHARE: Final = 0.5
 MIN_HARVESTERS: Final = 3
 MIN_ORGS: Final = 3
 MIN_CARDS: Final = 3
@@ -74,13 +77,24 @@ def counts_crowd_hours(cluster_key: str) -> bool:
     return key_kind(cluster_key) in CROWD_KINDS
 
 
-def hour_harvester(harvested: int, requests: int, history: int) -> bool:
+def window_harvest(counts: tuple[int, int] | None) -> int:
+    """What an account's window counts toward its hour's harvest of a system prompt, from its
+    (high-value reasoning requests with the prompt, those of them of known templates): all of
+    them when at least `TEMPLATED_SHARE` are of known templates, else none. A lab's noisy
+    templates are known on some of its prompts only (measured on `eval_harness` at a tuning
+    seed: 59%); a coding agent's heavy users write their own prompts, and its scaffold
+    templates are a quarter of them at most."""
+    if counts is None or counts[1] < TEMPLATED_SHARE * counts[0]:
+        return 0
+    return counts[0]
+
+
+def hour_harvester(harvested: int, requests: int) -> bool:
     """Whether an account's hour of a key, `harvested` high-value reasoning requests with it of
     `requests` in all, makes it one of the hour's harvesters: `HOUR_REQUESTS` of them, and
     `HARVEST_SHARE` of what it sent (an app's service account whose key a lab stole carries
     the lab's harvest beside its own users' traffic: its organisation did nothing wrong)."""
-    return (history >= SUSTAINED and harvested >= HOUR_REQUESTS
-            and harvested >= HARVEST_SHARE * requests)
+    return harvested >= HOUR_REQUESTS and harvested >= HARVEST_SHARE * requests
 
 
 def hour_of(window_start: int) -> int:

@@ -37,14 +37,14 @@ _TEMPLATES = tuple(random.Random(5).getrandbits(64) for _ in range(4))
 
 def _events(accounts: list[tuple[str, str, str]], per_hour: int, hours: float,
             system_prompt: str = "lab-harness", seed: int = 1,
-            reasoning: bool = True, templated: bool = True) -> list[RequestEvent]:
+            reasoning: bool = True, templated: float = 1.0) -> list[RequestEvent]:
     """Each account (id, org, card) sends `per_hour` high-value requests an hour with the same
-    system prompt, at a person's uneven pace, from its own home address: prompts of four shared
-    templates (a few bits of noise each), or (`templated` False) each prompt its own."""
+    system prompt, at a person's uneven pace, from its own home address: a `templated` share of
+    its prompts of four shared templates (a few bits of noise each), the others its own."""
     rng = random.Random(seed)
 
     def prompt() -> int:
-        if not templated:
+        if rng.random() >= templated:
             return rng.getrandbits(64)
         return rng.choice(_TEMPLATES) ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64))
 
@@ -130,7 +130,19 @@ def test_heavy_independent_users_of_a_coding_agent_are_not_a_campaign() -> None:
     by every count of the hour; what they do not share is a campaign's templates."""
     developers = [(f"dev-{i}", f"org-dev-{i}", f"card-dev-{i}") for i in range(8)]
     decided = _decisions(_events(developers, per_hour=40, hours=9, system_prompt="agent-v2",
-                                 templated=False))
+                                 templated=0.0))
+    assert not any(_first_action(d) for d in decided.values())
+
+
+def test_a_coding_agents_scaffold_templates_do_not_make_its_heavy_users_harvesters() -> None:
+    """The agent also sends its own scaffold prompts (a commit message, a summary of the
+    conversation), the same templates for every user: known templates, a quarter of each heavy
+    user's requests. An account that once sent a few known templates is no harvester for the rest
+    of its life: an hour counts only its requests of known templates (a first cut counted every
+    request of an account whose history had reached SUSTAINED)."""
+    developers = [(f"dev-{i}", f"org-dev-{i}", f"card-dev-{i}") for i in range(8)]
+    decided = _decisions(_events(developers, per_hour=60, hours=9, system_prompt="agent-v2",
+                                 templated=0.25))
     assert not any(_first_action(d) for d in decided.values())
 
 

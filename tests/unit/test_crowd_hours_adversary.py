@@ -2,8 +2,7 @@
 changed because of it.
 
 The rule (models/crowd_hours.py): in a clock hour, an established account that sent a system
-prompt 20+ high-value reasoning requests, 50%+ of its requests, while harvesting known templates,
-harvests it; 3+ harvesters of 3+ orgs and 3+ cards (orgs >= 0.8 x harvesters) make a crowd hour;
+prompt 20+ high-value reasoning requests of known templates, 50%+ of its requests, harvests it; 3+ harvesters of 3+ orgs and 3+ cards (orgs >= 0.8 x harvesters) make a crowd hour;
 4 crowd hours (a day apart at most) throttle. Measured on the whole core, probes in /tmp/adv14/
 (the helper's), against the first cut (which had no "known templates" condition):
 
@@ -43,7 +42,7 @@ from distillguard.models.account import (
     MAX_PROMPT_HARVEST_KEYS_PER_WINDOW,
     AccountState,
     AccountWindow,
-    add_event,
+    count_prompt_harvest,
 )
 from distillguard.models.cluster import _hour_counts
 from distillguard.models.crowd_hours import HOUR_S, HOURS_TO_ACT
@@ -145,7 +144,9 @@ def test_the_lab_on_one_shared_prompt_is_throttled_and_never_blocked() -> None:
     for a in lab:
         first = next(d for d in decided[a] if d.action != "allow")
         assert first.action == THROTTLE
-        assert first.event_ts < T0 + HOURS_TO_ACT * HOUR_S + 15 * 60
+        # its 4th crowd hour: the 5th of its harvest, whose first hour is spent making its
+        # templates known (a crowd of three agreeing on each)
+        assert first.event_ts < T0 + (HOURS_TO_ACT + 1) * HOUR_S + 15 * 60
         assert all(d.action != BLOCK for d in decided[a])
 
 
@@ -170,7 +171,7 @@ def test_prompt_harvest_keys_per_window_are_bounded() -> None:
                           model="m", prompt_tokens=1, completion_tokens=1, status=200,
                           simhash=k, reasoning_requested=True, system_prompt_hash=f"p{k}",
                           task_category="math")
-        add_event(win, ev, (), [])
+        count_prompt_harvest(win, ev, templated=True)
     assert len(win.prompt_harvest) == MAX_PROMPT_HARVEST_KEYS_PER_WINDOW
 
 
@@ -207,7 +208,8 @@ def test_independent_users_of_one_coding_agent_are_not_throttled() -> None:
     one IDE coding agent (one fixed system prompt, tool use with reasoning, 40 req/h, own org and
     card each) made a crowd hour every hour, 12/12 throttled at their 4th hour, 56% of each
     working day's requests after it (p1_honest.py, p1_week.py). A harvester must now be
-    harvesting known templates (history SUSTAINED): their prompts are their own."""
+    harvesting known templates (an hour counts its requests of known templates only): their
+    prompts are their own."""
     events: list[RequestEvent] = []
     devs = []
     rng = random.Random(1)
@@ -238,9 +240,10 @@ def test_independent_companies_running_one_public_benchmark_are_not_throttled() 
     assert _acted(_decisions(events), evals) == []
 
 
-def _framed(honest_templates: tuple[int, ...], framer_templates: tuple[int, ...]) -> list[str]:
+def _framed(honest_templates: tuple[int, ...], framer_templates: tuple[int, ...],
+            framer_hours: float = 4) -> list[str]:
     """Two honest heavy users of a niche tool's prompt (30 coding reasoning req/h, 8 h) and ONE
-    stranger harvesting that prompt 24 an hour for 4 h: the honest users acted on."""
+    stranger harvesting that prompt 24 an hour for `framer_hours`: the honest users acted on."""
     events: list[RequestEvent] = []
     honest = []
     for i in range(2):
@@ -250,7 +253,8 @@ def _framed(honest_templates: tuple[int, ...], framer_templates: tuple[int, ...]
                           sp="niche-tool", category="coding", seed=10 + i,
                           templates=honest_templates)
         honest.append(a)
-    events += _stream("framer", 100, T0 + 9 * HOUR_S, T0 + 13 * HOUR_S, 24, org="org-framer",
+    events += _stream("framer", 100, T0 + 9 * HOUR_S, T0 + (9 + framer_hours) * HOUR_S, 24,
+                      org="org-framer",
                       card="card-framer", sp="niche-tool", seed=90, jitter=(0.95, 1.05),
                       templates=framer_templates)
     return _acted(_decisions(events), honest)
@@ -267,11 +271,11 @@ def test_one_stranger_cannot_make_two_honest_heavy_users_a_crowd() -> None:
 @pytest.mark.xfail(strict=True, reason=(
     "framing, the residue: two honest heavy users of a niche tool who send its scaffold "
     "templates (30 coding reasoning req/h, 8 h; alone never acted on) are harvesters of known "
-    "templates, and ONE stranger harvesting that prompt and those templates for 4 h (which "
-    "also makes them known: a crowd of three) makes each hour a crowd hour: both throttled at "
-    "their 4th hour (never blocked)"))
+    "templates, and ONE stranger harvesting that prompt and those templates for 6 h (which "
+    "also makes them known: a crowd of three; its first hour, before they are known, counts "
+    "for nothing) makes each hour a crowd hour: both throttled (never blocked)"))
 def test_one_stranger_cannot_make_two_honest_templated_users_a_crowd() -> None:
-    assert _framed(honest_templates=BENCHMARK, framer_templates=BENCHMARK) == []
+    assert _framed(honest_templates=BENCHMARK, framer_templates=BENCHMARK, framer_hours=6) == []
 
 
 # --- weaknesses: the lab's cheap ways out --------------------------------------------------
@@ -357,7 +361,7 @@ def test_the_lab_cannot_step_out_of_its_crowd_cheaply(evasion: str) -> None:
     "one event with the prompt stamped 1.5 h ahead (another account, a skewed clock) moves its "
     "account partition's tick ahead, so that partition's summaries are folded 1.5 h late, after "
     "the other harvesters' counts have moved to the next hour: one crowd hour lost, the lab "
-    "throttled at 5.0 h instead of 4.0 h (p5_future.py; the first cut judged only the latest "
+    "throttled at 5.9 h instead of 5.0 h (p5_future.py; the first cut judged only the latest "
     "hour any member sent, and lost every hour to a record 24 h ahead). Live, the edge refuses "
     "a record over max_event_ahead_s (300 s) ahead: only a replayed file can do this"))
 def test_one_future_stamped_member_does_not_hide_the_crowd() -> None:
@@ -375,4 +379,5 @@ def test_one_future_stamped_member_does_not_hide_the_crowd() -> None:
         decided.setdefault(d.account_id, []).append(d)
     for a in lab:
         first = next(d for d in decided[a] if d.action != "allow")
-        assert first.event_ts < T0 + HOURS_TO_ACT * HOUR_S + 15 * 60, (a, first.event_ts - T0)
+        late = first.event_ts - T0
+        assert late < (HOURS_TO_ACT + 1) * HOUR_S + 15 * 60, (a, late)
