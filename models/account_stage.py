@@ -34,8 +34,8 @@ from distillguard.models.allowlist import AllowList
 from distillguard.models.behaviour import harvest, history, rotation
 from distillguard.models.config import DetectorConfig
 from distillguard.models.convicted import ConvictedClusters
-from distillguard.models.crowd_hours import COUNT_RESET_S as CROWD_COUNT_RESET_S
 from distillguard.models.crowd_hours import (
+    COUNT_RESET_S,
     card_identity,
     is_crowd_hour,
     org_identity,
@@ -268,7 +268,7 @@ class AccountStage:
         idle = state.last_ts + (max(cfg.idle_expiry_s, cfg.offender_memory_s) if state.strikes
                                 else cfg.idle_expiry_s)
         if state.crowd_hours:
-            return max(idle, state.crowd_hour_last + CROWD_COUNT_RESET_S)
+            return max(idle, state.crowd_hour_last + COUNT_RESET_S)
         return idle
 
     # --- after a restart or a move ---------------------------------------------------------
@@ -490,6 +490,6 @@ class AccountStage:
 
 def _identity(state: AccountState) -> tuple[int, int]:
     """The account's organisation and card as its summaries carry them (models/crowd_hours.py
-    `identity`): its first card joined, its own account's without one."""
+    `org_identity`, `card_identity`): its first card joined, its own account's without one."""
     card = next((key[len(PAYMENT) + 1:] for key in state.keys if key_kind(key) == PAYMENT), None)
     return org_identity(state.org_id, state.account_id), card_identity(card, state.account_id)

@@ -40,9 +40,9 @@ from distillguard.models.account import Verdict
 from distillguard.models.keys import SYSTEM_PROMPT, key_kind
 
 HOUR_S: Final = 3600
-# High-value reasoning requests (the lesser of the two counts a summary carries) one account
-# sends one key in one clock hour to count as one of its harvesters that hour: one every three
-# minutes, all hour; a person at a course or a tool sends a few.
+# High-value reasoning requests one account sends with one system prompt in one clock hour
+# (`ClusterSummary.key_harvest`, summed) to count as one of its harvesters that hour: one every
+# three minutes, all hour; a person at a course or a tool sends a few.
 HOUR_REQUESTS: Final = 20
 # ... and at least this share of all the requests the account sent in that hour; in each
 # window, at least TEMPLATED_SHARE of them of a crowd's known templates (`window_harvest`).

@@ -47,14 +47,15 @@ class ClusterSummary(NamedTuple):
     # How much history the account had (models/behaviour.py `history`): too new to judge (0),
     # judged (1), harvesting known templates for longer than a tutorial lasts (2).
     history: int = 0
-    # Who stands behind the account (`models.keys.identity`): its organisation and its payment
-    # instrument, each a 32-bit hash, its own account's when it has none. A content key's crowd
-    # of established harvesters from many organisations and cards is a campaign's
-    # (models/crowd_hours.py); an honest team shares one organisation and card.
+    # Who stands behind the account (models/crowd_hours.py `org_identity`, `card_identity`): its
+    # organisation and its payment instrument, each a 32-bit hash, its own account's when it has
+    # none. A system prompt's crowd of established harvesters from many organisations and cards
+    # is a campaign's; an honest team shares one organisation and card.
     org: int = 0
     card: int = 0
     # For a system prompt's window summary: the account's high-value requests with reasoning
-    # sent with that prompt in the window (the counters above are the whole window's).
+    # sent with that prompt in the window, 0 unless half of them or more are of known templates
+    # (models/crowd_hours.py `window_harvest`; the counters above are the whole window's).
     key_harvest: int = 0
 
     def to_wire(self) -> list[Any]:
