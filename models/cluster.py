@@ -47,10 +47,11 @@ class ClusterWindow:
 # for a template bucket the member's latest prompt there (SimHash; 0 for other keys),
 # the account's latest harvest and rotation figures and its history level (models/behaviour.py
 # `history`: too new to judge, judged, or harvesting known templates for a while), its
-# organisation and card (`ClusterSummary.org`, `card`), and for a content key the clock hour
-# it last sent, its high-value reasoning requests of the key and all its requests in that hour,
-# and whether it was told that the hour was a crowd hour (models/crowd_hours.py; zeros for
-# other keys)).
+# organisation and card (`ClusterSummary.org`, `card`), the clock hour it last sent the key,
+# its high-value reasoning requests of the key and all its requests in that hour, and whether it
+# was told that the hour was a crowd hour: these six for a key whose crowds are judged by the
+# hour (models/crowd_hours.py `counts_crowd_hours`), zeros for the others, whose member records
+# (and their counted bytes, `member_wire_bytes`) they would otherwise make a third larger).
 # A tuple, replaced on update, rather than a list: the garbage collector stops tracking a
 # tuple of plain values, and a list per member of every cluster made much of its work.
 _LAST: Final = 0
@@ -75,11 +76,12 @@ Member = tuple[int, int, float, str, int, float, float, int, int, int, int, int,
 # each field at its longest: a window start (an event time, at most 10 digits: models/events.py
 # MAX_EVENT_TS), 1, three floats (24: a double's longest repr, "-2.2250738585072014e-308"), a
 # verdict id in quotes (2 + 27, "cv-" and 24 hex digits, models/cluster_stage.py), a 64-bit
-# SimHash (20 digits), a history level (1), two 32-bit hashes (10 digits each), an hour (an
-# event time, 10), two request counts (20 each: a 64-bit integer) and 1.
-# tests/unit/test_state_bounds.py encodes members built at these lengths.
-MEMBER_FIXED_BYTES: Final = (4 + 2 + 13 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1 + 2 * 10 + 10
-                             + 2 * 20 + 1)
+# SimHash (20 digits), a history level (1), and the six crowd-hour fields at 0 (1 each). In a
+# cluster judged by the hour they take at most CROWD_HOUR_MEMBER_BYTES more: two 32-bit hashes
+# (10 digits each), an hour (an event time, 10), two request counts (20 each: a 64-bit integer)
+# and 1. tests/unit/test_state_bounds.py encodes members built at these lengths.
+MEMBER_FIXED_BYTES: Final = 4 + 2 + 13 + 10 + 1 + 3 * 24 + 2 + 27 + 20 + 1 + 6
+CROWD_HOUR_MEMBER_BYTES: Final = 2 * 10 + 10 + 2 * 20 + 1 - 6
 
 
 def text_wire_bytes(text: str) -> int:
@@ -91,9 +93,10 @@ def text_wire_bytes(text: str) -> int:
     return size
 
 
-def member_wire_bytes(account_id: str) -> int:
-    """The most bytes this account's member record can take on the wire."""
-    return text_wire_bytes(account_id) + MEMBER_FIXED_BYTES
+def member_wire_bytes(account_id: str, cluster_key: str = "") -> int:
+    """The most bytes this account's member record can take on the wire in this key's cluster."""
+    return (text_wire_bytes(account_id) + MEMBER_FIXED_BYTES
+            + (CROWD_HOUR_MEMBER_BYTES if counts_crowd_hours(cluster_key) else 0))
 
 
 # The most bytes a waiting summary takes in the state's wire form besides its cluster key and
@@ -222,7 +225,7 @@ class ClusterState:
         return cls(cluster_key=w[0], current_window=w[1],
                    windows={x.start: x for x in windows},
                    members=members,
-                   member_bytes=sum(member_wire_bytes(a) for a in members),
+                   member_bytes=sum(member_wire_bytes(a, w[0]) for a in members),
                    members_overflow=w[4], late_summaries=w[5], active=w[6], active_young=w[7],
                    active_new=w[8], verdict=Verdict.from_wire(w[9]) if w[9] else None,
                    last_ts=w[10], pending=pending,
@@ -278,7 +281,7 @@ def advance(state: ClusterState, window: int, cfg: DetectorConfig) -> None:
         state.joined = None
         for account in idle:
             del state.members[account]
-            state.member_bytes -= member_wire_bytes(account)
+            state.member_bytes -= member_wire_bytes(account, state.cluster_key)
     state.active = active
     state.active_young = young
     state.active_new = new
@@ -318,15 +321,18 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     members = state.members
     account_id = s.account_id
     member = members.get(account_id)
+    # (who the member is, and its hour, only where crowds are judged by the hour)
+    crowd = counts_crowd_hours(state.cluster_key)
+    org, card = (s.org, s.card) if crowd else (0, 0)
     if member is None:
-        size = member_wire_bytes(account_id)
+        size = member_wire_bytes(account_id, state.cluster_key)
         if (len(members) >= cfg.cluster_member_cap
                 or state.member_bytes + size > cfg.cluster_member_bytes):
             state.members_overflow += 1
         else:
-            hour, harvested, requests = _hour_counts(state.cluster_key, s, 0, 0, 0)
+            hour, harvested, requests = _hour_counts(crowd, s, 0, 0, 0)
             members[account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash,
-                                   s.harvest, s.rotation, s.history, s.org, s.card, hour,
+                                   s.harvest, s.rotation, s.history, org, card, hour,
                                    harvested, requests, 0)
             if not s.young and hour_harvester(harvested, requests):
                 _crossed(state, hour)
@@ -343,15 +349,15 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
         last = member[_LAST]
         changed = (s.harvest != member[_HARVEST] or s.rotation != member[_ROTATION]
                    or s.history != member[_HISTORY])
-        hour, harvested, requests = _hour_counts(state.cluster_key, s, member[_HOUR],
-                                                 member[_HOUR_HARVEST], member[_HOUR_REQUESTS])
+        hour, harvested, requests = _hour_counts(crowd, s, member[_HOUR], member[_HOUR_HARVEST],
+                                                 member[_HOUR_REQUESTS])
         if (last < window or (s.simhash and s.simhash != member[_PROMPT]) or changed
                 or requests != member[_HOUR_REQUESTS] or hour != member[_HOUR]
-                or s.org != member[_ORG] or s.card != member[_CARD]):
+                or org != member[_ORG] or card != member[_CARD]):
             told_hour = member[_HOUR_TOLD] if hour == member[_HOUR] else 0
             updated = (max(last, window), member[_YOUNG], member[_FIRST], member[_TOLD],
                        s.simhash or member[_PROMPT], s.harvest, s.rotation, s.history,
-                       s.org, s.card, hour, harvested, requests, told_hour)
+                       org, card, hour, harvested, requests, told_hour)
             members[account_id] = updated
             if not member[_YOUNG] and not told_hour and hour_harvester(harvested, requests):
                 _crossed(state, hour)
@@ -376,13 +382,13 @@ def add_summary(state: ClusterState, s: ClusterSummary, cfg: DetectorConfig) -> 
     return True
 
 
-def _hour_counts(cluster_key: str, s: ClusterSummary, hour: int, harvested: int,
+def _hour_counts(crowd: bool, s: ClusterSummary, hour: int, harvested: int,
                  requests: int) -> tuple[int, int, int]:
     """A member's (clock hour, high-value reasoning requests of the key in it, all its requests
     in it) after this summary (models/crowd_hours.py): a window summary of a later hour starts
     the counts again, one of an earlier hour (late) leaves them. A join is counted in its
-    window's summary."""
-    if s.kind != "window" or not counts_crowd_hours(cluster_key):
+    window's summary. `crowd`: the key's crowds are judged by the hour (else all stay 0)."""
+    if s.kind != "window" or not crowd:
         return hour, harvested, requests
     at = hour_of(s.window_start)
     if at < hour:
@@ -496,12 +502,12 @@ def _remember_stray(state: ClusterState, s: ClusterSummary, window: int) -> None
     m = strays.get(s.account_id)
     if m is not None:
         strays[s.account_id] = (max(m[_LAST], window), m[_YOUNG], m[_FIRST], "", s.simhash,
-                                s.harvest, s.rotation, s.history, s.org, s.card, 0, 0, 0, 0)
+                                s.harvest, s.rotation, s.history, 0, 0, 0, 0, 0, 0)
         return
     if len(strays) >= SIGNATURE_MEMBERS:
         del strays[next(iter(strays))]  # the stray remembered longest
     strays[s.account_id] = (window, int(s.young), s.account_first_ts, "", s.simhash, s.harvest,
-                            s.rotation, s.history, s.org, s.card, 0, 0, 0, 0)
+                            s.rotation, s.history, 0, 0, 0, 0, 0, 0)
 
 
 def _reelect(state: ClusterState, horizon_start: int) -> None:
@@ -520,7 +526,7 @@ def _reelect(state: ClusterState, horizon_start: int) -> None:
         return
     state.template = challenger
     state.members = dict(crowd)
-    state.member_bytes = sum(member_wire_bytes(a) for a in state.members)
+    state.member_bytes = sum(member_wire_bytes(a, state.cluster_key) for a in state.members)
     state.strays = None
     state.windows = {}
     state.verdict = None

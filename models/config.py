@@ -69,8 +69,9 @@ class DetectorConfig:
     cluster_member_cap: int = 5000  # members remembered per cluster, for verdict fan-out
     # ... and at most this many bytes of them on the wire (each at its most: models/cluster.py
     # `member_wire_bytes`), so that a cluster's state fits the worker's max_state_bytes
-    # (streams/edge/settings.py checks the two together). 300,000: ~2,000 members with ids of
-    # ~15 characters, ~1,100 with the longest (128).
+    # (streams/edge/settings.py checks the two together). 300,000: ~1,700 members with ids of
+    # ~15 characters, ~1,000 with the longest (128); a system prompt's cluster, whose members
+    # also keep their crowd hours (models/crowd_hours.py), ~1,250 and ~850.
     cluster_member_bytes: int = 300_000
     # The summaries waiting in a cluster's state for their tick to be judged, at most this many
     # bytes on the wire (each at its most: models/cluster.py `summary_wire_bytes`; ~1,250 with

@@ -37,7 +37,7 @@ import zlib
 from typing import Final
 
 from distillguard.models.account import Verdict
-from distillguard.models.keys import SYSTEM_PROMPT, key_kind
+from distillguard.models.keys import SYSTEM_PROMPT
 
 HOUR_S: Final = 3600
 # High-value reasoning requests one account sends with one system prompt in one clock hour
@@ -57,7 +57,8 @@ ORG_SHARE: Final = 0.8
 HOURS_TO_ACT: Final = 4
 # A new crowd hour more than a day after the account's last starts the count again.
 COUNT_RESET_S: Final = 86400
-CROWD_KINDS: Final = frozenset({SYSTEM_PROMPT})
+# The keys whose crowds are judged by the hour: system prompts (`counts_crowd_hours`).
+CROWD_KEY_PREFIX: Final = SYSTEM_PROMPT + ":"
 # Marks a crowd hour's notice among the verdicts an account is told (`is_crowd_hour`).
 NOTICE_PREFIX: Final = "ch-"
 
@@ -74,7 +75,7 @@ def card_identity(card: str | None, account_id: str) -> int:
 
 
 def counts_crowd_hours(cluster_key: str) -> bool:
-    return key_kind(cluster_key) in CROWD_KINDS
+    return cluster_key.startswith(CROWD_KEY_PREFIX)
 
 
 def window_harvest(counts: tuple[int, int] | None) -> int:

@@ -45,7 +45,7 @@ from distillguard.models.account import (
     count_prompt_harvest,
 )
 from distillguard.models.cluster import _hour_counts
-from distillguard.models.crowd_hours import HOUR_S, HOURS_TO_ACT
+from distillguard.models.crowd_hours import HOUR_S, HOURS_TO_ACT, counts_crowd_hours
 from distillguard.models.decision import BLOCK, THROTTLE, Decision
 from distillguard.models.events import RequestEvent
 from distillguard.models.messages import ClusterSummary
@@ -183,11 +183,12 @@ def test_a_late_window_of_an_earlier_hour_leaves_the_hours_counts() -> None:
                               young=False, account_first_ts=0.0, tick=0,
                               key_harvest=harvested)
 
-    hour, harvested, requests = _hour_counts("sys:x", summary(T0 + HOUR_S + 300, 12, 12), 0, 0, 0)
+    sys_key, ip_key = counts_crowd_hours("sys:x"), counts_crowd_hours("ip:1.2.3")
+    hour, harvested, requests = _hour_counts(sys_key, summary(T0 + HOUR_S + 300, 12, 12), 0, 0, 0)
     assert (hour, harvested, requests) == (T0 + HOUR_S, 12, 12)
-    assert _hour_counts("sys:x", summary(T0 + 3000, 9, 9), hour, harvested, requests) == (
+    assert _hour_counts(sys_key, summary(T0 + 3000, 9, 9), hour, harvested, requests) == (
         T0 + HOUR_S, 12, 12)  # late: the hour before
-    assert _hour_counts("ip:1.2.3", summary(T0 + 2 * HOUR_S, 9, 9), hour, harvested,
+    assert _hour_counts(ip_key, summary(T0 + 2 * HOUR_S, 9, 9), hour, harvested,
                         requests) == (hour, harvested, requests)  # not a content key
 
 

@@ -52,7 +52,11 @@ def test_a_member_at_its_longest_encodes_within_its_counted_bytes() -> None:
               LONGEST_FLOAT, 2, 2**32 - 1, 2**32 - 1, int(MAX_EVENT_TS), 2**64 - 1, 2**64 - 1, 1]
     encoded = orjson.dumps({LONGEST_ID: member})
     # `{...}` has no comma after its only member: one byte of the count is that comma
-    assert len(encoded) - 2 + 1 <= member_wire_bytes(LONGEST_ID)
+    # (a system prompt's cluster: its crowd-hour fields at their longest)
+    assert len(encoded) - 2 + 1 <= member_wire_bytes(LONGEST_ID, LONGEST_KEY)
+    # any other cluster: its crowd-hour fields are zeros
+    other = orjson.dumps({LONGEST_ID: [*member[:8], 0, 0, 0, 0, 0, 0]})
+    assert len(other) - 2 + 1 <= member_wire_bytes(LONGEST_ID, "pay:shared-card")
     assert member_wire_bytes("acct-1") == 6 + MEMBER_FIXED_BYTES
 
 
