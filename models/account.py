@@ -119,10 +119,14 @@ class Verdict:
     # (models/scoring.py): a content key (template, system prompt) judges its newcomers by the
     # crowd only when its crowd is proven.
     proven: float = 0.0
+    # Share of the crowd's active members that rotate their network or client (models/policy.py:
+    # a newcomer judged by a proven content crowd is a campaign's fresh account, blocked at once,
+    # only when its crowd rotates). 0 in a verdict from a core before 0.15.
+    rotating: float = 0.0
 
     def to_wire(self) -> list[Any]:
         return [self.cluster_key, self.score, self.issued_ts, self.expires_ts, self.verdict_id,
-                self.reason, self.signature, self.prior, self.proven]
+                self.reason, self.signature, self.prior, self.proven, self.rotating]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Verdict:

@@ -317,7 +317,8 @@ class ClusterStage:
                                               cfg.model_version),
                         reason=evidence.reason(state.cluster_key),
                         signature=state.template, prior=round(evidence.prior, 4),
-                        proven=round(evidence.proven, 4))
+                        proven=round(evidence.proven, 4),
+                        rotating=round(evidence.rotating_share, 4))
             state.verdict = v
             out.convictions.append(AccountVerdict(BROADCAST, v, now_ts))
         elif (in_force and v is not None and evidence.score < keep

@@ -238,6 +238,16 @@ CONTENT_VOLUME_FULL = SUSTAINED_TEMPLATED_REQUESTS
 # suspicious members, models/scoring.py `proven`) judges its newcomers by its prior, as a card
 # does: a churning campaign's fresh accounts are acted on at their first templated requests.
 PROVEN_CROWD = 0.5
+# ... and such a newcomer is a campaign's fresh account, blocked at once (`churned`), only when
+# at least this share of the crowd's members rotate their network or client (`Verdict.rotating`):
+# a hydra's accounts on a residential proxy pool do; a MOOC's, a bootcamp's or a class's crowd
+# does not, however long its members harvest its problems, and its late joiners are throttled
+# by the prior, not blocked (measured on the tuning runs of core 0.14, mooc_deadline-s1: the
+# hydra's template crowds at 20-90% rotating in 98% of its blocks, the MOOC's at 0%, whose
+# late joiners were blocked at their 2nd-4th request; a bootcamp's late joiners, 16 of 16, in
+# tests/unit/test_core10_adversary.py). A hydra that keeps each account on one address and
+# client gives this up: its fresh accounts are throttled until their own evidence blocks them.
+CHURN_ROTATING_SHARE = 0.2
 
 
 def _is_replacement(state: AccountState, key: str, evidence: float, issued_ts: float,
@@ -263,10 +273,10 @@ def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: Acco
     It may when the account shows what honest crowds do not: a payment instrument's crowd
     corroborates it (`PRIOR_KINDS`: strangers do not share a card), it is a campaign's fresh
     account (`churned`: a replacement on a convicted card, or a newcomer judged by the prior of
-    a content crowd strongly convicted and proven to harvest for long, as a hydra's churned
-    accounts are), it rotates its network or client, it was blocked before, it harvests at a
-    machine's pace (`models.behaviour.machine_paced`: 20 templated high-value requests or more
-    at one a minute or faster; a person reads the answer first), or it has harvested known
+    a content crowd strongly convicted, proven to harvest for long and rotating, as a hydra's
+    churned accounts are), it rotates its network or client, it was blocked before, it harvests
+    at a machine's pace (`models.behaviour.machine_paced`: 20 templated high-value requests or
+    more at one a minute or faster; a person reads the answer first), or it has harvested known
     templates for `harvest_session_s` (a day since core 0.10; `models.behaviour.harvest_span`:
     the exam, the class or the tutorial and any other that day, and the days before while they
     follow each other; the time between harvests does not count).
@@ -300,8 +310,9 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     rotating = rotation(state.behaviour, state.requests)
     newcomer = state.requests < CONFIDENT_REQUESTS and rotating < ROTATING
     replaced: str | None = None
-    # judged as a newcomer by a strongly convicted content crowd proven to harvest for long
-    proven_newcomer = False
+    # judged as a newcomer by a strongly convicted content crowd proven to harvest for long, in
+    # a crowd that rotates (CHURN_ROTATING_SHARE): a campaign's fresh account, blocked at once
+    churned_newcomer = False
     tpl_evidence: dict[str, float] = {}
     for key, v in in_force:
         kind = key_kind(key)
@@ -315,8 +326,8 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
             # (a crowd convicted only weakly, a small template crowd, judges no newcomer: a few
             # heavy attackers in a class's template crowd would have its new students judged)
             prior_fit = behaviour_fit(0.0, v.prior)
-            if kind in CONTENT_KINDS and prior_fit > fit:
-                proven_newcomer = True
+            if kind in CONTENT_KINDS and prior_fit > fit and v.rotating >= CHURN_ROTATING_SHARE:
+                churned_newcomer = True
             fit = max(fit, prior_fit)
         decayed = weight * fit * v.score * 0.5 ** (age / cfg.evidence_half_life_s)
         if kind == TEMPLATE:
@@ -368,7 +379,7 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     held = False
     if (score >= cfg.block_score and borne_out
             and corroborating >= (1 if state.strikes else 2)):
-        held = not _may_block(by_kind, replaced is not None or proven_newcomer, state,
+        held = not _may_block(by_kind, replaced is not None or churned_newcomer, state,
                               rotating, cfg)
         action = THROTTLE if held else BLOCK
     elif score >= cfg.throttle_score:

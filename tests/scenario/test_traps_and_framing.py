@@ -34,6 +34,11 @@ TRAPS = {
     "researchers": "mixed", "team_card": "teams", "reseller": "teams", "agent_fleet": "teams",
     "oss_tool": "frame_tool",
 }
+# Crowds of a course or an exam: many on accounts opened for it, sending its problems with
+# reasoning, each looking like a campaign's account by its own requests until the session ends.
+# Throttled, never blocked (docs/tuning.md: core 0.10's day, core 0.15's rotating crowds).
+SESSION_CROWDS = {"bootcamp": "bootcamp", "certification_exam": "exam_day",
+                  "mooc": "mooc_deadline"}
 # The framing families: the crowd whose key a few harvesters copy.
 FRAMED = {"frame_tutorial": "launch_wave", "frame_card": "reseller", "frame_tool": "oss_tool",
           "frame_campus": "campus_lab", "frame_class": "classroom"}
@@ -45,11 +50,20 @@ def report(family: str) -> Report:
     return core_report(FAMILIES[family].scenario(SEED, SCALE))
 
 
-@pytest.mark.parametrize("population, family", sorted(TRAPS.items()))
+@pytest.mark.parametrize("population, family", sorted({**TRAPS, **SESSION_CROWDS}.items()))
 def test_no_account_of_an_honest_crowd_is_blocked(population: str, family: str) -> None:
     row = report(family).row(population)
     assert row.accounts > 0
     assert row.blocked_share == 0.0, row
+
+
+@pytest.mark.xfail(strict=True, reason="what the detector cannot yet tell apart: a course's or an "
+                   "exam's young crowd sending its problems with reasoning at a person's pace, "
+                   "and a campaign's young accounts doing the same; throttled (tuning set, core "
+                   "0.15: bootcamp 97%, certification_exam 99.7%, mooc 50% acted on)")
+@pytest.mark.parametrize("population, family", sorted(SESSION_CROWDS.items()))
+def test_a_session_crowd_is_rarely_throttled(population: str, family: str) -> None:
+    assert report(family).row(population).acted_share <= 0.005
 
 
 @pytest.mark.parametrize("family", sorted({*TRAPS.values(), *FRAMED}))

@@ -33,6 +33,7 @@ from distillguard.models.decision import REASON_CODES, STRENGTH, Decision, decis
 from distillguard.models.keys import KINDS, template_keys
 from distillguard.models.operator import OperatorDecision, OperatorDecisions, revoked_decision
 from distillguard.models.policy import (
+    CHURN_ROTATING_SHARE,
     CONTENT_VOLUME_FLOOR,
     CORROBORATION_SCORE,
     ESTABLISHED_WEIGHT,
@@ -983,6 +984,31 @@ def test_a_newcomer_takes_a_cards_prior_but_not_a_networks_nor_an_unproven_conte
     assert assess(account(unproven, prompts=(TPL_A,), behaviour=new, requests=1),
                   T0, CFG).score == 0.0
     assert assess(account(proven, prompts=(TPL_A,), behaviour=new, requests=1),
+                  T0, CFG).action == "throttle"
+
+
+def test_a_newcomer_to_a_proven_content_crowd_is_blocked_at_once_only_if_the_crowd_rotates(
+) -> None:
+    # Two convicted templates of one crowd proven to harvest for long, and a newcomer sending
+    # both: judged by the crowd's prior either way. A hydra's crowd rotates through a proxy
+    # pool: its fresh account is a campaign's, blocked at once. A MOOC's or a bootcamp's crowd
+    # does not: its late joiner is throttled (held), as its cohort is.
+    new = Behaviour()
+
+    def crowd(rotating: float) -> list[Verdict]:
+        return [dataclasses.replace(v, prior=1.0, proven=1.0, rotating=rotating)
+                for tpl in (TPL_A, TPL_B) for v in template_verdicts(tpl)]
+
+    course = assess(account(*crowd(CHURN_ROTATING_SHARE - 0.01), prompts=(TPL_A, TPL_B),
+                            behaviour=new, requests=2), T0, CFG)
+    hydra = assess(account(*crowd(CHURN_ROTATING_SHARE), prompts=(TPL_A, TPL_B),
+                           behaviour=new, requests=2), T0, CFG)
+    assert course.score == hydra.score >= CFG.block_score
+    assert (course.action, hydra.action) == ("throttle", "block")
+    assert "held_at_throttle" in course.reason_codes
+    # a verdict from a core before 0.15 carries no rotation: throttled, not blocked
+    old = [Verdict.from_wire(v.to_wire()[:9]) for v in crowd(1.0)]
+    assert assess(account(*old, prompts=(TPL_A, TPL_B), behaviour=new, requests=2),
                   T0, CFG).action == "throttle"
 
 

@@ -137,7 +137,8 @@ def test_every_capped_part_of_a_cluster_at_its_longest_fits_max_state_bytes() ->
     state.verdict = Verdict(cluster_key=LONGEST_KEY, score=LONGEST_FLOAT,
                             issued_ts=int(MAX_EVENT_TS), expires_ts=int(MAX_EVENT_TS),
                             verdict_id=LONGEST_VERDICT_ID, reason=LONGEST_REASON,
-                            signature=2**64 - 1, prior=LONGEST_FLOAT, proven=LONGEST_FLOAT)
+                            signature=2**64 - 1, prior=LONGEST_FLOAT, proven=LONGEST_FLOAT,
+                            rotating=LONGEST_FLOAT)
     stage, part = ClusterStage(cfg), ClusterPartition(sources=2)
     i = 0
     while state.pending_bytes + summary_wire_bytes(longest_summary(LONGEST_ID, 0)) <= (
