@@ -295,13 +295,6 @@ def _tally(w: World, kind: str) -> tuple[int, int, int]:
 # --- the benign crowd: guarantees -----------------------------------------------------------
 
 
-def test_a_bootcamps_late_joiners_are_throttled_not_blocked() -> None:
-    # what the change is for (before: 16 of 16 blocked at their 2nd request)
-    w = _bootcamp()
-    assert _tally(w, "late") == (16, 16, 0)
-    assert _tally(w, "student") == (30, 30, 0)
-
-
 @pytest.mark.parametrize("relay", [8, 12])
 def test_learners_on_a_privacy_relay_do_not_make_their_course_judge_its_late_joiners(
         relay: int) -> None:
@@ -325,9 +318,7 @@ def test_framing_needs_a_fifth_of_the_crowd_and_never_blocks_the_cohort() -> Non
                    "their 2nd-4th request, as before the change; the framers are never acted on "
                    "(0 of 8: they harvest nothing). 5 framers: 0; 6: 2; 7: 11; 8 every 15 min: 2")
 def test_b1_rotating_strangers_cannot_have_a_courses_late_joiners_blocked() -> None:
-    w = _bootcamp(framers=8)
-    assert _tally(w, "framer")[1] == 0  # (what the framing costs: nothing)
-    assert _tally(w, "late")[2] == 0
+    assert _tally(_bootcamp(framers=8), "late")[2] == 0
 
 
 @pytest.mark.xfail(strict=True, reason="B2 (pre-existing, the same before and after): learners "
@@ -336,9 +327,7 @@ def test_b1_rotating_strangers_cannot_have_a_courses_late_joiners_blocked() -> N
                    "their 9th-25th request at a 25% relay share (12 of 12 at 40%), while their "
                    "classmates at home are throttled, never blocked")
 def test_b2_learners_on_a_privacy_relay_are_not_blocked() -> None:
-    w = _bootcamp(relay=8)
-    assert _tally(w, "student") == (22, 22, 0)
-    assert _tally(w, "relay")[2] == 0
+    assert _tally(_bootcamp(relay=8), "relay")[2] == 0
 
 
 # --- the lab: guarantees --------------------------------------------------------------------
@@ -358,6 +347,18 @@ def test_one_churned_rotating_slot_makes_the_crowd_rotate_part_of_the_time() -> 
     assert _blocked_at_once(reps) >= 0.3 * len(reps)
 
 
+def test_the_worlds_the_weaknesses_stand_on_are_as_they_say() -> None:
+    # (what the strict xfails below take for granted, so that none of them fails for another
+    # reason than the one it names)
+    framed = _bootcamp(framers=8)
+    assert _tally(framed, "framer")[1] == 0  # the framing costs the framers nothing
+    assert _tally(_bootcamp(relay=8), "student") == (22, 22, 0)  # classmates at home: held
+    for rotating_slots, gap in (((), PERSON_GAP), ((), 30.0), ((0, 1), PERSON_GAP)):
+        assert len(_replacements(_hydra(rotating_slots, gap))) >= 30
+    two_days = _campaign(CFG, 48, life=int(23.5 * 3600 / PERSON_GAP))
+    assert sum(map(_served, two_days)) > 25_000
+
+
 # --- the lab: weaknesses --------------------------------------------------------------------
 
 
@@ -370,9 +371,7 @@ def test_one_churned_rotating_slot_makes_the_crowd_rotate_part_of_the_time() -> 
                    "4.4 each): 4.3-4.6x fewer accounts for the same harvest")
 @pytest.mark.parametrize("gap", [PERSON_GAP, 30.0], ids=["person-pace", "machine-pace"])
 def test_l1_a_sticky_hydras_fresh_accounts_are_blocked_at_once(gap: float) -> None:
-    xs = _hydra((), gap)
-    reps = _replacements(xs)
-    assert len(reps) >= 30
+    reps = _replacements(_hydra((), gap))
     assert _blocked_at_once(reps) >= 0.8 * len(reps)
 
 
@@ -382,7 +381,6 @@ def test_l1_a_sticky_hydras_fresh_accounts_are_blocked_at_once(gap: float) -> No
                    "before: 112 of 132 replacements blocked by their 4th, 182 per account)")
 def test_l1_a_sticky_hydra_retiring_before_the_day_is_blocked() -> None:
     xs = _campaign(CFG, 48, life=int(23.5 * 3600 / PERSON_GAP))
-    assert sum(map(_served, xs)) > 25_000
     assert sum(map(_served, xs)) / len(xs) < 250
 
 
@@ -395,5 +393,4 @@ def test_l1_a_sticky_hydra_retiring_before_the_day_is_blocked() -> None:
                    "31, 132)")
 def test_l2_throwaway_harvesters_do_not_dilute_the_proof() -> None:
     reps = _replacements(_hydra((0, 1)))
-    assert len(reps) >= 30
     assert _blocked_at_once(reps) >= 0.8 * len(reps)

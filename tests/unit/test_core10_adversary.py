@@ -181,21 +181,23 @@ def test_a_campaign_just_under_the_machine_pace_is_blocked_once_its_harvest_last
     assert 1200 <= per_day <= 1400 and 150 <= per_session <= 180
 
 
-def test_retiring_accounts_before_the_day_gets_the_campaign_no_more_than_before() -> None:
+def test_retiring_accounts_before_the_day_has_the_replacements_throttled_at_once() -> None:
     # Each account retired at 23.5 h of harvest (1,268 requests). Until core 0.15 its
     # replacement, a newcomer to a crowd proven to harvest for long, was judged by the crowd's
     # prior and blocked at once: 112 of 132 by their 4th request; but one per slot got through
     # the rollover and served a full life, 25,812 requests in 48 h in all. Since core 0.15
     # only a crowd that rotates has its newcomers blocked so (models/policy.py
     # `CHURN_ROTATING_SHARE`: a MOOC's and a bootcamp's late joiners were blocked the same
-    # way): the replacements are throttled, none blocked, 30 accounts serve 25,899 requests in
-    # 48 h. What the rule bought was the campaign's accounts, not its requests.
+    # way): the replacements are still judged by the prior, throttled at their first request,
+    # and none is blocked; 30 accounts serve 25,899 requests in 48 h (the throttle's 2 a minute
+    # does not slow 0.9 a minute: L1 of test_churn_rotation_adversary.py, a strict xfail).
     xs = _campaign(DEFAULT, 48, life=int(23.5 * 3600 / PERSON_GAP))
     originals = [a for a in xs if a.kind == "campaign"]
     replacements = [a for a in xs if a.kind == "replacement"]
     assert all(a.blocked_at is None and a.sent > 1200 for a in originals)
-    assert replacements and all(a.blocked_at is None for a in replacements)
-    assert sum(map(_served, xs)) <= 26_000  # about what it sends at 0.9/min from 10 slots
+    assert len(replacements) >= 10
+    assert all(a.acted_at is not None and a.acted_at <= 2 and a.blocked_at is None
+               for a in replacements)
 
 
 # --- the lab's side: weaknesses (strict xfails) ---------------------------------------------
