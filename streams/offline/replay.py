@@ -24,14 +24,16 @@ what has been written so far flushed (the result says `interrupted`).
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
 import time
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 import orjson
 
@@ -252,6 +254,43 @@ class TopicSink:
 # --------------------------------------------------------------------------- the loop
 
 
+class CoreInterrupts:
+    """Ctrl-C held while the core processes an event, raised as soon as it returns.
+
+    A KeyboardInterrupt raised inside the compiled (mypyc) core can abort the process instead
+    ("fatal: out of memory", SIGABRT; seen in CI, a replay sent Ctrl-C mid-run on a loaded
+    machine), and one raised halfway through an event would leave an account's or a cluster's
+    state half-updated. While `holding`, a Ctrl-C is only recorded, and `release()` raises it;
+    otherwise it raises at once, so a replay waiting on its input (a pipe, a topic) still stops.
+    Off the main thread, where no signal arrives, it changes nothing."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.came = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_ctrl_c(self, _signum: int, _frame: object) -> None:
+        if not self.holding:
+            raise KeyboardInterrupt
+        self.came = True
+
+    def release(self) -> None:
+        self.holding = False
+        if self.came:
+            self.came = False
+            raise KeyboardInterrupt
+
+
 class EventSource(Protocol):
     name: str
     total: int
@@ -289,9 +328,11 @@ def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink
     events = 0
     gc_tuned = fewer_collections()  # left in `finally`, however the loop ends
     gc_tuned.__enter__()
+    ctrl_c = CoreInterrupts().__enter__()  # left in `finally` too
     try:
         for ev, done in source.events(on_bad):
             events += 1
+            ctrl_c.holding = True
             if evaluation is not None:
                 evaluation.observe_event(ev.account_id, ev.ts)
             if compared is not None:
@@ -306,11 +347,13 @@ def replay(source: EventSource, cfg: DetectorConfig, *, sinks: list[DecisionSink
                     if evaluation is not None:
                         evaluation.observe_decision(d.account_id, d.action, d.event_ts, d.ttl_s,
                                                     d.rate_limit_rpm)
+            ctrl_c.release()
             if progress is not None and not events & 2047:
                 progress.update(events, done)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
+        ctrl_c.__exit__()
         gc_tuned.__exit__(None, None, None)
         result.events = events
         result.seconds = time.monotonic() - started
