@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -135,16 +136,23 @@ def test_a_ctrl_c_during_an_event_is_raised_once_the_core_has_returned() -> None
     # (inside the compiled core a KeyboardInterrupt can abort the process: CI saw the test
     # above end in SIGABRT, "fatal: out of memory", once; and an event half processed would
     # leave the core's state half-updated)
+    def spin_until(done: Callable[[], bool]) -> None:
+        # (Python runs a signal's handler between bytecodes, so a loop gives it its turn)
+        deadline = time.monotonic() + 10
+        while not done() and time.monotonic() < deadline:
+            pass
+
     with CoreInterrupts() as ctrl_c:
         ctrl_c.holding = True
-        os.kill(os.getpid(), signal.SIGINT)  # (the handler runs before kill returns here)
+        os.kill(os.getpid(), signal.SIGINT)
+        spin_until(lambda: ctrl_c.came)
         assert ctrl_c.came  # held, not raised, while the core runs
         with pytest.raises(KeyboardInterrupt):
             ctrl_c.release()
         ctrl_c.release()  # raised once
         with pytest.raises(KeyboardInterrupt):  # waiting on input: at once
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
+            spin_until(lambda: False)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
