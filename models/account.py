@@ -119,9 +119,10 @@ class Verdict:
     # (models/scoring.py): a content key (template, system prompt) judges its newcomers by the
     # crowd only when its crowd is proven.
     proven: float = 0.0
-    # Share of the crowd's active members that rotate their network or client (models/policy.py:
-    # a newcomer judged by a proven content crowd is a campaign's fresh account, blocked at once,
-    # only when its crowd rotates). 0 in a verdict from a core before 0.15.
+    # Share of the crowd's active members that harvest while rotating their network or client
+    # (models/policy.py: a newcomer judged by a proven content crowd is a campaign's fresh
+    # account, blocked at once, only when its crowd rotates). 0 in a verdict from a core before
+    # 0.15; before 0.16 it counted members that rotate and harvest nothing too.
     rotating: float = 0.0
 
     def to_wire(self) -> list[Any]:

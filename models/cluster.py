@@ -117,14 +117,19 @@ def summary_wire_bytes(s: ClusterSummary) -> int:
 
 def member_flags(young: int, harvest: float, rotation: float,
                  history: int) -> tuple[int, int, int, int]:
-    """(harvesting, suspicious, rotating, sustained) of one member, each 0 or 1. Suspicious:
-    harvesting on a cheap identity, a young account or a rotating one (bought and aged accounts
-    rotate to look like many people). Sustained: suspicious, and harvesting known templates for
-    longer than a tutorial or a course lasts (models/behaviour.py `SUSTAINED`)."""
+    """(harvesting, suspicious, rotating harvester, sustained) of one member, each 0 or 1.
+    Suspicious: harvesting on a cheap identity, a young account or a rotating one (bought and
+    aged accounts rotate to look like many people). A rotating harvester: harvesting while it
+    rotates its network or client, as a hydra's accounts on a proxy pool do; a member that
+    rotates and harvests nothing does not count (since core 0.16: a few established accounts on
+    a rotating proxy sending a course's prompts as chat made its crowd "rotate", and the course's
+    late joiners were blocked as a hydra's fresh accounts, an adversary's probe). Sustained:
+    suspicious, and harvesting known templates for longer than a tutorial or a course lasts
+    (models/behaviour.py `SUSTAINED`)."""
     harvesting = harvest >= HARVESTING
     rotating = rotation >= ROTATING
     suspicious = harvesting and (young or rotating)
-    return (int(harvesting), int(suspicious), int(rotating),
+    return (int(harvesting), int(suspicious), int(harvesting and rotating),
             int(suspicious and history >= SUSTAINED))
 
 
@@ -154,7 +159,8 @@ class ClusterState:
     members_overflow: int = 0
     late_summaries: int = 0
     # Over the horizon, recounted when the window advances and kept current in between. Members
-    # that harvest, that do so on a cheap identity (young or rotating: suspicious), that rotate.
+    # that harvest, that do so on a cheap identity (young or rotating: suspicious), that do so
+    # while rotating (`member_flags`).
     active: int = 0
     active_young: int = 0
     active_new: int = 0

@@ -239,7 +239,8 @@ CONTENT_VOLUME_FULL = SUSTAINED_TEMPLATED_REQUESTS
 # does: a churning campaign's fresh accounts are acted on at their first templated requests.
 PROVEN_CROWD = 0.5
 # ... and such a newcomer is a campaign's fresh account, blocked at once (`churned`), only when
-# at least this share of the crowd's members rotate their network or client (`Verdict.rotating`):
+# at least this share of the crowd's members harvest while rotating their network or client
+# (`Verdict.rotating`; members that rotate and harvest nothing do not count, since core 0.16):
 # a hydra's accounts on a residential proxy pool do; a MOOC's, a bootcamp's or a class's crowd
 # does not, however long its members harvest its problems, and its late joiners are throttled
 # by the prior, not blocked (measured on the tuning runs of core 0.14, mooc_deadline-s1: the

@@ -44,7 +44,7 @@ class ClusterEvidence:
     harvesting: int  # of them, harvesting (models/behaviour.py)
     suspicious: int  # of them, harvesting on a young or rotating identity
     young_share: float
-    rotating_share: float
+    rotating_share: float  # harvesting while rotating (models/cluster.py `member_flags`)
     new_share: float
     # What was asked under the key, as shares of its requests: for the analyst only.
     reasoning_share: float
@@ -69,7 +69,7 @@ class ClusterEvidence:
                  if template and self.remembered > self.accounts else "")
         return (f"cluster {cluster_key} score {self.score:.2f}: {self.accounts} accounts{crowd}, "
                 f"{self.harvesting} harvesting, {self.suspicious} of them young or rotating, "
-                f"{self.young_share:.0%} young, {self.rotating_share:.0%} rotating, "
+                f"{self.young_share:.0%} young, {self.rotating_share:.0%} rotating harvesters, "
                 f"{self.new_share:.0%} new in the last hour{persistent}, "
                 f"{self.high_value_share:.0%} coding/reasoning/math/tools, "
                 f"{self.reasoning_share:.0%} reasoning requested, "
