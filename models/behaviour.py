@@ -296,10 +296,14 @@ def harvest(b: Behaviour, requests: int) -> float:
     volume = min(1.0, max(0, b.templated_high_value - TEMPLATED_VOLUME_FLOOR)
                  / TEMPLATED_VOLUME_SPAN)
     none = (1.0 - reasoning) * (1.0 - templates) * (1.0 - volume) * (1.0 - rotation(b, requests))
-    focus = FOCUS[known] if known < len(FOCUS) else 1.0
-    # An account that rotates is judged from its first requests: rotation is what a tutorial's
-    # or a class's new users never do, so there is nothing to wait for.
-    sure = max(confidence(requests), rotation(b, requests))
+    # An account that rotates is judged from its first requests, and its focus on one or two
+    # templates is no tutorial's or homework's: rotation is what a tutorial's or a class's new
+    # users never do, so there is nothing to wait for, and nothing to excuse (since core 0.17:
+    # a hydra harvesting one template on a proxy pool had a figure of 0.4 at most, under
+    # HARVESTING, and was never acted on; an adversary's probe).
+    rotating = rotation(b, requests)
+    focus = max(FOCUS[known] if known < len(FOCUS) else 1.0, rotating)
+    sure = max(confidence(requests), rotating)
     return round(high_value * (1.0 - none) * focus * sure, 4)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 # model version (and so every decision id) must tell two such cores apart. What each version
 # changed: docs/tuning.md, "Versions of the core". The package version (pyproject.toml)
 # follows it: 0.8.x is core 0.8 (a test holds it).
-CORE_VERSION = "0.16"
+CORE_VERSION = "0.17"
 
 
 @dataclass(frozen=True, slots=True)
