@@ -275,6 +275,17 @@ def confidence(requests: int) -> float:
 def rotation(b: Behaviour, requests: int) -> float:
     switches = max(b.asn_switches, b.client_switches,
                    b.prefix_switches if len(b.asns) >= ROTATION_MIN_NETWORKS else 0)
+    return _rotation(switches, requests)
+
+
+def hopping(b: Behaviour, requests: int) -> float:
+    """`rotation` by new networks (ASNs) and clients alone, not by new prefixes: a residential
+    proxy pool's exits are on ever new networks; a privacy relay, a company's cloud proxy or a
+    carrier's NAT moves an honest user between the prefixes of a few."""
+    return _rotation(max(b.asn_switches, b.client_switches), requests)
+
+
+def _rotation(switches: int, requests: int) -> float:
     if switches < ROTATION_MIN_SWITCHES or requests <= 1:
         return 0.0
     return min(1.0, switches / (requests - 1) / ROTATING_SHARE)
@@ -296,13 +307,16 @@ def harvest(b: Behaviour, requests: int) -> float:
     volume = min(1.0, max(0, b.templated_high_value - TEMPLATED_VOLUME_FLOOR)
                  / TEMPLATED_VOLUME_SPAN)
     none = (1.0 - reasoning) * (1.0 - templates) * (1.0 - volume) * (1.0 - rotation(b, requests))
-    # An account that rotates is judged from its first requests, and its focus on one or two
-    # templates is no tutorial's or homework's: rotation is what a tutorial's or a class's new
-    # users never do, so there is nothing to wait for, and nothing to excuse (since core 0.17:
-    # a hydra harvesting one template on a proxy pool had a figure of 0.4 at most, under
-    # HARVESTING, and was never acted on; an adversary's probe).
+    # An account that rotates is judged from its first requests: rotation is what a tutorial's
+    # or a class's new users never do, so there is nothing to wait for. And one that hops from
+    # network to network (or client to client) is not excused for keeping to one or two
+    # templates (since core 0.17: a hydra harvesting one template on a proxy pool had a figure
+    # of 0.4 at most, under HARVESTING, and was never acted on), but one that moves between the
+    # prefixes of a few networks still is: a course behind a company's cloud proxy or a privacy
+    # relay (both adversaries' probes: a course behind a cloud proxy, all of it blocked when
+    # new prefixes lifted the focus too).
     rotating = rotation(b, requests)
-    focus = max(FOCUS[known] if known < len(FOCUS) else 1.0, rotating)
+    focus = max(FOCUS[known] if known < len(FOCUS) else 1.0, hopping(b, requests))
     sure = max(confidence(requests), rotating)
     return round(high_value * (1.0 - none) * focus * sure, 4)
 

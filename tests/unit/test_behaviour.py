@@ -29,6 +29,7 @@ from distillguard.models.behaviour import (
     harvest,
     harvest_span,
     history,
+    hopping,
     machine_paced,
     rotation,
 )
@@ -73,6 +74,26 @@ def test_rotation_counts_only_what_is_new_to_the_remembered_networks() -> None:
     # would for a proxy pool that large
     b = sent([(64500 + i % (MAX_REMEMBERED + 1), "sdk", False, False, 0) for i in range(40)])
     assert len(b.asns) == MAX_REMEMBERED and b.asn_switches == 39
+
+
+def test_one_template_keeps_its_focus_on_a_relay_and_loses_it_on_a_proxy_pool() -> None:
+    # One known template with reasoning on every request: a tutorial's or homework's figure,
+    # damped (FOCUS), unless the account hops networks as a residential proxy pool's exits do
+    # (core 0.17). New /24s of three networks (a privacy relay, a company's cloud proxy) are
+    # rotation, but no hop: the focus stays.
+    def on(networks: list[tuple[int, str]]) -> Behaviour:
+        b = Behaviour()
+        for i, (asn, prefix) in enumerate(networks):
+            b.observe(asn, "sdk", True, True, TEMPLATES[0], prefix, ts=60.0 * i)
+        return b
+
+    relay = on([(13335 + i % 3, f"172.20.{i}") for i in range(12)])
+    assert rotation(relay, 12) >= ROTATING and hopping(relay, 12) == 0.0
+    assert harvest(relay, 12) < HARVESTING
+    pool = on([(64500 + i, f"81.2.{i}") for i in range(12)])
+    assert hopping(pool, 12) >= ROTATING and harvest(pool, 12) >= HARVESTING
+    home = on([(7922, "24.1.1")] * 12)
+    assert harvest(home, 12) < HARVESTING
 
 
 def test_high_value_alone_is_no_harvest() -> None:
