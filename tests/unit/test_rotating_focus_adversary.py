@@ -10,9 +10,10 @@ clients lift it, new prefixes of a few networks do not): the first cut's two str
 the benign side (a course behind a corporate cloud proxy blocked, one mostly on a privacy relay
 throttled) are plain tests, and every benign world below is 0 acted on again.
 
-What changes: only accounts with rotation >= HARVESTING (0.5) can cross HARVESTING by the lift
-(harvest <= max(FOCUS[known], rotation) times shares <= 1), i.e. accounts switching to a new
-network, client or (beside 3+ ASNs) /24 on >= 1/8 of their requests, after 3 switches. Accounts
+What the first cut changed: only accounts with rotation >= HARVESTING (0.5) can cross HARVESTING
+by the lift (harvest <= max(FOCUS[known], rotation) times shares <= 1), i.e. accounts switching to
+a new network, client or (beside 3+ ASNs) /24 on >= 1/8 of their requests, after 3 switches (as
+kept, a new network or client: `hopping`). Accounts
 on two templates already had FOCUS[2] = 0.6 >= HARVESTING: no change measured there (a 2-template
 rotating hydra: 1,540 of 1,550 accounts blocked at their ~4th, 3.3 requests each, either core).
 
@@ -285,7 +286,7 @@ def test_a_one_template_hydra_on_a_proxy_pool_is_blocked() -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="the cheapest way around 0.17: a new ASN and /24 on 10% "
-                   "of requests (rotation 0.4 < HARVESTING; the lift is max(0.4, rotation)): 49 "
+                   "of requests (rotation 0.4 < HARVESTING; the lift is max(0.4, hopping)): 49 "
                    "accounts, 0 acted on, 132 requests each, 6,466 high-value in 12 h (either "
                    "core; 12%: 10 acted on, 15%: 49). Not rotating at all, or new /24s on one "
                    "ASN, is as free: 0 acted on, either core")
