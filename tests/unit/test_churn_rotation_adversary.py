@@ -250,6 +250,27 @@ def _blocked_at_once(xs: list[Actor]) -> int:
     return sum(a.blocked_at is not None and a.blocked_at <= 4 for a in xs)
 
 
+def add_bootcamp_cohort(w: World, templates: tuple[int, ...]) -> list[Actor]:
+    """test_core10_adversary's bootcamp, on `templates`: 30 young students (kind "student") from
+    1 h in, an exercise every ~4 min for 8 h; 16 late joiners (kind "late"), two at each of 1,
+    1.5, 2, 3, 4, 5, 6 and 7 h after, 20 exercises each. Returns the students."""
+    rng = random.Random(3)
+    students = []
+    for i in range(30):
+        k = len(w.actors)
+        students.append(w.add(Actor(
+            f"stud-{i:02d}", "student", T0 - DAY, f"100.{k // 250}.{k % 250}.5", 65200 + k,
+            f"client/{k}", None, T0 + 3600 + rng.uniform(0, 600), gap=rng.uniform(200, 280),
+            requests=8 * 3600 // 240, category="math", reasoning=True, templates=templates)))
+    for j, h in enumerate((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0) * 2):
+        k = len(w.actors)
+        w.add(Actor(f"late-{j:02d}", "late", T0 - DAY, f"100.{k // 250}.{k % 250}.5",
+                    65200 + k, f"client/{k}", None, T0 + 3600 + h * 3600 + j * 37,
+                    gap=rng.uniform(200, 280), requests=20, category="math", reasoning=True,
+                    templates=templates))
+    return students
+
+
 @cache
 def _bootcamp(relay: int = 0, framers: int = 0, framer_gap: float = 240.0) -> World:
     """test_core10_adversary's bootcamp with late joiners: 30 young students (the first `relay`
@@ -258,22 +279,9 @@ def _bootcamp(relay: int = 0, framers: int = 0, framer_gap: float = 240.0) -> Wo
     a rotating proxy sending chat prompts of the course's templates every `framer_gap` from
     1 h in."""
     w = _Net()
-    rng = random.Random(3)
-    for i in range(30):
-        k = len(w.actors)
-        a = w.add(Actor(f"stud-{i:02d}", "student", T0 - DAY, f"100.{k // 250}.{k % 250}.5",
-                        65200 + k, f"client/{k}", None, T0 + 3600 + rng.uniform(0, 600),
-                        gap=rng.uniform(200, 280), requests=8 * 3600 // 240, category="math",
-                        reasoning=True, templates=TEMPLATES))
-        if i < relay:
-            w.mode[a.account] = RELAY
-            a.kind = "relay"
-    for j, h in enumerate((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0) * 2):
-        k = len(w.actors)
-        w.add(Actor(f"late-{j:02d}", "late", T0 - DAY, f"100.{k // 250}.{k % 250}.5",
-                    65200 + k, f"client/{k}", None, T0 + 3600 + h * 3600 + j * 37,
-                    gap=rng.uniform(200, 280), requests=20, category="math", reasoning=True,
-                    templates=TEMPLATES))
+    for a in add_bootcamp_cohort(w, TEMPLATES)[:relay]:
+        w.mode[a.account] = RELAY
+        a.kind = "relay"
     for f in range(framers):
         a = w.add(Actor(f"framer-{f:02d}", "framer", T0 - 400 * DAY, "192.0.2.1", 1, "x", None,
                         T0 + 3600 + f * 13, gap=framer_gap, requests=10**6, category="chat",

@@ -59,17 +59,15 @@ reasons the measured figures.
 
 from __future__ import annotations
 
-import random
 from functools import cache
 
 import pytest
 
 from distillguard.models.behaviour import FOCUS, HARVESTING, Behaviour, harvest, rotation
-from distillguard.models.events import event_from_mapping
-from tests.unit.test_churn_rotation_adversary import RELAY_ASNS, _Net
+from tests.unit.test_churn_rotation_adversary import RELAY_ASNS, _Net, add_bootcamp_cohort
 from tests.unit.test_content_session_adversary import TEMPLATES
 from tests.unit.test_core10_adversary import PERSON_GAP, _served
-from tests.unit.test_withdrawal_adversary import DAY, T0, Actor
+from tests.unit.test_withdrawal_adversary import T0, Actor, World
 
 STICKY, PROXY, RELAY = "sticky", "proxy", "relay"
 PHONE, VPN, CLOUD_PROXY, ONE_ASN_PROXY, SOME = "phone", "vpn", "cloud-proxy", "one-asn", "some"
@@ -132,38 +130,10 @@ class _Moving(_Net):
         elif mode == SOME and (a.sent == 0 or r.random() < self.switch):
             a.asn = 30000 + r.randrange(5000)
             a.ip = f"{r.randrange(60, 90)}.{r.randrange(256)}.{r.randrange(256)}.3"
-        self._event(a, ts)
+        World._send(self, a, ts)
 
-    def _event(self, a: Actor, ts: float) -> None:
-        # (test_withdrawal_adversary's World._send, with the system prompt)
-        if a.templates:
-            simhash = a.rng.choice(a.templates)
-            for _ in range(a.rng.randint(0, 3)):
-                simhash ^= 1 << a.rng.randrange(64)
-        else:
-            simhash = a.rng.getrandbits(64)
-        ev = event_from_mapping({
-            "event_id": f"{a.account}-{a.sent}", "ts": ts, "account_id": a.account,
-            "ip": a.ip, "model": "m", "prompt_tokens": 100, "completion_tokens": 900,
-            "status": 200, "prompt_simhash": f"{simhash:016x}",
-            "reasoning_requested": a.reasoning, "asn": a.asn, "user_agent": a.user_agent,
-            "payment_fingerprint": a.card, "account_created_ts": a.created,
-            "task_category": a.category,
-            **({"system_prompt_hash": self.system_prompt}
-               if self.system_prompt and a.kind != "hydra" else {})})
-        a.sent += 1
-        if a.first_ts is None:
-            a.first_ts = ts
-        for d in self.p.process(ev):
-            b = self.actors.get(d.account_id)
-            if b is None:
-                continue
-            b.action = d.action
-            b.decisions.append((d.event_ts, d.action))
-            if d.action != "allow" and b.acted_at is None:
-                b.acted_at, b.acted_ts = b.sent, d.event_ts
-            if d.action == "block" and b.blocked_at is None:
-                b.blocked_at = b.sent
+    def system_prompt_of(self, a: Actor) -> str | None:
+        return self.system_prompt if a.kind != "hydra" else None
 
     def spawn(self, slot: int, start: float) -> Actor:
         a = super().spawn(slot, start)
@@ -178,23 +148,9 @@ def _course(mode: str, moving: int, system_prompt: str | None = None) -> _Moving
     first `moving` of them on `mode`, kind "mover"); 16 late joiners, two at each of 1-7 h in,
     20 exercises (test_churn_rotation_adversary's bootcamp, on one template)."""
     w = _Moving(system_prompt)
-    rng = random.Random(3)
-    tpl = TEMPLATES[:1]
-    for i in range(30):
-        k = len(w.actors)
-        a = w.add(Actor(f"stud-{i:02d}", "student", T0 - DAY, f"100.{k // 250}.{k % 250}.5",
-                        65200 + k, f"client/{k}", None, T0 + 3600 + rng.uniform(0, 600),
-                        gap=rng.uniform(200, 280), requests=8 * 3600 // 240, category="math",
-                        reasoning=True, templates=tpl))
-        if i < moving:
-            w.mode[a.account] = mode
-            a.kind = "mover"
-    for j, h in enumerate((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0) * 2):
-        k = len(w.actors)
-        w.add(Actor(f"late-{j:02d}", "late", T0 - DAY, f"100.{k // 250}.{k % 250}.5",
-                    65200 + k, f"client/{k}", None, T0 + 3600 + h * 3600 + j * 37,
-                    gap=rng.uniform(200, 280), requests=20, category="math", reasoning=True,
-                    templates=tpl))
+    for a in add_bootcamp_cohort(w, TEMPLATES[:1])[:moving]:
+        w.mode[a.account] = mode
+        a.kind = "mover"
     w.run(T0 + 3600 + 8 * 3600 + 1.2 * 3600)
     return w
 

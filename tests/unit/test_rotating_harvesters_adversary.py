@@ -47,7 +47,6 @@ same either way: 0 of 16 late joiners blocked before and after).
 
 from __future__ import annotations
 
-import random
 from functools import cache
 from itertools import product
 
@@ -64,6 +63,7 @@ from tests.unit.test_churn_rotation_adversary import (
     _Net,
     _replacements,
     _tally,
+    add_bootcamp_cohort,
 )
 from tests.unit.test_content_session_adversary import TEMPLATES
 from tests.unit.test_core10_adversary import PERSON_GAP, _served
@@ -160,19 +160,7 @@ def _harvesting_framers(per_hour: int, burst: int = 6) -> World:
     sending `burst` high-value prompts with reasoning of the course's templates every 4 min, a
     fresh one `per_hour` from the course's start."""
     w = _Net()
-    rng = random.Random(3)
-    for i in range(30):
-        k = len(w.actors)
-        w.add(Actor(f"stud-{i:02d}", "student", T0 - DAY, f"100.{k // 250}.{k % 250}.5",
-                    65200 + k, f"client/{k}", None, T0 + 3600 + rng.uniform(0, 600),
-                    gap=rng.uniform(200, 280), requests=8 * 3600 // 240, category="math",
-                    reasoning=True, templates=TEMPLATES))
-    for j, h in enumerate((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0) * 2):
-        k = len(w.actors)
-        w.add(Actor(f"late-{j:02d}", "late", T0 - DAY, f"100.{k // 250}.{k % 250}.5",
-                    65200 + k, f"client/{k}", None, T0 + 3600 + h * 3600 + j * 37,
-                    gap=rng.uniform(200, 280), requests=20, category="math", reasoning=True,
-                    templates=TEMPLATES))
+    add_bootcamp_cohort(w, TEMPLATES)
     for f in range(int(8.2 * per_hour)):
         a = w.add(Actor(f"framer-{f:03d}", "framer", T0 - 400 * DAY, f"192.0.{f // 250}.{f % 250}",
                         64600 + f, f"x{f}", None, T0 + 3600 + f * 3600 / per_hour, gap=240.0,

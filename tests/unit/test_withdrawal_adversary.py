@@ -175,6 +175,10 @@ class World:
             self._push(ts + a.gap * a.rng.uniform(0.9, 1.1), name)
         return self
 
+    def system_prompt_of(self, a: Actor) -> str | None:
+        """The system prompt `a` sends (none here; worlds of courses with a notebook's)."""
+        return None
+
     def _send(self, a: Actor, ts: float) -> None:
         if a.templates:
             simhash = a.rng.choice(a.templates)
@@ -188,7 +192,8 @@ class World:
             "status": 200, "prompt_simhash": f"{simhash:016x}",
             "reasoning_requested": a.reasoning, "asn": a.asn, "user_agent": a.user_agent,
             "payment_fingerprint": a.card, "account_created_ts": a.created,
-            "task_category": a.category})
+            "task_category": a.category,
+            **({"system_prompt_hash": sp} if (sp := self.system_prompt_of(a)) else {})})
         a.sent += 1
         if a.first_ts is None:
             a.first_ts = ts
