@@ -201,14 +201,18 @@ class _Net(World):
         return a
 
     def _send(self, a: Actor, ts: float) -> None:
-        mode, r = self.mode.get(a.account, STICKY), a.rng
+        self._move(a, self.mode.get(a.account, STICKY))
+        super()._send(a, ts)
+
+    def _move(self, a: Actor, mode: str) -> None:
+        """Where `a` sends its next request from, by its network mode."""
+        r = a.rng
         if mode == PROXY:
             a.asn = 30000 + r.randrange(5000)
             a.ip = f"{r.randrange(60, 90)}.{r.randrange(256)}.{r.randrange(256)}.3"
         elif mode == RELAY and (a.sent == 0 or r.random() < 0.3):
             a.asn = r.choice(RELAY_ASNS)
             a.ip = f"172.{r.randrange(224, 240)}.{r.randrange(256)}.{r.randrange(2, 250)}"
-        super()._send(a, ts)
 
     def run(self, until: float) -> World:
         replaced: set[str] = set()

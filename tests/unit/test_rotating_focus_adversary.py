@@ -64,10 +64,10 @@ from functools import cache
 import pytest
 
 from distillguard.models.behaviour import FOCUS, HARVESTING, Behaviour, harvest, rotation
-from tests.unit.test_churn_rotation_adversary import RELAY_ASNS, _Net, add_bootcamp_cohort
+from tests.unit.test_churn_rotation_adversary import _Net, add_bootcamp_cohort
 from tests.unit.test_content_session_adversary import TEMPLATES
 from tests.unit.test_core10_adversary import PERSON_GAP, _served
-from tests.unit.test_withdrawal_adversary import T0, Actor, World
+from tests.unit.test_withdrawal_adversary import T0, Actor
 
 STICKY, PROXY, RELAY = "sticky", "proxy", "relay"
 PHONE, VPN, CLOUD_PROXY, ONE_ASN_PROXY, SOME = "phone", "vpn", "cloud-proxy", "one-asn", "some"
@@ -108,15 +108,9 @@ class _Moving(_Net):
         super().__init__()
         self.system_prompt, self.switch = system_prompt, switch
 
-    def _send(self, a: Actor, ts: float) -> None:
-        mode, r = self.mode.get(a.account, STICKY), a.rng
-        if mode == PROXY:
-            a.asn = 30000 + r.randrange(5000)
-            a.ip = f"{r.randrange(60, 90)}.{r.randrange(256)}.{r.randrange(256)}.3"
-        elif mode == RELAY and (a.sent == 0 or r.random() < 0.3):
-            a.asn = r.choice(RELAY_ASNS)
-            a.ip = f"172.{r.randrange(224, 240)}.{r.randrange(256)}.{r.randrange(2, 250)}"
-        elif mode == PHONE and (a.sent == 0 or r.random() < 0.3):
+    def _move(self, a: Actor, mode: str) -> None:
+        r = a.rng
+        if mode == PHONE and (a.sent == 0 or r.random() < 0.3):
             # home wifi, the carrier (CGNAT: a new /24 each time it is joined), office wifi
             a.asn, a.ip = r.choice(((7922, "73.1.2.3"), (3356, "4.5.6.7"), (21928, None)))
             if a.ip is None:
@@ -130,7 +124,8 @@ class _Moving(_Net):
         elif mode == SOME and (a.sent == 0 or r.random() < self.switch):
             a.asn = 30000 + r.randrange(5000)
             a.ip = f"{r.randrange(60, 90)}.{r.randrange(256)}.{r.randrange(256)}.3"
-        World._send(self, a, ts)
+        else:
+            super()._move(a, mode)  # a proxy pool, a privacy relay, or sticky
 
     def system_prompt_of(self, a: Actor) -> str | None:
         return self.system_prompt if a.kind != "hydra" else None
