@@ -48,7 +48,8 @@ REASONING_TELL_FULL = 0.8
 TEMPLATES_FOR_FULL_TELL = 4
 # An account whose templated requests are all of one or two known templates is what honest
 # crowds look like (a tutorial, homework, a tool's scaffold, even one that asks for reasoning):
-# its harvest figure is damped by this, by the number of templates (0: none, all its own).
+# its harvest figure is damped by this, by the number of templates (0: none, all its own),
+# unless it hops from network to network (`harvest`).
 FOCUS = (1.0, 0.4, 0.6)
 # Templated high-value requests beyond this many are a sustained-harvest tell, full at
 # TEMPLATED_VOLUME_FLOOR + TEMPLATED_VOLUME_SPAN.
@@ -306,7 +307,8 @@ def harvest(b: Behaviour, requests: int) -> float:
     templates = min(1.0, max(0, known - 1) / (TEMPLATES_FOR_FULL_TELL - 1))
     volume = min(1.0, max(0, b.templated_high_value - TEMPLATED_VOLUME_FLOOR)
                  / TEMPLATED_VOLUME_SPAN)
-    none = (1.0 - reasoning) * (1.0 - templates) * (1.0 - volume) * (1.0 - rotation(b, requests))
+    rotating = rotation(b, requests)
+    none = (1.0 - reasoning) * (1.0 - templates) * (1.0 - volume) * (1.0 - rotating)
     # An account that rotates is judged from its first requests: rotation is what a tutorial's
     # or a class's new users never do, so there is nothing to wait for. And one that hops from
     # network to network (or client to client) is not excused for keeping to one or two
@@ -315,7 +317,6 @@ def harvest(b: Behaviour, requests: int) -> float:
     # prefixes of a few networks still is: a course behind a company's cloud proxy or a privacy
     # relay (both adversaries' probes: a course behind a cloud proxy, all of it blocked when
     # new prefixes lifted the focus too).
-    rotating = rotation(b, requests)
     focus = max(FOCUS[known] if known < len(FOCUS) else 1.0, hopping(b, requests))
     sure = max(confidence(requests), rotating)
     return round(high_value * (1.0 - none) * focus * sure, 4)
