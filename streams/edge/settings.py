@@ -34,6 +34,7 @@ Fields:
 | source_idle_wall_s     | DISTILLGUARD_SOURCE_IDLE_WALL_S     | 30                    |
 | event_time_alignment   | DISTILLGUARD_EVENT_TIME_ALIGNMENT   | true                  |
 | idle_state_after_s     | DISTILLGUARD_IDLE_STATE_AFTER_S     | 10                    |
+| idle_states_on_disk    | DISTILLGUARD_IDLE_STATES_ON_DISK    | false                 |
 | allow_orgs             | DISTILLGUARD_ALLOW_ORGS             | (none)                |
 | allow_accounts         | DISTILLGUARD_ALLOW_ACCOUNTS         | (none)                |
 | internal_record_keys   | DISTILLGUARD_INTERNAL_RECORD_KEYS   | (none: not signed)    |
@@ -67,6 +68,10 @@ idle_state_after_s: a table state (an account's, a cluster's) that nothing has u
 seconds of wall clock is held as its encoded changelog bytes, a third of its size as objects,
 and decoded at its next use (streams/worker/idle_states.py); shorter saves memory and costs a
 decode for an account that comes back (watch `distillguard_idle_states_total`), 1 to 3600.
+idle_states_on_disk: those bytes go to a RocksDB database of the worker's own under
+`data_dir/idle-states/` instead of its memory (streams/worker/cold_states.py): a cache, rebuilt
+from the changelogs like the tables, removed when the worker exits. For a worker tracking
+hundreds of thousands of accounts or more (docs/operations.md, "Idle states on disk").
 max_event_ahead_s: how far a request's `ts` may be ahead of the time its record was written to
 Kafka (a file's line: of the replay's start); a later one is dead-lettered, since it would carry
 its partition's event time ahead of every honest event after it (streams/edge/codec.py).
@@ -163,6 +168,7 @@ class Settings:
     source_idle_wall_s: float = 30.0
     event_time_alignment: bool = True
     idle_state_after_s: float = 10.0
+    idle_states_on_disk: bool = False
     allow_orgs: tuple[str, ...] = ()
     allow_accounts: tuple[str, ...] = ()
     internal_record_keys: tuple[str, ...] = field(default=(), repr=False)

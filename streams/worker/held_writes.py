@@ -144,6 +144,8 @@ class HeldWrites:
 
     def delete(self, partition: int, key: Any) -> None:
         self.table.data.pop(key, None)
+        if self._idle is not None:
+            self._idle.forget(key)
         self._held[key] = (partition, None)
         self.changes += 1
 
@@ -241,6 +243,8 @@ class HeldWrites:
                 continue
             if self.table.data.get(key) is change.value:
                 del self.table.data[key]
+                if self._idle is not None:
+                    self._idle.forget(key)
             self._refusing.append((key, reason, change.causes))
         return records
 

@@ -11,8 +11,15 @@ event, a verdict, a window or expiry due.
     get(key)          the state as an object, decoded (and kept as one) when it was idle
     decoded(k, v)     a stored value as an object, without keeping it (a read-only look)
     touched(key)      the agents changed the key's state (HeldWrites.change)
+    forget(key)       the agents deleted the key from the table (HeldWrites.delete)
     after_flush()     at a flush: the states unused for IDLE_AFTER_S (wall clock) go
                       encoded
+    states_of(p)      (key, state) of partition p's stored states, decoded for the look
+
+With `cold` (streams/worker/cold_states.py, the setting idle_states_on_disk) an idle state's
+bytes go to the worker's disk instead, and leave the table's store: a key is then in one of
+the two, and `get` brings it back. A key the store holds wins over a copy on disk (a
+recovery writes the changelog's bytes into the store), and `forget` removes both.
 
 Decisions are the same either way: a state's bytes decode to a state equal to the one encoded
 (the changelog's recovery rests on that already; tests/unit/test_idle_states.py replays a
@@ -28,7 +35,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distillguard.streams.worker.cold_states import ColdStates
 
 # A state goes encoded once unused for this long by default (the setting idle_state_after_s;
 # wall clock, checked at each flush: after between it and twice that). Decoding costs ~95 us for an active account's state
@@ -44,9 +54,14 @@ IDLE_AFTER_S = 10.0
 class IdleStates:
     def __init__(self, data: MutableMapping[Any, Any], encode: Callable[[Any], bytes],
                  decode: Callable[[bytes], Any], idle_after_s: float = IDLE_AFTER_S,
-                 undecodable: Callable[[Any, Exception], None] | None = None) -> None:
+                 undecodable: Callable[[Any, Exception], None] | None = None,
+                 cold: ColdStates | None = None,
+                 partition_of: Callable[[Any], int] | None = None) -> None:
         # The table's store: Faust's memory Store (a mapping over a dict), or any dict.
         self.data = data
+        # Where idle states' bytes go when on disk; a key's partition (states_of).
+        self.cold = cold
+        self._partition_of = partition_of
         self._encode = encode
         self._decode = decode
         # Told of a stored value that does not decode (a changelog record of another core's
@@ -63,13 +78,18 @@ class IdleStates:
         self.encoded_idle = 0
         self.unencodable = 0
         self.undecodable = 0
+        self.disk_failed = 0
 
     def get(self, key: Any) -> Any:
         """The key's state as an object (None when there is none); one held encoded is decoded
         and kept as the object from now on."""
         value = self.data.get(key)
         if value is None:
-            return None
+            if self.cold is None:
+                return None
+            value = self.cold.take(key)
+            if value is None:
+                return None
         if type(value) is bytes:
             value = self.decoded(key, value)
             if value is None:
@@ -98,13 +118,49 @@ class IdleStates:
     def items(self) -> Iterator[tuple[Any, Any]]:
         """(key, state) of every stored state that decodes, decoded for the look and not
         kept."""
-        for key, value in list(self.data.items()):
+        yield from self._decoded_all(list(self.data.items()), None)
+
+    def states_of(self, partition: int) -> Iterator[tuple[Any, Any]]:
+        """(key, state) of the partition's stored states, decoded for the look and not kept:
+        a partition's recovered states, re-registered with its due index."""
+        assert self._partition_of is not None, "states_of needs partition_of"
+        of = self._partition_of
+        yield from self._decoded_all([(k, v) for k, v in self.data.items() if of(k) == partition],
+                                     partition)
+
+    def _decoded_all(self, stored: list[tuple[Any, Any]],
+                     partition: int | None) -> Iterator[tuple[Any, Any]]:
+        for key, value in stored:
             state = self.decoded(key, value)
             if state is not None:
                 yield key, state
+        if self.cold is None:
+            return
+        in_store = {key for key, _ in stored}
+        on_disk = [(k, v) for k, v in self.cold.items(partition) if k not in in_store]
+        for key, value in on_disk:
+            try:
+                yield key, self._decode(value)
+            except Exception as exc:  # noqa: BLE001 - as decoded(): dropped, told
+                self.undecodable += 1
+                self.cold.take(key)
+                if self._undecodable is not None:
+                    self._undecodable(key, exc)
 
     def touched(self, key: Any) -> None:
         self._touched.add(key)
+
+    def forget(self, key: Any) -> None:
+        """The key left the table (deleted, or refused): its copy on disk goes too, or a
+        later `get` would bring back what was deleted."""
+        if self.cold is not None:
+            self.cold.take(key)
+
+    def keep_partitions(self, partitions: set[int]) -> None:
+        """The partitions this worker owns now: the states on disk of any other are dropped
+        (its next owner recovers them from the changelog)."""
+        if self.cold is not None:
+            self.cold.keep_partitions(partitions)
 
     def after_flush(self, now: float | None = None) -> None:
         """Once the generation is `idle_after_s` old, encode the states used in the previous
@@ -123,6 +179,7 @@ class IdleStates:
         if now - self._began < self.idle_after_s:
             return
         data = self.data
+        cold = self.cold
         for key in self._previous - self._touched:
             value = data.get(key)
             if value is None or type(value) is bytes:
@@ -132,14 +189,40 @@ class IdleStates:
             except Exception:  # noqa: BLE001 - kept as an object: the flush refuses it when changed
                 self.unencodable += 1
                 continue
-            data[key] = encoded
+            if cold is None or not self._to_disk(key, encoded):
+                data[key] = encoded
+            else:
+                del data[key]
             self.encoded_idle += 1
+        if cold is not None:
+            # The bytes a recovery wrote into the store, unused since: to disk as well. The
+            # store holds the states in use by now, so the look is short.
+            touched = self._touched
+            for key in [k for k, v in data.items() if type(v) is bytes and k not in touched]:
+                if self._to_disk(key, data[key]):
+                    del data[key]
         self._previous, self._touched = self._touched, set()
         self._began = now
 
+    def _to_disk(self, key: Any, encoded: bytes) -> bool:
+        """Whether the bytes went to disk; a failed write (a full or broken disk) keeps them
+        in memory, counted (`disk_failed`), and the worker goes on."""
+        assert self.cold is not None
+        try:
+            self.cold.put(key, encoded)
+        except Exception:  # noqa: BLE001 - memory instead of a dead worker
+            self.disk_failed += 1
+            return False
+        return True
+
     def counts(self) -> dict[str, int]:
         return {"decodes": self.decodes, "encoded_idle": self.encoded_idle,
-                "unencodable": self.unencodable, "undecodable": self.undecodable}
+                "unencodable": self.unencodable, "undecodable": self.undecodable,
+                "disk_failed": self.disk_failed}
+
+    def on_disk(self) -> int:
+        """How many states are held on disk now."""
+        return 0 if self.cold is None else len(self.cold)
 
 
 def compact(data: bytes) -> bytes:

@@ -281,7 +281,14 @@ class WorkerCollector(Collector):
         for table, states in sorted(runtime.states.items()):
             idle.add_metric([table, "encoded"], states.encoded_idle)
             idle.add_metric([table, "decoded"], states.decodes)
+            idle.add_metric([table, "disk_failed"], states.disk_failed)
         yield idle
+        disk = GaugeMetricFamily(_name("states_on_disk"), "Idle states of a table held on "
+                                 "this worker's disk (idle_states_on_disk, cold_states.py).",
+                                 labels=["table"])
+        for table, states in sorted(runtime.states.items()):
+            disk.add_metric([table], states.on_disk())
+        yield disk
 
         control = GaugeMetricFamily(_name("control_entries"), "What the worker holds from the "
                                     "settings and the control topic: allowances and operators' "
@@ -319,7 +326,10 @@ class WorkerCollector(Collector):
             # Counting a memory store is len() of a dict; a RocksDB store would iterate every
             # key on each scrape, so it is left out rather than slowing the event loop.
             if type(store).__module__ == "faust.stores.memory":
-                entries.add_metric([name], len(store.data))
+                # with its idle states on this worker's disk (idle_states_on_disk)
+                states = self.runtime.states.get(name) if self.runtime is not None else None
+                on_disk = states.on_disk() if states is not None else 0
+                entries.add_metric([name], len(store.data) + on_disk)
         yield entries
 
     def _last_recovery_seconds(self) -> float | None:

@@ -31,6 +31,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -70,6 +71,7 @@ from distillguard.streams.edge.control import AllowListKeeper, ControlReader
 from distillguard.streams.edge.settings import Settings
 from distillguard.streams.edge.topics import TopicSpec
 from distillguard.streams.worker import partition_context
+from distillguard.streams.worker.cold_states import WorkerColdStates
 from distillguard.streams.worker.dead_letter_log import DeadLetterLog
 from distillguard.streams.worker.held_writes import HeldWrites
 from distillguard.streams.worker.idle_states import IdleStates
@@ -262,8 +264,8 @@ def create_app(settings: Settings) -> WorkerApp:
 
     # ---- state: the core's values, changelogged as orjson (never pickle) -------------------
     accounts = state_table(app, "accounts", partitions, ACCOUNT_STATE_CODEC)
-    clusters = state_table(app, "clusters", topics["cluster_summaries"].partitions,
-                           CLUSTER_STATE_CODEC)
+    cluster_partitions = topics["cluster_summaries"].partitions
+    clusters = state_table(app, "clusters", cluster_partitions, CLUSTER_STATE_CODEC)
     # Their states as objects while in use, as their changelog bytes once idle for a flush
     # interval (streams/worker/idle_states.py): the agents read them through these.
     def undecodable(table: str) -> Callable[[Any, Exception], None]:
@@ -274,12 +276,28 @@ def create_app(settings: Settings) -> WorkerApp:
                            "starts afresh (docs/operations.md, Changelog format)")
         return report
 
+    def account_partition_of(account_id: str) -> int:
+        return partition_for(account_id, partitions)
+
+    def cluster_partition_of(key: str) -> int:
+        return partition_for(key, cluster_partitions)
+
+    # With idle_states_on_disk, the idle states' bytes go to this worker's disk instead
+    # (streams/worker/cold_states.py).
+    on_disk = (WorkerColdStates(Path(settings.data_dir) / "idle-states")
+               if settings.idle_states_on_disk else None)
     account_states = IdleStates(accounts.data, encode_account_state, decode_account_state,
                                 idle_after_s=settings.idle_state_after_s,
-                                undecodable=undecodable("accounts"))
+                                undecodable=undecodable("accounts"),
+                                cold=on_disk.open("accounts", account_partition_of)
+                                if on_disk else None,
+                                partition_of=account_partition_of)
     cluster_states = IdleStates(clusters.data, encode_cluster_state, decode_cluster_state,
                                 idle_after_s=settings.idle_state_after_s,
-                                undecodable=undecodable("clusters"))
+                                undecodable=undecodable("clusters"),
+                                cold=on_disk.open("clusters", cluster_partition_of)
+                                if on_disk else None,
+                                partition_of=cluster_partition_of)
     # key: partition number, value: a JSON snapshot of the partition's online model and other
     # in-memory context (streams/worker/partition_context.py); co-partitioned with requests, so the
     # snapshot of partition p is recovered by whichever worker gets p.
@@ -426,11 +444,8 @@ def create_app(settings: Settings) -> WorkerApp:
             # The first event of the partition writes a snapshot at once: it checks the table
             # against its changelog early, as the accounts table is, not after hours of events.
             snapshot_marks[p] = [part.model.seen, partition_context.SNAPSHOT_EVERY_EVENTS]
-            for account_id, value in list(accounts.data.items()):
-                if partition_for(account_id, partitions) == p:
-                    state = account_states.decoded(account_id, value)
-                    if state is not None:
-                        account_stage_core.watch(state, part)
+            for _, state in account_states.states_of(p):
+                account_stage_core.watch(state, part)
         return part
 
     def write_snapshot(p: int, part: AccountPartition) -> None:
@@ -456,11 +471,8 @@ def create_app(settings: Settings) -> WorkerApp:
             part = cluster_parts[p] = ClusterPartition.create(cfg, sources=partitions)
             # The source ticks come back with each account partition's next tick; pending
             # summaries and expiry come back from the recovered states.
-            for key, value in list(clusters.data.items()):
-                if partition_for(key, topics["cluster_summaries"].partitions) == p:
-                    cluster = cluster_states.decoded(key, value)
-                    if cluster is not None:
-                        cluster_stage_core.watch(cluster, part)
+            for _, cluster in cluster_states.states_of(p):
+                cluster_stage_core.watch(cluster, part)
         return part
 
     # ---- rebalances: partition-local context lives only while the partition is ours -------
@@ -474,6 +486,11 @@ def create_app(settings: Settings) -> WorkerApp:
             for p in set(parts) - kept:
                 del parts[p]
         mine = sorted(tp.partition for tp in assigned if tp.topic == requests.get_topic_name())
+        # The states on disk of a partition that left: its next owner has them from the
+        # changelog (and may delete them there).
+        account_states.keep_partitions(set(mine))
+        cluster_states.keep_partitions({tp.partition for tp in assigned
+                                        if tp.topic == cluster_summaries.get_topic_name()})
         # Records held back by alignment were never acked: Faust fetches them again from the
         # committed offsets (for a partition that stays here too), so they are dropped, and a
         # partition paused for them that stays here is resumed (else it stayed paused with
@@ -707,7 +724,6 @@ def create_app(settings: Settings) -> WorkerApp:
     # fleet always moves on; partitions run up to a tick and verdict_delay_s apart, so the
     # round trip between the stages overlaps the work. A partition with nothing to read for
     # source_idle_wall_s is reported idle and no longer waited for (the stated failure).
-    cluster_partitions = topics["cluster_summaries"].partitions
     judged_marks: dict[int, dict[int, int]] = {}  # account p -> cluster q -> judged_before
     horizons: dict[int, float] = {}  # account p -> the event time p may reach
     waiting: dict[int, deque[tuple[Any, RequestEvent]]] = {}  # records held back, in order

@@ -219,6 +219,50 @@ def test_a_state_held_as_its_bytes_is_decoded_at_its_next_event_and_a_bad_one_st
     assert outbox.to("dead_letter") == []
 
 
+def test_with_idle_states_on_disk_an_idle_account_leaves_memory_and_its_next_event_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """idle_states_on_disk (streams/worker/cold_states.py): an account unused for a generation
+    is on the worker's disk, not in the table's store; its next event reads it back and the
+    changelog gets the state that follows from it. A recovered state on disk is re-registered
+    by its partition's first event like one in the store."""
+    disk = load_settings(env={"DISTILLGUARD_APP_ID": f"dg-agents-{uuid.uuid4().hex[:8]}",
+                              "DISTILLGUARD_DATA_DIR": str(tmp_path / "faust"),
+                              "DISTILLGUARD_EVENT_TIME_ALIGNMENT": "false",
+                              "DISTILLGUARD_IDLE_STATES_ON_DISK": "true"})
+    app = create_app(disk)
+    app.finalize()
+    box = record_sends(disk, monkeypatch)
+    table = app.tables["accounts"]
+    states = app.runtime.states["accounts"]
+    recovered = AccountState.new("acct-2", T0 - 60)
+    recovered.requests = 4
+    states.cold.put("acct-2", orjson.dumps(recovered.to_wire()))
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            async def event(account: str, ts: float) -> None:
+                await agent.put(request_bytes(account, ts), key=account.encode(),
+                                partition=partition_of(account, disk))
+                await send_held(app)
+
+            await event("acct-1", T0)
+            later = time.monotonic() + 100  # generations of idle_state_after_s (10 s)
+            for now in (later, later + 11, later + 22):
+                states.after_flush(now=now)
+            assert "acct-1" not in table.data and states.on_disk() == 2
+            await event("acct-1", T0 + 5)
+            await event("acct-2", T0 + 6)
+    run(scenario)
+
+    assert states.get("acct-1").requests == 2 and states.get("acct-2").requests == 5
+    assert states.on_disk() == 0 and states.counts()["decodes"] == 2
+    newest = {r.key: r.value for r in box.changelog("accounts")}
+    assert decode_account_state(newest[b'"acct-1"']).requests == 2
+    assert box.to("dead_letter") == []
+    on_disk_dir = tmp_path / "faust" / "idle-states"
+    assert [d.name for d in on_disk_dir.iterdir()] == [states.cold.path.parent.name]
+
+
 def test_invalid_records_go_to_dead_letter_and_the_agent_keeps_going(
         app: faust.App, settings: Settings, outbox: Outbox) -> None:
     bad = [(b"{not json", b"acct-2", "not JSON"),

@@ -13,10 +13,12 @@ included, in the same order per account. Assertions are on parity, never on spee
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections import defaultdict
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import tests.integration.test_faults as faults
 from distillguard.models.events import event_from_mapping
@@ -100,3 +102,27 @@ def test_a_backlog_drained_by_two_workers_decides_as_the_replay(run: Settings,
     # The whole backlog is written at once, far faster than the workers read it.
     asyncio.run(produce(run, event_records(events)))
     assert_decided_as_replayed(run, fleet, ports, expected)
+
+
+def test_with_idle_states_on_disk_a_backlog_decides_as_the_replay(run: Settings,
+                                                                  fleet: Fleet) -> None:
+    """idle_states_on_disk (streams/worker/cold_states.py) with states idle after 1 s: during
+    the drain account and cluster states go to each worker's disk and come back at their next
+    use, and the decisions are the replay's all the same."""
+    fleet.env["DISTILLGUARD_IDLE_STATES_ON_DISK"] = "true"
+    fleet.env["DISTILLGUARD_IDLE_STATE_AFTER_S"] = "1"
+    events = list(faults.scenario_events())
+    expected = replayed(run, events)
+    ports = start_aligned(fleet, count=2)
+    asyncio.run(produce(run, event_records(events)))
+    assert_decided_as_replayed(run, fleet, ports, expected)
+    moved: dict[tuple[str, str], float] = defaultdict(float)
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for family in text_string_to_metric_families(r.read().decode()):
+                if family.name in ("distillguard_idle_states", "distillguard_states_on_disk"):
+                    for s in family.samples:
+                        moved[(s.name, s.labels.get("event", ""))] += s.value
+    assert moved[("distillguard_idle_states_total", "encoded")] > 1000, dict(moved)
+    assert moved[("distillguard_idle_states_total", "decoded")] > 100, dict(moved)
+    assert moved[("distillguard_states_on_disk", "")] > 0, dict(moved)

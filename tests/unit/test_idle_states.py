@@ -44,7 +44,7 @@ def test_a_state_untouched_for_a_flush_interval_is_kept_as_its_bytes() -> None:
     assert again == a and again is not a
     assert data["a"] is again
     assert idle.counts() == {"decodes": 1, "encoded_idle": 1, "unencodable": 0,
-                             "undecodable": 0}
+                             "undecodable": 0, "disk_failed": 0}
 
 
 def test_an_idle_state_is_kept_in_an_allocation_of_its_size() -> None:

@@ -45,6 +45,7 @@ EXPECTED = {
     "distillguard_dead_letters": "counter",
     "distillguard_held_records": "gauge",
     "distillguard_idle_states": "counter",
+    "distillguard_states_on_disk": "gauge",
     "distillguard_control_entries": "gauge",
     "distillguard_decisions": "counter",
     "distillguard_decision_latency_seconds": "histogram",
@@ -85,7 +86,8 @@ def fake_worker() -> tuple[Progress, Any]:
         core_counts=Counter({"late_verdicts": 3, "behind_summaries": 2}),
         held=lambda: {"summaries": 4, "verdicts": 0, "account_states": 11},
         dead_letters=dead, tallies=tallies, allow=AllowList(), operator=OperatorDecisions(),
-        states={"accounts": SimpleNamespace(encoded_idle=7, decodes=5)})
+        states={"accounts": SimpleNamespace(encoded_idle=7, decodes=5, disk_failed=0,
+                                            on_disk=lambda: 3)})
     runtime.allow.grant(Allowance("org", "org-1", "verified", "settings"))
     runtime.operator.put(OperatorDecision("a-1", "block", 60, None, "ticket", "alice", 0.0))
     runtime.operator.put(OperatorDecision("a-2", "allow", 60, None, "ticket", "alice", 0.0))
@@ -184,7 +186,11 @@ def test_values_are_read_from_the_worker() -> None:
         ("distillguard_held_records", (("kind", "account_states"),))] == 11.0
     assert samples(f["distillguard_idle_states"]) == {
         ("distillguard_idle_states_total", (("event", "encoded"), ("table", "accounts"))): 7.0,
-        ("distillguard_idle_states_total", (("event", "decoded"), ("table", "accounts"))): 5.0}
+        ("distillguard_idle_states_total", (("event", "decoded"), ("table", "accounts"))): 5.0,
+        ("distillguard_idle_states_total", (("event", "disk_failed"), ("table", "accounts"))):
+            0.0}
+    assert samples(f["distillguard_states_on_disk"]) == {
+        ("distillguard_states_on_disk", (("table", "accounts"),)): 3.0}
     assert samples(f["distillguard_decisions"]) == {
         ("distillguard_decisions_total", (("action", "allow"), ("reason", "allow_listed"))): 1.0,
         ("distillguard_decisions_total", (("action", "block"), ("reason", "cluster_tpl"))): 1.0,
@@ -241,9 +247,10 @@ def test_with_the_app_memory_tables_are_counted_and_the_last_recovery_timed() ->
     progress, runtime = fake_worker()
     families = scrape(progress, runtime, fake_app())
     assert set(EXPECTED) | WITH_APP_ONLY <= set(families)
-    # a RocksDB table is left out: counting it would iterate every key on each scrape
+    # a RocksDB table is left out: counting it would iterate every key on each scrape; the
+    # accounts' idle states on the worker's disk (3) are entries of the table all the same
     assert samples(families["distillguard_table_entries"]) == {
-        ("distillguard_table_entries", (("table", "accounts"),)): 5.0,
+        ("distillguard_table_entries", (("table", "accounts"),)): 8.0,
         ("distillguard_table_entries", (("table", "clusters"),)): 2.0}
     assert samples(families["distillguard_table_recovery_last_duration_seconds"]) == {
         ("distillguard_table_recovery_last_duration_seconds", ()): 2.5}

@@ -1,0 +1,283 @@
+"""Idle states on the worker's disk (streams/worker/cold_states.py, idle_states_on_disk): a
+key is in the store or on disk, never lost, never brought back once deleted, and a partition
+that leaves takes its states with it."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from distillguard.models.account import AccountState
+from distillguard.models.config import DetectorConfig
+from distillguard.models.events import event_from_mapping
+from distillguard.models.partitioning import partition_for
+from distillguard.models.pipeline import Pipeline
+from distillguard.simulator import Scenario, generate_events
+from distillguard.streams.edge.codec import (
+    decode_account_state,
+    decode_cluster_state,
+    encode_account_state,
+    encode_cluster_state,
+    encode_decision,
+)
+from distillguard.streams.worker.cold_states import (
+    OWNER_LOCK,
+    ColdStates,
+    WorkerColdStates,
+    remove_abandoned,
+)
+from distillguard.streams.worker.held_writes import HeldWrites
+from distillguard.streams.worker.idle_states import IdleStates
+
+PARTITIONS = 12
+REPO = Path(__file__).resolve().parents[2]
+
+
+def of(key: str) -> int:
+    return partition_for(key, PARTITIONS)
+
+
+def on_disk(tmp_path: Path, data: dict[str, Any]) -> IdleStates:
+    """Generations of no length (a state unused since the previous flush goes to disk)."""
+    return IdleStates(data, encode_account_state, decode_account_state, idle_after_s=0,
+                      cold=ColdStates(tmp_path / "accounts", of), partition_of=of)
+
+
+def test_an_idle_state_leaves_the_store_for_the_disk_and_comes_back_at_its_next_use(
+        tmp_path: Path) -> None:
+    a, b = AccountState.new("a", 10.0), AccountState.new("b", 20.0)
+    data: dict[str, Any] = {"a": a, "b": b}
+    idle = on_disk(tmp_path, data)
+    idle.get("a"), idle.get("b")
+    idle.after_flush()
+    assert data == {"a": a, "b": b}  # both used in the generation that ended
+    idle.get("b")
+    idle.after_flush()
+    assert list(data) == ["b"] and idle.on_disk() == 1
+    again = idle.get("a")
+    assert again == a and data["a"] is again and idle.on_disk() == 0
+    assert idle.counts()["decodes"] == 1 and idle.counts()["encoded_idle"] == 1
+    assert idle.get("never") is None
+
+
+def test_a_deleted_key_is_not_brought_back_from_the_disk(tmp_path: Path) -> None:
+    """A state on disk while the store gets the key again (a recovery writes the changelog's
+    bytes): deleting the key must delete both, or the next `get` returns the old state."""
+    old = AccountState.new("a", 10.0)
+    data: dict[str, Any] = {"a": old}
+    idle = on_disk(tmp_path, data)
+    idle.touched("a")
+    idle.after_flush()
+    idle.after_flush()
+    assert "a" not in data and idle.on_disk() == 1
+    newer = AccountState.new("a", 99.0)
+    data["a"] = encode_account_state(newer)  # recovered from the changelog
+    assert idle.get("a") == newer  # the store wins over the copy on disk
+
+    table = _Table(data)
+
+    async def produce(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        table.sent.append((key, value))
+
+    held = HeldWrites(table, produce, max_held=100, encode=encode_account_state, idle=idle)
+    held.delete(of("a"), "a")
+    asyncio.run(held.flush())
+    assert table.sent == [(b'"a"', None)]
+    assert idle.get("a") is None and idle.on_disk() == 0
+
+
+def test_recovered_bytes_unused_go_to_disk_too(tmp_path: Path) -> None:
+    states = {f"acct-{i}": AccountState.new(f"acct-{i}", float(i)) for i in range(20)}
+    data: dict[str, Any] = {k: encode_account_state(v) for k, v in states.items()}
+    idle = on_disk(tmp_path, data)
+    idle.get("acct-3")
+    idle.after_flush()
+    assert list(data) == ["acct-3"] and idle.on_disk() == 19
+    assert dict(idle.items()) == states
+    for p in range(PARTITIONS):
+        assert dict(idle.states_of(p)) == {k: v for k, v in states.items() if of(k) == p}
+
+
+def test_a_partition_that_leaves_takes_its_states_on_disk_with_it(tmp_path: Path) -> None:
+    states = {f"acct-{i}": AccountState.new(f"acct-{i}", float(i)) for i in range(40)}
+    data: dict[str, Any] = dict(states)
+    idle = on_disk(tmp_path, data)
+    for key in states:
+        idle.touched(key)
+    idle.after_flush()
+    idle.after_flush()
+    assert not data and idle.on_disk() == 40
+    kept = {of(k) for k in states if of(k) % 2 == 0}
+    idle.keep_partitions(kept)
+    left = {k for k in states if of(k) not in kept}
+    assert left and all(idle.get(k) is None for k in left)
+    assert {k for k, _ in idle.items()} == set(states) - left
+    assert idle.on_disk() == 40 - len(left)
+
+
+def test_a_disk_that_fails_keeps_the_states_in_memory_and_counts_it(tmp_path: Path) -> None:
+    """A full or broken disk must cost memory, never a state nor the worker."""
+    a = AccountState.new("a", 10.0)
+    data: dict[str, Any] = {"a": a, "b": encode_account_state(AccountState.new("b", 2.0))}
+    idle = on_disk(tmp_path, data)
+    assert idle.cold is not None
+
+    def full(key: Any, value: bytes) -> None:
+        raise OSError("IO error: No space left on device")
+    idle.cold.put = full  # type: ignore[method-assign]
+    idle.touched("a")
+    idle.after_flush()
+    idle.after_flush()
+    assert data == {"a": encode_account_state(a), "b": data["b"]}
+    assert idle.counts()["disk_failed"] >= 2 and idle.on_disk() == 0
+    assert idle.get("a") == a
+
+
+def test_a_state_on_disk_that_does_not_decode_is_dropped_and_reported(tmp_path: Path) -> None:
+    told: list[Any] = []
+    cold = ColdStates(tmp_path / "accounts", of)
+    cold.put("bad", b"\xff")
+    cold.put("good", encode_account_state(AccountState.new("good", 1.0)))
+    idle = IdleStates({}, encode_account_state, decode_account_state, cold=cold,
+                      partition_of=of, undecodable=lambda key, exc: told.append(key))
+    assert [k for k, _ in idle.items()] == ["good"]
+    assert idle.get("bad") is None and told == ["bad"] and idle.on_disk() == 1
+
+
+def test_the_replay_decides_the_same_with_every_idle_state_on_disk(tmp_path: Path) -> None:
+    """Every account and cluster state not used since the last flush goes to disk, every 29
+    events, and comes back at its next use: byte-identical decisions, every state still
+    there at the end. In a process running the core's sources: the compiled core reads the
+    Pipeline's dicts with its own dict operations, which no mapping can stand in for."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
+    env["DISTILLGUARD_CORE"] = "interpreted"
+    proc = subprocess.run([sys.executable, "-c", (
+        "import sys; from tests.unit.test_cold_states import replay_with_states_on_disk; "
+        "replay_with_states_on_disk(sys.argv[1])"), str(tmp_path)],
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "same", proc.stdout
+
+
+def replay_with_states_on_disk(directory: str) -> None:
+    from distillguard.models import pipeline as pipeline_module
+
+    assert not str(pipeline_module.__file__).endswith(".so"), "the core's sources"
+    events = [event_from_mapping(e) for e in generate_events(Scenario.small())]
+    plain, spilled = Pipeline(DetectorConfig()), Pipeline(DetectorConfig())
+    expected = [encode_decision(d, 0.0) for ev in events for d in plain.process(ev)]
+    accounts = IdleStates({}, encode_account_state, decode_account_state, idle_after_s=0,
+                          cold=ColdStates(Path(directory) / "a", of), partition_of=of)
+    clusters = IdleStates({}, encode_cluster_state, decode_cluster_state, idle_after_s=0,
+                          cold=ColdStates(Path(directory) / "c", of), partition_of=of)
+    spilled.accounts = _Through(accounts)  # type: ignore[assignment]
+    spilled.clusters = _Through(clusters)  # type: ignore[assignment]
+    got: list[bytes] = []
+    for i, ev in enumerate(events):
+        got.extend(encode_decision(d, 0.0) for d in spilled.process(ev))
+        if i % 29 == 0:
+            accounts.after_flush()
+            clusters.after_flush()
+    assert accounts.counts()["decodes"] > 100, accounts.counts()
+    assert clusters.counts()["decodes"] > 100, clusters.counts()
+    assert accounts.on_disk() > 0 and clusters.on_disk() > 0
+    assert len(expected) > 10 and plain.counts["verdicts"], "decisions and verdicts to compare"
+    assert got == expected
+    assert spilled.counts == plain.counts
+    assert dict(accounts.items()) == plain.accounts
+    assert dict(clusters.items()) == plain.clusters
+    print("same")
+
+
+def test_a_workers_directory_is_its_own_and_removed_when_it_is_gone(tmp_path: Path) -> None:
+    root = tmp_path / "idle-states"
+    mine = WorkerColdStates(root)
+    mine.open("accounts", of).put("a", b"x")
+    # a worker killed earlier left its directory, its lock free
+    abandoned = root / "123-deadbeef"
+    (abandoned / "accounts").mkdir(parents=True)
+    (abandoned / OWNER_LOCK).touch()
+    # a live worker in another process holds its lock
+    other = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; "
+        "from distillguard.streams.worker.cold_states import WorkerColdStates; "
+        "w = WorkerColdStates(Path(sys.argv[1])); print(w.dir.name, flush=True); "
+        "time.sleep(60)"), str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        live = root / other.stdout.readline().strip()
+        assert live.is_dir()
+        assert abandoned not in {mine.dir, live}
+        assert not abandoned.exists(), "the other worker's start removed it"
+        assert remove_abandoned(root) == []
+        assert mine.dir.is_dir() and live.is_dir()
+        with open(mine.dir / OWNER_LOCK, "rb") as f:  # held: another look finds it taken
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                raise AssertionError("the lock of a live worker was free")
+            except BlockingIOError:
+                pass
+    finally:
+        other.kill()
+        other.wait()
+    assert remove_abandoned(root) == [live]  # killed: its directory goes at the next look
+    mine.close()
+    assert not mine.dir.exists()
+
+
+class _Table:
+    name = "accounts"
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.sent: list[tuple[bytes, bytes | None]] = []
+
+    @property
+    def changelog_topic(self) -> Any:
+        return self
+
+    def get_topic_name(self) -> str:
+        return "accounts-changelog"
+
+
+class _Through(dict):  # type: ignore[type-arg]
+    """The Pipeline's dict read and written through IdleStates, as the worker's agents do."""
+
+    def __init__(self, idle: IdleStates) -> None:
+        super().__init__()
+        self.idle = idle
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self.idle.get(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.idle.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.idle.data[key] = value
+        self.idle.touched(key)
+
+    def __delitem__(self, key: Any) -> None:
+        self.idle.data.pop(key, None)
+        self.idle.forget(key)
+
+    def __contains__(self, key: object) -> bool:
+        return self.idle.get(key) is not None
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        value = self.idle.get(key)
+        if value is None:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        del self[key]
+        return value
