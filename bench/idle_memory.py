@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/idle_memory.py                  # 100k accounts, tracemalloc + RSS
     .venv/bin/python bench/idle_memory.py --accounts 1000000 --no-trace   # RSS at 1M
+    .venv/bin/python bench/idle_memory.py --accounts 100000 --mode all --no-trace  # and on disk
 
 Drives simulated traffic (the default scenario, 0.1 h, scaled to the accounts asked for,
 written to a file first and read line by line) through the same core calls and structures the worker's account stage uses: `AccountStage`
@@ -24,7 +25,11 @@ Modes (`--mode`): `objects`, the states as Python objects (the worker before iss
 `encoded`, the worker's `IdleStates` (streams/worker/idle_states.py) over both tables, turning
 the account and cluster states unused for a flush interval into their changelog bytes at every
 simulated flush (`--flush-every` events; the worker waits IDLE_AFTER_S of wall clock), and
-decoding one at its next use.
+decoding one at its next use; `disk`, the same with the idle states' bytes on disk
+(streams/worker/cold_states.py, the setting idle_states_on_disk), which also prints what the
+RocksDB databases held of the RSS (closed at the end). In the encoded and disk modes the clock
+moves on 5 s of event time at a time after the last event, a flush after each step, until
+every window has closed: a worker's clock closes them a slice at a time, never all at once.
 """
 
 from __future__ import annotations
@@ -58,6 +63,13 @@ from distillguard.streams.edge.codec import (
 )
 
 ACCOUNTS_PER_SCALE = 5_950  # distinct accounts of the default scenario per unit of scale (0.1 h)
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def rss_mb() -> float:
@@ -102,21 +114,37 @@ def traced() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
-def close_windows(pipeline: Pipeline, last_ts: float) -> None:
-    """One event per partition far enough ahead that every window has closed (accounts stay:
-    `idle_expiry_s` is longer)."""
-    from tests.conftest import make_event
+def close_windows(pipeline: Pipeline, last_ts: float, step_s: float | None = None,
+                  flush: Any = None) -> None:
+    """Events far enough ahead that every window has closed (accounts stay: `idle_expiry_s`
+    is longer): one per partition at once, or, with `step_s`, one per partition every
+    `step_s` of event time up to there, `flush` called after each step, as a worker's clock
+    moves on and closes the windows a slice at a time."""
     cfg = pipeline.cfg
-    ts = last_ts + cfg.window_s + cfg.allowed_lateness_s + 60
+    end = last_ts + cfg.window_s + cfg.allowed_lateness_s + 60
+    ts = end if step_s is None else last_ts + step_s
+    n = 0
+    while True:
+        n = clock_events(pipeline, min(ts, end), n)
+        if flush is not None:
+            flush()
+        if ts >= end:
+            return
+        ts += step_s or 0.0
+
+
+def clock_events(pipeline: Pipeline, ts: float, n: int) -> int:
+    """One event at `ts` in every partition (accounts of their own); the next number."""
+    from tests.conftest import make_event
     done: set[int] = set()
-    i = 0
     while len(done) < pipeline.partitions:
-        acct = f"idle-clock-{i}"
+        acct = f"idle-clock-{n}"
         p = partition_for(acct, pipeline.partitions)
         if p not in done:
             done.add(p)
-            pipeline.process(make_event(acct, ts, n=i))
-        i += 1
+            pipeline.process(make_event(acct, ts, n=n))
+        n += 1
+    return n
 
 
 class IdleTable(MutableMapping[str, Any]):
@@ -141,7 +169,8 @@ class IdleTable(MutableMapping[str, Any]):
         self.idle.touched(key)
 
     def __delitem__(self, key: str) -> None:
-        del self.idle.data[key]
+        self.idle.data.pop(key, None)
+        self.idle.forget(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.idle.data)
@@ -164,13 +193,28 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
         tracemalloc.start()
     pipeline = Pipeline(DetectorConfig())
     # a generation per simulated flush: a state unused for a flush interval goes encoded
+    # (and, in the disk mode, to the disk: streams/worker/cold_states.py)
+    cold: dict[str, Any] = {}
+    if mode == "disk":
+        from distillguard.streams.worker.cold_states import ColdStates
+        root = Path(events_file).parent / "idle-states"
+
+        def partition_of(key: str) -> int:  # the Pipeline's, for both stages
+            return partition_for(key, pipeline.partitions)
+        cold = {"accounts": ColdStates(root / "accounts", partition_of),
+                "clusters": ColdStates(root / "clusters", partition_of)}
     idle = IdleStates(pipeline.accounts, encode_account_state, decode_account_state,
-                      idle_after_s=0)
+                      idle_after_s=0, cold=cold.get("accounts"))
     cluster_idle = IdleStates(pipeline.clusters, encode_cluster_state, decode_cluster_state,
-                              idle_after_s=0)
-    if mode == "encoded":
+                              idle_after_s=0, cold=cold.get("clusters"))
+    held = mode in ("encoded", "disk")
+    if held:
         pipeline.accounts = IdleTable(idle)  # type: ignore[assignment]
         pipeline.clusters = IdleTable(cluster_idle)  # type: ignore[assignment]
+
+    def flush() -> None:
+        idle.after_flush()
+        cluster_idle.after_flush()
     n_events = 0
     last_ts = 0.0
     started = time.perf_counter()
@@ -180,29 +224,45 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
             pipeline.process(ev)
             n_events += 1
             last_ts = max(last_ts, ev.ts)
-            if mode == "encoded" and n_events % flush_every == 0:
-                idle.after_flush()
-                cluster_idle.after_flush()
+            if held and n_events % flush_every == 0:
+                flush()
     elapsed = time.perf_counter() - started
-    close_windows(pipeline, last_ts)
-    if mode == "encoded":  # two flushes after the last event: every state untouched since
-        for states in (idle, cluster_idle):
-            states.after_flush()
-            states.after_flush()
+    rss_read = rss_mb()
+    if held:
+        # the clock moves on a step at a time, a flush after each (one at once would bring
+        # every state back at the same moment, which no worker sees)
+        close_windows(pipeline, last_ts, step_s=5.0, flush=flush)
+    else:
+        close_windows(pipeline, last_ts)
+    if held:  # two flushes after the last event: every state untouched since
+        flush()
+        flush()
         pipeline.accounts = idle.data  # type: ignore[assignment]
         pipeline.clusters = cluster_idle.data  # type: ignore[assignment]
     gc.collect()
     from distillguard.models import pipeline as pipeline_module
-    out: dict[str, Any] = {"accounts": len(pipeline.accounts), "events": n_events,
+    on_disk = {name: len(c) for name, c in cold.items()}
+    n_accounts = len(pipeline.accounts) + on_disk.get("accounts", 0)
+    out: dict[str, Any] = {"accounts": n_accounts, "events": n_events,
                            "core": ("compiled" if str(pipeline_module.__file__).endswith(".so")
                                     else "interpreted"),
                            "mode": mode, "rate": n_events / elapsed, "rss_mb": rss_mb(),
-                           "rss_delta_mb": rss_mb() - rss0, "clusters": len(pipeline.clusters)}
+                           "rss_read_mb": rss_read, "rss_peak_mb": peak_rss_mb(),
+                           "rss_delta_mb": rss_mb() - rss0,
+                           "clusters": len(pipeline.clusters) + on_disk.get("clusters", 0),
+                           "accounts_on_disk": on_disk.get("accounts", 0),
+                           "clusters_on_disk": on_disk.get("clusters", 0)}
     values = list(pipeline.accounts.values())
     encoded = [v if isinstance(v, bytes) else encode_account_state(v) for v in values]
-    out["encoded_per_account"] = sum(map(len, encoded)) / len(values)
-    out["cluster_encoded_mb"] = sum(len(c if isinstance(c, bytes) else encode_cluster_state(c))
-                                    for c in pipeline.clusters.values()) / 2**20
+    account_bytes = sum(map(len, encoded))
+    cluster_bytes = sum(len(c if isinstance(c, bytes) else encode_cluster_state(c))
+                        for c in pipeline.clusters.values())
+    if cold:
+        account_bytes += sum(len(v) for _, v in cold["accounts"].items())
+        cluster_bytes += sum(len(v) for _, v in cold["clusters"].items())
+        out["disk_mb"] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
+    out["encoded_per_account"] = account_bytes / n_accounts
+    out["cluster_encoded_mb"] = cluster_bytes / 2**20
     out["open_windows"] = sum(1 for v in values if not isinstance(v, bytes)
                               and v.window is not None)
     out["encoded_states"] = sum(1 for v in values if isinstance(v, bytes))
@@ -213,7 +273,7 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
         del sample  # (it holds states: the table measure below frees them)
     del values, encoded
     if trace:
-        n = len(pipeline.accounts)
+        n = n_accounts
         total = traced()
         parts: dict[str, float] = {}
         account_parts = pipeline.account_parts
@@ -237,6 +297,16 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
         tracemalloc.stop()
         out["traced_total_per_account"] = total / n
         out["traced_parts_per_account"] = {k: v / n for k, v in parts.items()}
+    if cold and not trace:
+        # What the RocksDB databases hold of the RSS: closed, and glibc asked to give back
+        # what is free.
+        import ctypes
+        before = rss_mb()
+        for c in cold.values():
+            c.close()
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        out["rss_rocksdb_mb"] = before - rss_mb()
     return out
 
 
@@ -256,7 +326,7 @@ def run_child(events_file: Path, mode: str, trace: bool, flush_every: int) -> di
     # The Pipeline reads its account dict with the compiled core's own dict operations, which
     # no mapping can stand in for: the encoded mode runs the core's sources (the same decisions,
     # tests/scenario/test_compiled_core.py; only the objects mode measures the compiled layout).
-    env = dict(os.environ, **({"DISTILLGUARD_CORE": "interpreted"} if mode == "encoded" else {}))
+    env = dict(os.environ, **({"DISTILLGUARD_CORE": "interpreted"} if mode != "objects" else {}))
     cmd = [sys.executable, __file__, "--child", str(events_file), "--mode", mode,
            "--flush-every", str(flush_every)] + ([] if trace else ["--no-trace"])
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
@@ -274,7 +344,15 @@ def report(r: dict[str, Any]) -> None:
           f"{r['encoded_states']:,} states held encoded), {r['clusters']:,} clusters "
           f"({r['encoded_clusters']:,} held encoded)")
     print(f"   RSS {r['rss_mb']:,.0f} MB ({r['rss_delta_mb']:,.0f} MB over the process at start: "
-          f"{r['rss_delta_mb'] * 2**20 / n:,.0f} B per account, clusters included)")
+          f"{r['rss_delta_mb'] * 2**20 / n:,.0f} B per account, clusters included); "
+          f"{r['rss_read_mb']:,.0f} MB when the last event was read, peak {r['rss_peak_mb']:,.0f} MB")
+    if "rss_rocksdb_mb" in r:
+        print(f"   of the RSS, {r['rss_rocksdb_mb']:,.0f} MB went when the databases closed "
+              f"(and malloc_trim)")
+    if "disk_mb" in r:
+        print(f"   on disk: {r['accounts_on_disk']:,} account states, {r['clusters_on_disk']:,} "
+              f"cluster states, {r['disk_mb']:,.0f} MB of files (RocksDB's own memory is in the "
+              f"RSS, not in tracemalloc's figures)")
     print(f"   encoded account state (changelog bytes): {r['encoded_per_account']:,.0f} B; "
           f"clusters encoded {r['cluster_encoded_mb']:,.1f} MB")
     if "traced_total_per_account" in r:
@@ -293,7 +371,8 @@ def report(r: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--accounts", type=int, default=100_000)
-    p.add_argument("--mode", choices=["objects", "encoded", "both"], default="both")
+    p.add_argument("--mode", choices=["objects", "encoded", "disk", "both", "all"],
+                   default="both", help="both: objects and encoded; all: and disk")
     p.add_argument("--no-trace", action="store_true", help="RSS only (tracemalloc is slow)")
     p.add_argument("--flush-every", type=int, default=5_000,
                    help="events between two simulated flushes (the worker: one per commit)")
@@ -305,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     print("command: " + " ".join(["python", "bench/idle_memory.py"] + (argv or sys.argv[1:])))
     print(f"(Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}, "
           f"core build {os.environ.get('DISTILLGUARD_CORE', 'default')})")
-    modes = ["objects", "encoded"] if args.mode == "both" else [args.mode]
+    modes = {"both": ["objects", "encoded"], "all": ["objects", "encoded", "disk"]}.get(
+        args.mode, [args.mode])
     with tempfile.TemporaryDirectory(prefix="dg-idle-") as tmp:
         started = time.monotonic()
         events_file = write_events(args.accounts, Path(tmp))

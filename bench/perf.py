@@ -504,10 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few minutes instead of ~15")
     p.add_argument("--rate", type=float, default=0.0,
-                   help="latency: events/s (default: 35%% of the measured worker throughput, "
-                        "at most 1,000)")
+                   help="latency: events/s (default: half the worker throughput measured in "
+                        "the same run, issue 17's rate; 500 when latency runs alone)")
     p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "worker", "latency", "replay", "memory", "_memory"])
+                   choices=["all", "worker", "latency", "speed", "replay", "memory", "_memory"],
+                   help="speed: the worker's throughput, then latency at half of it")
     p.add_argument("accounts", nargs="?", type=int, default=0)
     p.add_argument("--trace", action="store_true")
     p.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
@@ -529,17 +530,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     q = args.quick
     worker_rate = 0.0
-    if args.what in ("all", "worker", "latency"):
+    if args.what in ("all", "worker", "latency", "speed"):
         asyncio.run(wait_for_broker(BOOTSTRAP, timeout_s=20))
-    if args.what in ("all", "worker"):
+    if args.what in ("all", "worker", "speed"):
         print("worker throughput (backlog of simulated traffic, 12 partitions):")
         events = sim_events(1.0, 0.25 if q else 1.0, seed=21)
         worker_rate = bench_worker_throughput(events, 1)
-        if not q:
+        if not q and args.what != "speed":
             bench_worker_throughput(events, 2)
-    if args.what in ("all", "latency"):
-        rate = args.rate or (min(1000.0, max(100.0, round(0.35 * worker_rate, -2)))
-                             if worker_rate else 500.0)
+    if args.what in ("all", "latency", "speed"):
+        rate = args.rate or (max(100.0, round(0.5 * worker_rate, -1)) if worker_rate else 500.0)
         print("latency (steady rate, one worker):")
         events = sim_events(1.0, 0.5, seed=33)[: int(rate * (20 if q else 60))]
         bench_latency(events, rate)
