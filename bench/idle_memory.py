@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -147,45 +146,13 @@ def clock_events(pipeline: Pipeline, ts: float, n: int) -> int:
     return n
 
 
-class IdleTable(MutableMapping[str, Any]):
-    """The Pipeline's account dict through IdleStates, as the worker's agents read the table:
-    a state is decoded at its next use and encoded after a flush interval without one."""
-
-    def __init__(self, idle: Any) -> None:
-        self.idle = idle
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.idle.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        value = self.idle.get(key)
-        return default if value is None else value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.idle.data[key] = value
-        self.idle.touched(key)
-
-    def __delitem__(self, key: str) -> None:
-        self.idle.data.pop(key, None)
-        self.idle.forget(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.idle.data)
-
-    def __len__(self) -> int:
-        return len(self.idle.data)
-
-
 def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[str, Any]:
     """In a fresh process: the file's events through the core, then what stays in memory. The
     events are read line by line: the simulator (which builds every account first) never
     runs in this process, so its RSS is the core's and the tables'."""
     import tracemalloc
 
-    from distillguard.streams.worker.idle_states import IdleStates
+    from distillguard.streams.worker.idle_states import IdleStates, IdleTable
 
     gc.collect()
     rss0 = rss_mb()

@@ -225,6 +225,41 @@ class IdleStates:
         return 0 if self.cold is None else len(self.cold)
 
 
+class IdleTable(MutableMapping[Any, Any]):
+    """A dict of states read and written through IdleStates, as the worker's agents use the
+    table: for the replay's Pipeline in measurements and tests (bench/idle_memory.py,
+    tests/unit/test_cold_states.py; the core's sources only: the compiled core reads a
+    Pipeline's dicts with its own dict operations). Iterating it sees the store's keys only,
+    not those on disk."""
+
+    def __init__(self, idle: IdleStates) -> None:
+        self.idle = idle
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.idle.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self.idle.get(key)
+        return default if value is None else value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.idle.data[key] = value
+        self.idle.touched(key)
+
+    def __delitem__(self, key: Any) -> None:
+        self.idle.data.pop(key, None)
+        self.idle.forget(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.idle.data)
+
+    def __len__(self) -> int:
+        return len(self.idle.data)
+
+
 def compact(data: bytes) -> bytes:
     """`data` in a bytes object of its own size. orjson returns its output in the buffer it
     wrote it in: ~4 KB allocated for a 450-byte account state (tracemalloc), which kept as

@@ -32,7 +32,8 @@ from distillguard.streams.worker.cold_states import (
     remove_abandoned,
 )
 from distillguard.streams.worker.held_writes import HeldWrites
-from distillguard.streams.worker.idle_states import IdleStates
+from distillguard.streams.worker.idle_states import IdleStates, IdleTable
+from tests.unit.test_idle_states import ChangelogTable
 
 PARTITIONS = 12
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_a_deleted_key_is_not_brought_back_from_the_disk(tmp_path: Path) -> None
     data["a"] = encode_account_state(newer)  # recovered from the changelog
     assert idle.get("a") == newer  # the store wins over the copy on disk
 
-    table = _Table(data)
+    table = ChangelogTable(data)
 
     async def produce(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         table.sent.append((key, value))
@@ -175,8 +176,8 @@ def replay_with_states_on_disk(directory: str) -> None:
                           cold=ColdStates(Path(directory) / "a", of), partition_of=of)
     clusters = IdleStates({}, encode_cluster_state, decode_cluster_state, idle_after_s=0,
                           cold=ColdStates(Path(directory) / "c", of), partition_of=of)
-    spilled.accounts = _Through(accounts)  # type: ignore[assignment]
-    spilled.clusters = _Through(clusters)  # type: ignore[assignment]
+    spilled.accounts = IdleTable(accounts)  # type: ignore[assignment]
+    spilled.clusters = IdleTable(clusters)  # type: ignore[assignment]
     got: list[bytes] = []
     for i, ev in enumerate(events):
         got.extend(encode_decision(d, 0.0) for d in spilled.process(ev))
@@ -228,56 +229,3 @@ def test_a_workers_directory_is_its_own_and_removed_when_it_is_gone(tmp_path: Pa
     assert remove_abandoned(root) == [live]  # killed: its directory goes at the next look
     mine.close()
     assert not mine.dir.exists()
-
-
-class _Table:
-    name = "accounts"
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-        self.sent: list[tuple[bytes, bytes | None]] = []
-
-    @property
-    def changelog_topic(self) -> Any:
-        return self
-
-    def get_topic_name(self) -> str:
-        return "accounts-changelog"
-
-
-class _Through(dict):  # type: ignore[type-arg]
-    """The Pipeline's dict read and written through IdleStates, as the worker's agents do."""
-
-    def __init__(self, idle: IdleStates) -> None:
-        super().__init__()
-        self.idle = idle
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self.idle.get(key)
-        return default if value is None else value
-
-    def __getitem__(self, key: Any) -> Any:
-        value = self.idle.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.idle.data[key] = value
-        self.idle.touched(key)
-
-    def __delitem__(self, key: Any) -> None:
-        self.idle.data.pop(key, None)
-        self.idle.forget(key)
-
-    def __contains__(self, key: object) -> bool:
-        return self.idle.get(key) is not None
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        value = self.idle.get(key)
-        if value is None:
-            if default:
-                return default[0]
-            raise KeyError(key)
-        del self[key]
-        return value

@@ -112,11 +112,13 @@ def test_a_stored_value_that_does_not_decode_is_dropped_and_reported() -> None:
     assert idle.counts()["undecodable"] == 2
 
 
-class _Table:
+class ChangelogTable:
+    """A table as HeldWrites sees it: its store, its changelog topic's name, what was sent."""
+
     name = "accounts"
 
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = {} if data is None else data
         self.sent: list[tuple[bytes, bytes | None]] = []
 
     @property
@@ -128,7 +130,7 @@ class _Table:
 
 
 def test_held_writes_encode_the_idle_states_at_a_flush_as_the_changelog_got_them() -> None:
-    table = _Table()
+    table = ChangelogTable()
     idle = states(table.data)
 
     async def produce(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
