@@ -24,6 +24,7 @@ import fcntl
 import os
 import shutil
 import struct
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,6 +38,8 @@ import orjson
 # worker was spilling to save.
 WRITE_BUFFER_BYTES = 8 << 20
 OWNER_LOCK = "owner.lock"
+# A worker's directory is hidden from its creation to its rename, a few milliseconds.
+STARTING_AT_MOST_S = 60.0
 
 
 class ColdStates:
@@ -62,9 +65,10 @@ class ColdStates:
     def put(self, key: Any, data: bytes) -> None:
         p = self._partition_of(key)
         k = _prefix(p) + orjson.dumps(key)
-        if self._db.get(k) is None:
-            self._counts[p] += 1
+        new = self._db.get(k) is None
         self._db.put(k, data)
+        if new:
+            self._counts[p] += 1
 
     def take(self, key: Any) -> bytes | None:
         """The key's bytes, removed from here (the caller holds the state from now on)."""
@@ -141,15 +145,22 @@ class WorkerColdStates:
 def remove_abandoned(root: Path) -> list[Path]:
     """Remove the directories under `root` whose worker is gone (their owner lock is free)."""
     removed = []
+    now = time.time()
     for d in root.iterdir():
-        if not d.is_dir() or d.name.startswith("."):
+        if not d.is_dir():
+            continue
+        # A hidden one is a worker's while it starts; left for longer, one killed then.
+        if d.name.startswith(".") and now - d.stat().st_mtime < STARTING_AT_MOST_S:
             continue
         lock_path = d / OWNER_LOCK
         try:
             with open(lock_path, "rb") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except FileNotFoundError:
-            pass  # a directory being created, or not ours: left alone
+            if not d.name.startswith("."):
+                continue  # not one of ours: left alone
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
         except BlockingIOError:
             continue  # a live worker's
         else:

@@ -33,6 +33,7 @@ so the bytes kept are the state as its last change left it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -56,12 +57,20 @@ class IdleStates:
                  decode: Callable[[bytes], Any], idle_after_s: float = IDLE_AFTER_S,
                  undecodable: Callable[[Any, Exception], None] | None = None,
                  cold: ColdStates | None = None,
-                 partition_of: Callable[[Any], int] | None = None) -> None:
+                 partition_of: Callable[[Any], int] | None = None,
+                 disk_failed: Callable[[Exception], None] | None = None) -> None:
         # The table's store: Faust's memory Store (a mapping over a dict), or any dict.
         self.data = data
         # Where idle states' bytes go when on disk; a key's partition (states_of).
         self.cold = cold
         self._partition_of = partition_of
+        # The partitions this worker owns (keep_partitions; None: every one). Faust's memory
+        # store keeps the keys the agents wrote after their partition left: those never go
+        # to disk, where they would outlive a deletion made by the partition's next owner.
+        self._owned: set[int] | None = None
+        # Told once when the disk fails (a full or broken disk: RocksDB then refuses every
+        # write, deletes included): the states on disk come back to memory, and stay there.
+        self._disk_failed = disk_failed
         self._encode = encode
         self._decode = decode
         # Told of a stored value that does not decode (a changelog record of another core's
@@ -87,7 +96,11 @@ class IdleStates:
         if value is None:
             if self.cold is None:
                 return None
-            value = self.cold.take(key)
+            try:
+                value = self.cold.take(key)
+            except Exception as exc:  # noqa: BLE001 - the disk failed: its states to memory
+                self._back_to_memory(exc)
+                value = self.data.get(key)
             if value is None:
                 return None
         if type(value) is bytes:
@@ -137,13 +150,23 @@ class IdleStates:
         if self.cold is None:
             return
         in_store = {key for key, _ in stored}
-        on_disk = [(k, v) for k, v in self.cold.items(partition) if k not in in_store]
+        try:
+            on_disk = [(k, v) for k, v in self.cold.items(partition) if k not in in_store]
+        except Exception as exc:  # noqa: BLE001 - the disk failed: its states to memory
+            self._back_to_memory(exc)
+            of = self._partition_of
+            on_disk = [(k, v) for k, v in self.data.items() if k not in in_store
+                       and (partition is None or (of is not None and of(k) == partition))]
         for key, value in on_disk:
+            if type(value) is not bytes:
+                yield key, value
+                continue
             try:
                 yield key, self._decode(value)
             except Exception as exc:  # noqa: BLE001 - as decoded(): dropped, told
                 self.undecodable += 1
-                self.cold.take(key)
+                self.forget(key)
+                self.data.pop(key, None)
                 if self._undecodable is not None:
                     self._undecodable(key, exc)
 
@@ -153,14 +176,49 @@ class IdleStates:
     def forget(self, key: Any) -> None:
         """The key left the table (deleted, or refused): its copy on disk goes too, or a
         later `get` would bring back what was deleted."""
-        if self.cold is not None:
+        if self.cold is None:
+            return
+        try:
             self.cold.take(key)
+        except Exception as exc:  # noqa: BLE001 - the disk failed: its states to memory
+            self._back_to_memory(exc)
+            self.data.pop(key, None)  # (brought back with the others: deleted all the same)
 
     def keep_partitions(self, partitions: set[int]) -> None:
         """The partitions this worker owns now: the states on disk of any other are dropped
-        (its next owner recovers them from the changelog)."""
-        if self.cold is not None:
+        (its next owner recovers them from the changelog), and no other partition's key goes
+        to disk from now on."""
+        self._owned = set(partitions)
+        if self.cold is None:
+            return
+        try:
             self.cold.keep_partitions(partitions)
+        except Exception as exc:  # noqa: BLE001 - the disk failed: its states to memory
+            self._back_to_memory(exc)
+
+    def _owns(self, key: Any) -> bool:
+        return (self._owned is None or self._partition_of is None
+                or self._partition_of(key) in self._owned)
+
+    def _back_to_memory(self, exc: Exception) -> None:
+        """The disk failed: every state of an owned partition on it comes back to the store
+        as its bytes (what it would have been without the disk), and the disk is used no
+        more by this worker. States that cannot be read back are counted (`disk_failed`);
+        the changelog still holds them, for the partition's next owner."""
+        cold, self.cold = self.cold, None
+        self.disk_failed += 1
+        if cold is None:
+            return
+        try:
+            for key, value in cold.items():
+                if self._owns(key) and key not in self.data:
+                    self.data[key] = value
+        except Exception:  # noqa: BLE001 - what could not be read is lost to this worker
+            self.disk_failed += 1
+        with contextlib.suppress(Exception):  # closing a broken database: nothing more to do
+            cold.close()
+        if self._disk_failed is not None:
+            self._disk_failed(exc)
 
     def after_flush(self, now: float | None = None) -> None:
         """Once the generation is `idle_after_s` old, encode the states used in the previous
@@ -179,7 +237,6 @@ class IdleStates:
         if now - self._began < self.idle_after_s:
             return
         data = self.data
-        cold = self.cold
         for key in self._previous - self._touched:
             value = data.get(key)
             if value is None or type(value) is bytes:
@@ -189,29 +246,32 @@ class IdleStates:
             except Exception:  # noqa: BLE001 - kept as an object: the flush refuses it when changed
                 self.unencodable += 1
                 continue
-            if cold is None or not self._to_disk(key, encoded):
-                data[key] = encoded
-            else:
+            if self.cold is not None and self._owns(key) and self._to_disk(key, encoded):
                 del data[key]
+            else:
+                data[key] = encoded
             self.encoded_idle += 1
-        if cold is not None:
+        if self.cold is not None:
             # The bytes a recovery wrote into the store, unused since: to disk as well. The
             # store holds the states in use by now, so the look is short.
             touched = self._touched
-            for key in [k for k, v in data.items() if type(v) is bytes and k not in touched]:
-                if self._to_disk(key, data[key]):
-                    del data[key]
+            for key in [k for k, v in data.items()
+                        if type(v) is bytes and k not in touched and self._owns(k)]:
+                if not self._to_disk(key, data[key]):
+                    break
+                del data[key]
         self._previous, self._touched = self._touched, set()
         self._began = now
 
     def _to_disk(self, key: Any, encoded: bytes) -> bool:
-        """Whether the bytes went to disk; a failed write (a full or broken disk) keeps them
-        in memory, counted (`disk_failed`), and the worker goes on."""
-        assert self.cold is not None
+        """Whether the bytes went to disk; a failed write (a full or broken disk) brings the
+        disk's states back to memory (`_back_to_memory`) and the worker goes on."""
+        if self.cold is None:
+            return False
         try:
             self.cold.put(key, encoded)
-        except Exception:  # noqa: BLE001 - memory instead of a dead worker
-            self.disk_failed += 1
+        except Exception as exc:  # noqa: BLE001 - memory instead of a dead worker
+            self._back_to_memory(exc)
             return False
         return True
 

@@ -276,6 +276,15 @@ def create_app(settings: Settings) -> WorkerApp:
                            "starts afresh (docs/operations.md, Changelog format)")
         return report
 
+    def disk_failed(table: str) -> Callable[[Exception], None]:
+        def report(exc: Exception) -> None:
+            log.error("idle_states_disk_failed", table=table,
+                      error=f"{type(exc).__name__}: {exc}",
+                      hint="the states on disk are back in memory, and this worker keeps "
+                           "them there until it restarts (docs/operations.md, Idle states "
+                           "on disk)")
+        return report
+
     def account_partition_of(account_id: str) -> int:
         return partition_for(account_id, partitions)
 
@@ -291,13 +300,15 @@ def create_app(settings: Settings) -> WorkerApp:
                                 undecodable=undecodable("accounts"),
                                 cold=on_disk.open("accounts", account_partition_of)
                                 if on_disk else None,
-                                partition_of=account_partition_of)
+                                partition_of=account_partition_of,
+                                disk_failed=disk_failed("accounts"))
     cluster_states = IdleStates(clusters.data, encode_cluster_state, decode_cluster_state,
                                 idle_after_s=settings.idle_state_after_s,
                                 undecodable=undecodable("clusters"),
                                 cold=on_disk.open("clusters", cluster_partition_of)
                                 if on_disk else None,
-                                partition_of=cluster_partition_of)
+                                partition_of=cluster_partition_of,
+                                disk_failed=disk_failed("clusters"))
     # key: partition number, value: a JSON snapshot of the partition's online model and other
     # in-memory context (streams/worker/partition_context.py); co-partitioned with requests, so the
     # snapshot of partition p is recovered by whichever worker gets p.

@@ -9,8 +9,11 @@ import fcntl
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from distillguard.models.account import AccountState
 from distillguard.models.config import DetectorConfig
@@ -121,22 +124,102 @@ def test_a_partition_that_leaves_takes_its_states_on_disk_with_it(tmp_path: Path
     assert idle.on_disk() == 40 - len(left)
 
 
-def test_a_disk_that_fails_keeps_the_states_in_memory_and_counts_it(tmp_path: Path) -> None:
-    """A full or broken disk must cost memory, never a state nor the worker."""
-    a = AccountState.new("a", 10.0)
-    data: dict[str, Any] = {"a": a, "b": encode_account_state(AccountState.new("b", 2.0))}
-    idle = on_disk(tmp_path, data)
-    assert idle.cold is not None
+class _FullDisk:
+    """RocksDB once a write has failed for want of space: it refuses every later write,
+    deletes included, and still reads (found by the adversary on a 2 MB tmpfs)."""
 
-    def full(key: Any, value: bytes) -> None:
-        raise OSError("IO error: No space left on device")
-    idle.cold.put = full  # type: ignore[method-assign]
-    idle.touched("a")
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def get(self, k: bytes) -> Any:
+        return self.db.get(k)
+
+    def items(self, **kwargs: Any) -> Any:
+        return self.db.items(**kwargs)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _refuse(self, *_: Any) -> None:
+        raise Exception("IO error: No space left on device")  # noqa: TRY002 - rocksdict's kind
+
+    put = delete = delete_range = _refuse
+
+
+def _filling(tmp_path: Path) -> tuple[IdleStates, dict[str, Any], list[Exception]]:
+    """Two states on disk, one in use; then the disk is full."""
+    told: list[Exception] = []
+    data: dict[str, Any] = {k: AccountState.new(k, 1.0) for k in ("a", "b", "c")}
+    idle = IdleStates(data, encode_account_state, decode_account_state, idle_after_s=0,
+                      cold=ColdStates(tmp_path / "accounts", of), partition_of=of,
+                      disk_failed=told.append)
+    for key in data:
+        idle.touched(key)
     idle.after_flush()
+    idle.get("c")
     idle.after_flush()
-    assert data == {"a": encode_account_state(a), "b": data["b"]}
-    assert idle.counts()["disk_failed"] >= 2 and idle.on_disk() == 0
-    assert idle.get("a") == a
+    assert list(data) == ["c"] and idle.on_disk() == 2
+    assert idle.cold is not None
+    idle.cold._db = _FullDisk(idle.cold._db)
+    return idle, data, told
+
+
+@pytest.mark.parametrize("first", ["spill", "read", "delete", "rebalance"])
+def test_a_full_disk_brings_its_states_back_to_memory_and_the_worker_goes_on(
+        tmp_path: Path, first: str) -> None:
+    """A full or broken disk must cost memory, never a state nor the worker: whichever use
+    of the disk fails first (a spill, a read of an idle state, a deletion, a rebalance that
+    drops a partition), every state on it of a partition still owned comes back to the
+    store and the disk is used no more. (Reads still work on a full disk.)"""
+    idle, data, told = _filling(tmp_path)
+    if first == "spill":
+        idle.after_flush()  # c, unused for a generation, fails to go out
+        assert idle.get("a") == AccountState.new("a", 1.0)
+    elif first == "read":
+        assert idle.get("a") == AccountState.new("a", 1.0)
+    elif first == "delete":
+        data.pop("a", None)
+        idle.forget("a")  # HeldWrites.delete
+        assert idle.get("a") is None, "a deleted state came back with the others"
+    else:  # a's partition leaves
+        idle.keep_partitions(set(range(PARTITIONS)) - {of("a")})
+    assert idle.cold is None and len(told) == 1 and idle.counts()["disk_failed"] == 1
+    assert "No space" in str(told[0])
+    expected = {"b", "c"} if first in ("delete", "rebalance") else {"a", "b", "c"}
+    assert {k for k, _ in idle.items()} == expected
+    idle.after_flush()
+    idle.after_flush()  # the disk is used no more: idle states stay in memory, as bytes
+    assert set(data) == expected and idle.on_disk() == 0
+
+
+def test_a_count_on_disk_is_not_raised_by_a_write_that_failed(tmp_path: Path) -> None:
+    cold = ColdStates(tmp_path / "accounts", of)
+    real = cold._db
+    cold._db = _FullDisk(real)
+    with pytest.raises(Exception, match="No space"):
+        cold.put("a", b"x")
+    cold._db = real
+    assert len(cold) == 0
+
+
+def test_a_key_of_a_partition_that_left_never_goes_to_disk(tmp_path: Path) -> None:
+    """Faust's memory store keeps the keys the agents wrote after their partition left. On
+    disk such a state would outlive a deletion by the partition's next owner and come back
+    with the partition (found by the adversary): it stays in memory, as before the disk."""
+    data: dict[str, Any] = {}
+    idle = on_disk(tmp_path, data)
+    k = "acct-7"
+    data[k] = AccountState.new(k, 1.0)  # written by this worker's agent
+    idle.touched(k)
+    idle.after_flush()
+    idle.keep_partitions(set(range(PARTITIONS)) - {of(k)})  # the partition leaves
+    idle.after_flush()  # k unused since: encoded, but not to disk
+    assert idle.on_disk() == 0 and type(data[k]) is bytes
+    # the next owner deletes k; the partition comes back; its recovery replays the changelog
+    idle.keep_partitions(set(range(PARTITIONS)))
+    data[k] = encode_account_state(AccountState.new(k, 1.0))
+    data.pop(k)  # the tombstone
+    assert idle.get(k) is None and list(idle.states_of(of(k))) == []
 
 
 def test_a_state_on_disk_that_does_not_decode_is_dropped_and_reported(tmp_path: Path) -> None:
@@ -229,3 +312,17 @@ def test_a_workers_directory_is_its_own_and_removed_when_it_is_gone(tmp_path: Pa
     assert remove_abandoned(root) == [live]  # killed: its directory goes at the next look
     mine.close()
     assert not mine.dir.exists()
+
+
+def test_a_worker_killed_while_it_started_leaves_nothing_for_long(tmp_path: Path) -> None:
+    """A kill between a directory's creation (hidden) and its rename: once older than a start
+    can take, the next start removes it; a fresh one (a worker starting now) is left."""
+    root = tmp_path / "idle-states"
+    old, fresh = root / ".4242-deadbeef", root / ".4343-feedface"
+    for d in (old, fresh):
+        (d / "accounts").mkdir(parents=True)
+    (old / OWNER_LOCK).touch()
+    long_ago = time.time() - 3600
+    os.utime(old, (long_ago, long_ago))
+    assert remove_abandoned(root) == [old]
+    assert fresh.is_dir()
