@@ -176,12 +176,7 @@ class IdleStates:
     def forget(self, key: Any) -> None:
         """The key left the table (deleted, or refused): its copy on disk goes too, or a
         later `get` would bring back what was deleted."""
-        if self.cold is None:
-            return
-        try:
-            self.cold.take(key)
-        except Exception as exc:  # noqa: BLE001 - the disk failed: its states to memory
-            self._back_to_memory(exc)
+        if self.cold is not None and not self._use_disk(lambda cold: cold.take(key)):
             self.data.pop(key, None)  # (brought back with the others: deleted all the same)
 
     def keep_partitions(self, partitions: set[int]) -> None:
@@ -189,12 +184,7 @@ class IdleStates:
         (its next owner recovers them from the changelog), and no other partition's key goes
         to disk from now on."""
         self._owned = set(partitions)
-        if self.cold is None:
-            return
-        try:
-            self.cold.keep_partitions(partitions)
-        except Exception as exc:  # noqa: BLE001 - the disk failed: its states to memory
-            self._back_to_memory(exc)
+        self._use_disk(lambda cold: cold.keep_partitions(partitions))
 
     def _owns(self, key: Any) -> bool:
         return (self._owned is None or self._partition_of is None
@@ -264,12 +254,17 @@ class IdleStates:
         self._began = now
 
     def _to_disk(self, key: Any, encoded: bytes) -> bool:
-        """Whether the bytes went to disk; a failed write (a full or broken disk) brings the
-        disk's states back to memory (`_back_to_memory`) and the worker goes on."""
+        """Whether the bytes went to disk."""
+        return self._use_disk(lambda cold: cold.put(key, encoded))
+
+    def _use_disk(self, use: Callable[[ColdStates], object]) -> bool:
+        """`use` done on the disk; False when there is none, or when it failed (a full or
+        broken disk): its states are then back in memory (`_back_to_memory`) and the worker
+        goes on."""
         if self.cold is None:
             return False
         try:
-            self.cold.put(key, encoded)
+            use(self.cold)
         except Exception as exc:  # noqa: BLE001 - memory instead of a dead worker
             self._back_to_memory(exc)
             return False

@@ -288,10 +288,11 @@ def test_a_workers_directory_is_its_own_and_removed_when_it_is_gone(tmp_path: Pa
     (abandoned / OWNER_LOCK).touch()
     # a live worker in another process holds its lock
     other = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; "
+        "import sys; from pathlib import Path; "
         "from distillguard.streams.worker.cold_states import WorkerColdStates; "
         "w = WorkerColdStates(Path(sys.argv[1])); print(w.dir.name, flush=True); "
-        "time.sleep(60)"), str(root)], stdout=subprocess.PIPE, text=True)
+        "sys.stdin.read()"), str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)  # alive, its lock held, until killed
     try:
         assert other.stdout is not None
         live = root / other.stdout.readline().strip()
