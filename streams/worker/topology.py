@@ -628,11 +628,23 @@ def create_app(settings: Settings) -> WorkerApp:
         All at once, at the end of the change, not one after the other as each is sent: a
         window close decides for many accounts in one step (235 decisions from 1,800 due
         accounts at 690 events/s), and waiting ~9 ms for each ack in turn held the requests
-        behind it for 2 s, the p99 latency's stall (issue 17, docs/performance.md)."""
+        behind it for 2 s, the p99 latency's stall (issue 17, docs/performance.md).
+
+        Every future is awaited even after one fails (a batch fails one partition at a time,
+        the others may still be in flight), and the first failure raised only then: the
+        change must not end while a decision it records may still be unacknowledged."""
+        error: Exception | None = None
         for d, futures in sent:
+            acked = True
             for future in futures:
-                await future
-            tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
+                try:
+                    await future
+                except Exception as exc:  # noqa: BLE001 - raised once every future is settled
+                    acked, error = False, error or exc
+            if acked:
+                tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
+        if error is not None:
+            raise error
 
     # A flood of bad records reaches the topic whole, and the log only a sample of it
     # (streams/worker/dead_letter_log.py).
