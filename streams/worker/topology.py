@@ -167,6 +167,34 @@ STATES_HELD_MAX = 10_000
 Sent = tuple[Decision, list[Any]]
 
 
+async def delivered(sent: list[Sent], on_acked: Callable[[Decision], None]) -> None:
+    """Wait for the broker's ack of every decision sent in a step (`on_acked` for each one
+    acknowledged): the step's change ends only afterwards, and no state that records a decision
+    is written before its ack (a crash in between re-decides it, same id, instead of losing it:
+    held_writes.py).
+
+    All at once, at the end of the step, not one after the other as each is sent: a window
+    close decides for many accounts in one step (235 decisions from 1,800 due accounts at 690
+    events/s), and waiting ~9 ms for each ack in turn held the requests behind it for 2 s, the
+    p99 latency's stall (issue 17, docs/performance.md).
+
+    Every future is awaited even after one fails (a batch fails one partition at a time, the
+    others may still be in flight), and the first failure raised only then: the change must not
+    end while a decision it records may still be unacknowledged."""
+    error: Exception | None = None
+    for d, futures in sent:
+        acked = True
+        for future in futures:
+            try:
+                await future
+            except Exception as exc:  # noqa: BLE001 - raised once every future is settled
+                acked, error = False, error or exc
+        if acked:
+            on_acked(d)
+    if error is not None:
+        raise error
+
+
 async def _flush_until_empty(buffer: ProducerBuffer) -> None:
     """ProducerBuffer.flush that returns only once the buffer is empty.
 
@@ -620,31 +648,8 @@ def create_app(settings: Settings) -> WorkerApp:
         # (None from test doubles)
         return [future for future in (delivered, in_force) if future is not None]
 
-    async def delivered(sent: list[Sent]) -> None:
-        """Wait for the broker's ack of every decision sent: the caller's change ends only
-        afterwards, and no state that records a decision is written before its ack (a crash
-        in between re-decides it, same id, instead of losing it: held_writes.py).
-
-        All at once, at the end of the change, not one after the other as each is sent: a
-        window close decides for many accounts in one step (235 decisions from 1,800 due
-        accounts at 690 events/s), and waiting ~9 ms for each ack in turn held the requests
-        behind it for 2 s, the p99 latency's stall (issue 17, docs/performance.md).
-
-        Every future is awaited even after one fails (a batch fails one partition at a time,
-        the others may still be in flight), and the first failure raised only then: the
-        change must not end while a decision it records may still be unacknowledged."""
-        error: Exception | None = None
-        for d, futures in sent:
-            acked = True
-            for future in futures:
-                try:
-                    await future
-                except Exception as exc:  # noqa: BLE001 - raised once every future is settled
-                    acked, error = False, error or exc
-            if acked:
-                tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
-        if error is not None:
-            raise error
+    def tally(d: Decision) -> None:
+        tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
 
     # A flood of bad records reaches the topic whole, and the log only a sample of it
     # (streams/worker/dead_letter_log.py).
@@ -725,7 +730,7 @@ def create_app(settings: Settings) -> WorkerApp:
             try:
                 count_for_snapshot(event.message.partition, await outputs_of(event, ev, sent))
             finally:
-                await delivered(sent)  # the decisions' acks, before the change ends
+                await delivered(sent, tally)  # the decisions' acks, before the change ends
         except Exception as exc:  # a bug must not stop the fleet: record it and go on
             log.exception("account_stage_error", account_id=ev.account_id)
             await to_dead_letter(f"internal error: {type(exc).__name__}: {exc}", event)
@@ -1182,7 +1187,7 @@ def create_app(settings: Settings) -> WorkerApp:
                                      f"({av.verdict.cluster_key}): {type(exc).__name__}: "
                                      f"{exc}", event)
         try:
-            await delivered(sent)  # the decisions' acks, before the change ends
+            await delivered(sent, tally)  # the decisions' acks, before the change ends
         except Exception as exc:
             log.exception("apply_verdicts_error")
             await to_dead_letter(f"internal error: a decision was not delivered: "
