@@ -633,7 +633,7 @@ def create_app(settings: Settings) -> WorkerApp:
         delivery futures, for `delivered`."""
         key = d.account_id.encode()
         value = encode_decision(d, time.time())
-        delivered = await enforcement.send(key=key, value=value)
+        enforced = await enforcement.send(key=key, value=value)
         in_force = None
         if d.mode == ENFORCE:
             # The decision now in force, or a tombstone when an allow lifts it (a shadow
@@ -646,7 +646,7 @@ def create_app(settings: Settings) -> WorkerApp:
                  ttl_s=d.ttl_s, decision_id=d.decision_id, clusters=d.cluster_ids[:3],
                  reason=d.reasons[0], evidence=d.reasons[1:3], mode=d.mode)
         # (None from test doubles)
-        return [future for future in (delivered, in_force) if future is not None]
+        return [future for future in (enforced, in_force) if future is not None]
 
     def tally(d: Decision) -> None:
         tallies.on_decision(d.action, d.reasons, d.cluster_ids, d.event_ts, time.time())
