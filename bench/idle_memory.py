@@ -29,7 +29,9 @@ decoding one at its next use; `disk`, the same with the idle states' bytes on di
 (streams/worker/cold_states.py, the setting idle_states_on_disk), which also prints what the
 RocksDB databases held of the RSS (closed at the end). In the encoded and disk modes the clock
 moves on 5 s of event time at a time after the last event, a flush after each step, until
-every window has closed: a worker's clock closes them a slice at a time, never all at once.
+every window has closed: a worker's clock closes them a slice at a time, never all at once;
+and, as the worker does, a step that closes more than `SLICE` windows (or settles as many
+clusters) flushes after each `SLICE` of them (models/due.py).
 """
 
 from __future__ import annotations
@@ -182,6 +184,8 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
     def flush() -> None:
         idle.after_flush()
         cluster_idle.after_flush()
+    if held:  # as the worker flushes within a step every SLICE due keys (models/due.py)
+        pipeline.between_slices = flush
     n_events = 0
     last_ts = 0.0
     started = time.perf_counter()

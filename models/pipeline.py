@@ -17,7 +17,7 @@ when a crowd's waiting summaries outgrew `cluster_pending_bytes`: models/cluster
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from distillguard.models.account import AccountState
 from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
@@ -26,6 +26,7 @@ from distillguard.models.cluster import ClusterState
 from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from distillguard.models.config import DetectorConfig
 from distillguard.models.decision import Decision
+from distillguard.models.due import SLICE
 from distillguard.models.events import RequestEvent
 from distillguard.models.messages import AccountVerdict, ClusterSummary
 from distillguard.models.partitioning import partition_for
@@ -49,6 +50,11 @@ class Pipeline:
         # not an overridable method: the compiled core's classes cannot be subclassed.
         self.routed_summaries: list[ClusterSummary] | None = None
         self.routed_verdicts: list[AccountVerdict] | None = None
+        # Called every `slice_keys` due accounts (or clusters settled at a tick) of one step,
+        # as the worker flushes there (bench/idle_memory.py: its idle states' flush). Between
+        # two keys no state is half-changed. None: nothing to call (the replay).
+        self.between_slices: Callable[[], None] | None = None
+        self.slice_keys: int = SLICE
 
     def process(self, ev: RequestEvent) -> list[Decision]:
         """One event in; the decisions it leads to out (possibly for other accounts too)."""
@@ -60,7 +66,10 @@ class Pipeline:
         self.counts["events"] += 1
         self.counts["late_events"] += out.late
         self._collect(p, out, decisions)
-        for account_id in self.account_stage.due_accounts(part):
+        between = self.between_slices
+        for i, account_id in enumerate(self.account_stage.due_accounts(part)):
+            if between is not None and i and i % self.slice_keys == 0:
+                between()
             due_state = self.accounts.get(account_id)
             if due_state is None:
                 continue
@@ -102,7 +111,10 @@ class Pipeline:
 
     def _source_tick(self, q: int, source: int, tick: int, decisions: list[Decision]) -> None:
         stage, part = self.cluster_stage, self.cluster_parts[q]
-        for key in stage.on_source_tick(part, source, tick):
+        between = self.between_slices
+        for i, key in enumerate(stage.on_source_tick(part, source, tick)):
+            if between is not None and i and i % self.slice_keys == 0:
+                between()
             cluster = self.clusters.get(key)
             if cluster is not None:
                 out = stage.settle(cluster, part)

@@ -115,13 +115,18 @@ class HeldWrites:
         if self._settled and not self._changing:
             _wake(self._settled)
 
-    def change(self, partition: int, key: Any, value: Any, cause: Any) -> None:
+    def change(self, partition: int, key: Any, value: Any, cause: Any,
+               settled: bool = False) -> None:
         """Change the table now; its changelog record, `value` as it is at the next flush,
         encoded then. `cause`: the record that made the change (dead-lettered if the state
-        cannot be written)."""
+        cannot be written). `settled`: nothing will use the state again soon, so the idle
+        states may encode it at the next flush (IdleStates.settled)."""
         self.table.data[key] = value
         if self._idle is not None:
-            self._idle.touched(key)
+            if settled:
+                self._idle.settled(key)
+            else:
+                self._idle.touched(key)
         entry = self._held.get(key)
         if isinstance(entry, _Change):
             entry.partition = partition
@@ -148,6 +153,21 @@ class HeldWrites:
             self._idle.forget(key)
         self._held[key] = (partition, None)
         self.changes += 1
+
+    async def flush_within_change(self) -> None:
+        """Flush in the middle of a long change (a window close of thousands of accounts),
+        at a point where every state it changed so far is whole and every output they record
+        is sent or held: the change ends, the flush runs (and waits for other agents' changes,
+        as any flush does), and the change begins again. The caller still ends it once, as
+        if it had never paused, whatever this raises."""
+        self.end_change()
+        try:
+            await self.flush()
+        finally:
+            # Back in the change, as the caller's `end_change` expects. Not through
+            # `begin_change`'s wait for a flush waiting meanwhile: cancelled there, the count
+            # would be left one short.
+            self._changing += 1
 
     @property
     def held(self) -> int:

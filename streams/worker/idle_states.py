@@ -11,6 +11,8 @@ event, a verdict, a window or expiry due.
     get(key)          the state as an object, decoded (and kept as one) when it was idle
     decoded(k, v)     a stored value as an object, without keeping it (a read-only look)
     touched(key)      the agents changed the key's state (HeldWrites.change)
+    settled(key)      ... and its use ends there (a window closed in a burst of them): it
+                      goes encoded at the next flush, however young its generation
     forget(key)       the agents deleted the key from the table (HeldWrites.delete)
     after_flush()     at a flush: the states unused for IDLE_AFTER_S (wall clock) go
                       encoded
@@ -82,6 +84,8 @@ class IdleStates:
         # first flush `idle_after_s` after it began.
         self._touched: set[Any] = set()
         self._previous: set[Any] = set()
+        # Keys settled since the last flush and not used since (`settled`).
+        self._settled: set[Any] = set()
         self._began: float | None = None
         self.decodes = 0
         self.encoded_idle = 0
@@ -110,6 +114,7 @@ class IdleStates:
             self.data[key] = value
             self.decodes += 1
         self._touched.add(key)
+        self._settled.discard(key)
         return value
 
     def decoded(self, key: Any, value: Any) -> Any:
@@ -172,6 +177,17 @@ class IdleStates:
 
     def touched(self, key: Any) -> None:
         self._touched.add(key)
+        self._settled.discard(key)
+
+    def settled(self, key: Any) -> None:
+        """The agents changed the key's state, and nothing will use it again soon: a window
+        closed by the watermark in a step that closes more than `models.due.SLICE` of them
+        (the worker flushes between slices). It goes encoded at the next flush, whatever the
+        age of its generation, unless something uses it before: otherwise every state a
+        window close brought back stays an object for `idle_after_s`, and a close of every
+        window a partition holds (aligned windows close together) holds them all at once."""
+        self._touched.discard(key)
+        self._settled.add(key)
 
     def forget(self, key: Any) -> None:
         """The key left the table (deleted, or refused): its copy on disk goes too, or a
@@ -211,8 +227,9 @@ class IdleStates:
             self._disk_failed(exc)
 
     def after_flush(self, now: float | None = None) -> None:
-        """Once the generation is `idle_after_s` old, encode the states used in the previous
-        generation and not in this one, and begin the next.
+        """Encode the states settled since the last flush and not used since; once the
+        generation is `idle_after_s` old, the states used in the previous generation and not
+        in this one too, and begin the next.
 
         Called by a flush with no change of a state half-made (HeldWrites waits for them) and
         before anything else runs, so the bytes are the state as its last change left it: the
@@ -224,10 +241,28 @@ class IdleStates:
         now = time.monotonic() if now is None else now
         if self._began is None:
             self._began = now
+        settled, self._settled = self._settled, set()
+        self._encode_idle(settled)
         if now - self._began < self.idle_after_s:
             return
+        self._encode_idle(self._previous - self._touched)
         data = self.data
-        for key in self._previous - self._touched:
+        if self.cold is not None:
+            # The bytes a recovery wrote into the store, unused since: to disk as well. The
+            # store holds the states in use by now, so the look is short.
+            touched = self._touched
+            for key in [k for k, v in data.items()
+                        if type(v) is bytes and k not in touched and self._owns(k)]:
+                if not self._to_disk(key, data[key]):
+                    break
+                del data[key]
+        self._previous, self._touched = self._touched, set()
+        self._began = now
+
+    def _encode_idle(self, keys: set[Any]) -> None:
+        """The states of `keys` held as their bytes (or on disk) from now on."""
+        data = self.data
+        for key in keys:
             value = data.get(key)
             if value is None or type(value) is bytes:
                 continue
@@ -241,17 +276,6 @@ class IdleStates:
             else:
                 data[key] = encoded
             self.encoded_idle += 1
-        if self.cold is not None:
-            # The bytes a recovery wrote into the store, unused since: to disk as well. The
-            # store holds the states in use by now, so the look is short.
-            touched = self._touched
-            for key in [k for k, v in data.items()
-                        if type(v) is bytes and k not in touched and self._owns(k)]:
-                if not self._to_disk(key, data[key]):
-                    break
-                del data[key]
-        self._previous, self._touched = self._touched, set()
-        self._began = now
 
     def _to_disk(self, key: Any, encoded: bytes) -> bool:
         """Whether the bytes went to disk."""

@@ -43,6 +43,7 @@ from faust.transport.producer import ProducerBuffer
 from distillguard.models.account_stage import AccountPartition, AccountStage, Outputs
 from distillguard.models.cluster_stage import ClusterOutputs, ClusterPartition, ClusterStage
 from distillguard.models.decision import ENFORCE, Decision
+from distillguard.models.due import SLICE as DUE_SLICE
 from distillguard.models.events import InvalidEvent, RequestEvent
 from distillguard.models.messages import BROADCAST, JudgedTick, SourceIdle, SourceTick
 from distillguard.models.operator import OperatorDecisions
@@ -193,6 +194,49 @@ async def delivered(sent: list[Sent], on_acked: Callable[[Decision], None]) -> N
             on_acked(d)
     if error is not None:
         raise error
+
+
+class SliceFlush:
+    """Flushes between two slices of one step's due keys (`DUE_SLICE`, models/due.py): a
+    window close of every account a partition saw, a tick that judges every cluster pending.
+
+    At each `between`: the decisions sent so far acknowledged (`sent`, emptied), then the held
+    states flushed, so that those the step settled go back to their bytes (IdleStates.settled)
+    before the next slice brings more of them back. After a failure it flushes nothing more in
+    this step, and the step still works through every key it popped (the due index holds them
+    no more): a decision not acknowledged leaves its state unflushed until the step raises its
+    failure (`raise_failure`, as `delivered` at the end of a step does); a flush that failed
+    put its records back, and the agent's next flush retries it."""
+
+    def __init__(self, held: HeldWrites, sent: list[Sent] | None,
+                 on_acked: Callable[[Decision], None]) -> None:
+        self.held = held
+        self.sent = sent
+        self.on_acked = on_acked
+        self.undelivered: Exception | None = None
+        self.stopped = False
+
+    async def between(self) -> None:
+        if self.stopped:
+            return
+        if self.sent:
+            batch = self.sent[:]
+            self.sent.clear()
+            try:
+                await delivered(batch, self.on_acked)
+            except Exception as exc:  # noqa: BLE001 - raised at the end of the step
+                self.undelivered, self.stopped = exc, True
+                return
+        try:
+            await self.held.flush_within_change()
+        except Exception as exc:  # noqa: BLE001 - its records are held again: retried later
+            self.stopped = True
+            log.warning("flush_between_slices_failed", table=getattr(self.held.table, "name", ""),
+                        error=f"{type(exc).__name__}: {exc}")
+
+    def raise_failure(self) -> None:
+        if self.undelivered is not None:
+            raise self.undelivered
 
 
 async def _flush_until_empty(buffer: ProducerBuffer) -> None:
@@ -744,7 +788,15 @@ def create_app(settings: Settings) -> WorkerApp:
         state, out = account_stage_core.on_event(account_states.get(ev.account_id), ev, part)
         await publish(out, event.message.partition, sent)
         accounts_held.change(event.message.partition, ev.account_id, state, event)
-        for account_id in account_stage_core.due_accounts(part):
+        due = account_stage_core.due_accounts(part)
+        # A burst of window closes (aligned windows close together) flushes every DUE_SLICE
+        # accounts, and their states go back to their bytes there: what it holds at once
+        # stays bounded (models/due.py).
+        burst = len(due) > DUE_SLICE
+        slices = SliceFlush(accounts_held, sent, tally)
+        for i, account_id in enumerate(due):
+            if i and i % DUE_SLICE == 0:
+                await slices.between()
             due_state = account_states.get(account_id)
             if due_state is None:
                 continue
@@ -753,7 +805,9 @@ def create_app(settings: Settings) -> WorkerApp:
             if due_out.expired:
                 accounts_held.delete(event.message.partition, account_id)
             else:
-                accounts_held.change(event.message.partition, account_id, due_state, event)
+                accounts_held.change(event.message.partition, account_id, due_state, event,
+                                     settled=burst)
+        slices.raise_failure()
         return part
 
     def count_for_snapshot(p: int, part: AccountPartition) -> None:
@@ -1083,7 +1137,13 @@ def create_app(settings: Settings) -> WorkerApp:
     async def settle_each(keys: list[str], part: ClusterPartition, event: Any,
                           record: SourceTick | SourceIdle) -> None:
         tick = record.tick if isinstance(record, SourceTick) else "idle"
-        for key in keys:
+        # A tick that judges more than DUE_SLICE clusters flushes between slices, as a burst
+        # of window closes does (`outputs_of`); the verdicts go before the states there.
+        burst = len(keys) > DUE_SLICE
+        slices = SliceFlush(clusters_held, None, tally)
+        for i, key in enumerate(keys):
+            if i and i % DUE_SLICE == 0:
+                await slices.between()
             judged = cluster_states.get(key)
             if judged is None:
                 continue
@@ -1092,7 +1152,7 @@ def create_app(settings: Settings) -> WorkerApp:
             # refused at the flush, its records dead-lettered: held_writes.py).
             try:
                 hold_cluster_verdicts(cluster_stage_core.settle(judged, part))
-                clusters_held.change(event.message.partition, key, judged, event)
+                clusters_held.change(event.message.partition, key, judged, event, settled=burst)
             except Exception as exc:
                 log.exception("cluster_stage_error", cluster_key=key)
                 await to_dead_letter(f"internal error settling cluster {key[:80]} at tick "

@@ -802,3 +802,45 @@ def test_the_worker_consumer_fetches_with_a_short_wait(app: faust.App) -> None:
         return int(consumer._fetch_max_wait_ms)
 
     assert asyncio.run(scenario()) == FETCH_MAX_WAIT_MS < 1500
+
+
+def test_a_window_close_of_many_accounts_flushes_between_slices_and_lets_their_states_go(
+        app: faust.App, settings: Settings, outbox: Outbox,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aligned windows close together: one event can make every account its partition saw due
+    at once (83,000 a partition at a million accounts). The step flushes every DUE_SLICE of
+    them (models/due.py), and the states it closed go back to their bytes there, instead of
+    all of them staying objects until the step ends and `idle_state_after_s` has passed."""
+    from distillguard.streams.worker import topology
+    monkeypatch.setattr(topology, "DUE_SLICE", 2)
+    cfg = settings.detector
+    p = partition_of("acct-0", settings)
+    accounts = [a for a in (f"acct-{i}" for i in range(200)) if partition_of(a, settings) == p][:8]
+    closing, burst = accounts[-1], accounts[:-1]  # 7 windows close at the closing event
+    states = app.runtime.states["accounts"]
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with app.agents["account_stage"].test_context() as agent:
+            for i, account in enumerate(burst):
+                await agent.put(request_bytes(account, T0 + i), key=account.encode(), partition=p)
+            await send_held(app)
+            outbox.records.clear()
+            await agent.put(request_bytes(closing, T0 + 2 * cfg.window_s + cfg.allowed_lateness_s),
+                            key=closing.encode(), partition=p)
+            # before any flush of the worker's own: the step flushed between its slices
+            seen["changelog"] = [r.key for r in outbox.changelog("accounts")]
+            seen["kept as bytes"] = sorted(a for a in burst if type(states.data[a]) is bytes)
+            await send_held(app)
+    run(scenario)
+
+    due_order = sorted(burst)  # one due time: in key order (DueIndex.pop_due)
+    flushed_within = [f'"{a}"'.encode() for a in due_order[:6]]  # after slices 1-3
+    assert seen["changelog"][:1] == [f'"{closing}"'.encode()]
+    assert sorted(seen["changelog"][1:]) == sorted(flushed_within)
+    assert seen["kept as bytes"] == due_order[:6]  # the 7th: after the next flush
+    for account in burst:
+        state = states.get(account)
+        assert state.window is None and state.requests == 1  # closed, nothing lost
+    assert states.get(closing).window is not None  # its own window: open
+    assert outbox.to("dead_letter") == []

@@ -235,8 +235,9 @@ def test_a_state_on_disk_that_does_not_decode_is_dropped_and_reported(tmp_path: 
 
 def test_the_replay_decides_the_same_with_every_idle_state_on_disk(tmp_path: Path) -> None:
     """Every account and cluster state not used since the last flush goes to disk, every 29
-    events, and comes back at its next use: byte-identical decisions, every state still
-    there at the end. In a process running the core's sources: the compiled core reads the
+    events and every 3 keys of a step's window closes or a tick's judgements (the worker's
+    flush between slices, models/due.py), and comes back at its next use: byte-identical
+    decisions, every state still there at the end. In a process running the core's sources: the compiled core reads the
     Pipeline's dicts with its own dict operations, which no mapping can stand in for."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
     env["DISTILLGUARD_CORE"] = "interpreted"
@@ -261,12 +262,22 @@ def replay_with_states_on_disk(directory: str) -> None:
                           cold=ColdStates(Path(directory) / "c", of), partition_of=of)
     spilled.accounts = IdleTable(accounts)  # type: ignore[assignment]
     spilled.clusters = IdleTable(clusters)  # type: ignore[assignment]
+    within_steps = 0
+
+    def flush_within_step() -> None:
+        nonlocal within_steps
+        within_steps += 1
+        accounts.after_flush()
+        clusters.after_flush()
+    spilled.between_slices = flush_within_step
+    spilled.slice_keys = 3
     got: list[bytes] = []
     for i, ev in enumerate(events):
         got.extend(encode_decision(d, 0.0) for d in spilled.process(ev))
         if i % 29 == 0:
             accounts.after_flush()
             clusters.after_flush()
+    assert within_steps > 100, within_steps
     assert accounts.counts()["decodes"] > 100, accounts.counts()
     assert clusters.counts()["decodes"] > 100, clusters.counts()
     assert accounts.on_disk() > 0 and clusters.on_disk() > 0

@@ -1,6 +1,7 @@
 """`streams.worker.topology.delivered`: the acks of a step's decisions, awaited together at the
 end of the step. The step's change must not end while any decision it records is still
-unacknowledged, even when another one's delivery failed."""
+unacknowledged, even when another one's delivery failed. And `SliceFlush`, which flushes
+between slices of a step's due keys only what records acknowledged decisions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from distillguard.streams.worker.topology import delivered
+from distillguard.streams.worker.topology import SliceFlush, delivered
 
 
 def test_every_decision_acked_is_counted_in_order() -> None:
@@ -45,3 +46,72 @@ def test_a_failed_delivery_is_raised_only_once_every_other_ack_is_in() -> None:
     acked, late = asyncio.run(scenario())
     assert late.done(), "raised while a decision of the step was still in flight"
     assert acked == ["in flight"]  # the failed one is not counted as decided
+
+
+class Held:
+    """The parts of HeldWrites a SliceFlush uses: each flush within the change is recorded."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.table = None
+        self.flushes = 0
+        self.fail = fail
+
+    async def flush_within_change(self) -> None:
+        self.flushes += 1
+        if self.fail:
+            raise RuntimeError("broker gone")
+
+
+def test_between_slices_the_acks_come_first_then_the_flush() -> None:
+    async def scenario() -> tuple[list[Any], Held, list[Any]]:
+        loop = asyncio.get_running_loop()
+        acked: list[Any] = []
+        held = Held()
+        future = loop.create_future()
+        loop.call_later(0.01, future.set_result, None)
+        sent: list[Any] = [("decided in slice 1", [future])]
+        slices = SliceFlush(held, sent, acked.append)  # type: ignore[arg-type]
+        await slices.between()
+        assert future.done() and held.flushes == 1
+        slices.raise_failure()  # nothing failed
+        return acked, held, sent
+
+    acked, held, sent = asyncio.run(scenario())
+    assert acked == ["decided in slice 1"] and sent == []  # not awaited twice at the step's end
+
+
+def test_after_a_failed_delivery_nothing_more_is_flushed_and_the_step_raises_at_its_end() -> None:
+    """A state that records a decision not acknowledged must not reach the changelog: the
+    step goes on through its due keys (popped from the index), flushes nothing more, and
+    raises the failure once done (its event dead-lettered, as for any failed delivery)."""
+
+    async def scenario() -> tuple[Held, list[Any]]:
+        loop = asyncio.get_running_loop()
+        failed = loop.create_future()
+        failed.set_exception(KafkaTimeoutError("the enforcement partition's batch expired"))
+        acked: list[Any] = []
+        held = Held()
+        sent: list[Any] = [("lost", [failed])]
+        slices = SliceFlush(held, sent, acked.append)  # type: ignore[arg-type]
+        await slices.between()
+        sent.append(("decided in slice 2", []))
+        await slices.between()
+        assert held.flushes == 0
+        with pytest.raises(KafkaTimeoutError):
+            slices.raise_failure()
+        return held, acked
+
+    held, acked = asyncio.run(scenario())
+    assert acked == []
+
+
+def test_a_flush_that_fails_between_slices_is_left_to_the_agent_s_next_flush() -> None:
+    async def scenario() -> Held:
+        held = Held(fail=True)
+        slices = SliceFlush(held, None, lambda d: None)  # type: ignore[arg-type]
+        await slices.between()
+        await slices.between()  # not tried again within the step
+        slices.raise_failure()  # its records are held again: nothing to raise
+        return held
+
+    assert asyncio.run(scenario()).flushes == 1

@@ -301,3 +301,60 @@ def test_a_refusal_whose_dead_letter_fails_is_sent_at_the_next_flush() -> None:
     asyncio.run(writes.flush())
     assert calls == ["acct-big", "acct-big"] and writes.refused == 1
     assert table.changelog == []
+
+
+def test_a_flush_within_a_long_change_sends_what_is_whole_and_the_change_goes_on() -> None:
+    """A window close of thousands of accounts flushes between slices (models/due.py): what the
+    change made so far reaches the changelog, and the change is still under way afterwards (a
+    commit's flush waits for its end), its count balanced when the caller ends it."""
+    table, writes, _ = changed()
+    order: list[str] = []
+
+    async def close_windows() -> None:
+        await writes.begin_change()
+        try:
+            writes.change(0, "acct-1", {"closed": 1}, cause="record-1")
+            await writes.flush_within_change()
+            order.append(f"within: {[k for _, k, _, _ in table.changelog]}")
+            writes.change(0, "acct-2", {"closed": 1}, cause="record-1")
+            for _ in range(5):  # the next slice's decisions, awaited
+                await asyncio.sleep(0)
+            order.append("second slice done")
+        finally:
+            writes.end_change()
+
+    async def commit() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)  # while the change is in its second slice
+        await writes.flush()
+        order.append(f"commit: {[k for _, k, _, _ in table.changelog]}")
+
+    async def scenario() -> None:
+        await asyncio.gather(close_windows(), commit())
+
+    asyncio.run(scenario())
+    assert order == ["within: [b'\"acct-1\"']", "second slice done",
+                     "commit: [b'\"acct-1\"', b'\"acct-2\"']"], order
+    asyncio.run(asyncio.wait_for(writes.flush(), 1.0))  # no change left counted: no wait
+
+
+def test_a_flush_within_a_change_that_fails_leaves_the_change_counted_once() -> None:
+    table = SlowTable(fail_at=1)
+    writes = HeldWrites(table, table.produce, max_held=100)
+
+    async def scenario() -> None:
+        await writes.begin_change()
+        try:
+            writes.put(0, "k0", 0, b"v0")
+            try:
+                await writes.flush_within_change()
+            except RuntimeError:
+                pass
+            writes.put(0, "k1", 1, b"v1")
+        finally:
+            writes.end_change()
+        table.fail_at = None
+        await asyncio.wait_for(writes.flush(), 1.0)  # would wait forever if still counted
+
+    asyncio.run(scenario())
+    assert [k for _, k, _, _ in table.changelog] == [b'"k0"', b'"k1"']

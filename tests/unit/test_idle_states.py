@@ -170,3 +170,21 @@ def test_the_replay_decides_the_same_with_every_state_round_tripped_through_its_
     assert len(expected) > 10 and plain.counts["verdicts"], "decisions and verdicts to compare"
     assert got == expected
     assert tripped.counts == plain.counts
+
+
+def test_a_settled_state_goes_encoded_at_the_next_flush_however_young_its_generation() -> None:
+    """A window close of every account a partition saw (aligned windows close together) must
+    not hold all their states as objects for `idle_after_s`: those it settles go back to
+    their bytes at the next flush (the worker flushes between slices), unless used again."""
+    data: dict[str, Any] = {k: AccountState.new(k, 10.0) for k in ("a", "b", "c")}
+    idle = IdleStates(data, encode_account_state, decode_account_state, idle_after_s=3600)
+    a, b, c = idle.get("a"), idle.get("b"), idle.get("c")
+    idle.settled("a")
+    idle.settled("b")
+    assert idle.get("b") is b  # used again before the flush: in use, not settled
+    idle.after_flush(now=0.0)
+    assert data["a"] == encode_account_state(a)
+    assert data["b"] is b and data["c"] is c  # their generation is young: objects still
+    idle.after_flush(now=1.0)
+    assert data["b"] is b and data["c"] is c
+    assert idle.get("a") == a and idle.counts()["encoded_idle"] == 1
