@@ -31,7 +31,9 @@ RocksDB databases held of the RSS (closed at the end). In the encoded and disk m
 moves on 5 s of event time at a time after the last event, a flush after each step, until
 every window has closed: a worker's clock closes them a slice at a time, never all at once;
 and, as the worker does, a step that closes more than `SLICE` windows (or settles as many
-clusters) flushes after each `SLICE` of them (models/due.py).
+clusters) flushes after each `SLICE` of them (models/due.py). Here every state unused for a
+flush goes encoded (`idle_after_s` 0); the worker keeps one for `idle_state_after_s` (10 s),
+except those such a step settled (IdleStates.settled), which go at the next flush as here.
 """
 
 from __future__ import annotations

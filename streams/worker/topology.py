@@ -209,15 +209,21 @@ class SliceFlush:
     put its records back, and the agent's next flush retries it."""
 
     def __init__(self, held: HeldWrites, sent: list[Sent] | None,
-                 on_acked: Callable[[Decision], None]) -> None:
+                 on_acked: Callable[[Decision], None], paused: Callable[[], bool]) -> None:
         self.held = held
+        # True while a rebalance is under way (app.rebalancing, set before the revocation's
+        # flush): the step then stays one change, and the revocation's flush waits for its
+        # end. A held-back record drained by the agent itself is not among the records Faust
+        # waits for (`hold_back`): flushed at a slice, the revocation would pass the step
+        # and its later slices reach the changelog after the partition moved (helper-47).
+        self.paused = paused
         self.sent = sent
         self.on_acked = on_acked
         self.undelivered: Exception | None = None
         self.stopped = False
 
     async def between(self) -> None:
-        if self.stopped:
+        if self.stopped or self.paused():
             return
         if self.sent:
             batch = self.sent[:]
@@ -226,6 +232,8 @@ class SliceFlush:
                 await delivered(batch, self.on_acked)
             except Exception as exc:  # noqa: BLE001 - raised at the end of the step
                 self.undelivered, self.stopped = exc, True
+                return
+            if self.paused():  # a rebalance began while the acks came in
                 return
         try:
             await self.held.flush_within_change()
@@ -793,7 +801,7 @@ def create_app(settings: Settings) -> WorkerApp:
         # accounts, and their states go back to their bytes there: what it holds at once
         # stays bounded (models/due.py).
         burst = len(due) > DUE_SLICE
-        slices = SliceFlush(accounts_held, sent, tally)
+        slices = SliceFlush(accounts_held, sent, tally, lambda: app.rebalancing)
         for i, account_id in enumerate(due):
             if i and i % DUE_SLICE == 0:
                 await slices.between()
@@ -1140,7 +1148,7 @@ def create_app(settings: Settings) -> WorkerApp:
         # A tick that judges more than DUE_SLICE clusters flushes between slices, as a burst
         # of window closes does (`outputs_of`); the verdicts go before the states there.
         burst = len(keys) > DUE_SLICE
-        slices = SliceFlush(clusters_held, None, tally)
+        slices = SliceFlush(clusters_held, None, tally, lambda: app.rebalancing)
         for i, key in enumerate(keys):
             if i and i % DUE_SLICE == 0:
                 await slices.between()

@@ -844,3 +844,39 @@ def test_a_window_close_of_many_accounts_flushes_between_slices_and_lets_their_s
         assert state.window is None and state.requests == 1  # closed, nothing lost
     assert states.get(closing).window is not None  # its own window: open
     assert outbox.to("dead_letter") == []
+
+
+def test_a_tick_that_judges_many_clusters_flushes_between_slices_and_lets_their_states_go(
+        app: faust.App, settings: Settings, outbox: Outbox,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cluster stage's burst: one tick makes every cluster its partition kept summaries of
+    judgeable. As for window closes, the tick's step flushes every DUE_SLICE clusters, their
+    verdicts before their states, and the states it settled go back to their bytes there."""
+    from distillguard.streams.worker import topology
+    monkeypatch.setattr(topology, "DUE_SLICE", 2)
+    p = partition_of("pay:shared", settings)
+    keys = [k for k in (f"pay:card-{i}" for i in range(300)) if partition_of(k, settings) == p][:7]
+    states = app.runtime.states["clusters"]
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with app.agents["cluster_stage"].test_context() as agent:
+            for i, key in enumerate(keys):
+                await agent.put(encode_summary(_summary(f"acct-{i}", T0 + i, "join", key)),
+                                key=key.encode(), partition=p)
+            await send_held(app)
+            outbox.records.clear()
+            for tick in _ticks(T0 + 60.0, settings):
+                await agent.put(tick, key=b"tick", partition=p)
+            seen["changelog"] = sorted(r.key for r in outbox.changelog("clusters"))
+            seen["kept as bytes"] = sorted(k for k in keys if type(states.data.get(k)) is bytes)
+            await send_held(app)
+    run(scenario)
+
+    settled_in_order = sorted(keys)[:6]  # judged in key order; the 7th after the next flush
+    assert seen["changelog"] == sorted(f'"{k}"'.encode() for k in settled_in_order)
+    assert seen["kept as bytes"] == settled_in_order
+    for key in keys:
+        state = states.get(key)
+        assert state.pending == [] and list(state.members) == [f"acct-{keys.index(key)}"]
+    assert outbox.to("dead_letter") == []
