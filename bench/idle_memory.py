@@ -247,6 +247,7 @@ def child(events_file: str, mode: str, trace: bool, flush_every: int) -> dict[st
     del values, encoded
     if trace:
         n = n_accounts
+        out["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         total = traced()
         parts: dict[str, float] = {}
         account_parts = pipeline.account_parts
@@ -328,6 +329,8 @@ def report(r: dict[str, Any]) -> None:
               f"RSS, not in tracemalloc's figures)")
     print(f"   encoded account state (changelog bytes): {r['encoded_per_account']:,.0f} B; "
           f"clusters encoded {r['cluster_encoded_mb']:,.1f} MB")
+    if "traced_peak_mb" in r:
+        print(f"   tracemalloc's peak: {r['traced_peak_mb']:,.0f} MB alive at once during the run")
     if "traced_total_per_account" in r:
         print(f"   tracemalloc, everything held after the run: "
               f"{r['traced_total_per_account']:,.0f} B per account, of which:")
