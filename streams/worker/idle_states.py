@@ -84,7 +84,8 @@ class IdleStates:
         # first flush `idle_after_s` after it began.
         self._touched: set[Any] = set()
         self._previous: set[Any] = set()
-        # Keys settled since the last flush and not used since (`settled`).
+        # Keys settled since the last flush (`settled`); those used again since are in
+        # `_touched` (the check is at the flush, not at every use: `get` is per event).
         self._settled: set[Any] = set()
         self._began: float | None = None
         self.decodes = 0
@@ -114,7 +115,6 @@ class IdleStates:
             self.data[key] = value
             self.decodes += 1
         self._touched.add(key)
-        self._settled.discard(key)
         return value
 
     def decoded(self, key: Any, value: Any) -> Any:
@@ -177,7 +177,6 @@ class IdleStates:
 
     def touched(self, key: Any) -> None:
         self._touched.add(key)
-        self._settled.discard(key)
 
     def settled(self, key: Any) -> None:
         """The agents changed the key's state, and nothing will use it again soon: a window
@@ -241,7 +240,7 @@ class IdleStates:
         now = time.monotonic() if now is None else now
         if self._began is None:
             self._began = now
-        settled, self._settled = self._settled, set()
+        settled, self._settled = self._settled - self._touched, set()
         self._encode_idle(settled)
         if now - self._began < self.idle_after_s:
             return
