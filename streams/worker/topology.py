@@ -801,9 +801,10 @@ def create_app(settings: Settings) -> WorkerApp:
         # accounts, and their states go back to their bytes there: what it holds at once
         # stays bounded (models/due.py).
         burst = len(due) > DUE_SLICE
-        slices = SliceFlush(accounts_held, sent, tally, lambda: app.rebalancing)
+        slices = (SliceFlush(accounts_held, sent, tally, lambda: app.rebalancing) if burst
+                  else None)  # (most events close no window: nothing made for them)
         for i, account_id in enumerate(due):
-            if i and i % DUE_SLICE == 0:
+            if slices is not None and i and i % DUE_SLICE == 0:
                 await slices.between()
             due_state = account_states.get(account_id)
             if due_state is None:
@@ -815,7 +816,8 @@ def create_app(settings: Settings) -> WorkerApp:
             else:
                 accounts_held.change(event.message.partition, account_id, due_state, event,
                                      settled=burst)
-        slices.raise_failure()
+        if slices is not None:
+            slices.raise_failure()
         return part
 
     def count_for_snapshot(p: int, part: AccountPartition) -> None:
@@ -1148,9 +1150,10 @@ def create_app(settings: Settings) -> WorkerApp:
         # A tick that judges more than DUE_SLICE clusters flushes between slices, as a burst
         # of window closes does (`outputs_of`); the verdicts go before the states there.
         burst = len(keys) > DUE_SLICE
-        slices = SliceFlush(clusters_held, None, tally, lambda: app.rebalancing)
+        slices = (SliceFlush(clusters_held, None, tally, lambda: app.rebalancing) if burst
+                  else None)
         for i, key in enumerate(keys):
-            if i and i % DUE_SLICE == 0:
+            if slices is not None and i and i % DUE_SLICE == 0:
                 await slices.between()
             judged = cluster_states.get(key)
             if judged is None:
