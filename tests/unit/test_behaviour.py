@@ -256,7 +256,8 @@ def test_the_machine_pace_is_a_setting() -> None:
     b = Behaviour()
     for i in range(30):  # 30 templated requests, one every 40 s (1.5 a minute)
         b.observe(1, "c", True, True, tpl, None, ts=1000.0 + 40 * i)
-    assert machine_paced(b)
+    assert not machine_paced(b), "under the default's 60"
+    assert machine_paced(b, requests=20)
     assert machine_paced(b, requests=30, per_min=1.4)
     assert not machine_paced(b, requests=31), "fewer requests than the setting asks"
     assert not machine_paced(b, requests=20, per_min=2.0), "slower than the setting's pace"

@@ -246,9 +246,9 @@ def test_students_retrying_more_than_a_minute_apart_are_throttled_not_blocked() 
     assert blocked == 0 and acted == n
 
 
-@pytest.mark.xfail(strict=True, reason="students retrying an exercise 45-55 s apart harvest at "
-                   "a machine's pace (20 templated high-value requests at >= 1/min): 30 of 30 "
-                   "blocked at their 20th request, under either setting")
+# Until issue 14's exp16 a strict xfail: students retrying an exercise 45-55 s apart harvested at a
+# machine's pace (20 templated high-value requests at >= 1/min), 30 of 30 blocked at their 20th
+# request; the pace now blocks at 60 (`machine_pace_requests`), and they send 30.
 @pytest.mark.parametrize("gap", [45.0, 55.0])
 def test_b1_students_retrying_quickly_are_not_blocked(gap: float) -> None:
     assert _counts(_retrying_class(DEFAULT, gap))[2] == 0

@@ -150,7 +150,7 @@ def test_a_late_request_that_moves_the_start_back_counts_its_gap_as_any_gap() ->
 
 def test_a_script_at_a_machines_pace_is_still_machine_paced() -> None:
     b = Behaviour()
-    _harvest(b, T0, 45.0, 20)
+    _harvest(b, T0, 45.0, CFG.machine_pace_requests)
     assert _may_block({}, False, _state(b), 0.0, CFG)
 
 

@@ -3,15 +3,15 @@ any rule meant to catch a lab on aged accounts that keep their address and clien
 independent validation world's chain-of-thought campaign: 12 accounts, 110 reasoning requests
 each in 67 minutes, not acted on at its seed 21).
 
-A rule was tried for core 0.18 (branch `exp14-machine`, not kept; docs/tuning.md): in a template
+A rule was tried after core 0.17 (branch `exp14-machine`, not kept; docs/tuning.md): in a template
 crowd, established members harvesting at a machine's pace counted as suspicious when they were
-strangers (3+ organisations and cards, the organisations 0.8 of them). It blocked the lab, 12 of
-12 at 42-47 minutes. Its adversary (helper, branch `adversary19`) then found that it blocked
-honest customers running a public benchmark suite from CI, 12 of 12, and throttled an open-source
-agent's developers and a viral prompt pack's bots. It also let one attacker frame four honest
-benchmark runs, and the lab stepped out of it with two accounts per organisation or a pace of
-0.97 a minute. These are that adversary's worlds (`Pipeline`, 4 partitions, 16 background chat
-accounts), with the figures it measured under the rule.
+strangers (3+ organisations and cards, the organisations 0.8 of them). It blocked the lab, 12 of 12
+at 42-47 minutes. Its adversary (helper, branch `adversary19`) then found that it blocked honest
+customers running a public benchmark suite from CI, 12 of 12, and throttled an open-source agent's
+developers and a viral prompt pack's bots. It also let one attacker frame four honest benchmark
+runs, and the lab stepped out of it with two accounts per organisation or a pace of 0.97 a minute.
+These are that adversary's worlds (`Pipeline`, 4 partitions, 16 background chat accounts), with the
+figures it measured under the rule.
 
 - Plain tests: honest crowds that core 0.17 leaves alone and that any such rule must leave
   alone too.
@@ -177,14 +177,14 @@ def _honest(kind: str, n: int, per_min: float, minutes: float, templates: tuple[
 
 LAB_NOT_ACTED_ON = (
     "core 0.17 acts on none of the lab (0 of 12, 110 of 110 served): its established members "
-    "count as honest harvesters of its template crowds. The rule tried for 0.18 blocked 12 of "
+    "count as honest harvesters of its template crowds. The exp14 rule blocked 12 of "
     "12 at 42-47 min (68 of 110 served), also with two accounts per card, 40% chat padding or "
     "4 young accounts among them (acted on at 27-57 min). It was not kept (module docstring)")
 
 
 @pytest.mark.xfail(strict=True, reason=LAB_NOT_ACTED_ON)
 def test_the_lab_of_twelve_strangers_is_blocked() -> None:
-    """Under the rule tried for 0.18: 12/12 blocked, first acted on 42 min in (blocked at 47),
+    """Under the exp14 rule: 12/12 blocked, first acted on 42 min in (blocked at 47),
     68 of 110 requests served each. Core 0.17 serves all 110 and acts on none."""
     lab = _run(_lab())["lab"]
     assert lab.blocked == 12 and lab.first_acted_min is not None
@@ -194,7 +194,7 @@ def test_the_lab_of_twelve_strangers_is_blocked() -> None:
 @pytest.mark.xfail(strict=True, reason=LAB_NOT_ACTED_ON)
 @pytest.mark.parametrize("variant", ["two-per-card", "chat-padding-40pct", "four-young"])
 def test_the_lab_is_still_blocked_when_it(variant: str) -> None:
-    """Under the rule tried for 0.18: two accounts per card (own org), blocked as the lab; 40%
+    """Under the exp14 rule: two accounts per card (own org), blocked as the lab; 40%
     one-off chat padding at 2.7/min, 12/12 acted on at 42 min, 9 blocked, 122 of 181 served; 4
     of 12 accounts young, 12/12 blocked at 32 min."""
     if variant == "two-per-card":
@@ -209,7 +209,7 @@ def test_the_lab_is_still_blocked_when_it(variant: str) -> None:
 
 @pytest.mark.parametrize("crowd", ["one-benchmark", "four-orgs-suite", "one-viral-prompt"])
 def test_honest_machine_paced_strangers_are_left_alone(crowd: str) -> None:
-    """Independent customers at a machine's pace that the rule tried for 0.18 left alone too:
+    """Independent customers at a machine's pace that the exp14 rule left alone too:
     one public benchmark (6 orgs, 10/min, 40 min: one known template damps the harvest figure
     to 0.4, `FOCUS`), a suite of four by four orgs (under `template_min_accounts`), 15 bots
     sending one viral prompt (2/min, 90 min)."""
@@ -240,7 +240,7 @@ HONEST_ACTED = {
 @pytest.mark.parametrize("crowd", sorted(HONEST_ACTED))
 def test_honest_machine_paced_strangers_are_not_acted_on(crowd: str) -> None:
     """Honest independent customers (each its own org, card and address) at a machine's pace
-    on shared templates. Under the rule tried for 0.18:
+    on shared templates. Under the exp14 rule:
     - 12 orgs' CI running a public 4-benchmark suite at 3/min for 2 h, 10 min apart: 12/12
       BLOCKED (acted on at 68-70 min, blocked from 120, 71 of 360 served);
     - 6 orgs the same, starts over 1 h: 6/6 BLOCKED from 97 min;
@@ -257,7 +257,7 @@ def test_honest_machine_paced_strangers_are_not_acted_on(crowd: str) -> None:
 
 def test_a_young_startup_beside_four_benchmark_runs_is_not_blocked() -> None:
     """4 established orgs running a suite at 10/min (alone under template_min_accounts) and one
-    young startup account running it too. Under the rule tried for 0.18: 4 + 1 suspicious, the
+    young startup account running it too. Under the exp14 rule: 4 + 1 suspicious, the
     crowd convicted, the startup BLOCKED at 42 min (machine pace lets it block)."""
     out = _run(_honest("c", 5, 10, 40, SUITE,
                        created=lambda i: T0 - (10 * DAY if i == 4 else YEAR)))
@@ -267,7 +267,7 @@ def test_a_young_startup_beside_four_benchmark_runs_is_not_blocked() -> None:
 @pytest.mark.parametrize("attackers", ["one-aged", "one-young", "two-young-beside-three"])
 def test_attackers_cannot_make_honest_benchmark_runs_a_campaign(attackers: str) -> None:
     """Framing. 4 honest orgs running a suite at 5/min for an hour are never acted on alone.
-    Under the rule tried for 0.18, ONE attacker account (aged, its own org and card) harvesting
+    Under the exp14 rule, ONE attacker account (aged, its own org and card) harvesting
     the same suite beside them made 5 machine strangers: 4/4 honest throttled at 57 min (270 of
     300 served), in 4 draws of 4. A young attacker did the same (4/4 at 57 min, itself blocked
     at 38). 2 young attackers beside 3 honest orgs at 10/min for 40 min: 0, 1, 3 and 3 of 3
@@ -310,7 +310,7 @@ EVASIONS = {
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "core 0.17 acts on none of the lab; under the rule tried for 0.18 (12/12 blocked at "
+    "core 0.17 acts on none of the lab; under the exp14 rule (12/12 blocked at "
     "42-47 min, 68 of 110 served) it was acted on by nothing (0/12) either when it: puts two accounts on each org (6 orgs < 0.8 x 12; 110 of "
     "110 served); paces at 0.97/min (117 in 2 h; 465 a day's 8 h) or 0.9/min; sends 19 "
     "requests 10 s apart then pauses 20 min (152 in 3 h); runs 4 accounts at a time in shifts "
