@@ -276,7 +276,7 @@ def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: Acco
     account (`churned`: a replacement on a convicted card, or a newcomer judged by the prior of
     a content crowd strongly convicted, proven to harvest for long and rotating, as a hydra's
     churned accounts are), it rotates its network or client, it was blocked before, it harvests
-    at a machine's pace (`models.behaviour.machine_paced`: 20 templated high-value requests or
+    at a machine's pace (`models.behaviour.machine_paced`: 60 templated high-value requests or
     more at one a minute or faster; a person reads the answer first), or it has harvested known
     templates for `harvest_session_s` (a day since core 0.10; `models.behaviour.harvest_span`:
     the exam, the class or the tutorial and any other that day, and the days before while they
