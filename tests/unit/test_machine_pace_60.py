@@ -1,6 +1,6 @@
 """Throttle before block (issue 14, branch `exp16-machine-pace-hold`): a machine's pace alone
 blocks at once only at 60 templated high-value requests of one harvest (`machine_pace_requests`,
-20 until this change), at one a minute or faster on average over it.
+20 until core 0.18), at one a minute or faster on average over it.
 
 What the 20 blocked, measured on the tuning families' seeds 1-2 and fresh seeds 3-8 of
 mooc_deadline, exam_day, bootcamp and frame_fleet (54 runs): a MOOC's learners retrying the
@@ -19,26 +19,13 @@ only after 30, 60 or 120 min of it) spared the same accounts at 60 min but cost 
 
 from __future__ import annotations
 
-from distillguard.models.account import AccountState
 from distillguard.models.behaviour import HARVEST_PAUSE_S, Behaviour, machine_paced
 from distillguard.models.config import DetectorConfig
-from distillguard.models.policy import _may_block
-from tests.unit.test_policy import T0, TPL_A
+from tests.unit.test_core13_adversary import _gate, _send
+from tests.unit.test_policy import T0
 
 CFG = DetectorConfig()
 THROTTLE_GAP_S = 60.0 / CFG.throttle_rpm
-
-
-def _send(b: Behaviour, ts: float) -> None:
-    b.observe(asn=65001, client="browser", high_value=True, reasoning=True, template=TPL_A,
-              prefix="100.1.2", ts=ts)
-
-
-def _gate(b: Behaviour) -> bool:
-    """Whether content-only crowd evidence that would block may block this account now."""
-    st = AccountState.new("acct-1", T0)
-    st.behaviour, st.requests = b, max(1, b.high_value)
-    return _may_block({}, False, st, 0.0, CFG)
 
 
 def test_the_default_is_sixty() -> None:
