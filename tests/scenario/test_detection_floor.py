@@ -12,7 +12,11 @@ at the throttle's 2 a minute first; docs/tuning.md "A block waits for a session"
 is 0.20 where it was 0.15; hydra served 57.9% (acted on 97.5%, served before action 33.6%):
 its accounts without a card, each with a few requests in a crowd not yet proven to harvest
 for long in two hours, are held at the throttle until their block, so its floor is 0.60 where
-it was 0.50. The price of not blocking honest crowds that share content, measured.
+it was 0.50. Core 0.18: burst served 25.3% (acted on 100%, served before action 10.5% as
+before, median 5.6 min to action), since a machine's pace blocks at sixty requests instead of
+twenty, half an hour at the throttle's 2 a minute (a MOOC's learners and an exam's candidates
+send up to ~50 at that pace; docs/tuning.md "A machine's pace at 60 requests"), so its floor is
+0.30. The price of not blocking honest crowds that share content, measured.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def test_campaign_accounts_are_acted_on(report: Report, campaign: str) -> None:
     assert row.median_minutes_to_action is not None and row.median_minutes_to_action <= 15, row
 
 
-@pytest.mark.parametrize("campaign, most_served", [("campaign_burst", 0.20),
+@pytest.mark.parametrize("campaign, most_served", [("campaign_burst", 0.30),
                                                    ("campaign_cot", 0.40),
                                                    ("campaign_hydra", 0.60)])
 def test_campaigns_harvest_little(report: Report, campaign: str, most_served: float) -> None:
