@@ -291,12 +291,34 @@ def _may_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: Acco
     195 of 200 candidates blocked when a network crowd beside the content still blocked; a
     class behind its NAT, 40 of 40).
     """
-    if not cfg.harvest_session_s or churned or any(
-            kind in PRIOR_KINDS and s >= CORROBORATION_SCORE for kind, (s, _) in by_kind.items()):
-        return True  # (0: the rule off, content and networks block at once as before core 0.9)
-    paced = machine_paced(state.behaviour, cfg.machine_pace_requests, cfg.machine_pace_per_min)
-    return bool(state.strikes or rotating >= ROTATING or paced
-                or harvest_span(state.behaviour) >= cfg.harvest_session_s)
+    return _why_block(by_kind, churned, state, rotating, cfg) is not None
+
+
+def _why_block(by_kind: dict[str, tuple[float, str]], churned: bool, state: AccountState,
+               rotating: float, cfg: DetectorConfig) -> str | None:
+    """Which of `_may_block`'s conditions lets the block through, in a reason's words (the
+    first that holds, in this order), or None: held at a throttle. A block's reasons say it,
+    so that an operator reading one sees why it is not a throttle."""
+    if not cfg.harvest_session_s:
+        # (the rule off: content and networks block at once, as before core 0.9)
+        return "content and networks block at once (harvest_session_s 0)"
+    if churned:
+        return "a campaign's fresh account"
+    for kind, (score, key) in sorted(by_kind.items()):
+        if kind in PRIOR_KINDS and score >= CORROBORATION_SCORE:
+            return f"a payment instrument's crowd ({key})"
+    if state.strikes:
+        return f"blocked {state.strikes} time(s) before"
+    if rotating >= ROTATING:
+        return f"it moves between networks or clients (rotation {rotating:.2f})"
+    if machine_paced(state.behaviour, cfg.machine_pace_requests, cfg.machine_pace_per_min):
+        return (f"a machine's pace ({cfg.machine_pace_requests} or more templated high-value "
+                f"requests in one harvest at {cfg.machine_pace_per_min:g} a minute or faster)")
+    span = harvest_span(state.behaviour)
+    if span >= cfg.harvest_session_s:
+        return (f"harvested known templates for {span / 3600:.1f} h (a block from "
+                f"{cfg.harvest_session_s / 3600:.1f} h)")
+    return None
 
 
 def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessment:
@@ -378,10 +400,12 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     # kind of crowd, not two.
     borne_out = newcomer or own >= HARVESTING
     held = False
+    why_block: str | None = None
     if (score >= cfg.block_score and borne_out
             and corroborating >= (1 if state.strikes else 2)):
-        held = not _may_block(by_kind, replaced is not None or churned_newcomer, state,
-                              rotating, cfg)
+        why_block = _why_block(by_kind, replaced is not None or churned_newcomer, state,
+                               rotating, cfg)
+        held = why_block is None
         action = THROTTLE if held else BLOCK
     elif score >= cfg.throttle_score:
         action = THROTTLE
@@ -419,6 +443,8 @@ def assess(state: AccountState, now_ts: float, cfg: DetectorConfig) -> Assessmen
     if cluster_ids:
         reasons.append(f"the account's own requests: harvest {own:.2f} over {state.requests}"
                        + (f", blocked {state.strikes} time(s) before" if state.strikes else ""))
+    if why_block is not None:
+        reasons.append(f"a block, not a throttle: {why_block}")
     if held:
         reasons.append("held at throttle: no card, rotation, earlier block or machine pace "
                        f"beside the crowds, and harvested for "

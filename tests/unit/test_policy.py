@@ -366,6 +366,29 @@ def _candidate(harvested_s: float, verdicts: tuple[Verdict, ...]) -> AccountStat
     return st
 
 
+def test_a_block_says_which_condition_let_it_through() -> None:
+    # (an operator reading a block sees why it is not a throttle: a MOOC's learner blocked
+    # for moving between home, phone and campus networks read like one blocked by the pace)
+    verdicts = (*template_verdicts(TPL_A, 0.9), *template_verdicts(TPL_B, 0.9))
+    past = assess(_candidate(SESSION_CFG.harvest_session_s, verdicts), T0, SESSION_CFG)
+    assert past.action == "block"
+    assert ("a block, not a throttle: harvested known templates for 3.0 h (a block from 3.0 h)"
+            in past.reasons)
+    again = _candidate(30 * 60, verdicts)
+    again.strikes = 1
+    d = assess(again, T0, SESSION_CFG)
+    assert d.action == "block" and "a block, not a throttle: blocked 1 time(s) before" in d.reasons
+    hopping = _candidate(30 * 60, verdicts)
+    hopping.behaviour.asn_switches = hopping.requests
+    d = assess(hopping, T0, SESSION_CFG)
+    assert d.action == "block"
+    assert any(r.startswith("a block, not a throttle: it moves between networks or clients")
+               for r in d.reasons)
+    held = assess(_candidate(30 * 60, verdicts), T0, SESSION_CFG)
+    assert held.action == "throttle"
+    assert not any(r.startswith("a block, not a throttle") for r in held.reasons)
+
+
 def test_prompt_content_alone_throttles_for_a_session_and_blocks_past_it() -> None:
     # Two convicted templates are two crowds, enough to block a campaign's account; but an
     # exam's candidates (the held-out family exam_day, core 0.8: 83% of them blocked), a
