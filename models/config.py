@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from distillguard.models.behaviour import MACHINE_PACE_PER_MIN, MACHINE_PACE_REQUESTS
+
 # Raise it with every change of the core that changes decisions for the same settings: the
 # model version (and so every decision id) must tell two such cores apart. What each version
 # changed: docs/tuning.md, "Versions of the core". The package version (pyproject.toml)
@@ -136,11 +138,10 @@ class DetectorConfig:
     # ... unless the account harvests at a machine's pace: this many templated high-value
     # requests in one harvest at this many a minute or faster, on average over it
     # (`models.behaviour.machine_paced`; a person reads the answer before the next question).
-    # machine_pace_requests 0: pace never blocks. 60 since issue 14's exp16 (20 before: a MOOC's
-    # learners retrying and an exam's candidates a question a minute were blocked at their 20th;
-    # `models.behaviour.MACHINE_PACE_REQUESTS`).
-    machine_pace_requests: int = 60
-    machine_pace_per_min: float = 1.0
+    # machine_pace_requests 0: pace never blocks. The defaults are models.behaviour's (60 since
+    # core 0.18, 20 before: why there).
+    machine_pace_requests: int = MACHINE_PACE_REQUESTS
+    machine_pace_per_min: float = MACHINE_PACE_PER_MIN
     # Evidence half-life: cluster evidence against an account decays with event time.
     evidence_half_life_s: int = 2 * 3600
     # An account that has been blocked is remembered this long after its last request, so that
